@@ -1,0 +1,7 @@
+/** Worker entry: the HTTP app and the two Durable Object classes. */
+import { app } from "./app.js";
+
+export { MeshObject } from "./mesh/object.js";
+export { UnitObject } from "./unit/object.js";
+
+export default app;

@@ -1,0 +1,227 @@
+/**
+ * The Mesh Durable Object: one per mesh. It holds membership (the nodes and their control sockets)
+ * and the index of units, and decides where units run. Unit data never passes through here.
+ * Control sockets use the Hibernation API; keepalive pings are answered by the runtime's
+ * auto-response without waking the object.
+ */
+import { DurableObject } from "cloudflare:workers";
+import { type ErrorBody, type Result, fail, ok } from "../../shared/errors.js";
+import { newUnitId } from "../../shared/ids.js";
+import {
+  type BrokerControlMessage,
+  type HelloMessage,
+  PING,
+  PONG,
+  PROTOCOL_VERSION,
+  decodeAgentControl,
+  encode,
+} from "../../shared/protocol.js";
+import { isTerminal, type UnitState } from "../../shared/states.js";
+import type { MeshStatus } from "../../shared/unit.js";
+import { log, logError } from "../log.js";
+import { planDispatch } from "./dispatch.js";
+import { MeshStore, type UnitIndexRow } from "./store.js";
+
+export interface CreateUnitInput {
+  mesh: string;
+  worktype: string;
+  targetNode: string | null;
+  idempotencyKey: string | null;
+}
+
+export interface UnitChange {
+  id: string;
+  state: UnitState;
+  detail: string;
+  /** Set once the payload is stored: the unit may now be dispatched. */
+  ready?: boolean;
+}
+
+interface SocketAttachment {
+  nodeId: string;
+  helloed: boolean;
+}
+
+export class MeshObject extends DurableObject<Env> {
+  private readonly store: MeshStore;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.store = new MeshStore(ctx.storage.sql);
+    ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(PING, PONG));
+  }
+
+  /** Control socket upgrade; the Worker has checked auth and the node id. */
+  override async fetch(request: Request): Promise<Response> {
+    const url = new URL(request.url);
+    const nodeId = url.searchParams.get("node") ?? "";
+    this.rememberMesh(url.searchParams.get("mesh") ?? "");
+    const pair = new WebSocketPair();
+    const server = pair[1];
+    this.ctx.acceptWebSocket(server, [nodeId]);
+    server.serializeAttachment({ nodeId, helloed: false } satisfies SocketAttachment);
+    return new Response(null, { status: 101, webSocket: pair[0] });
+  }
+
+  override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
+    const attachment = ws.deserializeAttachment() as SocketAttachment;
+    try {
+      if (typeof message !== "string") return this.refuse(ws, { code: "bad_frame", message: "the control socket carries text frames only" });
+      const decoded = decodeAgentControl(message);
+      if (!decoded.ok) return this.refuse(ws, decoded.error);
+      const msg = decoded.value;
+      this.store.touchNode(attachment.nodeId, Date.now());
+      if (msg.type === "hello") return await this.onHello(ws, attachment, msg);
+      if (!attachment.helloed) return this.refuse(ws, { code: "bad_message", message: "send hello first" });
+      log("unit:rejected", { unit: msg.unit, node: attachment.nodeId, code: msg.error.code });
+      await this.unitStub(msg.unit).fail(`node ${attachment.nodeId} refused the unit: ${msg.error.message}`);
+    } catch (error) {
+      logError("mesh:message-failed", error, { node: attachment.nodeId });
+      this.send(ws, { type: "error", error: { code: "internal", message: "the broker failed to handle that message" } });
+    }
+  }
+
+  override async webSocketClose(ws: WebSocket, code: number): Promise<void> {
+    const { nodeId } = ws.deserializeAttachment() as SocketAttachment;
+    const others = this.ctx.getWebSockets(nodeId).filter((s) => s !== ws && s.readyState === WebSocket.OPEN);
+    if (others.length === 0) this.store.markDisconnected(nodeId, Date.now());
+    log("node:disconnected", { node: nodeId, code });
+  }
+
+  override async webSocketError(ws: WebSocket, error: unknown): Promise<void> {
+    const { nodeId } = ws.deserializeAttachment() as SocketAttachment;
+    logError("node:socket-error", error, { node: nodeId });
+  }
+
+  async createUnit(input: CreateUnitInput): Promise<Result<{ unit: UnitIndexRow; created: boolean }>> {
+    this.rememberMesh(input.mesh);
+    if (input.idempotencyKey) {
+      const existing = this.store.unitByIdempotencyKey(input.idempotencyKey);
+      if (existing) return ok({ unit: existing, created: false });
+    }
+    const known = this.store.knownWorkTypes();
+    if (input.targetNode !== null) {
+      const types = known.get(input.targetNode);
+      if (types && !types.has(input.worktype)) {
+        return fail("node_lacks_worktype", `node ${input.targetNode} does not offer work type ${input.worktype}`);
+      }
+      // An unknown target node is allowed: the unit waits Pending until that node joins.
+    } else if (![...known.values()].some((types) => types.has(input.worktype))) {
+      return fail("unknown_worktype", `no node of mesh ${input.mesh} offers work type ${input.worktype}`);
+    }
+    let id = newUnitId();
+    while (this.store.unit(id)) id = newUnitId();
+    const unit: UnitIndexRow = {
+      id,
+      worktype: input.worktype,
+      targetNode: input.targetNode,
+      node: null,
+      state: "Pending",
+      detail: "receiving payload",
+      ready: false,
+      createdAt: Date.now(),
+      updatedAt: Date.now(),
+    };
+    this.store.insertUnit(unit, input.idempotencyKey);
+    log("unit:created", { unit: id, worktype: input.worktype, targetNode: input.targetNode });
+    return ok({ unit, created: true });
+  }
+
+  async unitChanged(change: UnitChange): Promise<void> {
+    const current = this.store.unit(change.id);
+    if (!current) return;
+    this.store.updateUnit(change.id, change, Date.now());
+    if (change.ready || isTerminal(change.state)) await this.dispatch();
+  }
+
+  async listUnits(): Promise<UnitIndexRow[]> {
+    return this.store.units();
+  }
+
+  async status(mesh: string): Promise<MeshStatus> {
+    const nodes = this.store.nodes().map((node) => {
+      const socket = this.ctx.getWebSockets(node.nodeId)[0];
+      const pinged = socket ? this.ctx.getWebSocketAutoResponseTimestamp(socket) : null;
+      if (pinged && (!node.lastSeen || pinged.toISOString() > node.lastSeen)) node.lastSeen = pinged.toISOString();
+      return node;
+    });
+    return { mesh, nodes, units: this.store.counts() };
+  }
+
+  private async onHello(ws: WebSocket, attachment: SocketAttachment, hello: HelloMessage): Promise<void> {
+    if (hello.protocol !== PROTOCOL_VERSION) {
+      return this.refuse(ws, { code: "unsupported_protocol", message: `protocol ${hello.protocol} is not supported; this broker speaks ${PROTOCOL_VERSION}` }, true);
+    }
+    if (hello.nodeId !== attachment.nodeId) {
+      return this.refuse(ws, { code: "bad_message", message: `hello names node ${hello.nodeId} but the socket was opened for ${attachment.nodeId}` }, true);
+    }
+    // A reconnecting agent may find its previous socket still half-open: the newest one wins.
+    for (const other of this.ctx.getWebSockets(hello.nodeId)) {
+      if (other !== ws) other.close(4001, "replaced by a newer connection of the same node");
+    }
+    ws.serializeAttachment({ ...attachment, helloed: true } satisfies SocketAttachment);
+    this.store.upsertNode(hello.nodeId, hello, Date.now());
+    log("node:hello", { node: hello.nodeId, workTypes: hello.workTypes.map((w) => w.worktype), capacity: hello.capacity });
+    this.send(ws, { type: "welcome", nodeId: hello.nodeId, pingIntervalMs: Number(this.env.PING_INTERVAL_MS) });
+    await this.reconcile(ws, hello);
+    await this.dispatch();
+  }
+
+  /** After a reconnect: re-send assignments the agent never saw; fail units it no longer has. */
+  private async reconcile(ws: WebSocket, hello: HelloMessage): Promise<void> {
+    const held = new Set(hello.units);
+    for (const unit of this.store.activeOn(hello.nodeId)) {
+      if (held.has(unit.id)) continue;
+      if (unit.state === "Pending") {
+        this.send(ws, { type: "assign", unitId: unit.id, worktype: unit.worktype });
+      } else {
+        await this.unitStub(unit.id).fail(`node ${hello.nodeId} reconnected without the unit (agent restarted)`);
+      }
+    }
+  }
+
+  /**
+   * Places queued units. Placements are written before any await, so a dispatch that interleaves
+   * with another (during the RPCs below) can never place the same unit twice.
+   */
+  private async dispatch(): Promise<void> {
+    const placements = planDispatch(this.store.queue(), this.store.connectedSlots());
+    const now = Date.now();
+    for (const p of placements) this.store.assignUnit(p.unitId, p.nodeId, now);
+    for (const p of placements) {
+      const unit = this.store.unit(p.unitId);
+      if (!unit) continue;
+      const accepted = await this.unitStub(p.unitId).assign(p.nodeId);
+      if (!accepted.ok) {
+        log("unit:assign-refused", { unit: p.unitId, code: accepted.error.code });
+        continue;
+      }
+      log("unit:assign", { unit: p.unitId, node: p.nodeId });
+      for (const ws of this.ctx.getWebSockets(p.nodeId)) {
+        this.send(ws, { type: "assign", unitId: p.unitId, worktype: unit.worktype });
+      }
+    }
+  }
+
+  private unitStub(unitId: string) {
+    const mesh = this.store.meta("mesh") ?? "";
+    return this.env.UNIT.get(this.env.UNIT.idFromName(`${mesh}/${unitId}`));
+  }
+
+  private rememberMesh(mesh: string): void {
+    if (mesh && this.store.meta("mesh") !== mesh) this.store.setMeta("mesh", mesh);
+  }
+
+  private send(ws: WebSocket, message: BrokerControlMessage): void {
+    try {
+      ws.send(encode(message));
+    } catch (error) {
+      logError("mesh:send-failed", error);
+    }
+  }
+
+  private refuse(ws: WebSocket, error: ErrorBody, close = false): void {
+    this.send(ws, { type: "error", error });
+    if (close) ws.close(4400, error.code);
+  }
+}

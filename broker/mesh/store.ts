@@ -1,0 +1,208 @@
+/** The Mesh object's SQLite tables: its nodes and the index of its units. */
+import type { HelloMessage } from "../../shared/protocol.js";
+import type { UnitState } from "../../shared/states.js";
+import type { NodeStatus } from "../../shared/unit.js";
+import type { NodeSlots, QueuedUnit } from "./dispatch.js";
+
+export interface UnitIndexRow {
+  id: string;
+  worktype: string;
+  targetNode: string | null;
+  node: string | null;
+  state: UnitState;
+  detail: string;
+  ready: boolean;
+  createdAt: number;
+  updatedAt: number;
+}
+
+type NodeInfo = Pick<HelloMessage, "workTypes" | "capacity" | "tags" | "versions">;
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS nodes (
+  id TEXT PRIMARY KEY, info TEXT NOT NULL, connected INTEGER NOT NULL,
+  connected_at INTEGER, last_seen INTEGER);
+CREATE TABLE IF NOT EXISTS units (
+  id TEXT PRIMARY KEY, worktype TEXT NOT NULL, target_node TEXT, node TEXT,
+  state TEXT NOT NULL, detail TEXT NOT NULL, ready INTEGER NOT NULL,
+  idem_key TEXT UNIQUE, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS units_queue ON units(state, ready, node, created_at);
+CREATE INDEX IF NOT EXISTS units_by_node ON units(node, state);
+`;
+
+const UNIT_COLUMNS =
+  "id, worktype, target_node AS targetNode, node, state, detail, ready, created_at AS createdAt, updated_at AS updatedAt";
+
+function toUnit(row: Record<string, SqlStorageValue>): UnitIndexRow {
+  return { ...(row as unknown as UnitIndexRow), ready: row.ready === 1 };
+}
+
+export class MeshStore {
+  constructor(private readonly sql: SqlStorage) {
+    sql.exec(SCHEMA);
+  }
+
+  meta(key: string): string | null {
+    const row = this.sql.exec<{ v: string }>("SELECT v FROM meta WHERE k = ?", key).toArray()[0];
+    return row?.v ?? null;
+  }
+
+  setMeta(key: string, value: string): void {
+    this.sql.exec("INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v", key, value);
+  }
+
+  upsertNode(id: string, info: NodeInfo, now: number): void {
+    this.sql.exec(
+      `INSERT INTO nodes (id, info, connected, connected_at, last_seen) VALUES (?, ?, 1, ?, ?)
+       ON CONFLICT (id) DO UPDATE SET info = excluded.info, connected = 1,
+         connected_at = excluded.connected_at, last_seen = excluded.last_seen`,
+      id,
+      JSON.stringify(info),
+      now,
+      now,
+    );
+  }
+
+  markDisconnected(id: string, now: number): void {
+    this.sql.exec("UPDATE nodes SET connected = 0, last_seen = ? WHERE id = ?", now, id);
+  }
+
+  touchNode(id: string, now: number): void {
+    this.sql.exec("UPDATE nodes SET last_seen = ? WHERE id = ?", now, id);
+  }
+
+  /** Work types offered by any node this mesh has seen, connected or not. */
+  knownWorkTypes(): Map<string, Set<string>> {
+    const byNode = new Map<string, Set<string>>();
+    for (const row of this.sql.exec<{ id: string; info: string }>("SELECT id, info FROM nodes")) {
+      const info = JSON.parse(row.info) as NodeInfo;
+      byNode.set(row.id, new Set(info.workTypes.map((w) => w.worktype)));
+    }
+    return byNode;
+  }
+
+  nodes(): NodeStatus[] {
+    const active = this.activeCounts();
+    return this.sql
+      .exec<{ id: string; info: string; connected: number; connected_at: number | null; last_seen: number | null }>(
+        "SELECT id, info, connected, connected_at, last_seen FROM nodes ORDER BY id",
+      )
+      .toArray()
+      .map((row) => {
+        const info = JSON.parse(row.info) as NodeInfo;
+        return {
+          nodeId: row.id,
+          connected: row.connected === 1,
+          workTypes: info.workTypes,
+          capacity: info.capacity,
+          activeUnits: active.get(row.id) ?? 0,
+          tags: info.tags,
+          versions: info.versions,
+          connectedAt: row.connected_at === null ? null : new Date(row.connected_at).toISOString(),
+          lastSeen: row.last_seen === null ? null : new Date(row.last_seen).toISOString(),
+        };
+      });
+  }
+
+  connectedSlots(): NodeSlots[] {
+    const active = this.activeCounts();
+    return this.sql
+      .exec<{ id: string; info: string }>("SELECT id, info FROM nodes WHERE connected = 1")
+      .toArray()
+      .map((row) => {
+        const info = JSON.parse(row.info) as NodeInfo;
+        return {
+          id: row.id,
+          workTypes: info.workTypes.map((w) => w.worktype),
+          capacity: info.capacity,
+          active: active.get(row.id) ?? 0,
+        };
+      });
+  }
+
+  private activeCounts(): Map<string, number> {
+    const counts = new Map<string, number>();
+    for (const row of this.sql.exec<{ node: string; n: number }>(
+      "SELECT node, COUNT(*) AS n FROM units WHERE node IS NOT NULL AND state IN ('Pending', 'Running') GROUP BY node",
+    )) {
+      counts.set(row.node, row.n);
+    }
+    return counts;
+  }
+
+  insertUnit(row: Omit<UnitIndexRow, "updatedAt">, idempotencyKey: string | null): void {
+    this.sql.exec(
+      `INSERT INTO units (id, worktype, target_node, node, state, detail, ready, idem_key, created_at, updated_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      row.id,
+      row.worktype,
+      row.targetNode,
+      row.node,
+      row.state,
+      row.detail,
+      row.ready ? 1 : 0,
+      idempotencyKey,
+      row.createdAt,
+      row.createdAt,
+    );
+  }
+
+  unit(id: string): UnitIndexRow | null {
+    const row = this.sql.exec(`SELECT ${UNIT_COLUMNS} FROM units WHERE id = ?`, id).toArray()[0];
+    return row ? toUnit(row) : null;
+  }
+
+  unitByIdempotencyKey(key: string): UnitIndexRow | null {
+    const row = this.sql.exec(`SELECT ${UNIT_COLUMNS} FROM units WHERE idem_key = ?`, key).toArray()[0];
+    return row ? toUnit(row) : null;
+  }
+
+  units(): UnitIndexRow[] {
+    return this.sql.exec(`SELECT ${UNIT_COLUMNS} FROM units ORDER BY created_at, id`).toArray().map(toUnit);
+  }
+
+  updateUnit(id: string, change: { state: UnitState; detail: string; ready?: boolean }, now: number): void {
+    this.sql.exec(
+      "UPDATE units SET state = ?, detail = ?, ready = COALESCE(?, ready), updated_at = ? WHERE id = ?",
+      change.state,
+      change.detail,
+      change.ready === undefined ? null : change.ready ? 1 : 0,
+      now,
+      id,
+    );
+  }
+
+  assignUnit(id: string, node: string, now: number): void {
+    this.sql.exec("UPDATE units SET node = ?, detail = ?, updated_at = ? WHERE id = ?", node, `assigned to ${node}`, now, id);
+  }
+
+  /** Ready, unassigned Pending units, oldest first: the dispatch queue. */
+  queue(): QueuedUnit[] {
+    return this.sql
+      .exec<{ id: string; worktype: string; targetNode: string | null }>(
+        `SELECT id, worktype, target_node AS targetNode FROM units
+         WHERE state = 'Pending' AND ready = 1 AND node IS NULL ORDER BY created_at, id`,
+      )
+      .toArray();
+  }
+
+  /** Units placed on a node and not finished: what a reconnecting agent should hold. */
+  activeOn(node: string): Pick<UnitIndexRow, "id" | "worktype" | "state">[] {
+    return this.sql
+      .exec<{ id: string; worktype: string; state: UnitState }>(
+        "SELECT id, worktype, state FROM units WHERE node = ? AND state IN ('Pending', 'Running')",
+        node,
+      )
+      .toArray();
+  }
+
+  counts(): { pending: number; running: number } {
+    const row = this.sql
+      .exec<{ pending: number; running: number }>(
+        "SELECT COALESCE(SUM(state = 'Pending'), 0) AS pending, COALESCE(SUM(state = 'Running'), 0) AS running FROM units",
+      )
+      .one();
+    return row;
+  }
+}

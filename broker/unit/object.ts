@@ -1,0 +1,313 @@
+/**
+ * The Unit Durable Object: one per unit. It holds the unit's payload, its results log and status,
+ * serves result followers, and talks to the one agent running the unit over a data socket.
+ * State changes are reported to the Mesh object, which keeps the mesh-wide index.
+ */
+import { DurableObject } from "cloudflare:workers";
+import { type ErrorBody, type Result, fail, ok } from "../../shared/errors.js";
+import { CHUNK_BYTES, decodeFrame, encodeFrame } from "../../shared/frames.js";
+import {
+  type AgentDataMessage,
+  type BrokerDataMessage,
+  PING,
+  PONG,
+  PROTOCOL_VERSION,
+  decodeAgentData,
+  encode,
+} from "../../shared/protocol.js";
+import { STATE_NUMBER, type UnitState, isTerminal, transition } from "../../shared/states.js";
+import type { UnitRecord } from "../../shared/unit.js";
+import { log, logError } from "../log.js";
+import { outcome, planFrame } from "./logic.js";
+import { ingestPayload } from "./payload.js";
+import { resultsStream } from "./results.js";
+import { type UnitDoc, UnitStore } from "./store.js";
+
+export interface InitUnit {
+  mesh: string;
+  id: string;
+  worktype: string;
+  targetNode: string | null;
+  params: Record<string, string>;
+}
+
+interface AgentAttachment {
+  nodeId: string;
+}
+
+const AGENT_TAG = "agent";
+
+export class UnitObject extends DurableObject<Env> {
+  private readonly store: UnitStore;
+  private waiters: (() => void)[] = [];
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.store = new UnitStore(ctx.storage.sql);
+    ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(PING, PONG));
+  }
+
+  async init(input: InitUnit): Promise<UnitRecord> {
+    const existing = this.store.doc();
+    if (existing) return publicRecord(existing);
+    const doc: UnitDoc = {
+      ...input,
+      node: null,
+      state: "Pending",
+      stateNumber: STATE_NUMBER.Pending,
+      detail: "receiving payload",
+      payloadSize: 0,
+      stdoutSize: 0,
+      exitCode: null,
+      createdAt: new Date().toISOString(),
+      startedAt: null,
+      finishedAt: null,
+      payloadComplete: false,
+      cancelRequested: false,
+    };
+    this.store.save(doc);
+    return publicRecord(doc);
+  }
+
+  override async fetch(request: Request): Promise<Response> {
+    const url = new URL(request.url);
+    const doc = this.store.doc();
+    if (!doc) return errorResponse({ code: "unknown_unit", message: "no such unit" }, 404);
+    if (url.pathname.endsWith("/payload") && request.method === "POST") return this.receivePayload(request, doc);
+    if (url.pathname.endsWith("/results")) {
+      return new Response(resultsStream(this.store, Number(url.searchParams.get("offset") ?? 0), url.searchParams.get("follow") === "1", () => this.changed()), {
+        headers: { "content-type": "application/octet-stream", "x-unit-state": doc.state },
+      });
+    }
+    if (url.pathname.endsWith("/data")) return this.acceptAgent(url);
+    return errorResponse({ code: "unknown_route", message: "no such unit route" }, 404);
+  }
+
+  async status(): Promise<Result<UnitRecord>> {
+    const doc = this.store.doc();
+    return doc ? ok(publicRecord(doc)) : fail("unknown_unit", "no such unit");
+  }
+
+  /** Called by the Mesh when it places the unit on a node. Refused once the unit left Pending. */
+  async assign(nodeId: string): Promise<Result<void>> {
+    const doc = this.store.doc();
+    if (!doc) return fail("unknown_unit", "no such unit");
+    if (doc.state !== "Pending") return fail("illegal_transition", `unit is ${doc.state}`);
+    this.store.save({ ...doc, node: nodeId, detail: `assigned to ${nodeId}` });
+    return ok(undefined);
+  }
+
+  async cancel(): Promise<Result<UnitRecord>> {
+    const doc = this.store.doc();
+    if (!doc) return fail("unknown_unit", "no such unit");
+    if (doc.state === "Released") return fail("unit_released", "the unit was released");
+    if (isTerminal(doc.state)) return ok(publicRecord(doc));
+    if (doc.state === "Pending") {
+      await this.move(doc, "Canceled", "canceled before it started");
+      return ok(publicRecord(this.store.doc()!));
+    }
+    this.store.save({ ...doc, cancelRequested: true, detail: "cancel requested" });
+    this.sendAgent({ type: "cancel" });
+    log("unit:cancel", { unit: doc.id });
+    return ok(publicRecord(this.store.doc()!));
+  }
+
+  /** Cancel if needed, drop payload and results, keep a tombstone. */
+  async release(): Promise<Result<UnitRecord>> {
+    const doc = this.store.doc();
+    if (!doc) return fail("unknown_unit", "no such unit");
+    if (doc.state === "Released") return ok(publicRecord(doc));
+    this.store.deleteStreams();
+    await this.move(doc, "Released", "released");
+    return ok(publicRecord(this.store.doc()!));
+  }
+
+  async fail(detail: string): Promise<void> {
+    const doc = this.store.doc();
+    if (!doc || isTerminal(doc.state)) return;
+    await this.move(doc, "Failed", detail);
+  }
+
+  override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
+    const doc = this.store.doc();
+    try {
+      if (!doc) return this.refuse(ws, { code: "unknown_unit", message: "no such unit" }, true);
+      if (typeof message !== "string") return await this.onResults(ws, doc, message);
+      const decoded = decodeAgentData(message);
+      if (!decoded.ok) return this.refuse(ws, decoded.error);
+      await this.onMessage(ws, doc, decoded.value);
+    } catch (error) {
+      logError("unit:message-failed", error, { unit: doc?.id });
+      this.refuse(ws, { code: "internal", message: "the broker failed to handle that message" });
+    }
+  }
+
+  override async webSocketClose(ws: WebSocket, code: number): Promise<void> {
+    log("unit:agent-disconnected", { unit: this.store.doc()?.id, code });
+  }
+
+  override async webSocketError(_ws: WebSocket, error: unknown): Promise<void> {
+    logError("unit:socket-error", error, { unit: this.store.doc()?.id });
+  }
+
+  private async receivePayload(request: Request, doc: UnitDoc): Promise<Response> {
+    if (doc.payloadComplete || doc.state !== "Pending") {
+      return errorResponse({ code: "illegal_transition", message: "the payload was already received" }, 409);
+    }
+    const result = await ingestPayload(this.store, request, Number(this.env.MAX_PAYLOAD_BYTES));
+    if (!result.ok) {
+      await this.move(doc, "Failed", `${result.error.code}: ${result.error.message}`);
+      return errorResponse(result.error, result.error.code === "payload_too_large" ? 413 : 400);
+    }
+    const ready: UnitDoc = { ...doc, payloadSize: result.value, payloadComplete: true, detail: "waiting for a node" };
+    this.store.save(ready);
+    await this.notifyMesh(ready, true);
+    return Response.json(publicRecord(this.store.doc()!), { status: 201 });
+  }
+
+  private acceptAgent(url: URL): Response {
+    const nodeId = url.searchParams.get("node") ?? "";
+    for (const old of this.ctx.getWebSockets(AGENT_TAG)) old.close(4001, "replaced by a newer connection");
+    const pair = new WebSocketPair();
+    this.ctx.acceptWebSocket(pair[1], [AGENT_TAG]);
+    pair[1].serializeAttachment({ nodeId } satisfies AgentAttachment);
+    return new Response(null, { status: 101, webSocket: pair[0] });
+  }
+
+  private async onMessage(ws: WebSocket, doc: UnitDoc, msg: AgentDataMessage): Promise<void> {
+    const { nodeId } = ws.deserializeAttachment() as AgentAttachment;
+    if (msg.type === "attach") {
+      if (msg.protocol !== PROTOCOL_VERSION) {
+        return this.refuse(ws, { code: "unsupported_protocol", message: `protocol ${msg.protocol} is not supported` }, true);
+      }
+      if (doc.node !== nodeId || msg.nodeId !== nodeId) {
+        return this.refuse(ws, { code: "not_assigned", message: `unit ${doc.id} is not assigned to node ${msg.nodeId}` }, true);
+      }
+      return this.send(ws, {
+        type: "attached",
+        unit: { id: doc.id, worktype: doc.worktype, params: doc.params, payloadSize: doc.payloadSize },
+        state: doc.state,
+        resultsOffset: doc.stdoutSize,
+        cancel: doc.cancelRequested || isTerminal(doc.state),
+      });
+    }
+    if (doc.node !== nodeId) return this.refuse(ws, { code: "not_assigned", message: "attach first" }, true);
+    switch (msg.type) {
+      case "payload-pull":
+        return this.sendPayload(ws, msg.offset, msg.length);
+      case "started":
+        if (doc.state === "Pending") {
+          await this.move(doc, "Running", `running on ${nodeId}`, { startedAt: new Date().toISOString() });
+        } else if (isTerminal(doc.state)) {
+          this.send(ws, { type: "cancel" });
+        }
+        return;
+      case "finished":
+        return this.onFinished(ws, doc, msg);
+    }
+  }
+
+  private sendPayload(ws: WebSocket, offset: number, length: number): void {
+    const end = Math.min(offset + length, this.store.doc()!.payloadSize);
+    let position = offset;
+    while (position < end) {
+      const chunk = this.store.readAt("payload", position);
+      if (!chunk) break;
+      const slice = chunk.subarray(0, Math.min(chunk.byteLength, end - position, CHUNK_BYTES));
+      ws.send(encodeFrame("payload", position, slice));
+      position += slice.byteLength;
+    }
+  }
+
+  private async onResults(ws: WebSocket, doc: UnitDoc, message: ArrayBuffer): Promise<void> {
+    const decoded = decodeFrame(message);
+    if (!decoded.ok) return this.refuse(ws, decoded.error);
+    const frame = decoded.value;
+    if (frame.kind !== "results") return this.refuse(ws, { code: "bad_frame", message: "agents send results frames only" });
+    if (doc.state === "Released") return this.send(ws, { type: "closed", state: doc.state });
+    const plan = planFrame(doc.stdoutSize, frame.offset, frame.data.byteLength);
+    if (plan.action === "gap") {
+      return this.refuse(ws, { code: "results_gap", message: `results frame at ${frame.offset}, expected ${plan.expected}: resend from the last ack` });
+    }
+    if (plan.action === "append") {
+      const data = frame.data.subarray(plan.skip);
+      this.store.append("results", doc.stdoutSize, data);
+      this.store.save({ ...doc, stdoutSize: doc.stdoutSize + data.byteLength });
+      // Acknowledge only what is durable: wait for the write to be committed before the ack leaves.
+      await this.ctx.storage.sync();
+      this.wake();
+    }
+    this.send(ws, { type: "results-ack", offset: this.store.doc()!.stdoutSize });
+  }
+
+  private async onFinished(ws: WebSocket, doc: UnitDoc, msg: Extract<AgentDataMessage, { type: "finished" }>): Promise<void> {
+    if (isTerminal(doc.state)) return this.send(ws, { type: "closed", state: doc.state });
+    if (msg.resultsSize !== doc.stdoutSize) {
+      return this.refuse(ws, { code: "results_incomplete", message: `finished with ${msg.resultsSize} bytes of results but ${doc.stdoutSize} are stored` });
+    }
+    const { state, detail } = outcome(msg, doc.cancelRequested);
+    await this.move(doc, state, detail, { exitCode: msg.exitCode });
+    log("unit:finished", { unit: doc.id, state, detail, bytes: doc.stdoutSize });
+  }
+
+  /** The one place unit state changes: checked against the transition table, saved, announced. */
+  private async move(doc: UnitDoc, to: UnitState, detail: string, extra: Partial<UnitDoc> = {}): Promise<void> {
+    const allowed = transition(doc.state, to);
+    if (!allowed.ok) {
+      log("unit:illegal-transition", { unit: doc.id, from: doc.state, to });
+      return;
+    }
+    const next: UnitDoc = { ...doc, ...extra, state: to, stateNumber: STATE_NUMBER[to], detail };
+    if (isTerminal(to) && !next.finishedAt) next.finishedAt = new Date().toISOString();
+    this.store.save(next);
+    this.wake();
+    if (isTerminal(to)) this.sendAgent({ type: "closed", state: to });
+    await this.notifyMesh(next);
+  }
+
+  private async notifyMesh(doc: UnitDoc, ready?: boolean): Promise<void> {
+    try {
+      const mesh = this.env.MESH.get(this.env.MESH.idFromName(doc.mesh));
+      await mesh.unitChanged({ id: doc.id, state: doc.state, detail: doc.detail, ...(ready ? { ready } : {}) });
+    } catch (error) {
+      logError("unit:notify-mesh-failed", error, { unit: doc.id });
+    }
+  }
+
+  /** Resolves at the next write or state change; followers wait on it instead of polling. */
+  private changed(): Promise<void> {
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  private wake(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const resolve of waiters) resolve();
+  }
+
+  private sendAgent(message: BrokerDataMessage): void {
+    for (const ws of this.ctx.getWebSockets(AGENT_TAG)) this.send(ws, message);
+  }
+
+  private send(ws: WebSocket, message: BrokerDataMessage): void {
+    try {
+      ws.send(encode(message));
+    } catch (error) {
+      logError("unit:send-failed", error, { unit: this.store.doc()?.id });
+    }
+  }
+
+  private refuse(ws: WebSocket, error: ErrorBody, close = false): void {
+    this.send(ws, { type: "error", error });
+    if (close) ws.close(4400, error.code);
+  }
+}
+
+function publicRecord(doc: UnitDoc): UnitRecord {
+  const { payloadComplete: _p, cancelRequested: _c, ...record } = doc;
+  return record;
+}
+
+function errorResponse(error: ErrorBody, status: number): Response {
+  return Response.json({ error }, { status });
+}

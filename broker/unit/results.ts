@@ -1,0 +1,37 @@
+/**
+ * A follower's view of the results log: a pull-based stream that reads storage only when the
+ * consumer asks for more, so a slow reader holds no buffer and never slows the agent or other
+ * readers. With `follow`, it waits for new bytes until the unit reaches a final state.
+ */
+import { isTerminal } from "../../shared/states.js";
+import type { UnitStore } from "./store.js";
+
+export function resultsStream(
+  store: UnitStore,
+  offset: number,
+  follow: boolean,
+  changed: () => Promise<void>,
+): ReadableStream<Uint8Array> {
+  let position = offset;
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        for (;;) {
+          const chunk = store.readAt("results", position);
+          if (chunk) {
+            controller.enqueue(chunk.slice());
+            position += chunk.byteLength;
+            return;
+          }
+          const doc = store.doc();
+          if (!follow || !doc || isTerminal(doc.state)) {
+            controller.close();
+            return;
+          }
+          await changed();
+        }
+      },
+    },
+    { highWaterMark: 0 },
+  );
+}

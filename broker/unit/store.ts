@@ -1,0 +1,67 @@
+/**
+ * The Unit object's SQLite tables: its status document and its two byte streams (payload in,
+ * results out), each stored as numbered chunks keyed by byte offset. Chunks never overlap and
+ * never leave gaps, so a stream's size is the end of its last chunk.
+ */
+import type { UnitRecord } from "../../shared/unit.js";
+
+export interface UnitDoc extends UnitRecord {
+  payloadComplete: boolean;
+  cancelRequested: boolean;
+}
+
+export const STREAM = { payload: 1, results: 2 } as const;
+export type StreamName = keyof typeof STREAM;
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS unit (k INTEGER PRIMARY KEY CHECK (k = 1), doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS chunks (
+  stream INTEGER NOT NULL, off INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (stream, off));
+`;
+
+export class UnitStore {
+  private cached: UnitDoc | null | undefined;
+
+  constructor(private readonly sql: SqlStorage) {
+    sql.exec(SCHEMA);
+  }
+
+  doc(): UnitDoc | null {
+    if (this.cached === undefined) {
+      const row = this.sql.exec<{ doc: string }>("SELECT doc FROM unit WHERE k = 1").toArray()[0];
+      this.cached = row ? (JSON.parse(row.doc) as UnitDoc) : null;
+    }
+    return this.cached;
+  }
+
+  save(doc: UnitDoc): void {
+    this.sql.exec(
+      "INSERT INTO unit (k, doc) VALUES (1, ?) ON CONFLICT (k) DO UPDATE SET doc = excluded.doc",
+      JSON.stringify(doc),
+    );
+    this.cached = doc;
+  }
+
+  append(stream: StreamName, offset: number, data: Uint8Array): void {
+    this.sql.exec("INSERT INTO chunks (stream, off, data) VALUES (?, ?, ?)", STREAM[stream], offset, data);
+  }
+
+  /** The bytes of `stream` from `offset` to the end of the chunk holding it, or null past the end. */
+  readAt(stream: StreamName, offset: number): Uint8Array | null {
+    const row = this.sql
+      .exec<{ off: number; data: ArrayBuffer }>(
+        "SELECT off, data FROM chunks WHERE stream = ? AND off <= ? ORDER BY off DESC LIMIT 1",
+        STREAM[stream],
+        offset,
+      )
+      .toArray()[0];
+    if (!row) return null;
+    const data = new Uint8Array(row.data);
+    const start = offset - row.off;
+    return start < data.byteLength ? data.subarray(start) : null;
+  }
+
+  deleteStreams(): void {
+    this.sql.exec("DELETE FROM chunks");
+  }
+}

@@ -1,0 +1,141 @@
+/**
+ * Every message of the wire protocol, defined once. Text WebSocket frames carry these JSON messages;
+ * binary frames carry stream bytes (see frames.ts). Two sockets exist:
+ *  - the control socket, agent ⇄ Mesh object: hello/welcome, assign, reject;
+ *  - the data socket, agent ⇄ Unit object (one per unit): attach, payload pulls, results acks,
+ *    started/finished, cancel.
+ * Receivers go through `decodeControl`/`decodeData`, which never throw.
+ */
+import { z } from "zod";
+import { type ErrorBody, type Result, fail, isErrorCode, ok } from "./errors.js";
+import { NAME_PATTERN, UNIT_ID_PATTERN } from "./ids.js";
+import { UNIT_STATES } from "./states.js";
+
+export const PROTOCOL_VERSION = 1;
+/** Keepalive text both sockets answer with `PONG` via the runtime's auto-response. */
+export const PING = "ping";
+export const PONG = "pong";
+/** Largest text frame a peer may send; binary frames are bounded by MAX_FRAME_BYTES. */
+export const MAX_TEXT_FRAME = 64 * 1024;
+
+const nodeId = z.string().regex(NAME_PATTERN);
+const unitId = z.string().regex(UNIT_ID_PATTERN);
+const offset = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+const errorBody = z.object({
+  code: z.string().refine(isErrorCode),
+  message: z.string(),
+}) as unknown as z.ZodType<ErrorBody>;
+
+export const WorkTypeAd = z.object({
+  worktype: z.string().regex(NAME_PATTERN),
+  /** receptor's "Secure": the node verifies signatures for this work type. */
+  verifySignature: z.boolean(),
+  allowRuntimeParams: z.boolean(),
+});
+export type WorkTypeAd = z.infer<typeof WorkTypeAd>;
+
+export const Versions = z.object({
+  agent: z.string(),
+  node: z.string(),
+  ansibleRunner: z.string().nullable(),
+  podman: z.string().nullable(),
+  /** podman answered `podman info`: containers may run (whether `podman run` works is another matter). */
+  podmanUsable: z.boolean(),
+});
+export type Versions = z.infer<typeof Versions>;
+
+export const UnitParams = z.record(z.string(), z.string());
+
+const Hello = z.object({
+  type: z.literal("hello"),
+  protocol: z.number().int(),
+  nodeId,
+  workTypes: z.array(WorkTypeAd).max(256),
+  capacity: z.number().int().min(1).max(100_000),
+  tags: z.record(z.string(), z.string()),
+  versions: Versions,
+  /** Units this agent still holds (running, or finished with results not yet delivered). */
+  units: z.array(unitId).max(100_000),
+});
+
+const Reject = z.object({ type: z.literal("reject"), unit: unitId, error: errorBody });
+
+export const AgentControlMessage = z.discriminatedUnion("type", [Hello, Reject]);
+export type AgentControlMessage = z.infer<typeof AgentControlMessage>;
+export type HelloMessage = z.infer<typeof Hello>;
+
+export const Assignment = z.object({
+  id: unitId,
+  worktype: z.string(),
+  params: UnitParams,
+  payloadSize: offset,
+});
+export type Assignment = z.infer<typeof Assignment>;
+
+export const BrokerControlMessage = z.discriminatedUnion("type", [
+  z.object({ type: z.literal("welcome"), nodeId, pingIntervalMs: z.number().int().positive() }),
+  /** The agent answers by opening the unit's data socket, or with `reject`. */
+  z.object({ type: z.literal("assign"), unitId, worktype: z.string() }),
+  z.object({ type: z.literal("error"), error: errorBody }),
+]);
+export type BrokerControlMessage = z.infer<typeof BrokerControlMessage>;
+
+export const AgentDataMessage = z.discriminatedUnion("type", [
+  z.object({ type: z.literal("attach"), protocol: z.number().int(), nodeId }),
+  /** Ask for payload bytes [offset, offset+length); the broker answers with binary payload frames. */
+  z.object({ type: z.literal("payload-pull"), offset, length: z.number().int().positive().max(16 << 20) }),
+  z.object({ type: z.literal("started"), pid: z.number().int().nullable() }),
+  z.object({
+    type: z.literal("finished"),
+    exitCode: z.number().int().nullable(),
+    signal: z.string().nullable(),
+    /** Total bytes of results; the broker only accepts the outcome once it stored all of them. */
+    resultsSize: offset,
+    canceled: z.boolean(),
+    /** Set when the command could not run at all (spawn failure, refused unit). */
+    detail: z.string().max(1024).optional(),
+  }),
+]);
+export type AgentDataMessage = z.infer<typeof AgentDataMessage>;
+
+export const BrokerDataMessage = z.discriminatedUnion("type", [
+  z.object({
+    type: z.literal("attached"),
+    unit: Assignment,
+    state: z.enum(UNIT_STATES),
+    /** Results bytes the broker holds durably: the agent resumes sending from here. */
+    resultsOffset: offset,
+    cancel: z.boolean(),
+  }),
+  z.object({ type: z.literal("results-ack"), offset }),
+  z.object({ type: z.literal("cancel") }),
+  /** The unit reached a final state the agent need not act on further; it may drop its spool. */
+  z.object({ type: z.literal("closed"), state: z.enum(UNIT_STATES) }),
+  z.object({ type: z.literal("error"), error: errorBody }),
+]);
+export type BrokerDataMessage = z.infer<typeof BrokerDataMessage>;
+
+function decodeWith<T>(schema: z.ZodType<T>, text: string): Result<T> {
+  if (text.length > MAX_TEXT_FRAME) return fail("frame_too_large", `text frame over ${MAX_TEXT_FRAME} bytes`);
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    return fail("bad_message", "text frame is not JSON");
+  }
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const where = issue?.path.length ? ` at ${issue.path.join(".")}` : "";
+    return fail("bad_message", `invalid message${where}: ${issue?.message ?? "does not match the protocol"}`);
+  }
+  return ok(parsed.data);
+}
+
+export const decodeAgentControl = (text: string) => decodeWith(AgentControlMessage, text);
+export const decodeBrokerControl = (text: string) => decodeWith(BrokerControlMessage, text);
+export const decodeAgentData = (text: string) => decodeWith(AgentDataMessage, text);
+export const decodeBrokerData = (text: string) => decodeWith(BrokerDataMessage, text);
+
+export const encode = (message: AgentControlMessage | BrokerControlMessage | AgentDataMessage | BrokerDataMessage) =>
+  JSON.stringify(message);

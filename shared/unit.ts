@@ -1,0 +1,47 @@
+/** The unit status record served by the HTTP API (receptor's status record, in JSON-friendly names). */
+import type { UnitState } from "./states.js";
+
+export interface UnitRecord {
+  id: string;
+  mesh: string;
+  worktype: string;
+  /** The node asked for at submit time, if any. */
+  targetNode: string | null;
+  /** The node the unit was assigned to. */
+  node: string | null;
+  params: Record<string, string>;
+  state: UnitState;
+  /** receptor's numeric state (0 Pending … 4 Canceled, 5 Released). */
+  stateNumber: number;
+  detail: string;
+  payloadSize: number;
+  stdoutSize: number;
+  exitCode: number | null;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+}
+
+export interface NodeStatus {
+  nodeId: string;
+  connected: boolean;
+  workTypes: { worktype: string; verifySignature: boolean; allowRuntimeParams: boolean }[];
+  capacity: number;
+  activeUnits: number;
+  tags: Record<string, string>;
+  versions: {
+    agent: string;
+    node: string;
+    ansibleRunner: string | null;
+    podman: string | null;
+    podmanUsable: boolean;
+  };
+  connectedAt: string | null;
+  lastSeen: string | null;
+}
+
+export interface MeshStatus {
+  mesh: string;
+  nodes: NodeStatus[];
+  units: { pending: number; running: number };
+}
