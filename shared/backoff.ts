@@ -13,3 +13,7 @@ export function backoffDelay(attempt: number, { baseMs, maxMs, random = Math.ran
   const cap = Math.min(maxMs, baseMs * 2 ** Math.min(attempt, 30));
   return Math.floor(random() * cap);
 }
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -15,6 +15,7 @@ export const ERROR_STATUS = {
   unknown_route: 404,
   unit_released: 410,
   illegal_transition: 409,
+  at_capacity: 409,
   payload_too_large: 413,
   payload_incomplete: 400,
   unsupported_media_type: 415,

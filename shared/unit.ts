@@ -45,3 +45,15 @@ export interface MeshStatus {
   nodes: NodeStatus[];
   units: { pending: number; running: number };
 }
+
+/** A row of the mesh's unit index (`GET …/units`). */
+export interface UnitSummary {
+  id: string;
+  worktype: string;
+  targetNode: string | null;
+  node: string | null;
+  state: UnitState;
+  detail: string;
+  createdAt: string;
+  updatedAt: string;
+}

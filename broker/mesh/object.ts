@@ -17,8 +17,9 @@ import {
   encode,
 } from "../../shared/protocol.js";
 import { isTerminal, type UnitState } from "../../shared/states.js";
-import type { MeshStatus } from "../../shared/unit.js";
+import type { MeshStatus, UnitSummary } from "../../shared/unit.js";
 import { log, logError } from "../log.js";
+import { completeClose } from "../socket.js";
 import { planDispatch } from "./dispatch.js";
 import { MeshStore, type UnitIndexRow } from "./store.js";
 
@@ -85,6 +86,7 @@ export class MeshObject extends DurableObject<Env> {
     const { nodeId } = ws.deserializeAttachment() as SocketAttachment;
     const others = this.ctx.getWebSockets(nodeId).filter((s) => s !== ws && s.readyState === WebSocket.OPEN);
     if (others.length === 0) this.store.markDisconnected(nodeId, Date.now());
+    completeClose(ws, code);
     log("node:disconnected", { node: nodeId, code });
   }
 
@@ -134,8 +136,12 @@ export class MeshObject extends DurableObject<Env> {
     if (change.ready || isTerminal(change.state)) await this.dispatch();
   }
 
-  async listUnits(): Promise<UnitIndexRow[]> {
-    return this.store.units();
+  async listUnits(): Promise<UnitSummary[]> {
+    return this.store.units().map(({ ready: _ready, createdAt, updatedAt, ...unit }) => ({
+      ...unit,
+      createdAt: new Date(createdAt).toISOString(),
+      updatedAt: new Date(updatedAt).toISOString(),
+    }));
   }
 
   async status(mesh: string): Promise<MeshStatus> {

@@ -18,6 +18,7 @@ import {
 import { STATE_NUMBER, type UnitState, isTerminal, transition } from "../../shared/states.js";
 import type { UnitRecord } from "../../shared/unit.js";
 import { log, logError } from "../log.js";
+import { completeClose } from "../socket.js";
 import { outcome, planFrame } from "./logic.js";
 import { ingestPayload } from "./payload.js";
 import { resultsStream } from "./results.js";
@@ -143,6 +144,7 @@ export class UnitObject extends DurableObject<Env> {
   }
 
   override async webSocketClose(ws: WebSocket, code: number): Promise<void> {
+    completeClose(ws, code);
     log("unit:agent-disconnected", { unit: this.store.doc()?.id, code });
   }
 

@@ -1,0 +1,148 @@
+/**
+ * The agent's control link: dial out to the mesh, say hello (node id, work types, capacity, tags,
+ * versions, units still held), take assignments, and reconnect with jittered backoff whenever the
+ * link drops. Each assigned unit gets a UnitRunner with its own data link.
+ */
+import { join } from "node:path";
+import { backoffDelay, sleep } from "../shared/backoff.js";
+import { type ErrorBody } from "../shared/errors.js";
+import { type AgentControlMessage, PROTOCOL_VERSION, type Versions, decodeBrokerControl, encode } from "../shared/protocol.js";
+import type { WorkCommand } from "./config.js";
+import { type Logger, errorMessage } from "./log.js";
+import { UnitRunner } from "./runner.js";
+import { type Link, openLink } from "./socket.js";
+
+export interface AgentOptions {
+  broker: string;
+  mesh: string;
+  token: string;
+  nodeId: string;
+  workDir: string;
+  capacity: number;
+  tags: Record<string, string>;
+  workCommands: WorkCommand[];
+  versions: Versions;
+  cancelGraceMs: number;
+  log: Logger;
+}
+
+/** Until the broker's welcome says otherwise. */
+const DEFAULT_PING_MS = 15_000;
+
+export class Agent {
+  private readonly runners = new Map<string, UnitRunner>();
+  private link: Link | null = null;
+  private stopped = false;
+  private pingIntervalMs = DEFAULT_PING_MS;
+
+  constructor(private readonly opts: AgentOptions) {}
+
+  private url(path: string, query: Record<string, string>): string {
+    const base = new URL(this.opts.broker);
+    base.protocol = base.protocol === "https:" ? "wss:" : "ws:";
+    base.pathname = `${base.pathname.replace(/\/$/, "")}/v1/meshes/${encodeURIComponent(this.opts.mesh)}${path}`;
+    for (const [k, v] of Object.entries(query)) base.searchParams.set(k, v);
+    return base.toString();
+  }
+
+  /** Runs until stop(): one control link at a time, reconnecting after every loss. */
+  async run(): Promise<void> {
+    const { log } = this.opts;
+    for (let attempt = 0; !this.stopped; attempt++) {
+      try {
+        this.link = await openLink(this.url("/connect", { node: this.opts.nodeId }), this.opts.token, {
+          onText: (text) => this.onText(text),
+          onBinary: () => log.warn("control:unexpected-binary"),
+        }, this.pingIntervalMs);
+        attempt = 0;
+        this.sendHello();
+        const code = await this.link.closed;
+        if (!this.stopped) log.warn("control:disconnected", { code });
+      } catch (error) {
+        log.warn("control:connect-failed", { error: errorMessage(error), attempt });
+      }
+      this.link = null;
+      if (!this.stopped) await sleep(backoffDelay(attempt, { baseMs: 500, maxMs: 30_000 }));
+    }
+  }
+
+  /** Closes the control link; units already running finish and report first. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.link?.close(1000, "agent stopping");
+    await Promise.all([...this.runners.values()].map((r) => r.done));
+  }
+
+  private send(message: AgentControlMessage): void {
+    this.link?.send(encode(message));
+  }
+
+  private sendHello(): void {
+    const { opts } = this;
+    this.send({
+      type: "hello",
+      protocol: PROTOCOL_VERSION,
+      nodeId: opts.nodeId,
+      workTypes: opts.workCommands.map((w) => ({
+        worktype: w.worktype,
+        verifySignature: w.verifysignature,
+        allowRuntimeParams: w.allowruntimeparams,
+      })),
+      capacity: opts.capacity,
+      tags: opts.tags,
+      versions: opts.versions,
+      units: [...this.runners.keys()],
+    });
+  }
+
+  private onText(text: string): void {
+    const decoded = decodeBrokerControl(text);
+    if (!decoded.ok) {
+      this.opts.log.warn("control:bad-message", { ...decoded.error });
+      return;
+    }
+    const msg = decoded.value;
+    switch (msg.type) {
+      case "welcome":
+        this.pingIntervalMs = msg.pingIntervalMs;
+        this.opts.log.info("control:connected", { node: msg.nodeId, mesh: this.opts.mesh });
+        return;
+      case "assign":
+        return this.onAssign(msg.unitId, msg.worktype);
+      case "error":
+        this.opts.log.warn("control:broker-error", { ...msg.error });
+        return;
+    }
+  }
+
+  private onAssign(unitId: string, worktype: string): void {
+    if (this.runners.has(unitId)) return;
+    const work = this.opts.workCommands.find((w) => w.worktype === worktype);
+    if (!work) return this.reject(unitId, { code: "unknown_worktype", message: `this node has no work type ${worktype}` });
+    if (this.runners.size >= this.opts.capacity) {
+      return this.reject(unitId, { code: "at_capacity", message: `node is at capacity (${this.opts.capacity})` });
+    }
+    const runner = new UnitRunner({
+      unitId,
+      workCommand: work,
+      dataUrl: this.url(`/units/${unitId}/data`, { node: this.opts.nodeId }),
+      token: this.opts.token,
+      nodeId: this.opts.nodeId,
+      unitDir: join(this.opts.workDir, "units", unitId),
+      cancelGraceMs: this.opts.cancelGraceMs,
+      pingIntervalMs: this.pingIntervalMs,
+      log: this.opts.log,
+    });
+    this.runners.set(unitId, runner);
+    this.opts.log.info("unit:assigned", { unit: unitId, worktype });
+    runner
+      .run()
+      .catch((error) => this.opts.log.error("unit:runner-crashed", { unit: unitId, error: errorMessage(error) }))
+      .finally(() => this.runners.delete(unitId));
+  }
+
+  private reject(unitId: string, error: ErrorBody): void {
+    this.opts.log.warn("unit:reject", { unit: unitId, ...error });
+    this.send({ type: "reject", unit: unitId, error });
+  }
+}

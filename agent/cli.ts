@@ -1,0 +1,135 @@
+#!/usr/bin/env node
+/** `mesh-agent`: the execution-node agent. Dials out to the broker; needs no inbound port. */
+import { hostname, availableParallelism, homedir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { NAME_PATTERN } from "../shared/ids.js";
+import { Agent } from "./agent.js";
+import { ConfigError, type WorkCommand, loadConfig } from "./config.js";
+import { LEVELS, type Level, createLogger } from "./log.js";
+import { onPath, probeVersions } from "./probe.js";
+import { isUsageError, packageVersion } from "./version.js";
+
+const HELP = `Usage: mesh-agent --broker URL --token TOKEN [options]
+
+Connects out to a mesh-agent broker and runs the units of work it assigns.
+
+Options (each also from the environment variable shown):
+  --broker URL          broker base URL, e.g. https://broker.example.com      MESH_BROKER
+  --token TOKEN         agent token                                            MESH_TOKEN
+  --mesh ID             mesh to join (default: default)                        MESH_ID
+  --node-id ID          this node's id (default: config node.id, else hostname) MESH_NODE_ID
+  --config FILE         receptor-style YAML with work-command entries          MESH_AGENT_CONFIG
+  --work-dir DIR        per-unit directories and spool                         MESH_WORK_DIR
+                        (default: ~/.local/state/mesh-agent)
+  --capacity N          units run at once (default: CPU count)                 MESH_CAPACITY
+  --tag k=v             a tag to advertise; repeatable                         MESH_TAGS (k=v,k=v)
+  --cancel-grace SEC    SIGINT→SIGKILL grace on cancel (default: 10)           MESH_CANCEL_GRACE
+  --log-level LEVEL     debug, info, warn or error (default: info)             MESH_LOG_LEVEL
+  -h, --help            this help
+  -v, --version         print the version
+
+Without --config, the work type "ansible-runner" runs "ansible-runner worker" if
+ansible-runner is on PATH.`;
+
+class UsageError extends Error {}
+
+function fail(message: string): never {
+  throw new UsageError(message);
+}
+
+function parseTags(items: string[]): Record<string, string> {
+  const tags: Record<string, string> = {};
+  for (const item of items) {
+    const eq = item.indexOf("=");
+    if (eq <= 0) fail(`--tag takes key=value, got "${item}"`);
+    tags[item.slice(0, eq)] = item.slice(eq + 1);
+  }
+  return tags;
+}
+
+function positiveInt(name: string, raw: string): number {
+  if (!/^\d+$/.test(raw) || Number(raw) < 1) fail(`${name} must be a positive integer, got "${raw}"`);
+  return Number(raw);
+}
+
+async function main(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      broker: { type: "string" },
+      token: { type: "string" },
+      mesh: { type: "string" },
+      "node-id": { type: "string" },
+      config: { type: "string" },
+      "work-dir": { type: "string" },
+      capacity: { type: "string" },
+      tag: { type: "string", multiple: true },
+      "cancel-grace": { type: "string" },
+      "log-level": { type: "string" },
+      help: { type: "boolean", short: "h" },
+      version: { type: "boolean", short: "v" },
+    },
+  });
+  if (values.help) return void console.log(HELP);
+  if (values.version) return void console.log(packageVersion());
+  const env = process.env;
+  const broker = values.broker ?? env.MESH_BROKER ?? fail("give the broker URL: --broker URL or MESH_BROKER");
+  const token = values.token ?? env.MESH_TOKEN ?? fail("give a token: --token TOKEN or MESH_TOKEN");
+  if (!/^https?:\/\//.test(broker)) fail(`--broker must be an http(s) URL, got "${broker}"`);
+  const level = values["log-level"] ?? env.MESH_LOG_LEVEL ?? "info";
+  if (!(LEVELS as readonly string[]).includes(level)) fail(`--log-level must be one of ${LEVELS.join(", ")}`);
+  const log = createLogger(level as Level);
+
+  const configPath = values.config ?? env.MESH_AGENT_CONFIG;
+  const config = configPath ? await loadConfig(configPath) : { nodeId: null, workCommands: [], ignored: [] };
+  for (const key of new Set(config.ignored)) log.info("config:ignored-entry", { entry: key, reason: "not used by mesh-agent" });
+  let workCommands: WorkCommand[] = config.workCommands;
+  if (!configPath && (await onPath("ansible-runner"))) {
+    workCommands = [{ worktype: "ansible-runner", command: "ansible-runner", params: "worker", allowruntimeparams: false, verifysignature: false }];
+  }
+  if (workCommands.length === 0) {
+    fail(configPath ? `${configPath} defines no work-command entries` : "no work types: ansible-runner is not on PATH and no --config was given");
+  }
+
+  const nodeId = values["node-id"] ?? env.MESH_NODE_ID ?? config.nodeId ?? hostname().replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 64);
+  if (!NAME_PATTERN.test(nodeId)) fail(`node id "${nodeId}" must be 1-64 characters of [A-Za-z0-9._-]`);
+  const mesh = values.mesh ?? env.MESH_ID ?? "default";
+  if (!NAME_PATTERN.test(mesh)) fail(`mesh id "${mesh}" must be 1-64 characters of [A-Za-z0-9._-]`);
+  const tagItems = values.tag ?? (env.MESH_TAGS ? env.MESH_TAGS.split(",").filter(Boolean) : []);
+
+  const agent = new Agent({
+    broker,
+    mesh,
+    token,
+    nodeId,
+    workDir: values["work-dir"] ?? env.MESH_WORK_DIR ?? join(homedir(), ".local", "state", "mesh-agent"),
+    capacity: positiveInt("--capacity", values.capacity ?? env.MESH_CAPACITY ?? String(availableParallelism())),
+    tags: parseTags(tagItems),
+    workCommands,
+    versions: await probeVersions(packageVersion()),
+    cancelGraceMs: positiveInt("--cancel-grace", values["cancel-grace"] ?? env.MESH_CANCEL_GRACE ?? "10") * 1000,
+    log,
+  });
+  let signals = 0;
+  const onSignal = (signal: string) => {
+    signals += 1;
+    if (signals > 1) process.exit(130);
+    log.info("agent:draining", { signal, hint: "units in progress finish first; signal again to exit now" });
+    void agent.stop().then(() => process.exit(0));
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  log.info("agent:start", { broker, mesh, node: nodeId, workTypes: workCommands.map((w) => w.worktype) });
+  await agent.run();
+}
+
+main(process.argv.slice(2)).catch((error: unknown) => {
+  if (error instanceof UsageError || error instanceof ConfigError || isUsageError(error)) {
+    console.error(`mesh-agent: ${error.message}`);
+    console.error("Try 'mesh-agent --help'.");
+    process.exit(2);
+  }
+  console.error(`mesh-agent: ${error instanceof Error ? error.stack : String(error)}`);
+  process.exit(1);
+});

@@ -1,0 +1,301 @@
+/**
+ * One unit on this agent: fetch its payload over the unit's data socket, run the work command,
+ * stream its results back, report how it ended. The process keeps running while the link is down;
+ * each reconnect re-attaches and resumes from what the broker acknowledged, so results arrive
+ * exactly once and in order. Unacknowledged bytes in flight are bounded by a window.
+ */
+import { watch, type FSWatcher } from "node:fs";
+import { mkdir, open, rm, stat, type FileHandle } from "node:fs/promises";
+import { join } from "node:path";
+import { parse as parseShell } from "shell-quote";
+import { backoffDelay, sleep } from "../shared/backoff.js";
+import { type ErrorBody } from "../shared/errors.js";
+import { CHUNK_BYTES, decodeFrame, encodeFrame } from "../shared/frames.js";
+import { type AgentDataMessage, type Assignment, PROTOCOL_VERSION, decodeBrokerData, encode } from "../shared/protocol.js";
+import { type UnitState, isTerminal } from "../shared/states.js";
+import type { WorkCommand } from "./config.js";
+import { type Logger, errorMessage } from "./log.js";
+import { type Exit, type RunningProcess, startProcess } from "./process.js";
+import { type Link, openLink } from "./socket.js";
+
+export interface RunnerOptions {
+  unitId: string;
+  workCommand: WorkCommand;
+  dataUrl: string;
+  token: string;
+  nodeId: string;
+  unitDir: string;
+  cancelGraceMs: number;
+  pingIntervalMs: number;
+  log: Logger;
+}
+
+/** Results bytes sent but not yet acknowledged, at most. */
+const RESULTS_WINDOW = 8 * 1024 * 1024;
+/** Payload bytes requested but not yet received, at most. */
+const PAYLOAD_WINDOW = 4 * 1024 * 1024;
+const POLL_MS = 250;
+
+/** Command-line arguments of a work command: its params, then runtime params where allowed. */
+export function commandArgs(work: WorkCommand, unitParams: Record<string, string>): { args: string[] } | { error: string } {
+  const split = (text: string) => parseShell(text);
+  const words = [...split(work.params)];
+  const runtime = unitParams.params;
+  if (runtime !== undefined && runtime !== "") {
+    if (!work.allowruntimeparams) return { error: `work type ${work.worktype} does not allow runtime params` };
+    words.push(...split(runtime));
+  }
+  if (words.some((w) => typeof w !== "string")) return { error: "params may not contain shell operators, globs or comments" };
+  return { args: words as string[] };
+}
+
+export class UnitRunner {
+  readonly done: Promise<void>;
+  private finish!: () => void;
+  private link: Link | null = null;
+  private finished = false;
+  private unit: Assignment | null = null;
+  private payload: FileHandle | null = null;
+  private payloadReceived = 0;
+  private payloadRequested = 0;
+  private payloadWrites: Promise<unknown> = Promise.resolve();
+  private process: RunningProcess | null = null;
+  private exit: Exit | null = null;
+  private cancelRequested = false;
+  private resultsAcked = 0;
+  private resultsSent = 0;
+  private pumping = false;
+  private finishSent = false;
+  private watcher: FSWatcher | null = null;
+  private poll: NodeJS.Timeout | null = null;
+
+  constructor(private readonly opts: RunnerOptions) {
+    this.done = new Promise((resolve) => (this.finish = resolve));
+  }
+
+  get id(): string {
+    return this.opts.unitId;
+  }
+
+  private get payloadPath() {
+    return join(this.opts.unitDir, "payload");
+  }
+
+  private get resultsPath() {
+    return join(this.opts.unitDir, "stdout");
+  }
+
+  async run(): Promise<void> {
+    await mkdir(this.opts.unitDir, { recursive: true, mode: 0o700 });
+    for (let attempt = 0; !this.finished; attempt++) {
+      try {
+        this.link = await openLink(this.opts.dataUrl, this.opts.token, {
+          onText: (text) => this.onText(text),
+          onBinary: (data) => this.onBinary(data),
+        }, this.opts.pingIntervalMs);
+        attempt = 0;
+        this.finishSent = false;
+        this.send({ type: "attach", protocol: PROTOCOL_VERSION, nodeId: this.opts.nodeId });
+        const code = await Promise.race([this.link.closed, this.done.then(() => 1000)]);
+        if (!this.finished) this.opts.log.info("unit:link-lost", { unit: this.id, code });
+      } catch (error) {
+        this.opts.log.warn("unit:connect-failed", { unit: this.id, error: errorMessage(error) });
+      }
+      if (!this.finished) await sleep(backoffDelay(attempt, { baseMs: 250, maxMs: 15_000 }));
+    }
+    await this.done;
+  }
+
+  private send(message: AgentDataMessage): void {
+    this.link?.send(encode(message));
+  }
+
+  private onText(text: string): void {
+    const decoded = decodeBrokerData(text);
+    if (!decoded.ok) {
+      this.opts.log.warn("unit:bad-message", { unit: this.id, ...decoded.error });
+      return;
+    }
+    const msg = decoded.value;
+    switch (msg.type) {
+      case "attached":
+        return void this.onAttached(msg.unit, msg.state, msg.resultsOffset, msg.cancel).catch((error) => this.abort(error));
+      case "results-ack":
+        this.resultsAcked = Math.max(this.resultsAcked, msg.offset);
+        return void this.pump();
+      case "cancel":
+        return this.cancel();
+      case "closed":
+        return void this.close(`unit is ${msg.state}`);
+      case "error":
+        return this.onError(msg.error);
+    }
+  }
+
+  private onError(error: ErrorBody): void {
+    this.opts.log.warn("unit:broker-error", { unit: this.id, ...error });
+    if (error.code === "not_assigned" || error.code === "unknown_unit") {
+      void this.close(`broker refused the unit: ${error.message}`);
+    } else {
+      // Any other fault: drop the link and re-attach, which resynchronises both offsets.
+      this.link?.close(4000, error.code);
+    }
+  }
+
+  private async onAttached(unit: Assignment, state: UnitState, resultsOffset: number, cancel: boolean): Promise<void> {
+    this.unit = unit;
+    if (cancel && isTerminal(state)) return this.close(`unit is ${state}`);
+    if (cancel) this.cancel();
+    if (this.process || this.exit) {
+      if (this.process) this.send({ type: "started", pid: this.process.pid });
+      this.resultsAcked = resultsOffset;
+      this.resultsSent = resultsOffset;
+      return this.pump();
+    }
+    if (this.cancelRequested) return this.reportWithoutRunning("canceled before it started", true);
+    if (!this.payload) this.payload = await open(this.payloadPath, "w", 0o600);
+    this.payloadRequested = this.payloadReceived;
+    this.pullPayload();
+    if (unit.payloadSize === 0) await this.payloadComplete();
+  }
+
+  private pullPayload(): void {
+    const size = this.unit?.payloadSize ?? 0;
+    while (this.payloadRequested < size && this.payloadRequested - this.payloadReceived < PAYLOAD_WINDOW) {
+      const length = Math.min(1024 * 1024, size - this.payloadRequested);
+      this.send({ type: "payload-pull", offset: this.payloadRequested, length });
+      this.payloadRequested += length;
+    }
+  }
+
+  private onBinary(bytes: Uint8Array): void {
+    const decoded = decodeFrame(bytes);
+    if (!decoded.ok || decoded.value.kind !== "payload" || !this.payload) {
+      this.opts.log.warn("unit:bad-frame", { unit: this.id });
+      return;
+    }
+    const { offset, data } = decoded.value;
+    if (offset !== this.payloadReceived) {
+      // Frames of a request made on an earlier link; the current link re-requested from here.
+      return;
+    }
+    const file = this.payload;
+    this.payloadReceived += data.byteLength;
+    const complete = this.payloadReceived === this.unit?.payloadSize;
+    this.payloadWrites = this.payloadWrites
+      .then(() => file.write(data, 0, data.byteLength, offset))
+      .then(() => (complete ? this.payloadComplete() : this.pullPayload()))
+      .catch((error) => this.abort(error));
+  }
+
+  private async payloadComplete(): Promise<void> {
+    if (this.process || this.exit || !this.unit) return;
+    await this.payload?.close();
+    this.payload = null;
+    const args = commandArgs(this.opts.workCommand, this.unit.params);
+    if ("error" in args) return this.reportWithoutRunning(args.error, false);
+    const child = await startProcess({
+      command: this.opts.workCommand.command,
+      args: args.args,
+      cwd: this.opts.unitDir,
+      stdinPath: this.payloadPath,
+      stdoutPath: this.resultsPath,
+    });
+    this.process = child;
+    this.opts.log.info("unit:started", { unit: this.id, pid: child.pid, command: this.opts.workCommand.command });
+    this.send({ type: "started", pid: child.pid });
+    if (this.cancelRequested) child.cancel(this.opts.cancelGraceMs);
+    this.watchResults();
+    void child.exited.then((exit) => {
+      this.exit = exit;
+      this.process = null;
+      this.opts.log.info("unit:exited", { unit: this.id, ...exit });
+      void this.pump();
+    });
+  }
+
+  private watchResults(): void {
+    try {
+      this.watcher = watch(this.resultsPath, () => void this.pump());
+    } catch {
+      // inotify may be unavailable or exhausted; the poll below still moves the results.
+    }
+    this.poll = setInterval(() => void this.pump(), POLL_MS);
+  }
+
+  /** Sends results from the spool file while the window allows; reports the end once all is acked. */
+  private async pump(): Promise<void> {
+    if (this.pumping || this.finished || !this.link) return;
+    this.pumping = true;
+    try {
+      const reader = await open(this.resultsPath, "r").catch(() => null);
+      if (!reader) return;
+      try {
+        const buffer = Buffer.allocUnsafe(CHUNK_BYTES);
+        while (this.resultsSent - this.resultsAcked < RESULTS_WINDOW) {
+          const { bytesRead } = await reader.read(buffer, 0, CHUNK_BYTES, this.resultsSent);
+          if (bytesRead === 0) break;
+          this.link.send(encodeFrame("results", this.resultsSent, buffer.subarray(0, bytesRead)));
+          this.resultsSent += bytesRead;
+        }
+      } finally {
+        await reader.close();
+      }
+      if (this.exit && !this.finishSent) {
+        const size = (await stat(this.resultsPath)).size;
+        if (this.resultsAcked === size) this.reportExit(this.exit, size);
+      }
+    } catch (error) {
+      this.opts.log.warn("unit:pump-failed", { unit: this.id, error: errorMessage(error) });
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private reportExit(exit: Exit, resultsSize: number): void {
+    this.finishSent = true;
+    this.send({
+      type: "finished",
+      exitCode: exit.exitCode,
+      signal: exit.signal,
+      resultsSize,
+      canceled: this.cancelRequested,
+      ...(exit.error ? { detail: exit.error } : {}),
+    });
+  }
+
+  private reportWithoutRunning(detail: string, canceled: boolean): void {
+    this.exit = { exitCode: null, signal: null, error: detail };
+    this.finishSent = true;
+    this.send({ type: "finished", exitCode: null, signal: null, resultsSize: 0, canceled, detail });
+  }
+
+  private cancel(): void {
+    if (this.cancelRequested) return;
+    this.cancelRequested = true;
+    this.opts.log.info("unit:cancel", { unit: this.id });
+    this.process?.cancel(this.opts.cancelGraceMs);
+  }
+
+  private abort(error: unknown): void {
+    this.opts.log.error("unit:failed-locally", { unit: this.id, error: errorMessage(error) });
+    if (!this.process && !this.exit) this.reportWithoutRunning(`agent error: ${errorMessage(error)}`, false);
+  }
+
+  /** The unit is over for this agent: stop its process if still running, drop its spool. */
+  private async close(reason: string): Promise<void> {
+    if (this.finished) return;
+    this.finished = true;
+    this.opts.log.info("unit:closed", { unit: this.id, reason });
+    this.watcher?.close();
+    if (this.poll) clearInterval(this.poll);
+    this.link?.close(1000, "unit closed");
+    if (this.process) {
+      this.process.cancel(this.opts.cancelGraceMs);
+      await this.process.exited;
+    }
+    await this.payload?.close().catch(() => undefined);
+    await rm(this.opts.unitDir, { recursive: true, force: true });
+    this.finish();
+  }
+}

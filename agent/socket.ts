@@ -1,0 +1,73 @@
+/**
+ * Outbound WebSocket links to the broker (undici), with keepalive: the agent pings on an interval,
+ * the broker's runtime answers without waking its object, and a link that stays silent for two
+ * intervals is closed so the caller reconnects instead of waiting on a dead peer.
+ */
+import { WebSocket } from "undici";
+import { PING, PONG } from "../shared/protocol.js";
+
+export interface Link {
+  ws: WebSocket;
+  /** Resolves with the close code once the link is closed, by either side. */
+  closed: Promise<number>;
+  send(data: string | Uint8Array): void;
+  close(code?: number, reason?: string): void;
+}
+
+export interface LinkHandlers {
+  onText(text: string): void;
+  onBinary(data: Uint8Array): void;
+}
+
+export function openLink(url: string, token: string, handlers: LinkHandlers, pingIntervalMs: number): Promise<Link> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, { headers: { authorization: `Bearer ${token}` } });
+    ws.binaryType = "arraybuffer";
+    let lastHeard = Date.now();
+    let opened = false;
+    let keepalive: NodeJS.Timeout | undefined;
+    const closed = new Promise<number>((done) => {
+      ws.addEventListener("close", (event) => {
+        clearInterval(keepalive);
+        if (!opened) reject(new Error(`connection to ${redact(url)} failed (close code ${event.code}${event.reason ? `: ${event.reason}` : ""})`));
+        done(event.code);
+      });
+    });
+    ws.addEventListener("error", () => {
+      // Always followed by a close event, which settles both promises.
+    });
+    ws.addEventListener("message", (event) => {
+      lastHeard = Date.now();
+      if (typeof event.data === "string") {
+        if (event.data !== PONG) handlers.onText(event.data);
+      } else {
+        handlers.onBinary(new Uint8Array(event.data as ArrayBuffer));
+      }
+    });
+    ws.addEventListener("open", () => {
+      opened = true;
+      keepalive = setInterval(() => {
+        if (Date.now() - lastHeard > 2 * pingIntervalMs + 1000) {
+          ws.close(4008, "keepalive timeout");
+          return;
+        }
+        if (ws.readyState === WebSocket.OPEN) ws.send(PING);
+      }, pingIntervalMs);
+      keepalive.unref();
+      resolve({
+        ws,
+        closed,
+        send(data) {
+          if (ws.readyState === WebSocket.OPEN) ws.send(data);
+        },
+        close(code = 1000, reason = "") {
+          if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING) ws.close(code, reason);
+        },
+      });
+    });
+  });
+}
+
+function redact(url: string): string {
+  return url.replace(/\?.*$/, "");
+}

@@ -1,0 +1,159 @@
+#!/usr/bin/env node
+/** `meshctl`: the receptorctl-shaped client of a mesh-agent broker. */
+import { createReadStream } from "node:fs";
+import { parseArgs } from "node:util";
+import { isUsageError, packageVersion } from "../agent/version.js";
+import { MeshApiError, MeshClient } from "./client.js";
+import { printStatus, Progress } from "./output.js";
+
+const HELP = `Usage: meshctl [--broker URL] [--token TOKEN] [--mesh ID] COMMAND
+
+Commands:
+  status [--json]                         nodes, work types, capacity, last seen
+  work submit WORKTYPE [--node N] [-p FILE|-] [-f] [-a key=value]… [--idempotency-key K]
+                                          submit a unit; -p - reads the payload from stdin;
+                                          -f streams its results to stdout and exits non-zero
+                                          unless it succeeds; -a params="…" passes runtime params
+  work list                               all units, as JSON
+  work status ID                          one unit's status record, as JSON
+  work results ID [--offset N] [-f]       raw results from byte N (-f: follow to the end)
+  work cancel ID…                         cancel units
+  work release ID…                        cancel and delete units
+
+Connection (flags or environment):
+  --broker URL     MESH_BROKER
+  --token TOKEN    MESH_TOKEN
+  --mesh ID        MESH_ID (default: default)`;
+
+class UsageError extends Error {}
+const usage = (message: string): never => {
+  throw new UsageError(message);
+};
+
+function keyValues(items: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const item of items) {
+    const eq = item.indexOf("=");
+    if (eq <= 0) usage(`-a takes key=value, got "${item}"`);
+    out[item.slice(0, eq)] = item.slice(eq + 1);
+  }
+  return out;
+}
+
+const printJson = (value: unknown) => process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+
+async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      broker: { type: "string" },
+      token: { type: "string" },
+      mesh: { type: "string" },
+      node: { type: "string" },
+      payload: { type: "string", short: "p" },
+      follow: { type: "boolean", short: "f" },
+      param: { type: "string", short: "a", multiple: true },
+      offset: { type: "string" },
+      "idempotency-key": { type: "string" },
+      json: { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+      version: { type: "boolean", short: "v" },
+    },
+  });
+  if (values.help || positionals.length === 0) {
+    console.log(HELP);
+    return values.help ? 0 : 2;
+  }
+  if (values.version) {
+    console.log(packageVersion());
+    return 0;
+  }
+  const broker = values.broker ?? process.env.MESH_BROKER ?? usage("give the broker URL: --broker URL or MESH_BROKER");
+  const token = values.token ?? process.env.MESH_TOKEN ?? usage("give a token: --token TOKEN or MESH_TOKEN");
+  const client = new MeshClient(broker, token, values.mesh ?? process.env.MESH_ID ?? "default");
+  const [command, sub, ...rest] = positionals;
+
+  if (command === "status") {
+    const status = await client.status();
+    if (values.json) printJson(status);
+    else printStatus(status, process.stdout);
+    return 0;
+  }
+  if (command !== "work") return usage(`unknown command "${command}"`);
+  const ids = () => (rest.length > 0 ? rest : usage(`work ${sub} needs at least one unit id`));
+  switch (sub) {
+    case "submit": {
+      const worktype = rest[0] ?? usage("work submit needs a WORKTYPE");
+      const source = values.payload ?? usage("give the payload: -p FILE, or -p - for stdin");
+      const payload = source === "-" ? process.stdin : createReadStream(source);
+      const unit = await client.submit({
+        worktype,
+        node: values.node,
+        params: keyValues(values.param ?? []),
+        idempotencyKey: values["idempotency-key"],
+        payload,
+      });
+      if (!values.follow) {
+        printJson(unit);
+        return 0;
+      }
+      return follow(client, unit.id);
+    }
+    case "list":
+      printJson(await client.list());
+      return 0;
+    case "status":
+      printJson(await client.unit(rest[0] ?? usage("work status needs a unit id")));
+      return 0;
+    case "results": {
+      const id = rest[0] ?? usage("work results needs a unit id");
+      const offset = values.offset ?? "0";
+      if (!/^\d+$/.test(offset)) usage("--offset must be a non-negative integer");
+      if (values.follow) return follow(client, id, Number(offset));
+      await client.results(id, process.stdout, { offset: Number(offset) });
+      return 0;
+    }
+    case "cancel":
+      for (const id of ids()) printJson(await client.cancel(id));
+      return 0;
+    case "release":
+      for (const id of ids()) printJson(await client.release(id));
+      return 0;
+    default:
+      return usage(`unknown work command "${sub ?? ""}"`);
+  }
+}
+
+/** Raw results to stdout; progress to stderr only for a person at a terminal; exit 1 unless it succeeded. */
+async function follow(client: MeshClient, id: string, offset = 0): Promise<number> {
+  const progress = new Progress(process.stderr, id);
+  progress.start(client);
+  try {
+    await client.results(id, process.stdout, { offset, follow: true });
+  } finally {
+    progress.stop();
+  }
+  const unit = await client.unit(id);
+  if (unit.state === "Succeeded") return 0;
+  process.stderr.write(`meshctl: unit ${id} ${unit.state}: ${unit.detail}\n`);
+  return 1;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    if (error instanceof UsageError || isUsageError(error)) {
+      console.error(`meshctl: ${error.message}\nTry 'meshctl --help'.`);
+      process.exitCode = 2;
+    } else if (error instanceof MeshApiError) {
+      console.error(`meshctl: ${error.code}: ${error.message}`);
+      process.exitCode = 1;
+    } else {
+      console.error(`meshctl: ${error instanceof Error ? error.message : String(error)}`);
+      process.exitCode = 1;
+    }
+  },
+);

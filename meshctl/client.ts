@@ -1,0 +1,122 @@
+/**
+ * The broker's HTTP API as functions. Errors come back as MeshApiError carrying the broker's
+ * stable code; the results follower resumes from the last byte it got if the connection drops.
+ */
+import type { Readable, Writable } from "node:stream";
+import { request } from "undici";
+import { sleep } from "../shared/backoff.js";
+import { isTerminal } from "../shared/states.js";
+import type { MeshStatus, UnitRecord, UnitSummary } from "../shared/unit.js";
+
+export class MeshApiError extends Error {
+  override name = "MeshApiError";
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly status: number,
+  ) {
+    super(message);
+  }
+}
+
+export interface SubmitOptions {
+  worktype: string;
+  node?: string | undefined;
+  params?: Record<string, string>;
+  idempotencyKey?: string | undefined;
+  payload: Readable | Buffer | string;
+}
+
+export class MeshClient {
+  constructor(
+    private readonly broker: string,
+    private readonly token: string,
+    private readonly mesh: string,
+  ) {}
+
+  private url(path: string, query: Record<string, string | undefined> = {}): string {
+    const url = new URL(this.broker);
+    url.pathname = `${url.pathname.replace(/\/$/, "")}/v1/meshes/${encodeURIComponent(this.mesh)}${path}`;
+    for (const [k, v] of Object.entries(query)) if (v !== undefined) url.searchParams.set(k, v);
+    return url.toString();
+  }
+
+  private async call(method: "GET" | "POST" | "DELETE", path: string, options: { query?: Record<string, string | undefined>; body?: SubmitOptions["payload"]; headers?: Record<string, string> } = {}) {
+    let response;
+    try {
+      response = await request(this.url(path, options.query), {
+        method,
+        headers: { authorization: `Bearer ${this.token}`, ...options.headers },
+        body: options.body ?? null,
+      });
+    } catch (error) {
+      throw new MeshApiError("unreachable", `cannot reach the broker at ${this.broker}: ${error instanceof Error ? error.message : String(error)}`, 0);
+    }
+    if (response.statusCode >= 400) {
+      const text = await response.body.text();
+      let code = "http_error";
+      let message = `HTTP ${response.statusCode}`;
+      try {
+        const body = JSON.parse(text) as { error?: { code?: string; message?: string } };
+        code = body.error?.code ?? code;
+        message = body.error?.message ?? message;
+      } catch {
+        if (text) message = `${message}: ${text.slice(0, 200)}`;
+      }
+      throw new MeshApiError(code, message, response.statusCode);
+    }
+    return response;
+  }
+
+  private async json<T>(method: "GET" | "POST" | "DELETE", path: string, query?: Record<string, string | undefined>): Promise<T> {
+    const response = await this.call(method, path, query ? { query } : {});
+    return (await response.body.json()) as T;
+  }
+
+  status = () => this.json<MeshStatus>("GET", "/status");
+  list = () => this.json<UnitSummary[]>("GET", "/units");
+  unit = (id: string) => this.json<UnitRecord>("GET", `/units/${encodeURIComponent(id)}`);
+  cancel = (id: string) => this.json<UnitRecord>("POST", `/units/${encodeURIComponent(id)}/cancel`);
+  release = (id: string) => this.json<UnitRecord>("DELETE", `/units/${encodeURIComponent(id)}`);
+
+  async submit(options: SubmitOptions): Promise<UnitRecord> {
+    const query: Record<string, string | undefined> = { worktype: options.worktype, node: options.node };
+    for (const [k, v] of Object.entries(options.params ?? {})) query[`param.${k}`] = v;
+    const response = await this.call("POST", "/units", {
+      query,
+      body: options.payload,
+      headers: { "content-type": "application/octet-stream", ...(options.idempotencyKey ? { "idempotency-key": options.idempotencyKey } : {}) },
+    });
+    return (await response.body.json()) as UnitRecord;
+  }
+
+  /**
+   * Copies results from `offset` to `out`, byte for byte, respecting its backpressure. With
+   * `follow`, keeps going until the unit is final, reconnecting from the last byte written.
+   * Returns the offset reached.
+   */
+  async results(id: string, out: Writable, options: { offset?: number; follow?: boolean } = {}): Promise<number> {
+    let offset = options.offset ?? 0;
+    for (let attempt = 0; ; attempt++) {
+      const before = offset;
+      try {
+        const response = await this.call("GET", `/units/${encodeURIComponent(id)}/results`, {
+          query: { offset: String(offset), follow: options.follow ? "1" : undefined },
+        });
+        for await (const chunk of response.body) {
+          const buffer = chunk as Buffer;
+          offset += buffer.byteLength;
+          if (!out.write(buffer)) await new Promise((resolve) => out.once("drain", resolve));
+        }
+      } catch (error) {
+        if (error instanceof MeshApiError && error.status >= 400 && error.status < 500) throw error;
+        if (attempt >= 20) throw error;
+      }
+      if (!options.follow) return offset;
+      if (offset > before) attempt = 0;
+      const record = await this.unit(id);
+      if (isTerminal(record.state) && offset >= record.stdoutSize) return offset;
+      await sleep(Math.min(200 * (attempt + 1), 2000));
+    }
+  }
+}
