@@ -1,0 +1,112 @@
+/** Real processes for e2e tests: the built agent and meshctl, talking to the shared broker. */
+import { type ChildProcess, spawn } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { mkdtemp, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { request } from "undici";
+import { inject } from "vitest";
+import { ROOT } from "../../scripts/local-broker.js";
+import type { MeshStatus } from "../../shared/unit.js";
+
+export const AGENT_BIN = join(ROOT, "dist/agent/cli.js");
+export const MESHCTL_BIN = join(ROOT, "dist/meshctl/cli.js");
+
+export function broker() {
+  return inject("broker");
+}
+
+export function newMesh(): string {
+  return `t-${randomUUID().slice(0, 12)}`;
+}
+
+export async function tempDir(prefix = "mesh-test-"): Promise<string> {
+  return mkdtemp(join(tmpdir(), prefix));
+}
+
+export interface RunningAgent {
+  process: ChildProcess;
+  logs(): string;
+  stop(): Promise<void>;
+}
+
+const started = new Set<ChildProcess>();
+
+/** Starts `mesh-agent` with a receptor-style config and waits until the broker lists the node. */
+export async function startAgent(opts: { mesh: string; nodeId: string; config: string; capacity?: number; extraArgs?: string[] }): Promise<RunningAgent> {
+  const dir = await tempDir("mesh-agent-");
+  const configPath = join(dir, "agent.yml");
+  await writeFile(configPath, opts.config);
+  const { url, token } = broker();
+  const child = spawn(
+    process.execPath,
+    [AGENT_BIN, "--broker", url, "--token", token, "--mesh", opts.mesh, "--node-id", opts.nodeId, "--config", configPath, "--work-dir", join(dir, "work"), "--capacity", String(opts.capacity ?? 2), "--log-level", "debug", ...(opts.extraArgs ?? [])],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
+  started.add(child);
+  let output = "";
+  child.stdout?.on("data", (d) => (output += d));
+  child.stderr?.on("data", (d) => (output += d));
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const agent: RunningAgent = {
+    process: child,
+    logs: () => output,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill("SIGKILL");
+        await exited;
+      }
+      started.delete(child);
+    },
+  };
+  await waitFor(async () => {
+    if (child.exitCode !== null) throw new Error(`agent exited early:\n${output}`);
+    const status = await api<MeshStatus>(opts.mesh, "GET", "/status");
+    return status.body.nodes.some((n) => n.nodeId === opts.nodeId && n.connected);
+  }, `node ${opts.nodeId} to connect`);
+  return agent;
+}
+
+export async function waitFor(check: () => Promise<boolean> | boolean, what: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+export async function api<T = unknown>(mesh: string, method: "GET" | "POST" | "DELETE", path: string, options: { body?: string | Buffer; token?: string | null; headers?: Record<string, string> } = {}): Promise<{ status: number; body: T }> {
+  const { url, token } = broker();
+  const auth = options.token === null ? {} : { authorization: `Bearer ${options.token ?? token}` };
+  const response = await request(`${url}/v1/meshes/${mesh}${path}`, { method, headers: { ...auth, ...options.headers }, body: options.body ?? null });
+  const text = await response.body.text();
+  let body: unknown = text;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    // Raw bytes (results) stay text.
+  }
+  return { status: response.statusCode, body: body as T };
+}
+
+export interface CliResult {
+  code: number;
+  stdout: Buffer;
+  stderr: string;
+}
+
+/** Runs a shell pipeline with meshctl on PATH-like variable $MESHCTL and the broker in the env. */
+export function sh(mesh: string, script: string, cwd = ROOT): Promise<CliResult> {
+  const { url, token } = broker();
+  return new Promise((resolve) => {
+    const child = spawn("bash", ["-o", "pipefail", "-c", script], {
+      cwd,
+      env: { ...process.env, MESH_BROKER: url, MESH_TOKEN: token, MESH_ID: mesh, MESHCTL: `${process.execPath} ${MESHCTL_BIN}` },
+    });
+    const out: Buffer[] = [];
+    let err = "";
+    child.stdout.on("data", (d: Buffer) => out.push(d));
+    child.stderr.on("data", (d) => (err += d));
+    child.once("exit", (code) => resolve({ code: code ?? 1, stdout: Buffer.concat(out), stderr: err }));
+  });
+}
