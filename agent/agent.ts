@@ -31,6 +31,7 @@ const DEFAULT_PING_MS = 15_000;
 
 export class Agent {
   private readonly runners = new Map<string, UnitRunner>();
+  private readonly waiting: { unitId: string; work: WorkCommand }[] = [];
   private link: Link | null = null;
   private stopped = false;
   private pingIntervalMs = DEFAULT_PING_MS;
@@ -91,7 +92,7 @@ export class Agent {
       capacity: opts.capacity,
       tags: opts.tags,
       versions: opts.versions,
-      units: [...this.runners.keys()],
+      units: [...this.runners.keys(), ...this.waiting.map((w) => w.unitId)],
     });
   }
 
@@ -116,12 +117,19 @@ export class Agent {
   }
 
   private onAssign(unitId: string, worktype: string): void {
-    if (this.runners.has(unitId)) return;
+    if (this.runners.has(unitId) || this.waiting.some((w) => w.unitId === unitId)) return;
     const work = this.opts.workCommands.find((w) => w.worktype === worktype);
     if (!work) return this.reject(unitId, { code: "unknown_worktype", message: `this node has no work type ${worktype}` });
     if (this.runners.size >= this.opts.capacity) {
-      return this.reject(unitId, { code: "at_capacity", message: `node is at capacity (${this.opts.capacity})` });
+      // The broker frees a slot when a unit ends, which can reach us before this agent has
+      // finished closing that unit: hold the assignment until the slot is free here too.
+      this.waiting.push({ unitId, work });
+      return;
     }
+    this.startRunner(unitId, work);
+  }
+
+  private startRunner(unitId: string, work: WorkCommand): void {
     const runner = new UnitRunner({
       unitId,
       workCommand: work,
@@ -134,11 +142,15 @@ export class Agent {
       log: this.opts.log,
     });
     this.runners.set(unitId, runner);
-    this.opts.log.info("unit:assigned", { unit: unitId, worktype });
+    this.opts.log.info("unit:assigned", { unit: unitId, worktype: work.worktype });
     runner
       .run()
       .catch((error) => this.opts.log.error("unit:runner-crashed", { unit: unitId, error: errorMessage(error) }))
-      .finally(() => this.runners.delete(unitId));
+      .finally(() => {
+        this.runners.delete(unitId);
+        const next = this.waiting.shift();
+        if (next) this.startRunner(next.unitId, next.work);
+      });
   }
 
   private reject(unitId: string, error: ErrorBody): void {

@@ -38,7 +38,8 @@ const POLL_MS = 250;
 
 /** Command-line arguments of a work command: its params, then runtime params where allowed. */
 export function commandArgs(work: WorkCommand, unitParams: Record<string, string>): { args: string[] } | { error: string } {
-  const split = (text: string) => parseShell(text);
+  // Split like a shell would, but expand nothing: `$X` stays literal, as no shell ever runs.
+  const split = (text: string) => parseShell(text, (name) => `$${name}`);
   const words = [...split(work.params)];
   const runtime = unitParams.params;
   if (runtime !== undefined && runtime !== "") {

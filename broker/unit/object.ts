@@ -34,6 +34,8 @@ export interface InitUnit {
 
 interface AgentAttachment {
   nodeId: string;
+  /** Set once the assigned node attached on this socket; only such a socket may act for the unit. */
+  attached: boolean;
 }
 
 const AGENT_TAG = "agent";
@@ -133,7 +135,10 @@ export class UnitObject extends DurableObject<Env> {
     const doc = this.store.doc();
     try {
       if (!doc) return this.refuse(ws, { code: "unknown_unit", message: "no such unit" }, true);
-      if (typeof message !== "string") return await this.onResults(ws, doc, message);
+      if (typeof message !== "string") {
+        if (!isAttached(ws)) return this.refuse(ws, { code: "not_assigned", message: "attach first" }, true);
+        return await this.onResults(ws, doc, message);
+      }
       const decoded = decodeAgentData(message);
       if (!decoded.ok) return this.refuse(ws, decoded.error);
       await this.onMessage(ws, doc, decoded.value);
@@ -169,15 +174,14 @@ export class UnitObject extends DurableObject<Env> {
 
   private acceptAgent(url: URL): Response {
     const nodeId = url.searchParams.get("node") ?? "";
-    for (const old of this.ctx.getWebSockets(AGENT_TAG)) old.close(4001, "replaced by a newer connection");
     const pair = new WebSocketPair();
     this.ctx.acceptWebSocket(pair[1], [AGENT_TAG]);
-    pair[1].serializeAttachment({ nodeId } satisfies AgentAttachment);
+    pair[1].serializeAttachment({ nodeId, attached: false } satisfies AgentAttachment);
     return new Response(null, { status: 101, webSocket: pair[0] });
   }
 
   private async onMessage(ws: WebSocket, doc: UnitDoc, msg: AgentDataMessage): Promise<void> {
-    const { nodeId } = ws.deserializeAttachment() as AgentAttachment;
+    const { nodeId, attached } = ws.deserializeAttachment() as AgentAttachment;
     if (msg.type === "attach") {
       if (msg.protocol !== PROTOCOL_VERSION) {
         return this.refuse(ws, { code: "unsupported_protocol", message: `protocol ${msg.protocol} is not supported` }, true);
@@ -185,6 +189,11 @@ export class UnitObject extends DurableObject<Env> {
       if (doc.node !== nodeId || msg.nodeId !== nodeId) {
         return this.refuse(ws, { code: "not_assigned", message: `unit ${doc.id} is not assigned to node ${msg.nodeId}` }, true);
       }
+      // A reconnecting agent may find its previous socket still half-open: the newest one wins.
+      for (const other of this.ctx.getWebSockets(AGENT_TAG)) {
+        if (other !== ws && isAttached(other)) other.close(4001, "replaced by a newer connection");
+      }
+      ws.serializeAttachment({ nodeId, attached: true } satisfies AgentAttachment);
       return this.send(ws, {
         type: "attached",
         unit: { id: doc.id, worktype: doc.worktype, params: doc.params, payloadSize: doc.payloadSize },
@@ -193,7 +202,7 @@ export class UnitObject extends DurableObject<Env> {
         cancel: doc.cancelRequested || isTerminal(doc.state),
       });
     }
-    if (doc.node !== nodeId) return this.refuse(ws, { code: "not_assigned", message: "attach first" }, true);
+    if (!attached) return this.refuse(ws, { code: "not_assigned", message: "attach first" }, true);
     switch (msg.type) {
       case "payload-pull":
         return this.sendPayload(ws, msg.offset, msg.length);
@@ -288,7 +297,7 @@ export class UnitObject extends DurableObject<Env> {
   }
 
   private sendAgent(message: BrokerDataMessage): void {
-    for (const ws of this.ctx.getWebSockets(AGENT_TAG)) this.send(ws, message);
+    for (const ws of this.ctx.getWebSockets(AGENT_TAG)) if (isAttached(ws)) this.send(ws, message);
   }
 
   private send(ws: WebSocket, message: BrokerDataMessage): void {
@@ -303,6 +312,10 @@ export class UnitObject extends DurableObject<Env> {
     this.send(ws, { type: "error", error });
     if (close) ws.close(4400, error.code);
   }
+}
+
+function isAttached(ws: WebSocket): boolean {
+  return (ws.deserializeAttachment() as AgentAttachment).attached;
 }
 
 function publicRecord(doc: UnitDoc): UnitRecord {

@@ -1,0 +1,123 @@
+/** Bad input gets a stable error code and a one-line message; broker and agent keep serving. */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { WebSocket } from "undici";
+import { encodeFrame } from "../../shared/frames.js";
+import { type RunningAgent, api, broker, newMesh, sh, startAgent } from "./harness.js";
+
+const mesh = newMesh();
+let agent: RunningAgent;
+
+beforeAll(async () => {
+  agent = await startAgent({ mesh, nodeId: "steady", config: "- work-command: {worktype: cat, command: cat}\n" });
+});
+
+afterAll(async () => {
+  await agent.stop();
+});
+
+type ErrorReply = { error: { code: string; message: string } };
+
+/** Opens a raw socket and collects the text frames the broker sends until it closes or we stop. */
+function rawSocket(path: string) {
+  const { url, token } = broker();
+  const ws = new WebSocket(`${url.replace("http", "ws")}/v1/meshes/${mesh}${path}`, { headers: { authorization: `Bearer ${token}` } });
+  const received: string[] = [];
+  let closeCode: number | null = null;
+  ws.addEventListener("message", (e) => typeof e.data === "string" && received.push(e.data));
+  ws.addEventListener("close", (e) => (closeCode = e.code));
+  const opened = new Promise<void>((resolve, reject) => {
+    ws.addEventListener("open", () => resolve());
+    ws.addEventListener("error", () => reject(new Error("socket failed")));
+  });
+  const next = async () => {
+    const start = received.length;
+    for (let i = 0; i < 100 && received.length === start; i++) await new Promise((r) => setTimeout(r, 50));
+    return JSON.parse(received[start] ?? "null") as ErrorReply & { type: string };
+  };
+  return { ws, opened, next, closeCode: () => closeCode };
+}
+
+async function runsStill() {
+  const result = await sh(mesh, "echo still-here | $MESHCTL work submit cat -f -p -");
+  expect(result.code).toBe(0);
+  expect(result.stdout.toString()).toBe("still-here\n");
+}
+
+describe("HTTP errors", () => {
+  it.each([
+    ["no token", "GET", "/status", { token: null }, 401, "unauthorized"],
+    ["a wrong token", "GET", "/status", { token: "nope" }, 401, "unauthorized"],
+    ["an unknown work type", "POST", "/units?worktype=nosuch", { body: "x" }, 400, "unknown_worktype"],
+    ["no work type", "POST", "/units", { body: "x" }, 400, "bad_request"],
+    ["a work type the target node lacks", "POST", "/units?worktype=sh&node=steady", { body: "x" }, 400, "node_lacks_worktype"],
+    ["a path-like unit id", "GET", "/units/..%2F..%2Fx", {}, 400, "bad_unit_id"],
+    ["an unknown unit", "GET", "/units/ZZZZZZZZ", {}, 404, "unknown_unit"],
+    ["results of an unknown unit", "GET", "/units/ZZZZZZZZ/results", {}, 404, "unknown_unit"],
+    ["cancel of an unknown unit", "POST", "/units/ZZZZZZZZ/cancel", {}, 404, "unknown_unit"],
+    ["a negative offset", "GET", "/units/ZZZZZZZZ/results?offset=-1", {}, 400, "bad_offset"],
+    ["a huge offset", "GET", "/units/ZZZZZZZZ/results?offset=99999999999999999999", {}, 400, "bad_offset"],
+    ["an unknown route", "GET", "/nowhere", {}, 404, "unknown_route"],
+    ["a plain GET of the control socket", "GET", "/connect?node=x", {}, 400, "bad_request"],
+  ] as const)("%s", async (_name, method, path, options, status, code) => {
+    const reply = await api<ErrorReply>(mesh, method, path, options);
+    expect(reply.status).toBe(status);
+    expect(reply.body.error.code).toBe(code);
+    expect(reply.body.error.message).toMatch(/^[^\n]+$/);
+  });
+
+  it("a unit for a node not seen yet is accepted and waits for it", async () => {
+    const reply = await api<{ state: string; targetNode: string }>(mesh, "POST", "/units?worktype=cat&node=later", { body: "ok" });
+    expect(reply.status).toBe(201);
+    expect(reply.body).toMatchObject({ state: "Pending", targetNode: "later" });
+  });
+
+  it("meshctl reports the broker's code and exits 1", async () => {
+    const result = await sh(mesh, "echo x | $MESHCTL work submit nosuch -p -");
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/^meshctl: unknown_worktype: no node of mesh .* offers work type nosuch\n$/);
+  });
+});
+
+describe("protocol errors", () => {
+  it("malformed control frames get error frames; the broker keeps serving", async () => {
+    const s = rawSocket("/connect?node=prober");
+    await s.opened;
+    s.ws.send("this is not json");
+    expect((await s.next()).error.code).toBe("bad_message");
+    s.ws.send(JSON.stringify({ type: "hello", protocol: 1 }));
+    expect((await s.next()).error.code).toBe("bad_message");
+    s.ws.send(new Uint8Array([1, 2, 3]));
+    expect((await s.next()).error.code).toBe("bad_frame");
+    s.ws.send(JSON.stringify({ type: "reject", unit: "AAAAAAAA", error: { code: "internal", message: "x" } }));
+    expect((await s.next()).error.message).toMatch(/hello first/);
+    s.ws.send(
+      JSON.stringify({ type: "hello", protocol: 99, nodeId: "prober", workTypes: [], capacity: 1, tags: {}, units: [], versions: { agent: "0", node: "v20", ansibleRunner: null, podman: null, podmanUsable: false } }),
+    );
+    expect((await s.next()).error.code).toBe("unsupported_protocol");
+    s.ws.close();
+    await runsStill();
+  });
+
+  it("a data socket from a node the unit is not assigned to is refused", async () => {
+    const created = await api<{ id: string }>(mesh, "POST", "/units?worktype=cat", { body: "data" });
+    const s = rawSocket(`/units/${created.body.id}/data?node=intruder`);
+    await s.opened;
+    s.ws.send(JSON.stringify({ type: "attach", protocol: 1, nodeId: "intruder" }));
+    expect((await s.next()).error.code).toBe("not_assigned");
+    const forger = rawSocket(`/units/${created.body.id}/data?node=intruder`);
+    await forger.opened;
+    forger.ws.send(encodeFrame("results", 0, new TextEncoder().encode("forged")));
+    expect((await forger.next()).error.code).toBe("not_assigned");
+    await runsStill();
+    const results = await api(mesh, "GET", `/units/${created.body.id}/results`);
+    expect(results.body).toBe("data");
+  });
+});
+
+describe("agent input errors", () => {
+  it("a bad config is a usage error with the problem named, exit 2", async () => {
+    const result = await sh(mesh, `printf -- '- work-command: {worktype: "bad name", command: x}\\n' > /tmp/mesh-bad.yml; node dist/agent/cli.js --broker http://127.0.0.1:1 --token t --config /tmp/mesh-bad.yml`);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/work-command 1: worktype: work type names are/);
+  });
+});

@@ -1,0 +1,85 @@
+/** Routing, waiting for nodes, cancel and release, against real agents. */
+import { afterAll, describe, expect, it } from "vitest";
+import type { UnitRecord } from "../../shared/unit.js";
+import { type RunningAgent, api, newMesh, sh, startAgent, waitFor } from "./harness.js";
+
+const mesh = newMesh();
+const agents: RunningAgent[] = [];
+const SH = `- work-command: {worktype: sh, command: sh, params: "-c", allowruntimeparams: true}\n`;
+
+afterAll(async () => {
+  await Promise.all(agents.map((a) => a.stop()));
+});
+
+/** Runs `sh -c SCRIPT` on a node: the runtime params are one quoted word. */
+async function submit(script: string, query = ""): Promise<UnitRecord> {
+  const params = encodeURIComponent(`'${script}'`);
+  const reply = await api<UnitRecord>(mesh, "POST", `/units?worktype=sh&param.params=${params}${query}`, { body: "" });
+  expect(reply.status).toBe(201);
+  return reply.body;
+}
+
+const unit = async (id: string) => (await api<UnitRecord>(mesh, "GET", `/units/${id}`)).body;
+const until = (id: string, states: string[]) => waitFor(async () => states.includes((await unit(id)).state), `unit ${id} to be ${states.join("/")}`);
+
+describe("routing", () => {
+  it("a unit for a node that has not joined waits Pending, then runs when it connects", async () => {
+    agents.push(await startAgent({ mesh, nodeId: "alpha", config: SH, capacity: 1 }));
+    const waiting = await submit("echo on-$0", "&node=beta");
+    expect(waiting.state).toBe("Pending");
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await unit(waiting.id)).state).toBe("Pending");
+    agents.push(await startAgent({ mesh, nodeId: "beta", config: SH, capacity: 1 }));
+    await until(waiting.id, ["Succeeded"]);
+    const record = await unit(waiting.id);
+    expect(record.node).toBe("beta");
+    expect((await api(mesh, "GET", `/units/${waiting.id}/results`)).body).toBe("on-sh\n");
+  });
+
+  it("spreads units over the least-loaded nodes and queues beyond capacity", async () => {
+    const units = [await submit("sleep 1.5"), await submit("sleep 1.5"), await submit("echo third")];
+    await until(units[0]!.id, ["Running", "Succeeded"]);
+    await until(units[1]!.id, ["Running", "Succeeded"]);
+    const placed = [await unit(units[0]!.id), await unit(units[1]!.id)];
+    expect(new Set(placed.map((u) => u.node))).toEqual(new Set(["alpha", "beta"]));
+    await until(units[2]!.id, ["Succeeded"]);
+    expect((await unit(units[0]!.id)).state).toBe("Succeeded");
+  });
+
+  it("cancel stops a running unit's process group; the unit ends Canceled", async () => {
+    const running = await submit("echo started; sleep 60");
+    await until(running.id, ["Running"]);
+    const canceled = await sh(mesh, `$MESHCTL work cancel ${running.id}`);
+    expect(canceled.code).toBe(0);
+    await until(running.id, ["Canceled"]);
+    expect((await unit(running.id)).detail).toBe("canceled");
+    expect((await api(mesh, "GET", `/units/${running.id}/results`)).body).toBe("started\n");
+  });
+
+  it("release removes the results and leaves a Released tombstone", async () => {
+    const done = await submit("echo bye");
+    await until(done.id, ["Succeeded"]);
+    const released = await sh(mesh, `$MESHCTL work release ${done.id}`);
+    expect(released.code).toBe(0);
+    expect((await unit(done.id)).state).toBe("Released");
+    const results = await api<{ error: { code: string } }>(mesh, "GET", `/units/${done.id}/results`);
+    expect(results.status).toBe(410);
+    expect(results.body.error.code).toBe("unit_released");
+  });
+
+  it("meshctl lists units, shows one, and reads results from an offset", async () => {
+    const done = await submit("printf 0123456789");
+    await until(done.id, ["Succeeded"]);
+    const list = await sh(mesh, "$MESHCTL work list");
+    expect(JSON.parse(list.stdout.toString()).map((u: { id: string }) => u.id)).toContain(done.id);
+    const status = await sh(mesh, `$MESHCTL work status ${done.id}`);
+    expect(JSON.parse(status.stdout.toString())).toMatchObject({ id: done.id, state: "Succeeded", stdoutSize: 10, worktype: "sh" });
+    const tail = await sh(mesh, `$MESHCTL work results ${done.id} --offset 4`);
+    expect(tail.stdout.toString()).toBe("456789");
+    const following = await sh(mesh, `$MESHCTL work results ${done.id} -f --offset 8`);
+    expect(following.stdout.toString()).toBe("89");
+    expect(following.code).toBe(0);
+    const nodes = await sh(mesh, "$MESHCTL status");
+    expect(nodes.stdout.toString()).toMatch(/alpha\s+connected\s+0\/1\s+sh/);
+  });
+});
