@@ -15,7 +15,9 @@ export const WorkCommand = z.object({
   params: z.string().default(""),
   allowruntimeparams: z.boolean().default(false),
   verifysignature: z.boolean().default(false),
-});
+})
+  // A misspelt key (allowRuntimeParams) would silently keep a default: refuse it instead.
+  .strict();
 export type WorkCommand = z.infer<typeof WorkCommand>;
 
 export interface FileConfig {

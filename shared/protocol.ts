@@ -4,7 +4,7 @@
  *  - the control socket, agent ⇄ Mesh object: hello/welcome, assign, reject;
  *  - the data socket, agent ⇄ Unit object (one per unit): attach, payload pulls, results acks,
  *    started/finished, cancel.
- * Receivers go through `decodeControl`/`decodeData`, which never throw.
+ * Receivers go through the `decode*` functions below, which never throw.
  */
 import { z } from "zod";
 import { type ErrorBody, type Result, fail, isErrorCode, ok } from "./errors.js";
@@ -15,7 +15,7 @@ export const PROTOCOL_VERSION = 1;
 /** Keepalive text both sockets answer with `PONG` via the runtime's auto-response. */
 export const PING = "ping";
 export const PONG = "pong";
-/** Largest text frame a peer may send; binary frames are bounded by MAX_FRAME_BYTES. */
+/** Largest text frame (in UTF-16 code units) a peer may send; binary frames are bounded by MAX_FRAME_BYTES. */
 export const MAX_TEXT_FRAME = 64 * 1024;
 
 const nodeId = z.string().regex(NAME_PATTERN);
@@ -116,7 +116,7 @@ export const BrokerDataMessage = z.discriminatedUnion("type", [
 export type BrokerDataMessage = z.infer<typeof BrokerDataMessage>;
 
 function decodeWith<T>(schema: z.ZodType<T>, text: string): Result<T> {
-  if (text.length > MAX_TEXT_FRAME) return fail("frame_too_large", `text frame over ${MAX_TEXT_FRAME} bytes`);
+  if (text.length > MAX_TEXT_FRAME) return fail("frame_too_large", `text frame over ${MAX_TEXT_FRAME} characters`);
   let json: unknown;
   try {
     json = JSON.parse(text);

@@ -1,0 +1,167 @@
+import { describe, expect, it } from "vitest";
+import { ConfigError, parseConfig } from "../../agent/config.js";
+
+function configError(text: string, source?: string): ConfigError {
+  let thrown: unknown;
+  try {
+    parseConfig(text, source);
+  } catch (error) {
+    thrown = error;
+  }
+  expect(thrown).toBeInstanceOf(ConfigError);
+  const error = thrown as ConfigError;
+  expect(error).toBeInstanceOf(Error);
+  expect(error.name).toBe("ConfigError");
+  return error;
+}
+
+const RECEPTOR_CONF = `---
+- node:
+    id: execution
+- log-level:
+    level: Debug
+- tcp-listener:
+    port: 2222
+- control-service:
+    service: control
+    filename: /tmp/receptor.sock
+- work-command:
+    worktype: ansible-runner
+    command: ansible-runner
+    params: worker
+    allowruntimeparams: true
+`;
+
+describe("parseConfig", () => {
+  it("reads the receptor.conf example", () => {
+    expect(parseConfig(RECEPTOR_CONF)).toEqual({
+      nodeId: "execution",
+      workCommands: [
+        { worktype: "ansible-runner", command: "ansible-runner", params: "worker", allowruntimeparams: true, verifysignature: false },
+      ],
+      ignored: ["log-level", "tcp-listener", "control-service"],
+    });
+  });
+
+  it("reads flow-style entries and applies defaults", () => {
+    const config = parseConfig(`
+- node: {id: x}
+- work-command: {worktype: echo, command: /bin/cat}
+- work-command:
+    worktype: signed
+    command: ansible-runner
+    params: "worker --private-data-dir=/tmp/x"
+    allowruntimeparams: false
+    verifysignature: true
+`);
+    expect(config.nodeId).toBe("x");
+    expect(config.ignored).toEqual([]);
+    expect(config.workCommands).toEqual([
+      { worktype: "echo", command: "/bin/cat", params: "", allowruntimeparams: false, verifysignature: false },
+      {
+        worktype: "signed",
+        command: "ansible-runner",
+        params: "worker --private-data-dir=/tmp/x",
+        allowruntimeparams: false,
+        verifysignature: true,
+      },
+    ]);
+  });
+
+  it("reports other receptor entries as ignored, in order", () => {
+    const config = parseConfig(`
+- tcp-listener: {port: 2222}
+- control-service: {service: control, filename: /tmp/receptor.sock}
+- log-level: debug
+- work-command: {worktype: echo, command: cat}
+- tcp-peer: {address: "hop:2222"}
+`);
+    expect(config.ignored).toEqual(["tcp-listener", "control-service", "log-level", "tcp-peer"]);
+    expect(config.nodeId).toBeNull();
+    expect(config.workCommands.map((w) => w.worktype)).toEqual(["echo"]);
+  });
+
+  it("treats an empty file or an empty document as no entries", () => {
+    for (const text of ["", "\n", "# only a comment\n", "---\n"]) {
+      expect(parseConfig(text)).toEqual({ nodeId: null, workCommands: [], ignored: [] });
+    }
+    expect(parseConfig("[]")).toEqual({ nodeId: null, workCommands: [], ignored: [] });
+  });
+
+  it("rejects a document that is not a list", () => {
+    for (const text of ["node: {id: x}", "just text", "42"]) {
+      expect(configError(text).message).toMatch(/expected a list/);
+    }
+  });
+
+  it("rejects an entry with two keys", () => {
+    const error = configError(`
+- node: {id: x}
+- work-command: {worktype: echo, command: cat}
+  tcp-listener: {port: 2222}
+`);
+    expect(error.message).toMatch(/entry 2/);
+    expect(error.message).toMatch(/one key/);
+  });
+
+  it.each([["- just-a-string"], ["- [a, b]"], ["- {}"], ["- null"]])("rejects a non-mapping or empty entry %j", (text) => {
+    expect(configError(text).message).toMatch(/entry 1 must be a mapping with one key/);
+  });
+
+  it("rejects a duplicate work type", () => {
+    const error = configError(`
+- work-command: {worktype: echo, command: cat}
+- work-command: {worktype: echo, command: tac}
+`);
+    expect(error.message).toMatch(/work type echo is defined twice/);
+  });
+
+  it.each(["../x", "-lead", "has space", "a".repeat(65), ""])("rejects bad work type name %j", (name) => {
+    const error = configError(`- work-command: {worktype: ${JSON.stringify(name)}, command: cat}`);
+    expect(error.message).toMatch(/work-command 1/);
+    expect(error.message).toMatch(/worktype/);
+  });
+
+  it("rejects a missing or empty command", () => {
+    expect(configError("- work-command: {worktype: echo}").message).toMatch(/work-command 1: command/);
+    expect(configError("- work-command: {worktype: echo, command: ''}").message).toMatch(/work-command 1: command/);
+  });
+
+  it("counts the entry index over all entries", () => {
+    const error = configError(`
+- node: {id: x}
+- log-level: debug
+- work-command: {worktype: echo}
+`);
+    expect(error.message).toMatch(/work-command 3: command/);
+  });
+
+  it("rejects wrongly typed fields", () => {
+    expect(configError("- work-command: {worktype: echo, command: cat, allowruntimeparams: 'yes'}").message).toMatch(
+      /allowruntimeparams/,
+    );
+    expect(configError("- work-command: {worktype: echo, command: cat, params: [a, b]}").message).toMatch(/params/);
+    expect(configError("- work-command:").message).toMatch(/work-command 1/);
+  });
+
+  it.each([["- {"], ["- a: [1, 2"], ["- a: 1\n  a: 2"], ["\t- a"]])("rejects invalid YAML %j", (text) => {
+    expect(configError(text).message).toMatch(/not valid YAML/);
+  });
+
+  it.each([
+    ["- node: {id: '../x'}"],
+    ["- node: {id: ''}"],
+    [`- node: {id: ${"a".repeat(65)}}`],
+    ["- node: {id: 5}"],
+    ["- node: {}"],
+    ["- node:"],
+    ["- node: execution"],
+  ])("rejects bad node id in %j", (text) => {
+    expect(configError(text).message).toMatch(/node\.id/);
+  });
+
+  it("names the source in its errors", () => {
+    expect(configError("nope", "/etc/receptor/receptor.conf").message).toMatch(/^\/etc\/receptor\/receptor\.conf: /);
+    expect(configError("nope").message).toMatch(/^config: /);
+  });
+});

@@ -1,0 +1,100 @@
+import { describe, expect, it } from "vitest";
+import { outcome, planFrame } from "../../broker/unit/logic.js";
+
+describe("planFrame", () => {
+  it.each([
+    // [end, offset, length, expected]
+    [0, 0, 10, { action: "append", skip: 0 }],
+    [100, 100, 10, { action: "append", skip: 0 }],
+    [100, 90, 20, { action: "append", skip: 10 }], // straddles the end
+    [100, 99, 2, { action: "append", skip: 1 }],
+    [100, 0, 101, { action: "append", skip: 100 }],
+    [100, 0, 100, { action: "duplicate" }], // ends exactly at the end
+    [100, 50, 10, { action: "duplicate" }],
+    [100, 90, 10, { action: "duplicate" }],
+    [100, 100, 0, { action: "duplicate" }], // empty frame at the end
+    [0, 0, 0, { action: "duplicate" }],
+    [100, 101, 10, { action: "gap", expected: 100 }],
+    [0, 1, 1, { action: "gap", expected: 0 }],
+    [100, 200, 0, { action: "gap", expected: 100 }],
+  ] as const)("end=%i offset=%i length=%i", (end, offset, length, expected) => {
+    expect(planFrame(end, offset, length)).toEqual(expected);
+  });
+
+  it("appending the planned bytes always lands exactly at offset+length", () => {
+    for (let end = 0; end < 12; end++) {
+      for (let offset = 0; offset <= end; offset++) {
+        for (let length = 0; length < 12; length++) {
+          const plan = planFrame(end, offset, length);
+          if (offset + length <= end) {
+            expect(plan).toEqual({ action: "duplicate" });
+          } else {
+            expect(plan.action).toBe("append");
+            if (plan.action === "append") {
+              expect(plan.skip).toBeGreaterThanOrEqual(0);
+              expect(plan.skip).toBeLessThan(length);
+              expect(end + (length - plan.skip)).toBe(offset + length);
+            }
+          }
+        }
+      }
+    }
+  });
+});
+
+type Finished = Parameters<typeof outcome>[0];
+const finished = (over: Partial<Finished>): Finished => ({
+  type: "finished",
+  exitCode: 0,
+  signal: null,
+  resultsSize: 0,
+  canceled: false,
+  ...over,
+});
+
+describe("outcome", () => {
+  it("exit 0 is Succeeded with 'exit status 0'", () => {
+    expect(outcome(finished({ exitCode: 0 }), false)).toEqual({ state: "Succeeded", detail: "exit status 0" });
+  });
+
+  it("exit 2 is Failed with 'exit status 2'", () => {
+    expect(outcome(finished({ exitCode: 2 }), false)).toEqual({ state: "Failed", detail: "exit status 2" });
+  });
+
+  it("a signal is Failed 'killed by signal SIGKILL'", () => {
+    expect(outcome(finished({ exitCode: null, signal: "SIGKILL" }), false)).toEqual({
+      state: "Failed",
+      detail: "killed by signal SIGKILL",
+    });
+  });
+
+  it("a detail is Failed with that detail", () => {
+    expect(outcome(finished({ exitCode: null, detail: "spawn ENOENT" }), false)).toEqual({ state: "Failed", detail: "spawn ENOENT" });
+    expect(outcome(finished({ exitCode: 0, detail: "could not start" }), false)).toEqual({ state: "Failed", detail: "could not start" });
+  });
+
+  it("no exit code and no signal is Failed 'exit status unknown'", () => {
+    expect(outcome(finished({ exitCode: null }), false)).toEqual({ state: "Failed", detail: "exit status unknown" });
+  });
+
+  it("canceled is Canceled", () => {
+    expect(outcome(finished({ canceled: true, exitCode: null, signal: "SIGINT" }), false)).toEqual({ state: "Canceled", detail: "canceled" });
+    expect(outcome(finished({ canceled: true, exitCode: 1 }), true)).toEqual({ state: "Canceled", detail: "canceled" });
+  });
+
+  it("canceled keeps a detail", () => {
+    expect(outcome(finished({ canceled: true, exitCode: null, detail: "canceled before it started" }), true)).toEqual({
+      state: "Canceled",
+      detail: "canceled before it started",
+    });
+  });
+
+  it("cancelRequested with a non-zero exit is Canceled", () => {
+    expect(outcome(finished({ exitCode: 130 }), true)).toEqual({ state: "Canceled", detail: "canceled" });
+    expect(outcome(finished({ exitCode: null, signal: "SIGKILL" }), true)).toEqual({ state: "Canceled", detail: "canceled" });
+  });
+
+  it("cancelRequested but the command exited 0 on its own is Succeeded", () => {
+    expect(outcome(finished({ exitCode: 0 }), true)).toEqual({ state: "Succeeded", detail: "exit status 0" });
+  });
+});
