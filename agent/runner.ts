@@ -38,16 +38,16 @@ const POLL_MS = 250;
 
 /** Command-line arguments of a work command: its params, then runtime params where allowed. */
 export function commandArgs(work: WorkCommand, unitParams: Record<string, string>): { args: string[] } | { error: string } {
+  const runtime = unitParams.params ?? "";
+  if (runtime !== "" && !work.allowruntimeparams) return { error: `work type ${work.worktype} does not allow runtime params` };
+  const texts = runtime === "" ? [work.params] : [work.params, runtime];
+  // shell-quote drops the braces of ${X} before we could keep it literal; refuse rather than alter it.
+  if (texts.some((t) => t.includes("${"))) return { error: "params may not contain ${…}" };
   // Split like a shell would, but expand nothing: `$X` stays literal, as no shell ever runs.
-  const split = (text: string) => parseShell(text, (name) => `$${name}`);
-  const words = [...split(work.params)];
-  const runtime = unitParams.params;
-  if (runtime !== undefined && runtime !== "") {
-    if (!work.allowruntimeparams) return { error: `work type ${work.worktype} does not allow runtime params` };
-    words.push(...split(runtime));
-  }
-  if (words.some((w) => typeof w !== "string")) return { error: "params may not contain shell operators, globs or comments" };
-  return { args: words as string[] };
+  const words = texts.flatMap((text) => parseShell(text, (name) => `$${name}`));
+  const args = words.filter((w): w is string => typeof w === "string");
+  if (args.length !== words.length) return { error: "params may not contain shell operators, globs or comments" };
+  return { args };
 }
 
 export class UnitRunner {

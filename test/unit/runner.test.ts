@@ -86,4 +86,9 @@ describe("commandArgs", () => {
   it.each([["x; rm -rf /"], ["x | tee y"], ["*.yml"], ["x # y"]])("refuses them in runtime params too: %j", (params) => {
     expect(expectError(commandArgs(work("worker", true), { params }))).toMatch(/shell operators, globs or comments/);
   });
+
+  it.each([["${HOME}"], ["a ${X:-d}"], ["'${HOME}'"]])("refuses ${…}, which the splitter cannot keep literal: %j", (params) => {
+    expect(expectError(commandArgs(work(params), {}))).toMatch(/may not contain \$\{/);
+    expect(expectError(commandArgs(work("worker", true), { params }))).toMatch(/may not contain \$\{/);
+  });
 });
