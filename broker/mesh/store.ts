@@ -1,16 +1,11 @@
 /** The Mesh object's SQLite tables: its nodes and the index of its units. */
 import type { HelloMessage } from "../../shared/protocol.js";
 import type { UnitState } from "../../shared/states.js";
-import type { NodeStatus } from "../../shared/unit.js";
+import type { NodeStatus, UnitSummary } from "../../shared/unit.js";
 import type { NodeSlots, QueuedUnit } from "./dispatch.js";
 
-export interface UnitIndexRow {
-  id: string;
-  worktype: string;
-  targetNode: string | null;
-  node: string | null;
-  state: UnitState;
-  detail: string;
+/** A stored index row: the public summary with epoch-ms times, plus whether the payload is in. */
+export interface UnitIndexRow extends Omit<UnitSummary, "createdAt" | "updatedAt"> {
   ready: boolean;
   createdAt: number;
   updatedAt: number;
