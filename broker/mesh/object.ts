@@ -84,8 +84,7 @@ export class MeshObject extends DurableObject<Env> {
 
   override async webSocketClose(ws: WebSocket, code: number): Promise<void> {
     const { nodeId } = ws.deserializeAttachment() as SocketAttachment;
-    const others = this.ctx.getWebSockets(nodeId).filter((s) => s !== ws && s.readyState === WebSocket.OPEN);
-    if (others.length === 0) this.store.markDisconnected(nodeId, Date.now());
+    this.store.touchNode(nodeId, Date.now());
     completeClose(ws, code);
     log("node:disconnected", { node: nodeId, code });
   }
@@ -145,7 +144,7 @@ export class MeshObject extends DurableObject<Env> {
   }
 
   async status(mesh: string): Promise<MeshStatus> {
-    const nodes = this.store.nodes().map((node) => {
+    const nodes = this.store.nodes(this.liveNodes()).map((node) => {
       const socket = this.ctx.getWebSockets(node.nodeId)[0];
       const pinged = socket ? this.ctx.getWebSocketAutoResponseTimestamp(socket) : null;
       if (pinged && (!node.lastSeen || pinged.toISOString() > node.lastSeen)) node.lastSeen = pinged.toISOString();
@@ -191,7 +190,7 @@ export class MeshObject extends DurableObject<Env> {
    * with another (during the RPCs below) can never place the same unit twice.
    */
   private async dispatch(): Promise<void> {
-    const placements = planDispatch(this.store.queue(), this.store.connectedSlots());
+    const placements = planDispatch(this.store.queue(), this.store.connectedSlots(this.liveNodes()));
     const now = Date.now();
     for (const p of placements) this.store.assignUnit(p.unitId, p.nodeId, now);
     for (const p of placements) {
@@ -207,6 +206,16 @@ export class MeshObject extends DurableObject<Env> {
         this.send(ws, { type: "assign", unitId: p.unitId, worktype: unit.worktype });
       }
     }
+  }
+
+  /** Nodes with an open control socket that said hello. */
+  private liveNodes(): Set<string> {
+    const live = new Set<string>();
+    for (const ws of this.ctx.getWebSockets()) {
+      const { nodeId, helloed } = ws.deserializeAttachment() as SocketAttachment;
+      if (helloed && ws.readyState === WebSocket.OPEN) live.add(nodeId);
+    }
+    return live;
   }
 
   private unitStub(unitId: string) {

@@ -16,8 +16,7 @@ type NodeInfo = Pick<HelloMessage, "workTypes" | "capacity" | "tags" | "versions
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS nodes (
-  id TEXT PRIMARY KEY, info TEXT NOT NULL, connected INTEGER NOT NULL,
-  connected_at INTEGER, last_seen INTEGER);
+  id TEXT PRIMARY KEY, info TEXT NOT NULL, connected_at INTEGER, last_seen INTEGER);
 CREATE TABLE IF NOT EXISTS units (
   id TEXT PRIMARY KEY, worktype TEXT NOT NULL, target_node TEXT, node TEXT,
   state TEXT NOT NULL, detail TEXT NOT NULL, ready INTEGER NOT NULL,
@@ -49,18 +48,13 @@ export class MeshStore {
 
   upsertNode(id: string, info: NodeInfo, now: number): void {
     this.sql.exec(
-      `INSERT INTO nodes (id, info, connected, connected_at, last_seen) VALUES (?, ?, 1, ?, ?)
-       ON CONFLICT (id) DO UPDATE SET info = excluded.info, connected = 1,
-         connected_at = excluded.connected_at, last_seen = excluded.last_seen`,
+      `INSERT INTO nodes (id, info, connected_at, last_seen) VALUES (?, ?, ?, ?)
+       ON CONFLICT (id) DO UPDATE SET info = excluded.info, connected_at = excluded.connected_at, last_seen = excluded.last_seen`,
       id,
       JSON.stringify(info),
       now,
       now,
     );
-  }
-
-  markDisconnected(id: string, now: number): void {
-    this.sql.exec("UPDATE nodes SET connected = 0, last_seen = ? WHERE id = ?", now, id);
   }
 
   touchNode(id: string, now: number): void {
@@ -77,18 +71,22 @@ export class MeshStore {
     return byNode;
   }
 
-  nodes(): NodeStatus[] {
+  /**
+   * Connection state is not stored: it is whether a live socket exists (`live`), because a broker
+   * restart drops every socket without running any close handler.
+   */
+  nodes(live: ReadonlySet<string>): NodeStatus[] {
     const active = this.activeCounts();
     return this.sql
-      .exec<{ id: string; info: string; connected: number; connected_at: number | null; last_seen: number | null }>(
-        "SELECT id, info, connected, connected_at, last_seen FROM nodes ORDER BY id",
+      .exec<{ id: string; info: string; connected_at: number | null; last_seen: number | null }>(
+        "SELECT id, info, connected_at, last_seen FROM nodes ORDER BY id",
       )
       .toArray()
       .map((row) => {
         const info = JSON.parse(row.info) as NodeInfo;
         return {
           nodeId: row.id,
-          connected: row.connected === 1,
+          connected: live.has(row.id),
           workTypes: info.workTypes,
           capacity: info.capacity,
           activeUnits: active.get(row.id) ?? 0,
@@ -100,11 +98,12 @@ export class MeshStore {
       });
   }
 
-  connectedSlots(): NodeSlots[] {
+  connectedSlots(live: ReadonlySet<string>): NodeSlots[] {
     const active = this.activeCounts();
     return this.sql
-      .exec<{ id: string; info: string }>("SELECT id, info FROM nodes WHERE connected = 1")
+      .exec<{ id: string; info: string }>("SELECT id, info FROM nodes")
       .toArray()
+      .filter((row) => live.has(row.id))
       .map((row) => {
         const info = JSON.parse(row.info) as NodeInfo;
         return {
