@@ -82,4 +82,17 @@ describe("routing", () => {
     const nodes = await sh(mesh, "$MESHCTL status");
     expect(nodes.stdout.toString()).toMatch(/alpha\s+connected\s+0\/1\s+sh/);
   });
+
+  it("the same Idempotency-Key twice gives one unit", async () => {
+    const headers = { "idempotency-key": `key-${mesh}` };
+    const first = await api<UnitRecord>(mesh, "POST", "/units?worktype=sh&param.params=%27echo%20once%27", { body: "", headers });
+    const second = await api<UnitRecord>(mesh, "POST", "/units?worktype=sh&param.params=%27echo%20once%27", { body: "", headers });
+    expect(first.status).toBe(201);
+    expect(second.status).toBe(200);
+    expect(second.body.id).toBe(first.body.id);
+    await until(first.body.id, ["Succeeded"]);
+    const list = await api<{ id: string }[]>(mesh, "GET", "/units");
+    expect(list.body.filter((u) => u.id === first.body.id)).toHaveLength(1);
+    expect((await api(mesh, "GET", `/units/${first.body.id}/results`)).body).toBe("once\n");
+  });
 });
