@@ -60,6 +60,7 @@ export class UnitRunner {
   private payloadReceived = 0;
   private payloadRequested = 0;
   private payloadWrites: Promise<unknown> = Promise.resolve();
+  private starting = false;
   private process: RunningProcess | null = null;
   private exit: Exit | null = null;
   private cancelRequested = false;
@@ -147,6 +148,7 @@ export class UnitRunner {
     this.unit = unit;
     if (cancel && isTerminal(state)) return this.close(`unit is ${state}`);
     if (cancel) this.cancel();
+    if (this.starting && !this.process && !this.exit) return;
     if (this.process || this.exit) {
       if (this.process) this.send({ type: "started", pid: this.process.pid });
       this.resultsAcked = resultsOffset;
@@ -190,7 +192,9 @@ export class UnitRunner {
   }
 
   private async payloadComplete(): Promise<void> {
-    if (this.process || this.exit || !this.unit) return;
+    if (this.starting || this.process || this.exit || !this.unit) return;
+    // From here the payload file is final: a re-attach must not reopen (truncate) it.
+    this.starting = true;
     await this.payload?.close();
     this.payload = null;
     const args = commandArgs(this.opts.workCommand, this.unit.params);
@@ -229,21 +233,26 @@ export class UnitRunner {
     if (this.pumping || this.finished || !this.link) return;
     this.pumping = true;
     try {
+      // No spool file: the command never started (refused params, spawn failure), so no results.
       const reader = await open(this.resultsPath, "r").catch(() => null);
-      if (!reader) return;
-      try {
-        const buffer = Buffer.allocUnsafe(CHUNK_BYTES);
-        while (this.resultsSent - this.resultsAcked < RESULTS_WINDOW) {
-          const { bytesRead } = await reader.read(buffer, 0, CHUNK_BYTES, this.resultsSent);
-          if (bytesRead === 0) break;
-          this.link.send(encodeFrame("results", this.resultsSent, buffer.subarray(0, bytesRead)));
-          this.resultsSent += bytesRead;
+      if (reader) {
+        try {
+          const buffer = Buffer.allocUnsafe(CHUNK_BYTES);
+          while (this.resultsSent - this.resultsAcked < RESULTS_WINDOW) {
+            // A re-attach during the read moves resultsSent: only send what was read where we still are.
+            const at = this.resultsSent;
+            const { bytesRead } = await reader.read(buffer, 0, CHUNK_BYTES, at);
+            if (bytesRead === 0) break;
+            if (this.resultsSent !== at) continue;
+            this.link.send(encodeFrame("results", at, buffer.subarray(0, bytesRead)));
+            this.resultsSent = at + bytesRead;
+          }
+        } finally {
+          await reader.close();
         }
-      } finally {
-        await reader.close();
       }
       if (this.exit && !this.finishSent) {
-        const size = (await stat(this.resultsPath)).size;
+        const size = reader ? (await stat(this.resultsPath)).size : 0;
         if (this.resultsAcked === size) this.reportExit(this.exit, size);
       }
     } catch (error) {
