@@ -30,12 +30,19 @@ export async function startProcess(opts: {
   const stdin = await open(opts.stdinPath, "r");
   const stdout = await open(opts.stdoutPath, "a", 0o600);
   let exitedFlag = false;
-  const child = spawn(opts.command, opts.args, {
-    cwd: opts.cwd,
-    stdio: [stdin.fd, stdout.fd, stdout.fd],
-    detached: true,
-    env: process.env,
-  });
+  let child;
+  try {
+    child = spawn(opts.command, opts.args, {
+      cwd: opts.cwd,
+      stdio: [stdin.fd, stdout.fd, stdout.fd],
+      detached: true,
+      env: process.env,
+    });
+  } catch (error) {
+    // spawn throws synchronously on invalid arguments; asynchronous failures arrive as "error".
+    await Promise.all([stdin.close(), stdout.close()]);
+    throw error;
+  }
   const exited = new Promise<Exit>((resolve) => {
     child.once("error", (error) => {
       exitedFlag = true;

@@ -43,6 +43,7 @@ export function commandArgs(work: WorkCommand, unitParams: Record<string, string
   const texts = runtime === "" ? [work.params] : [work.params, runtime];
   // shell-quote drops the braces of ${X} before we could keep it literal; refuse rather than alter it.
   if (texts.some((t) => t.includes("${"))) return { error: "params may not contain ${…}" };
+  if (texts.some((t) => t.includes("\0"))) return { error: "params may not contain NUL bytes" };
   // Split like a shell would, but expand nothing: `$X` stays literal, as no shell ever runs.
   const words = texts.flatMap((text) => parseShell(text, (name) => `$${name}`));
   const args = words.filter((w): w is string => typeof w === "string");

@@ -16,7 +16,7 @@ import {
   decodeAgentControl,
   encode,
 } from "../../shared/protocol.js";
-import { isTerminal, type UnitState } from "../../shared/states.js";
+import { canTransition, isTerminal, type UnitState } from "../../shared/states.js";
 import type { MeshStatus, UnitSummary } from "../../shared/unit.js";
 import { log, logError } from "../log.js";
 import { completeClose } from "../socket.js";
@@ -74,6 +74,9 @@ export class MeshObject extends DurableObject<Env> {
       this.store.touchNode(attachment.nodeId, Date.now());
       if (msg.type === "hello") return await this.onHello(ws, attachment, msg);
       if (!attachment.helloed) return this.refuse(ws, { code: "bad_message", message: "send hello first" });
+      if (this.store.unit(msg.unit)?.node !== attachment.nodeId) {
+        return this.refuse(ws, { code: "not_assigned", message: `unit ${msg.unit} is not assigned to node ${attachment.nodeId}` });
+      }
       log("unit:rejected", { unit: msg.unit, node: attachment.nodeId, code: msg.error.code });
       await this.unitStub(msg.unit).fail(`node ${attachment.nodeId} refused the unit: ${msg.error.message}`);
     } catch (error) {
@@ -131,6 +134,12 @@ export class MeshObject extends DurableObject<Env> {
   async unitChanged(change: UnitChange): Promise<void> {
     const current = this.store.unit(change.id);
     if (!current) return;
+    // Notifications from the Unit object may arrive out of order: the index only moves forward.
+    const forward =
+      current.state === change.state ||
+      canTransition(current.state, change.state) ||
+      (!isTerminal(current.state) && isTerminal(change.state));
+    if (!forward) return;
     this.store.updateUnit(change.id, change, Date.now());
     if (change.ready || isTerminal(change.state)) await this.dispatch();
   }
@@ -196,9 +205,13 @@ export class MeshObject extends DurableObject<Env> {
     for (const p of placements) {
       const unit = this.store.unit(p.unitId);
       if (!unit) continue;
-      const accepted = await this.unitStub(p.unitId).assign(p.nodeId);
+      const accepted = await this.unitStub(p.unitId)
+        .assign(p.nodeId)
+        .catch((error: unknown) => fail("internal", error instanceof Error ? error.message : String(error)));
       if (!accepted.ok) {
-        log("unit:assign-refused", { unit: p.unitId, code: accepted.error.code });
+        // Leave the index as the Unit object sees it: unplaced, so a later dispatch may retry.
+        this.store.unassignUnit(p.unitId, Date.now());
+        log("unit:assign-refused", { unit: p.unitId, ...accepted.error });
         continue;
       }
       log("unit:assign", { unit: p.unitId, node: p.nodeId });

@@ -171,6 +171,10 @@ export class MeshStore {
     this.sql.exec("UPDATE units SET node = ?, detail = ?, updated_at = ? WHERE id = ?", node, `assigned to ${node}`, now, id);
   }
 
+  unassignUnit(id: string, now: number): void {
+    this.sql.exec("UPDATE units SET node = NULL, updated_at = ? WHERE id = ?", now, id);
+  }
+
   /** Ready, unassigned Pending units, oldest first: the dispatch queue. */
   queue(): QueuedUnit[] {
     return this.sql

@@ -127,7 +127,9 @@ export class UnitObject extends DurableObject<Env> {
 
   async fail(detail: string): Promise<void> {
     const doc = this.store.doc();
-    if (!doc || isTerminal(doc.state)) return;
+    if (!doc) return;
+    // Already final: the caller's view is stale, so tell the Mesh again to repair its index.
+    if (isTerminal(doc.state)) return this.notifyMesh(doc);
     await this.move(doc, "Failed", detail);
   }
 
@@ -162,11 +164,18 @@ export class UnitObject extends DurableObject<Env> {
       return errorResponse({ code: "illegal_transition", message: "the payload was already received" }, 409);
     }
     const result = await ingestPayload(this.store, request, Number(this.env.MAX_PAYLOAD_BYTES));
+    // Cancel or release may have run while the body was arriving: never resurrect the unit.
+    const current = this.store.doc()!;
+    if (current.state !== "Pending") {
+      if (current.state === "Released") this.store.deleteStreams();
+      return errorResponse({ code: "illegal_transition", message: `the unit was ${current.state} while its payload was arriving` }, 409);
+    }
     if (!result.ok) {
-      await this.move(doc, "Failed", `${result.error.code}: ${result.error.message}`);
+      this.store.deleteStreams();
+      await this.move(current, "Failed", `${result.error.code}: ${result.error.message}`);
       return errorResponse(result.error, result.error.code === "payload_too_large" ? 413 : 400);
     }
-    const ready: UnitDoc = { ...doc, payloadSize: result.value, payloadComplete: true, detail: "waiting for a node" };
+    const ready: UnitDoc = { ...current, payloadSize: result.value, payloadComplete: true, detail: "waiting for a node" };
     this.store.save(ready);
     await this.notifyMesh(ready, true);
     return Response.json(publicRecord(this.store.doc()!), { status: 201 });
@@ -242,13 +251,15 @@ export class UnitObject extends DurableObject<Env> {
     }
     if (plan.action === "append") {
       const data = frame.data.subarray(plan.skip);
+      const end = doc.stdoutSize + data.byteLength;
       this.store.append("results", doc.stdoutSize, data);
-      this.store.save({ ...doc, stdoutSize: doc.stdoutSize + data.byteLength });
+      this.store.save({ ...doc, stdoutSize: end });
       // Acknowledge only what is durable: wait for the write to be committed before the ack leaves.
       await this.ctx.storage.sync();
       this.wake();
+      return this.send(ws, { type: "results-ack", offset: end });
     }
-    this.send(ws, { type: "results-ack", offset: this.store.doc()!.stdoutSize });
+    this.send(ws, { type: "results-ack", offset: doc.stdoutSize });
   }
 
   private async onFinished(ws: WebSocket, doc: UnitDoc, msg: Extract<AgentDataMessage, { type: "finished" }>): Promise<void> {
@@ -257,7 +268,9 @@ export class UnitObject extends DurableObject<Env> {
       return this.refuse(ws, { code: "results_incomplete", message: `finished with ${msg.resultsSize} bytes of results but ${doc.stdoutSize} are stored` });
     }
     const { state, detail } = outcome(msg, doc.cancelRequested);
-    await this.move(doc, state, detail, { exitCode: msg.exitCode });
+    // A `started` lost with a dropped link leaves the unit Pending; it did run, so pass through Running.
+    if (doc.state === "Pending" && !msg.detail) await this.move(doc, "Running", `running on ${doc.node}`, { startedAt: new Date().toISOString() });
+    await this.move(this.store.doc()!, state, detail, { exitCode: msg.exitCode });
     log("unit:finished", { unit: doc.id, state, detail, bytes: doc.stdoutSize });
   }
 

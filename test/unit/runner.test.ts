@@ -91,4 +91,9 @@ describe("commandArgs", () => {
     expect(expectError(commandArgs(work(params), {}))).toMatch(/may not contain \$\{/);
     expect(expectError(commandArgs(work("worker", true), { params }))).toMatch(/may not contain \$\{/);
   });
+
+  it("refuses NUL bytes, which spawn would throw on", () => {
+    expect(expectError(commandArgs(work("a\0b"), {}))).toMatch(/NUL/);
+    expect(expectError(commandArgs(work("worker", true), { params: "x\0" }))).toMatch(/NUL/);
+  });
 });
