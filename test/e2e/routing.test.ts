@@ -1,7 +1,9 @@
 /** Routing, waiting for nodes, cancel and release, against real agents. */
+import { PassThrough } from "node:stream";
+import { request } from "undici";
 import { afterAll, describe, expect, it } from "vitest";
 import type { UnitRecord } from "../../shared/unit.js";
-import { type RunningAgent, api, newMesh, sh, startAgent, waitFor } from "./harness.js";
+import { type RunningAgent, api, broker, newMesh, sh, startAgent, waitFor } from "./harness.js";
 
 const mesh = newMesh();
 const agents: RunningAgent[] = [];
@@ -94,5 +96,32 @@ describe("routing", () => {
     const list = await api<{ id: string }[]>(mesh, "GET", "/units");
     expect(list.body.filter((u) => u.id === first.body.id)).toHaveLength(1);
     expect((await api(mesh, "GET", `/units/${first.body.id}/results`)).body).toBe("once\n");
+  });
+
+  it("a unit canceled while its payload is still arriving stays Canceled and never runs", async () => {
+    const { url, token } = broker();
+    const body = new PassThrough();
+    const pending = request(`${url}/v1/meshes/${mesh}/units?worktype=sh&param.params=%27cat%27`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}` },
+      body,
+    });
+    body.write("first part\n");
+    let id = "";
+    await waitFor(async () => {
+      const list = await api<{ id: string; detail: string }[]>(mesh, "GET", "/units");
+      id = list.body.find((u) => u.detail === "receiving payload")?.id ?? "";
+      return id !== "";
+    }, "the unit to appear while its payload arrives");
+    await waitFor(async () => (await api<UnitRecord>(mesh, "GET", `/units/${id}`)).status === 200, "the unit record");
+    expect((await api<UnitRecord>(mesh, "POST", `/units/${id}/cancel`)).body.state).toBe("Canceled");
+    body.end("second part\n");
+    const response = await pending;
+    expect(response.statusCode).toBe(409);
+    expect(((await response.body.json()) as { error: { code: string } }).error.code).toBe("illegal_transition");
+    await new Promise((r) => setTimeout(r, 300));
+    const record = await unit(id);
+    expect(record.state).toBe("Canceled");
+    expect(record.startedAt).toBeNull();
   });
 });
