@@ -78,6 +78,9 @@ export class UnitObject extends DurableObject<Env> {
     if (!doc) return errorResponse({ code: "unknown_unit", message: "no such unit" }, 404);
     if (url.pathname.endsWith("/payload") && request.method === "POST") return this.receivePayload(request, doc);
     if (url.pathname.endsWith("/results")) {
+      if (doc.state === "Released") {
+        return errorResponse({ code: "unit_released", message: `unit ${doc.id} was released; its results are gone` }, 410);
+      }
       return new Response(resultsStream(this.store, Number(url.searchParams.get("offset") ?? 0), url.searchParams.get("follow") === "1", () => this.changed()), {
         headers: { "content-type": "application/octet-stream", "x-unit-state": doc.state },
       });
