@@ -42,7 +42,7 @@ const AGENT_TAG = "agent";
 
 export class UnitObject extends DurableObject<Env> {
   private readonly store: UnitStore;
-  private waiters: (() => void)[] = [];
+  private readonly waiters = new Set<() => void>();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -81,7 +81,7 @@ export class UnitObject extends DurableObject<Env> {
       if (doc.state === "Released") {
         return errorResponse({ code: "unit_released", message: `unit ${doc.id} was released; its results are gone` }, 410);
       }
-      return new Response(resultsStream(this.store, Number(url.searchParams.get("offset") ?? 0), url.searchParams.get("follow") === "1", () => this.changed()), {
+      return new Response(resultsStream(this.store, Number(url.searchParams.get("offset") ?? 0), url.searchParams.get("follow") === "1", (signal) => this.changed(signal)), {
         headers: { "content-type": "application/octet-stream", "x-unit-state": doc.state },
       });
     }
@@ -302,14 +302,21 @@ export class UnitObject extends DurableObject<Env> {
   }
 
   /** Resolves at the next write or state change; followers wait on it instead of polling. */
-  private changed(): Promise<void> {
-    return new Promise((resolve) => this.waiters.push(resolve));
+  private changed(signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      // A follower that goes away stops waiting at once instead of lingering until the next write.
+      const done = () => {
+        this.waiters.delete(done);
+        signal.removeEventListener("abort", done);
+        resolve();
+      };
+      this.waiters.add(done);
+      signal.addEventListener("abort", done);
+    });
   }
 
   private wake(): void {
-    const waiters = this.waiters;
-    this.waiters = [];
-    for (const resolve of waiters) resolve();
+    for (const done of [...this.waiters]) done();
   }
 
   private sendAgent(message: BrokerDataMessage): void {

@@ -10,9 +10,10 @@ export function resultsStream(
   store: UnitStore,
   offset: number,
   follow: boolean,
-  changed: () => Promise<void>,
+  changed: (signal: AbortSignal) => Promise<void>,
 ): ReadableStream<Uint8Array> {
   let position = offset;
+  const gone = new AbortController();
   return new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
@@ -24,12 +25,15 @@ export function resultsStream(
             return;
           }
           const doc = store.doc();
-          if (!follow || !doc || isTerminal(doc.state)) {
+          if (!follow || !doc || isTerminal(doc.state) || gone.signal.aborted) {
             controller.close();
             return;
           }
-          await changed();
+          await changed(gone.signal);
         }
+      },
+      cancel() {
+        gone.abort();
       },
     },
     { highWaterMark: 0 },
