@@ -1,7 +1,7 @@
 /**
  * The published package runs with Node alone: `npm pack`, then `npx ./mesh-agent-<v>.tgz --help`
- * from an empty directory. --offline keeps the test off the network: after `npm ci` the npm
- * cache holds every runtime dependency.
+ * from an empty directory. The runtime dependencies are bundled in the tarball (execution hosts
+ * may not reach a registry), so --offline with an empty npm cache proves it needs nothing else.
  */
 import { execFile } from "node:child_process";
 import { readdir } from "node:fs/promises";
@@ -22,11 +22,14 @@ describe("npm package", () => {
     const listing = (await run("tar", ["tzf", `${dir}/${tarball}`])).stdout.split("\n").filter(Boolean);
     expect(listing).toContain("package/dist/agent/cli.js");
     expect(listing).toContain("package/dist/meshctl/cli.js");
-    expect(listing.filter((f) => f.endsWith(".ts"))).toEqual([]);
+    expect(listing.filter((f) => f.startsWith("package/dist/") && f.endsWith(".ts") && !f.endsWith(".d.ts"))).toEqual([]);
 
-    const agent = await run("npx", ["--yes", "--offline", `./${tarball}`, "--help"], { cwd: dir });
+    expect(listing).toContain("package/node_modules/undici/package.json");
+    // A fresh cache: nothing can come from what `npm ci` fetched for the repository itself.
+    const env = { ...process.env, npm_config_cache: `${dir}/npm-cache` };
+    const agent = await run("npx", ["--yes", "--offline", `./${tarball}`, "--help"], { cwd: dir, env });
     expect(agent.stdout).toMatch(/^Usage: mesh-agent --broker URL --token TOKEN/);
-    const meshctl = await run("npx", ["--yes", "--offline", "--package", `./${tarball}`, "meshctl", "--help"], { cwd: dir });
+    const meshctl = await run("npx", ["--yes", "--offline", "--package", `./${tarball}`, "meshctl", "--help"], { cwd: dir, env });
     expect(meshctl.stdout).toMatch(/^Usage: meshctl/);
   });
 });
