@@ -26,8 +26,8 @@ export interface AgentOptions {
   log: Logger;
 }
 
-/** Until the broker's welcome says otherwise. */
-const DEFAULT_PING_MS = 15_000;
+/** Until the broker's welcome says otherwise; matches the broker's default. */
+const DEFAULT_PING_MS = 5_000;
 
 export class Agent {
   private readonly runners = new Map<string, UnitRunner>();
@@ -106,6 +106,7 @@ export class Agent {
     switch (msg.type) {
       case "welcome":
         this.pingIntervalMs = msg.pingIntervalMs;
+        this.link?.setPingInterval(msg.pingIntervalMs);
         this.opts.log.info("control:connected", { node: msg.nodeId, mesh: this.opts.mesh });
         return;
       case "assign":

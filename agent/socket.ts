@@ -12,6 +12,8 @@ export interface Link {
   closed: Promise<number>;
   send(data: string | Uint8Array): void;
   close(code?: number, reason?: string): void;
+  /** The broker's welcome names the interval its lease is sized for. */
+  setPingInterval(ms: number): void;
 }
 
 export interface LinkHandlers {
@@ -44,16 +46,20 @@ export function openLink(url: string, token: string, handlers: LinkHandlers, pin
         handlers.onBinary(new Uint8Array(event.data as ArrayBuffer));
       }
     });
-    ws.addEventListener("open", () => {
-      opened = true;
+    const startKeepalive = (interval: number) => {
+      clearInterval(keepalive);
       keepalive = setInterval(() => {
-        if (Date.now() - lastHeard > 2 * pingIntervalMs + 1000) {
+        if (Date.now() - lastHeard > 2 * interval + 1000) {
           ws.close(4008, "keepalive timeout");
           return;
         }
         if (ws.readyState === WebSocket.OPEN) ws.send(PING);
-      }, pingIntervalMs);
+      }, interval);
       keepalive.unref();
+    };
+    ws.addEventListener("open", () => {
+      opened = true;
+      startKeepalive(pingIntervalMs);
       resolve({
         ws,
         closed,
@@ -62,6 +68,12 @@ export function openLink(url: string, token: string, handlers: LinkHandlers, pin
         },
         close(code = 1000, reason = "") {
           if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING) ws.close(code, reason);
+        },
+        setPingInterval(ms) {
+          if (ms !== pingIntervalMs && ws.readyState === WebSocket.OPEN) {
+            pingIntervalMs = ms;
+            startKeepalive(ms);
+          }
         },
       });
     });

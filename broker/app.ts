@@ -3,9 +3,9 @@
  * (membership, routing, the unit index) or to one unit's Unit object (payload, results, status).
  */
 import { type Context, Hono } from "hono";
+import { parseDuration } from "../shared/duration.js";
 import { MeshError, type Result, unwrap } from "../shared/errors.js";
 import { NAME_PATTERN, UNIT_ID_PATTERN } from "../shared/ids.js";
-import type { UnitRecord } from "../shared/unit.js";
 import { requireToken } from "./auth.js";
 import { logError } from "./log.js";
 import type { UnitIndexRow } from "./mesh/store.js";
@@ -84,6 +84,8 @@ app.post("/v1/meshes/:mesh/units", async (c) => {
   for (const [key, value] of new URL(c.req.url).searchParams) {
     if (key.startsWith("param.") && key.length > 6) params[key.slice(6)] = value;
   }
+  const ttl = c.req.query("ttl");
+  const ttlMs = ttl === undefined ? null : unwrap(parseDuration(ttl));
   const created = asResult<{ unit: UnitIndexRow; created: boolean }>(
     await meshStub(c, mesh).createUnit({
       mesh,
@@ -93,11 +95,10 @@ app.post("/v1/meshes/:mesh/units", async (c) => {
     }),
   );
   const unit = unitStub(c, mesh, created.unit.id);
-  if (!created.created) {
-    return c.json(asResult<UnitRecord>(await unit.status()), 200);
-  }
-  await unit.init({ mesh, id: created.unit.id, worktype, targetNode, params });
-  return forward(await unit.fetch(new Request("https://unit/payload", { method: "POST", body: c.req.raw.body, headers: c.req.raw.headers })));
+  // init is idempotent: a retry also repairs a unit whose first POST died between the two calls.
+  await unit.init({ mesh, id: created.unit.id, worktype, targetNode, params, ttlMs });
+  const retry = created.created ? "" : "?retry=1";
+  return forward(await unit.fetch(new Request(`https://unit/payload${retry}`, { method: "POST", body: c.req.raw.body, headers: c.req.raw.headers })));
 });
 
 app.get("/v1/meshes/:mesh/units", async (c) => c.json(await meshStub(c, meshName(c)).listUnits()));

@@ -3,6 +3,7 @@
 import { createReadStream } from "node:fs";
 import { parseArgs } from "node:util";
 import { isUsageError, packageVersion } from "../agent/version.js";
+import { parseDuration } from "../shared/duration.js";
 import { MeshApiError, MeshClient } from "./client.js";
 import { printStatus, Progress } from "./output.js";
 
@@ -10,15 +11,17 @@ const HELP = `Usage: meshctl [--broker URL] [--token TOKEN] [--mesh ID] COMMAND
 
 Commands:
   status [--json]                         nodes, work types, capacity, last seen
-  work submit WORKTYPE [--node N] [-p FILE|-] [-f] [-a key=value]… [--idempotency-key K]
-                                          submit a unit; -p - reads the payload from stdin;
+  work submit WORKTYPE [--node N] [-p FILE|-] [-f] [-a key=value]… [--ttl DURATION]
+              [--idempotency-key K]       submit a unit; -p - reads the payload from stdin;
                                           -f streams its results to stdout and exits non-zero
-                                          unless it succeeds; -a params="…" passes runtime params
+                                          unless it succeeds; -a params="…" passes runtime params;
+                                          --ttl 1h20m30s fails it "expired" unless started by then
   work list                               all units, as JSON
   work status ID                          one unit's status record, as JSON
   work results ID [--offset N] [-f]       raw results from byte N (-f: follow to the end)
   work cancel ID…                         cancel units
-  work release ID…                        cancel and delete units
+  work release [--force] ID…              cancel and delete units (never waits for the node:
+                                          the broker holds the data, so --force is the same)
 
 Connection (flags or environment):
   --broker URL     MESH_BROKER
@@ -56,6 +59,8 @@ async function main(argv: string[]): Promise<number> {
       param: { type: "string", short: "a", multiple: true },
       offset: { type: "string" },
       "idempotency-key": { type: "string" },
+      ttl: { type: "string" },
+      force: { type: "boolean" },
       json: { type: "boolean" },
       help: { type: "boolean", short: "h" },
       version: { type: "boolean", short: "v" },
@@ -86,12 +91,15 @@ async function main(argv: string[]): Promise<number> {
     case "submit": {
       const worktype = rest[0] ?? usage("work submit needs a WORKTYPE");
       const source = values.payload ?? usage("give the payload: -p FILE, or -p - for stdin");
+      const ttl = values.ttl === undefined ? null : parseDuration(values.ttl);
+      if (ttl && !ttl.ok) usage(`--ttl: ${ttl.error.message}`);
       const payload = source === "-" ? process.stdin : createReadStream(source);
       const unit = await client.submit({
         worktype,
         node: values.node,
         params: keyValues(values.param ?? []),
         idempotencyKey: values["idempotency-key"],
+        ttl: values.ttl,
         payload,
       });
       if (!values.follow) {

@@ -24,6 +24,8 @@ export interface SubmitOptions {
   node?: string | undefined;
   params?: Record<string, string>;
   idempotencyKey?: string | undefined;
+  /** receptorctl's --ttl: a duration such as 1h20m30s. */
+  ttl?: string | undefined;
   payload: Readable | Buffer | string;
 }
 
@@ -80,7 +82,7 @@ export class MeshClient {
   release = (id: string) => this.json<UnitRecord>("DELETE", `/units/${encodeURIComponent(id)}`);
 
   async submit(options: SubmitOptions): Promise<UnitRecord> {
-    const query: Record<string, string | undefined> = { worktype: options.worktype, node: options.node };
+    const query: Record<string, string | undefined> = { worktype: options.worktype, node: options.node, ttl: options.ttl };
     for (const [k, v] of Object.entries(options.params ?? {})) query[`param.${k}`] = v;
     const response = await this.call("POST", "/units", {
       query,
@@ -91,9 +93,9 @@ export class MeshClient {
   }
 
   /**
-   * Copies results from `offset` to `out`, byte for byte, respecting its backpressure. With
-   * `follow`, keeps going until the unit is final, reconnecting from the last byte written.
-   * Returns the offset reached.
+   * Copies results from `offset` to `out`, byte for byte, respecting its backpressure, resuming
+   * from the last byte written whenever the connection drops. With `follow`, keeps going until
+   * the unit is final. Returns the offset reached.
    */
   async results(id: string, out: Writable, options: { offset?: number; follow?: boolean } = {}): Promise<number> {
     let offset = options.offset ?? 0;
@@ -108,14 +110,15 @@ export class MeshClient {
           offset += buffer.byteLength;
           if (!out.write(buffer)) await new Promise((resolve) => out.once("drain", resolve));
         }
+        if (!options.follow) return offset;
+        // Inside the try: the broker may be restarting, which is one more drop to ride out.
+        const record = await this.unit(id);
+        if (isTerminal(record.state) && offset >= record.stdoutSize) return offset;
       } catch (error) {
         if (error instanceof MeshApiError && error.status >= 400 && error.status < 500) throw error;
         if (attempt >= 20) throw error;
       }
-      if (!options.follow) return offset;
       if (offset > before) attempt = 0;
-      const record = await this.unit(id);
-      if (isTerminal(record.state) && offset >= record.stdoutSize) return offset;
       await sleep(Math.min(200 * (attempt + 1), 2000));
     }
   }

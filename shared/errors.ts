@@ -18,6 +18,7 @@ export const ERROR_STATUS = {
   at_capacity: 409,
   payload_too_large: 413,
   payload_incomplete: 400,
+  upload_in_progress: 409,
   unsupported_media_type: 415,
   // Protocol errors travel in `error` frames over WebSockets; the status is what an HTTP
   // upgrade attempt carrying the same fault would get.

@@ -20,11 +20,15 @@ export interface UnitRecord {
   createdAt: string;
   startedAt: string | null;
   finishedAt: string | null;
+  /** A Pending unit not started by then fails "expired" (submit's `ttl`). */
+  expiresAt: string | null;
 }
 
 export interface NodeStatus {
   nodeId: string;
   connected: boolean;
+  /** Silent past its lease: its running units fail unless it comes back within the grace period. */
+  lost: boolean;
   workTypes: { worktype: string; verifySignature: boolean; allowRuntimeParams: boolean }[];
   capacity: number;
   activeUnits: number;

@@ -18,9 +18,11 @@ import {
 } from "../../shared/protocol.js";
 import { canTransition, isTerminal, type UnitState } from "../../shared/states.js";
 import type { MeshStatus, UnitSummary } from "../../shared/unit.js";
+import { type BrokerConfig, brokerConfig } from "../config.js";
 import { log, logError } from "../log.js";
 import { completeClose } from "../socket.js";
 import { planDispatch } from "./dispatch.js";
+import { leaseVerdict, nextLeaseCheck } from "./lease.js";
 import { MeshStore, type UnitIndexRow } from "./store.js";
 
 export interface CreateUnitInput {
@@ -45,10 +47,12 @@ interface SocketAttachment {
 
 export class MeshObject extends DurableObject<Env> {
   private readonly store: MeshStore;
+  private readonly config: BrokerConfig;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.store = new MeshStore(ctx.storage.sql);
+    this.config = brokerConfig(env);
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(PING, PONG));
   }
 
@@ -90,6 +94,7 @@ export class MeshObject extends DurableObject<Env> {
     this.store.touchNode(nodeId, Date.now());
     completeClose(ws, code);
     log("node:disconnected", { node: nodeId, code });
+    await this.watchLeases();
   }
 
   override async webSocketError(ws: WebSocket, error: unknown): Promise<void> {
@@ -101,7 +106,9 @@ export class MeshObject extends DurableObject<Env> {
     this.rememberMesh(input.mesh);
     if (input.idempotencyKey) {
       const existing = this.store.unitByIdempotencyKey(input.idempotencyKey);
-      if (existing) return ok({ unit: existing, created: false });
+      // A first attempt that ended before its payload was stored never ran: the retry starts afresh.
+      if (existing && isTerminal(existing.state) && !existing.ready) this.store.releaseIdempotencyKey(existing.id);
+      else if (existing) return ok({ unit: existing, created: false });
     }
     const known = this.store.knownWorkTypes();
     if (input.targetNode !== null) {
@@ -141,7 +148,47 @@ export class MeshObject extends DurableObject<Env> {
       (!isTerminal(current.state) && isTerminal(change.state));
     if (!forward) return;
     this.store.updateUnit(change.id, change, Date.now());
-    if (change.ready || isTerminal(change.state)) await this.dispatch();
+    const freed = isTerminal(change.state) && !isTerminal(current.state);
+    if ((change.ready && !current.ready) || freed) await this.dispatch();
+  }
+
+  /** The Unit object forgot a released unit after its tombstone retention. */
+  async unitPurged(id: string): Promise<void> {
+    this.store.deleteUnit(id);
+  }
+
+  /**
+   * Lease check. Runs only while some node holds active units. Live sockets' ping times are
+   * persisted here, so after a broker restart a node is judged by when it was really last heard.
+   */
+  override async alarm(): Promise<void> {
+    try {
+      const now = Date.now();
+      const times = { leaseMs: this.config.nodeLeaseMs, graceMs: this.config.nodeGraceMs };
+      let requeued = false;
+      for (const nodeId of this.store.nodesWithActiveUnits()) {
+        const seen = this.observe(nodeId) ?? now;
+        const verdict = leaseVerdict(seen, now, times);
+        if (verdict === "alive") continue;
+        for (const ws of this.ctx.getWebSockets(nodeId)) {
+          log("node:lost", { node: nodeId, silentMs: now - seen });
+          // Half-open: closing it makes the node count as gone for routing at once.
+          ws.close(4008, "lease expired: no ping within the lease");
+        }
+        if (verdict === "lost") continue;
+        for (const unit of this.store.activeOn(nodeId)) {
+          const plan = await this.unitStub(unit.id).nodeLost(nodeId, now - seen);
+          if (plan.action === "requeue") {
+            this.store.unassignUnit(unit.id, Date.now());
+            requeued = true;
+          }
+        }
+      }
+      if (requeued) await this.dispatch();
+    } catch (error) {
+      logError("mesh:alarm-failed", error);
+    }
+    await this.watchLeases(true);
   }
 
   async listUnits(): Promise<UnitSummary[]> {
@@ -153,11 +200,15 @@ export class MeshObject extends DurableObject<Env> {
   }
 
   async status(mesh: string): Promise<MeshStatus> {
+    const now = Date.now();
+    const times = { leaseMs: this.config.nodeLeaseMs, graceMs: this.config.nodeGraceMs };
     const nodes = this.store.nodes(this.liveNodes()).map((node) => {
-      const socket = this.ctx.getWebSockets(node.nodeId)[0];
-      const pinged = socket ? this.ctx.getWebSocketAutoResponseTimestamp(socket) : null;
-      if (pinged && (!node.lastSeen || pinged.toISOString() > node.lastSeen)) node.lastSeen = pinged.toISOString();
-      return node;
+      const seen = Math.max(node.lastSeen ? Date.parse(node.lastSeen) : 0, this.pingedAt(node.nodeId) ?? 0);
+      return {
+        ...node,
+        lastSeen: seen ? new Date(seen).toISOString() : null,
+        lost: seen > 0 && leaseVerdict(seen, now, times) !== "alive",
+      };
     });
     return { mesh, nodes, units: this.store.counts() };
   }
@@ -176,7 +227,7 @@ export class MeshObject extends DurableObject<Env> {
     ws.serializeAttachment({ ...attachment, helloed: true } satisfies SocketAttachment);
     this.store.upsertNode(hello.nodeId, hello, Date.now());
     log("node:hello", { node: hello.nodeId, workTypes: hello.workTypes.map((w) => w.worktype), capacity: hello.capacity });
-    this.send(ws, { type: "welcome", nodeId: hello.nodeId, pingIntervalMs: Number(this.env.PING_INTERVAL_MS) });
+    this.send(ws, { type: "welcome", nodeId: hello.nodeId, pingIntervalMs: this.config.pingIntervalMs });
     await this.reconcile(ws, hello);
     await this.dispatch();
   }
@@ -218,7 +269,38 @@ export class MeshObject extends DurableObject<Env> {
       for (const ws of this.ctx.getWebSockets(p.nodeId)) {
         this.send(ws, { type: "assign", unitId: p.unitId, worktype: unit.worktype });
       }
+      // The node's stored last_seen may be hours old (pings are not stored as they come): bring it
+      // up to date before its lease starts to matter.
+      this.observe(p.nodeId);
     }
+    if (placements.length > 0) await this.watchLeases();
+  }
+
+  /** Keeps the lease alarm running while any node holds active units; `rearm` after it fired. */
+  private async watchLeases(rearm = false): Promise<void> {
+    if (!rearm && (await this.ctx.storage.getAlarm()) !== null) return;
+    const times = { leaseMs: this.config.nodeLeaseMs, graceMs: this.config.nodeGraceMs };
+    const seen = this.store.nodesWithActiveUnits().map((node) => this.observe(node) ?? Date.now());
+    const at = nextLeaseCheck(seen, Date.now(), times);
+    if (at === null) await this.ctx.storage.deleteAlarm();
+    else await this.ctx.storage.setAlarm(at);
+  }
+
+  /** The node's last sign of life (message, close, or ping on a live socket), persisted. */
+  private observe(nodeId: string): number | null {
+    const pinged = this.pingedAt(nodeId);
+    if (pinged !== null) this.store.observeNode(nodeId, pinged);
+    return this.store.lastSeen(nodeId);
+  }
+
+  private pingedAt(nodeId: string): number | null {
+    let latest: number | null = null;
+    for (const ws of this.ctx.getWebSockets(nodeId)) {
+      if (ws.readyState !== WebSocket.OPEN) continue;
+      const at = this.ctx.getWebSocketAutoResponseTimestamp(ws)?.getTime() ?? null;
+      if (at !== null && (latest === null || at > latest)) latest = at;
+    }
+    return latest;
   }
 
   /** Nodes with an open control socket that said hello. */

@@ -61,6 +61,23 @@ export class MeshStore {
     this.sql.exec("UPDATE nodes SET last_seen = ? WHERE id = ?", now, id);
   }
 
+  /** Moves last_seen forward only: pings observed late must not make a node look older. */
+  observeNode(id: string, seen: number): void {
+    this.sql.exec("UPDATE nodes SET last_seen = ? WHERE id = ? AND (last_seen IS NULL OR last_seen < ?)", seen, id, seen);
+  }
+
+  lastSeen(id: string): number | null {
+    return this.sql.exec<{ last_seen: number | null }>("SELECT last_seen FROM nodes WHERE id = ?", id).toArray()[0]?.last_seen ?? null;
+  }
+
+  /** Nodes holding Pending or Running units: the ones whose leases matter. */
+  nodesWithActiveUnits(): string[] {
+    return this.sql
+      .exec<{ node: string }>("SELECT DISTINCT node FROM units WHERE node IS NOT NULL AND state IN ('Pending', 'Running')")
+      .toArray()
+      .map((row) => row.node);
+  }
+
   /** Work types offered by any node this mesh has seen, connected or not. */
   knownWorkTypes(): Map<string, Set<string>> {
     const byNode = new Map<string, Set<string>>();
@@ -75,7 +92,7 @@ export class MeshStore {
    * Connection state is not stored: it is whether a live socket exists (`live`), because a broker
    * restart drops every socket without running any close handler.
    */
-  nodes(live: ReadonlySet<string>): NodeStatus[] {
+  nodes(live: ReadonlySet<string>): Omit<NodeStatus, "lost">[] {
     const active = this.activeCounts();
     return this.sql
       .exec<{ id: string; info: string; connected_at: number | null; last_seen: number | null }>(
@@ -169,6 +186,15 @@ export class MeshStore {
 
   assignUnit(id: string, node: string, now: number): void {
     this.sql.exec("UPDATE units SET node = ?, detail = ?, updated_at = ? WHERE id = ?", node, `assigned to ${node}`, now, id);
+  }
+
+  deleteUnit(id: string): void {
+    this.sql.exec("DELETE FROM units WHERE id = ?", id);
+  }
+
+  /** A retried submit whose first attempt failed before its payload was stored gets a new unit. */
+  releaseIdempotencyKey(id: string): void {
+    this.sql.exec("UPDATE units SET idem_key = NULL WHERE id = ?", id);
   }
 
   unassignUnit(id: string, now: number): void {

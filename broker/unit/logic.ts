@@ -29,3 +29,24 @@ export function outcome(finished: Finished, cancelRequested: boolean): { state: 
   if (finished.signal) return { state: "Failed", detail: `killed by signal ${finished.signal}` };
   return { state: "Failed", detail: `exit status ${finished.exitCode ?? "unknown"}` };
 }
+
+export type LostPlan = { action: "ignore" } | { action: "requeue"; detail: string } | { action: "fail"; detail: string };
+
+/**
+ * What a unit does when the Mesh declares its node lost. A unit the node never attached to
+ * cannot have started there, so an unpinned one goes back to the queue; a pinned one keeps
+ * waiting for its node. One that was attached (payload fetched, maybe running) fails: running it
+ * again elsewhere could run a job twice.
+ */
+export function planNodeLost(
+  doc: { state: UnitState; node: string | null; targetNode: string | null; attachedAt: string | null },
+  nodeId: string,
+  silentMs: number,
+): LostPlan {
+  if (doc.node !== nodeId || (doc.state !== "Pending" && doc.state !== "Running")) return { action: "ignore" };
+  const silence = `no word from node ${nodeId} for ${Math.round(silentMs / 1000)} s`;
+  if (doc.state === "Pending" && doc.attachedAt === null) {
+    return doc.targetNode === null ? { action: "requeue", detail: `waiting for a node (${silence})` } : { action: "ignore" };
+  }
+  return { action: "fail", detail: `node lost: ${silence}` };
+}

@@ -15,13 +15,16 @@ import {
   decodeAgentData,
   encode,
 } from "../../shared/protocol.js";
+import { formatDuration } from "../../shared/duration.js";
 import { STATE_NUMBER, type UnitState, isTerminal, transition } from "../../shared/states.js";
 import type { UnitRecord } from "../../shared/unit.js";
+import { type BrokerConfig, brokerConfig } from "../config.js";
 import { log, logError } from "../log.js";
 import { completeClose } from "../socket.js";
-import { outcome, planFrame } from "./logic.js";
+import { type LostPlan, outcome, planFrame, planNodeLost } from "./logic.js";
 import { ingestPayload } from "./payload.js";
 import { resultsStream } from "./results.js";
+import { dueActions, nextAlarm } from "./schedule.js";
 import { type UnitDoc, UnitStore } from "./store.js";
 
 export interface InitUnit {
@@ -30,6 +33,8 @@ export interface InitUnit {
   worktype: string;
   targetNode: string | null;
   params: Record<string, string>;
+  /** Time to live: fail "expired" unless started within this many ms of submission. */
+  ttlMs: number | null;
 }
 
 interface AgentAttachment {
@@ -42,19 +47,25 @@ const AGENT_TAG = "agent";
 
 export class UnitObject extends DurableObject<Env> {
   private readonly store: UnitStore;
+  private readonly config: BrokerConfig;
   private readonly waiters = new Set<() => void>();
+  /** A payload upload is streaming into this instance; a retried POST must not interleave with it. */
+  private uploading = false;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.store = new UnitStore(ctx.storage.sql);
+    this.config = brokerConfig(env);
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(PING, PONG));
   }
 
   async init(input: InitUnit): Promise<UnitRecord> {
     const existing = this.store.doc();
     if (existing) return publicRecord(existing);
+    const { ttlMs, ...fields } = input;
+    const now = Date.now();
     const doc: UnitDoc = {
-      ...input,
+      ...fields,
       node: null,
       state: "Pending",
       stateNumber: STATE_NUMBER.Pending,
@@ -62,13 +73,18 @@ export class UnitObject extends DurableObject<Env> {
       payloadSize: 0,
       stdoutSize: 0,
       exitCode: null,
-      createdAt: new Date().toISOString(),
+      createdAt: new Date(now).toISOString(),
       startedAt: null,
       finishedAt: null,
+      expiresAt: ttlMs === null ? null : new Date(now + ttlMs).toISOString(),
       payloadComplete: false,
       cancelRequested: false,
+      attachedAt: null,
+      releasedAt: null,
+      meshSynced: true,
     };
     this.store.save(doc);
+    await this.schedule();
     return publicRecord(doc);
   }
 
@@ -76,7 +92,9 @@ export class UnitObject extends DurableObject<Env> {
     const url = new URL(request.url);
     const doc = this.store.doc();
     if (!doc) return errorResponse({ code: "unknown_unit", message: "no such unit" }, 404);
-    if (url.pathname.endsWith("/payload") && request.method === "POST") return this.receivePayload(request, doc);
+    if (url.pathname.endsWith("/payload") && request.method === "POST") {
+      return this.receivePayload(request, doc, url.searchParams.get("retry") === "1");
+    }
     if (url.pathname.endsWith("/results")) {
       if (doc.state === "Released") {
         return errorResponse({ code: "unit_released", message: `unit ${doc.id} was released; its results are gone` }, 410);
@@ -136,6 +154,52 @@ export class UnitObject extends DurableObject<Env> {
     await this.move(doc, "Failed", detail);
   }
 
+  /** The Mesh declared `nodeId` lost; the unit decides whether that ends it (see planNodeLost). */
+  async nodeLost(nodeId: string, silentMs: number): Promise<LostPlan> {
+    const doc = this.store.doc();
+    if (!doc) return { action: "ignore" };
+    const plan = planNodeLost(doc, nodeId, silentMs);
+    if (plan.action === "requeue") {
+      this.store.save({ ...doc, node: null, detail: plan.detail });
+      this.wake();
+    } else if (plan.action === "fail") {
+      await this.move(doc, "Failed", plan.detail);
+    }
+    if (plan.action !== "ignore") log("unit:node-lost", { unit: doc.id, node: nodeId, action: plan.action });
+    return plan;
+  }
+
+  override async alarm(): Promise<void> {
+    try {
+      const retention = this.config;
+      const start = this.store.doc();
+      if (!start) return;
+      for (const action of dueActions(start, retention, Date.now())) {
+        const doc = this.store.doc()!;
+        switch (action) {
+          case "sync":
+            await this.notifyMesh(doc);
+            break;
+          case "expire":
+            await this.move(doc, "Failed", `expired: not started within its time to live (${formatDuration(Date.parse(doc.expiresAt!) - Date.parse(doc.createdAt))})`);
+            break;
+          case "reap":
+            this.store.deleteStreams();
+            await this.move(doc, "Released", `released after the ${formatDuration(retention.unitRetentionMs)} retention`);
+            break;
+          case "purge":
+            await this.purge(doc);
+            return;
+        }
+      }
+      await this.schedule();
+    } catch (error) {
+      // Rethrown so the runtime retries the alarm with backoff.
+      logError("unit:alarm-failed", error, { unit: this.store.doc()?.id });
+      throw error;
+    }
+  }
+
   override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
     const doc = this.store.doc();
     try {
@@ -162,11 +226,31 @@ export class UnitObject extends DurableObject<Env> {
     logError("unit:socket-error", error, { unit: this.store.doc()?.id });
   }
 
-  private async receivePayload(request: Request, doc: UnitDoc): Promise<Response> {
+  /**
+   * `retry`: a POST with an Idempotency-Key that already made this unit. If the first upload got
+   * through, the retry just answers with the unit; if it died half-way (and is not still
+   * streaming here), the retry's body replaces the partial payload.
+   */
+  private async receivePayload(request: Request, doc: UnitDoc, retry: boolean): Promise<Response> {
     if (doc.payloadComplete || doc.state !== "Pending") {
+      if (retry) {
+        await request.body?.cancel();
+        return Response.json(publicRecord(doc), { status: 200 });
+      }
       return errorResponse({ code: "illegal_transition", message: "the payload was already received" }, 409);
     }
-    const result = await ingestPayload(this.store, request, Number(this.env.MAX_PAYLOAD_BYTES));
+    if (this.uploading) {
+      await request.body?.cancel();
+      return errorResponse({ code: "upload_in_progress", message: "the unit's payload is still being uploaded by an earlier request" }, 409);
+    }
+    this.uploading = true;
+    let result;
+    try {
+      this.store.deleteStream("payload");
+      result = await ingestPayload(this.store, request, this.config.maxPayloadBytes);
+    } finally {
+      this.uploading = false;
+    }
     // Cancel or release may have run while the body was arriving: never resurrect the unit.
     const current = this.store.doc()!;
     if (current.state !== "Pending") {
@@ -180,7 +264,7 @@ export class UnitObject extends DurableObject<Env> {
     }
     const ready: UnitDoc = { ...current, payloadSize: result.value, payloadComplete: true, detail: "waiting for a node" };
     this.store.save(ready);
-    await this.notifyMesh(ready, true);
+    await this.notifyMesh(ready);
     return Response.json(publicRecord(this.store.doc()!), { status: 201 });
   }
 
@@ -206,6 +290,7 @@ export class UnitObject extends DurableObject<Env> {
         if (other !== ws && isAttached(other)) other.close(4001, "replaced by a newer connection");
       }
       ws.serializeAttachment({ nodeId, attached: true } satisfies AgentAttachment);
+      if (doc.attachedAt === null) this.store.save({ ...doc, attachedAt: new Date().toISOString() });
       return this.send(ws, {
         type: "attached",
         unit: { id: doc.id, worktype: doc.worktype, params: doc.params, payloadSize: doc.payloadSize },
@@ -284,21 +369,57 @@ export class UnitObject extends DurableObject<Env> {
       log("unit:illegal-transition", { unit: doc.id, from: doc.state, to });
       return;
     }
+    const now = new Date().toISOString();
     const next: UnitDoc = { ...doc, ...extra, state: to, stateNumber: STATE_NUMBER[to], detail };
-    if (isTerminal(to) && !next.finishedAt) next.finishedAt = new Date().toISOString();
+    if (isTerminal(to) && !next.finishedAt) next.finishedAt = now;
+    if (to === "Released") next.releasedAt = now;
     this.store.save(next);
     this.wake();
     if (isTerminal(to)) this.sendAgent({ type: "closed", state: to });
     await this.notifyMesh(next);
+    await this.schedule();
   }
 
-  private async notifyMesh(doc: UnitDoc, ready?: boolean): Promise<void> {
+  /**
+   * Tells the Mesh object the unit's state. A failure (the Mesh object restarting, say) is not
+   * lost: the unit remembers it is unsynced and its alarm sends the then-current state again.
+   */
+  private async notifyMesh(doc: UnitDoc): Promise<void> {
+    let synced = true;
     try {
       const mesh = this.env.MESH.get(this.env.MESH.idFromName(doc.mesh));
-      await mesh.unitChanged({ id: doc.id, state: doc.state, detail: doc.detail, ...(ready ? { ready } : {}) });
+      await mesh.unitChanged({ id: doc.id, state: doc.state, detail: doc.detail, ready: doc.payloadComplete });
     } catch (error) {
+      synced = false;
       logError("unit:notify-mesh-failed", error, { unit: doc.id });
     }
+    const current = this.store.doc();
+    if (current && current.meshSynced !== synced) {
+      this.store.save({ ...current, meshSynced: synced });
+      await this.schedule();
+    }
+  }
+
+  /** Sets the one alarm to the earliest thing due (TTL, retention, notification retry). */
+  private async schedule(): Promise<void> {
+    const doc = this.store.doc();
+    const at = doc ? nextAlarm(doc, this.config, Date.now()) : null;
+    const current = await this.ctx.storage.getAlarm();
+    if (at === null) {
+      if (current !== null) await this.ctx.storage.deleteAlarm();
+    } else if (current !== at) {
+      await this.ctx.storage.setAlarm(at);
+    }
+  }
+
+  /** The tombstone's retention is over: the Mesh forgets the unit, then so does this object. */
+  private async purge(doc: UnitDoc): Promise<void> {
+    const mesh = this.env.MESH.get(this.env.MESH.idFromName(doc.mesh));
+    await mesh.unitPurged(doc.id);
+    for (const ws of this.ctx.getWebSockets()) ws.close(4410, "unit forgotten");
+    this.store.forget();
+    await this.ctx.storage.deleteAlarm();
+    log("unit:purged", { unit: doc.id });
   }
 
   /** Resolves at the next write or state change; followers wait on it instead of polling. */
@@ -342,7 +463,7 @@ function isAttached(ws: WebSocket): boolean {
 }
 
 function publicRecord(doc: UnitDoc): UnitRecord {
-  const { payloadComplete: _p, cancelRequested: _c, ...record } = doc;
+  const { payloadComplete: _p, cancelRequested: _c, attachedAt: _a, releasedAt: _r, meshSynced: _m, ...record } = doc;
   return record;
 }
 

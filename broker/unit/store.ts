@@ -8,10 +8,17 @@ import type { UnitRecord } from "../../shared/unit.js";
 export interface UnitDoc extends UnitRecord {
   payloadComplete: boolean;
   cancelRequested: boolean;
+  /** When the assigned node first attached: from then on the unit may be running there. */
+  attachedAt: string | null;
+  releasedAt: string | null;
+  /** False while the Mesh object has not heard of the latest state; the alarm retries. */
+  meshSynced: boolean;
 }
 
 export const STREAM = { payload: 1, results: 2 } as const;
 export type StreamName = keyof typeof STREAM;
+
+const NEUTRAL = { expiresAt: null, attachedAt: null, releasedAt: null, meshSynced: true } as const;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS unit (k INTEGER PRIMARY KEY CHECK (k = 1), doc TEXT NOT NULL);
@@ -29,7 +36,8 @@ export class UnitStore {
   doc(): UnitDoc | null {
     if (this.cached === undefined) {
       const row = this.sql.exec<{ doc: string }>("SELECT doc FROM unit WHERE k = 1").toArray()[0];
-      this.cached = row ? (JSON.parse(row.doc) as UnitDoc) : null;
+      // Fields added after a unit was written read as their neutral values.
+      this.cached = row ? { ...NEUTRAL, ...(JSON.parse(row.doc) as UnitDoc) } : null;
     }
     return this.cached;
   }
@@ -63,5 +71,16 @@ export class UnitStore {
 
   deleteStreams(): void {
     this.sql.exec("DELETE FROM chunks");
+  }
+
+  deleteStream(stream: StreamName): void {
+    this.sql.exec("DELETE FROM chunks WHERE stream = ?", STREAM[stream]);
+  }
+
+  /** Forgets the unit entirely (the tombstone's retention is over). */
+  forget(): void {
+    this.sql.exec("DELETE FROM chunks");
+    this.sql.exec("DELETE FROM unit");
+    this.cached = null;
   }
 }

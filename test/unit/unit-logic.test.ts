@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { outcome, planFrame } from "../../broker/unit/logic.js";
+import { outcome, planFrame, planNodeLost } from "../../broker/unit/logic.js";
 
 describe("planFrame", () => {
   it.each([
@@ -96,5 +96,36 @@ describe("outcome", () => {
 
   it("cancelRequested but the command exited 0 on its own is Succeeded", () => {
     expect(outcome(finished({ exitCode: 0 }), true)).toEqual({ state: "Succeeded", detail: "exit status 0" });
+  });
+});
+
+describe("planNodeLost", () => {
+  const base = { state: "Running" as const, node: "n1", targetNode: null, attachedAt: "2026-01-01T00:00:00.000Z" };
+
+  it("fails a unit that was running on the lost node, saying so", () => {
+    expect(planNodeLost(base, "n1", 31_000)).toEqual({ action: "fail", detail: "node lost: no word from node n1 for 31 s" });
+  });
+
+  it("fails a Pending unit the node had attached to: it may have started there", () => {
+    expect(planNodeLost({ ...base, state: "Pending" }, "n1", 31_000).action).toBe("fail");
+  });
+
+  it("requeues an unpinned unit the node never attached to", () => {
+    expect(planNodeLost({ ...base, state: "Pending", attachedAt: null }, "n1", 31_000)).toEqual({
+      action: "requeue",
+      detail: "waiting for a node (no word from node n1 for 31 s)",
+    });
+  });
+
+  it("leaves a pinned unit waiting for its node", () => {
+    expect(planNodeLost({ ...base, state: "Pending", attachedAt: null, targetNode: "n1" }, "n1", 31_000)).toEqual({ action: "ignore" });
+  });
+
+  it.each(["Succeeded", "Failed", "Canceled", "Released"] as const)("ignores a %s unit", (state) => {
+    expect(planNodeLost({ ...base, state }, "n1", 31_000)).toEqual({ action: "ignore" });
+  });
+
+  it("ignores a unit that has since moved to another node", () => {
+    expect(planNodeLost({ ...base, node: "n2" }, "n1", 31_000)).toEqual({ action: "ignore" });
   });
 });

@@ -1,0 +1,36 @@
+/** The broker's tunables, read from the Worker's vars (wrangler.toml) in one place. */
+export interface BrokerConfig {
+  maxPayloadBytes: number;
+  pingIntervalMs: number;
+  nodeLeaseMs: number;
+  nodeGraceMs: number;
+  unitRetentionMs: number;
+  tombstoneRetentionMs: number;
+}
+
+const DEFAULTS: BrokerConfig = {
+  maxPayloadBytes: 100 * 1024 * 1024,
+  pingIntervalMs: 5_000,
+  nodeLeaseMs: 15_000,
+  nodeGraceMs: 15_000,
+  unitRetentionMs: 7 * 86_400_000,
+  tombstoneRetentionMs: 86_400_000,
+};
+
+type Vars = Partial<Record<"MAX_PAYLOAD_BYTES" | "PING_INTERVAL_MS" | "NODE_LEASE_MS" | "NODE_GRACE_MS" | "UNIT_RETENTION_MS" | "TOMBSTONE_RETENTION_MS", string>>;
+
+/** A missing or malformed var falls back to its default rather than taking the broker down. */
+export function brokerConfig(vars: Vars): BrokerConfig {
+  const num = (value: string | undefined, fallback: number) => {
+    const n = Number(value);
+    return value !== undefined && Number.isSafeInteger(n) && n > 0 ? n : fallback;
+  };
+  return {
+    maxPayloadBytes: num(vars.MAX_PAYLOAD_BYTES, DEFAULTS.maxPayloadBytes),
+    pingIntervalMs: num(vars.PING_INTERVAL_MS, DEFAULTS.pingIntervalMs),
+    nodeLeaseMs: num(vars.NODE_LEASE_MS, DEFAULTS.nodeLeaseMs),
+    nodeGraceMs: num(vars.NODE_GRACE_MS, DEFAULTS.nodeGraceMs),
+    unitRetentionMs: num(vars.UNIT_RETENTION_MS, DEFAULTS.unitRetentionMs),
+    tombstoneRetentionMs: num(vars.TOMBSTONE_RETENTION_MS, DEFAULTS.tombstoneRetentionMs),
+  };
+}

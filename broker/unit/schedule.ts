@@ -1,0 +1,53 @@
+/**
+ * What a Unit object's single alarm is for, as pure functions of its status document: expiring a
+ * Pending unit past its TTL, reaping a finished unit's data after the retention, forgetting a
+ * Released tombstone after its own retention, and retrying a Mesh notification that failed.
+ * Each unit carries its own alarm, so nothing ever scans all units.
+ */
+import type { UnitState } from "../../shared/states.js";
+
+export interface ScheduleDoc {
+  state: UnitState;
+  expiresAt: string | null;
+  finishedAt: string | null;
+  releasedAt: string | null;
+  meshSynced: boolean;
+}
+
+export interface Retention {
+  unitRetentionMs: number;
+  tombstoneRetentionMs: number;
+}
+
+export type UnitDue = "expire" | "reap" | "purge" | "sync";
+
+/** How soon a failed notification to the Mesh object is tried again. */
+export const SYNC_RETRY_MS = 5_000;
+
+function deadlines(doc: ScheduleDoc, retention: Retention, now: number): [UnitDue, number][] {
+  const due: [UnitDue, number][] = [];
+  if (doc.state === "Pending" && doc.expiresAt) due.push(["expire", Date.parse(doc.expiresAt)]);
+  if ((doc.state === "Succeeded" || doc.state === "Failed" || doc.state === "Canceled") && doc.finishedAt) {
+    due.push(["reap", Date.parse(doc.finishedAt) + retention.unitRetentionMs]);
+  }
+  if (doc.state === "Released") {
+    due.push(["purge", Date.parse(doc.releasedAt ?? doc.finishedAt ?? new Date(now).toISOString()) + retention.tombstoneRetentionMs]);
+  }
+  if (!doc.meshSynced) due.push(["sync", now + SYNC_RETRY_MS]);
+  return due;
+}
+
+/** The actions due at `now`, in the order they must run (sync first: it only reports). */
+export function dueActions(doc: ScheduleDoc, retention: Retention, now: number): UnitDue[] {
+  return deadlines(doc, retention, now)
+    .filter(([action, at]) => action !== "sync" && at <= now)
+    .map(([action]) => action)
+    .concat(doc.meshSynced ? [] : ["sync"])
+    .sort((a, b) => (a === "sync" ? -1 : b === "sync" ? 1 : 0));
+}
+
+/** When the alarm should next fire, or null when nothing is pending. */
+export function nextAlarm(doc: ScheduleDoc, retention: Retention, now: number): number | null {
+  const times = deadlines(doc, retention, now).map(([, at]) => at);
+  return times.length === 0 ? null : Math.max(now, Math.min(...times));
+}
