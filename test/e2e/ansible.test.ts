@@ -6,7 +6,8 @@ import { readFile, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ROOT } from "../../scripts/local-broker.js";
-import { type RunningAgent, newMesh, sh, startAgent, tempDir } from "./harness.js";
+import type { UnitRecord } from "../../shared/unit.js";
+import { type RunningAgent, api, newMesh, sh, startAgent, tempDir, waitFor } from "./harness.js";
 
 const mesh = newMesh();
 let agent: RunningAgent;
@@ -44,6 +45,10 @@ beforeAll(async () => {
     command: bash
     # The worker's own stdout is captured on the agent side to compare with what meshctl prints.
     params: -o pipefail -c "ansible-runner worker | tee ${dir}/worker.out"
+- work-command:
+    worktype: ansible-worker
+    command: ansible-runner
+    params: worker
 `,
   });
 });
@@ -81,5 +86,21 @@ describe("ansible-runner through the mesh", () => {
     expect(out.status).toBe("failed");
     expect(out.rc).toBe("2");
     expect(out.events.some((e) => e.endsWith(":runner_on_failed"))).toBe(true);
+  });
+
+  it("a canceled playbook still returns its final status and artifacts", async () => {
+    const slow = join(ROOT, "test/fixtures/slow");
+    const submitted = await sh(mesh, `ansible-runner transmit ${slow} -p site.yml | $MESHCTL work submit ansible-worker -p -`);
+    expect(submitted.code, submitted.stderr).toBe(0);
+    const { id } = JSON.parse(submitted.stdout.toString()) as { id: string };
+    // Cancel once the long task has started, so the cancel interrupts a real play.
+    await waitFor(async () => (await api(mesh, "GET", `/units/${id}/results`)).body.toString().includes("wait for the cancel"), "the long task to start", 60_000);
+    expect((await sh(mesh, `$MESHCTL work cancel ${id}`)).code).toBe(0);
+    await waitFor(async () => (await api<UnitRecord>(mesh, "GET", `/units/${id}`)).body.state === "Canceled", "the unit to be Canceled", 60_000);
+    const processed = await sh(mesh, `$MESHCTL work results ${id} | ansible-runner process ${dir}/cancel-out`);
+    expect(processed.code, processed.stderr).toBe(0);
+    const out = await artifacts(join(dir, "cancel-out"));
+    expect(out.status).toBe("canceled");
+    expect(out.events.some((e) => e.endsWith(":playbook_on_start"))).toBe(true);
   });
 });
