@@ -85,6 +85,19 @@ describe("routing", () => {
     expect(nodes.stdout.toString()).toMatch(/alpha\s+connected\s+0\/1\s+sh/);
   });
 
+  it("another client adopts a running unit: a follower that died is resumed from its offset by a new one", async () => {
+    const running = await submit("for i in $(seq 10 39); do echo line-$i; sleep 0.1; done");
+    await until(running.id, ["Running"]);
+    // The first follower dies after 24 bytes (head exits, meshctl gets EPIPE), mid-unit.
+    const first = await sh(mesh, `$MESHCTL work results ${running.id} -f | head -c 24`);
+    expect(first.stdout.toString()).toBe("line-10\nline-11\nline-12\n");
+    expect((await unit(running.id)).state).toBe("Running");
+    const rest = await sh(mesh, `$MESHCTL work results ${running.id} -f --offset 24`);
+    expect(rest.code).toBe(0);
+    const expected = Array.from({ length: 30 }, (_, i) => `line-${i + 10}\n`).join("");
+    expect(first.stdout.toString() + rest.stdout.toString()).toBe(expected);
+  });
+
   it("the same Idempotency-Key twice gives one unit", async () => {
     const headers = { "idempotency-key": `key-${mesh}` };
     const first = await api<UnitRecord>(mesh, "POST", "/units?worktype=sh&param.params=%27echo%20once%27", { body: "", headers });
