@@ -94,7 +94,7 @@ describe("ansible-runner through the mesh", () => {
     expect(submitted.code, submitted.stderr).toBe(0);
     const { id } = JSON.parse(submitted.stdout.toString()) as { id: string };
     // Cancel once the long task has started, so the cancel interrupts a real play.
-    await waitFor(async () => (await api(mesh, "GET", `/units/${id}/results`)).body.toString().includes("wait for the cancel"), "the long task to start", 60_000);
+    await waitFor(async () => String((await api(mesh, "GET", `/units/${id}/results`)).body).includes("wait for the cancel"), "the long task to start", 60_000);
     expect((await sh(mesh, `$MESHCTL work cancel ${id}`)).code).toBe(0);
     await waitFor(async () => (await api<UnitRecord>(mesh, "GET", `/units/${id}`)).body.state === "Canceled", "the unit to be Canceled", 60_000);
     const processed = await sh(mesh, `$MESHCTL work results ${id} | ansible-runner process ${dir}/cancel-out`);
