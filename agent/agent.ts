@@ -1,8 +1,10 @@
 /**
  * The agent's control link: dial out to the mesh, say hello (node id, work types, capacity, tags,
  * versions, units still held), take assignments, and reconnect with jittered backoff whenever the
- * link drops. Each assigned unit gets a UnitRunner with its own data link.
+ * link drops. Each assigned unit gets a UnitRunner with its own data link. Units spooled by an
+ * earlier run of the agent are taken up again before the first hello.
  */
+import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { backoffDelay, sleep } from "../shared/backoff.js";
 import { type ErrorBody } from "../shared/errors.js";
@@ -10,6 +12,7 @@ import { type AgentControlMessage, PROTOCOL_VERSION, type Versions, decodeBroker
 import type { WorkCommand } from "./config.js";
 import { type Logger, errorMessage } from "./log.js";
 import { UnitRunner } from "./runner.js";
+import { type Recovery, scanSpool } from "./spool.js";
 import { type Link, openLink } from "./socket.js";
 
 export interface AgentOptions {
@@ -49,6 +52,7 @@ export class Agent {
   /** Runs until stop(): one control link at a time, reconnecting after every loss. */
   async run(): Promise<void> {
     const { log } = this.opts;
+    await this.recover();
     for (let attempt = 0; !this.stopped; attempt++) {
       try {
         this.link = await openLink(this.url("/connect", { node: this.opts.nodeId }), this.opts.token, {
@@ -117,6 +121,33 @@ export class Agent {
     }
   }
 
+  /**
+   * Takes up the units an earlier run of this agent left in the spool, so that hello lists them and
+   * the broker does not fail them. Started units come first: they hold slots already.
+   */
+  private async recover(): Promise<void> {
+    const found = await scanSpool(join(this.opts.workDir, "units"));
+    for (const { unitId, recovery } of found) {
+      const { action } = recovery;
+      this.opts.log.info("unit:recovered", {
+        unit: unitId,
+        action,
+        ...(action === "drop" ? { reason: recovery.reason } : { worktype: recovery.work.worktype }),
+        ...(action === "report" ? recovery.exit : {}),
+        ...(action === "adopt" ? { pid: recovery.process.pid } : {}),
+      });
+      if (recovery.action === "report" || recovery.action === "adopt") this.startRunner(unitId, recovery.work, recovery);
+    }
+    for (const { unitId, dir, recovery } of found) {
+      if (recovery.action === "rerun" && this.opts.workCommands.some((w) => w.worktype === recovery.work.worktype)) {
+        this.onAssign(unitId, recovery.work.worktype);
+      } else if (recovery.action === "drop" || recovery.action === "rerun") {
+        // Left out of hello, a unit the broker still holds Pending is assigned again (or rejected) as usual.
+        await rm(dir, { recursive: true, force: true });
+      }
+    }
+  }
+
   private onAssign(unitId: string, worktype: string): void {
     if (this.runners.has(unitId) || this.waiting.some((w) => w.unitId === unitId)) return;
     const work = this.opts.workCommands.find((w) => w.worktype === worktype);
@@ -130,7 +161,7 @@ export class Agent {
     this.startRunner(unitId, work);
   }
 
-  private startRunner(unitId: string, work: WorkCommand): void {
+  private startRunner(unitId: string, work: WorkCommand, resumed?: Extract<Recovery, { action: "report" | "adopt" }>): void {
     const runner = new UnitRunner({
       unitId,
       workCommand: work,
@@ -141,6 +172,7 @@ export class Agent {
       cancelGraceMs: this.opts.cancelGraceMs,
       pingIntervalMs: this.pingIntervalMs,
       log: this.opts.log,
+      ...(resumed ? { resumed } : {}),
     });
     this.runners.set(unitId, runner);
     this.opts.log.info("unit:assigned", { unit: unitId, worktype: work.worktype });

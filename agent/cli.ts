@@ -115,7 +115,7 @@ async function main(argv: string[]): Promise<void> {
   const onSignal = (signal: string) => {
     signals += 1;
     if (signals > 1) process.exit(130);
-    log.info("agent:draining", { signal, hint: "units in progress finish first; signal again to exit now" });
+    log.info("agent:draining", { signal, hint: "units in progress finish first; signal again to exit now (their processes keep running, and the next start on this work dir takes them up)" });
     void agent.stop().then(() => process.exit(0));
   };
   process.on("SIGINT", onSignal);

@@ -1,15 +1,23 @@
 /**
- * Runs one work command as a child in its own process group: stdin from the payload file,
- * stdout and stderr into one results file (as receptor does), no shell. Cancel sends SIGINT to the
- * whole group, then SIGKILL after a grace period.
+ * Runs one work command in its own process group: stdin from the payload file, stdout and stderr
+ * into one results file (as receptor does). Cancel sends SIGINT to the whole group, then SIGKILL
+ * after a grace period.
+ *
+ * The command runs under a tiny POSIX sh wrapper that records its exit status in the spool, so the
+ * status survives an agent that dies first (receptor uses a second binary for the same). The
+ * wrapper only passes "$@" on, so arguments reach the command verbatim, never parsed by a shell.
  */
 import { spawn } from "node:child_process";
-import { open } from "node:fs/promises";
+import { constants } from "node:fs";
+import { access, open, stat } from "node:fs/promises";
+import { delimiter, resolve as resolvePath } from "node:path";
+import { sleep } from "../shared/backoff.js";
+import { EXIT_FILE, NO_EXIT_STATUS, type ProcessIdentity, decodeStatus, isRunning, readExitStatus } from "./spool.js";
 
 export interface Exit {
   exitCode: number | null;
   signal: string | null;
-  /** Set when the command could not be started at all. */
+  /** Set when the outcome is not the command's own: it could not start, or an agent restart lost it. */
   error: string | null;
 }
 
@@ -20,19 +28,61 @@ export interface RunningProcess {
   cancel(graceMs: number): void;
 }
 
+/**
+ * sh -c WRAPPER <exit file> <command> <args…>. `trap :` keeps the wrapper alive through the SIGINT
+ * or SIGTERM sent to the group so that it still records the status; a handler, unlike an ignored
+ * signal, is not inherited by the command. `exec` in a subshell runs the program even where sh has
+ * a builtin of that name. The wrapper's own stderr goes to /dev/null so that its job messages
+ * ("Killed") never reach the results. The status file appears whole or not at all (rename).
+ */
+const WRAPPER = 'trap : INT TERM; exec 3>&2 2>/dev/null; (exec "$@" 2>&3 3>&-); s=$?; printf %s "$s" > "$0.tmp" && mv "$0.tmp" "$0"; exit $s';
+
+async function isExecutableFile(path: string): Promise<boolean> {
+  try {
+    await access(path, constants.X_OK);
+    return (await stat(path)).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/** Why the wrapper could not exec `command`; checked first so the unit's detail says it plainly. */
+async function cannotRun(command: string, cwd: string): Promise<string | null> {
+  if (command.includes("/")) return (await isExecutableFile(resolvePath(cwd, command))) ? null : "not an executable file";
+  for (const dir of (process.env.PATH ?? "").split(delimiter).filter(Boolean)) {
+    if (await isExecutableFile(resolvePath(cwd, dir, command))) return null;
+  }
+  return "not found on PATH";
+}
+
+function canceller(signalGroup: (signal: NodeJS.Signals) => void, exited: Promise<Exit>): (graceMs: number) => void {
+  return (graceMs) => {
+    signalGroup("SIGINT");
+    const timer = setTimeout(() => signalGroup("SIGKILL"), graceMs);
+    timer.unref();
+    void exited.then(() => clearTimeout(timer));
+  };
+}
+
 export async function startProcess(opts: {
   command: string;
   args: string[];
+  /** The unit's spool directory: the working directory, and where the exit status is written. */
   cwd: string;
   stdinPath: string;
   stdoutPath: string;
 }): Promise<RunningProcess> {
+  const problem = await cannotRun(opts.command, opts.cwd);
+  if (problem) {
+    const error = `cannot start ${opts.command}: ${problem}`;
+    return { pid: null, exited: Promise.resolve({ exitCode: null, signal: null, error }), cancel: () => undefined };
+  }
   const stdin = await open(opts.stdinPath, "r");
   const stdout = await open(opts.stdoutPath, "a", 0o600);
   let exitedFlag = false;
   let child;
   try {
-    child = spawn(opts.command, opts.args, {
+    child = spawn("/bin/sh", ["-c", WRAPPER, resolvePath(opts.cwd, EXIT_FILE), opts.command, ...opts.args], {
       cwd: opts.cwd,
       stdio: [stdin.fd, stdout.fd, stdout.fd],
       detached: true,
@@ -48,9 +98,10 @@ export async function startProcess(opts: {
       exitedFlag = true;
       resolve({ exitCode: null, signal: null, error: `cannot start ${opts.command}: ${error.message}` });
     });
-    child.once("exit", (exitCode, signal) => {
+    child.once("exit", (code, signal) => {
       exitedFlag = true;
-      resolve({ exitCode, signal, error: null });
+      // The wrapper exits with the command's status; it dies of a signal only if killed itself.
+      resolve(code === null ? { exitCode: null, signal, error: null } : { ...decodeStatus(code), error: null });
     });
   }).finally(() => Promise.all([stdin.close(), stdout.close()]));
   const signalGroup = (signal: NodeJS.Signals) => {
@@ -61,14 +112,30 @@ export async function startProcess(opts: {
       // The group is already gone.
     }
   };
-  return {
-    pid: child.pid ?? null,
-    exited,
-    cancel(graceMs) {
-      signalGroup("SIGINT");
-      const timer = setTimeout(() => signalGroup("SIGKILL"), graceMs);
-      timer.unref();
-      void exited.then(() => clearTimeout(timer));
-    },
-  };
+  return { pid: child.pid ?? null, exited, cancel: canceller(signalGroup, exited) };
+}
+
+/**
+ * Follows a unit's process that an earlier run of this agent started. It is not our child, so its
+ * end is seen by polling, and its status comes from the exit file its wrapper writes.
+ */
+export function adoptProcess(identity: ProcessIdentity, spoolDir: string, pollMs: number): RunningProcess {
+  let ended = false;
+  const exited = (async (): Promise<Exit> => {
+    while (await isRunning(identity)) await sleep(pollMs);
+    ended = true;
+    const status = await readExitStatus(spoolDir);
+    return status === null ? { exitCode: null, signal: null, error: NO_EXIT_STATUS } : { ...decodeStatus(status), error: null };
+  })();
+  const signalGroup = (signal: NodeJS.Signals) =>
+    // Only while the wrapper is still the process recorded: once it is gone its PID may name another.
+    void isRunning(identity).then((running) => {
+      if (ended || !running) return;
+      try {
+        process.kill(-identity.pid, signal);
+      } catch {
+        // The group is already gone.
+      }
+    });
+  return { pid: identity.pid, exited, cancel: canceller(signalGroup, exited) };
 }

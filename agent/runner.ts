@@ -3,6 +3,7 @@
  * stream its results back, report how it ended. The process keeps running while the link is down;
  * each reconnect re-attaches and resumes from what the broker acknowledged, so results arrive
  * exactly once and in order. Unacknowledged bytes in flight are bounded by a window.
+ * A unit found in the spool after an agent restart resumes the same way (see spool.ts).
  */
 import { watch, type FSWatcher } from "node:fs";
 import { mkdir, open, rm, stat, type FileHandle } from "node:fs/promises";
@@ -15,7 +16,8 @@ import { type AgentDataMessage, type Assignment, PROTOCOL_VERSION, decodeBrokerD
 import { type UnitState, isTerminal } from "../shared/states.js";
 import type { WorkCommand } from "./config.js";
 import { type Logger, errorMessage } from "./log.js";
-import { type Exit, type RunningProcess, startProcess } from "./process.js";
+import { type Exit, type RunningProcess, adoptProcess, startProcess } from "./process.js";
+import { type Recovery, type UnitRecord, identifyProcess, newRecord, writeRecord } from "./spool.js";
 import { type Link, openLink } from "./socket.js";
 
 export interface RunnerOptions {
@@ -28,6 +30,8 @@ export interface RunnerOptions {
   cancelGraceMs: number;
   pingIntervalMs: number;
   log: Logger;
+  /** Set for a unit an earlier run of this agent started. */
+  resumed?: Extract<Recovery, { action: "report" | "adopt" }>;
 }
 
 /** Results bytes sent but not yet acknowledged, at most. */
@@ -71,9 +75,16 @@ export class UnitRunner {
   private finishSent = false;
   private watcher: FSWatcher | null = null;
   private poll: NodeJS.Timeout | null = null;
+  private record: UnitRecord;
 
   constructor(private readonly opts: RunnerOptions) {
     this.done = new Promise((resolve) => (this.finish = resolve));
+    this.record = newRecord(opts.unitId, opts.workCommand);
+    if (opts.resumed) {
+      // Never start it again: an earlier run of the agent did.
+      this.starting = true;
+      if (opts.resumed.action === "report") this.exit = opts.resumed.exit;
+    }
   }
 
   get id(): string {
@@ -90,6 +101,12 @@ export class UnitRunner {
 
   async run(): Promise<void> {
     await mkdir(this.opts.unitDir, { recursive: true, mode: 0o700 });
+    const { resumed } = this.opts;
+    if (resumed?.action === "adopt") {
+      this.follow(adoptProcess(resumed.process, this.opts.unitDir, POLL_MS));
+    } else if (!resumed) {
+      await writeRecord(this.opts.unitDir, this.record);
+    }
     for (let attempt = 0; !this.finished; attempt++) {
       try {
         this.link = await openLink(this.opts.dataUrl, this.opts.token, {
@@ -200,6 +217,8 @@ export class UnitRunner {
     this.payload = null;
     const args = commandArgs(this.opts.workCommand, this.unit.params);
     if ("error" in args) return this.reportWithoutRunning(args.error, false);
+    // Before the spawn: a restarted agent must never run a unit twice, even if it cannot tell whether this one ran.
+    await this.saveRecord({ phase: "starting" });
     const child = await startProcess({
       command: this.opts.workCommand.command,
       args: args.args,
@@ -207,10 +226,23 @@ export class UnitRunner {
       stdinPath: this.payloadPath,
       stdoutPath: this.resultsPath,
     });
-    this.process = child;
+    this.follow(child);
     this.opts.log.info("unit:started", { unit: this.id, pid: child.pid, command: this.opts.workCommand.command });
     this.send({ type: "started", pid: child.pid });
     if (this.cancelRequested) child.cancel(this.opts.cancelGraceMs);
+    if (child.pid !== null) {
+      await this.saveRecord({ phase: "started", process: await identifyProcess(child.pid), startedAt: new Date().toISOString() });
+    }
+  }
+
+  private async saveRecord(change: Partial<UnitRecord>): Promise<void> {
+    this.record = { ...this.record, ...change };
+    await writeRecord(this.opts.unitDir, this.record);
+  }
+
+  /** Streams the results of a running process and reports its exit once everything is acknowledged. */
+  private follow(child: RunningProcess): void {
+    this.process = child;
     this.watchResults();
     void child.exited.then((exit) => {
       this.exit = exit;

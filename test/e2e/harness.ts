@@ -26,21 +26,26 @@ export async function tempDir(prefix = "mesh-test-"): Promise<string> {
 
 export interface RunningAgent {
   process: ChildProcess;
+  workDir: string;
   logs(): string;
   stop(): Promise<void>;
 }
 
 const started = new Set<ChildProcess>();
 
-/** Starts `mesh-agent` with a receptor-style config and waits until the broker lists the node. */
-export async function startAgent(opts: { mesh: string; nodeId: string; config: string; capacity?: number; extraArgs?: string[] }): Promise<RunningAgent> {
+/**
+ * Starts `mesh-agent` with a receptor-style config and waits until the broker lists the node.
+ * `workDir` reuses another agent's spool, as a restarted agent would.
+ */
+export async function startAgent(opts: { mesh: string; nodeId: string; config: string; capacity?: number; extraArgs?: string[]; workDir?: string }): Promise<RunningAgent> {
   const dir = await tempDir("mesh-agent-");
+  const workDir = opts.workDir ?? join(dir, "work");
   const configPath = join(dir, "agent.yml");
   await writeFile(configPath, opts.config);
   const { url, token } = broker();
   const child = spawn(
     process.execPath,
-    [AGENT_BIN, "--broker", url, "--token", token, "--mesh", opts.mesh, "--node-id", opts.nodeId, "--config", configPath, "--work-dir", join(dir, "work"), "--capacity", String(opts.capacity ?? 2), "--log-level", "debug", ...(opts.extraArgs ?? [])],
+    [AGENT_BIN, "--broker", url, "--token", token, "--mesh", opts.mesh, "--node-id", opts.nodeId, "--config", configPath, "--work-dir", workDir, "--capacity", String(opts.capacity ?? 2), "--log-level", "debug", ...(opts.extraArgs ?? [])],
     { stdio: ["ignore", "pipe", "pipe"] },
   );
   started.add(child);
@@ -50,6 +55,7 @@ export async function startAgent(opts: { mesh: string; nodeId: string; config: s
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   const agent: RunningAgent = {
     process: child,
+    workDir,
     logs: () => output,
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
