@@ -35,9 +35,10 @@ const started = new Set<ChildProcess>();
 
 /**
  * Starts `mesh-agent` with a receptor-style config and waits until the broker lists the node.
- * `workDir` reuses another agent's spool, as a restarted agent would.
+ * `via` is where the agent dials, when not the broker itself (a proxy in front of it). `workDir`
+ * reuses another agent's spool, as a restarted agent would.
  */
-export async function startAgent(opts: { mesh: string; nodeId: string; config: string; capacity?: number; extraArgs?: string[]; workDir?: string }): Promise<RunningAgent> {
+export async function startAgent(opts: { mesh: string; nodeId: string; config: string; capacity?: number; extraArgs?: string[]; via?: string; workDir?: string }): Promise<RunningAgent> {
   const dir = await tempDir("mesh-agent-");
   const workDir = opts.workDir ?? join(dir, "work");
   const configPath = join(dir, "agent.yml");
@@ -45,7 +46,7 @@ export async function startAgent(opts: { mesh: string; nodeId: string; config: s
   const { url, token } = broker();
   const child = spawn(
     process.execPath,
-    [AGENT_BIN, "--broker", url, "--token", token, "--mesh", opts.mesh, "--node-id", opts.nodeId, "--config", configPath, "--work-dir", workDir, "--capacity", String(opts.capacity ?? 2), "--log-level", "debug", ...(opts.extraArgs ?? [])],
+    [AGENT_BIN, "--broker", opts.via ?? url, "--token", token, "--mesh", opts.mesh, "--node-id", opts.nodeId, "--config", configPath, "--work-dir", workDir, "--capacity", String(opts.capacity ?? 2), "--log-level", "debug", ...(opts.extraArgs ?? [])],
     { stdio: ["ignore", "pipe", "pipe"] },
   );
   started.add(child);

@@ -1,0 +1,99 @@
+/**
+ * A TCP proxy on loopback for fault tests: forwards to a target port and can cut every live
+ * connection at once, or go down (new connections are destroyed on accept) and come back up.
+ * Cuts are hard (destroy, no FIN handshake) so both ends see a dropped link, as on a real network.
+ */
+import { type Server, type Socket, connect, createServer } from "node:net";
+
+export interface CutProxy {
+  port: number;
+  url: string;
+  /** Bytes forwarded so far over all connections: `up` from clients to the target, `down` back. */
+  readonly bytes: Readonly<Bytes>;
+  /**
+   * Called after each chunk forwarded, with the new totals: lets a test cut at chosen points of a
+   * stream, precisely, where polling the target would be far too coarse.
+   */
+  onBytes(listener: ((bytes: Readonly<Bytes>) => void) | null): void;
+  /** Destroys every live connection pair; returns how many pairs were cut. */
+  cutAll(): number;
+  /** Refuse new connections and cut the live ones. */
+  down(): void;
+  up(): void;
+  close(): Promise<void>;
+}
+
+interface Bytes {
+  up: number;
+  down: number;
+}
+
+export async function startCutProxy(targetPort: number, targetHost = "127.0.0.1"): Promise<CutProxy> {
+  const pairs = new Set<[Socket, Socket]>();
+  let isDown = false;
+  const bytes: Bytes = { up: 0, down: 0 };
+  let listener: ((bytes: Readonly<Bytes>) => void) | null = null;
+  const server: Server = createServer((client) => {
+    if (isDown) {
+      client.destroy();
+      return;
+    }
+    const upstream = connect(targetPort, targetHost);
+    const pair: [Socket, Socket] = [client, upstream];
+    pairs.add(pair);
+    const drop = () => {
+      pairs.delete(pair);
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on("error", drop).on("close", drop);
+    upstream.on("error", drop).on("close", drop);
+    client.pipe(upstream);
+    upstream.pipe(client);
+    client.on("data", (chunk: Buffer) => {
+      bytes.up += chunk.byteLength;
+      listener?.(bytes);
+    });
+    upstream.on("data", (chunk: Buffer) => {
+      bytes.down += chunk.byteLength;
+      listener?.(bytes);
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => resolve());
+  });
+  const address = server.address();
+  if (typeof address !== "object" || !address) throw new Error("cut proxy has no port");
+  const cutAll = () => {
+    const cut = pairs.size;
+    for (const [client, upstream] of [...pairs]) {
+      // resetAndDestroy sends RST where it can, so the peer cannot mistake the cut for a clean end.
+      client.resetAndDestroy();
+      upstream.resetAndDestroy();
+    }
+    pairs.clear();
+    return cut;
+  };
+  return {
+    port: address.port,
+    url: `http://127.0.0.1:${address.port}`,
+    bytes,
+    onBytes(next) {
+      listener = next;
+    },
+    cutAll,
+    down() {
+      isDown = true;
+      cutAll();
+    },
+    up() {
+      isDown = false;
+    },
+    close() {
+      isDown = true;
+      cutAll();
+      return new Promise((resolve) => server.close(() => resolve()));
+    },
+  };
+}
