@@ -1,11 +1,11 @@
 /**
- * Units survive faults: links cut at random moments, links down while a cancel is issued, a broker
- * restart mid-unit, a follower that never reads, and status polls racing a release. Every check
- * compares what a follower received with the copy the work command wrote itself.
+ * Units survive faults: links cut at random moments of a results or payload stream, links down
+ * while a cancel is issued, a broker restart mid-unit, a follower that never reads, and status polls
+ * racing a release. Every check compares the bytes received with the copy the other end holds.
  * Seeded: set FAULT_SEED to replay a failing run's cut points.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { createHash, randomInt } from "node:crypto";
+import { createHash, randomBytes, randomInt } from "node:crypto";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { request } from "undici";
@@ -166,6 +166,36 @@ describe("faults", () => {
     expect(read.bytes).toBe(size);
     expect(read.sha256).toBe(sha256(mine));
     expect(readCuts).toEqual([]);
+  });
+
+  it("100 link cuts while the agent pulls a 20 MiB payload: the work command reads exactly the bytes sent", { timeout: 90_000 }, async () => {
+    const size = 20 * MiB;
+    const cuts = 100;
+    const payload = randomBytes(size);
+    const random = prng(seed + 1);
+    const points = Array.from({ length: cuts }, () => random() * size * 0.98).sort((a, b) => a - b);
+    const base = proxy.bytes.down;
+    let made = 0;
+    const allCut = new Promise<void>((resolve) =>
+      proxy.onBytes(({ down }) => {
+        if (made < cuts && down - base >= points[made]!) {
+          proxy.cutAll();
+          if (++made === cuts) resolve();
+        }
+      }),
+    );
+    const started = Date.now();
+    const reply = await api<UnitRecord>(mesh, "POST", "/units?worktype=sh&param.params=%27sha256sum%27", { body: payload });
+    expect(reply.status).toBe(201);
+    const { id } = reply.body;
+    await within(allCut, 60_000, `${cuts} cuts`).catch((error: Error) => {
+      throw new Error(`${error.message}: made ${made}, seed ${seed}`);
+    });
+    proxy.onBytes(null);
+    await until(id, ["Succeeded", "Failed", "Canceled"]);
+    console.log(`faults: 20 MiB payload with ${made} cuts took ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    expect((await unit(id)).state).toBe("Succeeded");
+    expect((await api(mesh, "GET", `/units/${id}/results`)).body).toBe(`${sha256(payload)}  -\n`);
   });
 
   it("a cancel issued while the agent's link is down reaches the unit after it reconnects", { timeout: 60_000 }, async () => {
