@@ -27,18 +27,24 @@ export function openLink(url: string, token: string, handlers: LinkHandlers, pin
     ws.binaryType = "arraybuffer";
     let lastHeard = Date.now();
     let opened = false;
+    let ended = false;
     let keepalive: NodeJS.Timeout | undefined;
-    const closed = new Promise<number>((done) => {
-      ws.addEventListener("close", (event) => {
-        clearInterval(keepalive);
-        if (!opened) reject(new Error(`connection to ${redact(url)} failed (close code ${event.code}${event.reason ? `: ${event.reason}` : ""})`));
-        done(event.code);
-      });
-    });
+    let settle!: (code: number) => void;
+    const closed = new Promise<number>((done) => (settle = done));
+    const end = (code: number, reason = "") => {
+      if (ended) return;
+      ended = true;
+      clearInterval(keepalive);
+      if (!opened) reject(new Error(`connection to ${redact(url)} failed (close code ${code}${reason ? `: ${reason}` : ""})`));
+      settle(code);
+    };
+    ws.addEventListener("close", (event) => end(event.code, event.reason));
     ws.addEventListener("error", () => {
       // Always followed by a close event, which settles both promises.
     });
     ws.addEventListener("message", (event) => {
+      // A link given up on below may still deliver late frames; its successor owns the unit now.
+      if (ended) return;
       lastHeard = Date.now();
       if (typeof event.data === "string") {
         if (event.data !== PONG) handlers.onText(event.data);
@@ -51,6 +57,9 @@ export function openLink(url: string, token: string, handlers: LinkHandlers, pin
       keepalive = setInterval(() => {
         if (Date.now() - lastHeard > 2 * interval + 1000) {
           ws.close(4008, "keepalive timeout");
+          // A silent peer never answers the closing handshake and undici has no close timeout, so
+          // the close event would wait for TCP to give up (many minutes): give the link up now.
+          end(4008, "keepalive timeout");
           return;
         }
         if (ws.readyState === WebSocket.OPEN) ws.send(PING);

@@ -17,6 +17,11 @@ export interface CutProxy {
   onBytes(listener: ((bytes: Readonly<Bytes>) => void) | null): void;
   /** Destroys every live connection pair; returns how many pairs were cut. */
   cutAll(): number;
+  /**
+   * Stops forwarding on every live connection but keeps it open: a peer gone silent, with no RST
+   * or FIN, as when a NAT drops its mapping. New connections are forwarded as usual.
+   */
+  freeze(): void;
   /** Refuse new connections and cut the live ones. */
   down(): void;
   up(): void;
@@ -30,6 +35,7 @@ interface Bytes {
 
 export async function startCutProxy(targetPort: number, targetHost = "127.0.0.1"): Promise<CutProxy> {
   const pairs = new Set<[Socket, Socket]>();
+  const frozen = new Set<[Socket, Socket]>();
   let isDown = false;
   const bytes: Bytes = { up: 0, down: 0 };
   let listener: ((bytes: Readonly<Bytes>) => void) | null = null;
@@ -43,6 +49,7 @@ export async function startCutProxy(targetPort: number, targetHost = "127.0.0.1"
     pairs.add(pair);
     const drop = () => {
       pairs.delete(pair);
+      frozen.delete(pair);
       client.destroy();
       upstream.destroy();
     };
@@ -67,12 +74,13 @@ export async function startCutProxy(targetPort: number, targetHost = "127.0.0.1"
   if (typeof address !== "object" || !address) throw new Error("cut proxy has no port");
   const cutAll = () => {
     const cut = pairs.size;
-    for (const [client, upstream] of [...pairs]) {
+    for (const [client, upstream] of [...pairs, ...frozen]) {
       // resetAndDestroy sends RST where it can, so the peer cannot mistake the cut for a clean end.
       client.resetAndDestroy();
       upstream.resetAndDestroy();
     }
     pairs.clear();
+    frozen.clear();
     return cut;
   };
   return {
@@ -83,6 +91,17 @@ export async function startCutProxy(targetPort: number, targetHost = "127.0.0.1"
       listener = next;
     },
     cutAll,
+    freeze() {
+      for (const pair of pairs) {
+        const [client, upstream] = pair;
+        client.unpipe(upstream);
+        upstream.unpipe(client);
+        client.pause();
+        upstream.pause();
+        frozen.add(pair);
+      }
+      pairs.clear();
+    },
     down() {
       isDown = true;
       cutAll();

@@ -217,6 +217,21 @@ describe("faults", () => {
     expect((await api(mesh, "GET", `/units/${id}/results`)).body).toBe("ready\ngot-int\n");
   });
 
+  it("a link that goes silent, with no RST or FIN, is dropped by keepalive and the unit completes", { timeout: 90_000 }, async () => {
+    const written = join(dir, "silent-written.bin");
+    const { id } = await submit(`for i in $(seq 40); do head -c 65536 /dev/urandom; sleep 0.1; done | tee ${written}`);
+    await waitFor(async () => (await unit(id)).stdoutSize > 0, "the first results");
+    const frozenAt = Date.now();
+    proxy.freeze();
+    await until(id, ["Succeeded", "Failed", "Canceled"], 60_000);
+    console.log(`faults: a silent link was replaced and the unit finished ${((Date.now() - frozenAt) / 1000).toFixed(1)} s after the freeze`);
+    const record = await unit(id);
+    expect(record.state).toBe("Succeeded");
+    const mine = await readFile(written);
+    expect(record.stdoutSize).toBe(mine.byteLength);
+    expect(sha256(Buffer.from(await fetchResults(broker().url, broker().token, mesh, id)))).toBe(sha256(mine));
+  });
+
   it("a follower that never reads stalls neither the agent nor another follower", { timeout: 60_000 }, async () => {
     const size = 20 * MiB;
     const written = join(dir, "slow-written.bin");
