@@ -56,18 +56,23 @@ export function openLink(url: string, token: string, handlers: LinkHandlers, pin
       clearInterval(keepalive);
       keepalive = setInterval(() => {
         if (Date.now() - lastHeard > 2 * interval + 1000) {
-          ws.close(4008, "keepalive timeout");
+          const reason = opened ? "keepalive timeout" : "no answer to the handshake";
           // A silent peer never answers the closing handshake and undici has no close timeout, so
           // the close event would wait for TCP to give up (many minutes): give the link up now.
-          end(4008, "keepalive timeout");
+          end(4008, reason);
+          ws.close(4008, reason);
           return;
         }
         if (ws.readyState === WebSocket.OPEN) ws.send(PING);
       }, interval);
       keepalive.unref();
     };
+    // From the start: undici would wait minutes for the answer to a handshake a silent peer ignores.
+    startKeepalive(pingIntervalMs);
     ws.addEventListener("open", () => {
+      if (ended) return void ws.close(1000);
       opened = true;
+      lastHeard = Date.now();
       startKeepalive(pingIntervalMs);
       resolve({
         ws,

@@ -22,6 +22,12 @@ export interface CutProxy {
    * or FIN, as when a NAT drops its mapping. New connections are forwarded as usual.
    */
   freeze(): void;
+  /**
+   * While on, new connections are accepted and then ignored: held open and never forwarded, even
+   * after it is turned off (a handshake to a silent peer). `held` counts them.
+   */
+  blackhole(on: boolean): void;
+  readonly held: number;
   /** Refuse new connections and cut the live ones. */
   down(): void;
   up(): void;
@@ -36,12 +42,22 @@ interface Bytes {
 export async function startCutProxy(targetPort: number, targetHost = "127.0.0.1"): Promise<CutProxy> {
   const pairs = new Set<[Socket, Socket]>();
   const frozen = new Set<[Socket, Socket]>();
+  const holding = new Set<Socket>();
   let isDown = false;
+  let isBlackhole = false;
+  let held = 0;
   const bytes: Bytes = { up: 0, down: 0 };
   let listener: ((bytes: Readonly<Bytes>) => void) | null = null;
   const server: Server = createServer((client) => {
     if (isDown) {
       client.destroy();
+      return;
+    }
+    if (isBlackhole) {
+      held++;
+      holding.add(client);
+      client.on("error", () => client.destroy()).on("close", () => holding.delete(client));
+      client.pause();
       return;
     }
     const upstream = connect(targetPort, targetHost);
@@ -79,8 +95,10 @@ export async function startCutProxy(targetPort: number, targetHost = "127.0.0.1"
       client.resetAndDestroy();
       upstream.resetAndDestroy();
     }
+    for (const client of holding) client.resetAndDestroy();
     pairs.clear();
     frozen.clear();
+    holding.clear();
     return cut;
   };
   return {
@@ -101,6 +119,12 @@ export async function startCutProxy(targetPort: number, targetHost = "127.0.0.1"
         frozen.add(pair);
       }
       pairs.clear();
+    },
+    blackhole(on) {
+      isBlackhole = on;
+    },
+    get held() {
+      return held;
     },
     down() {
       isDown = true;

@@ -168,9 +168,9 @@ describe("faults", () => {
     expect(readCuts).toEqual([]);
   });
 
-  it("100 link cuts while the agent pulls a 20 MiB payload: the work command reads exactly the bytes sent", { timeout: 90_000 }, async () => {
+  it("50 link cuts while the agent pulls a 20 MiB payload: the work command reads exactly the bytes sent", { timeout: 90_000 }, async () => {
     const size = 20 * MiB;
-    const cuts = 100;
+    const cuts = 50;
     const payload = randomBytes(size);
     const random = prng(seed + 1);
     const points = Array.from({ length: cuts }, () => random() * size * 0.98).sort((a, b) => a - b);
@@ -230,6 +230,17 @@ describe("faults", () => {
     const mine = await readFile(written);
     expect(record.stdoutSize).toBe(mine.byteLength);
     expect(sha256(Buffer.from(await fetchResults(broker().url, broker().token, mesh, id)))).toBe(sha256(mine));
+  });
+
+  it("a handshake the broker never answers is given up and retried, and the unit runs", { timeout: 60_000 }, async () => {
+    proxy.blackhole(true);
+    const heldBefore = proxy.held;
+    const { id } = await submit("echo through");
+    await waitFor(() => proxy.held > heldBefore, "the unit's data link to dial into the blackhole");
+    proxy.blackhole(false);
+    await until(id, ["Succeeded", "Failed", "Canceled"], 45_000);
+    expect((await unit(id)).state).toBe("Succeeded");
+    expect((await api(mesh, "GET", `/units/${id}/results`)).body).toBe("through\n");
   });
 
   it("a follower that never reads stalls neither the agent nor another follower", { timeout: 60_000 }, async () => {
