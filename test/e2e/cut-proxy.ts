@@ -1,7 +1,7 @@
 /**
- * A TCP proxy on loopback for fault tests: forwards to a target port and can cut every live
- * connection at once, or go down (new connections are destroyed on accept) and come back up.
- * Cuts are hard (destroy, no FIN handshake) so both ends see a dropped link, as on a real network.
+ * A TCP proxy on loopback for fault tests: forwards to a target port and can cut every connection
+ * at once, go down (new connections are destroyed on accept) and come back up, or go silent: live
+ * connections frozen, new ones blackholed. Cuts send RST, so no end mistakes one for a clean close.
  */
 import { type Server, type Socket, connect, createServer } from "node:net";
 
@@ -15,7 +15,7 @@ export interface CutProxy {
    * stream, precisely, where polling the target would be far too coarse.
    */
   onBytes(listener: ((bytes: Readonly<Bytes>) => void) | null): void;
-  /** Destroys every live connection pair; returns how many pairs were cut. */
+  /** Resets every connection, frozen and held ones too; returns how many forwarding pairs were cut. */
   cutAll(): number;
   /**
    * Stops forwarding on every live connection but keeps it open: a peer gone silent, with no RST
@@ -91,7 +91,6 @@ export async function startCutProxy(targetPort: number, targetHost = "127.0.0.1"
   const cutAll = () => {
     const cut = pairs.size;
     for (const [client, upstream] of [...pairs, ...frozen]) {
-      // resetAndDestroy sends RST where it can, so the peer cannot mistake the cut for a clean end.
       client.resetAndDestroy();
       upstream.resetAndDestroy();
     }
