@@ -29,6 +29,9 @@ export interface SubmitOptions {
   payload: Readable | Buffer | string;
 }
 
+/** How long a followed results stream may stay silent before it is reopened from its offset. */
+const FOLLOW_IDLE_MS = 60_000;
+
 export class MeshClient {
   constructor(
     private readonly broker: string,
@@ -43,13 +46,14 @@ export class MeshClient {
     return url.toString();
   }
 
-  private async call(method: "GET" | "POST" | "DELETE", path: string, options: { query?: Record<string, string | undefined>; body?: SubmitOptions["payload"]; headers?: Record<string, string> } = {}) {
+  private async call(method: "GET" | "POST" | "DELETE", path: string, options: { query?: Record<string, string | undefined>; body?: SubmitOptions["payload"]; headers?: Record<string, string>; bodyTimeout?: number } = {}) {
     let response;
     try {
       response = await request(this.url(path, options.query), {
         method,
         headers: { authorization: `Bearer ${this.token}`, ...options.headers },
         body: options.body ?? null,
+        ...(options.bodyTimeout ? { bodyTimeout: options.bodyTimeout } : {}),
       });
     } catch (error) {
       throw new MeshApiError("unreachable", `cannot reach the broker at ${this.broker}: ${error instanceof Error ? error.message : String(error)}`, 0);
@@ -104,7 +108,12 @@ export class MeshClient {
       try {
         const response = await this.call("GET", `/units/${encodeURIComponent(id)}/results`, {
           query: { offset: String(offset), follow: options.follow ? "1" : undefined },
+          // A followed stream carries no heartbeat (the bytes are the results, raw), so a link
+          // that went silent is only noticed by this timeout; a quiet unit just costs a reconnect.
+          ...(options.follow ? { bodyTimeout: FOLLOW_IDLE_MS } : {}),
         });
+        // The broker answered: what follows is riding out drops, not failing to connect.
+        attempt = 0;
         for await (const chunk of response.body) {
           const buffer = chunk as Buffer;
           offset += buffer.byteLength;
