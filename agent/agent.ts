@@ -10,6 +10,7 @@ import { backoffDelay, sleep } from "../shared/backoff.js";
 import { type ErrorBody } from "../shared/errors.js";
 import { type AgentControlMessage, PROTOCOL_VERSION, type Versions, decodeBrokerControl, encode } from "../shared/protocol.js";
 import type { WorkCommand } from "./config.js";
+import { loadCredential, saveCredential } from "./credential.js";
 import { type Logger, errorMessage } from "./log.js";
 import { UnitRunner } from "./runner.js";
 import { type Recovery, scanSpool } from "./spool.js";
@@ -38,8 +39,16 @@ export class Agent {
   private link: Link | null = null;
   private stopped = false;
   private pingIntervalMs = DEFAULT_PING_MS;
+  /** The join token until the broker issues this node's credential; the credential from then on. */
+  private token: string;
 
-  constructor(private readonly opts: AgentOptions) {}
+  constructor(private readonly opts: AgentOptions) {
+    this.token = opts.token;
+  }
+
+  private get scope() {
+    return { broker: this.opts.broker, mesh: this.opts.mesh, nodeId: this.opts.nodeId };
+  }
 
   private url(path: string, query: Record<string, string>): string {
     const base = new URL(this.opts.broker);
@@ -52,10 +61,11 @@ export class Agent {
   /** Runs until stop(): one control link at a time, reconnecting after every loss. */
   async run(): Promise<void> {
     const { log } = this.opts;
+    this.token = (await loadCredential(this.opts.workDir, this.scope)) ?? this.opts.token;
     await this.recover();
     for (let attempt = 0; !this.stopped; attempt++) {
       try {
-        this.link = await openLink(this.url("/connect", { node: this.opts.nodeId }), this.opts.token, {
+        this.link = await openLink(this.url("/connect", { node: this.opts.nodeId }), this.token, {
           onText: (text) => this.onText(text),
           onBinary: () => log.warn("control:unexpected-binary"),
         }, this.pingIntervalMs);
@@ -109,6 +119,7 @@ export class Agent {
     const msg = decoded.value;
     switch (msg.type) {
       case "welcome":
+        if (msg.credential) void this.adoptCredential(msg.credential);
         this.pingIntervalMs = msg.pingIntervalMs;
         this.link?.setPingInterval(msg.pingIntervalMs);
         this.opts.log.info("control:connected", { node: msg.nodeId, mesh: this.opts.mesh });
@@ -166,7 +177,7 @@ export class Agent {
       unitId,
       workCommand: work,
       dataUrl: this.url(`/units/${unitId}/data`, { node: this.opts.nodeId }),
-      token: this.opts.token,
+      token: () => this.token,
       nodeId: this.opts.nodeId,
       unitDir: join(this.opts.workDir, "units", unitId),
       cancelGraceMs: this.opts.cancelGraceMs,
@@ -189,5 +200,16 @@ export class Agent {
   private reject(unitId: string, error: ErrorBody): void {
     this.opts.log.warn("unit:reject", { unit: unitId, ...error });
     this.send({ type: "reject", unit: unitId, error });
+  }
+
+  private async adoptCredential(credential: string): Promise<void> {
+    this.token = credential;
+    try {
+      await saveCredential(this.opts.workDir, this.scope, credential);
+      this.opts.log.info("control:joined", { node: this.opts.nodeId, credential: "saved" });
+    } catch (error) {
+      // Still usable for this run; the next start joins again (the broker re-issues an unused one).
+      this.opts.log.error("control:credential-not-saved", { error: errorMessage(error) });
+    }
   }
 }

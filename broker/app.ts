@@ -6,11 +6,13 @@ import { type Context, Hono } from "hono";
 import { parseDuration } from "../shared/duration.js";
 import { MeshError, type Result, unwrap } from "../shared/errors.js";
 import { NAME_PATTERN, UNIT_ID_PATTERN } from "../shared/ids.js";
-import { requireToken } from "./auth.js";
+import { type Principal, isRole } from "../shared/roles.js";
+import type { TokenInfo } from "./access/object.js";
+import { authenticate, authorize, authorizeNode } from "./auth.js";
 import { logError } from "./log.js";
 import type { UnitIndexRow } from "./mesh/store.js";
 
-type AppEnv = { Bindings: Env };
+type AppEnv = { Bindings: Env; Variables: { principal: Principal } };
 type Ctx = Context<AppEnv>;
 
 export const app = new Hono<AppEnv>();
@@ -25,10 +27,12 @@ app.notFound((c) => c.json(new MeshError("unknown_route", `no route for ${c.req.
 
 app.get("/healthz", (c) => c.json({ ok: true }));
 
-app.use("/v1/*", async (c, next) => {
-  await requireToken(c.req.header("authorization"), c.env.ADMIN_TOKEN);
+app.use("/v1/meshes/:mesh/*", async (c, next) => {
+  c.set("principal", await authenticate(c.req.header("authorization"), c.env, meshName(c)));
   await next();
 });
+
+const can = (c: Ctx, permission: Parameters<typeof authorize>[1]) => authorize(c.get("principal"), permission);
 
 function meshName(c: Ctx): string {
   const mesh = c.req.param("mesh") ?? "";
@@ -69,13 +73,17 @@ app.get("/v1/meshes/:mesh/connect", async (c) => {
   requireUpgrade(c);
   const node = c.req.query("node") ?? "";
   if (!NAME_PATTERN.test(node)) throw new MeshError("bad_request", "node ids are 1-64 characters of [A-Za-z0-9._-]");
+  const { joining } = authorizeNode(c.get("principal"), node);
   const url = new URL(c.req.url);
+  // Set here, never taken from the client: the Mesh object trusts these.
   url.searchParams.set("mesh", mesh);
+  url.searchParams.set("join", joining ? "1" : "0");
   return meshStub(c, mesh).fetch(new Request(url, c.req.raw));
 });
 
 app.post("/v1/meshes/:mesh/units", async (c) => {
   const mesh = meshName(c);
+  can(c, "submit");
   const worktype = c.req.query("worktype") ?? "";
   if (!NAME_PATTERN.test(worktype)) throw new MeshError("bad_request", "give the work type: ?worktype=NAME");
   const targetNode = c.req.query("node") || null;
@@ -101,16 +109,21 @@ app.post("/v1/meshes/:mesh/units", async (c) => {
   return forward(await unit.fetch(new Request(`https://unit/payload${retry}`, { method: "POST", body: c.req.raw.body, headers: c.req.raw.headers })));
 });
 
-app.get("/v1/meshes/:mesh/units", async (c) => c.json(await meshStub(c, meshName(c)).listUnits()));
+app.get("/v1/meshes/:mesh/units", async (c) => {
+  can(c, "read");
+  return c.json(await meshStub(c, meshName(c)).listUnits());
+});
 
 app.get("/v1/meshes/:mesh/units/:id", async (c) => {
   const mesh = meshName(c);
+  can(c, "read");
   return c.json(asResult(await unitStub(c, mesh, unitId(c)).status()));
 });
 
 app.get("/v1/meshes/:mesh/units/:id/results", async (c) => {
   const mesh = meshName(c);
   const id = unitId(c);
+  can(c, "read");
   const raw = c.req.query("offset") ?? "0";
   if (!/^\d{1,15}$/.test(raw)) throw new MeshError("bad_offset", "offset must be a non-negative integer");
   const follow = c.req.query("follow") === "1" || c.req.query("follow") === "true";
@@ -122,20 +135,78 @@ app.get("/v1/meshes/:mesh/units/:id/data", async (c) => {
   const mesh = meshName(c);
   const id = unitId(c);
   requireUpgrade(c);
-  return unitStub(c, mesh, id).fetch(new Request(`https://unit/data?node=${encodeURIComponent(c.req.query("node") ?? "")}`, c.req.raw));
+  // Only the node itself (by its credential) may fetch a unit's payload; an admin may act for it.
+  const principal = c.get("principal");
+  const claimed = c.req.query("node") ?? "";
+  let node = claimed;
+  if (principal.kind === "node") {
+    if (claimed !== "" && claimed !== principal.nodeId) throw new MeshError("forbidden", `this credential belongs to node ${principal.nodeId}, not ${claimed}`);
+    node = principal.nodeId;
+  } else {
+    authorize(principal, "manage");
+  }
+  return unitStub(c, mesh, id).fetch(new Request(`https://unit/data?node=${encodeURIComponent(node)}`, c.req.raw));
 });
 
 app.post("/v1/meshes/:mesh/units/:id/cancel", async (c) => {
   const mesh = meshName(c);
+  can(c, "submit");
   return c.json(asResult(await unitStub(c, mesh, unitId(c)).cancel()));
 });
 
 app.delete("/v1/meshes/:mesh/units/:id", async (c) => {
   const mesh = meshName(c);
+  can(c, "submit");
   return c.json(asResult(await unitStub(c, mesh, unitId(c)).release()));
 });
 
 app.get("/v1/meshes/:mesh/status", async (c) => {
   const mesh = meshName(c);
+  can(c, "read");
   return c.json(await meshStub(c, mesh).status(mesh));
+});
+
+const accessStub = (c: Ctx, mesh: string) => c.env.ACCESS.get(c.env.ACCESS.idFromName(mesh));
+
+app.post("/v1/meshes/:mesh/tokens", async (c) => {
+  const mesh = meshName(c);
+  can(c, "manage");
+  let body: unknown;
+  try {
+    body = await c.req.json();
+  } catch {
+    throw new MeshError("bad_request", 'send JSON: {"role": "admin|submit|read|agent", "name": "…"}');
+  }
+  const { role, name } = (body ?? {}) as { role?: unknown; name?: unknown };
+  if (!isRole(role)) throw new MeshError("bad_request", "role must be one of admin, submit, read, agent");
+  if (name !== undefined && (typeof name !== "string" || name.length > 100 || /[\x00-\x1f]/.test(name))) {
+    throw new MeshError("bad_request", "name must be a string of at most 100 printable characters");
+  }
+  return c.json(asResult<TokenInfo & { token: string }>(await accessStub(c, mesh).createToken(role, (name as string | undefined) ?? role)), 201);
+});
+
+app.get("/v1/meshes/:mesh/tokens", async (c) => {
+  const mesh = meshName(c);
+  can(c, "manage");
+  return c.json(await accessStub(c, mesh).listTokens());
+});
+
+app.delete("/v1/meshes/:mesh/tokens/:token", async (c) => {
+  const mesh = meshName(c);
+  can(c, "manage");
+  const id = c.req.param("token");
+  if (!UNIT_ID_PATTERN.test(id)) throw new MeshError("bad_request", "token ids are 8 characters of [0-9a-zA-Z]");
+  return c.json(asResult<TokenInfo>(await accessStub(c, mesh).revokeToken(id)));
+});
+
+/** Revokes a node's credential, disconnects it, fails its active units and forgets it. */
+app.delete("/v1/meshes/:mesh/nodes/:node", async (c) => {
+  const mesh = meshName(c);
+  can(c, "manage");
+  const node = c.req.param("node");
+  if (!NAME_PATTERN.test(node)) throw new MeshError("bad_request", "node ids are 1-64 characters of [A-Za-z0-9._-]");
+  const revoked = await accessStub(c, mesh).revokeCredential(node);
+  const removed = await meshStub(c, mesh).removeNode(node);
+  if (!revoked && !removed) throw new MeshError("unknown_node", `no node ${node} in mesh ${mesh}`);
+  return c.json({ node, revoked, removed });
 });

@@ -22,6 +22,12 @@ Commands:
   work cancel ID…                         cancel units
   work release [--force] ID…              cancel and delete units (never waits for the node:
                                           the broker holds the data, so --force is the same)
+  token create --role ROLE [--name N]     a token of this mesh: admin, submit, read or agent
+                                          (agent tokens join nodes); prints the secret once
+  token list                              the mesh's tokens (never their secrets)
+  token revoke ID…                        revoke tokens at once
+  node remove ID…                         revoke a node's credential, disconnect it, fail its
+                                          running units; it may join again with a join token
 
 Connection (flags or environment):
   --broker URL     MESH_BROKER
@@ -60,6 +66,8 @@ async function main(argv: string[]): Promise<number> {
       offset: { type: "string" },
       "idempotency-key": { type: "string" },
       ttl: { type: "string" },
+      role: { type: "string" },
+      name: { type: "string" },
       force: { type: "boolean" },
       json: { type: "boolean" },
       help: { type: "boolean", short: "h" },
@@ -83,6 +91,13 @@ async function main(argv: string[]): Promise<number> {
     const status = await client.status();
     if (values.json) printJson(status);
     else printStatus(status, process.stdout);
+    return 0;
+  }
+  if (command === "token") return tokenCommand(client, sub, rest, values);
+  if (command === "node") {
+    if (sub !== "remove") return usage(`unknown node command "${sub ?? ""}"`);
+    if (rest.length === 0) usage("node remove needs at least one node id");
+    for (const id of rest) printJson(await client.removeNode(id));
     return 0;
   }
   if (command !== "work") return usage(`unknown command "${command}"`);
@@ -130,6 +145,23 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     default:
       return usage(`unknown work command "${sub ?? ""}"`);
+  }
+}
+
+async function tokenCommand(client: MeshClient, sub: string | undefined, rest: string[], values: { role?: string; name?: string }): Promise<number> {
+  switch (sub) {
+    case "create":
+      printJson(await client.createToken(values.role ?? usage("token create needs --role admin|submit|read|agent"), values.name));
+      return 0;
+    case "list":
+      printJson(await client.tokens());
+      return 0;
+    case "revoke":
+      if (rest.length === 0) usage("token revoke needs at least one token id");
+      for (const id of rest) printJson(await client.revokeToken(id));
+      return 0;
+    default:
+      return usage(`unknown token command "${sub ?? ""}"`);
   }
 }
 

@@ -19,6 +19,15 @@ export class MeshApiError extends Error {
   }
 }
 
+/** A token as the broker lists it (the secret itself is shown once, by create). */
+export interface TokenInfo {
+  id: string;
+  name: string;
+  role: string;
+  createdAt: string;
+  revokedAt: string | null;
+}
+
 export interface SubmitOptions {
   worktype: string;
   node?: string | undefined;
@@ -84,6 +93,17 @@ export class MeshClient {
   unit = (id: string) => this.json<UnitRecord>("GET", `/units/${encodeURIComponent(id)}`);
   cancel = (id: string) => this.json<UnitRecord>("POST", `/units/${encodeURIComponent(id)}/cancel`);
   release = (id: string) => this.json<UnitRecord>("DELETE", `/units/${encodeURIComponent(id)}`);
+  tokens = () => this.json<TokenInfo[]>("GET", "/tokens");
+  revokeToken = (id: string) => this.json<TokenInfo>("DELETE", `/tokens/${encodeURIComponent(id)}`);
+  removeNode = (id: string) => this.json<{ node: string; revoked: boolean; removed: boolean }>("DELETE", `/nodes/${encodeURIComponent(id)}`);
+
+  async createToken(role: string, name?: string): Promise<TokenInfo & { token: string }> {
+    const response = await this.call("POST", "/tokens", {
+      body: JSON.stringify({ role, ...(name ? { name } : {}) }),
+      headers: { "content-type": "application/json" },
+    });
+    return (await response.body.json()) as TokenInfo & { token: string };
+  }
 
   async submit(options: SubmitOptions): Promise<UnitRecord> {
     const query: Record<string, string | undefined> = { worktype: options.worktype, node: options.node, ttl: options.ttl };

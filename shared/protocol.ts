@@ -73,7 +73,13 @@ export const Assignment = z.object({
 export type Assignment = z.infer<typeof Assignment>;
 
 export const BrokerControlMessage = z.discriminatedUnion("type", [
-  z.object({ type: z.literal("welcome"), nodeId, pingIntervalMs: z.number().int().positive() }),
+  z.object({
+    type: z.literal("welcome"),
+    nodeId,
+    pingIntervalMs: z.number().int().positive(),
+    /** Only when the agent joined with a join token: its own credential, to use from now on. */
+    credential: z.string().regex(/^mnc_[A-Za-z0-9_-]{43}$/).optional(),
+  }),
   /** The agent answers by opening the unit's data socket, or with `reject`. */
   z.object({ type: z.literal("assign"), unitId, worktype: z.string() }),
   z.object({ type: z.literal("error"), error: errorBody }),

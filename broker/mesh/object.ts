@@ -43,6 +43,8 @@ export interface UnitChange {
 interface SocketAttachment {
   nodeId: string;
   helloed: boolean;
+  /** Opened with a join token: the hello issues the node's credential. */
+  joining: boolean;
 }
 
 export class MeshObject extends DurableObject<Env> {
@@ -64,7 +66,7 @@ export class MeshObject extends DurableObject<Env> {
     const pair = new WebSocketPair();
     const server = pair[1];
     this.ctx.acceptWebSocket(server, [nodeId]);
-    server.serializeAttachment({ nodeId, helloed: false } satisfies SocketAttachment);
+    server.serializeAttachment({ nodeId, helloed: false, joining: url.searchParams.get("join") === "1" } satisfies SocketAttachment);
     return new Response(null, { status: 101, webSocket: pair[0] });
   }
 
@@ -152,6 +154,26 @@ export class MeshObject extends DurableObject<Env> {
     if ((change.ready && !current.ready) || freed) await this.dispatch();
   }
 
+  /** An admin removed the node: its credential is revoked already; disconnect it and end its units. */
+  async removeNode(nodeId: string): Promise<boolean> {
+    const known = this.store.hasNode(nodeId);
+    for (const ws of this.ctx.getWebSockets(nodeId)) ws.close(4403, "node removed by an admin");
+    for (const unit of this.store.activeOn(nodeId)) {
+      if (unit.state === "Running") {
+        await this.unitStub(unit.id).fail(`node ${nodeId} was removed by an admin`);
+      } else {
+        // Not started there: it may run elsewhere (or wait for a node of that id to join again).
+        const plan = await this.unitStub(unit.id).nodeLost(nodeId, 0);
+        if (plan.action === "requeue") this.store.unassignUnit(unit.id, Date.now());
+        else if (plan.action === "ignore") await this.unitStub(unit.id).fail(`node ${nodeId} was removed by an admin`);
+      }
+    }
+    this.store.deleteNode(nodeId);
+    if (known) log("node:removed", { node: nodeId });
+    await this.dispatch();
+    return known;
+  }
+
   /** The Unit object forgot a released unit after its tombstone retention. */
   async unitPurged(id: string): Promise<void> {
     this.store.deleteUnit(id);
@@ -220,14 +242,25 @@ export class MeshObject extends DurableObject<Env> {
     if (hello.nodeId !== attachment.nodeId) {
       return this.refuse(ws, { code: "bad_message", message: `hello names node ${hello.nodeId} but the socket was opened for ${attachment.nodeId}` }, true);
     }
+    let credential: string | undefined;
+    if (attachment.joining) {
+      // A join may not take over a node that is connected, nor one whose credential is in use.
+      if (this.liveNodes().has(hello.nodeId)) {
+        return this.refuse(ws, { code: "node_taken", message: `node ${hello.nodeId} is connected; a second agent cannot take over its id` }, true);
+      }
+      const issued = await this.access().issueCredential(hello.nodeId);
+      if (!issued.ok) return this.refuse(ws, issued.error, true);
+      credential = issued.value;
+    }
     // A reconnecting agent may find its previous socket still half-open: the newest one wins.
+    // Only the node's own credential gets this far for an id that has joined.
     for (const other of this.ctx.getWebSockets(hello.nodeId)) {
       if (other !== ws) other.close(4001, "replaced by a newer connection of the same node");
     }
     ws.serializeAttachment({ ...attachment, helloed: true } satisfies SocketAttachment);
     this.store.upsertNode(hello.nodeId, hello, Date.now());
-    log("node:hello", { node: hello.nodeId, workTypes: hello.workTypes.map((w) => w.worktype), capacity: hello.capacity });
-    this.send(ws, { type: "welcome", nodeId: hello.nodeId, pingIntervalMs: this.config.pingIntervalMs });
+    log("node:hello", { node: hello.nodeId, workTypes: hello.workTypes.map((w) => w.worktype), capacity: hello.capacity, joined: attachment.joining });
+    this.send(ws, { type: "welcome", nodeId: hello.nodeId, pingIntervalMs: this.config.pingIntervalMs, ...(credential ? { credential } : {}) });
     await this.reconcile(ws, hello);
     await this.dispatch();
   }
@@ -311,6 +344,10 @@ export class MeshObject extends DurableObject<Env> {
       if (helloed && ws.readyState === WebSocket.OPEN) live.add(nodeId);
     }
     return live;
+  }
+
+  private access() {
+    return this.env.ACCESS.get(this.env.ACCESS.idFromName(this.store.meta("mesh") ?? ""));
   }
 
   private unitStub(unitId: string) {

@@ -61,6 +61,14 @@ export class MeshStore {
     this.sql.exec("UPDATE nodes SET last_seen = ? WHERE id = ?", now, id);
   }
 
+  hasNode(id: string): boolean {
+    return this.sql.exec("SELECT 1 FROM nodes WHERE id = ?", id).toArray().length > 0;
+  }
+
+  deleteNode(id: string): void {
+    this.sql.exec("DELETE FROM nodes WHERE id = ?", id);
+  }
+
   /** Moves last_seen forward only: pings observed late must not make a node look older. */
   observeNode(id: string, seen: number): void {
     this.sql.exec("UPDATE nodes SET last_seen = ? WHERE id = ? AND (last_seen IS NULL OR last_seen < ?)", seen, id, seen);

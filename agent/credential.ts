@@ -1,0 +1,53 @@
+/**
+ * The node's credential: issued by the broker the first time the agent joins with a join token,
+ * then kept in the work dir (mode 0600) and used instead of the join token from then on. It is
+ * bound to the broker, mesh and node id it was issued for; with any of them changed it is ignored.
+ */
+import { mkdir, open, readFile, rename } from "node:fs/promises";
+import { join } from "node:path";
+import { z } from "zod";
+
+export interface CredentialScope {
+  broker: string;
+  mesh: string;
+  nodeId: string;
+}
+
+const Stored = z.object({ broker: z.string(), mesh: z.string(), nodeId: z.string(), credential: z.string().regex(/^mnc_[A-Za-z0-9_-]{43}$/) });
+
+export function credentialPath(workDir: string): string {
+  return join(workDir, "credential.json");
+}
+
+export async function loadCredential(workDir: string, scope: CredentialScope): Promise<string | null> {
+  let text: string;
+  try {
+    text = await readFile(credentialPath(workDir), "utf8");
+  } catch {
+    return null;
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  const stored = Stored.safeParse(parsed);
+  if (!stored.success) return null;
+  const { broker, mesh, nodeId, credential } = stored.data;
+  return broker === scope.broker && mesh === scope.mesh && nodeId === scope.nodeId ? credential : null;
+}
+
+/** Written whole or not at all, readable by this user only, and on disk before it is relied on. */
+export async function saveCredential(workDir: string, scope: CredentialScope, credential: string): Promise<void> {
+  await mkdir(workDir, { recursive: true, mode: 0o700 });
+  const path = credentialPath(workDir);
+  const file = await open(`${path}.tmp`, "w", 0o600);
+  try {
+    await file.writeFile(`${JSON.stringify({ ...scope, credential })}\n`);
+    await file.sync();
+  } finally {
+    await file.close();
+  }
+  await rename(`${path}.tmp`, path);
+}

@@ -1,0 +1,178 @@
+/**
+ * Who may do what: every role against every endpoint, meshes isolated from each other, revoked
+ * tokens, and nodes that join once with a join token and use their own credential from then on.
+ */
+import { spawn } from "node:child_process";
+import { readFile, stat, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { MeshStatus, UnitRecord } from "../../shared/unit.js";
+import { AGENT_BIN, type RunningAgent, api, broker, newMesh, startAgent, tempDir, waitFor } from "./harness.js";
+
+const mesh = newMesh();
+const otherMesh = newMesh();
+const SH = `- work-command: {worktype: sh, command: sh, params: "-c", allowruntimeparams: true}\n`;
+const tokens: Record<string, string> = {};
+const agents: RunningAgent[] = [];
+let otherMeshAdmin = "";
+
+type Reply = { error?: { code: string } };
+
+async function createToken(inMesh: string, role: string, token?: string): Promise<{ id: string; token: string }> {
+  const created = await api<{ id: string; token: string }>(inMesh, "POST", "/tokens", { body: JSON.stringify({ role, name: `test ${role}` }), headers: { "content-type": "application/json" }, ...(token ? { token } : {}) });
+  expect(created.status).toBe(201);
+  expect(created.body.token).toMatch(/^mtk_[A-Za-z0-9_-]{43}$/);
+  return created.body;
+}
+
+beforeAll(async () => {
+  for (const role of ["admin", "submit", "read", "agent"]) tokens[role] = (await createToken(mesh, role)).token;
+  otherMeshAdmin = (await createToken(otherMesh, "admin")).token;
+  agents.push(await startAgent({ mesh, nodeId: "guarded", config: SH }));
+});
+
+afterAll(async () => {
+  await Promise.all(agents.map((a) => a.stop()));
+});
+
+async function submit(token?: string): Promise<UnitRecord> {
+  const reply = await api<UnitRecord>(mesh, "POST", `/units?worktype=sh&param.params=${encodeURIComponent("'true'")}`, { body: "", ...(token ? { token } : {}) });
+  expect(reply.status).toBe(201);
+  return reply.body;
+}
+
+describe("roles", () => {
+  // [what, method, path (UNIT = a fresh running unit), body, expected status for admin, submit, read, agent]
+  const TABLE: [string, "GET" | "POST" | "DELETE", string, string | undefined, number, number, number, number][] = [
+    ["status", "GET", "/status", undefined, 200, 200, 200, 403],
+    ["list units", "GET", "/units", undefined, 200, 200, 200, 403],
+    ["unit status", "GET", "/units/UNIT", undefined, 200, 200, 200, 403],
+    ["results", "GET", "/units/UNIT/results", undefined, 200, 200, 200, 403],
+    ["submit", "POST", `/units?worktype=sh&param.params=${encodeURIComponent("'true'")}`, "", 201, 201, 403, 403],
+    ["cancel", "POST", "/units/UNIT/cancel", undefined, 200, 200, 403, 403],
+    ["release", "DELETE", "/units/UNIT", undefined, 200, 200, 403, 403],
+    ["create token", "POST", "/tokens", JSON.stringify({ role: "read" }), 201, 403, 403, 403],
+    ["list tokens", "GET", "/tokens", undefined, 200, 403, 403, 403],
+    ["revoke token", "DELETE", "/tokens/zzzzzzzz", undefined, 404, 403, 403, 403],
+    ["remove node", "DELETE", "/nodes/no-such-node", undefined, 404, 403, 403, 403],
+  ];
+
+  it.each(TABLE)("%s", async (_what, method, path, body, ...expected) => {
+    const roles = ["admin", "submit", "read", "agent"] as const;
+    for (const [i, role] of roles.entries()) {
+      const unit = path.includes("UNIT") ? (await submit()).id : "";
+      const reply = await api<Reply>(mesh, method, path.replace("UNIT", unit), { token: tokens[role]!, ...(body !== undefined ? { body, headers: { "content-type": "application/json" } } : {}) });
+      expect(`${role}: ${reply.status}`).toBe(`${role}: ${expected[i]}`);
+      if (reply.status === 403) expect(reply.body.error?.code).toBe("forbidden");
+    }
+    for (const [who, token] of [["no token", null], ["garbage", "garbage"], ["a well-formed unknown token", `mtk_${"A".repeat(43)}`]] as const) {
+      const reply = await api<Reply>(mesh, method, path.replace("UNIT", "AAAAAAAA"), { token, ...(body !== undefined ? { body } : {}) });
+      expect(`${who}: ${reply.status}`).toBe(`${who}: 401`);
+      expect(reply.body.error?.code).toBe("unauthorized");
+    }
+  });
+
+  it("a token of one mesh sees and touches nothing of another", async () => {
+    const unit = await submit();
+    for (const [method, path] of [["GET", "/status"], ["GET", "/units"], ["GET", `/units/${unit.id}`], ["GET", `/units/${unit.id}/results`], ["POST", `/units/${unit.id}/cancel`], ["DELETE", `/units/${unit.id}`], ["GET", "/tokens"]] as const) {
+      const reply = await api<Reply>(mesh, method, path, { token: otherMeshAdmin });
+      expect(`${method} ${path}: ${reply.status}`).toBe(`${method} ${path}: 401`);
+    }
+    expect((await api<UnitRecord>(mesh, "GET", `/units/${unit.id}`)).body.state).not.toBe("Canceled");
+    // And in its own mesh the same token works, and sees none of the first mesh's units.
+    const own = await api<unknown[]>(otherMesh, "GET", "/units", { token: otherMeshAdmin });
+    expect(own.status).toBe(200);
+    expect(own.body).toEqual([]);
+  });
+
+  it("a revoked token is refused at once; the token list never shows secrets", async () => {
+    const doomed = await createToken(mesh, "read");
+    expect((await api(mesh, "GET", "/status", { token: doomed.token })).status).toBe(200);
+    const revoked = await api<{ revokedAt: string | null }>(mesh, "DELETE", `/tokens/${doomed.id}`);
+    expect(revoked.status).toBe(200);
+    expect(revoked.body.revokedAt).not.toBeNull();
+    expect((await api(mesh, "GET", "/status", { token: doomed.token })).status).toBe(401);
+    const list = await api<Record<string, unknown>[]>(mesh, "GET", "/tokens");
+    expect(list.body.find((t) => t.id === doomed.id)).toMatchObject({ role: "read", revokedAt: expect.any(String) });
+    expect(JSON.stringify(list.body)).not.toContain("mtk_");
+  });
+
+  it("bad token requests get clear 400s", async () => {
+    for (const body of ["not json", JSON.stringify({ role: "root" }), JSON.stringify({ role: "read", name: "x".repeat(101) })]) {
+      const reply = await api<Reply>(mesh, "POST", "/tokens", { body, headers: { "content-type": "application/json" } });
+      expect(reply.status).toBe(400);
+      expect(reply.body.error?.code).toBe("bad_request");
+    }
+  });
+});
+
+describe("node credentials", () => {
+  const nodeId = "joiner";
+  let workDir: string;
+  let first: ReturnType<typeof spawn>;
+
+  const spawnAgent = (dir: string, token: string) => {
+    const child = spawn(process.execPath, [AGENT_BIN, "--broker", broker().url, "--token", token, "--mesh", mesh, "--node-id", nodeId, "--config", join(workDir, "..", "agent.yml"), "--work-dir", dir, "--log-level", "debug"], { stdio: ["ignore", "ignore", "pipe"] });
+    let logs = "";
+    child.stderr?.on("data", (d) => (logs += d));
+    agents.push({ process: child, logs: () => logs, stop: async () => void (child.exitCode === null && child.kill("SIGKILL")) });
+    return { child, logs: () => logs };
+  };
+  const node = async () => (await api<MeshStatus>(mesh, "GET", "/status")).body.nodes.find((n) => n.nodeId === nodeId);
+
+  beforeAll(async () => {
+    const dir = await tempDir("mesh-join-");
+    workDir = join(dir, "work");
+    await writeFile(join(dir, "agent.yml"), SH);
+  });
+
+  it("an agent joins once with an agent token and keeps its credential (0600) for later connects", async () => {
+    first = spawnAgent(workDir, tokens.agent!).child;
+    await waitFor(async () => Boolean((await node())?.connected), "the node to join");
+    const path = join(workDir, "credential.json");
+    await waitFor(async () => (await stat(path).catch(() => null)) !== null, "the credential file");
+    expect((await stat(path)).mode & 0o777).toBe(0o600);
+    const saved = JSON.parse(await readFile(path, "utf8")) as { credential: string; nodeId: string };
+    expect(saved.nodeId).toBe(nodeId);
+    // The credential acts as its node only: not a role.
+    expect((await api(mesh, "GET", "/status", { token: saved.credential })).status).toBe(403);
+  });
+
+  it("a second agent cannot take over a connected node id, nor one whose credential is in use", async () => {
+    const intruder = spawnAgent(join(workDir, "..", "intruder"), tokens.agent!);
+    await waitFor(() => intruder.logs().includes("node_taken"), "the intruder to be refused");
+    expect((await node())?.connected).toBe(true);
+    intruder.child.kill("SIGKILL");
+
+    // The first agent restarts on its work dir: it reconnects with its credential.
+    first.kill("SIGKILL");
+    const before = (await node())?.connectedAt;
+    first = spawnAgent(workDir, "unused-join-token").child;
+    await waitFor(async () => {
+      const now = await node();
+      return Boolean(now?.connected && now.connectedAt !== before);
+    }, "the node to come back with its credential");
+
+    // Now the credential has been used: even while the node is briefly away, a join cannot take it.
+    first.kill("SIGKILL");
+    await waitFor(async () => !(await node())?.connected, "the node to disconnect");
+    const late = spawnAgent(join(workDir, "..", "late"), tokens.agent!);
+    await waitFor(() => late.logs().includes("node_taken"), "the late joiner to be refused");
+    late.child.kill("SIGKILL");
+  });
+
+  it("removing a node revokes its credential; the node may join again only with a join token", async () => {
+    first = spawnAgent(workDir, "unused-join-token").child;
+    await waitFor(async () => Boolean((await node())?.connected), "the node to reconnect");
+    const { credential } = JSON.parse(await readFile(join(workDir, "credential.json"), "utf8")) as { credential: string };
+    const removed = await api<{ revoked: boolean; removed: boolean }>(mesh, "DELETE", `/nodes/${nodeId}`);
+    expect(removed.body).toMatchObject({ revoked: true, removed: true });
+    await waitFor(async () => (await node()) === undefined || !(await node())?.connected, "the node to be disconnected");
+    // Its credential is refused from now on (401 before anything else is looked at).
+    expect((await api(mesh, "GET", `/connect?node=${nodeId}`, { token: credential })).status).toBe(401);
+    first.kill("SIGKILL");
+    // A fresh join with an agent token works again.
+    spawnAgent(join(workDir, "..", "rejoined"), tokens.agent!);
+    await waitFor(async () => Boolean((await node())?.connected), "the node to join again");
+  });
+});
