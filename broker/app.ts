@@ -4,6 +4,7 @@
  */
 import { type Context, Hono } from "hono";
 import { parseDuration } from "../shared/duration.js";
+import { MAX_SIGNATURE_CHARS } from "../shared/protocol.js";
 import { MeshError, type Result, unwrap } from "../shared/errors.js";
 import { NAME_PATTERN, UNIT_ID_PATTERN } from "../shared/ids.js";
 import { type Principal, isRole } from "../shared/roles.js";
@@ -94,17 +95,24 @@ app.post("/v1/meshes/:mesh/units", async (c) => {
   }
   const ttl = c.req.query("ttl");
   const ttlMs = ttl === undefined ? null : unwrap(parseDuration(ttl));
+  const chosenId = c.req.query("id") ?? null;
+  if (chosenId !== null && !UNIT_ID_PATTERN.test(chosenId)) throw new MeshError("bad_unit_id", "unit ids are 8 characters of [0-9a-zA-Z]");
+  const signature = c.req.header("mesh-signature") ?? null;
+  if (signature !== null && (signature.length > MAX_SIGNATURE_CHARS || !/^[A-Za-z0-9_.-]+$/.test(signature))) {
+    throw new MeshError("bad_request", `the Mesh-Signature header must be at most ${MAX_SIGNATURE_CHARS} characters of base64url and dots`);
+  }
   const created = asResult<{ unit: UnitIndexRow; created: boolean }>(
     await meshStub(c, mesh).createUnit({
       mesh,
       worktype,
       targetNode,
       idempotencyKey: c.req.header("idempotency-key") ?? null,
+      unitId: chosenId,
     }),
   );
   const unit = unitStub(c, mesh, created.unit.id);
   // init is idempotent: a retry also repairs a unit whose first POST died between the two calls.
-  await unit.init({ mesh, id: created.unit.id, worktype, targetNode, params, ttlMs });
+  await unit.init({ mesh, id: created.unit.id, worktype, targetNode, params, ttlMs, signature });
   const retry = created.created ? "" : "?retry=1";
   return forward(await unit.fetch(new Request(`https://unit/payload${retry}`, { method: "POST", body: c.req.raw.body, headers: c.req.raw.headers })));
 });

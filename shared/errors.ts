@@ -12,6 +12,7 @@ export const ERROR_STATUS = {
   unauthorized: 401,
   forbidden: 403,
   node_taken: 409,
+  unit_exists: 409,
   limit_exceeded: 429,
   unknown_unit: 404,
   unknown_token: 404,

@@ -17,6 +17,8 @@ export const PING = "ping";
 export const PONG = "pong";
 /** Largest text frame (in UTF-16 code units) a peer may send; binary frames are bounded by MAX_FRAME_BYTES. */
 export const MAX_TEXT_FRAME = 64 * 1024;
+/** Largest unit signature (the `Mesh-Signature` header) the broker stores and passes on. */
+export const MAX_SIGNATURE_CHARS = 8 * 1024;
 
 const nodeId = z.string().regex(NAME_PATTERN);
 const unitId = z.string().regex(UNIT_ID_PATTERN);
@@ -69,6 +71,11 @@ export const Assignment = z.object({
   worktype: z.string(),
   params: UnitParams,
   payloadSize: offset,
+  /** The submitter's signature over the unit (shared/signing.ts), passed through untouched. */
+  signature: z.string().max(MAX_SIGNATURE_CHARS).nullable(),
+  /** The node the submitter asked for, which a signature covers. */
+  targetNode: z.string().nullable(),
+  mesh: z.string(),
 });
 export type Assignment = z.infer<typeof Assignment>;
 

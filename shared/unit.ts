@@ -22,6 +22,8 @@ export interface UnitRecord {
   finishedAt: string | null;
   /** A Pending unit not started by then fails "expired" (submit's `ttl`). */
   expiresAt: string | null;
+  /** Whether the submitter signed the unit (the signature itself is for the node only). */
+  signed: boolean;
 }
 
 export interface NodeStatus {

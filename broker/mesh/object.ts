@@ -30,6 +30,8 @@ export interface CreateUnitInput {
   worktype: string;
   targetNode: string | null;
   idempotencyKey: string | null;
+  /** A submitter that signs its unit chooses the id, because the signature covers it. */
+  unitId: string | null;
 }
 
 export interface UnitChange {
@@ -122,7 +124,10 @@ export class MeshObject extends DurableObject<Env> {
     } else if (![...known.values()].some((types) => types.has(input.worktype))) {
       return fail("unknown_worktype", `no node of mesh ${input.mesh} offers work type ${input.worktype}`);
     }
-    let id = newUnitId();
+    if (input.unitId !== null && this.store.unit(input.unitId)) {
+      return fail("unit_exists", `unit ${input.unitId} already exists in mesh ${input.mesh}; a signed unit id is used once`);
+    }
+    let id = input.unitId ?? newUnitId();
     while (this.store.unit(id)) id = newUnitId();
     const unit: UnitIndexRow = {
       id,

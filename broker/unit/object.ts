@@ -35,6 +35,7 @@ export interface InitUnit {
   params: Record<string, string>;
   /** Time to live: fail "expired" unless started within this many ms of submission. */
   ttlMs: number | null;
+  signature: string | null;
 }
 
 interface AgentAttachment {
@@ -77,6 +78,7 @@ export class UnitObject extends DurableObject<Env> {
       startedAt: null,
       finishedAt: null,
       expiresAt: ttlMs === null ? null : new Date(now + ttlMs).toISOString(),
+      signed: fields.signature !== null,
       payloadComplete: false,
       cancelRequested: false,
       attachedAt: null,
@@ -293,7 +295,7 @@ export class UnitObject extends DurableObject<Env> {
       if (doc.attachedAt === null) this.store.save({ ...doc, attachedAt: new Date().toISOString() });
       return this.send(ws, {
         type: "attached",
-        unit: { id: doc.id, worktype: doc.worktype, params: doc.params, payloadSize: doc.payloadSize },
+        unit: { id: doc.id, mesh: doc.mesh, worktype: doc.worktype, params: doc.params, payloadSize: doc.payloadSize, signature: doc.signature, targetNode: doc.targetNode },
         state: doc.state,
         resultsOffset: doc.stdoutSize,
         cancel: doc.cancelRequested || isTerminal(doc.state),
@@ -463,7 +465,7 @@ function isAttached(ws: WebSocket): boolean {
 }
 
 function publicRecord(doc: UnitDoc): UnitRecord {
-  const { payloadComplete: _p, cancelRequested: _c, attachedAt: _a, releasedAt: _r, meshSynced: _m, ...record } = doc;
+  const { payloadComplete: _p, cancelRequested: _c, attachedAt: _a, releasedAt: _r, meshSynced: _m, signature: _s, ...record } = doc;
   return record;
 }
 

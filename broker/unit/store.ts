@@ -13,12 +13,13 @@ export interface UnitDoc extends UnitRecord {
   releasedAt: string | null;
   /** False while the Mesh object has not heard of the latest state; the alarm retries. */
   meshSynced: boolean;
+  signature: string | null;
 }
 
 export const STREAM = { payload: 1, results: 2 } as const;
 export type StreamName = keyof typeof STREAM;
 
-const NEUTRAL = { expiresAt: null, attachedAt: null, releasedAt: null, meshSynced: true } as const;
+const NEUTRAL = { expiresAt: null, attachedAt: null, releasedAt: null, meshSynced: true, signature: null, signed: false } as const;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS unit (k INTEGER PRIMARY KEY CHECK (k = 1), doc TEXT NOT NULL);

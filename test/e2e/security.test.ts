@@ -13,7 +13,7 @@ const mesh = newMesh();
 const otherMesh = newMesh();
 const SH = `- work-command: {worktype: sh, command: sh, params: "-c", allowruntimeparams: true}\n`;
 const tokens: Record<string, string> = {};
-const agents: RunningAgent[] = [];
+const agents: Pick<RunningAgent, "stop">[] = [];
 let otherMeshAdmin = "";
 
 type Reply = { error?: { code: string } };
@@ -115,7 +115,7 @@ describe("node credentials", () => {
     const child = spawn(process.execPath, [AGENT_BIN, "--broker", broker().url, "--token", token, "--mesh", mesh, "--node-id", nodeId, "--config", join(workDir, "..", "agent.yml"), "--work-dir", dir, "--log-level", "debug"], { stdio: ["ignore", "ignore", "pipe"] });
     let logs = "";
     child.stderr?.on("data", (d) => (logs += d));
-    agents.push({ process: child, logs: () => logs, stop: async () => void (child.exitCode === null && child.kill("SIGKILL")) });
+    agents.push({ stop: async () => void (child.exitCode === null && child.kill("SIGKILL")) });
     return { child, logs: () => logs };
   };
   const node = async () => (await api<MeshStatus>(mesh, "GET", "/status")).body.nodes.find((n) => n.nodeId === nodeId);
