@@ -35,6 +35,8 @@ app.use("/v1/meshes/:mesh/*", async (c, next) => {
 
 const can = (c: Ctx, permission: Parameters<typeof authorize>[1]) => authorize(c.get("principal"), permission);
 
+const submitterOf = (principal: Principal) => (principal.kind === "token" ? `token:${principal.tokenId}` : `node:${principal.nodeId}`);
+
 function meshName(c: Ctx): string {
   const mesh = c.req.param("mesh") ?? "";
   if (!NAME_PATTERN.test(mesh)) throw new MeshError("bad_request", "mesh ids are 1-64 characters of [A-Za-z0-9._-]");
@@ -108,6 +110,7 @@ app.post("/v1/meshes/:mesh/units", async (c) => {
       targetNode,
       idempotencyKey: c.req.header("idempotency-key") ?? null,
       unitId: chosenId,
+      submitter: submitterOf(c.get("principal")),
     }),
   );
   const unit = unitStub(c, mesh, created.unit.id);

@@ -6,6 +6,8 @@ export interface BrokerConfig {
   nodeGraceMs: number;
   unitRetentionMs: number;
   tombstoneRetentionMs: number;
+  maxPendingUnits: number;
+  submitsPerMinute: number;
 }
 
 const DEFAULTS: BrokerConfig = {
@@ -15,9 +17,13 @@ const DEFAULTS: BrokerConfig = {
   nodeGraceMs: 15_000,
   unitRetentionMs: 7 * 86_400_000,
   tombstoneRetentionMs: 86_400_000,
+  maxPendingUnits: 10_000,
+  submitsPerMinute: 600,
 };
 
-type Vars = Partial<Record<"MAX_PAYLOAD_BYTES" | "PING_INTERVAL_MS" | "NODE_LEASE_MS" | "NODE_GRACE_MS" | "UNIT_RETENTION_MS" | "TOMBSTONE_RETENTION_MS", string>>;
+type Vars = Partial<
+  Record<"MAX_PAYLOAD_BYTES" | "PING_INTERVAL_MS" | "NODE_LEASE_MS" | "NODE_GRACE_MS" | "UNIT_RETENTION_MS" | "TOMBSTONE_RETENTION_MS" | "MAX_PENDING_UNITS" | "SUBMITS_PER_MINUTE", string>
+>;
 
 /** A missing or malformed var falls back to its default rather than taking the broker down. */
 export function brokerConfig(vars: Vars): BrokerConfig {
@@ -32,5 +38,7 @@ export function brokerConfig(vars: Vars): BrokerConfig {
     nodeGraceMs: num(vars.NODE_GRACE_MS, DEFAULTS.nodeGraceMs),
     unitRetentionMs: num(vars.UNIT_RETENTION_MS, DEFAULTS.unitRetentionMs),
     tombstoneRetentionMs: num(vars.TOMBSTONE_RETENTION_MS, DEFAULTS.tombstoneRetentionMs),
+    maxPendingUnits: num(vars.MAX_PENDING_UNITS, DEFAULTS.maxPendingUnits),
+    submitsPerMinute: num(vars.SUBMITS_PER_MINUTE, DEFAULTS.submitsPerMinute),
   };
 }

@@ -14,6 +14,7 @@ export const ERROR_STATUS = {
   node_taken: 409,
   unit_exists: 409,
   limit_exceeded: 429,
+  rate_limited: 429,
   unknown_unit: 404,
   unknown_token: 404,
   unknown_node: 404,

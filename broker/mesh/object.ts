@@ -23,6 +23,7 @@ import { log, logError } from "../log.js";
 import { completeClose } from "../socket.js";
 import { planDispatch } from "./dispatch.js";
 import { leaseVerdict, nextLeaseCheck } from "./lease.js";
+import { RateLimiter } from "./limits.js";
 import { MeshStore, type UnitIndexRow } from "./store.js";
 
 export interface CreateUnitInput {
@@ -32,6 +33,8 @@ export interface CreateUnitInput {
   idempotencyKey: string | null;
   /** A submitter that signs its unit chooses the id, because the signature covers it. */
   unitId: string | null;
+  /** Who submits (token id), for the per-token submit rate. */
+  submitter: string;
 }
 
 export interface UnitChange {
@@ -52,11 +55,13 @@ interface SocketAttachment {
 export class MeshObject extends DurableObject<Env> {
   private readonly store: MeshStore;
   private readonly config: BrokerConfig;
+  private readonly submits: RateLimiter;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.store = new MeshStore(ctx.storage.sql);
     this.config = brokerConfig(env);
+    this.submits = new RateLimiter(this.config.submitsPerMinute);
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(PING, PONG));
   }
 
@@ -113,6 +118,13 @@ export class MeshObject extends DurableObject<Env> {
       // A first attempt that ended before its payload was stored never ran: the retry starts afresh.
       if (existing && isTerminal(existing.state) && !existing.ready) this.store.releaseIdempotencyKey(existing.id);
       else if (existing) return ok({ unit: existing, created: false });
+    }
+    const rate = this.submits.take(input.submitter, Date.now());
+    if (!rate.ok) {
+      return fail("rate_limited", `this token may submit ${this.config.submitsPerMinute} units a minute; retry in ${Math.ceil(rate.retryAfterMs / 1000)} s`);
+    }
+    if (this.store.counts().pending >= this.config.maxPendingUnits) {
+      return fail("limit_exceeded", `mesh ${input.mesh} already holds ${this.config.maxPendingUnits} pending units; wait for some to start`);
     }
     const known = this.store.knownWorkTypes();
     if (input.targetNode !== null) {

@@ -35,6 +35,8 @@ beforeAll(async () => {
       NODE_GRACE_MS: String(GRACE_MS),
       UNIT_RETENTION_MS: String(RETENTION_MS),
       TOMBSTONE_RETENTION_MS: String(RETENTION_MS),
+      MAX_PENDING_UNITS: "8",
+      SUBMITS_PER_MINUTE: "6",
     },
   });
 }, 90_000);
@@ -46,6 +48,10 @@ afterAll(async () => {
 
 async function call<T>(mesh: string, method: "GET" | "POST" | "DELETE", path: string, body?: string, headers: Record<string, string> = {}): Promise<{ status: number; body: T }> {
   const response = await request(`${broker.url}/v1/meshes/${mesh}${path}`, { method, headers: { authorization: `Bearer ${token}`, ...headers }, body: body ?? null });
+  return reply<T>(response);
+}
+
+async function reply<T>(response: Awaited<ReturnType<typeof request>>): Promise<{ status: number; body: T }> {
   const text = await response.body.text();
   let parsed: unknown = text;
   try {
@@ -148,6 +154,42 @@ describe("ttl and retention", () => {
     expect((await call(mesh, "GET", `/units/${done.id}/results`)).status).toBe(410);
     await waitFor(async () => (await call(mesh, "GET", `/units/${done.id}`)).status === 404, "the tombstone to be purged", 30_000);
     expect((await call<UnitSummary[]>(mesh, "GET", "/units")).body.map((u) => u.id)).not.toContain(done.id);
+  });
+});
+
+describe("limits", () => {
+  const submitAs = async (mesh: string, as: string) =>
+    reply<{ error?: { code: string; message: string } }>(
+      await request(`${broker.url}/v1/meshes/${mesh}/units?worktype=sh&node=absent`, { method: "POST", headers: { authorization: `Bearer ${as}` }, body: "" }),
+    );
+  const newToken = async (mesh: string) =>
+    (await call<{ token: string }>(mesh, "POST", "/tokens", JSON.stringify({ role: "submit" }), { "content-type": "application/json" })).body.token;
+
+  it("each token may submit SUBMITS_PER_MINUTE units a minute; the next gets 429 rate_limited, others are unaffected", async () => {
+    const mesh = "rate";
+    const [eager, patient] = [await newToken(mesh), await newToken(mesh)];
+    for (let i = 0; i < 6; i++) expect((await submitAs(mesh, eager)).status).toBe(201);
+    const refused = await submitAs(mesh, eager);
+    expect(refused.status).toBe(429);
+    expect(refused.body.error?.code).toBe("rate_limited");
+    expect(refused.body.error?.message).toMatch(/retry in \d+ s$/);
+    expect((await submitAs(mesh, patient)).status).toBe(201);
+  });
+
+  it("a mesh holds at most MAX_PENDING_UNITS pending units; the next submit gets 429 limit_exceeded", async () => {
+    const mesh = "pending-cap";
+    const [a, b] = [await newToken(mesh), await newToken(mesh)];
+    for (let i = 0; i < 4; i++) {
+      expect((await submitAs(mesh, a)).status).toBe(201);
+      expect((await submitAs(mesh, b)).status).toBe(201);
+    }
+    const refused = await submitAs(mesh, a);
+    expect(refused.status).toBe(429);
+    expect(refused.body.error?.code).toBe("limit_exceeded");
+    // Space frees up as pending units end.
+    const [first] = (await call<UnitSummary[]>(mesh, "GET", "/units")).body;
+    await call(mesh, "POST", `/units/${first!.id}/cancel`);
+    expect((await submitAs(mesh, b)).status).toBe(201);
   });
 });
 
