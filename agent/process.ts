@@ -3,16 +3,16 @@
  * into one results file (as receptor does). Cancel sends SIGINT to the whole group, then SIGKILL
  * after a grace period.
  *
- * The command runs under a tiny POSIX sh wrapper that records its exit status in the spool, so the
- * status survives an agent that dies first (receptor uses a second binary for the same). The
- * wrapper only passes "$@" on, so arguments reach the command verbatim, never parsed by a shell.
+ * The command runs under supervise.js, a small Node process that leads the group and records the
+ * command's exit status in the spool, so the status survives an agent that dies first.
  */
 import { spawn } from "node:child_process";
 import { constants } from "node:fs";
 import { access, open, stat } from "node:fs/promises";
-import { delimiter, resolve as resolvePath } from "node:path";
+import { delimiter, join, resolve as resolvePath } from "node:path";
+import { fileURLToPath } from "node:url";
 import { sleep } from "../shared/backoff.js";
-import { EXIT_FILE, NO_EXIT_STATUS, type ProcessIdentity, decodeStatus, isRunning, readExitStatus } from "./spool.js";
+import { EXIT_FILE, NO_EXIT_STATUS, type ProcessIdentity, WORK_DIR, isRunning, readExitFile } from "./spool.js";
 
 export interface Exit {
   exitCode: number | null;
@@ -28,14 +28,8 @@ export interface RunningProcess {
   cancel(graceMs: number): void;
 }
 
-/**
- * sh -c WRAPPER <exit file> <command> <args…>. `trap :` keeps the wrapper alive through the SIGINT
- * or SIGTERM sent to the group so that it still records the status; a handler, unlike an ignored
- * signal, is not inherited by the command. `exec` in a subshell runs the program even where sh has
- * a builtin of that name. The wrapper's own stderr goes to /dev/null so that its job messages
- * ("Killed") never reach the results. The status file appears whole or not at all (rename).
- */
-const WRAPPER = 'trap : INT TERM; exec 3>&2 2>/dev/null; (exec "$@" 2>&3 3>&-); s=$?; printf %s "$s" > "$0.tmp" && mv "$0.tmp" "$0"; exit $s';
+/** Beside this module, in dist/ as in an installed package. */
+const SUPERVISOR = fileURLToPath(new URL("./supervise.js", import.meta.url));
 
 async function isExecutableFile(path: string): Promise<boolean> {
   try {
@@ -46,7 +40,7 @@ async function isExecutableFile(path: string): Promise<boolean> {
   }
 }
 
-/** Why the wrapper could not exec `command`; checked first so the unit's detail says it plainly. */
+/** Why `command` could not start; checked before spawning so that the unit's detail says it plainly. */
 async function cannotRun(command: string, cwd: string): Promise<string | null> {
   if (command.includes("/")) return (await isExecutableFile(resolvePath(cwd, command))) ? null : "not an executable file";
   for (const dir of (process.env.PATH ?? "").split(delimiter).filter(Boolean)) {
@@ -67,12 +61,13 @@ function canceller(signalGroup: (signal: NodeJS.Signals) => void, exited: Promis
 export async function startProcess(opts: {
   command: string;
   args: string[];
-  /** The unit's spool directory: the working directory, and where the exit status is written. */
-  cwd: string;
+  /** The unit's spool directory: the command runs in its work/ and its exit status is written there. */
+  spoolDir: string;
   stdinPath: string;
   stdoutPath: string;
 }): Promise<RunningProcess> {
-  const problem = await cannotRun(opts.command, opts.cwd);
+  const cwd = join(opts.spoolDir, WORK_DIR);
+  const problem = await cannotRun(opts.command, cwd);
   if (problem) {
     const error = `cannot start ${opts.command}: ${problem}`;
     return { pid: null, exited: Promise.resolve({ exitCode: null, signal: null, error }), cancel: () => undefined };
@@ -82,8 +77,8 @@ export async function startProcess(opts: {
   let exitedFlag = false;
   let child;
   try {
-    child = spawn("/bin/sh", ["-c", WRAPPER, resolvePath(opts.cwd, EXIT_FILE), opts.command, ...opts.args], {
-      cwd: opts.cwd,
+    child = spawn(process.execPath, [SUPERVISOR, join(opts.spoolDir, EXIT_FILE), opts.command, ...opts.args], {
+      cwd,
       stdio: [stdin.fd, stdout.fd, stdout.fd],
       detached: true,
       env: process.env,
@@ -100,8 +95,9 @@ export async function startProcess(opts: {
     });
     child.once("exit", (code, signal) => {
       exitedFlag = true;
-      // The wrapper exits with the command's status; it dies of a signal only if killed itself.
-      resolve(code === null ? { exitCode: null, signal, error: null } : { ...decodeStatus(code), error: null });
+      // The supervisor ends as its command did, but only its file can say why a command did not
+      // start, and it has none when the group was SIGKILLed.
+      resolve(readExitFile(opts.spoolDir).then((exit) => exit ?? { exitCode: code, signal, error: null }));
     });
   }).finally(() => Promise.all([stdin.close(), stdout.close()]));
   const signalGroup = (signal: NodeJS.Signals) => {
@@ -117,18 +113,17 @@ export async function startProcess(opts: {
 
 /**
  * Follows a unit's process that an earlier run of this agent started. It is not our child, so its
- * end is seen by polling, and its status comes from the exit file its wrapper writes.
+ * end is seen by polling, and its status comes from the exit file its supervisor writes.
  */
 export function adoptProcess(identity: ProcessIdentity, spoolDir: string, pollMs: number): RunningProcess {
   let ended = false;
   const exited = (async (): Promise<Exit> => {
     while (await isRunning(identity)) await sleep(pollMs);
     ended = true;
-    const status = await readExitStatus(spoolDir);
-    return status === null ? { exitCode: null, signal: null, error: NO_EXIT_STATUS } : { ...decodeStatus(status), error: null };
+    return (await readExitFile(spoolDir)) ?? { exitCode: null, signal: null, error: NO_EXIT_STATUS };
   })();
   const signalGroup = (signal: NodeJS.Signals) =>
-    // Only while the wrapper is still the process recorded: once it is gone its PID may name another.
+    // Only while the supervisor is still the process recorded: once it is gone its PID may name another.
     void isRunning(identity).then((running) => {
       if (ended || !running) return;
       try {

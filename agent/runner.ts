@@ -17,7 +17,7 @@ import { type UnitState, isTerminal } from "../shared/states.js";
 import type { WorkCommand } from "./config.js";
 import { type Logger, errorMessage } from "./log.js";
 import { type Exit, type RunningProcess, adoptProcess, startProcess } from "./process.js";
-import { type Recovery, type UnitRecord, identifyProcess, newRecord, writeRecord } from "./spool.js";
+import { type Recovery, type UnitRecord, WORK_DIR, identifyProcess, newRecord, writeRecord } from "./spool.js";
 import { type Link, openLink } from "./socket.js";
 
 export interface RunnerOptions {
@@ -100,7 +100,7 @@ export class UnitRunner {
   }
 
   async run(): Promise<void> {
-    await mkdir(this.opts.unitDir, { recursive: true, mode: 0o700 });
+    await mkdir(join(this.opts.unitDir, WORK_DIR), { recursive: true, mode: 0o700 });
     const { resumed } = this.opts;
     if (resumed?.action === "adopt") {
       this.follow(adoptProcess(resumed.process, this.opts.unitDir, POLL_MS));
@@ -222,7 +222,7 @@ export class UnitRunner {
     const child = await startProcess({
       command: this.opts.workCommand.command,
       args: args.args,
-      cwd: this.opts.unitDir,
+      spoolDir: this.opts.unitDir,
       stdinPath: this.payloadPath,
       stdoutPath: this.resultsPath,
     });

@@ -4,7 +4,8 @@
  *  - unit.json  this agent's record: the work command, how far the unit got, which process runs it;
  *  - payload    stdin, as downloaded;
  *  - stdout     results (stdout and stderr), appended by the process itself;
- *  - exit       the command's exit status, written by the wrapper shell even when no agent is alive.
+ *  - exit       how the command ended (JSON), written by its supervisor even when no agent is alive;
+ *  - work/      the command's working directory, so that what it writes there cannot replace the above.
  * On start the agent scans the spool and decides per unit (decideRecovery) what to do with it.
  */
 import { open, readFile, readdir, rename } from "node:fs/promises";
@@ -14,9 +15,11 @@ import { z } from "zod";
 import { UNIT_ID_PATTERN } from "../shared/ids.js";
 import { WorkCommand } from "./config.js";
 import type { Exit } from "./process.js";
+import type { ExitRecord } from "./supervise.js";
 
 export const RECORD_FILE = "unit.json";
 export const EXIT_FILE = "exit";
+export const WORK_DIR = "work";
 
 export const PROCESS_GONE = "agent restarted; the unit's process was gone";
 export const START_UNRECORDED = "agent restarted while starting the unit's process";
@@ -79,32 +82,32 @@ export function isSameProcess(recorded: ProcessIdentity, bootId: string | null, 
   return recorded.startTime === null || stat.startTime === recorded.startTime;
 }
 
-const SIGNAL_NAMES = new Map<number, string>();
-for (const [name, number] of Object.entries(constants.signals)) {
-  // Aliases (SIGIOT for SIGABRT) come after the name Node itself reports.
-  if (!SIGNAL_NAMES.has(number)) SIGNAL_NAMES.set(number, name);
-}
+const Signal = z.custom<NodeJS.Signals>((value) => typeof value === "string" && Object.hasOwn(constants.signals, value));
 
-/**
- * A shell's `$?`: 128+N when the command died of signal N. A command that exits 128+N by itself
- * reads the same, an ambiguity every POSIX shell has.
- */
-export function decodeStatus(status: number): { exitCode: number | null; signal: string | null } {
-  const signal = status > 128 ? SIGNAL_NAMES.get(status - 128) : undefined;
-  return signal ? { exitCode: null, signal } : { exitCode: status, signal: null };
-}
+/** The exit file supervise.js writes: how the command ended, or why it never started. */
+const ExitFile = z
+  .union([
+    z.strictObject({ code: z.number().int().min(0).max(255), signal: z.null() }),
+    z.strictObject({ code: z.null(), signal: Signal }),
+    z.strictObject({ code: z.null(), signal: z.null(), error: z.string().min(1) }),
+  ])
+  .transform((exit): Exit => ({ exitCode: exit.code, signal: exit.signal, error: "error" in exit ? exit.error : null })) satisfies z.ZodType<Exit, ExitRecord>;
 
-export function parseExitStatus(text: string): number | null {
-  if (!/^\d{1,3}$/.test(text)) return null;
-  const status = Number(text);
-  return status <= 255 ? status : null;
+/** Anything but what supervise.js writes (a torn write, a file from an older agent) is no status. */
+export function parseExitFile(text: string): Exit | null {
+  try {
+    const parsed = ExitFile.safeParse(JSON.parse(text));
+    return parsed.success ? parsed.data : null;
+  } catch {
+    return null;
+  }
 }
 
 /** What to do with a spooled unit found at start; `running` says whether record.process still runs. */
-export function decideRecovery(record: UnitRecord | null, exitStatus: number | null, running: boolean): Recovery {
+export function decideRecovery(record: UnitRecord | null, exit: Exit | null, running: boolean): Recovery {
   if (!record) return { action: "drop", reason: `no readable ${RECORD_FILE}` };
   const { work } = record;
-  if (exitStatus !== null) return { action: "report", work, exit: { ...decodeStatus(exitStatus), error: null } };
+  if (exit) return { action: "report", work, exit };
   const lost = (detail: string): Recovery => ({ action: "report", work, exit: { exitCode: null, signal: null, error: detail } });
   switch (record.phase) {
     case "assigned":
@@ -153,8 +156,8 @@ export async function isRunning(identity: ProcessIdentity): Promise<boolean> {
   return isSameProcess(identity, bootId, stat);
 }
 
-export async function readExitStatus(dir: string): Promise<number | null> {
-  return readFile(join(dir, EXIT_FILE), "utf8").then(parseExitStatus, () => null);
+export async function readExitFile(dir: string): Promise<Exit | null> {
+  return readFile(join(dir, EXIT_FILE), "utf8").then(parseExitFile, () => null);
 }
 
 async function readRecord(dir: string, unitId: string): Promise<UnitRecord | null> {
@@ -199,7 +202,7 @@ export async function scanSpool(unitsDir: string): Promise<SpooledUnit[]> {
     const dir = join(unitsDir, unitId);
     const record = await readRecord(dir, unitId);
     const running = record?.process ? await isRunning(record.process) : false;
-    found.push({ unitId, dir, recovery: decideRecovery(record, await readExitStatus(dir), running) });
+    found.push({ unitId, dir, recovery: decideRecovery(record, await readExitFile(dir), running) });
   }
   return found;
 }

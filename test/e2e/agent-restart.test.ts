@@ -63,7 +63,7 @@ async function results(id: string): Promise<string> {
 /** What `seq from to` prints. */
 const seq = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => `${from + i}\n`).join("");
 const spool = (agent: RunningAgent, id: string, file = "") => join(agent.workDir, "units", id, file);
-/** The PID of the unit's wrapper shell, which leads its process group, once the agent recorded it. */
+/** The PID of the unit's supervisor, which leads its process group, once the agent recorded it. */
 async function groupLeader(agent: RunningAgent, id: string): Promise<number> {
   let pid = 0;
   await waitFor(async () => {
@@ -108,7 +108,7 @@ describe("agent restart", () => {
     await until(id, ["Running"]);
     await waitFor(async () => (await readFile(spool(first, id, "stdout"), "utf8")) === seq(1, 5000), "the command to write its output");
     const leader = await groupLeader(first, id);
-    // The leader is the wrapper the agent started for this very unit: check before killing its group.
+    // The leader is the supervisor the agent started for this very unit: check before killing its group.
     expect(await readFile(`/proc/${leader}/cmdline`, "utf8")).toContain(spool(first, id, "exit"));
     await crash(first, "phoenix-2");
     process.kill(-leader, "SIGKILL");
@@ -125,7 +125,8 @@ describe("agent restart", () => {
   it("a command still running when the agent comes back is adopted and ends with its real status", async () => {
     const gate = await newGate();
     const first = await start("phoenix-3");
-    const id = await submit("phoenix-3", gated(gate, "seq 1 3000", "seq 3001 6000; exit 3"));
+    // 130: the exit file tells it from SIGINT, which a shell's $? cannot.
+    const id = await submit("phoenix-3", gated(gate, "seq 1 3000", "seq 3001 6000; exit 130"));
     await until(id, ["Running"]);
     await groupLeader(first, id);
     await crash(first, "phoenix-3");
@@ -135,7 +136,7 @@ describe("agent restart", () => {
     expect((await unit(id)).state).toBe("Running");
     await writeFile(gate, "");
     await ended(id);
-    expect(await unit(id)).toMatchObject({ state: "Failed", detail: "exit status 3", exitCode: 3 });
+    expect(await unit(id)).toMatchObject({ state: "Failed", detail: "exit status 130", exitCode: 130 });
     expect(await results(id)).toBe(seq(1, 6000));
   });
 

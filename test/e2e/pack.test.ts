@@ -21,6 +21,7 @@ describe("npm package", () => {
     expect(tarball).toMatch(/^mesh-agent-\d+\.\d+\.\d+\.tgz$/);
     const listing = (await run("tar", ["tzf", `${dir}/${tarball}`])).stdout.split("\n").filter(Boolean);
     expect(listing).toContain("package/dist/agent/cli.js");
+    expect(listing).toContain("package/dist/agent/supervise.js");
     expect(listing).toContain("package/dist/meshctl/cli.js");
     expect(listing.filter((f) => f.startsWith("package/dist/") && f.endsWith(".ts") && !f.endsWith(".d.ts"))).toEqual([]);
 

@@ -48,6 +48,12 @@ describe("routing", () => {
     expect((await unit(units[0]!.id)).state).toBe("Succeeded");
   });
 
+  it("a command that exits 130 fails 'exit status 130', not 'killed by signal SIGINT'", async () => {
+    const { id } = await submit("echo bye; exit 130");
+    await until(id, ["Failed"]);
+    expect(await unit(id)).toMatchObject({ state: "Failed", detail: "exit status 130", exitCode: 130 });
+  });
+
   it("cancel stops a running unit's process group; the unit ends Canceled", async () => {
     const running = await submit("echo started; sleep 60");
     await until(running.id, ["Running"]);

@@ -1,17 +1,34 @@
-/** The work-command wrapper against the real /bin/sh (dash on Debian): statuses, signals, arguments. */
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+/**
+ * The executor against the built supervisor (dist/, which `npm test` builds first): statuses,
+ * signals, arguments, the working directory. The executor is loaded from dist/ as well, so that
+ * it finds supervise.js beside itself as it does when installed.
+ */
+import { spawnSync } from "node:child_process";
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeEach, describe, expect, it } from "vitest";
-import { adoptProcess, startProcess } from "../../agent/process.js";
-import { EXIT_FILE, NO_EXIT_STATUS, identifyProcess, readExitStatus } from "../../agent/spool.js";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { EXIT_FILE, NO_EXIT_STATUS, WORK_DIR, identifyProcess, readExitFile } from "../../agent/spool.js";
+
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+const BUILT = ["process", "spool", "supervise"].map((name) => ({ source: join(ROOT, "agent", `${name}.ts`), built: join(ROOT, "dist/agent", `${name}.js`) }));
+const { startProcess, adoptProcess }: typeof import("../../agent/process.js") = await import(join(ROOT, "dist/agent/process.js"));
 
 const dirs: string[] = [];
 let dir = "";
 
+beforeAll(async () => {
+  for (const { source, built } of BUILT) {
+    const [from, to] = await Promise.all([stat(source), stat(built).catch(() => null)]);
+    if (!to || to.mtimeMs < from.mtimeMs) throw new Error(`${built} is missing or older than ${source}: run npm run build`);
+  }
+});
+
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), "mesh-process-"));
   dirs.push(dir);
+  await mkdir(join(dir, WORK_DIR));
   await writeFile(join(dir, "payload"), "input\n");
 });
 
@@ -20,7 +37,7 @@ afterAll(async () => {
 });
 
 const start = (command: string, args: string[]) =>
-  startProcess({ command, args, cwd: dir, stdinPath: join(dir, "payload"), stdoutPath: join(dir, "stdout") });
+  startProcess({ command, args, spoolDir: dir, stdinPath: join(dir, "payload"), stdoutPath: join(dir, "stdout") });
 const results = () => readFile(join(dir, "stdout"), "utf8");
 
 /** Resolves once `path` exists: the command signals readiness by creating it. */
@@ -36,54 +53,82 @@ describe("startProcess", () => {
   it("records the exit status in the spool and reports it", async () => {
     const child = await start("sh", ["-c", "cat; echo err >&2; exit 3"]);
     expect(await child.exited).toEqual({ exitCode: 3, signal: null, error: null });
-    expect(await readExitStatus(dir)).toBe(3);
+    expect(await readExitFile(dir)).toEqual({ exitCode: 3, signal: null, error: null });
     expect(await results()).toBe("input\nerr\n");
   });
 
-  it("passes arguments verbatim and runs the program, not a shell builtin of that name", async () => {
-    const child = await start("printf", ["[%s]", "a b", "$HOME", "*", "", "x;y"]);
-    expect((await child.exited).exitCode).toBe(0);
-    expect(await results()).toBe("[a b][$HOME][*][][x;y]");
-    await rm(join(dir, "stdout"));
-    await (await start("echo", ["-e", "a\\tb"])).exited;
-    // /bin/echo of coreutils knows -e; dash's builtin echo would print "-e a<TAB>b".
-    expect(await results()).toBe("a\tb\n");
+  it("exit 130 is an exit status, not SIGINT", async () => {
+    const child = await start("sh", ["-c", "exit 130"]);
+    expect(await child.exited).toEqual({ exitCode: 130, signal: null, error: null });
+    expect(await readExitFile(dir)).toEqual({ exitCode: 130, signal: null, error: null });
   });
 
-  it("cancel SIGINTs the group: the command ends, the wrapper records its status", async () => {
+  it("passes arguments verbatim", async () => {
+    const args = ["a b", '"q"', "it's", "$X", "${Y}", "", "*", "x;y", "\\n", " "];
+    const child = await start("printf", ["[%s]", ...args]);
+    expect((await child.exited).exitCode).toBe(0);
+    expect(await results()).toBe(args.map((a) => `[${a}]`).join(""));
+  });
+
+  it("runs the command in the spool's work/, where it cannot replace the spool's files", async () => {
+    const child = await start("sh", ["-c", "pwd; echo clobbered > exit; echo clobbered > unit.json"]);
+    expect(await child.exited).toEqual({ exitCode: 0, signal: null, error: null });
+    expect(await results()).toBe(`${join(dir, WORK_DIR)}\n`);
+    expect(await readExitFile(dir)).toEqual({ exitCode: 0, signal: null, error: null });
+  });
+
+  it("cancel SIGINTs the group: a command with default handling dies of it, the supervisor records that", async () => {
     const ready = join(dir, "ready");
     const child = await start("sh", ["-c", `echo started; touch ${ready}; sleep 60`]);
     await appears(ready);
     child.cancel(30_000);
     expect(await child.exited).toEqual({ exitCode: null, signal: "SIGINT", error: null });
-    expect(await readExitStatus(dir)).toBe(130);
+    expect(await readExitFile(dir)).toEqual({ exitCode: null, signal: "SIGINT", error: null });
     expect(await results()).toBe("started\n");
   });
 
-  it("a command that ignores SIGINT is killed after the grace, wrapper and all", async () => {
+  it("a command that handles the cancel's SIGINT by exiting 130 is reported as exit 130", async () => {
+    const ready = join(dir, "ready");
+    const child = await start("sh", ["-c", `trap "echo got-int; exit 130" INT; touch ${ready}; while :; do sleep 0.05; done`]);
+    await appears(ready);
+    child.cancel(30_000);
+    expect(await child.exited).toEqual({ exitCode: 130, signal: null, error: null });
+    expect(await results()).toBe("got-int\n");
+  });
+
+  it("a command that ignores SIGINT is killed after the grace, supervisor and all", async () => {
     const ready = join(dir, "ready");
     const child = await start("sh", ["-c", `trap "" INT; touch ${ready}; sleep 60`]);
     await appears(ready);
     child.cancel(200);
     expect(await child.exited).toEqual({ exitCode: null, signal: "SIGKILL", error: null });
-    expect(await readExitStatus(dir)).toBeNull();
+    expect(await readExitFile(dir)).toBeNull();
   });
 
   it("a missing command is named plainly and never spawned", async () => {
     const child = await start("no-such-command-here", []);
     expect(child.pid).toBeNull();
     expect(await child.exited).toEqual({ exitCode: null, signal: null, error: "cannot start no-such-command-here: not found on PATH" });
-    expect((await (await start("./payload", [])).exited).error).toBe("cannot start ./payload: not an executable file");
+    expect((await (await start("../payload", [])).exited).error).toBe("cannot start ../payload: not an executable file");
+  });
+});
+
+describe("supervise.js", () => {
+  it("records a command it cannot start and exits 127, as a shell would", async () => {
+    const exitFile = join(dir, EXIT_FILE);
+    const supervisor = spawnSync(process.execPath, [join(ROOT, "dist/agent/supervise.js"), exitFile, "no-such-command-here"], { encoding: "utf8" });
+    expect(supervisor).toMatchObject({ status: 127, stdout: "", stderr: "" });
+    expect(await readExitFile(dir)).toEqual({ exitCode: null, signal: null, error: "cannot start no-such-command-here: spawn no-such-command-here ENOENT" });
   });
 });
 
 describe("adoptProcess", () => {
   it("follows a process it did not start until it ends, then reads its status from the spool", async () => {
     const gate = join(dir, "gate");
-    const child = await start("sh", ["-c", `while [ ! -e ${gate} ]; do sleep 0.05; done; exit 7`]);
+    const child = await start("sh", ["-c", `while [ ! -e ${gate} ]; do sleep 0.05; done; exit 130`]);
     const adopted = adoptProcess(await identifyProcess(child.pid!), dir, 50);
     await writeFile(gate, "");
-    expect(await adopted.exited).toEqual({ exitCode: 7, signal: null, error: null });
+    expect(await adopted.exited).toEqual({ exitCode: 130, signal: null, error: null });
   });
 
   it("honours cancel by signalling the adopted group", async () => {

@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import type { WorkCommand } from "../../agent/config.js";
+import type { Exit } from "../../agent/process.js";
 import {
   EXIT_FILE,
   NO_EXIT_STATUS,
@@ -12,11 +13,10 @@ import {
   START_UNRECORDED,
   type UnitRecord,
   decideRecovery,
-  decodeStatus,
   identifyProcess,
   isSameProcess,
   newRecord,
-  parseExitStatus,
+  parseExitFile,
   parseProcStat,
   scanSpool,
   writeRecord,
@@ -59,41 +59,51 @@ describe("isSameProcess", () => {
   });
 });
 
-describe("exit statuses", () => {
+describe("parseExitFile", () => {
   it.each([
-    [0, { exitCode: 0, signal: null }],
-    [2, { exitCode: 2, signal: null }],
-    [128, { exitCode: 128, signal: null }],
-    [130, { exitCode: null, signal: "SIGINT" }],
-    [134, { exitCode: null, signal: "SIGABRT" }],
-    [137, { exitCode: null, signal: "SIGKILL" }],
-    [255, { exitCode: 255, signal: null }],
-  ])("status %i", (status, decoded) => {
-    expect(decodeStatus(status)).toEqual(decoded);
+    ['{"code":0,"signal":null}', { exitCode: 0, signal: null, error: null }],
+    ['{"code":130,"signal":null}', { exitCode: 130, signal: null, error: null }],
+    ['{"code":null,"signal":"SIGINT"}', { exitCode: null, signal: "SIGINT", error: null }],
+    ['{"code":null,"signal":"SIGKILL"}', { exitCode: null, signal: "SIGKILL", error: null }],
+    ['{"code":null,"signal":null,"error":"cannot start x: spawn x EACCES"}', { exitCode: null, signal: null, error: "cannot start x: spawn x EACCES" }],
+  ])("reads %s", (text, exit) => {
+    expect(parseExitFile(text)).toEqual(exit);
   });
 
-  it("reads only a whole status from the exit file", () => {
-    expect(parseExitStatus("0")).toBe(0);
-    expect(parseExitStatus("137")).toBe(137);
-    expect(parseExitStatus("")).toBeNull();
-    expect(parseExitStatus("256")).toBeNull();
-    expect(parseExitStatus("1\n")).toBeNull();
-    expect(parseExitStatus("-1")).toBeNull();
+  it.each([
+    ["empty (a crash before the fsync)", ""],
+    ["truncated", '{"code":13'],
+    ["a bare status", "0"],
+    ["neither code nor signal", '{"code":null,"signal":null}'],
+    ["both code and signal", '{"code":1,"signal":"SIGINT"}'],
+    ["an error with a code", '{"code":127,"signal":null,"error":"x"}'],
+    ["an empty error", '{"code":null,"signal":null,"error":""}'],
+    ["a code out of range", '{"code":256,"signal":null}'],
+    ["a negative code", '{"code":-1,"signal":null}'],
+    ["an unknown signal", '{"code":null,"signal":"SIGNOPE"}'],
+    ["a signal number", '{"code":null,"signal":9}'],
+    ["null", "null"],
+    ["an unknown field", '{"code":0,"signal":null,"extra":1}'],
+  ])("reads %s as no status", (_name, text) => {
+    expect(parseExitFile(text)).toBeNull();
   });
 });
 
 describe("decideRecovery", () => {
-  it.each<[string, UnitRecord | null, number | null, boolean, Recovery]>([
+  const status = (exitCode: number | null, signal: string | null = null): Exit => ({ exitCode, signal, error: null });
+  it.each<[string, UnitRecord | null, Exit | null, boolean, Recovery]>([
     ["no record", null, null, false, { action: "drop", reason: "no readable unit.json" }],
     ["never started", record(), null, false, { action: "rerun", work }],
-    ["ended while the agent was down", started, 0, false, { action: "report", work, exit: { exitCode: 0, signal: null, error: null } }],
-    ["exit file written, wrapper not yet gone", started, 3, true, { action: "report", work, exit: { exitCode: 3, signal: null, error: null } }],
+    ["ended while the agent was down", started, status(0), false, { action: "report", work, exit: status(0) }],
+    ["exit file written, supervisor not yet gone", started, status(3), true, { action: "report", work, exit: status(3) }],
+    ["killed by a signal while the agent was down", started, status(null, "SIGTERM"), false, { action: "report", work, exit: status(null, "SIGTERM") }],
+    ["could not start while the agent was down", started, { exitCode: null, signal: null, error: "cannot start x: spawn x ENOENT" }, false, lost("cannot start x: spawn x ENOENT")],
     ["still running", started, null, true, { action: "adopt", work, process: proc }],
     ["killed with the agent", started, null, false, lost(PROCESS_GONE)],
     ["killed while starting", record({ phase: "starting" }), null, false, lost(START_UNRECORDED)],
-    ["started and ended while starting was recorded", record({ phase: "starting" }), 1, false, { action: "report", work, exit: { exitCode: 1, signal: null, error: null } }],
-  ])("%s", (_name, rec, status, running, expected) => {
-    expect(decideRecovery(rec, status, running)).toEqual(expected);
+    ["started and ended while starting was recorded", record({ phase: "starting" }), status(1), false, { action: "report", work, exit: status(1) }],
+  ])("%s", (_name, rec, exit, running, expected) => {
+    expect(decideRecovery(rec, exit, running)).toEqual(expected);
   });
 
   it("every lost-process detail starts with 'agent restarted'", () => {
@@ -118,14 +128,15 @@ describe("scanSpool", () => {
     };
     const self = await identifyProcess(process.pid);
     await spool("running1", { ...started, process: self });
-    await spool("finished", started, "0");
+    await spool("finished", started, '{"code":0,"signal":null}');
+    await spool("badexit1", { ...started, process: self }, "0");
     await spool("gone1234", { ...started, process: { ...self, startTime: (self.startTime ?? 0) + 1 } });
     await spool("assigned", record());
     await spool("garbled1", "{not json");
     await spool("other-id", record());
     await spool("wrongid1", JSON.stringify(record()));
     const found = Object.fromEntries((await scanSpool(units)).map((u) => [u.unitId, u.recovery.action]));
-    expect(found).toEqual({ running1: "adopt", finished: "report", gone1234: "report", assigned: "rerun", garbled1: "drop", wrongid1: "drop" });
+    expect(found).toEqual({ running1: "adopt", badexit1: "adopt", finished: "report", gone1234: "report", assigned: "rerun", garbled1: "drop", wrongid1: "drop" });
   });
 
   it("finds nothing in a work dir that has no units yet", async () => {
