@@ -24,7 +24,8 @@ export interface RunnerOptions {
   unitId: string;
   workCommand: WorkCommand;
   dataUrl: string;
-  token: string;
+  /** Read at each connect: the agent swaps its join token for the node's credential once issued. */
+  token: () => string;
   nodeId: string;
   unitDir: string;
   cancelGraceMs: number;
@@ -109,7 +110,7 @@ export class UnitRunner {
     }
     for (let attempt = 0; !this.finished; attempt++) {
       try {
-        this.link = await openLink(this.opts.dataUrl, this.opts.token, {
+        this.link = await openLink(this.opts.dataUrl, this.opts.token(), {
           onText: (text) => this.onText(text),
           onBinary: (data) => this.onBinary(data),
         }, this.opts.pingIntervalMs);
