@@ -40,7 +40,7 @@ const started = { type: "started", pid: 1234 };
 const finished = { type: "finished", exitCode: 0, signal: null, resultsSize: 10, canceled: false };
 const attached = {
   type: "attached",
-  unit: { id: "abcDEF12", worktype: "echo", params: { params: "-v" }, payloadSize: 5 },
+  unit: { id: "abcDEF12", mesh: "default", worktype: "echo", params: { params: "-v" }, payloadSize: 5, signature: null, targetNode: null },
   state: "Pending",
   resultsOffset: 0,
   cancel: false,
