@@ -15,6 +15,7 @@ import { type Logger, errorMessage } from "./log.js";
 import { UnitRunner } from "./runner.js";
 import { type Recovery, scanSpool } from "./spool.js";
 import { type Link, openLink } from "./socket.js";
+import type { UnitVerifier } from "./verify.js";
 
 export interface AgentOptions {
   broker: string;
@@ -27,6 +28,8 @@ export interface AgentOptions {
   workCommands: WorkCommand[];
   versions: Versions;
   cancelGraceMs: number;
+  /** Checks units of work types with verifysignature; null when no verify key is configured. */
+  verifier: UnitVerifier | null;
   log: Logger;
 }
 
@@ -182,6 +185,7 @@ export class Agent {
       unitDir: join(this.opts.workDir, "units", unitId),
       cancelGraceMs: this.opts.cancelGraceMs,
       pingIntervalMs: this.pingIntervalMs,
+      verifier: this.opts.verifier,
       log: this.opts.log,
       ...(resumed ? { resumed } : {}),
     });

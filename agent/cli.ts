@@ -8,6 +8,8 @@ import { Agent } from "./agent.js";
 import { ConfigError, type WorkCommand, loadConfig } from "./config.js";
 import { LEVELS, type Level, createLogger } from "./log.js";
 import { onPath, probeVersions } from "./probe.js";
+import { REPLAY_FILE, ReplayCache } from "./replay.js";
+import { KeyError, WorkVerifier, loadVerifyKey } from "./verify.js";
 import { isUsageError, packageVersion } from "./version.js";
 
 const HELP = `Usage: mesh-agent --broker URL --token TOKEN [options]
@@ -25,6 +27,10 @@ Options (each also from the environment variable shown):
   --capacity N          units run at once (default: CPU count)                 MESH_CAPACITY
   --tag k=v             a tag to advertise; repeatable                         MESH_TAGS (k=v,k=v)
   --cancel-grace SEC    SIGINT→SIGKILL grace on cancel (default: 10)           MESH_CANCEL_GRACE
+  --verify-key FILE     Ed25519 public key (PEM) that units of work types with MESH_VERIFY_KEY
+                        verifysignature: true must be signed with; repeatable
+                        to accept several (key rotation). Default: the config's
+                        work-verification publickey
   --log-level LEVEL     debug, info, warn or error (default: info)             MESH_LOG_LEVEL
   -h, --help            this help
   -v, --version         print the version
@@ -66,6 +72,7 @@ async function main(argv: string[]): Promise<void> {
       capacity: { type: "string" },
       tag: { type: "string", multiple: true },
       "cancel-grace": { type: "string" },
+      "verify-key": { type: "string", multiple: true },
       "log-level": { type: "string" },
       help: { type: "boolean", short: "h" },
       version: { type: "boolean", short: "v" },
@@ -82,7 +89,7 @@ async function main(argv: string[]): Promise<void> {
   const log = createLogger(level as Level);
 
   const configPath = values.config ?? env.MESH_AGENT_CONFIG;
-  const config = configPath ? await loadConfig(configPath) : { nodeId: null, workCommands: [], ignored: [] };
+  const config = configPath ? await loadConfig(configPath) : { nodeId: null, workCommands: [], verifyKey: null, ignored: [] };
   for (const key of new Set(config.ignored)) log.info("config:ignored-entry", { entry: key, reason: "not used by mesh-agent" });
   let workCommands: WorkCommand[] = config.workCommands;
   if (!configPath && (await onPath("ansible-runner"))) {
@@ -97,18 +104,28 @@ async function main(argv: string[]): Promise<void> {
   const mesh = values.mesh ?? env.MESH_ID ?? "default";
   if (!NAME_PATTERN.test(mesh)) fail(`mesh id "${mesh}" must be 1-64 characters of [A-Za-z0-9._-]`);
   const tagItems = values.tag ?? (env.MESH_TAGS ? env.MESH_TAGS.split(",").filter(Boolean) : []);
+  const workDir = values["work-dir"] ?? env.MESH_WORK_DIR ?? join(homedir(), ".local", "state", "mesh-agent");
+
+  const keyPaths = values["verify-key"] ?? (env.MESH_VERIFY_KEY ? [env.MESH_VERIFY_KEY] : config.verifyKey ? [config.verifyKey] : []);
+  const verifying = workCommands.filter((w) => w.verifysignature).map((w) => w.worktype);
+  if (verifying.length > 0 && keyPaths.length === 0) {
+    fail(`work type ${verifying.join(", ")} has verifysignature: true, so give the public key its units must be signed with: --verify-key FILE, MESH_VERIFY_KEY, or a work-verification entry in the config`);
+  }
+  const keys = await Promise.all(keyPaths.map(loadVerifyKey));
+  const verifier = keys.length > 0 ? new WorkVerifier(keys, { nodeId, mesh }, new ReplayCache(join(workDir, REPLAY_FILE))) : null;
 
   const agent = new Agent({
     broker,
     mesh,
     token,
     nodeId,
-    workDir: values["work-dir"] ?? env.MESH_WORK_DIR ?? join(homedir(), ".local", "state", "mesh-agent"),
+    workDir,
     capacity: positiveInt("--capacity", values.capacity ?? env.MESH_CAPACITY ?? String(availableParallelism())),
     tags: parseTags(tagItems),
     workCommands,
     versions: await probeVersions(packageVersion()),
     cancelGraceMs: positiveInt("--cancel-grace", values["cancel-grace"] ?? env.MESH_CANCEL_GRACE ?? "10") * 1000,
+    verifier,
     log,
   });
   let signals = 0;
@@ -120,12 +137,12 @@ async function main(argv: string[]): Promise<void> {
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
-  log.info("agent:start", { broker, mesh, node: nodeId, workTypes: workCommands.map((w) => w.worktype) });
+  log.info("agent:start", { broker, mesh, node: nodeId, workTypes: workCommands.map((w) => w.worktype), verifying, verifyKeys: keyPaths });
   await agent.run();
 }
 
 main(process.argv.slice(2)).catch((error: unknown) => {
-  if (error instanceof UsageError || error instanceof ConfigError || isUsageError(error)) {
+  if (error instanceof UsageError || error instanceof ConfigError || error instanceof KeyError || isUsageError(error)) {
     console.error(`mesh-agent: ${error.message}`);
     console.error("Try 'mesh-agent --help'.");
     process.exit(2);

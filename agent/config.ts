@@ -1,8 +1,9 @@
 /**
  * Work types from a receptor-style YAML config: a list of single-key entries, of which this agent
- * reads `node` (its id) and `work-command` (worktype, command, params, allowruntimeparams,
- * verifysignature). Other receptor entries are reported once as ignored, so an existing
- * receptor.conf works as it is.
+ * reads `node` (its id), `work-command` (worktype, command, params, allowruntimeparams,
+ * verifysignature) and `work-verification` (publickey: the Ed25519 key signed units must verify
+ * with). Other receptor entries are reported once as ignored, so an existing receptor.conf works as
+ * it is.
  */
 import { readFile } from "node:fs/promises";
 import { parse as parseYaml } from "yaml";
@@ -23,6 +24,8 @@ export type WorkCommand = z.infer<typeof WorkCommand>;
 export interface FileConfig {
   nodeId: string | null;
   workCommands: WorkCommand[];
+  /** receptor's `work-verification: {publickey: PATH}` (or the bare path). */
+  verifyKey: string | null;
   ignored: string[];
 }
 
@@ -39,7 +42,7 @@ export function parseConfig(text: string, source = "config"): FileConfig {
   }
   if (doc === null || doc === undefined) doc = [];
   if (!Array.isArray(doc)) throw new ConfigError(`${source}: expected a list of entries such as "- work-command: {...}"`);
-  const config: FileConfig = { nodeId: null, workCommands: [], ignored: [] };
+  const config: FileConfig = { nodeId: null, workCommands: [], verifyKey: null, ignored: [] };
   doc.forEach((entry: unknown, index) => {
     if (typeof entry !== "object" || entry === null || Array.isArray(entry) || Object.keys(entry).length !== 1) {
       throw new ConfigError(`${source}: entry ${index + 1} must be a mapping with one key, like "work-command:"`);
@@ -59,6 +62,10 @@ export function parseConfig(text: string, source = "config"): FileConfig {
       const id = (value as { id?: unknown } | null)?.id;
       if (typeof id !== "string" || !NAME_PATTERN.test(id)) throw new ConfigError(`${source}: node.id must be 1-64 characters of [A-Za-z0-9._-]`);
       config.nodeId = id;
+    } else if (key === "work-verification") {
+      const path = typeof value === "string" ? value : (value as { publickey?: unknown } | null)?.publickey;
+      if (typeof path !== "string" || path === "") throw new ConfigError(`${source}: work-verification needs publickey: PATH (an Ed25519 public key in PEM)`);
+      config.verifyKey = path;
     } else {
       config.ignored.push(key);
     }

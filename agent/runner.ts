@@ -1,6 +1,7 @@
 /**
- * One unit on this agent: fetch its payload over the unit's data socket, run the work command,
- * stream its results back, report how it ended. The process keeps running while the link is down;
+ * One unit on this agent: fetch its payload over the unit's data socket, check its signature where
+ * the work type asks for one (verifysignature), run the work command, stream its results back,
+ * report how it ended. The process keeps running while the link is down;
  * each reconnect re-attaches and resumes from what the broker acknowledged, so results arrive
  * exactly once and in order. Unacknowledged bytes in flight are bounded by a window.
  * A unit found in the spool after an agent restart resumes the same way (see spool.ts).
@@ -13,12 +14,14 @@ import { backoffDelay, sleep } from "../shared/backoff.js";
 import { type ErrorBody } from "../shared/errors.js";
 import { CHUNK_BYTES, decodeFrame, encodeFrame } from "../shared/frames.js";
 import { type AgentDataMessage, type Assignment, PROTOCOL_VERSION, decodeBrokerData, encode } from "../shared/protocol.js";
+import { refusalDetail, refuse } from "../shared/signing.js";
 import { type UnitState, isTerminal } from "../shared/states.js";
 import type { WorkCommand } from "./config.js";
 import { type Logger, errorMessage } from "./log.js";
 import { type Exit, type RunningProcess, adoptProcess, startProcess } from "./process.js";
 import { type Recovery, type UnitRecord, WORK_DIR, identifyProcess, newRecord, writeRecord } from "./spool.js";
 import { type Link, openLink } from "./socket.js";
+import type { UnitVerifier } from "./verify.js";
 
 export interface RunnerOptions {
   unitId: string;
@@ -30,6 +33,8 @@ export interface RunnerOptions {
   unitDir: string;
   cancelGraceMs: number;
   pingIntervalMs: number;
+  /** Checks the unit's signature when its work type has verifysignature. */
+  verifier: UnitVerifier | null;
   log: Logger;
   /** Set for a unit an earlier run of this agent started. */
   resumed?: Extract<Recovery, { action: "report" | "adopt" }>;
@@ -216,7 +221,13 @@ export class UnitRunner {
     this.starting = true;
     await this.payload?.close();
     this.payload = null;
-    const args = commandArgs(this.opts.workCommand, this.unit.params);
+    // A re-attach during the signature check replaces this.unit: run exactly the unit that was checked.
+    const unit = this.unit;
+    if (this.opts.workCommand.verifysignature) {
+      const refusal = await this.checkSignature(unit);
+      if (refusal) return this.reportWithoutRunning(refusal, false);
+    }
+    const args = commandArgs(this.opts.workCommand, unit.params);
     if ("error" in args) return this.reportWithoutRunning(args.error, false);
     // Before the spawn: a restarted agent must never run a unit twice, even if it cannot tell whether this one ran.
     await this.saveRecord({ phase: "starting" });
@@ -234,6 +245,20 @@ export class UnitRunner {
     if (child.pid !== null) {
       await this.saveRecord({ phase: "started", process: await identifyProcess(child.pid), startedAt: new Date().toISOString() });
     }
+  }
+
+  /** The refusal detail, or null when the unit may run. */
+  private async checkSignature(unit: Assignment): Promise<string | null> {
+    const { verifier, workCommand } = this.opts;
+    const verdict = verifier
+      ? await verifier.verify(unit, { unitId: this.id, worktype: workCommand.worktype }, this.payloadPath)
+      : refuse("no_verify_key", "this agent has no public key to verify signed units with");
+    if (verdict.ok) {
+      this.opts.log.info("unit:signature-verified", { unit: this.id, exp: verdict.value.exp });
+      return null;
+    }
+    this.opts.log.warn("unit:signature-refused", { unit: this.id, problem: verdict.problem, message: verdict.message });
+    return refusalDetail(verdict);
   }
 
   private async saveRecord(change: Partial<UnitRecord>): Promise<void> {

@@ -6,6 +6,7 @@ import { isUsageError, packageVersion } from "../agent/version.js";
 import { parseDuration } from "../shared/duration.js";
 import { MeshApiError, MeshClient } from "./client.js";
 import { printStatus, Progress } from "./output.js";
+import { generateKeys, signSubmission } from "./sign.js";
 
 const HELP = `Usage: meshctl [--broker URL] [--token TOKEN] [--mesh ID] COMMAND
 
@@ -16,6 +17,17 @@ Commands:
                                           -f streams its results to stdout and exits non-zero
                                           unless it succeeds; -a params="…" passes runtime params;
                                           --ttl 1h20m30s fails it "expired" unless started by then
+              [--sign-key FILE [--sign-ttl DURATION]]
+                                          sign the unit (work type, node, params, payload
+                                          sha256, unit id, expiry) with an Ed25519 private key;
+                                          nodes with verifysignature run only signed units.
+                                          The signature expires after --sign-ttl (default: --ttl,
+                                          else 10m): the unit must start before then. Without
+                                          --node, any node holding the public key may run it
+  keygen --out DIR                        write an Ed25519 key pair for signed work:
+                                          DIR/signing-key.pem (private, mode 0600, for
+                                          --sign-key) and DIR/verify-key.pem (for the agents'
+                                          --verify-key); needs no broker
   work list                               all units, as JSON
   work status ID                          one unit's status record, as JSON
   work results ID [--offset N] [-f]       raw results from byte N (-f: follow to the end)
@@ -66,6 +78,9 @@ async function main(argv: string[]): Promise<number> {
       offset: { type: "string" },
       "idempotency-key": { type: "string" },
       ttl: { type: "string" },
+      "sign-key": { type: "string" },
+      "sign-ttl": { type: "string" },
+      out: { type: "string" },
       role: { type: "string" },
       name: { type: "string" },
       force: { type: "boolean" },
@@ -82,9 +97,14 @@ async function main(argv: string[]): Promise<number> {
     console.log(packageVersion());
     return 0;
   }
+  if (positionals[0] === "keygen") {
+    printJson(await generateKeys(values.out ?? usage("keygen needs --out DIR")));
+    return 0;
+  }
   const broker = values.broker ?? process.env.MESH_BROKER ?? usage("give the broker URL: --broker URL or MESH_BROKER");
   const token = values.token ?? process.env.MESH_TOKEN ?? usage("give a token: --token TOKEN or MESH_TOKEN");
-  const client = new MeshClient(broker, token, values.mesh ?? process.env.MESH_ID ?? "default");
+  const mesh = values.mesh ?? process.env.MESH_ID ?? "default";
+  const client = new MeshClient(broker, token, mesh);
   const [command, sub, ...rest] = positionals;
 
   if (command === "status") {
@@ -108,15 +128,29 @@ async function main(argv: string[]): Promise<number> {
       const source = values.payload ?? usage("give the payload: -p FILE, or -p - for stdin");
       const ttl = values.ttl === undefined ? null : parseDuration(values.ttl);
       if (ttl && !ttl.ok) usage(`--ttl: ${ttl.error.message}`);
-      const payload = source === "-" ? process.stdin : createReadStream(source);
-      const unit = await client.submit({
-        worktype,
-        node: values.node,
-        params: keyValues(values.param ?? []),
-        idempotencyKey: values["idempotency-key"],
-        ttl: values.ttl,
-        payload,
-      });
+      const params = keyValues(values.param ?? []);
+      const signTtl = parseDuration(values["sign-ttl"] ?? values.ttl ?? "10m");
+      if (!signTtl.ok) return usage(`--sign-ttl: ${signTtl.error.message}`);
+      if (values["sign-ttl"] !== undefined && !values["sign-key"]) usage("--sign-ttl needs --sign-key");
+      const signed = values["sign-key"]
+        ? await signSubmission({ keyPath: values["sign-key"], ttlMs: signTtl.value, mesh, worktype, node: values.node || null, params, source })
+        : null;
+      const payload = signed ? createReadStream(signed.payloadPath) : source === "-" ? process.stdin : createReadStream(source);
+      let unit;
+      try {
+        unit = await client.submit({
+          worktype,
+          node: values.node,
+          params,
+          idempotencyKey: values["idempotency-key"],
+          ttl: values.ttl,
+          unitId: signed?.unitId,
+          signature: signed?.signature,
+          payload,
+        });
+      } finally {
+        await signed?.remove();
+      }
       if (!values.follow) {
         printJson(unit);
         return 0;

@@ -35,6 +35,10 @@ export interface SubmitOptions {
   idempotencyKey?: string | undefined;
   /** receptorctl's --ttl: a duration such as 1h20m30s. */
   ttl?: string | undefined;
+  /** A unit id of the submitter's choosing (8 of [0-9a-zA-Z]); a signature needs it. */
+  unitId?: string | undefined;
+  /** The `Mesh-Signature` over the unit (shared/signing.ts). */
+  signature?: string | undefined;
   payload: Readable | Buffer | string;
 }
 
@@ -106,12 +110,16 @@ export class MeshClient {
   }
 
   async submit(options: SubmitOptions): Promise<UnitRecord> {
-    const query: Record<string, string | undefined> = { worktype: options.worktype, node: options.node, ttl: options.ttl };
+    const query: Record<string, string | undefined> = { worktype: options.worktype, node: options.node, ttl: options.ttl, id: options.unitId };
     for (const [k, v] of Object.entries(options.params ?? {})) query[`param.${k}`] = v;
     const response = await this.call("POST", "/units", {
       query,
       body: options.payload,
-      headers: { "content-type": "application/octet-stream", ...(options.idempotencyKey ? { "idempotency-key": options.idempotencyKey } : {}) },
+      headers: {
+        "content-type": "application/octet-stream",
+        ...(options.idempotencyKey ? { "idempotency-key": options.idempotencyKey } : {}),
+        ...(options.signature ? { "mesh-signature": options.signature } : {}),
+      },
     });
     return (await response.body.json()) as UnitRecord;
   }

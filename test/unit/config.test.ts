@@ -39,9 +39,23 @@ describe("parseConfig", () => {
       workCommands: [
         { worktype: "ansible-runner", command: "ansible-runner", params: "worker", allowruntimeparams: true, verifysignature: false },
       ],
+      verifyKey: null,
       ignored: ["log-level", "tcp-listener", "control-service"],
     });
   });
+
+  it("reads receptor's work-verification entry, in its mapping and bare forms", () => {
+    expect(parseConfig("- work-verification:\n    publickey: /etc/receptor/work-public.pem\n").verifyKey).toBe("/etc/receptor/work-public.pem");
+    expect(parseConfig("- work-verification: keys/verify-key.pem\n").verifyKey).toBe("keys/verify-key.pem");
+    expect(parseConfig("- work-signing: {privatekey: /k.pem}\n").ignored).toEqual(["work-signing"]);
+  });
+
+  it.each([["- work-verification:"], ["- work-verification: {}"], ["- work-verification: {publickey: ''}"], ["- work-verification: {publickey: [a]}"]])(
+    "rejects a work-verification entry without a key path: %j",
+    (text) => {
+      expect(configError(text).message).toMatch(/work-verification needs publickey: PATH/);
+    },
+  );
 
   it("reads flow-style entries and applies defaults", () => {
     const config = parseConfig(`
@@ -83,9 +97,9 @@ describe("parseConfig", () => {
 
   it("treats an empty file or an empty document as no entries", () => {
     for (const text of ["", "\n", "# only a comment\n", "---\n"]) {
-      expect(parseConfig(text)).toEqual({ nodeId: null, workCommands: [], ignored: [] });
+      expect(parseConfig(text)).toEqual({ nodeId: null, workCommands: [], verifyKey: null, ignored: [] });
     }
-    expect(parseConfig("[]")).toEqual({ nodeId: null, workCommands: [], ignored: [] });
+    expect(parseConfig("[]")).toEqual({ nodeId: null, workCommands: [], verifyKey: null, ignored: [] });
   });
 
   it("rejects a document that is not a list", () => {

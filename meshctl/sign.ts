@@ -1,0 +1,127 @@
+/**
+ * The submitter's side of signed work: Ed25519 key pairs, the payload's digest, and the
+ * `Mesh-Signature` for one unit (format in shared/signing.ts).
+ */
+import { createPrivateKey, generateKeyPairSync, type KeyObject, sign } from "node:crypto";
+import { mkdir, mkdtemp, open, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { sha256File } from "../agent/verify.js";
+import { newUnitId } from "../shared/ids.js";
+import { type UnitClaims, claimsBytes, encodeSignature } from "../shared/signing.js";
+
+export const PRIVATE_KEY_FILE = "signing-key.pem";
+export const PUBLIC_KEY_FILE = "verify-key.pem";
+
+export class SigningError extends Error {
+  override name = "SigningError";
+}
+
+/** Writes a new key pair into `dir`; never overwrites a key that is already there. */
+export async function generateKeys(dir: string): Promise<{ privateKey: string; publicKey: string }> {
+  const { privateKey, publicKey } = generateKeyPairSync("ed25519");
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const paths = { privateKey: join(dir, PRIVATE_KEY_FILE), publicKey: join(dir, PUBLIC_KEY_FILE) };
+  await writeNew(paths.privateKey, privateKey.export({ type: "pkcs8", format: "pem" }) as string, 0o600);
+  await writeNew(paths.publicKey, publicKey.export({ type: "spki", format: "pem" }) as string, 0o644);
+  return paths;
+}
+
+async function writeNew(path: string, text: string, mode: number): Promise<void> {
+  let file;
+  try {
+    file = await open(path, "wx", mode);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "EEXIST") throw new SigningError(`${path} exists already; choose another --out directory`);
+    throw error;
+  }
+  try {
+    await file.writeFile(text);
+  } finally {
+    await file.close();
+  }
+}
+
+export async function loadSigningKey(path: string): Promise<KeyObject> {
+  let pem: string;
+  try {
+    pem = await readFile(path, "utf8");
+  } catch (error) {
+    throw new SigningError(`cannot read signing key ${path}: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  let key: KeyObject;
+  try {
+    key = createPrivateKey(pem);
+  } catch {
+    throw new SigningError(`${path} is not a PEM private key (meshctl keygen makes one)`);
+  }
+  if (key.asymmetricKeyType !== "ed25519") throw new SigningError(`${path} is an ${key.asymmetricKeyType ?? "unknown"} key; signed work uses Ed25519 (meshctl keygen makes one)`);
+  return key;
+}
+
+export function signClaims(claims: UnitClaims, key: KeyObject): string {
+  const bytes = claimsBytes(claims);
+  return encodeSignature(bytes, sign(null, bytes, key));
+}
+
+/**
+ * Copies a stream (stdin) to a private temporary file, because its digest must be signed before
+ * the upload starts. `remove` deletes the file and its directory.
+ */
+export async function spool(input: Readable): Promise<{ path: string; remove: () => Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), "meshctl-"));
+  const remove = () => rm(dir, { recursive: true, force: true });
+  const path = join(dir, "payload");
+  try {
+    const file = await open(path, "wx", 0o600);
+    await pipeline(input, file.createWriteStream());
+  } catch (error) {
+    await remove();
+    throw error;
+  }
+  return { path, remove };
+}
+
+export interface SignedSubmission {
+  unitId: string;
+  signature: string;
+  /** The payload to upload: the file given, or stdin spooled to a private temporary file. */
+  payloadPath: string;
+  /** Deletes the spooled copy of stdin, if any; call once the upload is over. */
+  remove: () => Promise<void>;
+}
+
+/** Everything `work submit --sign-key` sends beyond an ordinary submit. */
+export async function signSubmission(opts: {
+  keyPath: string;
+  ttlMs: number;
+  mesh: string;
+  worktype: string;
+  node: string | null;
+  params: Record<string, string>;
+  /** A file, or "-" for stdin. */
+  source: string;
+}): Promise<SignedSubmission> {
+  const key = await loadSigningKey(opts.keyPath);
+  const spooled = opts.source === "-" ? await spool(process.stdin) : null;
+  const payloadPath = spooled?.path ?? opts.source;
+  try {
+    const unitId = newUnitId();
+    const claims: UnitClaims = {
+      v: 1,
+      mesh: opts.mesh,
+      unitId,
+      worktype: opts.worktype,
+      node: opts.node,
+      params: opts.params,
+      payloadSha256: await sha256File(payloadPath),
+      exp: Math.floor((Date.now() + opts.ttlMs) / 1000),
+    };
+    return { unitId, signature: signClaims(claims, key), payloadPath, remove: spooled?.remove ?? (async () => undefined) };
+  } catch (error) {
+    await spooled?.remove();
+    throw error;
+  }
+}
