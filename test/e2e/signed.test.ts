@@ -158,15 +158,20 @@ describe("signed work", () => {
     expect(agent.logs()).toMatch(/"event":"unit:signature-refused".*"problem":"unsigned"/);
   });
 
-  it("an agent with a verifysignature work type and no public key refuses to start", async () => {
+  it.each([
+    ["no public key", () => [], /work type sh has verifysignature: true, so give the public key its units must be signed with: --verify-key FILE, MESH_VERIFY_KEY, or a work-verification entry/],
+    ["its private key as --verify-key", () => ["--verify-key", join(keyDir, "signing-key.pem")], /signing-key\.pem holds a private key; give the agent only the public key/],
+  ])("an agent with a verifysignature work type and %s refuses to start", async (_name, args, message) => {
     const dir = await tempDir();
     const configPath = join(dir, "agent.yml");
     await writeFile(configPath, "- work-command: {worktype: sh, command: sh, verifysignature: true}\n");
-    const child = spawn(process.execPath, [AGENT_BIN, "--broker", broker().url, "--token", "t", "--mesh", mesh, "--node-id", "keyless", "--config", configPath, "--work-dir", join(dir, "work")], { stdio: ["ignore", "ignore", "pipe"] });
+    const child = spawn(process.execPath, [AGENT_BIN, "--broker", broker().url, "--token", "t", "--mesh", mesh, "--node-id", "keyless", "--config", configPath, "--work-dir", join(dir, "work"), ...args()], {
+      stdio: ["ignore", "ignore", "pipe"],
+    });
     let stderr = "";
     child.stderr.on("data", (d) => (stderr += d));
     const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
     expect(code).toBe(2);
-    expect(stderr).toMatch(/work type sh has verifysignature: true, so give the public key its units must be signed with: --verify-key FILE, MESH_VERIFY_KEY, or a work-verification entry/);
+    expect(stderr).toMatch(message);
   });
 });
