@@ -106,6 +106,28 @@ describe("roles", () => {
   });
 });
 
+describe("agent hardening", () => {
+  it("a unit's spool is private (0700) and runtime params reach the command as literal words, never a shell", async () => {
+    const node = await startAgent({ mesh, nodeId: "hardened", config: "- work-command: {worktype: echo, command: echo, allowruntimeparams: true}\n- work-command: {worktype: fixed, command: echo, params: fixed}\n- work-command: {worktype: nap, command: sleep, params: '3'}\n" });
+    agents.push(node);
+    const marker = join(node.workDir, "pwned");
+    const params = encodeURIComponent(`'$(touch ${marker})' '; touch ${marker}' "\`touch ${marker}\`"`);
+    const created = await api<UnitRecord>(mesh, "POST", `/units?worktype=echo&node=hardened&param.params=${params}`, { body: "" });
+    expect(created.status).toBe(201);
+    await waitFor(async () => (await api<UnitRecord>(mesh, "GET", `/units/${created.body.id}`)).body.state === "Succeeded", "the echo unit");
+    expect((await api(mesh, "GET", `/units/${created.body.id}/results`)).body).toBe(`$(touch ${marker}) ; touch ${marker} \`touch ${marker}\`\n`);
+    expect(await stat(marker).catch(() => null)).toBeNull();
+
+    const refused = await api<UnitRecord>(mesh, "POST", `/units?worktype=fixed&node=hardened&param.params=${encodeURIComponent("extra")}`, { body: "" });
+    await waitFor(async () => (await api<UnitRecord>(mesh, "GET", `/units/${refused.body.id}`)).body.state === "Failed", "the refused unit");
+    expect((await api<UnitRecord>(mesh, "GET", `/units/${refused.body.id}`)).body.detail).toBe("work type fixed does not allow runtime params");
+
+    const napping = await api<UnitRecord>(mesh, "POST", "/units?worktype=nap&node=hardened", { body: "" });
+    await waitFor(async () => (await api<UnitRecord>(mesh, "GET", `/units/${napping.body.id}`)).body.state === "Running", "the nap to start");
+    expect((await stat(join(node.workDir, "units", napping.body.id))).mode & 0o777).toBe(0o700);
+  });
+});
+
 describe("node credentials", () => {
   const nodeId = "joiner";
   let workDir: string;
