@@ -5,6 +5,7 @@ import { parseArgs } from "node:util";
 import { isUsageError, packageVersion } from "../agent/version.js";
 import { parseDuration } from "../shared/duration.js";
 import { MeshApiError, MeshClient } from "./client.js";
+import { parseTcpAddress, runControlService } from "./control/main.js";
 import { printStatus, Progress } from "./output.js";
 import { generateKeys, signSubmission } from "./sign.js";
 
@@ -40,6 +41,12 @@ Commands:
   token revoke ID…                        revoke tokens at once
   node remove ID…                         revoke a node's credential, disconnect it, fail its
                                           running units; it may join again with a join token
+  control-service --socket PATH [--tcp [HOST:]PORT] [--node-id ID] [--sign-key FILE]
+                                          serve receptor's control-service protocol on a Unix
+                                          socket (mode 0600) and optionally a loopback TCP port,
+                                          for receptorctl and AWX; --node-id names this bridge
+                                          in the greeting (default: the hostname); --sign-key
+                                          signs units submitted with signwork
 
 Connection (flags or environment):
   --broker URL     MESH_BROKER
@@ -85,6 +92,9 @@ async function main(argv: string[]): Promise<number> {
       name: { type: "string" },
       force: { type: "boolean" },
       json: { type: "boolean" },
+      socket: { type: "string" },
+      tcp: { type: "string" },
+      "node-id": { type: "string" },
       help: { type: "boolean", short: "h" },
       version: { type: "boolean", short: "v" },
     },
@@ -114,6 +124,18 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (command === "token") return tokenCommand(client, sub, rest, values);
+  if (command === "control-service") {
+    const tcp = values.tcp === undefined ? undefined : parseTcpAddress(values.tcp);
+    if (tcp && "error" in tcp) return usage(tcp.error);
+    return runControlService({
+      client,
+      mesh,
+      socketPath: values.socket ?? usage("control-service needs --socket PATH"),
+      tcp,
+      nodeId: values["node-id"],
+      signingKeyPath: values["sign-key"],
+    });
+  }
   if (command === "node") {
     if (sub !== "remove") return usage(`unknown node command "${sub ?? ""}"`);
     if (rest.length === 0) usage("node remove needs at least one node id");

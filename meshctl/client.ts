@@ -59,7 +59,7 @@ export class MeshClient {
     return url.toString();
   }
 
-  private async call(method: "GET" | "POST" | "DELETE", path: string, options: { query?: Record<string, string | undefined>; body?: SubmitOptions["payload"]; headers?: Record<string, string>; bodyTimeout?: number } = {}) {
+  private async call(method: "GET" | "POST" | "DELETE", path: string, options: { query?: Record<string, string | undefined>; body?: SubmitOptions["payload"]; headers?: Record<string, string>; bodyTimeout?: number; signal?: AbortSignal | undefined } = {}) {
     let response;
     try {
       response = await request(this.url(path, options.query), {
@@ -67,6 +67,7 @@ export class MeshClient {
         headers: { authorization: `Bearer ${this.token}`, ...options.headers },
         body: options.body ?? null,
         ...(options.bodyTimeout ? { bodyTimeout: options.bodyTimeout } : {}),
+        ...(options.signal ? { signal: options.signal } : {}),
       });
     } catch (error) {
       throw new MeshApiError("unreachable", `cannot reach the broker at ${this.broker}: ${error instanceof Error ? error.message : String(error)}`, 0);
@@ -127,9 +128,11 @@ export class MeshClient {
   /**
    * Copies results from `offset` to `out`, byte for byte, respecting its backpressure, resuming
    * from the last byte written whenever the connection drops. With `follow`, keeps going until
-   * the unit is final. Returns the offset reached.
+   * the unit is final. Returns the offset reached. Aborting `signal` (the reader went away) ends
+   * it with the signal's reason, also while it waits for `out` to drain.
    */
-  async results(id: string, out: Writable, options: { offset?: number; follow?: boolean } = {}): Promise<number> {
+  async results(id: string, out: Writable, options: { offset?: number; follow?: boolean; signal?: AbortSignal } = {}): Promise<number> {
+    const { signal } = options;
     let offset = options.offset ?? 0;
     for (let attempt = 0; ; attempt++) {
       const before = offset;
@@ -139,19 +142,21 @@ export class MeshClient {
           // A followed stream carries no heartbeat (the bytes are the results, raw), so a link
           // that went silent is only noticed by this timeout; a quiet unit just costs a reconnect.
           ...(options.follow ? { bodyTimeout: FOLLOW_IDLE_MS } : {}),
+          signal,
         });
         // The broker answered: what follows is riding out drops, not failing to connect.
         attempt = 0;
         for await (const chunk of response.body) {
           const buffer = chunk as Buffer;
           offset += buffer.byteLength;
-          if (!out.write(buffer)) await new Promise((resolve) => out.once("drain", resolve));
+          if (!out.write(buffer)) await drained(out, signal);
         }
         if (!options.follow) return offset;
         // Inside the try: the broker may be restarting, which is one more drop to ride out.
         const record = await this.unit(id);
         if (isTerminal(record.state) && offset >= record.stdoutSize) return offset;
       } catch (error) {
+        if (signal?.aborted) throw signal.reason;
         if (error instanceof MeshApiError && error.status >= 400 && error.status < 500) throw error;
         if (attempt >= 20) throw error;
       }
@@ -159,4 +164,18 @@ export class MeshClient {
       await sleep(Math.min(200 * (attempt + 1), 2000));
     }
   }
+}
+
+/** Resolves when `out` drains or `signal` aborts (a closed reader never drains). */
+function drained(out: Writable, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const done = () => {
+      out.off("drain", done);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    out.once("drain", done);
+    signal?.addEventListener("abort", done, { once: true });
+  });
 }

@@ -1,0 +1,205 @@
+/**
+ * What each control-service command does, as calls to the broker's HTTP API. The bridge keeps no
+ * unit state: every answer is read from the broker when the command arrives.
+ */
+import type { KeyObject } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { hrtime } from "node:process";
+import type { Readable, Writable } from "node:stream";
+import { parseDuration } from "../../shared/duration.js";
+import { newUnitId } from "../../shared/ids.js";
+import type { UnitRecord } from "../../shared/unit.js";
+import type { Logger } from "../../agent/log.js";
+import { MeshApiError, type MeshClient } from "../client.js";
+import { sha256File } from "../../agent/verify.js";
+import { signClaims, spool } from "../sign.js";
+import { type Command, errorLine, resultsHeaderLine, submitCreatedLine } from "./protocol.js";
+import { type BridgeInfo, goJson, meshStatusReply, pingReply, reachableNodes, unitStatusRecord, workListReply } from "./records.js";
+
+/** The part of the HTTP client the control service uses. */
+export type Broker = Pick<MeshClient, "status" | "list" | "unit" | "cancel" | "release" | "submit" | "results">;
+
+/** The connection, as a command sees it. */
+export interface Session {
+  /** Resolves once the text is handed to the socket (waits out backpressure). */
+  write(text: string): Promise<void>;
+  /** The bytes after the command line until the client half-closes; errors if the connection breaks first. */
+  payload(): Readable;
+  /** The socket, for raw results. */
+  out: Writable;
+  /** Aborted when the client is gone. */
+  signal: AbortSignal;
+}
+
+export interface CommandContext {
+  broker: Broker;
+  mesh: string;
+  bridge: () => BridgeInfo;
+  /** For `signwork`: receptor's work-signing key, here an Ed25519 key (meshctl keygen). */
+  signingKey: KeyObject | null;
+  log: Logger;
+}
+
+/** How long a signature made for `signwork` stays valid when the submit gives no ttl (meshctl's default). */
+const SIGNATURE_TTL_MS = 10 * 60_000;
+
+/** "next": read the next command; "close": the reply ends the connection. */
+export type After = "next" | "close";
+
+const json = (value: unknown) => `${goJson(value)}\n`;
+/** Status records fetched at once for `work list`. */
+const LIST_CONCURRENCY = 8;
+
+export async function runCommand(command: Command, session: Session, ctx: CommandContext): Promise<After> {
+  try {
+    return await dispatch(command, session, ctx);
+  } catch (error) {
+    await session.write(errorLine(describe(error, "unitId" in command ? command.unitId : null)));
+    // After a refused submit the client may already be sending its payload: never read that as commands.
+    return command.kind === "work-submit" ? "close" : "next";
+  }
+}
+
+async function dispatch(command: Command, session: Session, ctx: CommandContext): Promise<After> {
+  const { broker } = ctx;
+  switch (command.kind) {
+    case "status":
+      await session.write(json(meshStatusReply(await broker.status(), ctx.bridge(), command.requestedFields)));
+      return "next";
+    case "ping":
+      await session.write(json(pingReply(await ping(broker, ctx.bridge().nodeId, command.target))));
+      return "next";
+    case "work-submit":
+      return submit(command, session, ctx);
+    case "work-list":
+      await session.write(json(workListReply(command.unitId === null ? await listUnits(broker) : [await broker.unit(command.unitId)])));
+      return "next";
+    case "work-status":
+      await session.write(json(unitStatusRecord(await broker.unit(command.unitId))));
+      return "next";
+    case "work-results": {
+      const unit = await broker.unit(command.unitId);
+      if (unit.state === "Released") throw new MeshApiError("unit_released", `unit ${unit.id} was released; its results are gone`, 410);
+      await session.write(resultsHeaderLine(unit.id));
+      try {
+        await broker.results(unit.id, session.out, { offset: command.startpos, follow: true, signal: session.signal });
+      } catch (error) {
+        // The header is out, so an error line would read as results: close, as receptor does.
+        if (session.signal.aborted) ctx.log.info("control:results-abandoned", { unit: unit.id, reason: "the client went away" });
+        else ctx.log.warn("control:results-failed", { unit: unit.id, error: describe(error, unit.id) });
+      }
+      return "close";
+    }
+    case "work-cancel":
+      try {
+        await broker.cancel(command.unitId);
+      } catch (error) {
+        // Release implies cancel, so a released unit is as canceled as it will get.
+        if (!(error instanceof MeshApiError && error.code === "unit_released")) throw error;
+      }
+      await session.write(json({ cancelled: command.unitId }));
+      return "next";
+    case "work-release":
+    case "work-force-release":
+      // The broker holds the unit's data and never waits for the node, so force changes nothing;
+      // releasing a released unit answers "released" again, so AWX's reaper and races never err.
+      await broker.release(command.unitId);
+      await session.write(json({ released: command.unitId }));
+      return "next";
+  }
+}
+
+/**
+ * receptor allocates the unit before its payload; here the unit id is chosen first (the broker
+ * takes `?id=`) and the unit is created once the whole payload is in. A client that goes away
+ * mid-payload leaves no unit behind, so nothing can run on a truncated stdin; a later
+ * `work status` of that id answers "unknown work unit", which receptor's own relay reads as
+ * "Remote work unit is gone". The reply is always "Job Submitted": nothing runs on this node.
+ */
+async function submit(command: Extract<Command, { kind: "work-submit" }>, session: Session, ctx: CommandContext): Promise<After> {
+  const ttl = command.ttl === null ? null : parseDuration(command.ttl);
+  if (ttl && !ttl.ok) throw new MeshApiError(ttl.error.code, ttl.error.message, 400);
+  // receptor's own words when it has no work-signing key configured.
+  if (command.signwork && !ctx.signingKey) throw new MeshApiError("bad_request", "cannot sign work: signing key is empty", 400);
+  // "localhost" and the bridge's own id are where receptor runs local work: any node will do.
+  const local = command.node === "" || command.node.toLowerCase() === "localhost" || command.node === ctx.bridge().nodeId;
+  const node = local ? null : command.node;
+  const unitId = newUnitId();
+  await session.write(submitCreatedLine(unitId));
+  let spooled;
+  try {
+    spooled = await spool(session.payload());
+  } catch (error) {
+    ctx.log.warn("control:submit-abandoned", { unit: unitId, error: error instanceof Error ? error.message : String(error) });
+    return "close";
+  }
+  try {
+    const signature =
+      command.signwork && ctx.signingKey
+        ? signClaims(
+            {
+              v: 1,
+              mesh: ctx.mesh,
+              unitId,
+              worktype: command.worktype,
+              node,
+              params: command.params,
+              payloadSha256: await sha256File(spooled.path),
+              exp: Math.floor((Date.now() + (ttl?.ok ? ttl.value : SIGNATURE_TTL_MS)) / 1000),
+            },
+            ctx.signingKey,
+          )
+        : undefined;
+    const unit = await ctx.broker.submit({
+      worktype: command.worktype,
+      node: node ?? undefined,
+      params: command.params,
+      ttl: command.ttl ?? undefined,
+      unitId,
+      signature,
+      payload: createReadStream(spooled.path),
+    });
+    ctx.log.info("control:submitted", { unit: unit.id, worktype: unit.worktype, node: unit.targetNode });
+    await session.write(json({ result: "Job Submitted", unitid: unit.id }));
+  } finally {
+    await spooled.remove();
+  }
+  return "close";
+}
+
+async function ping(broker: Broker, self: string, target: string) {
+  const start = hrtime.bigint();
+  const status = await broker.status();
+  // The broker answered for its nodes: that round trip is the reachability this bridge can measure.
+  const ns = Number(hrtime.bigint() - start);
+  if (target === self || reachableNodes(status).some((n) => n.nodeId === target)) return { ok: true as const, from: target, ns };
+  return { ok: false as const, error: `node ${target} is not connected to mesh ${status.mesh}` };
+}
+
+/** receptor forgets released units, and AWX's reaper would release them again every round: leave tombstones out. */
+async function listUnits(broker: Broker): Promise<UnitRecord[]> {
+  const ids = (await broker.list()).filter((u) => u.state !== "Released").map((u) => u.id);
+  const records: UnitRecord[] = [];
+  for (let i = 0; i < ids.length; i += LIST_CONCURRENCY) {
+    const batch = await Promise.all(
+      ids.slice(i, i + LIST_CONCURRENCY).map((id) =>
+        broker.unit(id).catch((error: unknown) => {
+          // Released or forgotten since the listing: as good as not there.
+          if (error instanceof MeshApiError && (error.status === 404 || error.status === 410)) return null;
+          throw error;
+        }),
+      ),
+    );
+    for (const record of batch) if (record && record.state !== "Released") records.push(record);
+  }
+  return records;
+}
+
+/** receptor's wording where clients match on it; otherwise the broker's message. */
+function describe(error: unknown, unitId: string | null): string {
+  if (error instanceof MeshApiError) {
+    if (unitId !== null && (error.code === "unknown_unit" || error.code === "bad_unit_id")) return `unknown work unit ${unitId}`;
+    return error.message;
+  }
+  return error instanceof Error ? error.message : String(error);
+}
