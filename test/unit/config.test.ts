@@ -44,6 +44,89 @@ describe("parseConfig", () => {
     });
   });
 
+  it("accepts the receptor.conf of an AWX execution node as it is deployed", () => {
+    const config = parseConfig(`---
+- node:
+    id: exec-1.example.com
+    datadir: /tmp/receptor
+    firewallrules:
+      - action: reject
+        tonode: exec-1.example.com
+        toservice: control
+- log-level: info
+- tls-server:
+    name: tls_server
+    cert: /etc/receptor/tls/receptor.crt
+    key: /etc/receptor/tls/receptor.key
+    clientcas: /etc/receptor/tls/ca/mesh-CA.crt
+    requireclientcert: true
+    mintls13: False
+- tls-client:
+    name: tls_client
+    cert: /etc/receptor/tls/receptor.crt
+    key: /etc/receptor/tls/receptor.key
+    rootcas: /etc/receptor/tls/ca/mesh-CA.crt
+    insecureskipverify: false
+- tcp-listener:
+    port: 27199
+    tls: tls_server
+- work-verification:
+    publickey: /etc/receptor/work_public_key.pem
+- work-command:
+    worktype: ansible-runner
+    command: ansible-runner
+    params: worker
+    allowruntimeparams: true
+    verifysignature: true
+- control-service:
+    service: control
+    filename: /var/run/receptor/receptor.sock
+    permissions: 0660
+    tls: tls_server
+`);
+    expect(config).toEqual({
+      nodeId: "exec-1.example.com",
+      workCommands: [{ worktype: "ansible-runner", command: "ansible-runner", params: "worker", allowruntimeparams: true, verifysignature: true }],
+      verifyKey: "/etc/receptor/work_public_key.pem",
+      ignored: ["log-level", "tls-server", "tls-client", "tcp-listener", "control-service"],
+    });
+  });
+
+  it("accepts a controller's receptor.conf, reading only its work-command entries", () => {
+    const config = parseConfig(`---
+- node:
+    id: awx-1
+- log-level:
+    level: info
+- local-only:
+- tcp-peer:
+    address: exec-1.example.com:27199
+    redial: true
+    tls: tls_client
+- work-signing:
+    privatekey: /etc/receptor/work_private_key.pem
+    tokenexpiration: 1m
+- control-service:
+    service: control
+    filename: /var/run/awx-receptor/receptor.sock
+    permissions: 0660
+- work-command:
+    worktype: local
+    command: ansible-runner
+    params: worker
+    allowruntimeparams: true
+- work-kubernetes:
+    worktype: kubernetes-runtime-auth
+    authmethod: runtime
+    allowruntimeauth: true
+    allowruntimepod: true
+    allowruntimeparams: true
+`);
+    expect(config.nodeId).toBe("awx-1");
+    expect(config.workCommands).toEqual([{ worktype: "local", command: "ansible-runner", params: "worker", allowruntimeparams: true, verifysignature: false }]);
+    expect(config.ignored).toEqual(["log-level", "local-only", "tcp-peer", "work-signing", "control-service", "work-kubernetes"]);
+  });
+
   it("reads receptor's work-verification entry, in its mapping and bare forms", () => {
     expect(parseConfig("- work-verification:\n    publickey: /etc/receptor/work-public.pem\n").verifyKey).toBe("/etc/receptor/work-public.pem");
     expect(parseConfig("- work-verification: keys/verify-key.pem\n").verifyKey).toBe("keys/verify-key.pem");
