@@ -4,12 +4,12 @@
  */
 import { lstat, unlink } from "node:fs/promises";
 import { type Server, type Socket, connect, createServer } from "node:net";
-import { PassThrough, type Readable } from "node:stream";
+import { Readable } from "node:stream";
 import { errorMessage } from "../../agent/log.js";
 import { type CommandContext, type Session, runCommand } from "./commands.js";
 import { errorLine, greeting, parseCommand } from "./protocol.js";
 
-/** Longest command line taken; receptor has no limit, but a line is buffered whole. */
+/** Longest command line taken (receptor has no limit, but a line is buffered whole), and most bytes read ahead. */
 const MAX_LINE_BYTES = 1024 * 1024;
 
 export class ControlServiceError extends Error {
@@ -132,8 +132,9 @@ async function runSession(socket: Socket, ctx: CommandContext): Promise<void> {
 }
 
 /**
- * Lines off the socket, then (for `work submit`) the raw bytes after them. Reading pauses while a
- * command runs, so bytes meant as payload are never taken for commands and memory stays bounded.
+ * Lines off the socket, then (for `work submit`) the raw bytes after them. Reading stops while a
+ * megabyte waits unread, so a fast payload never outruns its upload; otherwise the socket keeps
+ * reading, so a client's end of stream is seen even while a command (results) is writing.
  */
 class LineReader {
   private buffer = Buffer.alloc(0);
@@ -142,15 +143,20 @@ class LineReader {
   private wake: (() => void) | null = null;
 
   constructor(private readonly socket: Socket) {
-    socket.pause();
     socket.on("data", (chunk: Buffer) => {
       this.buffer = Buffer.concat([this.buffer, chunk]);
-      socket.pause();
+      if (this.buffer.byteLength > MAX_LINE_BYTES) socket.pause();
       this.notify();
     });
     socket.once("end", () => {
-      this.ended = true;
-      this.notify();
+      this.peerReads().then((reads) => {
+        if (reads) this.ended = true;
+        else {
+          this.failure ??= new Error("the client closed the connection instead of half-closing it");
+          socket.destroy();
+        }
+        this.notify();
+      });
     });
     socket.once("close", () => {
       if (!this.ended) this.failure ??= new Error("the client disconnected");
@@ -175,6 +181,19 @@ class LineReader {
     });
   }
 
+  /**
+   * Whether the client still reads after its end of stream, i.e. it half-closed rather than went
+   * away. On a Unix socket a client that closed or died leaves ours shut for sending too, so even
+   * an empty write fails (EPIPE); over TCP only a reset shows, so there a closed connection
+   * counts as a half-close, as it does in receptor.
+   */
+  private peerReads(): Promise<boolean> {
+    return new Promise((resolve) => {
+      if (this.socket.destroyed || !this.socket.writable) return resolve(false);
+      this.socket.write(Buffer.alloc(0), (error) => resolve(!error));
+    });
+  }
+
   /** The next line without "\n" and with every "\r" dropped (as receptor reads), or null at the end. */
   async line(): Promise<string | null> {
     for (;;) {
@@ -193,36 +212,23 @@ class LineReader {
     }
   }
 
-  /**
-   * Whether the client still reads after its end of stream, i.e. it half-closed rather than went
-   * away. On a Unix socket a client that closed or died leaves ours shut for sending too, so even
-   * an empty write fails (EPIPE); over TCP only a reset shows, so there a closed connection
-   * counts as a half-close, as it does in receptor.
-   */
-  private peerReads(): Promise<boolean> {
-    return new Promise((resolve) => {
-      if (this.socket.destroyed || !this.socket.writable) return resolve(false);
-      this.socket.write(Buffer.alloc(0), (error) => resolve(!error));
-    });
-  }
-
   /** Everything left until the client half-closes; a connection that breaks first errors the stream. */
   rest(): Readable {
-    const out = new PassThrough();
-    const pump = async () => {
-      for (;;) {
-        if (this.buffer.byteLength > 0) {
-          const chunk = this.buffer;
-          this.buffer = Buffer.alloc(0);
-          if (!out.write(chunk)) await new Promise((resolve) => out.once("drain", resolve));
-          continue;
-        }
-        if (this.failure) return out.destroy(this.failure);
-        if (this.ended) return (await this.peerReads()) ? out.end() : out.destroy(new Error("the client closed the connection instead of half-closing it"));
-        await this.more();
+    // Pulled by whoever reads it, so nothing is read (or can fail unheard) before a reader is attached.
+    return Readable.from(this.chunks(), { objectMode: false });
+  }
+
+  private async *chunks(): AsyncGenerator<Buffer> {
+    for (;;) {
+      if (this.buffer.byteLength > 0) {
+        const chunk = this.buffer;
+        this.buffer = Buffer.alloc(0);
+        yield chunk;
+        continue;
       }
-    };
-    pump().catch((error: unknown) => out.destroy(error instanceof Error ? error : new Error(String(error))));
-    return out;
+      if (this.failure) throw this.failure;
+      if (this.ended) return;
+      await this.more();
+    }
   }
 }

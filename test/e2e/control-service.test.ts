@@ -21,6 +21,7 @@ let socketPath: string;
 let tcpPort: number;
 let service: ChildProcess;
 let serviceLog = "";
+let keyDir: string;
 
 function startService(args: string[]): ChildProcess {
   const { url, token } = broker();
@@ -144,6 +145,9 @@ beforeAll(async () => {
   const check = await sh(mesh, "command -v ansible-runner");
   if (check.code !== 0) throw new Error("ansible-runner is not installed: apt-get install -y ansible-core python3-ansible-runner");
   dir = await tempDir("mesh-control-");
+  keyDir = join(dir, "keys");
+  const keys = await sh(mesh, `$MESHCTL keygen --out ${keyDir}`);
+  expect(keys.code, keys.stderr).toBe(0);
   agent = await startAgent({
     mesh,
     nodeId: NODE,
@@ -152,10 +156,12 @@ beforeAll(async () => {
 - work-command: {worktype: cat, command: cat}
 - work-command: {worktype: ansible-runner, command: ansible-runner, params: worker}
 - work-command: {worktype: sleep, command: sleep, params: "120"}
+- work-command: {worktype: signed-cat, command: cat, verifysignature: true}
+- work-verification: {publickey: ${keyDir}/verify-key.pem}
 `,
   });
   socketPath = join(dir, "control.sock");
-  service = startService(["--socket", socketPath, "--tcp", "127.0.0.1:0", "--node-id", BRIDGE]);
+  service = startService(["--socket", socketPath, "--tcp", "127.0.0.1:0", "--node-id", BRIDGE, "--sign-key", join(keyDir, "signing-key.pem")]);
   service.stderr?.on("data", (d) => (serviceLog += d));
   await waitFor(() => {
     if (service.exitCode !== null) throw new Error(`control-service exited:\n${serviceLog}`);
@@ -184,8 +190,12 @@ describe("receptor control socket", () => {
     expect(status.Connections).toEqual([{ NodeID: NODE, Cost: 1 }]);
     expect(status.RoutingTable).toEqual({ [NODE]: NODE });
     const ad = (status.Advertisements as { NodeID: string; Time: string; WorkCommands: { WorkType: string; Secure: boolean }[] }[]).find((a) => a.NodeID === NODE)!;
-    expect(ad.WorkCommands.map((w) => w.WorkType).sort()).toEqual(["ansible-runner", "cat", "sleep"]);
-    expect(ad.WorkCommands.every((w) => w.Secure === false)).toBe(true);
+    expect(ad.WorkCommands).toEqual([
+      { WorkType: "cat", Secure: false },
+      { WorkType: "ansible-runner", Secure: false },
+      { WorkType: "sleep", Secure: false },
+      { WorkType: "signed-cat", Secure: true },
+    ]);
     expect(Number.isNaN(Date.parse(ad.Time))).toBe(false);
     expect(typeof status.SystemCPUCount).toBe("number");
     expect(typeof status.SystemMemoryMiB).toBe("number");
@@ -210,8 +220,8 @@ describe("receptor control socket", () => {
     expect(await client.line()).toBe("ERROR: unknown work unit Zz999999\n");
     client.socket.write('{"command":"work","subcommand":"release","unitid":"../etc"}\n');
     expect(await client.line()).toBe("ERROR: unknown work unit ../etc\n");
-    client.socket.write('{"command":"work","subcommand":"submit","node":"localhost","worktype":"cat","signwork":"true"}\n');
-    expect(await client.line()).toBe("ERROR: cannot sign work: signing key is empty\n");
+    client.socket.write('{"command":"work","subcommand":"submit","node":"localhost","worktype":"cat","ttl":"soon"}\n');
+    expect(await client.line()).toMatch(/^ERROR: bad duration "soon"/);
     // A refused submit ends the connection: what follows could be its payload.
     expect((await client.rest()).byteLength).toBe(0);
   });
@@ -286,6 +296,40 @@ describe("receptor control socket", () => {
     client.socket.write(`work status ${abandoned}\n`);
     expect(await client.line()).toBe(`ERROR: unknown work unit ${abandoned}\n`);
     client.socket.end();
+  });
+
+  it("signs units submitted with signwork, as AWX submits them, and a verifying node runs only those", async () => {
+    const signed = await submit({ command: "work", subcommand: "submit", node: NODE, worktype: "signed-cat", signwork: "true" }, "signed\n");
+    const unsigned = await submit({ command: "work", subcommand: "submit", node: NODE, worktype: "signed-cat", signwork: "false" }, "unsigned\n");
+    await waitFor(async () => (await unitState(signed)) === "Succeeded", "the signed unit to succeed", WAIT_MS);
+    expect((await results(signed)).toString()).toBe("signed\n");
+    await waitFor(async () => (await unitState(unsigned)) === "Failed", "the unsigned unit to be refused", WAIT_MS);
+    const client = await session();
+    expect(await client.json(`work status ${signed}\n`)).toMatchObject({ ExtraData: { SignWork: true } });
+    expect(await client.json(`work status ${unsigned}\n`)).toMatchObject({ StateName: "Failed", Detail: expect.stringMatching(/^signature refused: unsigned/), ExtraData: { SignWork: false } });
+    client.socket.end();
+  });
+
+  it("stops following results for a client that went away", async () => {
+    const id = await submit(`work submit ${NODE} sleep\n`, "");
+    const follower = await session();
+    follower.socket.write(`work results ${id}\n`);
+    expect(await follower.line()).toBe(`Streaming results for work unit ${id}\n`);
+    follower.socket.destroy();
+    await waitFor(() => serviceLog.includes(`"event":"control:results-abandoned","unit":"${id}"`), "the bridge to stop following");
+    const client = await session();
+    expect(await client.json(`work release ${id}\n`)).toEqual({ released: id });
+    client.socket.end();
+  });
+
+  it("creates no unit when a TCP client's connection is reset mid-payload", async () => {
+    const client = await session(tcpPort);
+    client.socket.write(`work submit ${NODE} cat\n`);
+    const id = /ID ([0-9a-zA-Z]{8})\./.exec(await client.line())![1]!;
+    client.socket.write("half a payl");
+    client.socket.resetAndDestroy();
+    await waitFor(() => serviceLog.includes(`"event":"control:submit-abandoned","unit":"${id}"`), "the bridge to drop the submission");
+    expect((await api(mesh, "GET", `/units/${id}`)).status).toBe(404);
   });
 
   it("refuses a --socket path that is a file or a live socket, and removes its socket on exit", async () => {
