@@ -34,7 +34,8 @@ export async function startControlService(options: ControlServiceOptions): Promi
     sessions.add(socket);
     socket.once("close", () => sessions.delete(socket));
     runSession(socket, options).catch((error: unknown) => {
-      options.log.warn("control:session-failed", { error: errorMessage(error) });
+      // A client that left mid-reply (a probe, a killed receptorctl) is routine; anything else is not.
+      options.log[socket.destroyed ? "debug" : "warn"]("control:session-failed", { error: errorMessage(error) });
       socket.destroy();
     });
   };
