@@ -171,10 +171,13 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  if (service && service.exitCode === null) {
+  if (service && service.exitCode === null && service.signalCode === null) {
     const exited = new Promise((resolve) => service.once("exit", resolve));
     service.kill("SIGTERM");
+    // A failed test may leave it stuck; it must not outlive the run.
+    const timer = setTimeout(() => service.kill("SIGKILL"), 10_000);
     await exited;
+    clearTimeout(timer);
   }
   await agent?.stop();
 });
