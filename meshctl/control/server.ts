@@ -22,8 +22,6 @@ export interface ControlServiceOptions extends CommandContext {
 }
 
 export interface ControlService {
-  /** The TCP port actually bound (useful with port 0). */
-  tcpPort: number | null;
   close(): Promise<void>;
 }
 
@@ -61,7 +59,6 @@ export async function startControlService(options: ControlServiceOptions): Promi
   const address = tcp?.address();
   options.log.info("control:listening", { socket: options.socketPath, tcp: address && typeof address === "object" ? `${address.address}:${address.port}` : null });
   return {
-    tcpPort: address && typeof address === "object" ? address.port : null,
     async close() {
       for (const socket of sessions) socket.destroy();
       await Promise.all([close(unix), tcp ? close(tcp) : undefined]);
