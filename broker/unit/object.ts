@@ -1,27 +1,20 @@
 /**
  * The Unit Durable Object: one per unit. It holds the unit's payload, its results log and status,
- * serves result followers, and talks to the one agent running the unit over a data socket.
+ * serves result followers, and talks to the one agent running the unit over a data socket
+ * (agent-link.ts).
  * State changes are reported to the Mesh object, which keeps the mesh-wide index.
  */
 import { DurableObject } from "cloudflare:workers";
-import { type ErrorBody, type Result, fail, ok } from "../../shared/errors.js";
-import { CHUNK_BYTES, decodeFrame, encodeFrame } from "../../shared/frames.js";
-import {
-  type AgentDataMessage,
-  type BrokerDataMessage,
-  PING,
-  PONG,
-  PROTOCOL_VERSION,
-  decodeAgentData,
-  encode,
-} from "../../shared/protocol.js";
 import { formatDuration } from "../../shared/duration.js";
+import { type ErrorBody, type Result, fail, ok } from "../../shared/errors.js";
+import { type BrokerDataMessage, PING, PONG, decodeAgentData, encode } from "../../shared/protocol.js";
 import { STATE_NUMBER, type UnitState, isTerminal, transition } from "../../shared/states.js";
 import type { UnitRecord } from "../../shared/unit.js";
 import { type BrokerConfig, brokerConfig } from "../config.js";
 import { log, logError } from "../log.js";
 import { completeClose } from "../socket.js";
-import { type LostPlan, outcome, planFrame, planNodeLost } from "./logic.js";
+import { AGENT_TAG, type UnitHost, acceptAgent, isAttached, onAgentMessage, onAgentResults } from "./agent-link.js";
+import { type LostPlan, planNodeLost } from "./logic.js";
 import { ingestPayload } from "./payload.js";
 import { resultsStream } from "./results.js";
 import { dueActions, nextAlarm } from "./schedule.js";
@@ -38,24 +31,26 @@ export interface InitUnit {
   signature: string | null;
 }
 
-interface AgentAttachment {
-  nodeId: string;
-  /** Set once the assigned node attached on this socket; only such a socket may act for the unit. */
-  attached: boolean;
-}
-
-const AGENT_TAG = "agent";
-
 export class UnitObject extends DurableObject<Env> {
   private readonly store: UnitStore;
   private readonly config: BrokerConfig;
   private readonly waiters = new Set<() => void>();
   /** A payload upload is streaming into this instance; a retried POST must not interleave with it. */
   private uploading = false;
+  /** What the data-socket handlers (agent-link.ts) may use; not RPC methods, so not public. */
+  private readonly host: UnitHost;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.store = new UnitStore(ctx.storage.sql);
+    this.host = {
+      store: this.store,
+      ctx,
+      move: (doc, to, detail, extra) => this.move(doc, to, detail, extra),
+      send: (ws, message) => this.send(ws, message),
+      refuse: (ws, error, close) => this.refuse(ws, error, close),
+      wake: () => this.wake(),
+    };
     this.config = brokerConfig(env);
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(PING, PONG));
   }
@@ -105,7 +100,7 @@ export class UnitObject extends DurableObject<Env> {
         headers: { "content-type": "application/octet-stream", "x-unit-state": doc.state },
       });
     }
-    if (url.pathname.endsWith("/data")) return this.acceptAgent(url);
+    if (url.pathname.endsWith("/data")) return acceptAgent(this.ctx, url.searchParams.get("node") ?? "");
     return errorResponse({ code: "unknown_route", message: "no such unit route" }, 404);
   }
 
@@ -208,11 +203,11 @@ export class UnitObject extends DurableObject<Env> {
       if (!doc) return this.refuse(ws, { code: "unknown_unit", message: "no such unit" }, true);
       if (typeof message !== "string") {
         if (!isAttached(ws)) return this.refuse(ws, { code: "not_assigned", message: "attach first" }, true);
-        return await this.onResults(ws, doc, message);
+        return await onAgentResults(this.host, ws, doc, message);
       }
       const decoded = decodeAgentData(message);
       if (!decoded.ok) return this.refuse(ws, decoded.error);
-      await this.onMessage(ws, doc, decoded.value);
+      await onAgentMessage(this.host, ws, doc, decoded.value);
     } catch (error) {
       logError("unit:message-failed", error, { unit: doc?.id });
       this.refuse(ws, { code: "internal", message: "the broker failed to handle that message" });
@@ -268,100 +263,6 @@ export class UnitObject extends DurableObject<Env> {
     this.store.save(ready);
     await this.notifyMesh(ready);
     return Response.json(publicRecord(this.store.doc()!), { status: 201 });
-  }
-
-  private acceptAgent(url: URL): Response {
-    const nodeId = url.searchParams.get("node") ?? "";
-    const pair = new WebSocketPair();
-    this.ctx.acceptWebSocket(pair[1], [AGENT_TAG]);
-    pair[1].serializeAttachment({ nodeId, attached: false } satisfies AgentAttachment);
-    return new Response(null, { status: 101, webSocket: pair[0] });
-  }
-
-  private async onMessage(ws: WebSocket, doc: UnitDoc, msg: AgentDataMessage): Promise<void> {
-    const { nodeId, attached } = ws.deserializeAttachment() as AgentAttachment;
-    if (msg.type === "attach") {
-      if (msg.protocol !== PROTOCOL_VERSION) {
-        return this.refuse(ws, { code: "unsupported_protocol", message: `protocol ${msg.protocol} is not supported` }, true);
-      }
-      if (doc.node !== nodeId || msg.nodeId !== nodeId) {
-        return this.refuse(ws, { code: "not_assigned", message: `unit ${doc.id} is not assigned to node ${msg.nodeId}` }, true);
-      }
-      // A reconnecting agent may find its previous socket still half-open: the newest one wins.
-      for (const other of this.ctx.getWebSockets(AGENT_TAG)) {
-        if (other !== ws && isAttached(other)) other.close(4001, "replaced by a newer connection");
-      }
-      ws.serializeAttachment({ nodeId, attached: true } satisfies AgentAttachment);
-      if (doc.attachedAt === null) this.store.save({ ...doc, attachedAt: new Date().toISOString() });
-      return this.send(ws, {
-        type: "attached",
-        unit: { id: doc.id, mesh: doc.mesh, worktype: doc.worktype, params: doc.params, payloadSize: doc.payloadSize, signature: doc.signature, targetNode: doc.targetNode },
-        state: doc.state,
-        resultsOffset: doc.stdoutSize,
-        cancel: doc.cancelRequested || isTerminal(doc.state),
-      });
-    }
-    if (!attached) return this.refuse(ws, { code: "not_assigned", message: "attach first" }, true);
-    switch (msg.type) {
-      case "payload-pull":
-        return this.sendPayload(ws, msg.offset, msg.length);
-      case "started":
-        if (doc.state === "Pending") {
-          await this.move(doc, "Running", `running on ${nodeId}`, { startedAt: new Date().toISOString() });
-        } else if (isTerminal(doc.state)) {
-          this.send(ws, { type: "cancel" });
-        }
-        return;
-      case "finished":
-        return this.onFinished(ws, doc, msg);
-    }
-  }
-
-  private sendPayload(ws: WebSocket, offset: number, length: number): void {
-    const end = Math.min(offset + length, this.store.doc()!.payloadSize);
-    let position = offset;
-    while (position < end) {
-      const chunk = this.store.readAt("payload", position);
-      if (!chunk) break;
-      const slice = chunk.subarray(0, Math.min(chunk.byteLength, end - position, CHUNK_BYTES));
-      ws.send(encodeFrame("payload", position, slice));
-      position += slice.byteLength;
-    }
-  }
-
-  private async onResults(ws: WebSocket, doc: UnitDoc, message: ArrayBuffer): Promise<void> {
-    const decoded = decodeFrame(message);
-    if (!decoded.ok) return this.refuse(ws, decoded.error);
-    const frame = decoded.value;
-    if (frame.kind !== "results") return this.refuse(ws, { code: "bad_frame", message: "agents send results frames only" });
-    if (doc.state === "Released") return this.send(ws, { type: "closed", state: doc.state });
-    const plan = planFrame(doc.stdoutSize, frame.offset, frame.data.byteLength);
-    if (plan.action === "gap") {
-      return this.refuse(ws, { code: "results_gap", message: `results frame at ${frame.offset}, expected ${plan.expected}: resend from the last ack` });
-    }
-    if (plan.action === "append") {
-      const data = frame.data.subarray(plan.skip);
-      const end = doc.stdoutSize + data.byteLength;
-      this.store.append("results", doc.stdoutSize, data);
-      this.store.save({ ...doc, stdoutSize: end });
-      // Acknowledge only what is durable: wait for the write to be committed before the ack leaves.
-      await this.ctx.storage.sync();
-      this.wake();
-      return this.send(ws, { type: "results-ack", offset: end });
-    }
-    this.send(ws, { type: "results-ack", offset: doc.stdoutSize });
-  }
-
-  private async onFinished(ws: WebSocket, doc: UnitDoc, msg: Extract<AgentDataMessage, { type: "finished" }>): Promise<void> {
-    if (isTerminal(doc.state)) return this.send(ws, { type: "closed", state: doc.state });
-    if (msg.resultsSize !== doc.stdoutSize) {
-      return this.refuse(ws, { code: "results_incomplete", message: `finished with ${msg.resultsSize} bytes of results but ${doc.stdoutSize} are stored` });
-    }
-    const { state, detail } = outcome(msg, doc.cancelRequested);
-    // A `started` lost with a dropped link leaves the unit Pending; it did run, so pass through Running.
-    if (doc.state === "Pending" && !msg.detail) await this.move(doc, "Running", `running on ${doc.node}`, { startedAt: new Date().toISOString() });
-    await this.move(this.store.doc()!, state, detail, { exitCode: msg.exitCode });
-    log("unit:finished", { unit: doc.id, state, detail, bytes: doc.stdoutSize });
   }
 
   /** The one place unit state changes: checked against the transition table, saved, announced. */
@@ -458,10 +359,6 @@ export class UnitObject extends DurableObject<Env> {
     this.send(ws, { type: "error", error });
     if (close) ws.close(4400, error.code);
   }
-}
-
-function isAttached(ws: WebSocket): boolean {
-  return (ws.deserializeAttachment() as AgentAttachment).attached;
 }
 
 function publicRecord(doc: UnitDoc): UnitRecord {

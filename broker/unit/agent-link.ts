@@ -1,0 +1,130 @@
+/**
+ * The Unit object's side of its data socket with the one agent running the unit: attach, payload
+ * pulls, results frames (acknowledged once durable), started and finished. The object passes in
+ * what it owns (storage, sockets, the one `move` that changes state) as a UnitHost.
+ */
+import type { ErrorBody } from "../../shared/errors.js";
+import { CHUNK_BYTES, decodeFrame, encodeFrame } from "../../shared/frames.js";
+import { type AgentDataMessage, type BrokerDataMessage, PROTOCOL_VERSION } from "../../shared/protocol.js";
+import { type UnitState, isTerminal } from "../../shared/states.js";
+import { log } from "../log.js";
+import { outcome, planFrame } from "./logic.js";
+import type { UnitDoc, UnitStore } from "./store.js";
+
+export const AGENT_TAG = "agent";
+
+interface AgentAttachment {
+  nodeId: string;
+  /** Set once the assigned node attached on this socket; only such a socket may act for the unit. */
+  attached: boolean;
+}
+
+export interface UnitHost {
+  readonly store: UnitStore;
+  readonly ctx: DurableObjectState;
+  move(doc: UnitDoc, to: UnitState, detail: string, extra?: Partial<UnitDoc>): Promise<void>;
+  send(ws: WebSocket, message: BrokerDataMessage): void;
+  refuse(ws: WebSocket, error: ErrorBody, close?: boolean): void;
+  /** Followers waiting for new results. */
+  wake(): void;
+}
+
+export function isAttached(ws: WebSocket): boolean {
+  return (ws.deserializeAttachment() as AgentAttachment).attached;
+}
+
+/** The Worker has checked that `node` is the caller's own node (or that an admin acts for it). */
+export function acceptAgent(ctx: DurableObjectState, nodeId: string): Response {
+  const pair = new WebSocketPair();
+  ctx.acceptWebSocket(pair[1], [AGENT_TAG]);
+  pair[1].serializeAttachment({ nodeId, attached: false } satisfies AgentAttachment);
+  return new Response(null, { status: 101, webSocket: pair[0] });
+}
+
+export async function onAgentMessage(host: UnitHost, ws: WebSocket, doc: UnitDoc, msg: AgentDataMessage): Promise<void> {
+  const { nodeId, attached } = ws.deserializeAttachment() as AgentAttachment;
+  if (msg.type === "attach") return attach(host, ws, doc, nodeId, msg);
+  if (!attached) return host.refuse(ws, { code: "not_assigned", message: "attach first" }, true);
+  switch (msg.type) {
+    case "payload-pull":
+      return sendPayload(host.store, ws, msg.offset, msg.length);
+    case "started":
+      if (doc.state === "Pending") {
+        await host.move(doc, "Running", `running on ${nodeId}`, { startedAt: new Date().toISOString() });
+      } else if (isTerminal(doc.state)) {
+        host.send(ws, { type: "cancel" });
+      }
+      return;
+    case "finished":
+      return onFinished(host, ws, doc, msg);
+  }
+}
+
+function attach(host: UnitHost, ws: WebSocket, doc: UnitDoc, nodeId: string, msg: Extract<AgentDataMessage, { type: "attach" }>): void {
+  if (msg.protocol !== PROTOCOL_VERSION) {
+    return host.refuse(ws, { code: "unsupported_protocol", message: `protocol ${msg.protocol} is not supported` }, true);
+  }
+  if (doc.node !== nodeId || msg.nodeId !== nodeId) {
+    return host.refuse(ws, { code: "not_assigned", message: `unit ${doc.id} is not assigned to node ${msg.nodeId}` }, true);
+  }
+  // A reconnecting agent may find its previous socket still half-open: the newest one wins.
+  for (const other of host.ctx.getWebSockets(AGENT_TAG)) {
+    if (other !== ws && isAttached(other)) other.close(4001, "replaced by a newer connection");
+  }
+  ws.serializeAttachment({ nodeId, attached: true } satisfies AgentAttachment);
+  if (doc.attachedAt === null) host.store.save({ ...doc, attachedAt: new Date().toISOString() });
+  host.send(ws, {
+    type: "attached",
+    unit: { id: doc.id, mesh: doc.mesh, worktype: doc.worktype, params: doc.params, payloadSize: doc.payloadSize, signature: doc.signature, targetNode: doc.targetNode },
+    state: doc.state,
+    resultsOffset: doc.stdoutSize,
+    cancel: doc.cancelRequested || isTerminal(doc.state),
+  });
+}
+
+function sendPayload(store: UnitStore, ws: WebSocket, offset: number, length: number): void {
+  const end = Math.min(offset + length, store.doc()!.payloadSize);
+  let position = offset;
+  while (position < end) {
+    const chunk = store.readAt("payload", position);
+    if (!chunk) break;
+    const slice = chunk.subarray(0, Math.min(chunk.byteLength, end - position, CHUNK_BYTES));
+    ws.send(encodeFrame("payload", position, slice));
+    position += slice.byteLength;
+  }
+}
+
+export async function onAgentResults(host: UnitHost, ws: WebSocket, doc: UnitDoc, message: ArrayBuffer): Promise<void> {
+  const decoded = decodeFrame(message);
+  if (!decoded.ok) return host.refuse(ws, decoded.error);
+  const frame = decoded.value;
+  if (frame.kind !== "results") return host.refuse(ws, { code: "bad_frame", message: "agents send results frames only" });
+  if (doc.state === "Released") return host.send(ws, { type: "closed", state: doc.state });
+  const plan = planFrame(doc.stdoutSize, frame.offset, frame.data.byteLength);
+  if (plan.action === "gap") {
+    return host.refuse(ws, { code: "results_gap", message: `results frame at ${frame.offset}, expected ${plan.expected}: resend from the last ack` });
+  }
+  if (plan.action === "append") {
+    const data = frame.data.subarray(plan.skip);
+    const end = doc.stdoutSize + data.byteLength;
+    host.store.append("results", doc.stdoutSize, data);
+    host.store.save({ ...doc, stdoutSize: end });
+    // Acknowledge only what is durable: wait for the write to be committed before the ack leaves.
+    await host.ctx.storage.sync();
+    host.wake();
+    return host.send(ws, { type: "results-ack", offset: end });
+  }
+  host.send(ws, { type: "results-ack", offset: doc.stdoutSize });
+}
+
+async function onFinished(host: UnitHost, ws: WebSocket, doc: UnitDoc, msg: Extract<AgentDataMessage, { type: "finished" }>): Promise<void> {
+  if (isTerminal(doc.state)) return host.send(ws, { type: "closed", state: doc.state });
+  if (msg.resultsSize !== doc.stdoutSize) {
+    return host.refuse(ws, { code: "results_incomplete", message: `finished with ${msg.resultsSize} bytes of results but ${doc.stdoutSize} are stored` });
+  }
+  const { state, detail } = outcome(msg, doc.cancelRequested);
+  // A `started` lost with a dropped link leaves the unit Pending; it did run, so pass through Running.
+  if (doc.state === "Pending" && !msg.detail) await host.move(doc, "Running", `running on ${doc.node}`, { startedAt: new Date().toISOString() });
+  await host.move(host.store.doc()!, state, detail, { exitCode: msg.exitCode });
+  log("unit:finished", { unit: doc.id, state, detail, bytes: doc.stdoutSize });
+}
