@@ -40,6 +40,12 @@ export interface SubmitOptions {
   /** The `Mesh-Signature` over the unit (shared/signing.ts). */
   signature?: string | undefined;
   payload: Readable | Buffer | string;
+  /**
+   * The payload's length, sent as Content-Length when the payload is a stream, so an upload cut
+   * short fails the unit `payload_incomplete`: a chunked body cut short can reach the broker as
+   * a complete one (wrangler dev does this) and the unit would run on a truncated stdin.
+   */
+  payloadSize?: number | undefined;
 }
 
 /** How long a followed results stream may stay silent before it is reopened from its offset. */
@@ -120,6 +126,7 @@ export class MeshClient {
         "content-type": "application/octet-stream",
         ...(options.idempotencyKey ? { "idempotency-key": options.idempotencyKey } : {}),
         ...(options.signature ? { "mesh-signature": options.signature } : {}),
+        ...(options.payloadSize !== undefined ? { "content-length": String(options.payloadSize) } : {}),
       },
     });
     return (await response.body.json()) as UnitRecord;

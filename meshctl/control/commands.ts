@@ -4,6 +4,7 @@
  */
 import type { KeyObject } from "node:crypto";
 import { createReadStream } from "node:fs";
+import { stat } from "node:fs/promises";
 import { hrtime } from "node:process";
 import type { Readable, Writable } from "node:stream";
 import { parseDuration } from "../../shared/duration.js";
@@ -158,6 +159,7 @@ async function submit(command: Extract<Command, { kind: "work-submit" }>, sessio
       unitId,
       signature,
       payload: createReadStream(spooled.path),
+      payloadSize: (await stat(spooled.path)).size,
     });
     ctx.log.info("control:submitted", { unit: unit.id, worktype: unit.worktype, node: unit.targetNode });
     await session.write(json({ result: "Job Submitted", unitid: unit.id }));

@@ -89,7 +89,7 @@ describe("work submit", () => {
     expect(result).toBe(`{"result":"Job Submitted","unitid":"${id}"}`);
     expect(after).toBe("close");
     expect(broker.submitted).toEqual([
-      { options: expect.objectContaining({ worktype: "cat", node: "edge-1", params: { params: "-x" }, ttl: "5m", unitId: id, signature: undefined }), payload: "hello" },
+      { options: expect.objectContaining({ worktype: "cat", node: "edge-1", params: { params: "-x" }, ttl: "5m", unitId: id, signature: undefined, payloadSize: 5 }), payload: "hello" },
     ]);
   });
 
