@@ -87,6 +87,11 @@ app.get("/v1/meshes/:mesh/connect", async (c) => {
 app.post("/v1/meshes/:mesh/units", async (c) => {
   const mesh = meshName(c);
   can(c, "submit");
+  // A chunked body cut short can arrive looking complete (wrangler dev forwards it so); only a
+  // declared length lets the broker tell, and a unit must never run on a truncated stdin.
+  if (!/^\d{1,15}$/.test(c.req.header("content-length") ?? "")) {
+    throw new MeshError("length_required", "send the payload with a Content-Length header (meshctl does; with curl use --data-binary @FILE)");
+  }
   const worktype = c.req.query("worktype") ?? "";
   if (!NAME_PATTERN.test(worktype)) throw new MeshError("bad_request", "give the work type: ?worktype=NAME");
   const targetNode = c.req.query("node") || null;

@@ -1,12 +1,12 @@
 #!/usr/bin/env node
 /** `meshctl`: the receptorctl-shaped client of a mesh-agent broker. */
-import { createReadStream } from "node:fs";
 import { parseArgs } from "node:util";
 import { isUsageError, packageVersion } from "../agent/version.js";
 import { parseDuration } from "../shared/duration.js";
 import { MeshApiError, MeshClient } from "./client.js";
 import { parseTcpAddress, runControlService } from "./control/main.js";
 import { printStatus, Progress } from "./output.js";
+import { preparePayload } from "./payload.js";
 import { generateKeys, signSubmission } from "./sign.js";
 
 const HELP = `Usage: meshctl [--broker URL] [--token TOKEN] [--mesh ID] COMMAND
@@ -154,12 +154,12 @@ async function main(argv: string[]): Promise<number> {
       const signTtl = parseDuration(values["sign-ttl"] ?? values.ttl ?? "10m");
       if (!signTtl.ok) return usage(`--sign-ttl: ${signTtl.error.message}`);
       if (values["sign-ttl"] !== undefined && !values["sign-key"]) usage("--sign-ttl needs --sign-key");
-      const signed = values["sign-key"]
-        ? await signSubmission({ keyPath: values["sign-key"], ttlMs: signTtl.value, mesh, worktype, node: values.node || null, params, source })
-        : null;
-      const payload = signed ? createReadStream(signed.payloadPath) : source === "-" ? process.stdin : createReadStream(source);
+      const payload = await preparePayload(source);
       let unit;
       try {
+        const signed = values["sign-key"]
+          ? await signSubmission({ keyPath: values["sign-key"], ttlMs: signTtl.value, mesh, worktype, node: values.node || null, params, payloadPath: payload.path })
+          : null;
         unit = await client.submit({
           worktype,
           node: values.node,
@@ -168,10 +168,11 @@ async function main(argv: string[]): Promise<number> {
           ttl: values.ttl,
           unitId: signed?.unitId,
           signature: signed?.signature,
-          payload,
+          payload: payload.body(),
+          payloadSize: payload.size,
         });
       } finally {
-        await signed?.remove();
+        await payload.remove();
       }
       if (!values.follow) {
         printJson(unit);

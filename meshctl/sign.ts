@@ -3,11 +3,8 @@
  * `Mesh-Signature` for one unit (format in shared/signing.ts).
  */
 import { createPrivateKey, generateKeyPairSync, type KeyObject, sign } from "node:crypto";
-import { mkdir, mkdtemp, open, readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { mkdir, open, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { Readable } from "node:stream";
-import { pipeline } from "node:stream/promises";
 import { sha256File } from "../agent/verify.js";
 import { newUnitId } from "../shared/ids.js";
 import { type UnitClaims, claimsBytes, encodeSignature } from "../shared/signing.js";
@@ -66,31 +63,9 @@ export function signClaims(claims: UnitClaims, key: KeyObject): string {
   return encodeSignature(bytes, sign(null, bytes, key));
 }
 
-/**
- * Copies a stream (stdin) to a private temporary file, because its digest must be signed before
- * the upload starts. `remove` deletes the file and its directory.
- */
-export async function spool(input: Readable): Promise<{ path: string; remove: () => Promise<void> }> {
-  const dir = await mkdtemp(join(tmpdir(), "meshctl-"));
-  const remove = () => rm(dir, { recursive: true, force: true });
-  const path = join(dir, "payload");
-  try {
-    const file = await open(path, "wx", 0o600);
-    await pipeline(input, file.createWriteStream());
-  } catch (error) {
-    await remove();
-    throw error;
-  }
-  return { path, remove };
-}
-
 export interface SignedSubmission {
   unitId: string;
   signature: string;
-  /** The payload to upload: the file given, or stdin spooled to a private temporary file. */
-  payloadPath: string;
-  /** Deletes the spooled copy of stdin, if any; call once the upload is over. */
-  remove: () => Promise<void>;
 }
 
 /** Everything `work submit --sign-key` sends beyond an ordinary submit. */
@@ -101,27 +76,20 @@ export async function signSubmission(opts: {
   worktype: string;
   node: string | null;
   params: Record<string, string>;
-  /** A file, or "-" for stdin. */
-  source: string;
+  /** The payload as it will be uploaded (a regular file: see payload.ts). */
+  payloadPath: string;
 }): Promise<SignedSubmission> {
   const key = await loadSigningKey(opts.keyPath);
-  const spooled = opts.source === "-" ? await spool(process.stdin) : null;
-  const payloadPath = spooled?.path ?? opts.source;
-  try {
-    const unitId = newUnitId();
-    const claims: UnitClaims = {
-      v: 1,
-      mesh: opts.mesh,
-      unitId,
-      worktype: opts.worktype,
-      node: opts.node,
-      params: opts.params,
-      payloadSha256: await sha256File(payloadPath),
-      exp: Math.floor((Date.now() + opts.ttlMs) / 1000),
-    };
-    return { unitId, signature: signClaims(claims, key), payloadPath, remove: spooled?.remove ?? (async () => undefined) };
-  } catch (error) {
-    await spooled?.remove();
-    throw error;
-  }
+  const unitId = newUnitId();
+  const claims: UnitClaims = {
+    v: 1,
+    mesh: opts.mesh,
+    unitId,
+    worktype: opts.worktype,
+    node: opts.node,
+    params: opts.params,
+    payloadSha256: await sha256File(opts.payloadPath),
+    exp: Math.floor((Date.now() + opts.ttlMs) / 1000),
+  };
+  return { unitId, signature: signClaims(claims, key) };
 }

@@ -23,6 +23,7 @@ export const ERROR_STATUS = {
   illegal_transition: 409,
   at_capacity: 409,
   payload_too_large: 413,
+  length_required: 411,
   payload_incomplete: 400,
   upload_in_progress: 409,
   unsupported_media_type: 415,

@@ -13,7 +13,8 @@ import type { UnitRecord } from "../../shared/unit.js";
 import type { Logger } from "../../agent/log.js";
 import { MeshApiError, type MeshClient } from "../client.js";
 import { sha256File } from "../../agent/verify.js";
-import { signClaims, spool } from "../sign.js";
+import { spool } from "../payload.js";
+import { signClaims } from "../sign.js";
 import { type Command, errorLine, resultsHeaderLine, submitCreatedLine } from "./protocol.js";
 import { type BridgeInfo, goJson, meshStatusReply, pingReply, reachableNodes, unitStatusRecord, workListReply } from "./records.js";
 

@@ -1,6 +1,7 @@
 /** Bad input gets a stable error code and a one-line message; broker and agent keep serving. */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { WebSocket } from "undici";
+import { Readable } from "node:stream";
+import { WebSocket, request } from "undici";
 import { encodeFrame } from "../../shared/frames.js";
 import { type RunningAgent, api, broker, newMesh, sh, startAgent } from "./harness.js";
 
@@ -44,6 +45,20 @@ async function runsStill() {
 }
 
 describe("HTTP errors", () => {
+  it("a payload of undeclared length (chunked) is refused 411 length_required, and no unit is made", async () => {
+    const { url, token } = broker();
+    const before = (await api<unknown[]>(mesh, "GET", "/units")).body.length;
+    const response = await request(`${url}/v1/meshes/${mesh}/units?worktype=cat`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}` },
+      body: Readable.from([Buffer.from("streamed without a length")]),
+    });
+    expect(response.statusCode).toBe(411);
+    expect(((await response.body.json()) as ErrorReply).error.code).toBe("length_required");
+    expect((await api<unknown[]>(mesh, "GET", "/units")).body.length).toBe(before);
+    await runsStill();
+  });
+
   it.each([
     ["no token", "GET", "/status", { token: null }, 401, "unauthorized"],
     ["a wrong token", "GET", "/status", { token: "nope" }, 401, "unauthorized"],

@@ -122,7 +122,7 @@ describe("routing", () => {
     const body = new PassThrough();
     const pending = request(`${url}/v1/meshes/${mesh}/units?worktype=sh&param.params=%27cat%27`, {
       method: "POST",
-      headers: { authorization: `Bearer ${token}` },
+      headers: { authorization: `Bearer ${token}`, "content-length": String("first part\nsecond part\n".length) },
       body,
     });
     body.write("first part\n");
