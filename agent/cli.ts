@@ -18,7 +18,8 @@ Connects out to a mesh-agent broker and runs the units of work it assigns.
 
 Options (each also from the environment variable shown):
   --broker URL          broker base URL, e.g. https://broker.example.com      MESH_BROKER
-  --token TOKEN         agent token                                            MESH_TOKEN
+  --token TOKEN         join token (role agent), used until the broker issues  MESH_TOKEN
+                        this node's credential, kept in the work dir (0600)
   --mesh ID             mesh to join (default: default)                        MESH_ID
   --node-id ID          this node's id (default: config node.id, else hostname) MESH_NODE_ID
   --config FILE         receptor-style YAML with work-command entries          MESH_AGENT_CONFIG

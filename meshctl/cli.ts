@@ -25,16 +25,16 @@ Commands:
                                           The signature expires after --sign-ttl (default: --ttl,
                                           else 10m): the unit must start before then. Without
                                           --node, any node holding the public key may run it
-  keygen --out DIR                        write an Ed25519 key pair for signed work:
-                                          DIR/signing-key.pem (private, mode 0600, for
-                                          --sign-key) and DIR/verify-key.pem (for the agents'
-                                          --verify-key); needs no broker
   work list                               all units, as JSON
   work status ID                          one unit's status record, as JSON
   work results ID [--offset N] [-f]       raw results from byte N (-f: follow to the end)
   work cancel ID…                         cancel units
   work release [--force] ID…              cancel and delete units (never waits for the node:
                                           the broker holds the data, so --force is the same)
+  keygen --out DIR                        write an Ed25519 key pair for signed work:
+                                          DIR/signing-key.pem (private, mode 0600, for
+                                          --sign-key) and DIR/verify-key.pem (for the agents'
+                                          --verify-key); needs no broker
   token create --role ROLE [--name N]     a token of this mesh: admin, submit, read or agent
                                           (agent tokens join nodes); prints the secret once
   token list                              the mesh's tokens (never their secrets)
