@@ -7,7 +7,7 @@
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { backoffDelay, sleep } from "../shared/backoff.js";
-import { type ErrorBody } from "../shared/errors.js";
+import type { ErrorBody } from "../shared/errors.js";
 import { type AgentControlMessage, PROTOCOL_VERSION, type Versions, decodeBrokerControl, encode } from "../shared/protocol.js";
 import type { WorkCommand } from "./config.js";
 import { loadCredential, saveCredential } from "./credential.js";

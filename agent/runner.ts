@@ -11,7 +11,7 @@ import { mkdir, open, rm, stat, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { parse as parseShell } from "shell-quote";
 import { backoffDelay, sleep } from "../shared/backoff.js";
-import { type ErrorBody } from "../shared/errors.js";
+import type { ErrorBody } from "../shared/errors.js";
 import { CHUNK_BYTES, decodeFrame, encodeFrame } from "../shared/frames.js";
 import { type AgentDataMessage, type Assignment, PROTOCOL_VERSION, decodeBrokerData, encode } from "../shared/protocol.js";
 import { refusalDetail, refuse } from "../shared/signing.js";

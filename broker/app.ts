@@ -195,6 +195,7 @@ app.post("/v1/meshes/:mesh/tokens", async (c) => {
   }
   const { role, name } = (body ?? {}) as { role?: unknown; name?: unknown };
   if (!isRole(role)) throw new MeshError("bad_request", "role must be one of admin, submit, read, agent");
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what a name may not hold.
   if (name !== undefined && (typeof name !== "string" || name.length > 100 || /[\x00-\x1f]/.test(name))) {
     throw new MeshError("bad_request", "name must be a string of at most 100 printable characters");
   }

@@ -28,7 +28,7 @@ async function artifacts(out: string) {
   return {
     status: (await readFile(join(root, "status"), "utf8")).trim(),
     rc: (await readFile(join(root, "rc"), "utf8")).trim(),
-    events: events.sort((a, b) => Number.parseInt(a) - Number.parseInt(b)),
+    events: events.sort((a, b) => Number.parseInt(a, 10) - Number.parseInt(b, 10)),
   };
 }
 

@@ -82,11 +82,11 @@ class Client {
     return line;
   }
 
-  async json(line: string): Promise<Record<string, any>> {
+  async json(line: string): Promise<Record<string, unknown>> {
     this.socket.write(line);
     const reply = await this.line();
     expect(reply.startsWith("ERROR"), reply).toBe(false);
-    return JSON.parse(reply) as Record<string, any>;
+    return JSON.parse(reply) as Record<string, unknown>;
   }
 
   /** Everything until the server closes. */

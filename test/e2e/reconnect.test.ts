@@ -13,7 +13,7 @@ import { AGENT_BIN, tempDir, waitFor } from "./harness.js";
 
 const token = "reconnect-token";
 let broker: LocalBroker | undefined;
-const agent = { stop: () => undefined as void };
+const agent: { stop: () => void } = { stop: () => undefined };
 
 afterAll(async () => {
   agent.stop();

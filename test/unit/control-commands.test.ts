@@ -64,7 +64,9 @@ async function run(line: string, broker: FakeBroker, payload: Readable = Readabl
   if (!parsed.ok) throw new Error(parsed.error);
   let written = "";
   const session: Session = {
-    write: async (text) => void (written += text),
+    write: async (text) => {
+      written += text;
+    },
     payload: () => payload,
     out: new PassThrough(),
     signal: new AbortController().signal,
