@@ -68,10 +68,15 @@ export class Agent {
     await this.recover();
     for (let attempt = 0; !this.stopped; attempt++) {
       try {
-        this.link = await openLink(this.url("/connect", { node: this.opts.nodeId }), this.token, {
-          onText: (text) => this.onText(text),
-          onBinary: () => log.warn("control:unexpected-binary"),
-        }, this.pingIntervalMs);
+        this.link = await openLink(
+          this.url("/connect", { node: this.opts.nodeId }),
+          this.token,
+          {
+            onText: (text) => this.onText(text),
+            onBinary: () => log.warn("control:unexpected-binary"),
+          },
+          this.pingIntervalMs,
+        );
         attempt = 0;
         this.sendHello();
         const code = await this.link.closed;

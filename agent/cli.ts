@@ -100,7 +100,13 @@ async function main(argv: string[]): Promise<void> {
     fail(configPath ? `${configPath} defines no work-command entries` : "no work types: ansible-runner is not on PATH and no --config was given");
   }
 
-  const nodeId = values["node-id"] ?? env.MESH_NODE_ID ?? config.nodeId ?? hostname().replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 64);
+  const nodeId =
+    values["node-id"] ??
+    env.MESH_NODE_ID ??
+    config.nodeId ??
+    hostname()
+      .replace(/[^A-Za-z0-9._-]/g, "-")
+      .slice(0, 64);
   if (!NAME_PATTERN.test(nodeId)) fail(`node id "${nodeId}" must be 1-64 characters of [A-Za-z0-9._-]`);
   const mesh = values.mesh ?? env.MESH_ID ?? "default";
   if (!NAME_PATTERN.test(mesh)) fail(`mesh id "${mesh}" must be 1-64 characters of [A-Za-z0-9._-]`);
@@ -110,7 +116,9 @@ async function main(argv: string[]): Promise<void> {
   const keyPaths = values["verify-key"] ?? (env.MESH_VERIFY_KEY ? [env.MESH_VERIFY_KEY] : config.verifyKey ? [config.verifyKey] : []);
   const verifying = workCommands.filter((w) => w.verifysignature).map((w) => w.worktype);
   if (verifying.length > 0 && keyPaths.length === 0) {
-    fail(`work type ${verifying.join(", ")} has verifysignature: true, so give the public key its units must be signed with: --verify-key FILE, MESH_VERIFY_KEY, or a work-verification entry in the config`);
+    fail(
+      `work type ${verifying.join(", ")} has verifysignature: true, so give the public key its units must be signed with: --verify-key FILE, MESH_VERIFY_KEY, or a work-verification entry in the config`,
+    );
   }
   const keys = await Promise.all(keyPaths.map(loadVerifyKey));
   const verifier = keys.length > 0 ? new WorkVerifier(keys, { nodeId, mesh }, new ReplayCache(join(workDir, REPLAY_FILE))) : null;
@@ -133,7 +141,10 @@ async function main(argv: string[]): Promise<void> {
   const onSignal = (signal: string) => {
     signals += 1;
     if (signals > 1) process.exit(130);
-    log.info("agent:draining", { signal, hint: "units in progress finish first; signal again to exit now (their processes keep running, and the next start on this work dir takes them up)" });
+    log.info("agent:draining", {
+      signal,
+      hint: "units in progress finish first; signal again to exit now (their processes keep running, and the next start on this work dir takes them up)",
+    });
     void agent.stop().then(() => process.exit(0));
   };
   process.on("SIGINT", onSignal);

@@ -10,13 +10,14 @@ import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { NAME_PATTERN } from "../shared/ids.js";
 
-export const WorkCommand = z.object({
-  worktype: z.string().regex(NAME_PATTERN, "work type names are 1-64 characters of [A-Za-z0-9._-]"),
-  command: z.string().min(1),
-  params: z.string().default(""),
-  allowruntimeparams: z.boolean().default(false),
-  verifysignature: z.boolean().default(false),
-})
+export const WorkCommand = z
+  .object({
+    worktype: z.string().regex(NAME_PATTERN, "work type names are 1-64 characters of [A-Za-z0-9._-]"),
+    command: z.string().min(1),
+    params: z.string().default(""),
+    allowruntimeparams: z.boolean().default(false),
+    verifysignature: z.boolean().default(false),
+  })
   // A misspelt key (allowRuntimeParams) would silently keep a default: refuse it instead.
   .strict();
 export type WorkCommand = z.infer<typeof WorkCommand>;

@@ -115,10 +115,15 @@ export class UnitRunner {
     }
     for (let attempt = 0; !this.finished; attempt++) {
       try {
-        this.link = await openLink(this.opts.dataUrl, this.opts.token(), {
-          onText: (text) => this.onText(text),
-          onBinary: (data) => this.onBinary(data),
-        }, this.opts.pingIntervalMs);
+        this.link = await openLink(
+          this.opts.dataUrl,
+          this.opts.token(),
+          {
+            onText: (text) => this.onText(text),
+            onBinary: (data) => this.onBinary(data),
+          },
+          this.opts.pingIntervalMs,
+        );
         attempt = 0;
         this.finishSent = false;
         this.send({ type: "attach", protocol: PROTOCOL_VERSION, nodeId: this.opts.nodeId });

@@ -21,14 +21,16 @@ export async function loadVerifyKey(path: string): Promise<KeyObject> {
   } catch (error) {
     throw new KeyError(`cannot read verify key ${path}: ${error instanceof Error ? error.message : String(error)}`);
   }
-  if (pem.includes("PRIVATE KEY")) throw new KeyError(`${path} holds a private key; give the agent only the public key (meshctl keygen writes it as verify-key.pem)`);
+  if (pem.includes("PRIVATE KEY"))
+    throw new KeyError(`${path} holds a private key; give the agent only the public key (meshctl keygen writes it as verify-key.pem)`);
   let key: KeyObject;
   try {
     key = createPublicKey(pem);
   } catch {
     throw new KeyError(`${path} is not a PEM public key`);
   }
-  if (key.asymmetricKeyType !== "ed25519") throw new KeyError(`${path} is an ${key.asymmetricKeyType ?? "unknown"} key; signed work uses Ed25519 (make one with meshctl keygen)`);
+  if (key.asymmetricKeyType !== "ed25519")
+    throw new KeyError(`${path} is an ${key.asymmetricKeyType ?? "unknown"} key; signed work uses Ed25519 (make one with meshctl keygen)`);
   return key;
 }
 

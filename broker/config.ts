@@ -22,7 +22,17 @@ const DEFAULTS: BrokerConfig = {
 };
 
 type Vars = Partial<
-  Record<"MAX_PAYLOAD_BYTES" | "PING_INTERVAL_MS" | "NODE_LEASE_MS" | "NODE_GRACE_MS" | "UNIT_RETENTION_MS" | "TOMBSTONE_RETENTION_MS" | "MAX_PENDING_UNITS" | "SUBMITS_PER_MINUTE", string>
+  Record<
+    | "MAX_PAYLOAD_BYTES"
+    | "PING_INTERVAL_MS"
+    | "NODE_LEASE_MS"
+    | "NODE_GRACE_MS"
+    | "UNIT_RETENTION_MS"
+    | "TOMBSTONE_RETENTION_MS"
+    | "MAX_PENDING_UNITS"
+    | "SUBMITS_PER_MINUTE",
+    string
+  >
 >;
 
 /** A missing or malformed var falls back to its default rather than taking the broker down. */

@@ -158,7 +158,15 @@ async function main(argv: string[]): Promise<number> {
       let unit;
       try {
         const signed = values["sign-key"]
-          ? await signSubmission({ keyPath: values["sign-key"], ttlMs: signTtl.value, mesh, worktype, node: values.node || null, params, payloadPath: payload.path })
+          ? await signSubmission({
+              keyPath: values["sign-key"],
+              ttlMs: signTtl.value,
+              mesh,
+              worktype,
+              node: values.node || null,
+              params,
+              payloadPath: payload.path,
+            })
           : null;
         unit = await client.submit({
           worktype,

@@ -65,7 +65,17 @@ export class MeshClient {
     return url.toString();
   }
 
-  private async call(method: "GET" | "POST" | "DELETE", path: string, options: { query?: Record<string, string | undefined>; body?: SubmitOptions["payload"]; headers?: Record<string, string>; bodyTimeout?: number; signal?: AbortSignal | undefined } = {}) {
+  private async call(
+    method: "GET" | "POST" | "DELETE",
+    path: string,
+    options: {
+      query?: Record<string, string | undefined>;
+      body?: SubmitOptions["payload"];
+      headers?: Record<string, string>;
+      bodyTimeout?: number;
+      signal?: AbortSignal | undefined;
+    } = {},
+  ) {
     let response;
     try {
       response = await request(this.url(path, options.query), {

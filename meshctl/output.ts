@@ -10,12 +10,20 @@ export function printStatus(status: MeshStatus, out: Writable): void {
     n.lost ? "lost" : n.connected ? "connected" : "gone",
     `${n.activeUnits}/${n.capacity}`,
     n.workTypes.map((w) => w.worktype).join(","),
-    Object.entries(n.tags).map(([k, v]) => `${k}=${v}`).join(",") || "-",
+    Object.entries(n.tags)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(",") || "-",
     n.lastSeen ?? "-",
   ]);
   const header = ["NODE", "STATE", "UNITS", "WORK TYPES", "TAGS", "LAST SEEN"];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  for (const row of [header, ...rows]) out.write(`${row.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd()}\n`);
+  for (const row of [header, ...rows])
+    out.write(
+      `${row
+        .map((c, i) => c.padEnd(widths[i]!))
+        .join("  ")
+        .trimEnd()}\n`,
+    );
   out.write(`\nmesh ${status.mesh}: ${status.units.pending} pending, ${status.units.running} running\n`);
 }
 

@@ -54,7 +54,8 @@ export async function loadSigningKey(path: string): Promise<KeyObject> {
   } catch {
     throw new SigningError(`${path} is not a PEM private key (meshctl keygen makes one)`);
   }
-  if (key.asymmetricKeyType !== "ed25519") throw new SigningError(`${path} is an ${key.asymmetricKeyType ?? "unknown"} key; signed work uses Ed25519 (meshctl keygen makes one)`);
+  if (key.asymmetricKeyType !== "ed25519")
+    throw new SigningError(`${path} is an ${key.asymmetricKeyType ?? "unknown"} key; signed work uses Ed25519 (meshctl keygen makes one)`);
   return key;
 }
 

@@ -35,6 +35,8 @@ export async function startBroker(opts: {
   logFile: string;
   port?: number;
   vars?: Record<string, string>;
+  /** Another wrangler config than the broker's (the benchmarks' raw WebSocket sink). */
+  config?: string;
 }): Promise<LocalBroker> {
   await mkdir(opts.stateDir, { recursive: true });
   const port = opts.port ?? (await freePort());
@@ -46,12 +48,17 @@ export async function startBroker(opts: {
     [
       `${ROOT}node_modules/wrangler/bin/wrangler.js`,
       "dev",
-      "--ip", "127.0.0.1",
-      "--port", String(port),
-      "--inspector-port", String(inspector),
-      "--persist-to", opts.stateDir,
+      "--ip",
+      "127.0.0.1",
+      "--port",
+      String(port),
+      "--inspector-port",
+      String(inspector),
+      "--persist-to",
+      opts.stateDir,
       "--show-interactive-dev-session=false",
-      "--log-level", "info",
+      "--log-level",
+      "info",
       ...vars,
     ],
     {

@@ -81,7 +81,10 @@ async function main(): Promise<void> {
   await run(`node ${MESHCTL} status`, env);
   if (hasRunner) {
     console.log("\nDemo: ansible-runner transmit demo -p site.yml | meshctl work submit ansible-runner -f -p - | ansible-runner process .mesh/demo-out\n");
-    await run(`rm -rf .mesh/demo-out && ansible-runner transmit demo -p site.yml | node ${MESHCTL} work submit ansible-runner -f -p - | ansible-runner process .mesh/demo-out`, env);
+    await run(
+      `rm -rf .mesh/demo-out && ansible-runner transmit demo -p site.yml | node ${MESHCTL} work submit ansible-runner -f -p - | ansible-runner process .mesh/demo-out`,
+      env,
+    );
     await run(`echo "status: $(cat .mesh/demo-out/artifacts/*/status 2>/dev/null || cat .mesh/demo-out/artifacts/status)"`, env);
   } else {
     console.log("\nansible-runner is not installed, so the demo uses the generic work type `cat`.");

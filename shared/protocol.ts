@@ -85,7 +85,10 @@ export const BrokerControlMessage = z.discriminatedUnion("type", [
     nodeId,
     pingIntervalMs: z.number().int().positive(),
     /** Only when the agent joined with a join token: its own credential, to use from now on. */
-    credential: z.string().regex(/^mnc_[A-Za-z0-9_-]{43}$/).optional(),
+    credential: z
+      .string()
+      .regex(/^mnc_[A-Za-z0-9_-]{43}$/)
+      .optional(),
   }),
   /** The agent answers by opening the unit's data socket, or with `reject`. */
   z.object({ type: z.literal("assign"), unitId, worktype: z.string() }),
@@ -96,7 +99,15 @@ export type BrokerControlMessage = z.infer<typeof BrokerControlMessage>;
 export const AgentDataMessage = z.discriminatedUnion("type", [
   z.object({ type: z.literal("attach"), protocol: z.number().int(), nodeId }),
   /** Ask for payload bytes [offset, offset+length); the broker answers with binary payload frames. */
-  z.object({ type: z.literal("payload-pull"), offset, length: z.number().int().positive().max(16 << 20) }),
+  z.object({
+    type: z.literal("payload-pull"),
+    offset,
+    length: z
+      .number()
+      .int()
+      .positive()
+      .max(16 << 20),
+  }),
   z.object({ type: z.literal("started"), pid: z.number().int().nullable() }),
   z.object({
     type: z.literal("finished"),
@@ -150,5 +161,4 @@ export const decodeBrokerControl = (text: string) => decodeWith(BrokerControlMes
 export const decodeAgentData = (text: string) => decodeWith(AgentDataMessage, text);
 export const decodeBrokerData = (text: string) => decodeWith(BrokerDataMessage, text);
 
-export const encode = (message: AgentControlMessage | BrokerControlMessage | AgentDataMessage | BrokerDataMessage) =>
-  JSON.stringify(message);
+export const encode = (message: AgentControlMessage | BrokerControlMessage | AgentDataMessage | BrokerDataMessage) => JSON.stringify(message);

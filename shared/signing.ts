@@ -62,7 +62,9 @@ export function canonicalJson(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
   if (value !== null && typeof value === "object") {
     const record = value as Record<string, unknown>;
-    const keys = Object.keys(record).filter((k) => record[k] !== undefined).sort();
+    const keys = Object.keys(record)
+      .filter((k) => record[k] !== undefined)
+      .sort();
     return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(record[k])}`).join(",")}}`;
   }
   return JSON.stringify(value);
@@ -154,11 +156,15 @@ export function checkClaims(claims: UnitClaims, unit: ClaimedUnit, ctx: ClaimsCo
   if (claims.node !== null && claims.node !== ctx.nodeId) {
     return refuse("node_mismatch", `signed for node ${claims.node}, not this node (${ctx.nodeId})`);
   }
-  const differing = [...new Set([...Object.keys(claims.params), ...Object.keys(unit.params)])]
-    .filter((k) => claims.params[k] !== unit.params[k])
-    .sort();
+  const differing = [...new Set([...Object.keys(claims.params), ...Object.keys(unit.params)])].filter((k) => claims.params[k] !== unit.params[k]).sort();
   if (differing.length > 0) {
-    return refuse("params_mismatch", `params differ from the signed ones in ${differing.map((k) => JSON.stringify(k.slice(0, 64))).slice(0, 8).join(", ")}`);
+    return refuse(
+      "params_mismatch",
+      `params differ from the signed ones in ${differing
+        .map((k) => JSON.stringify(k.slice(0, 64)))
+        .slice(0, 8)
+        .join(", ")}`,
+    );
   }
   if (claims.payloadSha256 !== ctx.payloadSha256) {
     return refuse("payload_mismatch", `payload sha256 is ${ctx.payloadSha256}, but ${claims.payloadSha256} was signed`);

@@ -32,9 +32,7 @@ export function canTransition(from: UnitState, to: UnitState): boolean {
 }
 
 export function transition(from: UnitState, to: UnitState): Result<UnitState> {
-  return canTransition(from, to)
-    ? ok(to)
-    : fail("illegal_transition", `a ${from} unit cannot become ${to}`);
+  return canTransition(from, to) ? ok(to) : fail("illegal_transition", `a ${from} unit cannot become ${to}`);
 }
 
 export function isTerminal(state: UnitState): boolean {

@@ -3,7 +3,10 @@ import { NODE_CREDENTIAL_PREFIX, TOKEN_PREFIX } from "../../shared/roles.js";
 
 export function newSecret(kind: "token" | "node"): string {
   const bytes = crypto.getRandomValues(new Uint8Array(32));
-  const text = btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  const text = btoa(String.fromCharCode(...bytes))
+    .replace(/\+/g, "-")
+    .replace(/\//g, "_")
+    .replace(/=+$/, "");
   return `${kind === "token" ? TOKEN_PREFIX : NODE_CREDENTIAL_PREFIX}${text}`;
 }
 

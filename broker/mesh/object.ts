@@ -7,15 +7,7 @@
 import { DurableObject } from "cloudflare:workers";
 import { type ErrorBody, type Result, fail, ok } from "../../shared/errors.js";
 import { newUnitId } from "../../shared/ids.js";
-import {
-  type BrokerControlMessage,
-  type HelloMessage,
-  PING,
-  PONG,
-  PROTOCOL_VERSION,
-  decodeAgentControl,
-  encode,
-} from "../../shared/protocol.js";
+import { type BrokerControlMessage, type HelloMessage, PING, PONG, PROTOCOL_VERSION, decodeAgentControl, encode } from "../../shared/protocol.js";
 import { canTransition, isTerminal, type UnitState } from "../../shared/states.js";
 import type { MeshStatus, UnitSummary } from "../../shared/unit.js";
 import { type BrokerConfig, brokerConfig } from "../config.js";
@@ -161,10 +153,7 @@ export class MeshObject extends DurableObject<Env> {
     const current = this.store.unit(change.id);
     if (!current) return;
     // Notifications from the Unit object may arrive out of order: the index only moves forward.
-    const forward =
-      current.state === change.state ||
-      canTransition(current.state, change.state) ||
-      (!isTerminal(current.state) && isTerminal(change.state));
+    const forward = current.state === change.state || canTransition(current.state, change.state) || (!isTerminal(current.state) && isTerminal(change.state));
     if (!forward) return;
     this.store.updateUnit(change.id, change, Date.now());
     const freed = isTerminal(change.state) && !isTerminal(current.state);
@@ -254,7 +243,11 @@ export class MeshObject extends DurableObject<Env> {
 
   private async onHello(ws: WebSocket, attachment: SocketAttachment, hello: HelloMessage): Promise<void> {
     if (hello.protocol !== PROTOCOL_VERSION) {
-      return this.refuse(ws, { code: "unsupported_protocol", message: `protocol ${hello.protocol} is not supported; this broker speaks ${PROTOCOL_VERSION}` }, true);
+      return this.refuse(
+        ws,
+        { code: "unsupported_protocol", message: `protocol ${hello.protocol} is not supported; this broker speaks ${PROTOCOL_VERSION}` },
+        true,
+      );
     }
     if (hello.nodeId !== attachment.nodeId) {
       return this.refuse(ws, { code: "bad_message", message: `hello names node ${hello.nodeId} but the socket was opened for ${attachment.nodeId}` }, true);

@@ -25,8 +25,7 @@ CREATE INDEX IF NOT EXISTS units_queue ON units(state, ready, node, created_at);
 CREATE INDEX IF NOT EXISTS units_by_node ON units(node, state);
 `;
 
-const UNIT_COLUMNS =
-  "id, worktype, target_node AS targetNode, node, state, detail, ready, created_at AS createdAt, updated_at AS updatedAt";
+const UNIT_COLUMNS = "id, worktype, target_node AS targetNode, node, state, detail, ready, created_at AS createdAt, updated_at AS updatedAt";
 
 function toUnit(row: Record<string, SqlStorageValue>): UnitIndexRow {
   return { ...(row as unknown as UnitIndexRow), ready: row.ready === 1 };

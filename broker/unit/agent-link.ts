@@ -75,7 +75,15 @@ function attach(host: UnitHost, ws: WebSocket, doc: UnitDoc, nodeId: string, msg
   if (doc.attachedAt === null) host.store.save({ ...doc, attachedAt: new Date().toISOString() });
   host.send(ws, {
     type: "attached",
-    unit: { id: doc.id, mesh: doc.mesh, worktype: doc.worktype, params: doc.params, payloadSize: doc.payloadSize, signature: doc.signature, targetNode: doc.targetNode },
+    unit: {
+      id: doc.id,
+      mesh: doc.mesh,
+      worktype: doc.worktype,
+      params: doc.params,
+      payloadSize: doc.payloadSize,
+      signature: doc.signature,
+      targetNode: doc.targetNode,
+    },
     state: doc.state,
     resultsOffset: doc.stdoutSize,
     cancel: doc.cancelRequested || isTerminal(doc.state),

@@ -2,10 +2,7 @@
 import type { AgentDataMessage } from "../../shared/protocol.js";
 import type { UnitState } from "../../shared/states.js";
 
-export type FramePlan =
-  | { action: "append"; skip: number }
-  | { action: "duplicate" }
-  | { action: "gap"; expected: number };
+export type FramePlan = { action: "append"; skip: number } | { action: "duplicate" } | { action: "gap"; expected: number };
 
 /**
  * Where an incoming frame at `offset` of `length` bytes fits a stream that durably holds `end`

@@ -96,9 +96,12 @@ export class UnitObject extends DurableObject<Env> {
       if (doc.state === "Released") {
         return errorResponse({ code: "unit_released", message: `unit ${doc.id} was released; its results are gone` }, 410);
       }
-      return new Response(resultsStream(this.store, Number(url.searchParams.get("offset") ?? 0), url.searchParams.get("follow") === "1", (signal) => this.changed(signal)), {
-        headers: { "content-type": "application/octet-stream", "x-unit-state": doc.state },
-      });
+      return new Response(
+        resultsStream(this.store, Number(url.searchParams.get("offset") ?? 0), url.searchParams.get("follow") === "1", (signal) => this.changed(signal)),
+        {
+          headers: { "content-type": "application/octet-stream", "x-unit-state": doc.state },
+        },
+      );
     }
     if (url.pathname.endsWith("/data")) return acceptAgent(this.ctx, url.searchParams.get("node") ?? "");
     return errorResponse({ code: "unknown_route", message: "no such unit route" }, 404);
@@ -178,7 +181,11 @@ export class UnitObject extends DurableObject<Env> {
             await this.notifyMesh(doc);
             break;
           case "expire":
-            await this.move(doc, "Failed", `expired: not started within its time to live (${formatDuration(Date.parse(doc.expiresAt!) - Date.parse(doc.createdAt))})`);
+            await this.move(
+              doc,
+              "Failed",
+              `expired: not started within its time to live (${formatDuration(Date.parse(doc.expiresAt!) - Date.parse(doc.createdAt))})`,
+            );
             break;
           case "reap":
             this.store.deleteStreams();

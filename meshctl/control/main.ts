@@ -19,7 +19,8 @@ export function parseTcpAddress(text: string): { host: string; port: number } | 
   const host = (match[1] ?? "127.0.0.1").replace(/^\[(.*)\]$/, "$1");
   const port = Number(match[2]);
   if (port > 65535) return { error: `--tcp: port ${port} is out of range` };
-  if (!LOOPBACK.has(host)) return { error: `--tcp: ${host} is not a loopback address; the control socket is unauthenticated, so it listens on 127.0.0.1, ::1 or localhost only` };
+  if (!LOOPBACK.has(host))
+    return { error: `--tcp: ${host} is not a loopback address; the control socket is unauthenticated, so it listens on 127.0.0.1, ::1 or localhost only` };
   return { host, port };
 }
 

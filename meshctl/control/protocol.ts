@@ -148,8 +148,17 @@ function parseWorkJson(json: Record<string, unknown>): Parsed {
   if (subcommand !== "results") return ok({ kind: `work-${subcommand as "status"}`, unitId });
   if (json.startpos === undefined) return error("field startpos missing");
   // receptor takes a number or a numeric string here.
-  const startpos = typeof json.startpos === "number" ? (Number.isInteger(json.startpos) && json.startpos >= 0 ? json.startpos : null) : typeof json.startpos === "string" ? startPosition(json.startpos) : null;
-  return startpos === null ? error(`field startpos value ${JSON.stringify(json.startpos)} is not convertible to an int`) : ok({ kind: "work-results", unitId, startpos });
+  const startpos =
+    typeof json.startpos === "number"
+      ? Number.isInteger(json.startpos) && json.startpos >= 0
+        ? json.startpos
+        : null
+      : typeof json.startpos === "string"
+        ? startPosition(json.startpos)
+        : null;
+  return startpos === null
+    ? error(`field startpos value ${JSON.stringify(json.startpos)} is not convertible to an int`)
+    : ok({ kind: "work-results", unitId, startpos });
 }
 
 function startPosition(text: string): number | null {

@@ -41,7 +41,9 @@ export function goDuration(ns: number): string {
   if (n === 0) return "0s";
   const fraction = (value: number, unit: number, digits: number) => {
     const whole = Math.floor(value / unit);
-    const rest = String(value % unit).padStart(digits, "0").replace(/0+$/, "");
+    const rest = String(value % unit)
+      .padStart(digits, "0")
+      .replace(/0+$/, "");
     return rest ? `${whole}.${rest}` : `${whole}`;
   };
   if (n < 1_000) return `${sign}${n}ns`;
@@ -138,7 +140,5 @@ export function meshStatusReply(status: MeshStatus, bridge: BridgeInfo, requeste
 export type PingOutcome = { ok: true; from: string; ns: number } | { ok: false; error: string };
 
 export function pingReply(outcome: PingOutcome): Record<string, unknown> {
-  return outcome.ok
-    ? { From: outcome.from, Success: true, Time: outcome.ns, TimeStr: goDuration(outcome.ns) }
-    : { Error: outcome.error, Success: false };
+  return outcome.ok ? { From: outcome.from, Success: true, Time: outcome.ns, TimeStr: goDuration(outcome.ns) } : { Error: outcome.error, Success: false };
 }

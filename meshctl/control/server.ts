@@ -57,7 +57,10 @@ export async function startControlService(options: ControlServiceOptions): Promi
     }
   }
   const address = tcp?.address();
-  options.log.info("control:listening", { socket: options.socketPath, tcp: address && typeof address === "object" ? `${address.address}:${address.port}` : null });
+  options.log.info("control:listening", {
+    socket: options.socketPath,
+    tcp: address && typeof address === "object" ? `${address.address}:${address.port}` : null,
+  });
   return {
     async close() {
       for (const socket of sessions) socket.destroy();

@@ -79,7 +79,10 @@ describe("ansible-runner through the mesh", () => {
 
   it("a failing playbook makes `meshctl work submit -f` exit non-zero, with the failure in the artifacts", async () => {
     const failing = join(ROOT, "test/fixtures/failing");
-    const result = await sh(mesh, `ansible-runner transmit ${failing} -p site.yml | $MESHCTL work submit ansible-runner -f -p - | ansible-runner process ${dir}/fail-out`);
+    const result = await sh(
+      mesh,
+      `ansible-runner transmit ${failing} -p site.yml | $MESHCTL work submit ansible-runner -f -p - | ansible-runner process ${dir}/fail-out`,
+    );
     expect(result.code).not.toBe(0);
     expect(result.stderr).toMatch(/Failed: exit status 2/);
     const out = await artifacts(join(dir, "fail-out"));

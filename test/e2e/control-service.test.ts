@@ -192,7 +192,9 @@ describe("receptor control socket", () => {
     expect(status.NodeID).toBe(BRIDGE);
     expect(status.Connections).toEqual([{ NodeID: NODE, Cost: 1 }]);
     expect(status.RoutingTable).toEqual({ [NODE]: NODE });
-    const ad = (status.Advertisements as { NodeID: string; Time: string; WorkCommands: { WorkType: string; Secure: boolean }[] }[]).find((a) => a.NodeID === NODE)!;
+    const ad = (status.Advertisements as { NodeID: string; Time: string; WorkCommands: { WorkType: string; Secure: boolean }[] }[]).find(
+      (a) => a.NodeID === NODE,
+    )!;
     expect(ad.WorkCommands).toEqual([
       { WorkType: "cat", Secure: false },
       { WorkType: "ansible-runner", Secure: false },
@@ -309,7 +311,11 @@ describe("receptor control socket", () => {
     await waitFor(async () => (await unitState(unsigned)) === "Failed", "the unsigned unit to be refused", WAIT_MS);
     const client = await session();
     expect(await client.json(`work status ${signed}\n`)).toMatchObject({ ExtraData: { SignWork: true } });
-    expect(await client.json(`work status ${unsigned}\n`)).toMatchObject({ StateName: "Failed", Detail: expect.stringMatching(/^signature refused: unsigned/), ExtraData: { SignWork: false } });
+    expect(await client.json(`work status ${unsigned}\n`)).toMatchObject({
+      StateName: "Failed",
+      Detail: expect.stringMatching(/^signature refused: unsigned/),
+      ExtraData: { SignWork: false },
+    });
     client.socket.end();
   });
 

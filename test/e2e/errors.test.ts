@@ -106,7 +106,16 @@ describe("protocol errors", () => {
     s.ws.send(JSON.stringify({ type: "reject", unit: "AAAAAAAA", error: { code: "internal", message: "x" } }));
     expect((await s.next()).error.message).toMatch(/hello first/);
     s.ws.send(
-      JSON.stringify({ type: "hello", protocol: 99, nodeId: "prober", workTypes: [], capacity: 1, tags: {}, units: [], versions: { agent: "0", node: "v20", ansibleRunner: null, podman: null, podmanUsable: false } }),
+      JSON.stringify({
+        type: "hello",
+        protocol: 99,
+        nodeId: "prober",
+        workTypes: [],
+        capacity: 1,
+        tags: {},
+        units: [],
+        versions: { agent: "0", node: "v20", ansibleRunner: null, podman: null, podmanUsable: false },
+      }),
     );
     expect((await s.next()).error.code).toBe("unsupported_protocol");
     s.ws.close();
@@ -131,7 +140,10 @@ describe("protocol errors", () => {
 
 describe("agent input errors", () => {
   it("a bad config is a usage error with the problem named, exit 2", async () => {
-    const result = await sh(mesh, `printf -- '- work-command: {worktype: "bad name", command: x}\\n' > /tmp/mesh-bad.yml; node dist/agent/cli.js --broker http://127.0.0.1:1 --token t --config /tmp/mesh-bad.yml`);
+    const result = await sh(
+      mesh,
+      `printf -- '- work-command: {worktype: "bad name", command: x}\\n' > /tmp/mesh-bad.yml; node dist/agent/cli.js --broker http://127.0.0.1:1 --token t --config /tmp/mesh-bad.yml`,
+    );
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(/work-command 1: worktype: work type names are/);
   });

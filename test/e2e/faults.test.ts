@@ -30,7 +30,10 @@ beforeAll(async () => {
   dir = await tempDir("mesh-faults-");
   proxy = await startCutProxy(Number(new URL(broker().url).port));
   agent = await startAgent({ mesh, nodeId: "cut", config: SH, capacity: 4, via: proxy.url });
-  cleanup.push(() => agent.stop(), () => proxy.close());
+  cleanup.push(
+    () => agent.stop(),
+    () => proxy.close(),
+  );
 });
 
 afterAll(async () => {
@@ -139,7 +142,10 @@ describe("faults", () => {
     expect(record.state).toBe("Succeeded");
     // The cuts hit the unit's own data link, not just the follower and the control link: cut
     // points land in bytes the data link carries, so nearly every cut drops it.
-    const relinks = agent.logs().split("\n").filter((line) => line.includes('"unit:link-lost"') && line.includes(id)).length;
+    const relinks = agent
+      .logs()
+      .split("\n")
+      .filter((line) => line.includes('"unit:link-lost"') && line.includes(id)).length;
     expect(relinks).toBeGreaterThanOrEqual(cuts / 2);
     const mine = await readFile(written);
     expect(mine.byteLength).toBe(size);
@@ -324,7 +330,25 @@ describe("broker restart", () => {
       return { status: response.statusCode, body: (await response.body.json()) as T };
     };
     await writeFile(join(ownDir, "agent.yml"), SH);
-    child = spawn(process.execPath, [AGENT_BIN, "--broker", url, "--token", token, "--mesh", meshId, "--node-id", "survivor", "--config", join(ownDir, "agent.yml"), "--work-dir", join(ownDir, "work")], { stdio: "ignore" });
+    child = spawn(
+      process.execPath,
+      [
+        AGENT_BIN,
+        "--broker",
+        url,
+        "--token",
+        token,
+        "--mesh",
+        meshId,
+        "--node-id",
+        "survivor",
+        "--config",
+        join(ownDir, "agent.yml"),
+        "--work-dir",
+        join(ownDir, "work"),
+      ],
+      { stdio: "ignore" },
+    );
     await waitFor(async () => (await call<MeshStatus>("GET", "/status")).body.nodes.some((n) => n.nodeId === "survivor" && n.connected), "the node to connect");
 
     const written = join(ownDir, "written.bin");

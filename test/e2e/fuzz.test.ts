@@ -50,7 +50,10 @@ const headers = fc.record(
   {
     "content-type": fc.constantFrom("application/json", "text/plain", "application/octet-stream", "multipart/form-data; boundary=x", "garbage"),
     "idempotency-key": fc.string({ minLength: 1, maxLength: 300 }).filter((s) => /^[\x21-\x7e]+$/.test(s)),
-    "mesh-signature": fc.oneof(fc.string({ maxLength: 50 }).filter((s) => /^[\x21-\x7e]*$/.test(s)), fc.constant("a".repeat(10_000))),
+    "mesh-signature": fc.oneof(
+      fc.string({ maxLength: 50 }).filter((s) => /^[\x21-\x7e]*$/.test(s)),
+      fc.constant("a".repeat(10_000)),
+    ),
   },
   { requiredKeys: [] },
 );

@@ -38,7 +38,15 @@ const started = new Set<ChildProcess>();
  * `via` is where the agent dials, when not the broker itself (a proxy in front of it). `workDir`
  * reuses another agent's spool, as a restarted agent would.
  */
-export async function startAgent(opts: { mesh: string; nodeId: string; config: string; capacity?: number; extraArgs?: string[]; via?: string; workDir?: string }): Promise<RunningAgent> {
+export async function startAgent(opts: {
+  mesh: string;
+  nodeId: string;
+  config: string;
+  capacity?: number;
+  extraArgs?: string[];
+  via?: string;
+  workDir?: string;
+}): Promise<RunningAgent> {
   const dir = await tempDir("mesh-agent-");
   const workDir = opts.workDir ?? join(dir, "work");
   const configPath = join(dir, "agent.yml");
@@ -46,7 +54,26 @@ export async function startAgent(opts: { mesh: string; nodeId: string; config: s
   const { url, token } = broker();
   const child = spawn(
     process.execPath,
-    [AGENT_BIN, "--broker", opts.via ?? url, "--token", token, "--mesh", opts.mesh, "--node-id", opts.nodeId, "--config", configPath, "--work-dir", workDir, "--capacity", String(opts.capacity ?? 2), "--log-level", "debug", ...(opts.extraArgs ?? [])],
+    [
+      AGENT_BIN,
+      "--broker",
+      opts.via ?? url,
+      "--token",
+      token,
+      "--mesh",
+      opts.mesh,
+      "--node-id",
+      opts.nodeId,
+      "--config",
+      configPath,
+      "--work-dir",
+      workDir,
+      "--capacity",
+      String(opts.capacity ?? 2),
+      "--log-level",
+      "debug",
+      ...(opts.extraArgs ?? []),
+    ],
     { stdio: ["ignore", "pipe", "pipe"] },
   );
   started.add(child);
@@ -82,7 +109,12 @@ export async function waitFor(check: () => Promise<boolean> | boolean, what: str
   }
 }
 
-export async function api<T = unknown>(mesh: string, method: "GET" | "POST" | "DELETE", path: string, options: { body?: string | Buffer; token?: string | null; headers?: Record<string, string> } = {}): Promise<{ status: number; body: T }> {
+export async function api<T = unknown>(
+  mesh: string,
+  method: "GET" | "POST" | "DELETE",
+  path: string,
+  options: { body?: string | Buffer; token?: string | null; headers?: Record<string, string> } = {},
+): Promise<{ status: number; body: T }> {
   const { url, token } = broker();
   const auth = options.token === null ? {} : { authorization: `Bearer ${options.token ?? token}` };
   const response = await request(`${url}/v1/meshes/${mesh}${path}`, { method, headers: { ...auth, ...options.headers }, body: options.body ?? null });

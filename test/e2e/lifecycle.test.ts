@@ -46,8 +46,18 @@ afterAll(async () => {
   await broker?.stop();
 });
 
-async function call<T>(mesh: string, method: "GET" | "POST" | "DELETE", path: string, body?: string, headers: Record<string, string> = {}): Promise<{ status: number; body: T }> {
-  const response = await request(`${broker.url}/v1/meshes/${mesh}${path}`, { method, headers: { authorization: `Bearer ${token}`, ...headers }, body: body ?? null });
+async function call<T>(
+  mesh: string,
+  method: "GET" | "POST" | "DELETE",
+  path: string,
+  body?: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: T }> {
+  const response = await request(`${broker.url}/v1/meshes/${mesh}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${token}`, ...headers },
+    body: body ?? null,
+  });
   return reply<T>(response);
 }
 
@@ -63,9 +73,32 @@ async function reply<T>(response: Awaited<ReturnType<typeof request>>): Promise<
 }
 
 async function agent(mesh: string, nodeId: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [AGENT_BIN, "--broker", broker.url, "--token", token, "--mesh", mesh, "--node-id", nodeId, "--config", join(dir, "agent.yml"), "--work-dir", join(dir, `work-${mesh}-${nodeId}`), "--capacity", "2"], { stdio: "ignore" });
+  const child = spawn(
+    process.execPath,
+    [
+      AGENT_BIN,
+      "--broker",
+      broker.url,
+      "--token",
+      token,
+      "--mesh",
+      mesh,
+      "--node-id",
+      nodeId,
+      "--config",
+      join(dir, "agent.yml"),
+      "--work-dir",
+      join(dir, `work-${mesh}-${nodeId}`),
+      "--capacity",
+      "2",
+    ],
+    { stdio: "ignore" },
+  );
   children.push(child);
-  await waitFor(async () => (await call<MeshStatus>(mesh, "GET", "/status")).body.nodes.some((n) => n.nodeId === nodeId && n.connected), `node ${nodeId} to connect`);
+  await waitFor(
+    async () => (await call<MeshStatus>(mesh, "GET", "/status")).body.nodes.some((n) => n.nodeId === nodeId && n.connected),
+    `node ${nodeId} to connect`,
+  );
   return child;
 }
 
@@ -122,7 +155,11 @@ describe("leases", () => {
     await until(mesh, running.id, ["Running"]);
     // Silent for longer than the lease but shorter than lease + grace, then back.
     node.kill("SIGSTOP");
-    await waitFor(async () => (await call<MeshStatus>(mesh, "GET", "/status")).body.nodes.some((n) => n.nodeId === "blinker" && n.lost), "the node to be lost", 20_000);
+    await waitFor(
+      async () => (await call<MeshStatus>(mesh, "GET", "/status")).body.nodes.some((n) => n.nodeId === "blinker" && n.lost),
+      "the node to be lost",
+      20_000,
+    );
     node.kill("SIGCONT");
     await until(mesh, running.id, ["Succeeded", "Failed"], 30_000);
     expect(await unit(mesh, running.id)).toMatchObject({ state: "Succeeded", node: "blinker" });
@@ -220,13 +257,17 @@ describe("idempotent submit", () => {
     }, "the cut upload to fail");
     expect(first!.detail).toMatch(/^payload_incomplete: /);
 
-    const retry = await call<UnitRecord>(mesh, "POST", `/units?worktype=sh&param.params=${encodeURIComponent("'wc -c'")}`, "x".repeat(1000), { "idempotency-key": key });
+    const retry = await call<UnitRecord>(mesh, "POST", `/units?worktype=sh&param.params=${encodeURIComponent("'wc -c'")}`, "x".repeat(1000), {
+      "idempotency-key": key,
+    });
     expect(retry.status).toBe(201);
     expect(retry.body.id).not.toBe(first!.id);
     await until(mesh, retry.body.id, ["Succeeded"]);
     expect(String((await call(mesh, "GET", `/units/${retry.body.id}/results`)).body).trim()).toBe("1000");
 
-    const again = await call<UnitRecord>(mesh, "POST", `/units?worktype=sh&param.params=${encodeURIComponent("'wc -c'")}`, "ignored", { "idempotency-key": key });
+    const again = await call<UnitRecord>(mesh, "POST", `/units?worktype=sh&param.params=${encodeURIComponent("'wc -c'")}`, "ignored", {
+      "idempotency-key": key,
+    });
     expect(again.status).toBe(200);
     expect(again.body.id).toBe(retry.body.id);
     expect((await call<UnitSummary[]>(mesh, "GET", "/units")).body).toHaveLength(2);

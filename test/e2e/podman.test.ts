@@ -38,53 +38,65 @@ async function importImage(): Promise<void> {
 
 // .ci/run installs Debian's podman and configures it (scripts/podman-setup.sh). Where podman is
 // missing or cannot run (`podman info` fails), this file is skipped and its title says why.
-describe.skipIf(!podman)(`process isolation with ${podman ?? "podman: SKIPPED, podman missing or unusable (apt-get install podman runc; scripts/podman-setup.sh)"}`, () => {
-  beforeAll(async () => {
-    dir = await tempDir("mesh-podman-");
-    await importImage();
-    agent = await startAgent({ mesh, nodeId: "container-host", config: "- work-command: {worktype: ansible-runner, command: ansible-runner, params: worker}\n" });
-  });
+describe.skipIf(!podman)(
+  `process isolation with ${podman ?? "podman: SKIPPED, podman missing or unusable (apt-get install podman runc; scripts/podman-setup.sh)"}`,
+  () => {
+    beforeAll(async () => {
+      dir = await tempDir("mesh-podman-");
+      await importImage();
+      agent = await startAgent({
+        mesh,
+        nodeId: "container-host",
+        config: "- work-command: {worktype: ansible-runner, command: ansible-runner, params: worker}\n",
+      });
+    });
 
-  afterAll(async () => {
-    await agent?.stop();
-  });
+    afterAll(async () => {
+      await agent?.stop();
+    });
 
-  it("the agent reports podman in its hello", async () => {
-    const status = JSON.parse((await sh(mesh, "$MESHCTL status --json")).stdout.toString()) as { nodes: { versions: { podman: string | null; podmanUsable: boolean } }[] };
-    expect(podman).toContain(status.nodes[0]!.versions.podman!);
-    expect(status.nodes[0]!.versions.podmanUsable).toBe(true);
-  });
+    it("the agent reports podman in its hello", async () => {
+      const status = JSON.parse((await sh(mesh, "$MESHCTL status --json")).stdout.toString()) as {
+        nodes: { versions: { podman: string | null; podmanUsable: boolean } }[];
+      };
+      expect(podman).toContain(status.nodes[0]!.versions.podman!);
+      expect(status.nodes[0]!.versions.podmanUsable).toBe(true);
+    });
 
-  it("a unit asking for process isolation runs its playbook inside a container", async () => {
-    const pdd = join(dir, "pdd");
-    await mkdir(join(pdd, "project"), { recursive: true });
-    await mkdir(join(pdd, "inventory"));
-    await mkdir(join(pdd, "env"));
-    await writeFile(
-      join(pdd, "project/site.yml"),
-      `- hosts: localhost
+    it("a unit asking for process isolation runs its playbook inside a container", async () => {
+      const pdd = join(dir, "pdd");
+      await mkdir(join(pdd, "project"), { recursive: true });
+      await mkdir(join(pdd, "inventory"));
+      await mkdir(join(pdd, "env"));
+      await writeFile(
+        join(pdd, "project/site.yml"),
+        `- hosts: localhost
   gather_facts: false
   tasks:
     - command: cat /proc/1/cmdline
       register: init
     - debug: msg="pid1={{ init.stdout }}"
 `,
-    );
-    await writeFile(join(pdd, "inventory/hosts"), "localhost ansible_connection=local ansible_python_interpreter=/usr/bin/python3\n");
-    await writeFile(
-      join(pdd, "env/settings"),
-      `process_isolation: true\nprocess_isolation_executable: podman\ncontainer_image: ${IMAGE}\ncontainer_options: ["-v=/usr:/usr:ro"]\n`,
-    );
-    const result = await sh(mesh, `ansible-runner transmit ${pdd} -p site.yml | $MESHCTL work submit ansible-runner -f -p - | ansible-runner process ${dir}/out`);
-    expect(result.code, result.stderr).toBe(0);
-    const artifacts = join(dir, "out/artifacts");
-    const ident = (await readdir(artifacts, { withFileTypes: true })).find((e) => e.isDirectory() && e.name !== "job_events");
-    const base = (await readdir(artifacts)).includes("status") ? artifacts : join(artifacts, ident!.name);
-    expect((await readFile(join(base, "status"), "utf8")).trim()).toBe("successful");
-    const command = JSON.parse(await readFile(join(base, "command"), "utf8")) as { command: string[] };
-    expect(command.command.slice(0, 2)).toEqual(["podman", "run"]);
-    // Inside the container, PID 1 is the playbook itself: its own PID namespace.
-    const stdout = await readFile(join(base, "stdout"), "utf8");
-    expect(stdout).toMatch(/pid1=\/usr\/bin\/python3\\u0000\/usr\/bin\/ansible-playbook/);
-  });
-});
+      );
+      await writeFile(join(pdd, "inventory/hosts"), "localhost ansible_connection=local ansible_python_interpreter=/usr/bin/python3\n");
+      await writeFile(
+        join(pdd, "env/settings"),
+        `process_isolation: true\nprocess_isolation_executable: podman\ncontainer_image: ${IMAGE}\ncontainer_options: ["-v=/usr:/usr:ro"]\n`,
+      );
+      const result = await sh(
+        mesh,
+        `ansible-runner transmit ${pdd} -p site.yml | $MESHCTL work submit ansible-runner -f -p - | ansible-runner process ${dir}/out`,
+      );
+      expect(result.code, result.stderr).toBe(0);
+      const artifacts = join(dir, "out/artifacts");
+      const ident = (await readdir(artifacts, { withFileTypes: true })).find((e) => e.isDirectory() && e.name !== "job_events");
+      const base = (await readdir(artifacts)).includes("status") ? artifacts : join(artifacts, ident!.name);
+      expect((await readFile(join(base, "status"), "utf8")).trim()).toBe("successful");
+      const command = JSON.parse(await readFile(join(base, "command"), "utf8")) as { command: string[] };
+      expect(command.command.slice(0, 2)).toEqual(["podman", "run"]);
+      // Inside the container, PID 1 is the playbook itself: its own PID namespace.
+      const stdout = await readFile(join(base, "stdout"), "utf8");
+      expect(stdout).toMatch(/pid1=\/usr\/bin\/python3\\u0000\/usr\/bin\/ansible-playbook/);
+    });
+  },
+);

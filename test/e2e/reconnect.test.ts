@@ -41,7 +41,25 @@ describe("reconnect", () => {
     broker = await start();
     const url = broker.url;
     await writeFile(join(dir, "agent.yml"), "- work-command: {worktype: cat, command: cat}\n");
-    const child = spawn(process.execPath, [AGENT_BIN, "--broker", url, "--token", token, "--mesh", "r", "--node-id", "phoenix", "--config", join(dir, "agent.yml"), "--work-dir", join(dir, "work")], { stdio: "ignore" });
+    const child = spawn(
+      process.execPath,
+      [
+        AGENT_BIN,
+        "--broker",
+        url,
+        "--token",
+        token,
+        "--mesh",
+        "r",
+        "--node-id",
+        "phoenix",
+        "--config",
+        join(dir, "agent.yml"),
+        "--work-dir",
+        join(dir, "work"),
+      ],
+      { stdio: "ignore" },
+    );
     agent.stop = () => void child.kill("SIGKILL");
     const connected = async () => (await get<MeshStatus>(url, "/status")).nodes.some((n) => n.nodeId === "phoenix" && n.connected);
     await waitFor(connected, "the node to connect");
@@ -51,10 +69,14 @@ describe("reconnect", () => {
     const before = (await node())?.connectedAt;
     await broker.stop();
     broker = await start();
-    await waitFor(async () => {
-      const now = await node();
-      return Boolean(now?.connected && now.connectedAt !== before);
-    }, "the node to say hello again", 60_000);
+    await waitFor(
+      async () => {
+        const now = await node();
+        return Boolean(now?.connected && now.connectedAt !== before);
+      },
+      "the node to say hello again",
+      60_000,
+    );
     expect(await submitAndWait(url)).toBe("again");
     expect(child.exitCode).toBeNull();
   });

@@ -19,7 +19,11 @@ let otherMeshAdmin = "";
 type Reply = { error?: { code: string } };
 
 async function createToken(inMesh: string, role: string, token?: string): Promise<{ id: string; token: string }> {
-  const created = await api<{ id: string; token: string }>(inMesh, "POST", "/tokens", { body: JSON.stringify({ role, name: `test ${role}` }), headers: { "content-type": "application/json" }, ...(token ? { token } : {}) });
+  const created = await api<{ id: string; token: string }>(inMesh, "POST", "/tokens", {
+    body: JSON.stringify({ role, name: `test ${role}` }),
+    headers: { "content-type": "application/json" },
+    ...(token ? { token } : {}),
+  });
   expect(created.status).toBe(201);
   expect(created.body.token).toMatch(/^mtk_[A-Za-z0-9_-]{43}$/);
   return created.body;
@@ -36,7 +40,10 @@ afterAll(async () => {
 });
 
 async function submit(token?: string): Promise<UnitRecord> {
-  const reply = await api<UnitRecord>(mesh, "POST", `/units?worktype=sh&param.params=${encodeURIComponent("'true'")}`, { body: "", ...(token ? { token } : {}) });
+  const reply = await api<UnitRecord>(mesh, "POST", `/units?worktype=sh&param.params=${encodeURIComponent("'true'")}`, {
+    body: "",
+    ...(token ? { token } : {}),
+  });
   expect(reply.status).toBe(201);
   return reply.body;
 }
@@ -61,11 +68,18 @@ describe("roles", () => {
     const roles = ["admin", "submit", "read", "agent"] as const;
     for (const [i, role] of roles.entries()) {
       const unit = path.includes("UNIT") ? (await submit()).id : "";
-      const reply = await api<Reply>(mesh, method, path.replace("UNIT", unit), { token: tokens[role]!, ...(body !== undefined ? { body, headers: { "content-type": "application/json" } } : {}) });
+      const reply = await api<Reply>(mesh, method, path.replace("UNIT", unit), {
+        token: tokens[role]!,
+        ...(body !== undefined ? { body, headers: { "content-type": "application/json" } } : {}),
+      });
       expect(`${role}: ${reply.status}`).toBe(`${role}: ${expected[i]}`);
       if (reply.status === 403) expect(reply.body.error?.code).toBe("forbidden");
     }
-    for (const [who, token] of [["no token", null], ["garbage", "garbage"], ["a well-formed unknown token", `mtk_${"A".repeat(43)}`]] as const) {
+    for (const [who, token] of [
+      ["no token", null],
+      ["garbage", "garbage"],
+      ["a well-formed unknown token", `mtk_${"A".repeat(43)}`],
+    ] as const) {
       const reply = await api<Reply>(mesh, method, path.replace("UNIT", "AAAAAAAA"), { token, ...(body !== undefined ? { body } : {}) });
       expect(`${who}: ${reply.status}`).toBe(`${who}: 401`);
       expect(reply.body.error?.code).toBe("unauthorized");
@@ -74,7 +88,15 @@ describe("roles", () => {
 
   it("a token of one mesh sees and touches nothing of another", async () => {
     const unit = await submit();
-    for (const [method, path] of [["GET", "/status"], ["GET", "/units"], ["GET", `/units/${unit.id}`], ["GET", `/units/${unit.id}/results`], ["POST", `/units/${unit.id}/cancel`], ["DELETE", `/units/${unit.id}`], ["GET", "/tokens"]] as const) {
+    for (const [method, path] of [
+      ["GET", "/status"],
+      ["GET", "/units"],
+      ["GET", `/units/${unit.id}`],
+      ["GET", `/units/${unit.id}/results`],
+      ["POST", `/units/${unit.id}/cancel`],
+      ["DELETE", `/units/${unit.id}`],
+      ["GET", "/tokens"],
+    ] as const) {
       const reply = await api<Reply>(mesh, method, path, { token: otherMeshAdmin });
       expect(`${method} ${path}: ${reply.status}`).toBe(`${method} ${path}: 401`);
     }
@@ -108,7 +130,12 @@ describe("roles", () => {
 
 describe("agent hardening", () => {
   it("a unit's spool is private (0700) and runtime params reach the command as literal words, never a shell", async () => {
-    const node = await startAgent({ mesh, nodeId: "hardened", config: "- work-command: {worktype: echo, command: echo, allowruntimeparams: true}\n- work-command: {worktype: fixed, command: echo, params: fixed}\n- work-command: {worktype: nap, command: sleep, params: '3'}\n" });
+    const node = await startAgent({
+      mesh,
+      nodeId: "hardened",
+      config:
+        "- work-command: {worktype: echo, command: echo, allowruntimeparams: true}\n- work-command: {worktype: fixed, command: echo, params: fixed}\n- work-command: {worktype: nap, command: sleep, params: '3'}\n",
+    });
     agents.push(node);
     const marker = join(node.workDir, "pwned");
     const params = encodeURIComponent(`'$(touch ${marker})' '; touch ${marker}' "\`touch ${marker}\`"`);
@@ -134,7 +161,27 @@ describe("node credentials", () => {
   let first: ReturnType<typeof spawn>;
 
   const spawnAgent = (dir: string, token: string) => {
-    const child = spawn(process.execPath, [AGENT_BIN, "--broker", broker().url, "--token", token, "--mesh", mesh, "--node-id", nodeId, "--config", join(workDir, "..", "agent.yml"), "--work-dir", dir, "--log-level", "debug"], { stdio: ["ignore", "ignore", "pipe"] });
+    const child = spawn(
+      process.execPath,
+      [
+        AGENT_BIN,
+        "--broker",
+        broker().url,
+        "--token",
+        token,
+        "--mesh",
+        mesh,
+        "--node-id",
+        nodeId,
+        "--config",
+        join(workDir, "..", "agent.yml"),
+        "--work-dir",
+        dir,
+        "--log-level",
+        "debug",
+      ],
+      { stdio: ["ignore", "ignore", "pipe"] },
+    );
     let logs = "";
     child.stderr?.on("data", (d) => (logs += d));
     agents.push({ stop: async () => void (child.exitCode === null && child.kill("SIGKILL")) });

@@ -51,7 +51,13 @@ async function final(id: string): Promise<UnitRecord> {
 }
 
 /** Signs claims for `signed`, then submits `sent` (the same unless a test says otherwise) by hand. */
-async function submitSigned(opts: { script: string; payload?: string; sent?: { script?: string; payload?: string }; claims?: Partial<UnitClaims>; id?: string }) {
+async function submitSigned(opts: {
+  script: string;
+  payload?: string;
+  sent?: { script?: string; payload?: string };
+  claims?: Partial<UnitClaims>;
+  id?: string;
+}) {
   const payload = opts.payload ?? "";
   const id = opts.id ?? newUnitId();
   const claims: UnitClaims = {
@@ -71,7 +77,12 @@ async function submitSigned(opts: { script: string; payload?: string; sent?: { s
 
 function post(id: string, signature: string | null, script: string, payload: string) {
   const headers: Record<string, string> = signature ? { "mesh-signature": signature } : {};
-  return api<UnitRecord & { error?: { code: string; message: string } }>(mesh, "POST", `/units?worktype=sh&node=${NODE}&id=${id}&param.params=${encodeURIComponent(script)}`, { body: payload, headers });
+  return api<UnitRecord & { error?: { code: string; message: string } }>(
+    mesh,
+    "POST",
+    `/units?worktype=sh&node=${NODE}&id=${id}&param.params=${encodeURIComponent(script)}`,
+    { body: payload, headers },
+  );
 }
 
 async function expectRefused(id: string, detail: RegExp) {
@@ -84,7 +95,10 @@ async function expectRefused(id: string, detail: RegExp) {
 describe("signed work", () => {
   it("runs a unit signed by meshctl, with the payload from stdin spooled to a private file that is removed afterwards", async () => {
     const spoolDir = await tempDir("meshctl-tmp-");
-    const run = await sh(mesh, `printf 'signed payload' | TMPDIR=${spoolDir} $MESHCTL work submit sh --node ${NODE} --sign-key ${keyDir}/signing-key.pem -a params=cat -p - -f`);
+    const run = await sh(
+      mesh,
+      `printf 'signed payload' | TMPDIR=${spoolDir} $MESHCTL work submit sh --node ${NODE} --sign-key ${keyDir}/signing-key.pem -a params=cat -p - -f`,
+    );
     expect(run.stderr).toBe("");
     expect(run.code).toBe(0);
     expect(run.stdout.toString()).toBe("signed payload");
@@ -109,7 +123,10 @@ describe("signed work", () => {
   });
 
   it("refuses a unit signed with another key", async () => {
-    const run = await sh(mesh, `$MESHCTL work submit sh --node ${NODE} --sign-key ${otherKeyDir}/signing-key.pem -a params="'echo wrong-key-ran'" -p /dev/null -f`);
+    const run = await sh(
+      mesh,
+      `$MESHCTL work submit sh --node ${NODE} --sign-key ${otherKeyDir}/signing-key.pem -a params="'echo wrong-key-ran'" -p /dev/null -f`,
+    );
     expect(run.code).toBe(1);
     expect(run.stdout.toString()).toBe("");
     expect(run.stderr).toMatch(/Failed: signature refused: bad_signature: the signature does not verify with this agent's public key/);
@@ -159,15 +176,42 @@ describe("signed work", () => {
   });
 
   it.each([
-    ["no public key", () => [], /work type sh has verifysignature: true, so give the public key its units must be signed with: --verify-key FILE, MESH_VERIFY_KEY, or a work-verification entry/],
-    ["its private key as --verify-key", () => ["--verify-key", join(keyDir, "signing-key.pem")], /signing-key\.pem holds a private key; give the agent only the public key/],
+    [
+      "no public key",
+      () => [],
+      /work type sh has verifysignature: true, so give the public key its units must be signed with: --verify-key FILE, MESH_VERIFY_KEY, or a work-verification entry/,
+    ],
+    [
+      "its private key as --verify-key",
+      () => ["--verify-key", join(keyDir, "signing-key.pem")],
+      /signing-key\.pem holds a private key; give the agent only the public key/,
+    ],
   ])("an agent with a verifysignature work type and %s refuses to start", async (_name, args, message) => {
     const dir = await tempDir();
     const configPath = join(dir, "agent.yml");
     await writeFile(configPath, "- work-command: {worktype: sh, command: sh, verifysignature: true}\n");
-    const child = spawn(process.execPath, [AGENT_BIN, "--broker", broker().url, "--token", "t", "--mesh", mesh, "--node-id", "keyless", "--config", configPath, "--work-dir", join(dir, "work"), ...args()], {
-      stdio: ["ignore", "ignore", "pipe"],
-    });
+    const child = spawn(
+      process.execPath,
+      [
+        AGENT_BIN,
+        "--broker",
+        broker().url,
+        "--token",
+        "t",
+        "--mesh",
+        mesh,
+        "--node-id",
+        "keyless",
+        "--config",
+        configPath,
+        "--work-dir",
+        join(dir, "work"),
+        ...args(),
+      ],
+      {
+        stdio: ["ignore", "ignore", "pipe"],
+      },
+    );
     let stderr = "";
     child.stderr.on("data", (d) => (stderr += d));
     const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));

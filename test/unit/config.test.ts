@@ -36,9 +36,7 @@ describe("parseConfig", () => {
   it("reads the receptor.conf example", () => {
     expect(parseConfig(RECEPTOR_CONF)).toEqual({
       nodeId: "execution",
-      workCommands: [
-        { worktype: "ansible-runner", command: "ansible-runner", params: "worker", allowruntimeparams: true, verifysignature: false },
-      ],
+      workCommands: [{ worktype: "ansible-runner", command: "ansible-runner", params: "worker", allowruntimeparams: true, verifysignature: false }],
       verifyKey: null,
       ignored: ["log-level", "tcp-listener", "control-service"],
     });
@@ -234,9 +232,7 @@ describe("parseConfig", () => {
   });
 
   it("rejects wrongly typed fields", () => {
-    expect(configError("- work-command: {worktype: echo, command: cat, allowruntimeparams: 'yes'}").message).toMatch(
-      /allowruntimeparams/,
-    );
+    expect(configError("- work-command: {worktype: echo, command: cat, allowruntimeparams: 'yes'}").message).toMatch(/allowruntimeparams/);
     expect(configError("- work-command: {worktype: echo, command: cat, params: [a, b]}").message).toMatch(/params/);
     expect(configError("- work-command:").message).toMatch(/work-command 1/);
   });

@@ -85,13 +85,28 @@ async function run(line: string, broker: FakeBroker, payload: Readable = Readabl
 describe("work submit", () => {
   it("answers with the id it submits under, after the whole payload, and ends the connection", async () => {
     const broker = new FakeBroker();
-    const { after, written } = await run('{"command":"work","subcommand":"submit","node":"edge-1","worktype":"cat","params":"-x","ttl":"5m"}', broker, Readable.from(["hel", "lo"]));
+    const { after, written } = await run(
+      '{"command":"work","subcommand":"submit","node":"edge-1","worktype":"cat","params":"-x","ttl":"5m"}',
+      broker,
+      Readable.from(["hel", "lo"]),
+    );
     const [created, result] = written.split("\n");
     const id = /^Work unit created with ID ([0-9a-zA-Z]{8})\. Send stdin data and EOF\.$/.exec(created!)![1];
     expect(result).toBe(`{"result":"Job Submitted","unitid":"${id}"}`);
     expect(after).toBe("close");
     expect(broker.submitted).toEqual([
-      { options: expect.objectContaining({ worktype: "cat", node: "edge-1", params: { params: "-x" }, ttl: "5m", unitId: id, signature: undefined, payloadSize: 5 }), payload: "hello" },
+      {
+        options: expect.objectContaining({
+          worktype: "cat",
+          node: "edge-1",
+          params: { params: "-x" },
+          ttl: "5m",
+          unitId: id,
+          signature: undefined,
+          payloadSize: 5,
+        }),
+        payload: "hello",
+      },
     ]);
   });
 
@@ -119,7 +134,9 @@ describe("work submit", () => {
       after: "close",
       written: "ERROR: cannot sign work: signing key is empty\n",
     });
-    expect((await run('{"command":"work","subcommand":"submit","node":"edge-1","worktype":"cat","ttl":"later"}', broker)).written).toMatch(/^ERROR: bad duration "later"/);
+    expect((await run('{"command":"work","subcommand":"submit","node":"edge-1","worktype":"cat","ttl":"later"}', broker)).written).toMatch(
+      /^ERROR: bad duration "later"/,
+    );
     expect(broker.submitted).toEqual([]);
   });
 
@@ -177,7 +194,20 @@ describe("unit commands", () => {
 describe("ping", () => {
   it("reaches itself and connected nodes, and reports the rest", async () => {
     const broker = new FakeBroker();
-    broker.nodes = [{ nodeId: "edge-1", connected: true, lost: false, workTypes: [], capacity: 1, activeUnits: 0, tags: {}, versions: { agent: "0", node: "v20", ansibleRunner: null, podman: null, podmanUsable: false }, connectedAt: null, lastSeen: null }];
+    broker.nodes = [
+      {
+        nodeId: "edge-1",
+        connected: true,
+        lost: false,
+        workTypes: [],
+        capacity: 1,
+        activeUnits: 0,
+        tags: {},
+        versions: { agent: "0", node: "v20", ansibleRunner: null, podman: null, podmanUsable: false },
+        connectedAt: null,
+        lastSeen: null,
+      },
+    ];
     for (const target of ["bridge", "edge-1"]) expect(JSON.parse((await run(`ping ${target}`, broker)).written)).toMatchObject({ Success: true, From: target });
     expect(JSON.parse((await run("ping edge-2", broker)).written)).toEqual({ Success: false, Error: "node edge-2 is not connected to mesh m" });
   });

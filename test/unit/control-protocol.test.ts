@@ -40,7 +40,10 @@ describe("word commands", () => {
     ["work results AbCd1234", { kind: "work-results", unitId: "AbCd1234", startpos: 0 }],
     ["work results AbCd1234 1024", { kind: "work-results", unitId: "AbCd1234", startpos: 1024 }],
     ["work submit localhost cat", { kind: "work-submit", node: "localhost", worktype: "cat", params: {}, ttl: null, signwork: false }],
-    ["work submit edge-1 ansible-runner --worker-info x", { kind: "work-submit", node: "edge-1", worktype: "ansible-runner", params: { params: "--worker-info x" }, ttl: null, signwork: false }],
+    [
+      "work submit edge-1 ansible-runner --worker-info x",
+      { kind: "work-submit", node: "edge-1", worktype: "ansible-runner", params: { params: "--worker-info x" }, ttl: null, signwork: false },
+    ],
   ])("%s", (line, expected) => {
     expect(command(line)).toEqual(expected);
   });
@@ -71,11 +74,29 @@ describe("JSON commands", () => {
   });
 
   it("reads a receptorctl work submit, passing unknown keys on as params", () => {
-    const line = JSON.stringify({ command: "work", subcommand: "submit", node: "edge-1", worktype: "ansible-runner", params: "--worker-info", ttl: "20s", signwork: "true", tlsclient: "tls", signature: "sig", secret_x: "y" });
-    expect(command(line)).toEqual({ kind: "work-submit", node: "edge-1", worktype: "ansible-runner", params: { params: "--worker-info", secret_x: "y" }, ttl: "20s", signwork: true });
+    const line = JSON.stringify({
+      command: "work",
+      subcommand: "submit",
+      node: "edge-1",
+      worktype: "ansible-runner",
+      params: "--worker-info",
+      ttl: "20s",
+      signwork: "true",
+      tlsclient: "tls",
+      signature: "sig",
+      secret_x: "y",
+    });
+    expect(command(line)).toEqual({
+      kind: "work-submit",
+      node: "edge-1",
+      worktype: "ansible-runner",
+      params: { params: "--worker-info", secret_x: "y" },
+      ttl: "20s",
+      signwork: true,
+    });
   });
 
-  it("reads any signwork but \"true\" as false, as receptor does", () => {
+  it('reads any signwork but "true" as false, as receptor does', () => {
     for (const signwork of ["false", "yes", "True", ""]) {
       expect(command(JSON.stringify({ command: "work", subcommand: "submit", node: "n", worktype: "w", signwork }))).toMatchObject({ signwork: false });
     }

@@ -72,7 +72,13 @@ describe("unit status record", () => {
 
   it("names the requested node until one takes the unit, and carries the ttl as Expiration", () => {
     const record = unitStatusRecord(unit({ node: null, state: "Pending", stateNumber: 0, expiresAt: "2026-01-01T01:00:00.000Z", signed: true }));
-    expect(record.ExtraData).toMatchObject({ RemoteNode: "edge-1", RemoteUnitID: "", RemoteStarted: false, Expiration: "2026-01-01T01:00:00.000Z", SignWork: true });
+    expect(record.ExtraData).toMatchObject({
+      RemoteNode: "edge-1",
+      RemoteUnitID: "",
+      RemoteStarted: false,
+      Expiration: "2026-01-01T01:00:00.000Z",
+      SignWork: true,
+    });
     expect(record).toMatchObject({ State: 0, StateName: "Pending" });
   });
 
@@ -103,7 +109,16 @@ describe("status", () => {
 
   it("shows the bridge linked to each reachable node, with work types as WorkCommands", () => {
     const reply = meshStatusReply(status, bridge, null);
-    expect(Object.keys(reply)).toEqual(["Advertisements", "Connections", "KnownConnectionCosts", "NodeID", "RoutingTable", "SystemCPUCount", "SystemMemoryMiB", "Version"]);
+    expect(Object.keys(reply)).toEqual([
+      "Advertisements",
+      "Connections",
+      "KnownConnectionCosts",
+      "NodeID",
+      "RoutingTable",
+      "SystemCPUCount",
+      "SystemMemoryMiB",
+      "Version",
+    ]);
     expect(reply).toMatchObject({
       NodeID: "bridge",
       Version: "0.1.0",
@@ -118,8 +133,22 @@ describe("status", () => {
     });
     expect(reply.Advertisements).toEqual([
       { NodeID: "bridge", Service: "control", Time: "2026-01-01T00:00:10.000Z", ConnType: 1, Tags: null, WorkCommands: null },
-      { NodeID: "edge-1", Service: "control", Time: "2026-01-01T00:00:05.000Z", ConnType: 1, Tags: null, WorkCommands: [{ WorkType: "ansible-runner", Secure: true }] },
-      { NodeID: "edge-2", Service: "control", Time: "2026-01-01T00:00:05.000Z", ConnType: 1, Tags: { site: "b" }, WorkCommands: [{ WorkType: "ansible-runner", Secure: true }] },
+      {
+        NodeID: "edge-1",
+        Service: "control",
+        Time: "2026-01-01T00:00:05.000Z",
+        ConnType: 1,
+        Tags: null,
+        WorkCommands: [{ WorkType: "ansible-runner", Secure: true }],
+      },
+      {
+        NodeID: "edge-2",
+        Service: "control",
+        Time: "2026-01-01T00:00:05.000Z",
+        ConnType: 1,
+        Tags: { site: "b" },
+        WorkCommands: [{ WorkType: "ansible-runner", Secure: true }],
+      },
     ]);
   });
 

@@ -66,12 +66,8 @@ describe("planDispatch", () => {
     });
 
     it("breaks full ties by node id, independent of input order", () => {
-      expect(planDispatch([unit("u1")], [node("b", 4, 1), node("a", 4, 1), node("c", 4, 1)])).toEqual([
-        { unitId: "u1", nodeId: "a" },
-      ]);
-      expect(planDispatch([unit("u1")], [node("c", 4, 1), node("b", 4, 1), node("a", 4, 1)])).toEqual([
-        { unitId: "u1", nodeId: "a" },
-      ]);
+      expect(planDispatch([unit("u1")], [node("b", 4, 1), node("a", 4, 1), node("c", 4, 1)])).toEqual([{ unitId: "u1", nodeId: "a" }]);
+      expect(planDispatch([unit("u1")], [node("c", 4, 1), node("b", 4, 1), node("a", 4, 1)])).toEqual([{ unitId: "u1", nodeId: "a" }]);
     });
 
     it("skips nodes lacking the work type", () => {

@@ -1,15 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { isErrorCode } from "../../shared/errors.js";
-import {
-  CHUNK_BYTES,
-  FRAME_HEADER,
-  FRAME_VERSION,
-  MAX_FRAME_BYTES,
-  type StreamKind,
-  decodeFrame,
-  encodeFrame,
-} from "../../shared/frames.js";
+import { CHUNK_BYTES, FRAME_HEADER, FRAME_VERSION, MAX_FRAME_BYTES, type StreamKind, decodeFrame, encodeFrame } from "../../shared/frames.js";
 
 /** A frame built byte by byte, independent of encodeFrame. */
 function rawFrame(version: number, kind: number, offset: bigint, data: number[] = []): Uint8Array {

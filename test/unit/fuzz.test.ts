@@ -19,17 +19,35 @@ function typedOrValue(result: { ok: boolean; error?: { code: string; message: st
 
 /** Text shaped like our messages, to get past JSON.parse and into the schemas. */
 const messageLike = fc
-  .record({
-    type: fc.constantFrom("hello", "reject", "attach", "payload-pull", "started", "finished", "welcome", "assign", "attached", "results-ack", "cancel", "closed", "error", "nope"),
-    protocol: fc.oneof(fc.integer(), fc.string()),
-    nodeId: fc.oneof(fc.string(), fc.constant("../etc"), fc.constant("a".repeat(100))),
-    unit: fc.string(),
-    unitId: fc.string(),
-    offset: fc.oneof(fc.integer(), fc.double(), fc.constant(-1), fc.constant(2 ** 64)),
-    length: fc.oneof(fc.integer(), fc.constant(1 << 30)),
-    error: fc.anything(),
-    workTypes: fc.anything(),
-  }, { requiredKeys: ["type"] })
+  .record(
+    {
+      type: fc.constantFrom(
+        "hello",
+        "reject",
+        "attach",
+        "payload-pull",
+        "started",
+        "finished",
+        "welcome",
+        "assign",
+        "attached",
+        "results-ack",
+        "cancel",
+        "closed",
+        "error",
+        "nope",
+      ),
+      protocol: fc.oneof(fc.integer(), fc.string()),
+      nodeId: fc.oneof(fc.string(), fc.constant("../etc"), fc.constant("a".repeat(100))),
+      unit: fc.string(),
+      unitId: fc.string(),
+      offset: fc.oneof(fc.integer(), fc.double(), fc.constant(-1), fc.constant(2 ** 64)),
+      length: fc.oneof(fc.integer(), fc.constant(1 << 30)),
+      error: fc.anything(),
+      workTypes: fc.anything(),
+    },
+    { requiredKeys: ["type"] },
+  )
   .map((m) => JSON.stringify(m));
 
 describe("decoders never throw", () => {

@@ -36,22 +36,7 @@ describe("NAME_PATTERN", () => {
   it.each(["a", "A", "0", "node-1", "node_1", "node.example.com", "execution", "a".repeat(64), "9-._"])("accepts %j", (name) => {
     expect(NAME_PATTERN.test(name)).toBe(true);
   });
-  it.each([
-    "",
-    "a".repeat(65),
-    "-node",
-    ".node",
-    "_node",
-    "../x",
-    "..",
-    "a/b",
-    "a b",
-    "a:b",
-    "a@b",
-    "nöde",
-    "node\n",
-    "a%2Fb",
-  ])("rejects %j", (name) => {
+  it.each(["", "a".repeat(65), "-node", ".node", "_node", "../x", "..", "a/b", "a b", "a:b", "a@b", "nöde", "node\n", "a%2Fb"])("rejects %j", (name) => {
     expect(NAME_PATTERN.test(name)).toBe(false);
   });
 });

@@ -43,7 +43,13 @@ const results = () => readFile(join(dir, "stdout"), "utf8");
 /** Resolves once `path` exists: the command signals readiness by creating it. */
 async function appears(path: string): Promise<void> {
   for (let i = 0; i < 200; i++) {
-    if (await readFile(path).then(() => true, () => false)) return;
+    if (
+      await readFile(path).then(
+        () => true,
+        () => false,
+      )
+    )
+      return;
     await new Promise((r) => setTimeout(r, 25));
   }
   throw new Error(`${path} never appeared`);

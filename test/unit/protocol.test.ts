@@ -1,15 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { type Result, isErrorCode } from "../../shared/errors.js";
-import {
-  MAX_TEXT_FRAME,
-  PROTOCOL_VERSION,
-  decodeAgentControl,
-  decodeAgentData,
-  decodeBrokerControl,
-  decodeBrokerData,
-  encode,
-} from "../../shared/protocol.js";
+import { MAX_TEXT_FRAME, PROTOCOL_VERSION, decodeAgentControl, decodeAgentData, decodeBrokerControl, decodeBrokerData, encode } from "../../shared/protocol.js";
 
 type Decoder = (text: string) => Result<unknown>;
 const DECODERS: [string, Decoder][] = [
@@ -252,26 +244,55 @@ describe("decoders never throw", () => {
     }
   };
 
-  const typed = fc.record({
-    type: fc.constantFrom("hello", "reject", "welcome", "assign", "error", "attach", "payload-pull", "started", "finished", "attached", "results-ack", "cancel", "closed"),
-  }, { requiredKeys: ["type"] });
-  const messageLike = fc.tuple(typed, fc.dictionary(fc.string({ maxLength: 12 }), fc.jsonValue({ maxDepth: 2 }), { maxKeys: 6 })).map(
-    ([t, rest]) => ({ ...rest, ...t }),
+  const typed = fc.record(
+    {
+      type: fc.constantFrom(
+        "hello",
+        "reject",
+        "welcome",
+        "assign",
+        "error",
+        "attach",
+        "payload-pull",
+        "started",
+        "finished",
+        "attached",
+        "results-ack",
+        "cancel",
+        "closed",
+      ),
+    },
+    { requiredKeys: ["type"] },
   );
+  const messageLike = fc
+    .tuple(typed, fc.dictionary(fc.string({ maxLength: 12 }), fc.jsonValue({ maxDepth: 2 }), { maxKeys: 6 }))
+    .map(([t, rest]) => ({ ...rest, ...t }));
 
   it.each(DECODERS)("%s: arbitrary strings", (_, decode) => {
-    fc.assert(fc.property(fc.string({ maxLength: 200 }), (text) => checkShape(decode(text))), { numRuns: 300 });
+    fc.assert(
+      fc.property(fc.string({ maxLength: 200 }), (text) => checkShape(decode(text))),
+      { numRuns: 300 },
+    );
   });
 
   it.each(DECODERS)("%s: arbitrary JSON", (_, decode) => {
-    fc.assert(fc.property(fc.json({ maxDepth: 4 }), (text) => checkShape(decode(text))), { numRuns: 300 });
+    fc.assert(
+      fc.property(fc.json({ maxDepth: 4 }), (text) => checkShape(decode(text))),
+      { numRuns: 300 },
+    );
   });
 
   it.each(DECODERS)("%s: arbitrary values stringified", (_, decode) => {
-    fc.assert(fc.property(fc.anything({ maxDepth: 3 }), (value) => checkShape(decode(safeStringify(value)))), { numRuns: 300 });
+    fc.assert(
+      fc.property(fc.anything({ maxDepth: 3 }), (value) => checkShape(decode(safeStringify(value)))),
+      { numRuns: 300 },
+    );
   });
 
   it.each(DECODERS)("%s: objects with a protocol type and random fields", (_, decode) => {
-    fc.assert(fc.property(messageLike, (value) => checkShape(decode(JSON.stringify(value)))), { numRuns: 300 });
+    fc.assert(
+      fc.property(messageLike, (value) => checkShape(decode(JSON.stringify(value)))),
+      { numRuns: 300 },
+    );
   });
 });

@@ -120,6 +120,8 @@ describe("checkClaims", () => {
   });
 
   it("says in the unit's detail that the signature was refused, and why", () => {
-    expect(refusalDetail({ problem: "unsigned", message: "work type sh runs only signed units" })).toBe("signature refused: unsigned: work type sh runs only signed units");
+    expect(refusalDetail({ problem: "unsigned", message: "work type sh runs only signed units" })).toBe(
+      "signature refused: unsigned: work type sh runs only signed units",
+    );
   });
 });

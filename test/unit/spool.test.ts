@@ -97,7 +97,13 @@ describe("decideRecovery", () => {
     ["ended while the agent was down", started, status(0), false, { action: "report", work, exit: status(0) }],
     ["exit file written, supervisor not yet gone", started, status(3), true, { action: "report", work, exit: status(3) }],
     ["killed by a signal while the agent was down", started, status(null, "SIGTERM"), false, { action: "report", work, exit: status(null, "SIGTERM") }],
-    ["could not start while the agent was down", started, { exitCode: null, signal: null, error: "cannot start x: spawn x ENOENT" }, false, lost("cannot start x: spawn x ENOENT")],
+    [
+      "could not start while the agent was down",
+      started,
+      { exitCode: null, signal: null, error: "cannot start x: spawn x ENOENT" },
+      false,
+      lost("cannot start x: spawn x ENOENT"),
+    ],
     ["still running", started, null, true, { action: "adopt", work, process: proc }],
     ["killed with the agent", started, null, false, lost(PROCESS_GONE)],
     ["killed while starting", record({ phase: "starting" }), null, false, lost(START_UNRECORDED)],
@@ -136,7 +142,15 @@ describe("scanSpool", () => {
     await spool("other-id", record());
     await spool("wrongid1", JSON.stringify(record()));
     const found = Object.fromEntries((await scanSpool(units)).map((u) => [u.unitId, u.recovery.action]));
-    expect(found).toEqual({ running1: "adopt", badexit1: "adopt", finished: "report", gone1234: "report", assigned: "rerun", garbled1: "drop", wrongid1: "drop" });
+    expect(found).toEqual({
+      running1: "adopt",
+      badexit1: "adopt",
+      finished: "report",
+      gone1234: "report",
+      assigned: "rerun",
+      garbled1: "drop",
+      wrongid1: "drop",
+    });
   });
 
   it("finds nothing in a work dir that has no units yet", async () => {

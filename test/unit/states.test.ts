@@ -1,9 +1,11 @@
 import { describe, expect, it } from "vitest";
 import { STATE_NUMBER, UNIT_STATES, type UnitState, canTransition, isActive, isTerminal, transition } from "../../shared/states.js";
 
+// biome-ignore format: short names keep the table below one row per state
 const P = "Pending", R = "Running", S = "Succeeded", F = "Failed", C = "Canceled", X = "Released";
 
 /** Every ordered pair of the six states, with whether the transition is allowed. */
+// biome-ignore format: one row per from-state reads as the table it is
 const TABLE: [from: UnitState, to: UnitState, allowed: boolean][] = [
   [P, P, false], [P, R, true], [P, S, false], [P, F, true], [P, C, true], [P, X, true],
   [R, P, false], [R, R, false], [R, S, true], [R, F, true], [R, C, true], [R, X, true],

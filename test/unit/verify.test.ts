@@ -62,7 +62,10 @@ describe("WorkVerifier", () => {
   });
 
   it("refuses an unsigned unit", async () => {
-    expect(await refusal(verifier(), unitWith(null))).toEqual({ problem: "unsigned", message: "work type sh runs only signed units (meshctl work submit --sign-key)" });
+    expect(await refusal(verifier(), unitWith(null))).toEqual({
+      problem: "unsigned",
+      message: "work type sh runs only signed units (meshctl work submit --sign-key)",
+    });
   });
 
   it("refuses a signature by another key, and accepts it once that key is trusted too", async () => {
@@ -100,7 +103,10 @@ describe("WorkVerifier", () => {
     expect(await refusal(verifier(), unitWith(null))).not.toBeNull();
     expect((await verifier().verify(unit, local, payloadPath)).ok).toBe(true);
     // A new verifier on the same work dir is what a restarted agent has.
-    expect(await refusal(verifier(), unit)).toEqual({ problem: "replayed", message: "unit Ab3dEf7h was already accepted by this node; a signed unit runs once" });
+    expect(await refusal(verifier(), unit)).toEqual({
+      problem: "replayed",
+      message: "unit Ab3dEf7h was already accepted by this node; a signed unit runs once",
+    });
     // Signed again by the submitter, with a new expiry: still the same unit id, still refused.
     expect((await refusal(verifier(), unitWith(signClaims(claimsFor({ exp: NOW / 1000 + 900 }), keys.privateKey))))?.problem).toBe("replayed");
   });
@@ -114,10 +120,14 @@ describe("WorkVerifier", () => {
 
   it("forgets used units an hour after their signatures expired", async () => {
     const first = claimsFor({ unitId: "First111", exp: NOW / 1000 + 10 });
-    expect((await verifier().verify(unitWith(signClaims(first, keys.privateKey), { id: "First111" }), { ...local, unitId: "First111" }, payloadPath)).ok).toBe(true);
+    expect((await verifier().verify(unitWith(signClaims(first, keys.privateKey), { id: "First111" }), { ...local, unitId: "First111" }, payloadPath)).ok).toBe(
+      true,
+    );
     now = NOW + 10_000 + 3_600_000;
     const second = claimsFor({ unitId: "Second22", exp: now / 1000 + 600 });
-    expect((await verifier().verify(unitWith(signClaims(second, keys.privateKey), { id: "Second22" }), { ...local, unitId: "Second22" }, payloadPath)).ok).toBe(true);
+    expect((await verifier().verify(unitWith(signClaims(second, keys.privateKey), { id: "Second22" }), { ...local, unitId: "Second22" }, payloadPath)).ok).toBe(
+      true,
+    );
     expect(JSON.parse(await readFile(join(dir, REPLAY_FILE), "utf8")).units).toEqual({ "prod/Second22": now / 1000 + 600 });
   });
 
