@@ -48,6 +48,7 @@ export async function startBroker(opts: {
     [
       `${ROOT}node_modules/wrangler/bin/wrangler.js`,
       "dev",
+      ...(opts.config ? ["--config", opts.config] : []),
       "--ip",
       "127.0.0.1",
       "--port",
