@@ -1,0 +1,84 @@
+/**
+ * `npm run bench`: starts a local broker of its own and real agents, runs the benchmarks of issue 7,
+ * prints a markdown table and writes the same rows as JSON. Never part of `npm test`.
+ *
+ * Sizes come from the environment (defaults keep a run under ~10 minutes on 2 cores):
+ *   BENCH_ONLY=1,2,…          items to run (default: all)
+ *   BENCH_PLAYBOOK_RUNS=5     alternated runs of each pipeline (item 1)
+ *   BENCH_LATENCY_UNITS=200   units timed one at a time (item 2)
+ *   BENCH_STREAM_MIB=200      results stream size, BENCH_STREAM_RUNS=2 alternated runs (items 3, 6)
+ *   BENCH_SCALING=100,1000    unit counts compared (item 7)
+ *   BENCH_CONNECTIONS=1000,10000  first count (also restarted), then the most to try (item 5)
+ *   BENCH_OUT=FILE            the JSON file (default: bench-results.json in the repo)
+ */
+import { spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ROOT } from "../local-broker.js";
+import { connections } from "./connections.js";
+import { BenchEnv } from "./env.js";
+import { latency } from "./latency.js";
+import { playbook } from "./playbook.js";
+import { type Row, machine, markdown } from "./report.js";
+import { scaling } from "./scaling.js";
+import { throughput } from "./throughput.js";
+
+const numbers = (name: string, fallback: number[]) => (process.env[name] ?? fallback.join(",")).split(",").map(Number);
+const only = new Set(numbers("BENCH_ONLY", [1, 2, 3, 4, 5, 6, 7]));
+
+const EVENTS_ROW: Row = {
+  item: 4,
+  measure: "events ingested per second, 10 SSE followers",
+  result: "n/a (needs issue 5: events)",
+  comparedWith: "—",
+  goal: "≥ 20,000 events/s, none dropped",
+  met: null,
+};
+
+async function main(): Promise<void> {
+  const startedAt = new Date().toISOString();
+  const host = machine();
+  const dir = await mkdtemp(join(tmpdir(), "mesh-bench-"));
+  console.error(`bench: broker state and logs in ${dir}`);
+  const env = await BenchEnv.start(dir, randomBytes(24).toString("base64url"));
+  const rows: Row[] = [];
+  const step = async (items: number[], run: () => Promise<Row | Row[]>) => {
+    if (!items.some((i) => only.has(i))) return;
+    const began = Date.now();
+    const got = [await run()].flat().filter((r) => only.has(r.item));
+    console.error(`bench: item ${items.join(", ")} done in ${Math.round((Date.now() - began) / 1000)} s`);
+    rows.push(...got);
+  };
+  try {
+    await step([1], async () => {
+      if (spawnSync("sh", ["-c", "command -v ansible-runner"]).status === 0) return playbook(env, numbers("BENCH_PLAYBOOK_RUNS", [5])[0]!);
+      return { item: 1, measure: "demo playbook", result: "n/a: ansible-runner is not installed", comparedWith: "—", goal: "≤ 1.05×", met: null };
+    });
+    await step([2], () => latency(env, numbers("BENCH_LATENCY_UNITS", [200])[0]!));
+    await step([3, 6], () => throughput(env, numbers("BENCH_STREAM_MIB", [200])[0]!, numbers("BENCH_STREAM_RUNS", [2])[0]!));
+    if (only.has(4)) rows.push(EVENTS_ROW);
+    await step([7], () => {
+      const [small, large] = numbers("BENCH_SCALING", [100, 1000]);
+      return scaling(env, small!, large!);
+    });
+    await step([5], () => {
+      const [first, max] = numbers("BENCH_CONNECTIONS", [1000, 10000]);
+      return connections(env, first!, max!);
+    });
+  } finally {
+    await env.stop();
+  }
+  rows.sort((a, b) => a.item - b.item);
+  const out = process.env.BENCH_OUT ?? join(ROOT, "bench-results.json");
+  await writeFile(out, `${JSON.stringify({ startedAt, machine: host, rows }, null, 2)}\n`);
+  console.log(markdown(host, rows, startedAt));
+  console.log(`\nJSON: ${out}`);
+  await rm(dir, { recursive: true, force: true });
+}
+
+main().catch((error: unknown) => {
+  console.error(`bench: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+  process.exit(1);
+});

@@ -1,0 +1,78 @@
+/**
+ * Process figures read from /proc, so that the broker (workerd) and the agent are measured from the
+ * outside, as an operator would see them, without instrumenting either.
+ */
+import { readFileSync, readdirSync } from "node:fs";
+
+const TICKS_PER_SECOND = 100;
+
+function stat(pid: number): { comm: string; ppid: number; cpuTicks: number } | null {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // comm may hold spaces and parentheses: the fields after it start at the last ")".
+    const end = text.lastIndexOf(")");
+    const fields = text.slice(end + 2).split(" ");
+    return {
+      comm: text.slice(text.indexOf("(") + 1, end),
+      ppid: Number(fields[1]),
+      cpuTicks: Number(fields[11]) + Number(fields[12]),
+    };
+  } catch {
+    return null;
+  }
+}
+
+function descendants(root: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const entry of readdirSync("/proc")) {
+    const pid = Number(entry);
+    if (!Number.isInteger(pid)) continue;
+    const info = stat(pid);
+    if (info) children.set(info.ppid, [...(children.get(info.ppid) ?? []), pid]);
+  }
+  const found: number[] = [];
+  const queue = [root];
+  while (queue.length > 0) {
+    const pid = queue.shift()!;
+    for (const child of children.get(pid) ?? []) {
+      found.push(child);
+      queue.push(child);
+    }
+  }
+  return found;
+}
+
+/** The workerd process wrangler started (wrangler itself is Node and not the broker). */
+export function workerdPid(wranglerPid: number): number {
+  const pid = descendants(wranglerPid).find((p) => stat(p)?.comm === "workerd");
+  if (pid === undefined) throw new Error(`no workerd process under wrangler (pid ${wranglerPid})`);
+  return pid;
+}
+
+/** utime + stime of the process and its descendants, in seconds. */
+export function cpuSeconds(pid: number): number {
+  const ticks = [pid, ...descendants(pid)].reduce((sum, p) => sum + (stat(p)?.cpuTicks ?? 0), 0);
+  return ticks / TICKS_PER_SECOND;
+}
+
+/** VmRSS in MiB, or null once the process is gone. */
+export function rssMiB(pid: number): number | null {
+  try {
+    const match = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return match ? Number(match[1]) / 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Samples VmRSS every `everyMs` until stopped; answers the peak. */
+export function rssSampler(pid: number, everyMs = 50): { stop(): number } {
+  let peak = rssMiB(pid) ?? 0;
+  const timer = setInterval(() => (peak = Math.max(peak, rssMiB(pid) ?? 0)), everyMs);
+  return {
+    stop() {
+      clearInterval(timer);
+      return Math.max(peak, rssMiB(pid) ?? 0);
+    },
+  };
+}

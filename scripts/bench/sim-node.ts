@@ -1,0 +1,67 @@
+/**
+ * A simulated idle agent for the connection benchmark: just the control socket of shared/protocol.ts.
+ * It joins with the join token, keeps the credential the welcome carries, and reconnects with it
+ * using the agent's own backoff whenever the socket closes, as a real agent does.
+ */
+import { WebSocket } from "undici";
+import { backoffDelay, sleep } from "../../shared/backoff.js";
+import { PROTOCOL_VERSION, decodeBrokerControl, encode } from "../../shared/protocol.js";
+
+export class SimNode {
+  private ws: WebSocket | null = null;
+  private credential: string | null = null;
+  private stopped = false;
+  /** Welcomes received so far: one per successful (re)connect. */
+  welcomes = 0;
+
+  constructor(
+    private readonly wsUrl: string,
+    private readonly joinToken: string,
+    readonly nodeId: string,
+  ) {}
+
+  /** Connects and keeps reconnecting until stop(). */
+  async run(): Promise<void> {
+    for (let attempt = 0; !this.stopped; attempt++) {
+      const opened = await this.connect();
+      if (opened) attempt = 0;
+      if (!this.stopped) await sleep(backoffDelay(attempt, { baseMs: 500, maxMs: 30_000 }));
+    }
+  }
+
+  private connect(): Promise<boolean> {
+    return new Promise((resolve) => {
+      let opened = false;
+      const ws = new WebSocket(this.wsUrl, { headers: { authorization: `Bearer ${this.credential ?? this.joinToken}` } });
+      this.ws = ws;
+      ws.addEventListener("open", () => {
+        opened = true;
+        ws.send(
+          encode({
+            type: "hello",
+            protocol: PROTOCOL_VERSION,
+            nodeId: this.nodeId,
+            workTypes: [{ worktype: "idle", verifySignature: false, allowRuntimeParams: false }],
+            capacity: 1,
+            tags: {},
+            versions: { agent: "bench-sim", node: process.version, ansibleRunner: null, podman: null, podmanUsable: false },
+            units: [],
+          }),
+        );
+      });
+      ws.addEventListener("message", (event) => {
+        const decoded = decodeBrokerControl(String(event.data));
+        if (!decoded.ok || decoded.value.type !== "welcome") return;
+        if (decoded.value.credential) this.credential = decoded.value.credential;
+        this.welcomes++;
+      });
+      ws.addEventListener("error", () => undefined);
+      ws.addEventListener("close", () => resolve(opened));
+    });
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.ws?.close();
+  }
+}

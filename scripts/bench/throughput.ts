@@ -1,0 +1,76 @@
+/**
+ * Items 3 and 6: a 200 MiB results stream through the mesh (agent → Unit object → follower), next
+ * to the raw transports, alternated run by run; the agent's RSS idle and while it streams.
+ */
+import { join } from "node:path";
+import { ROOT, startBroker } from "../local-broker.js";
+import type { BenchEnv } from "./env.js";
+import { rssMiB, rssSampler } from "./proc.js";
+import type { Row } from "./report.js";
+import { median, round } from "./stats.js";
+import { rawTcp, rawWebSocket } from "./transports.js";
+import { follow, now, submit } from "./units.js";
+
+const MESH = "bench-throughput";
+const MIB = 1024 * 1024;
+
+export async function throughput(env: BenchEnv, mib: number, runs: number): Promise<Row[]> {
+  const total = mib * MIB;
+  const sink = await startBroker({
+    stateDir: join(env.dir, "sink-state"),
+    token: "unused",
+    logFile: join(env.dir, "sink.log"),
+    config: join(ROOT, "scripts/bench/sink/wrangler.toml"),
+  });
+  const agent = await env.startAgent(MESH, ["{worktype: sh, command: sh, params: '-c', allowruntimeparams: true}"]);
+  const times = { mesh: [] as number[], ws: [] as number[], tcp: [] as number[] };
+  let idleRss = 0;
+  let streamingRss = 0;
+  try {
+    // Let the freshly connected agent settle before calling it idle.
+    await new Promise((r) => setTimeout(r, 2000));
+    idleRss = rssMiB(agent.pid) ?? Number.NaN;
+    for (let i = 0; i < runs; i++) {
+      times.tcp.push(await rawTcp(total));
+      times.ws.push(await rawWebSocket(sink.url.replace(/^http/, "ws"), total));
+      const sampler = rssSampler(agent.pid);
+      const started = now();
+      const id = await submit(env, MESH, "sh", { params: `'head -c ${total} /dev/zero'` });
+      const got = await follow(env, MESH, id);
+      times.mesh.push(now() - started);
+      streamingRss = Math.max(streamingRss, sampler.stop());
+      if (got.bytes !== total) throw new Error(`mesh results: got ${got.bytes} of ${total} bytes`);
+    }
+  } finally {
+    await agent.stop();
+    await sink.stop();
+  }
+  const rate = (ms: number[]) => round(mib / (median(ms) / 1000));
+  const share = rate(times.mesh) / rate(times.ws);
+  return [
+    {
+      item: 3,
+      measure: `results throughput, ${mib} MiB stream, median of ${runs} alternated runs`,
+      result: `${rate(times.mesh)} MiB/s through the mesh = ${Math.round(share * 100)} % of raw WebSocket`,
+      comparedWith: `raw WebSocket into a Worker on the same workerd: ${rate(times.ws)} MiB/s; raw loopback TCP: ${rate(times.tcp)} MiB/s`,
+      goal: "≥ 50 % of raw WebSocket",
+      met: share >= 0.5,
+      data: {
+        mib,
+        meshMs: times.mesh.map((t) => round(t)),
+        webSocketMs: times.ws.map((t) => round(t)),
+        tcpMs: times.tcp.map((t) => round(t)),
+        share: round(share, 3),
+      },
+    },
+    {
+      item: 6,
+      measure: "agent RSS (VmRSS), idle and while streaming",
+      result: `idle ${round(idleRss)} MiB; peak ${round(streamingRss)} MiB while streaming ${mib} MiB`,
+      comparedWith: `the ${mib} MiB it streamed (bounded: peak − idle ≪ stream size)`,
+      goal: "idle ≤ 50 MiB; bounded while streaming",
+      met: idleRss <= 50 && streamingRss - idleRss < mib / 2,
+      data: { idleMiB: round(idleRss), streamingPeakMiB: round(streamingRss) },
+    },
+  ];
+}
