@@ -15,6 +15,9 @@ export const MESHCTL_BIN = join(ROOT, "dist/meshctl/cli.js");
 /** The broker's per-token submit rate would throttle the unit-heavy benchmarks, not measure them. */
 export const BROKER_VARS = { SUBMITS_PER_MINUTE: "1000000" };
 
+/** Node flags for the agents, to profile them: BENCH_AGENT_NODE_ARGS="--cpu-prof --cpu-prof-dir=DIR". */
+const AGENT_NODE_ARGS = (process.env.BENCH_AGENT_NODE_ARGS ?? "").split(" ").filter(Boolean);
+
 export interface BenchAgent {
   pid: number;
   /** The agent's JSON log lines so far (info level). */
@@ -48,7 +51,7 @@ export class BenchEnv {
   }
 
   /** Starts an agent offering `workTypes` (receptor work-command YAML lines) and waits for it to connect. */
-  async startAgent(mesh: string, workTypes: string[], opts: { capacity?: number; nodeArgs?: string[] } = {}): Promise<BenchAgent> {
+  async startAgent(mesh: string, workTypes: string[], opts: { capacity?: number } = {}): Promise<BenchAgent> {
     const dir = join(this.dir, `agent-${mesh}`);
     await mkdir(dir, { recursive: true });
     const config = join(dir, "agent.yml");
@@ -56,7 +59,7 @@ export class BenchEnv {
     const child: ChildProcess = spawn(
       process.execPath,
       [
-        ...(opts.nodeArgs ?? []),
+        ...AGENT_NODE_ARGS,
         AGENT_BIN,
         "--broker",
         this.broker.url,

@@ -9,7 +9,7 @@ import { rssMiB, rssSampler } from "./proc.js";
 import type { Row } from "./report.js";
 import { median, round } from "./stats.js";
 import { rawTcp, rawWebSocket } from "./transports.js";
-import { follow, now, submit } from "./units.js";
+import { follow, now, submit, unitState } from "./units.js";
 
 const MESH = "bench-throughput";
 const MIB = 1024 * 1024;
@@ -39,7 +39,11 @@ export async function throughput(env: BenchEnv, mib: number, runs: number): Prom
       const got = await follow(env, MESH, id);
       times.mesh.push(now() - started);
       streamingRss = Math.max(streamingRss, sampler.stop());
-      if (got.bytes !== total) throw new Error(`mesh results: got ${got.bytes} of ${total} bytes`);
+      if (got.bytes !== total) {
+        const unit = await unitState(env, MESH, id);
+        const log = agent.events().filter((e) => e.unit === id);
+        throw new Error(`mesh results: got ${got.bytes} of ${total} bytes; unit ${unit.state}: ${unit.detail}; agent: ${JSON.stringify(log)}`);
+      }
     }
   } finally {
     await agent.stop();
