@@ -10,7 +10,7 @@ import { backoffDelay, sleep } from "../shared/backoff.js";
 import type { ErrorBody } from "../shared/errors.js";
 import { type AgentControlMessage, PROTOCOL_VERSION, type Versions, decodeBrokerControl, encode } from "../shared/protocol.js";
 import type { WorkCommand } from "./config.js";
-import { loadCredential, saveCredential } from "./credential.js";
+import { credentialPath, loadCredential, saveCredential } from "./credential.js";
 import { type Logger, errorMessage } from "./log.js";
 import { UnitRunner } from "./runner.js";
 import { type Recovery, scanSpool } from "./spool.js";
@@ -44,6 +44,7 @@ export class Agent {
   private pingIntervalMs = DEFAULT_PING_MS;
   /** The join token until the broker issues this node's credential; the credential from then on. */
   private token: string;
+  private switchingToCredential = false;
 
   constructor(private readonly opts: AgentOptions) {
     this.token = opts.token;
@@ -67,6 +68,11 @@ export class Agent {
     this.token = (await loadCredential(this.opts.workDir, this.scope)) ?? this.opts.token;
     await this.recover();
     for (let attempt = 0; !this.stopped; attempt++) {
+      if (attempt === 5 && this.token !== this.opts.token) {
+        log.warn("control:credential-maybe-revoked", {
+          hint: `if an admin removed this node, delete ${credentialPath(this.opts.workDir)} to join again with --token`,
+        });
+      }
       try {
         this.link = await openLink(
           this.url("/connect", { node: this.opts.nodeId }),
@@ -80,11 +86,17 @@ export class Agent {
         attempt = 0;
         this.sendHello();
         const code = await this.link.closed;
-        if (!this.stopped) log.warn("control:disconnected", { code });
+        if (!this.stopped && !this.switchingToCredential) log.warn("control:disconnected", { code });
       } catch (error) {
         log.warn("control:connect-failed", { error: errorMessage(error), attempt });
       }
       this.link = null;
+      if (this.switchingToCredential) {
+        // Straight back with the credential: while it is unused the node id could be joined again.
+        this.switchingToCredential = false;
+        attempt = -1;
+        continue;
+      }
       if (!this.stopped) await sleep(backoffDelay(attempt, { baseMs: 500, maxMs: 30_000 }));
     }
   }
@@ -211,6 +223,10 @@ export class Agent {
     this.send({ type: "reject", unit: unitId, error });
   }
 
+  /**
+   * Saves the credential, then reconnects with it at once: the broker treats a credential as taken
+   * only once it has been used, so the window in which another join could take the id stays short.
+   */
   private async adoptCredential(credential: string): Promise<void> {
     this.token = credential;
     try {
@@ -220,5 +236,7 @@ export class Agent {
       // Still usable for this run; the next start joins again (the broker re-issues an unused one).
       this.opts.log.error("control:credential-not-saved", { error: errorMessage(error) });
     }
+    this.switchingToCredential = true;
+    this.link?.close(1000, "reconnecting with the node credential");
   }
 }

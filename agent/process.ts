@@ -73,7 +73,10 @@ export async function startProcess(opts: {
     return { pid: null, exited: Promise.resolve({ exitCode: null, signal: null, error }), cancel: () => undefined };
   }
   const stdin = await open(opts.stdinPath, "r");
-  const stdout = await open(opts.stdoutPath, "a", 0o600);
+  const stdout = await open(opts.stdoutPath, "a", 0o600).catch(async (error: unknown) => {
+    await stdin.close();
+    throw error;
+  });
   let exitedFlag = false;
   let child;
   try {

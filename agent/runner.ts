@@ -230,12 +230,15 @@ export class UnitRunner {
     const unit = this.unit;
     if (this.opts.workCommand.verifysignature) {
       const refusal = await this.checkSignature(unit);
+      if (this.finished) return;
       if (refusal) return this.reportWithoutRunning(refusal, false);
     }
     const args = commandArgs(this.opts.workCommand, unit.params);
     if ("error" in args) return this.reportWithoutRunning(args.error, false);
     // Before the spawn: a restarted agent must never run a unit twice, even if it cannot tell whether this one ran.
     await this.saveRecord({ phase: "starting" });
+    // Closed meanwhile (canceled, expired, released): its spool is gone and it must not start.
+    if (this.finished) return;
     const child = await startProcess({
       command: this.opts.workCommand.command,
       args: args.args,

@@ -8,6 +8,7 @@ import { MAX_SIGNATURE_CHARS } from "../shared/protocol.js";
 import { MeshError, type Result, unwrap } from "../shared/errors.js";
 import { NAME_PATTERN, UNIT_ID_PATTERN } from "../shared/ids.js";
 import { type Principal, isRole } from "../shared/roles.js";
+import type { UnitRecord } from "../shared/unit.js";
 import type { TokenInfo } from "./access/object.js";
 import { authenticate, authorize, authorizeNode } from "./auth.js";
 import { logError } from "./log.js";
@@ -116,11 +117,15 @@ app.post("/v1/meshes/:mesh/units", async (c) => {
       idempotencyKey: c.req.header("idempotency-key") ?? null,
       unitId: chosenId,
       submitter: submitterOf(c.get("principal")),
+      params,
+      ttlMs,
+      signature,
     }),
   );
   const unit = unitStub(c, mesh, created.unit.id);
-  // init is idempotent: a retry also repairs a unit whose first POST died between the two calls.
-  await unit.init({ mesh, id: created.unit.id, worktype, targetNode, params, ttlMs, signature });
+  // A retry of a submit whose payload is in: answer here, leaving the body unread. Forwarded to the
+  // Unit object and left unread there, the runtime would break the client's connection.
+  if (!created.created && created.unit.ready) return c.json(asResult<UnitRecord>(await unit.status()), 200);
   const retry = created.created ? "" : "?retry=1";
   return forward(await unit.fetch(new Request(`https://unit/payload${retry}`, { method: "POST", body: c.req.raw.body, headers: c.req.raw.headers })));
 });

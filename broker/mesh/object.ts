@@ -27,6 +27,9 @@ export interface CreateUnitInput {
   unitId: string | null;
   /** Who submits (token id), for the per-token submit rate. */
   submitter: string;
+  params: Record<string, string>;
+  ttlMs: number | null;
+  signature: string | null;
 }
 
 export interface UnitChange {
@@ -109,7 +112,11 @@ export class MeshObject extends DurableObject<Env> {
       const existing = this.store.unitByIdempotencyKey(input.idempotencyKey);
       // A first attempt that ended before its payload was stored never ran: the retry starts afresh.
       if (existing && isTerminal(existing.state) && !existing.ready) this.store.releaseIdempotencyKey(existing.id);
-      else if (existing) return ok({ unit: existing, created: false });
+      else if (existing) {
+        // init is idempotent: this also repairs a row whose Unit object was never initialised.
+        const repaired = await this.initUnit(existing.id, input);
+        return repaired.ok ? ok({ unit: existing, created: false }) : repaired;
+      }
     }
     const rate = this.submits.take(input.submitter, Date.now());
     if (!rate.ok) {
@@ -145,8 +152,25 @@ export class MeshObject extends DurableObject<Env> {
       updatedAt: Date.now(),
     };
     this.store.insertUnit(unit, input.idempotencyKey);
+    // The Unit object is made here, not by the caller, so no index row outlives a failed creation.
+    const made = await this.initUnit(id, input);
+    if (!made.ok) {
+      this.store.deleteUnit(id);
+      return made;
+    }
     log("unit:created", { unit: id, worktype: input.worktype, targetNode: input.targetNode });
     return ok({ unit, created: true });
+  }
+
+  private async initUnit(id: string, input: CreateUnitInput): Promise<Result<void>> {
+    const { mesh, worktype, targetNode, params, ttlMs, signature } = input;
+    try {
+      await this.unitStub(id).init({ mesh, id, worktype, targetNode, params, ttlMs, signature });
+      return ok(undefined);
+    } catch (error) {
+      logError("unit:init-failed", error, { unit: id });
+      return fail("internal", "the unit could not be created; retry the submit (with the same Idempotency-Key)");
+    }
   }
 
   async unitChanged(change: UnitChange): Promise<void> {
@@ -165,14 +189,9 @@ export class MeshObject extends DurableObject<Env> {
     const known = this.store.hasNode(nodeId);
     for (const ws of this.ctx.getWebSockets(nodeId)) ws.close(4403, "node removed by an admin");
     for (const unit of this.store.activeOn(nodeId)) {
-      if (unit.state === "Running") {
-        await this.unitStub(unit.id).fail(`node ${nodeId} was removed by an admin`);
-      } else {
-        // Not started there: it may run elsewhere (or wait for a node of that id to join again).
-        const plan = await this.unitStub(unit.id).nodeLost(nodeId, 0);
-        if (plan.action === "requeue") this.store.unassignUnit(unit.id, Date.now());
-        else if (plan.action === "ignore") await this.unitStub(unit.id).fail(`node ${nodeId} was removed by an admin`);
-      }
+      // Not started there: it may run elsewhere (or wait for a node of that id to join again).
+      const plan = await this.unitStub(unit.id).nodeLost(nodeId, 0, `node ${nodeId} was removed by an admin`);
+      if (plan.action === "requeue") this.store.unassignUnit(unit.id, Date.now());
     }
     this.store.deleteNode(nodeId);
     if (known) log("node:removed", { node: nodeId });

@@ -107,7 +107,8 @@ export async function onAgentResults(host: UnitHost, ws: WebSocket, doc: UnitDoc
   if (!decoded.ok) return host.refuse(ws, decoded.error);
   const frame = decoded.value;
   if (frame.kind !== "results") return host.refuse(ws, { code: "bad_frame", message: "agents send results frames only" });
-  if (doc.state === "Released") return host.send(ws, { type: "closed", state: doc.state });
+  // A final unit takes no more output (node lost, removed, expired, released): the agent stops.
+  if (isTerminal(doc.state)) return host.send(ws, { type: "closed", state: doc.state });
   const plan = planFrame(doc.stdoutSize, frame.offset, frame.data.byteLength);
   if (plan.action === "gap") {
     return host.refuse(ws, { code: "results_gap", message: `results frame at ${frame.offset}, expected ${plan.expected}: resend from the last ack` });

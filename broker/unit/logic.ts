@@ -31,8 +31,8 @@ export type LostPlan = { action: "ignore" } | { action: "requeue"; detail: strin
 
 /**
  * What a unit does when the Mesh declares its node lost. A unit the node never attached to
- * cannot have started there, so an unpinned one goes back to the queue; a pinned one keeps
- * waiting for its node. One that was attached (payload fetched, maybe running) fails: running it
+ * cannot have started there, so it goes back to the queue (a pinned one to wait for its node
+ * there). One that was attached (payload fetched, maybe running) fails: running it
  * again elsewhere could run a job twice.
  */
 export function planNodeLost(
@@ -43,7 +43,9 @@ export function planNodeLost(
   if (doc.node !== nodeId || (doc.state !== "Pending" && doc.state !== "Running")) return { action: "ignore" };
   const silence = `no word from node ${nodeId} for ${Math.round(silentMs / 1000)} s`;
   if (doc.state === "Pending" && doc.attachedAt === null) {
-    return doc.targetNode === null ? { action: "requeue", detail: `waiting for a node (${silence})` } : { action: "ignore" };
+    // Unplaced, a pinned unit still goes only to its node (dispatch sees to that), but it no longer
+    // keeps the lost node on the lease watch list.
+    return { action: "requeue", detail: `waiting for ${doc.targetNode === null ? "a node" : `node ${doc.targetNode}`} (${silence})` };
   }
   return { action: "fail", detail: `node lost: ${silence}` };
 }

@@ -17,7 +17,7 @@ import { AGENT_TAG, type UnitHost, acceptAgent, isAttached, onAgentMessage, onAg
 import { type LostPlan, planNodeLost } from "./logic.js";
 import { ingestPayload } from "./payload.js";
 import { resultsStream } from "./results.js";
-import { dueActions, nextAlarm } from "./schedule.js";
+import { SYNC_RETRY_MS, dueActions, nextAlarm } from "./schedule.js";
 import { type UnitDoc, UnitStore } from "./store.js";
 
 export interface InitUnit {
@@ -88,7 +88,11 @@ export class UnitObject extends DurableObject<Env> {
   override async fetch(request: Request): Promise<Response> {
     const url = new URL(request.url);
     const doc = this.store.doc();
-    if (!doc) return errorResponse({ code: "unknown_unit", message: "no such unit" }, 404);
+    if (!doc) {
+      // An agent must hear "unknown unit" to let go of it; a refused handshake only makes it retry.
+      if (url.pathname.endsWith("/data")) return refusedSocket({ code: "unknown_unit", message: "no such unit: it was released and forgotten" });
+      return errorResponse({ code: "unknown_unit", message: "no such unit" }, 404);
+    }
     if (url.pathname.endsWith("/payload") && request.method === "POST") {
       return this.receivePayload(request, doc, url.searchParams.get("retry") === "1");
     }
@@ -155,10 +159,11 @@ export class UnitObject extends DurableObject<Env> {
   }
 
   /** The Mesh declared `nodeId` lost; the unit decides whether that ends it (see planNodeLost). */
-  async nodeLost(nodeId: string, silentMs: number): Promise<LostPlan> {
+  async nodeLost(nodeId: string, silentMs: number, failDetail?: string): Promise<LostPlan> {
     const doc = this.store.doc();
     if (!doc) return { action: "ignore" };
-    const plan = planNodeLost(doc, nodeId, silentMs);
+    const lost = planNodeLost(doc, nodeId, silentMs);
+    const plan = lost.action === "fail" && failDetail ? { ...lost, detail: failDetail } : lost;
     if (plan.action === "requeue") {
       this.store.save({ ...doc, node: null, detail: plan.detail });
       this.wake();
@@ -304,6 +309,8 @@ export class UnitObject extends DurableObject<Env> {
       logError("unit:notify-mesh-failed", error, { unit: doc.id });
     }
     const current = this.store.doc();
+    // Another move may have run during the RPC: what was sent is in sync only if it is still current.
+    if (synced && current && (current.state !== doc.state || current.detail !== doc.detail || current.payloadComplete !== doc.payloadComplete)) return;
     if (current && current.meshSynced !== synced) {
       this.store.save({ ...current, meshSynced: synced });
       await this.schedule();
@@ -325,7 +332,14 @@ export class UnitObject extends DurableObject<Env> {
   /** The tombstone's retention is over: the Mesh forgets the unit, then so does this object. */
   private async purge(doc: UnitDoc): Promise<void> {
     const mesh = this.env.MESH.get(this.env.MESH.idFromName(doc.mesh));
-    await mesh.unitPurged(doc.id);
+    try {
+      await mesh.unitPurged(doc.id);
+    } catch (error) {
+      // The runtime gives up on an alarm after a few failures: keep our own retry going instead.
+      logError("unit:purge-failed", error, { unit: doc.id });
+      await this.ctx.storage.setAlarm(Date.now() + SYNC_RETRY_MS);
+      return;
+    }
     for (const ws of this.ctx.getWebSockets()) ws.close(4410, "unit forgotten");
     this.store.forget();
     await this.ctx.storage.deleteAlarm();
@@ -371,6 +385,15 @@ export class UnitObject extends DurableObject<Env> {
 function publicRecord(doc: UnitDoc): UnitRecord {
   const { payloadComplete: _p, cancelRequested: _c, attachedAt: _a, releasedAt: _r, meshSynced: _m, signature: _s, ...record } = doc;
   return record;
+}
+
+/** Accepts a socket only to tell the peer why it is refused, in a frame it understands. */
+function refusedSocket(error: ErrorBody): Response {
+  const pair = new WebSocketPair();
+  pair[1].accept();
+  pair[1].send(encode({ type: "error", error }));
+  pair[1].close(4404, error.code);
+  return new Response(null, { status: 101, webSocket: pair[0] });
 }
 
 function errorResponse(error: ErrorBody, status: number): Response {

@@ -117,8 +117,11 @@ describe("planNodeLost", () => {
     });
   });
 
-  it("leaves a pinned unit waiting for its node", () => {
-    expect(planNodeLost({ ...base, state: "Pending", attachedAt: null, targetNode: "n1" }, "n1", 31_000)).toEqual({ action: "ignore" });
+  it("requeues a pinned unit too, to wait for its node unplaced", () => {
+    expect(planNodeLost({ ...base, state: "Pending", attachedAt: null, targetNode: "n1" }, "n1", 31_000)).toEqual({
+      action: "requeue",
+      detail: "waiting for node n1 (no word from node n1 for 31 s)",
+    });
   });
 
   it.each(["Succeeded", "Failed", "Canceled", "Released"] as const)("ignores a %s unit", (state) => {
