@@ -44,12 +44,22 @@ async function main(): Promise<void> {
   console.error(`bench: broker state and logs in ${dir}`);
   const env = await BenchEnv.start(dir, randomBytes(24).toString("base64url"));
   const rows: Row[] = [];
+  let failed = false;
   const step = async (items: number[], run: () => Promise<Row | Row[]>) => {
     if (!items.some((i) => only.has(i))) return;
     const began = Date.now();
-    const got = [await run()].flat().filter((r) => only.has(r.item));
-    console.error(`bench: item ${items.join(", ")} done in ${Math.round((Date.now() - began) / 1000)} s`);
-    rows.push(...got);
+    try {
+      rows.push(...[await run()].flat().filter((r) => only.has(r.item)));
+      console.error(`bench: item ${items.join(", ")} done in ${Math.round((Date.now() - began) / 1000)} s`);
+    } catch (error) {
+      // One failed benchmark still leaves the others' figures; its row says what went wrong.
+      const message = error instanceof Error ? error.message : String(error);
+      console.error(`bench: item ${items.join(", ")} failed: ${message}`);
+      failed = true;
+      rows.push(
+        ...items.filter((i) => only.has(i)).map((item) => ({ item, measure: "—", result: `failed: ${message}`, comparedWith: "—", goal: "—", met: null })),
+      );
+    }
   };
   try {
     await step([1], async () => {
@@ -75,7 +85,10 @@ async function main(): Promise<void> {
   await writeFile(out, `${JSON.stringify({ startedAt, machine: host, rows }, null, 2)}\n`);
   console.log(markdown(host, rows, startedAt));
   console.log(`\nJSON: ${out}`);
-  await rm(dir, { recursive: true, force: true });
+  // Kept after a failure: the broker's and the sink's logs are there.
+  if (failed) console.error(`bench: logs kept in ${dir}`);
+  else await rm(dir, { recursive: true, force: true });
+  if (failed) process.exitCode = 1;
 }
 
 main().catch((error: unknown) => {

@@ -42,17 +42,34 @@ function descendants(root: number): number[] {
   return found;
 }
 
-/** The workerd process wrangler started (wrangler itself is Node and not the broker). */
-export function workerdPid(wranglerPid: number): number {
-  const pid = descendants(wranglerPid).find((p) => stat(p)?.comm === "workerd");
-  if (pid === undefined) throw new Error(`no workerd process under wrangler (pid ${wranglerPid})`);
-  return pid;
+/** The workerd processes wrangler started (wrangler itself is Node and not the broker). */
+export function workerdPids(wranglerPid: number): number[] {
+  const pids = descendants(wranglerPid).filter((p) => stat(p)?.comm === "workerd");
+  if (pids.length === 0) throw new Error(`no workerd process under wrangler (pid ${wranglerPid})`);
+  return pids;
 }
 
-/** utime + stime of the process and its descendants, in seconds. */
-export function cpuSeconds(pid: number): number {
-  const ticks = [pid, ...descendants(pid)].reduce((sum, p) => sum + (stat(p)?.cpuTicks ?? 0), 0);
-  return ticks / TICKS_PER_SECOND;
+/** utime + stime of the processes and their descendants, in seconds. */
+export function cpuSeconds(pids: number[]): number {
+  const all = new Set(pids.flatMap((pid) => [pid, ...descendants(pid)]));
+  return [...all].reduce((sum, p) => sum + (stat(p)?.cpuTicks ?? 0), 0) / TICKS_PER_SECOND;
+}
+
+/** Open file descriptors of the processes. */
+export function openFiles(pids: number[]): number {
+  return pids.reduce((sum, pid) => {
+    try {
+      return sum + readdirSync(`/proc/${pid}/fd`).length;
+    } catch {
+      return sum;
+    }
+  }, 0);
+}
+
+/** Summed VmRSS of the processes in MiB, or null once they are gone. */
+export function totalRssMiB(pids: number[]): number | null {
+  const each = pids.map(rssMiB).filter((r) => r !== null);
+  return each.length === 0 ? null : each.reduce((a, b) => a + b, 0);
 }
 
 /** VmRSS in MiB, or null once the process is gone. */

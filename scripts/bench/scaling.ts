@@ -3,7 +3,7 @@
  * submit and a results follower as meshctl does it, a few at a time, on one real agent.
  */
 import type { BenchEnv } from "./env.js";
-import { cpuSeconds, workerdPid } from "./proc.js";
+import { cpuSeconds, workerdPids } from "./proc.js";
 import type { Row } from "./report.js";
 import { round } from "./stats.js";
 import { follow, submit } from "./units.js";
@@ -25,7 +25,7 @@ async function runUnits(env: BenchEnv, count: number): Promise<void> {
 
 export async function scaling(env: BenchEnv, small: number, large: number): Promise<Row> {
   const agent = await env.startAgent(MESH, ["{worktype: 'true', command: 'true'}"], { capacity: IN_FLIGHT });
-  const workerd = workerdPid(env.broker.process.pid!);
+  const workerd = workerdPids(env.broker.process.pid!);
   const cpu: Record<"small" | "large", number> = { small: 0, large: 0 };
   const wall: Record<"small" | "large", number> = { small: 0, large: 0 };
   try {
