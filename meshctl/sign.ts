@@ -70,8 +70,7 @@ export interface SignedSubmission {
 }
 
 /** Everything `work submit --sign-key` sends beyond an ordinary submit. */
-export async function signSubmission(opts: {
-  keyPath: string;
+export interface UnitToSign {
   ttlMs: number;
   mesh: string;
   worktype: string;
@@ -79,18 +78,25 @@ export async function signSubmission(opts: {
   params: Record<string, string>;
   /** The payload as it will be uploaded (a regular file: see payload.ts). */
   payloadPath: string;
-}): Promise<SignedSubmission> {
-  const key = await loadSigningKey(opts.keyPath);
-  const unitId = newUnitId();
+}
+
+/** The `Mesh-Signature` of one unit whose id the submitter chose; shared by submit and the control service. */
+export async function signUnit(key: KeyObject, unitId: string, unit: UnitToSign): Promise<string> {
   const claims: UnitClaims = {
     v: 1,
-    mesh: opts.mesh,
+    mesh: unit.mesh,
     unitId,
-    worktype: opts.worktype,
-    node: opts.node,
-    params: opts.params,
-    payloadSha256: await sha256File(opts.payloadPath),
-    exp: Math.floor((Date.now() + opts.ttlMs) / 1000),
+    worktype: unit.worktype,
+    node: unit.node,
+    params: unit.params,
+    payloadSha256: await sha256File(unit.payloadPath),
+    exp: Math.floor((Date.now() + unit.ttlMs) / 1000),
   };
-  return { unitId, signature: signClaims(claims, key) };
+  return signClaims(claims, key);
+}
+
+export async function signSubmission(opts: UnitToSign & { keyPath: string }): Promise<SignedSubmission> {
+  const key = await loadSigningKey(opts.keyPath);
+  const unitId = newUnitId();
+  return { unitId, signature: await signUnit(key, unitId, opts) };
 }

@@ -12,9 +12,8 @@ import { newUnitId } from "../../shared/ids.js";
 import type { UnitRecord } from "../../shared/unit.js";
 import type { Logger } from "../../agent/log.js";
 import { MeshApiError, type MeshClient } from "../client.js";
-import { sha256File } from "../../agent/verify.js";
 import { spool } from "../payload.js";
-import { signClaims } from "../sign.js";
+import { signUnit } from "../sign.js";
 import { type Command, errorLine, resultsHeaderLine, submitCreatedLine } from "./protocol.js";
 import { type BridgeInfo, goJson, meshStatusReply, pingReply, reachableNodes, unitStatusRecord, workListReply } from "./records.js";
 
@@ -138,19 +137,14 @@ async function submit(command: Extract<Command, { kind: "work-submit" }>, sessio
   try {
     const signature =
       command.signwork && ctx.signingKey
-        ? signClaims(
-            {
-              v: 1,
-              mesh: ctx.mesh,
-              unitId,
-              worktype: command.worktype,
-              node,
-              params: command.params,
-              payloadSha256: await sha256File(spooled.path),
-              exp: Math.floor((Date.now() + (ttl?.ok ? ttl.value : SIGNATURE_TTL_MS)) / 1000),
-            },
-            ctx.signingKey,
-          )
+        ? await signUnit(ctx.signingKey, unitId, {
+            mesh: ctx.mesh,
+            worktype: command.worktype,
+            node,
+            params: command.params,
+            payloadPath: spooled.path,
+            ttlMs: ttl?.ok ? ttl.value : SIGNATURE_TTL_MS,
+          })
         : undefined;
     const unit = await ctx.broker.submit({
       worktype: command.worktype,
