@@ -5,7 +5,7 @@
  */
 import { freemem } from "node:os";
 import type { BenchEnv } from "./env.js";
-import { openFiles, totalRssMiB, workerdPids } from "./proc.js";
+import { openFileLimit, openFiles, totalRssMiB, workerdPids } from "./proc.js";
 import type { Row } from "./report.js";
 import { SimNode } from "./sim-node.js";
 import { round } from "./stats.js";
@@ -17,6 +17,11 @@ const OPENING = 50;
 const MIN_FREE_BYTES = 2 * 2 ** 30;
 /** A batch that cannot join in this time means the broker has reached its ceiling. */
 const BATCH_TIMEOUT_MS = 20_000;
+/**
+ * Open files a batch may need in any one workerd process, measured at about 7.5 a connection over
+ * all of them. Past its limit workerd fails every accept and wrangler dev exits, so stop short.
+ */
+const BATCH_FDS = OPENING * 10;
 
 async function until(check: () => boolean, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
@@ -30,10 +35,13 @@ async function until(check: () => boolean, timeoutMs: number): Promise<boolean> 
 export async function connections(env: BenchEnv, first: number, max: number): Promise<Row[]> {
   const url = `${env.broker.url.replace(/^http/, "ws")}/v1/meshes/${MESH}/connect`;
   const nodes: SimNode[] = [];
+  const workerd = () => workerdPids(env.broker.process.pid!);
   /** Adds nodes up to `to`; answers why it stopped short, or null. */
   const grow = async (to: number): Promise<string | null> => {
     while (nodes.length < to) {
       if (freemem() < MIN_FREE_BYTES) return `free memory below ${MIN_FREE_BYTES / 2 ** 30} GiB`;
+      const full = workerd().find((pid) => openFileLimit(pid) - openFiles([pid]) < BATCH_FDS);
+      if (full !== undefined) return `workerd pid ${full} near its open-file limit: ${openFiles([full])} of ${openFileLimit(full)} in use`;
       const batch = Array.from({ length: Math.min(OPENING, to - nodes.length) }, (_, i) => {
         const id = `sim-${nodes.length + i}`;
         return new SimNode(`${url}?node=${id}`, env.broker.token, id);
@@ -46,7 +54,6 @@ export async function connections(env: BenchEnv, first: number, max: number): Pr
     }
     return null;
   };
-  const workerd = () => workerdPids(env.broker.process.pid!);
   const measure = () => ({ rss: totalRssMiB(workerd()) ?? Number.NaN, fds: openFiles(workerd()) });
   const perConnection = (after: number, before: number, count: number) => round((after - before) / count, 2);
   const connectedCount = async () => (await env.status(MESH)).nodes.filter((n) => n.connected).length;

@@ -66,6 +66,12 @@ export function openFiles(pids: number[]): number {
   }, 0);
 }
 
+/** The soft limit on open files of a process ("Max open files" in /proc/<pid>/limits). */
+export function openFileLimit(pid: number): number {
+  const match = /^Max open files\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/limits`, "utf8"));
+  return match ? Number(match[1]) : Number.POSITIVE_INFINITY;
+}
+
 /** Summed VmRSS of the processes in MiB, or null once they are gone. */
 export function totalRssMiB(pids: number[]): number | null {
   const each = pids.map(rssMiB).filter((r) => r !== null);

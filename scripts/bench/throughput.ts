@@ -5,7 +5,7 @@
 import { join } from "node:path";
 import { ROOT, startBroker } from "../local-broker.js";
 import type { BenchEnv } from "./env.js";
-import { rssMiB, rssSampler } from "./proc.js";
+import { cpuSeconds, rssMiB, rssSampler, workerdPids } from "./proc.js";
 import type { Row } from "./report.js";
 import { median, round } from "./stats.js";
 import { rawTcp, rawWebSocket } from "./transports.js";
@@ -23,7 +23,8 @@ export async function throughput(env: BenchEnv, mib: number, runs: number): Prom
     config: join(ROOT, "scripts/bench/sink/wrangler.toml"),
   });
   const agent = await env.startAgent(MESH, ["{worktype: sh, command: sh, params: '-c', allowruntimeparams: true}"]);
-  const times = { mesh: [] as number[], ws: [] as number[], tcp: [] as number[] };
+  const times = { mesh: [] as number[], readBack: [] as number[], ws: [] as number[], tcp: [] as number[] };
+  const cpu = { broker: [] as number[], agent: [] as number[] };
   let idleRss = 0;
   let streamingRss = 0;
   try {
@@ -34,11 +35,18 @@ export async function throughput(env: BenchEnv, mib: number, runs: number): Prom
       times.tcp.push(await rawTcp(total));
       times.ws.push(await rawWebSocket(sink.url.replace(/^http/, "ws"), total));
       const sampler = rssSampler(agent.pid);
+      const cpuBefore = { broker: cpuSeconds(workerdPids(env.broker.process.pid!)), agent: cpuSeconds([agent.pid]) };
       const started = now();
       const id = await submit(env, MESH, "sh", { params: `'head -c ${total} /dev/zero'` });
       const got = await follow(env, MESH, id);
       times.mesh.push(now() - started);
+      cpu.broker.push(cpuSeconds(workerdPids(env.broker.process.pid!)) - cpuBefore.broker);
+      cpu.agent.push(cpuSeconds([agent.pid]) - cpuBefore.agent);
       streamingRss = Math.max(streamingRss, sampler.stop());
+      // The same bytes again from storage, with no agent on the path: which side sets the pace.
+      const readStarted = now();
+      await follow(env, MESH, id);
+      times.readBack.push(now() - readStarted);
       if (got.bytes !== total) {
         const unit = await unitState(env, MESH, id);
         const log = agent.events().filter((e) => e.unit === id);
@@ -55,13 +63,15 @@ export async function throughput(env: BenchEnv, mib: number, runs: number): Prom
     {
       item: 3,
       measure: `results throughput, ${mib} MiB stream, median of ${runs} alternated runs`,
-      result: `${rate(times.mesh)} MiB/s through the mesh = ${Math.round(share * 100)} % of raw WebSocket`,
+      result: `${rate(times.mesh)} MiB/s through the mesh = ${Math.round(share * 100)} % of raw WebSocket (reading the finished unit back: ${rate(times.readBack)} MiB/s); CPU per run: workerd ${round(median(cpu.broker))} s, agent ${round(median(cpu.agent))} s`,
       comparedWith: `raw WebSocket into a Worker on the same workerd: ${rate(times.ws)} MiB/s; raw loopback TCP: ${rate(times.tcp)} MiB/s`,
       goal: "≥ 50 % of raw WebSocket",
       met: share >= 0.5,
       data: {
         mib,
         meshMs: times.mesh.map((t) => round(t)),
+        readBackMs: times.readBack.map((t) => round(t)),
+        cpuSeconds: { workerd: cpu.broker.map((c) => round(c, 2)), agent: cpu.agent.map((c) => round(c, 2)) },
         webSocketMs: times.ws.map((t) => round(t)),
         tcpMs: times.tcp.map((t) => round(t)),
         share: round(share, 3),
