@@ -18,7 +18,7 @@ const MIN_FREE_BYTES = 2 * 2 ** 30;
 /** A batch that cannot join in this time means the broker has reached its ceiling. */
 const BATCH_TIMEOUT_MS = 20_000;
 /**
- * Open files a batch may need in any one workerd process, measured at about 7.5 a connection over
+ * Open files a batch may need in any one workerd process, measured at about 7 a connection over
  * all of them. Past its limit workerd fails every accept and wrangler dev exits, so stop short.
  */
 const BATCH_FDS = OPENING * 10;

@@ -2,7 +2,7 @@
  * `npm run bench`: starts a local broker of its own and real agents, runs the benchmarks of issue 7,
  * prints a markdown table and writes the same rows as JSON. Never part of `npm test`.
  *
- * Sizes come from the environment (defaults keep a run under ~10 minutes on 2 cores):
+ * Sizes come from the environment (the defaults take about 4 minutes on 2 cores):
  *   BENCH_ONLY=1,2,…          items to run (default: all)
  *   BENCH_PLAYBOOK_RUNS=5     alternated runs of each pipeline (item 1)
  *   BENCH_LATENCY_UNITS=200   units timed one at a time (item 2)
@@ -10,6 +10,7 @@
  *   BENCH_SCALING=100,1000    unit counts compared (item 7)
  *   BENCH_CONNECTIONS=1000,10000  first count (also restarted), then the most to try (item 5)
  *   BENCH_OUT=FILE            the JSON file (default: bench-results.json in the repo)
+ *   BENCH_AGENT_NODE_ARGS="--cpu-prof --cpu-prof-dir=DIR"  node flags for the agents, to profile them
  */
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";

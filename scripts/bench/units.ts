@@ -21,7 +21,6 @@ export async function submit(env: BenchEnv, mesh: string, worktype: string, para
 export interface Followed {
   bytes: number;
   firstByteAt: number | null;
-  lastByteAt: number | null;
   firstChunk: string;
 }
 
@@ -29,14 +28,12 @@ export interface Followed {
 export async function follow(env: BenchEnv, mesh: string, id: string): Promise<Followed> {
   const response = await request(`${env.broker.url}/v1/meshes/${mesh}/units/${id}/results?follow=1`, { headers: env.auth(), bodyTimeout: 120_000 });
   if (response.statusCode !== 200) throw new Error(`results of ${id}: HTTP ${response.statusCode}: ${await response.body.text()}`);
-  const got: Followed = { bytes: 0, firstByteAt: null, lastByteAt: null, firstChunk: "" };
+  const got: Followed = { bytes: 0, firstByteAt: null, firstChunk: "" };
   for await (const chunk of response.body as AsyncIterable<Buffer>) {
-    const at = now();
     if (got.firstByteAt === null) {
-      got.firstByteAt = at;
+      got.firstByteAt = now();
       got.firstChunk = chunk.subarray(0, 64).toString();
     }
-    got.lastByteAt = at;
     got.bytes += chunk.byteLength;
   }
   return got;
