@@ -15,6 +15,7 @@ import { log, logError } from "../log.js";
 import { completeClose } from "../socket.js";
 import { planDispatch } from "./dispatch.js";
 import { leaseVerdict, nextLeaseCheck } from "./lease.js";
+import { type SocketAttachment, liveNodes, pingedAt } from "./sockets.js";
 import { RateLimiter } from "./limits.js";
 import { MeshStore, type UnitIndexRow } from "./store.js";
 
@@ -38,13 +39,6 @@ export interface UnitChange {
   detail: string;
   /** Set once the payload is stored: the unit may now be dispatched. */
   ready?: boolean;
-}
-
-interface SocketAttachment {
-  nodeId: string;
-  helloed: boolean;
-  /** Opened with a join token: the hello issues the node's credential. */
-  joining: boolean;
 }
 
 export class MeshObject extends DurableObject<Env> {
@@ -249,8 +243,8 @@ export class MeshObject extends DurableObject<Env> {
   async status(mesh: string): Promise<MeshStatus> {
     const now = Date.now();
     const times = { leaseMs: this.config.nodeLeaseMs, graceMs: this.config.nodeGraceMs };
-    const nodes = this.store.nodes(this.liveNodes()).map((node) => {
-      const seen = Math.max(node.lastSeen ? Date.parse(node.lastSeen) : 0, this.pingedAt(node.nodeId) ?? 0);
+    const nodes = this.store.nodes(liveNodes(this.ctx)).map((node) => {
+      const seen = Math.max(node.lastSeen ? Date.parse(node.lastSeen) : 0, pingedAt(this.ctx, node.nodeId) ?? 0);
       return {
         ...node,
         lastSeen: seen ? new Date(seen).toISOString() : null,
@@ -274,7 +268,7 @@ export class MeshObject extends DurableObject<Env> {
     let credential: string | undefined;
     if (attachment.joining) {
       // A join may not take over a node that is connected, nor one whose credential is in use.
-      if (this.liveNodes().has(hello.nodeId)) {
+      if (liveNodes(this.ctx).has(hello.nodeId)) {
         return this.refuse(ws, { code: "node_taken", message: `node ${hello.nodeId} is connected; a second agent cannot take over its id` }, true);
       }
       const issued = await this.access().issueCredential(hello.nodeId);
@@ -312,7 +306,7 @@ export class MeshObject extends DurableObject<Env> {
    * with another (during the RPCs below) can never place the same unit twice.
    */
   private async dispatch(): Promise<void> {
-    const placements = planDispatch(this.store.queue(), this.store.connectedSlots(this.liveNodes()));
+    const placements = planDispatch(this.store.queue(), this.store.connectedSlots(liveNodes(this.ctx)));
     const now = Date.now();
     for (const p of placements) this.store.assignUnit(p.unitId, p.nodeId, now);
     for (const p of placements) {
@@ -350,29 +344,9 @@ export class MeshObject extends DurableObject<Env> {
 
   /** The node's last sign of life (message, close, or ping on a live socket), persisted. */
   private observe(nodeId: string): number | null {
-    const pinged = this.pingedAt(nodeId);
+    const pinged = pingedAt(this.ctx, nodeId);
     if (pinged !== null) this.store.observeNode(nodeId, pinged);
     return this.store.lastSeen(nodeId);
-  }
-
-  private pingedAt(nodeId: string): number | null {
-    let latest: number | null = null;
-    for (const ws of this.ctx.getWebSockets(nodeId)) {
-      if (ws.readyState !== WebSocket.OPEN) continue;
-      const at = this.ctx.getWebSocketAutoResponseTimestamp(ws)?.getTime() ?? null;
-      if (at !== null && (latest === null || at > latest)) latest = at;
-    }
-    return latest;
-  }
-
-  /** Nodes with an open control socket that said hello. */
-  private liveNodes(): Set<string> {
-    const live = new Set<string>();
-    for (const ws of this.ctx.getWebSockets()) {
-      const { nodeId, helloed } = ws.deserializeAttachment() as SocketAttachment;
-      if (helloed && ws.readyState === WebSocket.OPEN) live.add(nodeId);
-    }
-    return live;
   }
 
   private access() {

@@ -5,7 +5,7 @@
  */
 import type { ErrorBody } from "../../shared/errors.js";
 import { CHUNK_BYTES, decodeFrame, encodeFrame } from "../../shared/frames.js";
-import { type AgentDataMessage, type BrokerDataMessage, PROTOCOL_VERSION } from "../../shared/protocol.js";
+import { type AgentDataMessage, type BrokerDataMessage, PROTOCOL_VERSION, encode } from "../../shared/protocol.js";
 import { type UnitState, isTerminal } from "../../shared/states.js";
 import { log } from "../log.js";
 import { outcome, planFrame } from "./logic.js";
@@ -38,6 +38,15 @@ export function acceptAgent(ctx: DurableObjectState, nodeId: string): Response {
   const pair = new WebSocketPair();
   ctx.acceptWebSocket(pair[1], [AGENT_TAG]);
   pair[1].serializeAttachment({ nodeId, attached: false } satisfies AgentAttachment);
+  return new Response(null, { status: 101, webSocket: pair[0] });
+}
+
+/** Accepts a socket only to tell the peer why it is refused, in a frame it understands. */
+export function refusedSocket(error: ErrorBody): Response {
+  const pair = new WebSocketPair();
+  pair[1].accept();
+  pair[1].send(encode({ type: "error", error }));
+  pair[1].close(4404, error.code);
   return new Response(null, { status: 101, webSocket: pair[0] });
 }
 

@@ -13,12 +13,12 @@ import type { UnitRecord } from "../../shared/unit.js";
 import { type BrokerConfig, brokerConfig } from "../config.js";
 import { log, logError } from "../log.js";
 import { completeClose } from "../socket.js";
-import { AGENT_TAG, type UnitHost, acceptAgent, isAttached, onAgentMessage, onAgentResults } from "./agent-link.js";
+import { AGENT_TAG, type UnitHost, acceptAgent, isAttached, onAgentMessage, onAgentResults, refusedSocket } from "./agent-link.js";
 import { type LostPlan, planNodeLost } from "./logic.js";
 import { ingestPayload } from "./payload.js";
 import { resultsStream } from "./results.js";
 import { SYNC_RETRY_MS, dueActions, nextAlarm } from "./schedule.js";
-import { type UnitDoc, UnitStore } from "./store.js";
+import { type UnitDoc, UnitStore, publicRecord } from "./store.js";
 
 export interface InitUnit {
   mesh: string;
@@ -380,20 +380,6 @@ export class UnitObject extends DurableObject<Env> {
     this.send(ws, { type: "error", error });
     if (close) ws.close(4400, error.code);
   }
-}
-
-function publicRecord(doc: UnitDoc): UnitRecord {
-  const { payloadComplete: _p, cancelRequested: _c, attachedAt: _a, releasedAt: _r, meshSynced: _m, signature: _s, ...record } = doc;
-  return record;
-}
-
-/** Accepts a socket only to tell the peer why it is refused, in a frame it understands. */
-function refusedSocket(error: ErrorBody): Response {
-  const pair = new WebSocketPair();
-  pair[1].accept();
-  pair[1].send(encode({ type: "error", error }));
-  pair[1].close(4404, error.code);
-  return new Response(null, { status: 101, webSocket: pair[0] });
 }
 
 function errorResponse(error: ErrorBody, status: number): Response {

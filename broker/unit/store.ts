@@ -78,3 +78,9 @@ export class UnitStore {
     this.cached = null;
   }
 }
+
+/** The status record the API shows: the document without the object's own bookkeeping. */
+export function publicRecord(doc: UnitDoc): UnitRecord {
+  const { payloadComplete: _p, cancelRequested: _c, attachedAt: _a, releasedAt: _r, meshSynced: _m, signature: _s, ...record } = doc;
+  return record;
+}
