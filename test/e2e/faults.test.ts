@@ -14,7 +14,7 @@ import { type LocalBroker, freePort, startBroker } from "../../scripts/local-bro
 import { isTerminal } from "../../shared/states.js";
 import type { MeshStatus, UnitRecord, UnitSummary } from "../../shared/unit.js";
 import { type CutProxy, startCutProxy } from "./cut-proxy.js";
-import { AGENT_BIN, MESHCTL_BIN, type RunningAgent, api, broker, newMesh, startAgent, tempDir, waitFor } from "./harness.js";
+import { agentArgv, MESHCTL_BIN, type RunningAgent, api, broker, newMesh, startAgent, tempDir, waitFor } from "./harness.js";
 
 const MiB = 1024 * 1024;
 const SH = `- work-command: {worktype: sh, command: sh, params: "-c", allowruntimeparams: true}\n`;
@@ -332,21 +332,7 @@ describe("broker restart", () => {
     await writeFile(join(ownDir, "agent.yml"), SH);
     child = spawn(
       process.execPath,
-      [
-        AGENT_BIN,
-        "--broker",
-        url,
-        "--token",
-        token,
-        "--mesh",
-        meshId,
-        "--node-id",
-        "survivor",
-        "--config",
-        join(ownDir, "agent.yml"),
-        "--work-dir",
-        join(ownDir, "work"),
-      ],
+      agentArgv({ broker: url, token, mesh: meshId, nodeId: "survivor", config: join(ownDir, "agent.yml"), workDir: join(ownDir, "work") }),
       { stdio: "ignore" },
     );
     await waitFor(async () => (await call<MeshStatus>("GET", "/status")).body.nodes.some((n) => n.nodeId === "survivor" && n.connected), "the node to connect");

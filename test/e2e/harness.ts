@@ -55,19 +55,7 @@ export async function startAgent(opts: {
   const child = spawn(
     process.execPath,
     [
-      AGENT_BIN,
-      "--broker",
-      opts.via ?? url,
-      "--token",
-      token,
-      "--mesh",
-      opts.mesh,
-      "--node-id",
-      opts.nodeId,
-      "--config",
-      configPath,
-      "--work-dir",
-      workDir,
+      ...agentArgv({ broker: opts.via ?? url, token, mesh: opts.mesh, nodeId: opts.nodeId, config: configPath, workDir }),
       "--capacity",
       String(opts.capacity ?? 2),
       "--log-level",
@@ -109,15 +97,27 @@ export async function waitFor(check: () => Promise<boolean> | boolean, what: str
   }
 }
 
-export async function api<T = unknown>(
-  mesh: string,
-  method: "GET" | "POST" | "DELETE",
-  path: string,
-  options: { body?: string | Buffer; token?: string | null; headers?: Record<string, string> } = {},
-): Promise<{ status: number; body: T }> {
-  const { url, token } = broker();
-  const auth = options.token === null ? {} : { authorization: `Bearer ${options.token ?? token}` };
-  const response = await request(`${url}/v1/meshes/${mesh}${path}`, { method, headers: { ...auth, ...options.headers }, body: options.body ?? null });
+/** The built agent's command line, for tests that start agents of their own (`node ...argv`). */
+export function agentArgv(opts: { broker: string; token: string; mesh: string; nodeId: string; config: string; workDir: string }): string[] {
+  return [
+    AGENT_BIN,
+    "--broker",
+    opts.broker,
+    "--token",
+    opts.token,
+    "--mesh",
+    opts.mesh,
+    "--node-id",
+    opts.nodeId,
+    "--config",
+    opts.config,
+    "--work-dir",
+    opts.workDir,
+  ];
+}
+
+/** Status and body of an answer: JSON where it parses, raw text (results) otherwise. */
+export async function readReply<T>(response: Awaited<ReturnType<typeof request>>): Promise<{ status: number; body: T }> {
   const text = await response.body.text();
   let body: unknown = text;
   try {
@@ -126,6 +126,17 @@ export async function api<T = unknown>(
     // Raw bytes (results) stay text.
   }
   return { status: response.statusCode, body: body as T };
+}
+
+export async function api<T = unknown>(
+  mesh: string,
+  method: "GET" | "POST" | "DELETE",
+  path: string,
+  options: { body?: string | Buffer; token?: string | null; headers?: Record<string, string> } = {},
+): Promise<{ status: number; body: T }> {
+  const { url, token } = broker();
+  const auth = options.token === null ? {} : { authorization: `Bearer ${options.token ?? token}` };
+  return readReply<T>(await request(`${url}/v1/meshes/${mesh}${path}`, { method, headers: { ...auth, ...options.headers }, body: options.body ?? null }));
 }
 
 export interface CliResult {

@@ -10,7 +10,7 @@ import { request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type LocalBroker, startBroker } from "../../scripts/local-broker.js";
 import type { MeshStatus, UnitRecord, UnitSummary } from "../../shared/unit.js";
-import { AGENT_BIN, tempDir, waitFor } from "./harness.js";
+import { agentArgv, readReply, tempDir, waitFor } from "./harness.js";
 
 const token = "lifecycle-token";
 const LEASE_MS = 2_000;
@@ -58,37 +58,14 @@ async function call<T>(
     headers: { authorization: `Bearer ${token}`, ...headers },
     body: body ?? null,
   });
-  return reply<T>(response);
-}
-
-async function reply<T>(response: Awaited<ReturnType<typeof request>>): Promise<{ status: number; body: T }> {
-  const text = await response.body.text();
-  let parsed: unknown = text;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    // Results are raw bytes.
-  }
-  return { status: response.statusCode, body: parsed as T };
+  return readReply<T>(response);
 }
 
 async function agent(mesh: string, nodeId: string): Promise<ChildProcess> {
   const child = spawn(
     process.execPath,
     [
-      AGENT_BIN,
-      "--broker",
-      broker.url,
-      "--token",
-      token,
-      "--mesh",
-      mesh,
-      "--node-id",
-      nodeId,
-      "--config",
-      join(dir, "agent.yml"),
-      "--work-dir",
-      join(dir, `work-${mesh}-${nodeId}`),
+      ...agentArgv({ broker: broker.url, token, mesh, nodeId, config: join(dir, "agent.yml"), workDir: join(dir, `work-${mesh}-${nodeId}`) }),
       "--capacity",
       "2",
     ],
@@ -196,7 +173,7 @@ describe("ttl and retention", () => {
 
 describe("limits", () => {
   const submitAs = async (mesh: string, as: string) =>
-    reply<{ error?: { code: string; message: string } }>(
+    readReply<{ error?: { code: string; message: string } }>(
       await request(`${broker.url}/v1/meshes/${mesh}/units?worktype=sh&node=absent`, { method: "POST", headers: { authorization: `Bearer ${as}` }, body: "" }),
     );
   const newToken = async (mesh: string) =>

@@ -9,7 +9,7 @@ import { request } from "undici";
 import { afterAll, describe, expect, it } from "vitest";
 import { type LocalBroker, freePort, startBroker } from "../../scripts/local-broker.js";
 import type { MeshStatus } from "../../shared/unit.js";
-import { AGENT_BIN, tempDir, waitFor } from "./harness.js";
+import { agentArgv, tempDir, waitFor } from "./harness.js";
 
 const token = "reconnect-token";
 let broker: LocalBroker | undefined;
@@ -43,21 +43,7 @@ describe("reconnect", () => {
     await writeFile(join(dir, "agent.yml"), "- work-command: {worktype: cat, command: cat}\n");
     const child = spawn(
       process.execPath,
-      [
-        AGENT_BIN,
-        "--broker",
-        url,
-        "--token",
-        token,
-        "--mesh",
-        "r",
-        "--node-id",
-        "phoenix",
-        "--config",
-        join(dir, "agent.yml"),
-        "--work-dir",
-        join(dir, "work"),
-      ],
+      agentArgv({ broker: url, token, mesh: "r", nodeId: "phoenix", config: join(dir, "agent.yml"), workDir: join(dir, "work") }),
       { stdio: "ignore" },
     );
     agent.stop = () => void child.kill("SIGKILL");

@@ -7,7 +7,7 @@ import { readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { MeshStatus, UnitRecord } from "../../shared/unit.js";
-import { AGENT_BIN, type RunningAgent, api, broker, newMesh, startAgent, tempDir, waitFor } from "./harness.js";
+import { agentArgv, type RunningAgent, api, broker, newMesh, startAgent, tempDir, waitFor } from "./harness.js";
 
 const mesh = newMesh();
 const otherMesh = newMesh();
@@ -163,23 +163,7 @@ describe("node credentials", () => {
   const spawnAgent = (dir: string, token: string) => {
     const child = spawn(
       process.execPath,
-      [
-        AGENT_BIN,
-        "--broker",
-        broker().url,
-        "--token",
-        token,
-        "--mesh",
-        mesh,
-        "--node-id",
-        nodeId,
-        "--config",
-        join(workDir, "..", "agent.yml"),
-        "--work-dir",
-        dir,
-        "--log-level",
-        "debug",
-      ],
+      [...agentArgv({ broker: broker().url, token, mesh, nodeId, config: join(workDir, "..", "agent.yml"), workDir: dir }), "--log-level", "debug"],
       { stdio: ["ignore", "ignore", "pipe"] },
     );
     let logs = "";

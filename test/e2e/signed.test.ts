@@ -12,7 +12,7 @@ import { signClaims } from "../../meshctl/sign.js";
 import { newUnitId } from "../../shared/ids.js";
 import type { UnitClaims } from "../../shared/signing.js";
 import type { UnitRecord } from "../../shared/unit.js";
-import { AGENT_BIN, type RunningAgent, api, broker, newMesh, sh, startAgent, tempDir, waitFor } from "./harness.js";
+import { agentArgv, type RunningAgent, api, broker, newMesh, sh, startAgent, tempDir, waitFor } from "./harness.js";
 
 const mesh = newMesh();
 const NODE = "signer";
@@ -192,22 +192,7 @@ describe("signed work", () => {
     await writeFile(configPath, "- work-command: {worktype: sh, command: sh, verifysignature: true}\n");
     const child = spawn(
       process.execPath,
-      [
-        AGENT_BIN,
-        "--broker",
-        broker().url,
-        "--token",
-        "t",
-        "--mesh",
-        mesh,
-        "--node-id",
-        "keyless",
-        "--config",
-        configPath,
-        "--work-dir",
-        join(dir, "work"),
-        ...args(),
-      ],
+      [...agentArgv({ broker: broker().url, token: "t", mesh, nodeId: "keyless", config: configPath, workDir: join(dir, "work") }), ...args()],
       {
         stdio: ["ignore", "ignore", "pipe"],
       },
