@@ -1,0 +1,174 @@
+/**
+ * Turns a unit's results stream into numbered events as it arrives, without copying the stream:
+ * an event points at its line's bytes in the results log and keeps only a small summary.
+ *
+ * Two formats, told apart by the first line. ansible-runner's worker stream (JSON lines: status
+ * lines, runner events, a base64 zip of the artifacts, eof; see ../shared/reference) gives one
+ * event per line and skips the zip. Any other output gives "line" events: the whole lines that
+ * arrived together, so a command printing megabytes of short lines makes a few events per frame
+ * rather than one row per line.
+ */
+
+export type EventKind = "status" | "event" | "line";
+
+export interface ParseState {
+  /** Results offset up to which lines are parsed; the bytes after it are a line still arriving. */
+  offset: number;
+  mode: "unknown" | "runner" | "lines";
+  /** The runner stream said eof (or the unit ended): nothing after it is parsed. */
+  ended: boolean;
+  /** Where the worker's artifacts zip lies in the results stream, as base64 text. */
+  zip: { offset: number; length: number } | null;
+}
+
+export interface ParsedEvent {
+  kind: EventKind;
+  /** The line's bytes in the results stream (without its newline); served as `data` for JSON lines. */
+  offset: number;
+  length: number;
+  /** The summary fields served with the event (JSON-safe, small). */
+  meta: EventMeta;
+  /** ansible-runner's `starting` line carries the worker's whole environment. */
+  secret: boolean;
+}
+
+export interface EventMeta {
+  stdout?: string;
+  status?: string;
+  event?: string;
+  counter?: number;
+  uuid?: string;
+  parent_uuid?: string;
+  host?: string;
+  play?: string;
+  task?: string;
+  changed?: boolean;
+  failed?: boolean;
+  stdout_truncated?: true;
+}
+
+export const INITIAL_PARSE: ParseState = { offset: 0, mode: "unknown", ended: false, zip: null };
+
+/** A line longer than this is cut into pieces (a runner line that long is not parsed as JSON). */
+export const MAX_LINE_BYTES = 8 * 1024 * 1024;
+/** The stdout kept in an event's summary; the whole line stays in the results (`data`, artifacts). */
+export const MAX_STDOUT_CHARS = 64 * 1024;
+
+const NEWLINE = 0x0a;
+const FAILED_EVENTS = new Set(["runner_on_failed", "runner_on_unreachable", "runner_item_on_failed", "runner_on_async_failed"]);
+const decoder = new TextDecoder();
+
+/**
+ * Parses `bytes` (the results from `state.offset` on). Complete lines become events; an unfinished
+ * last line is left for the next call unless `final` (the unit ended), or unless it is already
+ * longer than MAX_LINE_BYTES.
+ */
+export function parseEvents(state: ParseState, bytes: Uint8Array, final: boolean): { state: ParseState; events: ParsedEvent[] } {
+  const base = state.offset;
+  const next = { ...state };
+  const events: ParsedEvent[] = [];
+  let position = 0;
+  while (!next.ended && position < bytes.byteLength) {
+    if (next.mode === "unknown") {
+      const newline = bytes.indexOf(NEWLINE);
+      if (newline === -1 && !final && bytes.byteLength < MAX_LINE_BYTES) break;
+      next.mode = looksLikeRunner(bytes.subarray(0, newline === -1 ? MAX_LINE_BYTES : newline)) ? "runner" : "lines";
+    }
+    if (next.mode === "lines") {
+      let end = final ? bytes.byteLength : bytes.lastIndexOf(NEWLINE) + 1;
+      if (end <= position) {
+        if (bytes.byteLength - position < MAX_LINE_BYTES) break;
+        end = position + MAX_LINE_BYTES;
+      }
+      events.push(...lineEvents(bytes.subarray(position, end), base + position));
+      position = end;
+      continue;
+    }
+    const newline = bytes.indexOf(NEWLINE, position);
+    let end = newline === -1 ? bytes.byteLength : newline;
+    if (newline === -1 && !final && end - position < MAX_LINE_BYTES) break;
+    if (end - position > MAX_LINE_BYTES) end = position + MAX_LINE_BYTES;
+    const parsed = runnerLine(bytes.subarray(position, end), base + position);
+    position = end < bytes.byteLength && bytes[end] === NEWLINE ? end + 1 : end;
+    if (parsed === "eof") next.ended = true;
+    else if (parsed && "zip" in parsed) {
+      next.zip = parsed.zip;
+      // The base64 has no newline after it: parsing resumes where it ends, maybe in a later frame.
+      position = parsed.zip.offset + parsed.zip.length - base;
+    } else if (parsed) events.push(parsed);
+  }
+  if (final) next.ended = true;
+  return { state: { ...next, offset: base + position }, events };
+}
+
+function looksLikeRunner(line: Uint8Array): boolean {
+  if (line[0] !== 0x7b) return false;
+  const value = parseObject(line);
+  return value !== null && ("status" in value || "uuid" in value || "event" in value || "zipfile" in value || "eof" in value);
+}
+
+function parseObject(line: Uint8Array): Record<string, unknown> | null {
+  try {
+    const value: unknown = JSON.parse(decoder.decode(line));
+    return value !== null && typeof value === "object" && !Array.isArray(value) ? (value as Record<string, unknown>) : null;
+  } catch {
+    return null;
+  }
+}
+
+function runnerLine(line: Uint8Array, offset: number): ParsedEvent | { zip: ParseState["zip"] & object } | "eof" | null {
+  if (line.byteLength === 0 || (line.byteLength === 1 && line[0] === 0x0d)) return null;
+  const value = line[0] === 0x7b ? parseObject(line) : null;
+  // Not JSON: ansible-runner's process would fail the stream here; show the line rather than drop it.
+  if (!value) return { kind: "line", offset, length: line.byteLength, meta: { ...stdoutOf(decoder.decode(line)) }, secret: false };
+  if (value.eof === true) return "eof";
+  if (typeof value.zipfile === "number" && Number.isSafeInteger(value.zipfile) && value.zipfile >= 0) {
+    return { zip: { offset: offset + line.byteLength + 1, length: 4 * Math.ceil(value.zipfile / 3) } };
+  }
+  if (typeof value.status === "string") {
+    return { kind: "status", offset, length: line.byteLength, meta: { status: value.status }, secret: value.status === "starting" || "env" in value };
+  }
+  if (value.event === "keepalive") return null;
+  return { kind: "event", offset, length: line.byteLength, meta: eventMeta(value), secret: false };
+}
+
+function eventMeta(value: Record<string, unknown>): EventMeta {
+  const data = (typeof value.event_data === "object" && value.event_data !== null ? value.event_data : {}) as Record<string, unknown>;
+  const res = (typeof data.res === "object" && data.res !== null ? data.res : {}) as Record<string, unknown>;
+  const meta: EventMeta = {};
+  if (typeof value.event === "string") meta.event = value.event;
+  if (typeof value.counter === "number") meta.counter = value.counter;
+  if (typeof value.uuid === "string") meta.uuid = value.uuid;
+  if (typeof value.parent_uuid === "string") meta.parent_uuid = value.parent_uuid;
+  const host = data.host ?? data.remote_addr;
+  if (typeof host === "string") meta.host = host;
+  if (typeof data.play === "string") meta.play = data.play;
+  if (typeof data.task === "string") meta.task = data.task;
+  if (res.changed === true || data.changed === true) meta.changed = true;
+  if (typeof value.event === "string" && FAILED_EVENTS.has(value.event) && data.ignore_errors !== true) meta.failed = true;
+  if (typeof value.stdout === "string" && value.stdout !== "") Object.assign(meta, stdoutOf(value.stdout));
+  return meta;
+}
+
+function stdoutOf(text: string): Pick<EventMeta, "stdout" | "stdout_truncated"> {
+  return text.length > MAX_STDOUT_CHARS ? { stdout: text.slice(0, MAX_STDOUT_CHARS), stdout_truncated: true } : { stdout: text };
+}
+
+/** Whole lines (their final newline dropped) in events of at most MAX_STDOUT_CHARS characters. */
+function lineEvents(bytes: Uint8Array, offset: number): ParsedEvent[] {
+  const events: ParsedEvent[] = [];
+  let start = 0;
+  while (start < bytes.byteLength) {
+    // Cut at the last newline within the size limit; a single longer line is cut where it must be.
+    let end = Math.min(bytes.byteLength, start + MAX_STDOUT_CHARS);
+    if (end < bytes.byteLength) {
+      const newline = bytes.subarray(start, end).lastIndexOf(NEWLINE);
+      if (newline > 0) end = start + newline + 1;
+    }
+    const piece = bytes.subarray(start, end);
+    const text = decoder.decode(piece[piece.byteLength - 1] === NEWLINE ? piece.subarray(0, -1) : piece);
+    events.push({ kind: "line", offset: offset + start, length: piece.byteLength, meta: { stdout: text }, secret: false });
+    start = end;
+  }
+  return events;
+}

@@ -1,0 +1,155 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { INITIAL_PARSE, MAX_LINE_BYTES, MAX_STDOUT_CHARS, type ParseState, type ParsedEvent, parseEvents } from "../../broker/unit/events.js";
+
+const encoder = new TextEncoder();
+
+/** A worker stream shaped like ansible-runner 2.3.1's, zip and eof included. */
+function runnerStream(events: number, zipBytes = 100): Uint8Array {
+  const lines = [JSON.stringify({ status: "starting", runner_ident: "r1", command: ["ansible-playbook"], env: { SECRET: "x" }, cwd: "/tmp" })];
+  lines.push(JSON.stringify({ status: "running", runner_ident: "r1" }));
+  for (let i = 1; i <= events; i++) {
+    lines.push(
+      JSON.stringify({
+        uuid: `u-${i}`,
+        counter: i,
+        stdout: `\u001b[0;32mok: [h${i % 3}]\u001b[0m`,
+        event: i === events ? "playbook_on_stats" : "runner_on_ok",
+        parent_uuid: "p",
+        event_data: { host: `h${i % 3}`, play: "p", task: "t", res: { changed: i % 2 === 0 } },
+      }),
+    );
+  }
+  lines.push(JSON.stringify({ status: "successful", runner_ident: "r1" }));
+  const zip = Buffer.from(new Uint8Array(zipBytes).map((_, i) => (i * 7) & 0xff)).toString("base64");
+  return encoder.encode(`${lines.join("\n")}\n{"zipfile": ${zipBytes}}\n${zip}{"eof": true}\n`);
+}
+
+/** Feeds `bytes` as the broker does: each call gets the stream from the state's offset to what has arrived. */
+function feed(bytes: Uint8Array, cuts: number[], final = true): { state: ParseState; events: ParsedEvent[] } {
+  let state = INITIAL_PARSE;
+  const events: ParsedEvent[] = [];
+  for (const end of [...cuts.filter((c) => c > 0 && c < bytes.byteLength).sort((a, b) => a - b), bytes.byteLength]) {
+    if (state.offset >= end || state.ended) continue;
+    const step = parseEvents(state, bytes.subarray(state.offset, end), final && end === bytes.byteLength);
+    state = step.state;
+    events.push(...step.events);
+  }
+  return { state, events };
+}
+
+const text = (bytes: Uint8Array, e: ParsedEvent) => new TextDecoder().decode(bytes.subarray(e.offset, e.offset + e.length));
+
+describe("ansible-runner worker streams", () => {
+  it("gives one event per status and runner line, skips the zip, and stops at eof", () => {
+    const bytes = runnerStream(5);
+    const { state, events } = feed(bytes, []);
+    expect(events.map((e) => e.kind)).toEqual(["status", "status", "event", "event", "event", "event", "event", "status"]);
+    expect(events.map((e) => e.meta.status ?? e.meta.event)).toEqual([
+      "starting",
+      "running",
+      "runner_on_ok",
+      "runner_on_ok",
+      "runner_on_ok",
+      "runner_on_ok",
+      "playbook_on_stats",
+      "successful",
+    ]);
+    expect(events[0]?.secret).toBe(true);
+    expect(events.slice(1).some((e) => e.secret)).toBe(false);
+    expect(events[3]?.meta).toMatchObject({ counter: 2, uuid: "u-2", host: "h2", play: "p", task: "t", changed: true, parent_uuid: "p" });
+    expect(events[2]?.meta.changed).toBeUndefined();
+    for (const e of events) expect(() => JSON.parse(text(bytes, e))).not.toThrow();
+    expect(state.ended).toBe(true);
+    expect(state.zip).toEqual({ offset: expect.any(Number), length: 136 });
+    const zipText = new TextDecoder().decode(bytes.subarray(state.zip!.offset, state.zip!.offset + state.zip!.length));
+    expect(zipText).toMatch(/^[A-Za-z0-9+/]+=*$/);
+  });
+
+  it("gives the same events whatever the frame boundaries (zip and lines split anywhere)", () => {
+    const bytes = runnerStream(8, 301);
+    const whole = feed(bytes, []);
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 1, max: bytes.byteLength - 1 }), { maxLength: 12 }), (cuts) => {
+        const split = feed(bytes, cuts);
+        expect(split.events).toEqual(whole.events);
+        expect(split.state.zip).toEqual(whole.state.zip);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it("waits for the end of a line and of the zip before going on", () => {
+    const bytes = runnerStream(1, 30);
+    const zipLine = new TextDecoder().decode(bytes).indexOf('{"zipfile"');
+    const first = parseEvents(INITIAL_PARSE, bytes.subarray(0, zipLine + 20), false);
+    expect(first.events).toHaveLength(4);
+    expect(first.state.offset).toBeGreaterThan(zipLine + 20);
+    expect(first.state.ended).toBe(false);
+  });
+
+  it("shows a line that is not JSON instead of dropping it, and skips keepalives", () => {
+    const bytes = encoder.encode('{"status": "running"}\nTraceback (most recent call last):\n{"event": "keepalive", "counter": 0, "uuid": 0}\n[1, 2]\n');
+    const { events } = feed(bytes, []);
+    expect(events.map((e) => [e.kind, e.meta.stdout ?? e.meta.status])).toEqual([
+      ["status", "running"],
+      ["line", "Traceback (most recent call last):"],
+      ["line", "[1, 2]"],
+    ]);
+  });
+
+  it("keeps a long stdout out of the summary but whole in the line", () => {
+    const stdout = "x".repeat(MAX_STDOUT_CHARS + 10);
+    const bytes = encoder.encode(`${JSON.stringify({ event: "runner_on_ok", counter: 1, uuid: "a", stdout })}\n`);
+    const [event] = feed(bytes, []).events;
+    expect(event?.meta.stdout).toHaveLength(MAX_STDOUT_CHARS);
+    expect(event?.meta.stdout_truncated).toBe(true);
+    expect(event?.length).toBe(bytes.byteLength - 1);
+  });
+
+  it("marks failures unless ignored", () => {
+    const line = (event: string, ignore: boolean) => JSON.stringify({ event, counter: 1, uuid: "a", event_data: { ignore_errors: ignore } });
+    const bytes = encoder.encode(`${[line("runner_on_failed", false), line("runner_on_failed", true), line("runner_on_unreachable", false)].join("\n")}\n`);
+    expect(feed(bytes, []).events.map((e) => e.meta.failed ?? false)).toEqual([true, false, true]);
+  });
+});
+
+describe("other output", () => {
+  it("groups the whole lines that arrived together and holds back a partial one", () => {
+    const step = parseEvents(INITIAL_PARSE, encoder.encode("one\ntwo\nthr"), false);
+    expect(step.events).toEqual([{ kind: "line", offset: 0, length: 8, meta: { stdout: "one\ntwo" }, secret: false }]);
+    expect(step.state).toMatchObject({ offset: 8, mode: "lines" });
+    const rest = parseEvents(step.state, encoder.encode("three"), true);
+    expect(rest.events).toEqual([{ kind: "line", offset: 8, length: 5, meta: { stdout: "three" }, secret: false }]);
+    expect(rest.state).toMatchObject({ offset: 13, ended: true });
+  });
+
+  it("is not fooled by JSON that is not a runner stream", () => {
+    const { events } = feed(encoder.encode('{"hello": 1}\n{"status": "x"}\n'), []);
+    expect(events.map((e) => e.kind)).toEqual(["line"]);
+  });
+
+  it("keeps every byte of output in events of bounded size, whatever the frames", () => {
+    fc.assert(
+      fc.property(fc.string({ unit: fc.constantFrom("a", "b", "\n", "é"), maxLength: 400 }), fc.array(fc.nat(), { maxLength: 6 }), (output, cuts) => {
+        const bytes = encoder.encode(`plain\n${output}`);
+        const { events } = feed(bytes, cuts);
+        let position = 0;
+        for (const e of events) {
+          expect(e.offset).toBe(position);
+          position += e.length;
+        }
+        expect(position).toBe(bytes.byteLength);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it("cuts a line with no end at MAX_LINE_BYTES instead of buffering it forever", () => {
+    const bytes = new Uint8Array(MAX_LINE_BYTES + 5).fill(0x61);
+    const step = parseEvents({ ...INITIAL_PARSE, mode: "lines" }, bytes, false);
+    expect(step.state.offset).toBe(MAX_LINE_BYTES);
+    expect(step.events.reduce((n, e) => n + e.length, 0)).toBe(MAX_LINE_BYTES);
+    expect(step.events.every((e) => (e.meta.stdout?.length ?? 0) <= MAX_STDOUT_CHARS)).toBe(true);
+  });
+});
