@@ -1,0 +1,136 @@
+// @ts-check
+/**
+ * `#/`: the mesh's nodes and units. The lists are fetched again when the mesh's event stream says
+ * something changed (debounced), and every 10 s so that ages and last-seen times stay current.
+ */
+import { badge, el, table } from "./dom.js";
+import { formatAge, formatDuration, unitDurationMs } from "./format.js";
+import { followStream } from "./stream.js";
+
+/** @typedef {import("./api.js").Api} Api */
+/** @typedef {import("./api.js").NodeStatus} NodeStatus */
+/** @typedef {import("./api.js").UnitSummary} UnitSummary */
+
+const REFRESH_MS = 10_000;
+const DEBOUNCE_MS = 250;
+/** The newest units shown; the rest are a `meshctl work list` away. */
+const MAX_UNITS = 200;
+
+/** @param {NodeStatus} node */
+const nodeState = (node) => (node.lost ? "lost" : node.connected ? "connected" : "disconnected");
+
+/**
+ * @param {NodeStatus} node
+ * @param {number} now
+ */
+function nodeRow(node, now) {
+  const versions = [`agent ${node.versions.agent}`, `node ${node.versions.node}`];
+  if (node.versions.ansibleRunner) versions.push(`ansible-runner ${node.versions.ansibleRunner}`);
+  if (node.versions.podman) versions.push(`podman ${node.versions.podman}`);
+  return [
+    el("span", { class: "mono" }, node.nodeId),
+    badge(nodeState(node)),
+    node.workTypes.map((w) => w.worktype).join(", ") || "–",
+    `${node.activeUnits} / ${node.capacity}`,
+    Object.entries(node.tags)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(", ") || "–",
+    versions.join(", "),
+    formatAge(node.lastSeen, now),
+  ];
+}
+
+/**
+ * @param {UnitSummary} unit
+ * @param {number} now
+ */
+function unitRow(unit, now) {
+  return [
+    el("a", { class: "mono", href: `#/units/${unit.id}` }, unit.id),
+    badge(unit.state),
+    unit.worktype,
+    unit.node ?? "–",
+    formatAge(unit.createdAt, now),
+    formatDuration(unitDurationMs(unit, now) ?? Number.NaN),
+    unit.detail,
+  ];
+}
+
+/**
+ * @param {Api} api
+ * @returns {{ element: HTMLElement, dispose(): void }}
+ */
+export function overviewView(api) {
+  const abort = new AbortController();
+  const live = el("span", { class: "live", title: "mesh event stream" }, "connecting…");
+  const summary = el("p", { class: "summary" });
+  const nodes = el("section", { class: "nodes" }, el("p", { class: "empty" }, "Loading…"));
+  const units = el("section", { class: "units" });
+  const error = el("p", { class: "error", role: "alert" });
+  const element = el(
+    "div",
+    { class: "overview" },
+    el("div", { class: "heading" }, el("h2", {}, "Nodes"), live),
+    summary,
+    error,
+    nodes,
+    el("h2", {}, "Units"),
+    units,
+  );
+
+  const refresh = async () => {
+    try {
+      const [status, list] = await Promise.all([api.status(), api.units()]);
+      if (abort.signal.aborted) return;
+      const now = Date.now();
+      const sorted = [...list].sort((a, b) => b.createdAt.localeCompare(a.createdAt)).slice(0, MAX_UNITS);
+      summary.textContent = `${status.nodes.filter((n) => n.connected).length} of ${status.nodes.length} nodes connected · ${status.units.running} running · ${status.units.pending} pending`;
+      nodes.replaceChildren(
+        table(
+          ["Node", "State", "Work types", "In use", "Tags", "Versions", "Last seen"],
+          status.nodes.map((n) => nodeRow(n, now)),
+          "No nodes have joined this mesh yet.",
+        ),
+      );
+      units.replaceChildren(
+        table(
+          ["Unit", "State", "Work type", "Node", "Age", "Duration", "Detail"],
+          sorted.map((u) => unitRow(u, now)),
+          "No units yet.",
+        ),
+      );
+      error.textContent = "";
+    } catch (e) {
+      if (!abort.signal.aborted) error.textContent = e instanceof Error ? e.message : String(e);
+    }
+  };
+
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  let pending;
+  const soon = () => {
+    clearTimeout(pending);
+    pending = setTimeout(refresh, DEBOUNCE_MS);
+  };
+  const timer = setInterval(refresh, REFRESH_MS);
+  refresh();
+  followStream({
+    url: api.meshEventsUrl(),
+    token: api.token,
+    signal: abort.signal,
+    onEvent: soon,
+    onState: (state, detail) => {
+      live.textContent = state === "open" ? "live" : state === "retrying" ? "reconnecting…" : `not live (${detail ?? state})`;
+      live.dataset.state = state;
+      if (state === "open") soon();
+    },
+  });
+
+  return {
+    element,
+    dispose() {
+      abort.abort();
+      clearInterval(timer);
+      clearTimeout(pending);
+    },
+  };
+}
