@@ -10,7 +10,7 @@ import { NAME_PATTERN, UNIT_ID_PATTERN } from "../shared/ids.js";
 import { type Principal, isRole } from "../shared/roles.js";
 import type { UnitRecord } from "../shared/unit.js";
 import type { TokenInfo } from "./access/object.js";
-import { authenticate, authorize, authorizeNode } from "./auth.js";
+import { authenticate, authorize, authorizeNode, may } from "./auth.js";
 import { logError } from "./log.js";
 import type { UnitIndexRow } from "./mesh/store.js";
 
@@ -167,6 +167,61 @@ app.get("/v1/meshes/:mesh/units/:id/data", async (c) => {
     authorize(principal, "manage");
   }
   return unitStub(c, mesh, id).fetch(new Request(`https://unit/data?node=${encodeURIComponent(node)}`, c.req.raw));
+});
+
+/**
+ * The unit's events (SSE with `Accept: text/event-stream`, else JSON pages). Readers that may not
+ * submit get ansible-runner's `starting` environment masked: a submitter can run commands on the
+ * nodes anyway, a read token is for watching.
+ */
+app.get("/v1/meshes/:mesh/units/:id/events", async (c) => {
+  const mesh = meshName(c);
+  const id = unitId(c);
+  can(c, "read");
+  const url = new URL("https://unit/events");
+  for (const key of ["after", "limit"] as const) {
+    const value = c.req.query(key);
+    if (value !== undefined && !/^\d{1,15}$/.test(value)) throw new MeshError("bad_request", `${key} must be a non-negative integer`);
+    if (value !== undefined) url.searchParams.set(key, value);
+  }
+  url.searchParams.set("redact", may(c.get("principal"), "submit") ? "0" : "1");
+  const headers = new Headers();
+  for (const name of ["accept", "last-event-id"]) {
+    const value = c.req.header(name);
+    if (value !== undefined) headers.set(name, value);
+  }
+  return forward(await unitStub(c, mesh, id).fetch(url, { headers }));
+});
+
+/** Mesh-wide events for dashboards: unit state changes, node joins and leaves. */
+app.get("/v1/meshes/:mesh/events", async (c) => {
+  const mesh = meshName(c);
+  can(c, "read");
+  const url = new URL("https://mesh/events");
+  for (const key of ["after", "limit"] as const) {
+    const value = c.req.query(key);
+    if (value !== undefined && !/^\d{1,15}$/.test(value)) throw new MeshError("bad_request", `${key} must be a non-negative integer`);
+    if (value !== undefined) url.searchParams.set(key, value);
+  }
+  const headers = new Headers();
+  for (const name of ["accept", "last-event-id"]) {
+    const value = c.req.header(name);
+    if (value !== undefined) headers.set(name, value);
+  }
+  return forward(await meshStub(c, mesh).fetch(url, { headers }));
+});
+
+/** Who the caller is and what it may do, so a dashboard offers only what will work. */
+app.get("/v1/meshes/:mesh/whoami", (c) => {
+  meshName(c);
+  const principal = c.get("principal");
+  return c.json({
+    kind: principal.kind,
+    role: principal.kind === "token" ? principal.role : null,
+    tokenId: principal.kind === "token" ? principal.tokenId : null,
+    nodeId: principal.kind === "node" ? principal.nodeId : null,
+    may: { read: may(principal, "read"), submit: may(principal, "submit"), manage: may(principal, "manage") },
+  });
 });
 
 app.post("/v1/meshes/:mesh/units/:id/cancel", async (c) => {

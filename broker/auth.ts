@@ -44,6 +44,11 @@ export function authorize(principal: Principal, permission: Permission): void {
   }
 }
 
+/** Whether the principal holds `permission`, without throwing (what a UI may offer). */
+export function may(principal: Principal, permission: Permission): boolean {
+  return principal.kind === "token" && roleAllows(principal.role, permission);
+}
+
 /** The agent sockets: a node credential acts only as its own node; a join token (agent/admin) may join. */
 export function authorizeNode(principal: Principal, nodeId: string): { joining: boolean } {
   if (principal.kind === "node") {

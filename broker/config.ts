@@ -8,6 +8,10 @@ export interface BrokerConfig {
   tombstoneRetentionMs: number;
   maxPendingUnits: number;
   submitsPerMinute: number;
+  /** Silence after which an SSE stream gets a keepalive comment. */
+  sseKeepaliveMs: number;
+  /** Mesh-wide events kept for dashboards that resume (the oldest are dropped beyond it). */
+  meshEventRetention: number;
 }
 
 const DEFAULTS: BrokerConfig = {
@@ -19,6 +23,8 @@ const DEFAULTS: BrokerConfig = {
   tombstoneRetentionMs: 86_400_000,
   maxPendingUnits: 10_000,
   submitsPerMinute: 600,
+  sseKeepaliveMs: 15_000,
+  meshEventRetention: 10_000,
 };
 
 type Vars = Partial<
@@ -30,7 +36,9 @@ type Vars = Partial<
     | "UNIT_RETENTION_MS"
     | "TOMBSTONE_RETENTION_MS"
     | "MAX_PENDING_UNITS"
-    | "SUBMITS_PER_MINUTE",
+    | "SUBMITS_PER_MINUTE"
+    | "SSE_KEEPALIVE_MS"
+    | "MESH_EVENT_RETENTION",
     string
   >
 >;
@@ -50,5 +58,7 @@ export function brokerConfig(vars: Vars): BrokerConfig {
     tombstoneRetentionMs: num(vars.TOMBSTONE_RETENTION_MS, DEFAULTS.tombstoneRetentionMs),
     maxPendingUnits: num(vars.MAX_PENDING_UNITS, DEFAULTS.maxPendingUnits),
     submitsPerMinute: num(vars.SUBMITS_PER_MINUTE, DEFAULTS.submitsPerMinute),
+    sseKeepaliveMs: num(vars.SSE_KEEPALIVE_MS, DEFAULTS.sseKeepaliveMs),
+    meshEventRetention: num(vars.MESH_EVENT_RETENTION, DEFAULTS.meshEventRetention),
   };
 }

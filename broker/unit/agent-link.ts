@@ -8,6 +8,7 @@ import { CHUNK_BYTES, decodeFrame, encodeFrame } from "../../shared/frames.js";
 import { type AgentDataMessage, type BrokerDataMessage, PROTOCOL_VERSION, encode } from "../../shared/protocol.js";
 import { type UnitState, isTerminal } from "../../shared/states.js";
 import { log } from "../log.js";
+import { ingestEvents } from "./event-log.js";
 import { outcome, planFrame } from "./logic.js";
 import type { UnitDoc, UnitStore } from "./store.js";
 
@@ -127,6 +128,7 @@ export async function onAgentResults(host: UnitHost, ws: WebSocket, doc: UnitDoc
     const end = doc.stdoutSize + data.byteLength;
     host.store.append("results", doc.stdoutSize, data);
     host.store.save({ ...doc, stdoutSize: end });
+    ingestEvents(host.store, false);
     // Acknowledge only what is durable: wait for the write to be committed before the ack leaves.
     await host.ctx.storage.sync();
     host.wake();

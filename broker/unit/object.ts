@@ -11,10 +11,13 @@ import { type BrokerDataMessage, PING, PONG, decodeAgentData, encode } from "../
 import { STATE_NUMBER, type UnitState, isTerminal, transition } from "../../shared/states.js";
 import type { UnitRecord } from "../../shared/unit.js";
 import { type BrokerConfig, brokerConfig } from "../config.js";
+import { SSE_HEADERS, jsonPage, resumePoint, sseStream, wantsEventStream } from "../feed.js";
 import { log, logError } from "../log.js";
 import { completeClose } from "../socket.js";
 import { AGENT_TAG, type UnitHost, acceptAgent, isAttached, onAgentMessage, onAgentResults, refusedSocket } from "./agent-link.js";
 import { type LostPlan, planNodeLost } from "./logic.js";
+import { eventsComplete, ingestEvents, unitFeed } from "./event-log.js";
+import { INITIAL_PARSE } from "./events.js";
 import { ingestPayload } from "./payload.js";
 import { resultsStream } from "./results.js";
 import { SYNC_RETRY_MS, dueActions, nextAlarm } from "./schedule.js";
@@ -79,6 +82,7 @@ export class UnitObject extends DurableObject<Env> {
       attachedAt: null,
       releasedAt: null,
       meshSynced: true,
+      parse: INITIAL_PARSE,
     };
     this.store.save(doc);
     await this.schedule();
@@ -107,8 +111,34 @@ export class UnitObject extends DurableObject<Env> {
         },
       );
     }
+    if (url.pathname.endsWith("/events")) return this.events(request, url, doc);
     if (url.pathname.endsWith("/data")) return acceptAgent(this.ctx, url.searchParams.get("node") ?? "");
     return errorResponse({ code: "unknown_route", message: "no such unit route" }, 404);
+  }
+
+  /** The Worker sets `redact` for readers that may not see secrets. */
+  private events(request: Request, url: URL, doc: UnitDoc): Response {
+    if (doc.state === "Released") {
+      return errorResponse({ code: "unit_released", message: `unit ${doc.id} was released; its events are gone` }, 410);
+    }
+    const after = resumePoint(url.searchParams.get("after"), request.headers.get("last-event-id"));
+    if (after === null) return errorResponse({ code: "bad_request", message: "after / Last-Event-ID must be a non-negative integer" }, 400);
+    const feed = unitFeed(
+      this.store,
+      (signal) => this.changed(signal),
+      url.searchParams.get("redact") === "1",
+      () => {
+        const now = this.store.doc();
+        if (!now || !isTerminal(now.state) || !(eventsComplete(now) || now.state === "Released")) return null;
+        return JSON.stringify({ state: now.state, detail: now.detail, exitCode: now.exitCode });
+      },
+    );
+    if (wantsEventStream(request.headers.get("accept"))) {
+      return new Response(sseStream(feed, after, this.config.sseKeepaliveMs), { headers: SSE_HEADERS });
+    }
+    const limit = Number(url.searchParams.get("limit") ?? 100);
+    const current = this.store.doc()!;
+    return new Response(jsonPage(feed, after, limit, { state: current.state }), { headers: { "content-type": "application/json" } });
   }
 
   async status(): Promise<Result<UnitRecord>> {
@@ -289,6 +319,8 @@ export class UnitObject extends DurableObject<Env> {
     if (isTerminal(to) && !next.finishedAt) next.finishedAt = now;
     if (to === "Released") next.releasedAt = now;
     this.store.save(next);
+    // The last unfinished line becomes an event now that no byte will follow it.
+    if (isTerminal(to) && to !== "Released") ingestEvents(this.store, true);
     this.wake();
     if (isTerminal(to)) this.sendAgent({ type: "closed", state: to });
     await this.notifyMesh(next);

@@ -4,6 +4,7 @@
  * never leave gaps, so a stream's size is the end of its last chunk.
  */
 import type { UnitRecord } from "../../shared/unit.js";
+import type { ParseState, ParsedEvent } from "./events.js";
 
 export interface UnitDoc extends UnitRecord {
   payloadComplete: boolean;
@@ -14,17 +15,33 @@ export interface UnitDoc extends UnitRecord {
   /** False while the Mesh object has not heard of the latest state; the alarm retries. */
   meshSynced: boolean;
   signature: string | null;
+  /** How far the results were turned into events (events.ts); null in units stored before events. */
+  parse: ParseState | null;
+}
+
+/** A stored event: its summary, and where its line lies in the results. */
+export interface EventRow {
+  seq: number;
+  at: number;
+  kind: string;
+  off: number;
+  len: number;
+  meta: string;
+  secret: number;
 }
 
 export const STREAM = { payload: 1, results: 2 } as const;
 export type StreamName = keyof typeof STREAM;
 
-const NEUTRAL = { expiresAt: null, attachedAt: null, releasedAt: null, meshSynced: true, signature: null, signed: false } as const;
+const NEUTRAL = { expiresAt: null, attachedAt: null, releasedAt: null, meshSynced: true, signature: null, signed: false, parse: null } as const;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS unit (k INTEGER PRIMARY KEY CHECK (k = 1), doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS chunks (
   stream INTEGER NOT NULL, off INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (stream, off));
+CREATE TABLE IF NOT EXISTS events (
+  seq INTEGER PRIMARY KEY, at INTEGER NOT NULL, kind TEXT NOT NULL,
+  off INTEGER NOT NULL, len INTEGER NOT NULL, meta TEXT NOT NULL, secret INTEGER NOT NULL);
 `;
 
 export class UnitStore {
@@ -63,8 +80,41 @@ export class UnitStore {
     return start < data.byteLength ? data.subarray(start) : null;
   }
 
+  /** `length` bytes of `stream` from `offset` (fewer if the stream ends first). */
+  readRange(stream: StreamName, offset: number, length: number): Uint8Array {
+    const out = new Uint8Array(length);
+    let filled = 0;
+    while (filled < length) {
+      const chunk = this.readAt(stream, offset + filled);
+      if (!chunk) break;
+      const piece = chunk.subarray(0, length - filled);
+      out.set(piece, filled);
+      filled += piece.byteLength;
+    }
+    return filled === length ? out : out.subarray(0, filled);
+  }
+
+  addEvents(events: readonly ParsedEvent[], at: number): void {
+    for (const e of events) {
+      this.sql.exec(
+        "INSERT INTO events (at, kind, off, len, meta, secret) VALUES (?, ?, ?, ?, ?, ?)",
+        at,
+        e.kind,
+        e.offset,
+        e.length,
+        JSON.stringify(e.meta),
+        e.secret ? 1 : 0,
+      );
+    }
+  }
+
+  eventsAfter(after: number, limit: number): EventRow[] {
+    return this.sql.exec<EventRow & Record<string, SqlStorageValue>>("SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?", after, limit).toArray();
+  }
+
   deleteStreams(): void {
     this.sql.exec("DELETE FROM chunks");
+    this.sql.exec("DELETE FROM events");
   }
 
   deleteStream(stream: StreamName): void {
@@ -73,7 +123,7 @@ export class UnitStore {
 
   /** Forgets the unit entirely (the tombstone's retention is over). */
   forget(): void {
-    this.sql.exec("DELETE FROM chunks");
+    this.deleteStreams();
     this.sql.exec("DELETE FROM unit");
     this.cached = null;
   }
@@ -81,6 +131,6 @@ export class UnitStore {
 
 /** The status record the API shows: the document without the object's own bookkeeping. */
 export function publicRecord(doc: UnitDoc): UnitRecord {
-  const { payloadComplete: _p, cancelRequested: _c, attachedAt: _a, releasedAt: _r, meshSynced: _m, signature: _s, ...record } = doc;
+  const { payloadComplete: _p, cancelRequested: _c, attachedAt: _a, releasedAt: _r, meshSynced: _m, signature: _s, parse: _e, ...record } = doc;
   return record;
 }

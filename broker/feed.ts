@@ -1,0 +1,119 @@
+/**
+ * Serving a numbered event log to followers, as Server-Sent Events or as JSON pages. Both Unit
+ * and Mesh objects keep their events in SQLite; a follower pulls pages from storage at its own
+ * pace, so a slow reader holds no buffer, never slows ingestion, and never misses an event.
+ */
+
+export interface FeedEvent {
+  seq: number;
+  kind: string;
+  /** The event as one line of JSON. */
+  json: string;
+}
+
+export interface Feed {
+  /** Events with seq > after, in order, at most `limit`. */
+  page(after: number, limit: number): FeedEvent[];
+  /** JSON of the closing record once no event will follow (the unit ended); null while open. */
+  end(): string | null;
+  /** Resolves at the next append or state change, or when `signal` aborts. */
+  changed(signal: AbortSignal): Promise<void>;
+}
+
+export const PAGE_LIMIT = 1000;
+const SSE_BATCH = 500;
+const encoder = new TextEncoder();
+
+/** The start of an event log: an `after` query parameter wins over the Last-Event-ID header. */
+export function resumePoint(query: string | null, lastEventId: string | null): number | null {
+  const raw = query ?? lastEventId ?? "0";
+  return /^\d{1,15}$/.test(raw.trim()) ? Number(raw.trim()) : null;
+}
+
+/** `{"seq":…,"kind":…,"time":…, …fields}` from a stored `fields` object written as JSON. */
+export function renderEvent(seq: number, kind: string, at: number, fields: string, tail = ""): string {
+  const inner = fields.length > 2 ? `,${fields.slice(1, -1)}` : "";
+  return `{"seq":${seq},"kind":${JSON.stringify(kind)},"time":"${new Date(at).toISOString()}"${inner}${tail}}`;
+}
+
+/** A JSON page for pollers: `done` says nothing will follow `last`. */
+export function jsonPage(feed: Feed, after: number, limit: number, extra: Record<string, unknown>): string {
+  const events = feed.page(after, Math.min(Math.max(limit, 1), PAGE_LIMIT));
+  const last = events.at(-1)?.seq ?? after;
+  const done = events.length < limit && feed.end() !== null;
+  const fields = Object.entries({ last, done, ...extra })
+    .map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v)}`)
+    .join(",");
+  return `{"events":[${events.map((e) => e.json).join(",")}],${fields}}`;
+}
+
+/**
+ * An SSE stream from `after` on: `id:` is the event's seq (so EventSource resumes by itself),
+ * `event:` its kind; a comment every `keepaliveMs` of silence keeps proxies from closing the
+ * stream; `event: end` carries the final record before the stream closes.
+ */
+export function sseStream(feed: Feed, after: number, keepaliveMs: number): ReadableStream<Uint8Array> {
+  let position = after;
+  const gone = new AbortController();
+  return new ReadableStream<Uint8Array>(
+    {
+      start(controller) {
+        controller.enqueue(encoder.encode("retry: 2000\n\n"));
+      },
+      async pull(controller) {
+        for (;;) {
+          const events = feed.page(position, SSE_BATCH);
+          if (events.length > 0) {
+            position = events.at(-1)!.seq;
+            controller.enqueue(encoder.encode(events.map((e) => `id: ${e.seq}\nevent: ${e.kind}\ndata: ${e.json}\n\n`).join("")));
+            return;
+          }
+          const end = feed.end();
+          if (end !== null || gone.signal.aborted) {
+            if (end !== null) controller.enqueue(encoder.encode(`event: end\ndata: ${end}\n\n`));
+            controller.close();
+            return;
+          }
+          if (!(await waitOrTimeout(feed, gone.signal, keepaliveMs))) {
+            controller.enqueue(encoder.encode(": keepalive\n\n"));
+            return;
+          }
+        }
+      },
+      cancel() {
+        gone.abort();
+      },
+    },
+    { highWaterMark: 0 },
+  );
+}
+
+/** True if the feed changed, false if `ms` passed first (the wait is withdrawn either way). */
+async function waitOrTimeout(feed: Feed, gone: AbortSignal, ms: number): Promise<boolean> {
+  const wait = new AbortController();
+  const stop = () => wait.abort();
+  gone.addEventListener("abort", stop);
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    wait.abort();
+  }, ms);
+  try {
+    await feed.changed(wait.signal);
+  } finally {
+    clearTimeout(timer);
+    gone.removeEventListener("abort", stop);
+  }
+  return !timedOut;
+}
+
+export const SSE_HEADERS = {
+  "content-type": "text/event-stream; charset=utf-8",
+  "cache-control": "no-cache, no-transform",
+  // Tells nginx-style proxies not to buffer the stream.
+  "x-accel-buffering": "no",
+} as const;
+
+export function wantsEventStream(accept: string | null): boolean {
+  return accept?.includes("text/event-stream") ?? false;
+}

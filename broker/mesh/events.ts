@@ -1,0 +1,48 @@
+/**
+ * The mesh-wide event log dashboards follow: unit state changes and node joins and leaves.
+ * Kept in the Mesh object's SQLite, numbered, and trimmed to the newest `retention` events.
+ */
+import type { UnitState } from "../../shared/states.js";
+import { type FeedEvent, renderEvent } from "../feed.js";
+
+export type NodeChange = "joined" | "left" | "lost" | "removed";
+
+export type MeshEvent =
+  | { kind: "unit"; id: string; worktype: string; node: string | null; state: UnitState | "Forgotten"; detail: string }
+  | { kind: "node"; nodeId: string; change: NodeChange };
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS mesh_events (seq INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, kind TEXT NOT NULL, body TEXT NOT NULL);
+`;
+
+/** Trimming runs once per this many appends rather than at each one. */
+const TRIM_EVERY = 256;
+
+export class MeshEventLog {
+  constructor(
+    private readonly sql: SqlStorage,
+    private readonly retention: number,
+  ) {
+    sql.exec(SCHEMA);
+  }
+
+  append(event: MeshEvent, at: number): number {
+    const { kind, ...body } = event;
+    const seq = this.sql
+      .exec<{ seq: number }>("INSERT INTO mesh_events (at, kind, body) VALUES (?, ?, ?) RETURNING seq", at, kind, JSON.stringify(body))
+      .one().seq;
+    if (seq % TRIM_EVERY === 0) this.sql.exec("DELETE FROM mesh_events WHERE seq <= ?", seq - this.retention);
+    return seq;
+  }
+
+  page(after: number, limit: number): FeedEvent[] {
+    return this.sql
+      .exec<{ seq: number; at: number; kind: string; body: string }>(
+        "SELECT seq, at, kind, body FROM mesh_events WHERE seq > ? ORDER BY seq LIMIT ?",
+        after,
+        limit,
+      )
+      .toArray()
+      .map((row) => ({ seq: row.seq, kind: row.kind, json: renderEvent(row.seq, row.kind, row.at, row.body) }));
+  }
+}

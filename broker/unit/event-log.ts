@@ -1,0 +1,77 @@
+/**
+ * The Unit object's event log: ingestion as results arrive, and the feed followers read
+ * (rendered from the stored summary plus, for JSON lines, the line itself from the results).
+ */
+import { type Feed, type FeedEvent, renderEvent } from "../feed.js";
+import { INITIAL_PARSE, MAX_LINE_BYTES, type ParseState, parseEvents } from "./events.js";
+import type { EventRow, UnitDoc, UnitStore } from "./store.js";
+
+const decoder = new TextDecoder();
+
+/** Where parsing stands; a unit stored before events existed starts at its current end. */
+function parseState(doc: UnitDoc): ParseState {
+  return doc.parse ?? (doc.stdoutSize === 0 ? INITIAL_PARSE : { ...INITIAL_PARSE, offset: doc.stdoutSize, mode: "lines" });
+}
+
+/**
+ * Turns the results stored since the last call into events. `final`: the unit has ended, so a
+ * last unfinished line is an event too. Runs in the same turn as the write it follows, so the
+ * events commit with the bytes (and before the agent's ack).
+ */
+export function ingestEvents(store: UnitStore, final: boolean, now = Date.now()): number {
+  const doc = store.doc();
+  if (!doc) return 0;
+  let state = parseState(doc);
+  let added = 0;
+  while (!state.ended) {
+    const available = Math.max(0, doc.stdoutSize - state.offset);
+    if (available === 0 && !final) break;
+    const take = Math.min(available, MAX_LINE_BYTES);
+    const step = parseEvents(state, store.readRange("results", state.offset, take), final && take === available);
+    store.addEvents(step.events, now);
+    added += step.events.length;
+    const moved = step.state.offset !== state.offset || step.state.ended !== state.ended || step.state.mode !== state.mode;
+    state = step.state;
+    if (!moved) break;
+  }
+  if (JSON.stringify(state) !== JSON.stringify(doc.parse)) store.save({ ...doc, parse: state });
+  return added;
+}
+
+/** True once the log is complete: the unit is final and every byte was parsed. */
+export function eventsComplete(doc: UnitDoc): boolean {
+  return doc.parse?.ended === true || (doc.parse === null && doc.stdoutSize === 0);
+}
+
+/**
+ * The unit's events as a Feed. `redact`: the reader may not see secrets, so the environment in
+ * ansible-runner's `starting` line is masked.
+ */
+export function unitFeed(store: UnitStore, changed: (signal: AbortSignal) => Promise<void>, redact: boolean, final: () => string | null): Feed {
+  return {
+    page: (after, limit) => store.eventsAfter(after, limit).map((row) => render(store, row, redact)),
+    end: final,
+    changed,
+  };
+}
+
+function render(store: UnitStore, row: EventRow, redact: boolean): FeedEvent {
+  let tail = "";
+  if (row.kind !== "line") {
+    let data = decoder.decode(store.readRange("results", row.off, row.len));
+    // SSE data must be one line; JSON may hold a CR as whitespace. Rewriting it is rare and safe.
+    if (row.secret && redact) data = JSON.stringify(redactEnv(JSON.parse(data) as Record<string, unknown>));
+    else if (/[\r\n]/.test(data)) data = JSON.stringify(JSON.parse(data));
+    tail = `,"data":${data}`;
+  }
+  return { seq: row.seq, kind: row.kind, json: renderEvent(row.seq, row.kind, row.at, row.meta, tail) };
+}
+
+export const REDACTED = "********";
+
+/** The variable names stay (they help debugging); their values do not. */
+export function redactEnv(line: Record<string, unknown>): Record<string, unknown> {
+  const env = line.env;
+  if (env === null || typeof env !== "object") return line;
+  return { ...line, env: Object.fromEntries(Object.keys(env).map((k) => [k, REDACTED])) };
+}
