@@ -38,9 +38,10 @@ export function renderEvent(seq: number, kind: string, at: number, fields: strin
 
 /** A JSON page for pollers: `done` says nothing will follow `last`. */
 export function jsonPage(feed: Feed, after: number, limit: number, extra: Record<string, unknown>): string {
-  const events = feed.page(after, Math.min(Math.max(limit, 1), PAGE_LIMIT));
+  const size = Math.min(Math.max(Number.isSafeInteger(limit) ? limit : 100, 1), PAGE_LIMIT);
+  const events = feed.page(after, size);
   const last = events.at(-1)?.seq ?? after;
-  const done = events.length < limit && feed.end() !== null;
+  const done = events.length < size && feed.end() !== null;
   const fields = Object.entries({ last, done, ...extra })
     .map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v)}`)
     .join(",");
