@@ -45,6 +45,7 @@
  * @typedef {UnitSummary & { exitCode: number | null, startedAt: string | null, finishedAt: string | null, stdoutSize: number }} UnitRecord
  */
 
+/** An error answer from the broker; `message` reads "code: message". */
 export class ApiError extends Error {
   /**
    * @param {number} status
@@ -52,7 +53,7 @@ export class ApiError extends Error {
    * @param {string} message
    */
   constructor(status, code, message) {
-    super(message);
+    super(`${code}: ${message}`);
     this.status = status;
     this.code = code;
   }

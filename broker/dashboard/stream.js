@@ -40,8 +40,7 @@ export async function followStream({ url, token, signal, onEvent, onState = () =
       if (parser.lastEventId !== "") headers["last-event-id"] = parser.lastEventId;
       const response = await fetch(url, { headers, signal });
       if (!response.ok || !response.body) {
-        const error = await readError(response);
-        const detail = `${error.code}: ${error.message}`;
+        const detail = (await readError(response)).message;
         if (FATAL.has(response.status)) {
           onState("failed", detail);
           return;
@@ -78,11 +77,12 @@ export async function followStream({ url, token, signal, onEvent, onState = () =
  */
 function sleep(ms, signal) {
   return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    const stop = () => {
+    const done = () => {
       clearTimeout(timer);
+      signal.removeEventListener("abort", done);
       resolve(undefined);
     };
-    signal.addEventListener("abort", stop, { once: true });
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done);
   });
 }

@@ -1,7 +1,7 @@
-/** The dashboard's server-sent events parser and its reconnect backoff. */
-import { describe, expect, it } from "vitest";
+/** The dashboard's server-sent events parser, and its stream follower's reconnects and backoff. */
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { SseParser } from "../../broker/dashboard/sse.js";
-import { backoffMs } from "../../broker/dashboard/stream.js";
+import { backoffMs, followStream } from "../../broker/dashboard/stream.js";
 
 describe("SseParser", () => {
   it("parses the broker's framing: id, event, JSON data", () => {
@@ -55,5 +55,70 @@ describe("backoffMs", () => {
     expect(backoffMs(3, 1)).toBe(4000);
     expect(backoffMs(10, 0)).toBe(5000);
     expect(backoffMs(10, 1)).toBe(10_000);
+  });
+});
+
+describe("followStream", () => {
+  afterEach(() => {
+    vi.unstubAllGlobals();
+  });
+
+  /** A fetch that answers each call with the next of `answers`, recording the request headers. */
+  function fakeFetch(answers: (() => Response)[]) {
+    const calls: Record<string, string>[] = [];
+    vi.stubGlobal("fetch", async (_url: string, init: { headers: Record<string, string> }) => {
+      calls.push(init.headers);
+      const next = answers.shift();
+      if (!next) throw new Error("no more answers");
+      return next();
+    });
+    return calls;
+  }
+
+  const sse = (text: string) => () => new Response(text, { headers: { "content-type": "text/event-stream" } });
+
+  it("resumes after a drop with Last-Event-ID and stops at the end event", async () => {
+    const calls = fakeFetch([
+      sse("id: 1\nevent: line\ndata: a\n\nid: 2\nevent: line\ndata: b\n\n"),
+      sse("id: 3\nevent: line\ndata: c\n\nevent: end\ndata: {}\n\n"),
+    ]);
+    const seen: string[] = [];
+    const states: string[] = [];
+    await followStream({
+      url: "/events",
+      token: "mtk_x",
+      signal: new AbortController().signal,
+      onEvent: (e) => seen.push(`${e.type}:${e.data}`),
+      onState: (s) => states.push(s),
+    });
+    expect(seen).toEqual(["line:a", "line:b", "line:c", "end:{}"]);
+    expect(states).toEqual(["open", "retrying", "open", "ended"]);
+    expect(calls[0]).toMatchObject({ accept: "text/event-stream", authorization: "Bearer mtk_x" });
+    expect(calls[0]?.["last-event-id"]).toBeUndefined();
+    expect(calls[1]?.["last-event-id"]).toBe("2");
+  });
+
+  it("gives up on an answer that retrying cannot fix, with the broker's message", async () => {
+    fakeFetch([() => Response.json({ error: { code: "unauthorized", message: "unknown token" } }, { status: 401 })]);
+    const states: string[] = [];
+    await followStream({ url: "/events", token: "t", signal: new AbortController().signal, onEvent: () => {}, onState: (s, d) => states.push(`${s} ${d}`) });
+    expect(states).toEqual(["failed unauthorized: unknown token"]);
+  });
+
+  it("retries server errors and network failures until aborted", async () => {
+    const abort = new AbortController();
+    fakeFetch([
+      () => new Response("oops", { status: 502 }),
+      () => {
+        throw new TypeError("network down");
+      },
+      () => {
+        abort.abort();
+        throw new DOMException("aborted", "AbortError");
+      },
+    ]);
+    const states: string[] = [];
+    await followStream({ url: "/events", token: "t", signal: abort.signal, onEvent: () => {}, onState: (s, d) => states.push(`${s} ${d}`) });
+    expect(states).toEqual(["retrying http_error: HTTP 502", "retrying network down"]);
   });
 });
