@@ -21,14 +21,14 @@ export function formatDuration(ms) {
 }
 
 /**
- * How long ago `iso` was, e.g. "5s ago"; "–" for null or an unreadable time.
+ * How long ago `iso` was: "just now", "5s ago"; "–" for null or an unreadable time.
  * @param {string | null | undefined} iso
  * @param {number} now  ms since the epoch
  */
 export function formatAge(iso, now) {
   const then = iso ? Date.parse(iso) : Number.NaN;
   if (Number.isNaN(then)) return "–";
-  return `${formatDuration(Math.max(0, now - then))} ago`;
+  return now - then < 1000 ? "just now" : `${formatDuration(now - then)} ago`;
 }
 
 export const FINAL_STATES = new Set(["Succeeded", "Failed", "Canceled", "Released"]);

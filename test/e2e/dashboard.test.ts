@@ -1,8 +1,8 @@
 /**
  * The web dashboard in a real browser (Debian's chromium driven by playwright-core): sign in with a
  * read token, see the node connected, watch a unit's ANSI-coloured output arrive live and its final
- * state, the play recap of a real ansible-runner unit, no Cancel/Release for a reader, and the
- * phone-sized layout. `MESH_SCREENSHOTS=1` writes the screenshots to docs/ for the README.
+ * state, the play recap of a real ansible-runner unit, no Cancel/Release for a reader but working
+ * ones for a submitter, and the phone-sized layout. `MESH_SCREENSHOTS=1` writes the screenshots to docs/ for the README.
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
@@ -33,12 +33,21 @@ const SCRIPT = String.raw`for i in 1 2 3 4 5 6; do
 done
 `;
 
-async function signIn(page: Page): Promise<void> {
+async function createToken(role: string): Promise<string> {
+  const created = await api<{ token: string }>(mesh, "POST", "/tokens", {
+    body: JSON.stringify({ role, name: `dashboard test ${role}` }),
+    headers: { "content-type": "application/json" },
+  });
+  expect(created.status).toBe(201);
+  return created.body.token;
+}
+
+async function signIn(page: Page, token = readToken, role = "read"): Promise<void> {
   await page.goto(broker().url);
   await page.locator("#login-mesh").fill(mesh);
-  await page.locator("#login-token").fill(readToken);
+  await page.locator("#login-token").fill(token);
   await page.getByRole("button", { name: "Sign in" }).click();
-  await page.locator("header .who").getByText("read").waitFor(WAIT);
+  await page.locator("header .who").getByText(role).waitFor(WAIT);
 }
 
 async function submit(worktype: string, payload: string): Promise<string> {
@@ -54,12 +63,7 @@ describe.skipIf(skipped)("the web dashboard", () => {
     }
     hasAnsible = (await sh(mesh, "command -v ansible-runner")).code === 0;
     shots = process.env.MESH_SCREENSHOTS === "1" ? join(ROOT, "docs") : await tempDir("mesh-dashboard-");
-    const created = await api<{ token: string }>(mesh, "POST", "/tokens", {
-      body: JSON.stringify({ role: "read", name: "dashboard test" }),
-      headers: { "content-type": "application/json" },
-    });
-    expect(created.status).toBe(201);
-    readToken = created.body.token;
+    readToken = await createToken("read");
     agent = await startAgent({
       mesh,
       nodeId: NODE,
@@ -129,6 +133,22 @@ describe.skipIf(skipped)("the web dashboard", () => {
     expect(row.slice(0, 3)).toEqual(["localhost", "1", "0"]);
     await page.locator("pre.output").getByText("reached through the mesh").waitFor(WAIT);
     await page.screenshot({ path: join(shots, "dashboard.png") });
+    await page.close();
+  });
+
+  it("lets a submit token cancel a running unit, then release it", async () => {
+    const id = await submit("script", "echo started; sleep 120");
+    const page = await browser.newPage();
+    page.on("dialog", (dialog) => dialog.accept());
+    await signIn(page, await createToken("submit"), "submit");
+    await page.goto(`${broker().url}/#/units/${id}`);
+    await page.locator("pre.output").getByText("started").waitFor(WAIT);
+    await page.getByRole("button", { name: "Cancel" }).click();
+    await page.locator(".unit-state .badge-canceled").waitFor(WAIT);
+    await expect(page.locator("button.cancel").count()).resolves.toBe(0);
+    await page.getByRole("button", { name: "Release" }).click();
+    await page.locator(".unit-state .badge-released").waitFor(WAIT);
+    expect((await api<UnitRecord>(mesh, "GET", `/units/${id}`)).body.state).toBe("Released");
     await page.close();
   });
 

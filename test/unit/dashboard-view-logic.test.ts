@@ -69,7 +69,8 @@ describe("formatAge", () => {
   const now = Date.parse("2026-01-01T12:00:00Z");
   it("says how long ago, and – for nothing", () => {
     expect(formatAge("2026-01-01T11:59:55Z", now)).toBe("5s ago");
-    expect(formatAge("2026-01-01T12:00:05Z", now)).toBe("0ms ago");
+    expect(formatAge("2026-01-01T11:59:59.500Z", now)).toBe("just now");
+    expect(formatAge("2026-01-01T12:00:05Z", now)).toBe("just now");
     expect(formatAge(null, now)).toBe("–");
     expect(formatAge("yesterday", now)).toBe("–");
   });
