@@ -96,7 +96,9 @@ async function main(): Promise<void> {
   console.log(`MESH_BROKER=${broker.url}`);
   console.log(`MESH_TOKEN=${token}`);
   console.log(`\n  export MESH_BROKER=${broker.url} MESH_TOKEN=${token}`);
-  console.log("  node dist/meshctl/cli.js status     # or: npx meshctl status\n\nCtrl-C stops both.");
+  console.log("  node dist/meshctl/cli.js status     # or: npx meshctl status");
+  console.log(`\nDashboard: open ${broker.url}/ and sign in with mesh "default" and the token above (or a read token).`);
+  console.log("\nCtrl-C stops both.");
 }
 
 main().catch((error: unknown) => {
