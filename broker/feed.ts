@@ -21,8 +21,44 @@ export interface Feed {
 }
 
 export const PAGE_LIMIT = 1000;
+
+/**
+ * Recently rendered pages, shared by an object's followers: live followers are woken together and
+ * ask for the same page, so it is rendered once rather than once per follower. Events never
+ * change once written, so a cached page stays right (a short one just ends sooner).
+ */
+export class PageCache {
+  private readonly pages = new Map<string, FeedEvent[]>();
+
+  constructor(private readonly size = 64) {}
+
+  get(key: string, render: () => FeedEvent[]): FeedEvent[] {
+    const hit = this.pages.get(key);
+    if (hit) return hit;
+    const page = render();
+    if (page.length === 0) return page;
+    if (this.pages.size >= this.size) this.pages.delete(this.pages.keys().next().value!);
+    this.pages.set(key, page);
+    return page;
+  }
+
+  clear(): void {
+    this.pages.clear();
+  }
+}
 const SSE_BATCH = 500;
 const encoder = new TextEncoder();
+/** SSE bytes of a page array; a page shared through PageCache is encoded once for all followers. */
+const encodedPages = new WeakMap<FeedEvent[], Uint8Array>();
+
+function ssePage(events: FeedEvent[]): Uint8Array {
+  let bytes = encodedPages.get(events);
+  if (!bytes) {
+    bytes = encoder.encode(events.map((e) => `id: ${e.seq}\nevent: ${e.kind}\ndata: ${e.json}\n\n`).join(""));
+    encodedPages.set(events, bytes);
+  }
+  return bytes;
+}
 
 /** The start of an event log: an `after` query parameter wins over the Last-Event-ID header. */
 export function resumePoint(query: string | null, lastEventId: string | null): number | null {
@@ -66,7 +102,7 @@ export function sseStream(feed: Feed, after: number, keepaliveMs: number): Reada
           const events = feed.page(position, SSE_BATCH);
           if (events.length > 0) {
             position = events.at(-1)!.seq;
-            controller.enqueue(encoder.encode(events.map((e) => `id: ${e.seq}\nevent: ${e.kind}\ndata: ${e.json}\n\n`).join("")));
+            controller.enqueue(ssePage(events));
             return;
           }
           const end = feed.end();

@@ -2,7 +2,7 @@
  * The Unit object's event log: ingestion as results arrive, and the feed followers read
  * (rendered from the stored summary plus, for JSON lines, the line itself from the results).
  */
-import { type Feed, type FeedEvent, renderEvent } from "../feed.js";
+import { type Feed, type FeedEvent, type PageCache, renderEvent } from "../feed.js";
 import { INITIAL_PARSE, MAX_LINE_BYTES, type ParseState, parseEvents } from "./events.js";
 import type { EventRow, UnitDoc, UnitStore } from "./store.js";
 
@@ -47,18 +47,28 @@ export function eventsComplete(doc: UnitDoc): boolean {
  * The unit's events as a Feed. `redact`: the reader may not see secrets, so the environment in
  * ansible-runner's `starting` line is masked.
  */
-export function unitFeed(store: UnitStore, changed: (signal: AbortSignal) => Promise<void>, redact: boolean, final: () => string | null): Feed {
+export function unitFeed(
+  store: UnitStore,
+  cache: PageCache,
+  changed: (signal: AbortSignal) => Promise<void>,
+  redact: boolean,
+  final: () => string | null,
+): Feed {
   return {
-    page: (after, limit) => store.eventsAfter(after, limit).map((row) => render(store, row, redact)),
+    page: (after, limit) =>
+      cache.get(`${redact ? "r" : "f"}:${after}:${limit}`, () => {
+        const read = store.rangeReader("results");
+        return store.eventsAfter(after, limit).map((row) => render(read, row, redact));
+      }),
     end: final,
     changed,
   };
 }
 
-function render(store: UnitStore, row: EventRow, redact: boolean): FeedEvent {
+function render(read: (offset: number, length: number) => Uint8Array, row: EventRow, redact: boolean): FeedEvent {
   let tail = "";
   if (row.kind !== "line") {
-    let data = decoder.decode(store.readRange("results", row.off, row.len));
+    let data = decoder.decode(read(row.off, row.len));
     // SSE data must be one line; JSON may hold a CR as whitespace. Rewriting it is rare and safe.
     if (row.secret && redact) data = JSON.stringify(redactEnv(JSON.parse(data) as Record<string, unknown>));
     else if (/[\r\n]/.test(data)) data = JSON.stringify(JSON.parse(data));

@@ -11,10 +11,11 @@ import { type BrokerDataMessage, PING, PONG, decodeAgentData, encode } from "../
 import { STATE_NUMBER, type UnitState, isTerminal, transition } from "../../shared/states.js";
 import type { UnitRecord } from "../../shared/unit.js";
 import { type BrokerConfig, brokerConfig } from "../config.js";
-import { SSE_HEADERS, jsonPage, resumePoint, sseStream, wantsEventStream } from "../feed.js";
+import { PageCache, SSE_HEADERS, jsonPage, resumePoint, sseStream, wantsEventStream } from "../feed.js";
 import { log, logError } from "../log.js";
 import { completeClose } from "../socket.js";
 import { AGENT_TAG, type UnitHost, acceptAgent, isAttached, onAgentMessage, onAgentResults, refusedSocket } from "./agent-link.js";
+import { artifactsResponse } from "./artifacts.js";
 import { type LostPlan, planNodeLost } from "./logic.js";
 import { eventsComplete, ingestEvents, unitFeed } from "./event-log.js";
 import { INITIAL_PARSE } from "./events.js";
@@ -38,6 +39,7 @@ export class UnitObject extends DurableObject<Env> {
   private readonly store: UnitStore;
   private readonly config: BrokerConfig;
   private readonly waiters = new Set<() => void>();
+  private readonly pages = new PageCache();
   /** A payload upload is streaming into this instance; a retried POST must not interleave with it. */
   private uploading = false;
   /** What the data-socket handlers (agent-link.ts) may use; not RPC methods, so not public. */
@@ -112,6 +114,12 @@ export class UnitObject extends DurableObject<Env> {
       );
     }
     if (url.pathname.endsWith("/events")) return this.events(request, url, doc);
+    if (url.pathname.endsWith("/artifacts")) {
+      if (doc.state === "Released") {
+        return errorResponse({ code: "unit_released", message: `unit ${doc.id} was released; its artifacts are gone` }, 410);
+      }
+      return artifactsResponse(this.store, doc, url.searchParams.get("redact") === "1");
+    }
     if (url.pathname.endsWith("/data")) return acceptAgent(this.ctx, url.searchParams.get("node") ?? "");
     return errorResponse({ code: "unknown_route", message: "no such unit route" }, 404);
   }
@@ -125,6 +133,7 @@ export class UnitObject extends DurableObject<Env> {
     if (after === null) return errorResponse({ code: "bad_request", message: "after / Last-Event-ID must be a non-negative integer" }, 400);
     const feed = unitFeed(
       this.store,
+      this.pages,
       (signal) => this.changed(signal),
       url.searchParams.get("redact") === "1",
       () => {
@@ -176,6 +185,7 @@ export class UnitObject extends DurableObject<Env> {
     if (!doc) return fail("unknown_unit", "no such unit");
     if (doc.state === "Released") return ok(publicRecord(doc));
     this.store.deleteStreams();
+    this.pages.clear();
     await this.move(doc, "Released", "released");
     return ok(publicRecord(this.store.doc()!));
   }
@@ -224,6 +234,7 @@ export class UnitObject extends DurableObject<Env> {
             break;
           case "reap":
             this.store.deleteStreams();
+            this.pages.clear();
             await this.move(doc, "Released", `released after the ${formatDuration(retention.unitRetentionMs)} retention`);
             break;
           case "purge":

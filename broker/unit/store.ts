@@ -82,16 +82,41 @@ export class UnitStore {
 
   /** `length` bytes of `stream` from `offset` (fewer if the stream ends first). */
   readRange(stream: StreamName, offset: number, length: number): Uint8Array {
-    const out = new Uint8Array(length);
-    let filled = 0;
-    while (filled < length) {
-      const chunk = this.readAt(stream, offset + filled);
-      if (!chunk) break;
-      const piece = chunk.subarray(0, length - filled);
-      out.set(piece, filled);
-      filled += piece.byteLength;
-    }
-    return filled === length ? out : out.subarray(0, filled);
+    return this.rangeReader(stream)(offset, length);
+  }
+
+  /**
+   * A reader of many nearby ranges (a page of events): it keeps the last chunk it fetched, since
+   * each fetch copies a whole chunk out of SQLite and a chunk holds hundreds of event lines.
+   */
+  rangeReader(stream: StreamName): (offset: number, length: number) => Uint8Array {
+    let held: { off: number; data: Uint8Array } | null = null;
+    const chunkAt = (position: number): Uint8Array | null => {
+      if (!held || position < held.off || position >= held.off + held.data.byteLength) {
+        const row = this.sql
+          .exec<{ off: number; data: ArrayBuffer }>(
+            "SELECT off, data FROM chunks WHERE stream = ? AND off <= ? ORDER BY off DESC LIMIT 1",
+            STREAM[stream],
+            position,
+          )
+          .toArray()[0];
+        if (!row || position - row.off >= row.data.byteLength) return null;
+        held = { off: row.off, data: new Uint8Array(row.data) };
+      }
+      return held.data.subarray(position - held.off);
+    };
+    return (offset, length) => {
+      const out = new Uint8Array(length);
+      let filled = 0;
+      while (filled < length) {
+        const chunk = chunkAt(offset + filled);
+        if (!chunk) break;
+        const piece = chunk.subarray(0, length - filled);
+        out.set(piece, filled);
+        filled += piece.byteLength;
+      }
+      return filled === length ? out : out.subarray(0, filled);
+    };
   }
 
   addEvents(events: readonly ParsedEvent[], at: number): void {

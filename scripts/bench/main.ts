@@ -7,6 +7,7 @@
  *   BENCH_PLAYBOOK_RUNS=5     alternated runs of each pipeline (item 1)
  *   BENCH_LATENCY_UNITS=200   units timed one at a time (item 2)
  *   BENCH_STREAM_MIB=200      results stream size, BENCH_STREAM_RUNS=2 alternated runs (items 3, 6)
+ *   BENCH_EVENTS=100000       runner events per unit, BENCH_EVENT_RUNS=3 alternated runs (item 4)
  *   BENCH_SCALING=100,1000    unit counts compared (item 7)
  *   BENCH_CONNECTIONS=1000,10000  first count (also restarted), then the most to try (item 5)
  *   BENCH_OUT=FILE            the JSON file (default: bench-results.json in the repo)
@@ -20,6 +21,7 @@ import { join } from "node:path";
 import { ROOT } from "../local-broker.js";
 import { connections } from "./connections.js";
 import { BenchEnv } from "./env.js";
+import { eventRate } from "./events.js";
 import { latency } from "./latency.js";
 import { playbook } from "./playbook.js";
 import { type Row, machine, markdown } from "./report.js";
@@ -28,15 +30,6 @@ import { throughput } from "./throughput.js";
 
 const numbers = (name: string, fallback: number[]) => (process.env[name] ?? fallback.join(",")).split(",").map(Number);
 const only = new Set(numbers("BENCH_ONLY", [1, 2, 3, 4, 5, 6, 7]));
-
-const EVENTS_ROW: Row = {
-  item: 4,
-  measure: "events ingested per second, 10 SSE followers",
-  result: "n/a (needs issue 5: events)",
-  comparedWith: "—",
-  goal: "≥ 20,000 events/s, none dropped",
-  met: null,
-};
 
 async function main(): Promise<void> {
   const startedAt = new Date().toISOString();
@@ -69,7 +62,7 @@ async function main(): Promise<void> {
     });
     await step([2], () => latency(env, numbers("BENCH_LATENCY_UNITS", [200])[0]!));
     await step([3, 6], () => throughput(env, numbers("BENCH_STREAM_MIB", [200])[0]!, numbers("BENCH_STREAM_RUNS", [2])[0]!));
-    if (only.has(4)) rows.push(EVENTS_ROW);
+    await step([4], () => eventRate(env, numbers("BENCH_EVENTS", [100_000])[0]!, numbers("BENCH_EVENT_RUNS", [3])[0]!));
     await step([7], () => {
       const [small, large] = numbers("BENCH_SCALING", [100, 1000]);
       return scaling(env, small!, large!);
