@@ -84,6 +84,10 @@ describe.skipIf(skipped)("the web dashboard", () => {
 
   it("shows the node and a unit's output live, in colour, to a read token", async () => {
     const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    // Script errors and Content-Security-Policy refusals show up here.
+    const problems: string[] = [];
+    page.on("pageerror", (error) => problems.push(error.message));
+    page.on("console", (message) => message.type() === "error" && problems.push(message.text()));
     await signIn(page);
     const node = page.locator("section.nodes tr", { hasText: NODE });
     await node.locator(".badge-connected").waitFor(WAIT);
@@ -114,6 +118,7 @@ describe.skipIf(skipped)("the web dashboard", () => {
     // A read token may not cancel or release; it may download.
     await expect(page.locator("button.cancel, button.release").count()).resolves.toBe(0);
     await page.getByRole("button", { name: "Download artifacts" }).waitFor(WAIT);
+    expect(problems).toEqual([]);
     if (!hasAnsible) await page.screenshot({ path: join(shots, "dashboard.png") });
     await page.close();
   });
