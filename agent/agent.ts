@@ -13,6 +13,7 @@ import type { WorkCommand } from "./config.js";
 import { credentialPath, loadCredential, saveCredential } from "./credential.js";
 import { type Logger, errorMessage } from "./log.js";
 import { UnitRunner } from "./runner.js";
+import { SpareSupervisor } from "./spare.js";
 import { type Recovery, scanSpool } from "./spool.js";
 import { type Link, openLink } from "./socket.js";
 import type { UnitVerifier } from "./verify.js";
@@ -45,6 +46,7 @@ export class Agent {
   /** The join token until the broker issues this node's credential; the credential from then on. */
   private token: string;
   private switchingToCredential = false;
+  private readonly spare = new SpareSupervisor();
 
   constructor(private readonly opts: AgentOptions) {
     this.token = opts.token;
@@ -67,6 +69,7 @@ export class Agent {
     const { log } = this.opts;
     this.token = (await loadCredential(this.opts.workDir, this.scope)) ?? this.opts.token;
     await this.recover();
+    this.spare.arm();
     for (let attempt = 0; !this.stopped; attempt++) {
       if (attempt === 5 && this.token !== this.opts.token) {
         log.warn("control:credential-maybe-revoked", {
@@ -104,6 +107,7 @@ export class Agent {
   /** Closes the control link; units already running finish and report first. */
   async stop(): Promise<void> {
     this.stopped = true;
+    this.spare.stop();
     this.link?.close(1000, "agent stopping");
     await Promise.all([...this.runners.values()].map((r) => r.done));
   }
@@ -203,6 +207,7 @@ export class Agent {
       cancelGraceMs: this.opts.cancelGraceMs,
       pingIntervalMs: this.pingIntervalMs,
       verifier: this.opts.verifier,
+      supervisor: () => this.spare.take(),
       log: this.opts.log,
       ...(resumed ? { resumed } : {}),
     });

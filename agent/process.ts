@@ -4,15 +4,17 @@
  * after a grace period.
  *
  * The command runs under supervise.js, a small Node process that leads the group and records the
- * command's exit status in the spool, so the status survives an agent that dies first.
+ * command's exit status in the spool, so the status survives an agent that dies first. The agent
+ * keeps one supervisor started ahead of need (spare.ts) and hands it the command when a unit starts.
  */
-import { spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { constants } from "node:fs";
 import { access, open, stat } from "node:fs/promises";
 import { delimiter, join, resolve as resolvePath } from "node:path";
 import { fileURLToPath } from "node:url";
 import { sleep } from "../shared/backoff.js";
 import { EXIT_FILE, NO_EXIT_STATUS, type ProcessIdentity, WORK_DIR, isRunning, readExitFile } from "./spool.js";
+import type { SuperviseSpec } from "./supervise.js";
 
 export interface Exit {
   exitCode: number | null;
@@ -58,6 +60,22 @@ function canceller(signalGroup: (signal: NodeJS.Signals) => void, exited: Promis
   };
 }
 
+/**
+ * The supervisor's own environment: the agent's without Node's settings (NODE_OPTIONS,
+ * NODE_EXTRA_CA_CERTS…), which are for the agent. A CA bundle alone is parsed at every Node start
+ * (45 ms of a 100 ms start here) and the supervisor makes no TLS connection. The command gets the
+ * agent's environment as it is, in its spec.
+ */
+const supervisorEnv = () => Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith("NODE_")));
+
+/**
+ * Starts a supervisor that waits on its stdin for the command to run (see supervise.ts), as the
+ * leader of a new process group (detached: setsid), so that a cancel reaches the whole group.
+ */
+export function spawnSupervisor(): ChildProcess {
+  return spawn(process.execPath, [SUPERVISOR], { cwd: "/", stdio: ["pipe", "ignore", "ignore"], detached: true, env: supervisorEnv() });
+}
+
 export async function startProcess(opts: {
   command: string;
   args: string[];
@@ -65,6 +83,8 @@ export async function startProcess(opts: {
   spoolDir: string;
   stdinPath: string;
   stdoutPath: string;
+  /** A supervisor waiting for its command: the agent's spare (SpareSupervisor.take); by default one started now. */
+  supervisor?: () => ChildProcess;
 }): Promise<RunningProcess> {
   const cwd = join(opts.spoolDir, WORK_DIR);
   const problem = await cannotRun(opts.command, cwd);
@@ -72,25 +92,22 @@ export async function startProcess(opts: {
     const error = `cannot start ${opts.command}: ${problem}`;
     return { pid: null, exited: Promise.resolve({ exitCode: null, signal: null, error }), cancel: () => undefined };
   }
-  const stdin = await open(opts.stdinPath, "r");
-  const stdout = await open(opts.stdoutPath, "a", 0o600).catch(async (error: unknown) => {
-    await stdin.close();
-    throw error;
-  });
+  // Before the command starts: the agent watches this file for results from the moment it returns.
+  await (await open(opts.stdoutPath, "a", 0o600)).close();
+  const child = (opts.supervisor ?? spawnSupervisor)();
+  const spec: SuperviseSpec = {
+    exitFile: join(opts.spoolDir, EXIT_FILE),
+    command: opts.command,
+    args: opts.args,
+    cwd,
+    env: process.env as Record<string, string>,
+    stdinPath: opts.stdinPath,
+    resultsPath: opts.stdoutPath,
+  };
+  let undelivered: string | null = null;
+  child.stdin?.once("error", (error) => (undelivered = error.message));
+  child.stdin?.end(`${JSON.stringify(spec)}\n`);
   let exitedFlag = false;
-  let child;
-  try {
-    child = spawn(process.execPath, [SUPERVISOR, join(opts.spoolDir, EXIT_FILE), opts.command, ...opts.args], {
-      cwd,
-      stdio: [stdin.fd, stdout.fd, stdout.fd],
-      detached: true,
-      env: process.env,
-    });
-  } catch (error) {
-    // spawn throws synchronously on invalid arguments; asynchronous failures arrive as "error".
-    await Promise.all([stdin.close(), stdout.close()]);
-    throw error;
-  }
   const exited = new Promise<Exit>((resolve) => {
     child.once("error", (error) => {
       exitedFlag = true;
@@ -100,9 +117,14 @@ export async function startProcess(opts: {
       exitedFlag = true;
       // The supervisor ends as its command did, but only its file can say why a command did not
       // start, and it has none when the group was SIGKILLed.
-      resolve(readExitFile(opts.spoolDir).then((exit) => exit ?? { exitCode: code, signal, error: null }));
+      const lost: Exit = {
+        exitCode: null,
+        signal: null,
+        error: `cannot start ${opts.command}: its supervisor ended before it got the command (${undelivered})`,
+      };
+      resolve(readExitFile(opts.spoolDir).then((exit) => exit ?? (undelivered === null ? { exitCode: code, signal, error: null } : lost)));
     });
-  }).finally(() => Promise.all([stdin.close(), stdout.close()]));
+  });
   const signalGroup = (signal: NodeJS.Signals) => {
     if (exitedFlag || child.pid === undefined) return;
     try {

@@ -6,6 +6,7 @@
  * exactly once and in order. Unacknowledged bytes in flight are bounded by a window.
  * A unit found in the spool after an agent restart resumes the same way (see spool.ts).
  */
+import type { ChildProcess } from "node:child_process";
 import { watch, type FSWatcher } from "node:fs";
 import { mkdir, open, rm, stat, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
@@ -35,6 +36,8 @@ export interface RunnerOptions {
   pingIntervalMs: number;
   /** Checks the unit's signature when its work type has verifysignature. */
   verifier: UnitVerifier | null;
+  /** A supervisor ready for the unit's command (the agent's spare); by default one is started then. */
+  supervisor?: () => ChildProcess;
   log: Logger;
   /** Set for a unit an earlier run of this agent started. */
   resumed?: Extract<Recovery, { action: "report" | "adopt" }>;
@@ -245,6 +248,7 @@ export class UnitRunner {
       spoolDir: this.opts.unitDir,
       stdinPath: this.payloadPath,
       stdoutPath: this.resultsPath,
+      ...(this.opts.supervisor ? { supervisor: this.opts.supervisor } : {}),
     });
     this.follow(child);
     this.opts.log.info("unit:started", { unit: this.id, pid: child.pid, command: this.opts.workCommand.command });

@@ -3,7 +3,7 @@
  * signals, arguments, the working directory. The executor is loaded from dist/ as well, so that
  * it finds supervise.js beside itself as it does when installed.
  */
-import { spawnSync } from "node:child_process";
+import { type ChildProcess, spawnSync } from "node:child_process";
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -12,8 +12,13 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { EXIT_FILE, NO_EXIT_STATUS, WORK_DIR, identifyProcess, readExitFile } from "../../agent/spool.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
-const BUILT = ["process", "spool", "supervise"].map((name) => ({ source: join(ROOT, "agent", `${name}.ts`), built: join(ROOT, "dist/agent", `${name}.js`) }));
-const { startProcess, adoptProcess }: typeof import("../../agent/process.js") = await import(join(ROOT, "dist/agent/process.js"));
+const BUILT = ["process", "spare", "spool", "supervise"].map((name) => ({
+  source: join(ROOT, "agent", `${name}.ts`),
+  built: join(ROOT, "dist/agent", `${name}.js`),
+}));
+const SUPERVISOR = join(ROOT, "dist/agent/supervise.js");
+const { startProcess, adoptProcess, spawnSupervisor }: typeof import("../../agent/process.js") = await import(join(ROOT, "dist/agent/process.js"));
+const { SpareSupervisor }: typeof import("../../agent/spare.js") = await import(join(ROOT, "dist/agent/spare.js"));
 
 const dirs: string[] = [];
 let dir = "";
@@ -36,8 +41,8 @@ afterAll(async () => {
   await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
 });
 
-const start = (command: string, args: string[]) =>
-  startProcess({ command, args, spoolDir: dir, stdinPath: join(dir, "payload"), stdoutPath: join(dir, "stdout") });
+const start = (command: string, args: string[], supervisor?: () => ChildProcess) =>
+  startProcess({ command, args, spoolDir: dir, stdinPath: join(dir, "payload"), stdoutPath: join(dir, "stdout"), ...(supervisor ? { supervisor } : {}) });
 const results = () => readFile(join(dir, "stdout"), "utf8");
 
 /** Resolves once `path` exists: the command signals readiness by creating it. */
@@ -120,11 +125,71 @@ describe("startProcess", () => {
 });
 
 describe("supervise.js", () => {
+  const spec = (command: string) => ({
+    exitFile: join(dir, EXIT_FILE),
+    command,
+    args: [],
+    cwd: join(dir, WORK_DIR),
+    env: process.env,
+    stdinPath: join(dir, "payload"),
+    resultsPath: join(dir, "stdout"),
+  });
+
   it("records a command it cannot start and exits 127, as a shell would", async () => {
-    const exitFile = join(dir, EXIT_FILE);
-    const supervisor = spawnSync(process.execPath, [join(ROOT, "dist/agent/supervise.js"), exitFile, "no-such-command-here"], { encoding: "utf8" });
+    const input = `${JSON.stringify(spec("no-such-command-here"))}\n`;
+    const supervisor = spawnSync(process.execPath, [SUPERVISOR], { input, encoding: "utf8" });
     expect(supervisor).toMatchObject({ status: 127, stdout: "", stderr: "" });
     expect(await readExitFile(dir)).toEqual({ exitCode: null, signal: null, error: "cannot start no-such-command-here: spawn no-such-command-here ENOENT" });
+  });
+
+  it("exits without a trace when its stdin ends before a command came", async () => {
+    for (const input of ["", JSON.stringify(spec("true")).slice(0, 20)]) {
+      expect(spawnSync(process.execPath, [SUPERVISOR], { input, encoding: "utf8" })).toMatchObject({ status: 0, stdout: "", stderr: "" });
+    }
+    expect(await readExitFile(dir)).toBeNull();
+  });
+});
+
+describe("SpareSupervisor", () => {
+  const exits = (child: ChildProcess) => new Promise((resolve) => child.once("exit", resolve));
+
+  it("hands out the supervisor it started ahead, starts the next, and runs the unit's command under it", async () => {
+    const spawned: ChildProcess[] = [];
+    const spare = new SpareSupervisor(() => spawned[spawned.push(spawnSupervisor()) - 1]!);
+    spare.arm();
+    const ahead = spawned[0]!;
+    // The command's process group (field 5 of its /proc stat) is the one its supervisor leads.
+    const child = await start("sh", ["-c", "cut -d' ' -f5 /proc/$$/stat"], () => spare.take());
+    expect(child.pid).toBe(ahead.pid);
+    expect(await child.exited).toEqual({ exitCode: 0, signal: null, error: null });
+    expect(await results()).toBe(`${ahead.pid}\n`);
+    await new Promise((r) => setImmediate(r));
+    expect(spawned).toHaveLength(2);
+    const gone = exits(spawned[1]!);
+    spare.stop();
+    expect(await gone).toBe(0);
+  });
+
+  it("the command gets the agent's environment; the supervisor leaves out Node's settings", async () => {
+    process.env.NODE_MESH_TEST = "for the agent";
+    try {
+      const child = await start("sh", ["-c", 'echo "$NODE_MESH_TEST"; tr "\\0" "\\n" < /proc/$PPID/environ | grep -c ^NODE_MESH_TEST='], spawnSupervisor);
+      expect(await child.exited).toEqual({ exitCode: 1, signal: null, error: null });
+      expect(await results()).toBe("for the agent\n0\n");
+    } finally {
+      delete process.env.NODE_MESH_TEST;
+    }
+  });
+
+  it("lets its waiting spare go on stop, and starts no other", async () => {
+    const spawned: ChildProcess[] = [];
+    const spare = new SpareSupervisor(() => spawned[spawned.push(spawnSupervisor()) - 1]!);
+    spare.arm();
+    const gone = exits(spawned[0]!);
+    spare.stop();
+    expect(await gone).toBe(0);
+    spare.arm();
+    expect(spawned).toHaveLength(1);
   });
 });
 
