@@ -193,6 +193,18 @@ app.get("/v1/meshes/:mesh/units/:id/events", async (c) => {
   return forward(await unitStub(c, mesh, id).fetch(url, { headers }));
 });
 
+/**
+ * The unit's artifacts as a tar, as `ansible-runner process` would write them (unit/artifacts.ts).
+ * As with events, readers that may not submit get the environment in `command` masked.
+ */
+app.get("/v1/meshes/:mesh/units/:id/artifacts", async (c) => {
+  const mesh = meshName(c);
+  const id = unitId(c);
+  can(c, "read");
+  const redact = may(c.get("principal"), "submit") ? "0" : "1";
+  return forward(await unitStub(c, mesh, id).fetch(`https://unit/artifacts?redact=${redact}`));
+});
+
 /** Mesh-wide events for dashboards: unit state changes, node joins and leaves. */
 app.get("/v1/meshes/:mesh/events", async (c) => {
   const mesh = meshName(c);

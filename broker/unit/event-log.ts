@@ -4,6 +4,7 @@
  */
 import { type Feed, type FeedEvent, type PageCache, renderEvent } from "../feed.js";
 import { INITIAL_PARSE, MAX_LINE_BYTES, type ParseState, parseEvents } from "./events.js";
+import { redactEnv } from "./redact.js";
 import type { EventRow, UnitDoc, UnitStore } from "./store.js";
 
 const decoder = new TextDecoder();
@@ -75,13 +76,4 @@ function render(read: (offset: number, length: number) => Uint8Array, row: Event
     tail = `,"data":${data}`;
   }
   return { seq: row.seq, kind: row.kind, json: renderEvent(row.seq, row.kind, row.at, row.meta, tail) };
-}
-
-export const REDACTED = "********";
-
-/** The variable names stay (they help debugging); their values do not. */
-export function redactEnv(line: Record<string, unknown>): Record<string, unknown> {
-  const env = line.env;
-  if (env === null || typeof env !== "object") return line;
-  return { ...line, env: Object.fromEntries(Object.keys(env).map((k) => [k, REDACTED])) };
 }
