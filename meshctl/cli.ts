@@ -1,13 +1,15 @@
 #!/usr/bin/env node
-/** `meshctl`: the receptorctl-shaped client of a mesh-agent broker. */
+/**
+ * `meshctl`: the receptorctl-shaped client of a mesh-agent broker. Signing (zod, crypto) and the
+ * control service load only in the commands that use them: each command pays Node's start and
+ * what it imports, and a pipeline waits for it.
+ */
 import { parseArgs } from "node:util";
 import { isUsageError, packageVersion } from "../agent/version.js";
 import { parseDuration } from "../shared/duration.js";
 import { MeshApiError, MeshClient } from "./client.js";
-import { parseTcpAddress, runControlService } from "./control/main.js";
 import { printStatus, Progress } from "./output.js";
 import { preparePayload } from "./payload.js";
-import { generateKeys, signSubmission } from "./sign.js";
 
 const HELP = `Usage: meshctl [--broker URL] [--token TOKEN] [--mesh ID] COMMAND
 
@@ -108,6 +110,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (positionals[0] === "keygen") {
+    const { generateKeys } = await import("./sign.js");
     printJson(await generateKeys(values.out ?? usage("keygen needs --out DIR")));
     return 0;
   }
@@ -125,6 +128,7 @@ async function main(argv: string[]): Promise<number> {
   }
   if (command === "token") return tokenCommand(client, sub, rest, values);
   if (command === "control-service") {
+    const { parseTcpAddress, runControlService } = await import("./control/main.js");
     const tcp = values.tcp === undefined ? undefined : parseTcpAddress(values.tcp);
     if (tcp && "error" in tcp) return usage(tcp.error);
     return runControlService({
@@ -158,7 +162,7 @@ async function main(argv: string[]): Promise<number> {
       let unit;
       try {
         const signed = values["sign-key"]
-          ? await signSubmission({
+          ? await (await import("./sign.js")).signSubmission({
               keyPath: values["sign-key"],
               ttlMs: signTtl.value,
               mesh,
