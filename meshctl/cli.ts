@@ -7,7 +7,9 @@
 import { parseArgs } from "node:util";
 import { isUsageError, packageVersion } from "../agent/version.js";
 import { parseDuration } from "../shared/duration.js";
+import { saveArtifacts } from "./artifacts.js";
 import { MeshApiError, MeshClient } from "./client.js";
+import { printEvents } from "./events.js";
 import { printStatus, Progress } from "./output.js";
 import { preparePayload } from "./payload.js";
 
@@ -30,6 +32,11 @@ Commands:
   work list                               all units, as JSON
   work status ID                          one unit's status record, as JSON
   work results ID [--offset N] [-f]       raw results from byte N (-f: follow to the end)
+  work events ID [--after N] [-f]         the unit's events after number N, one JSON object a
+                                          line (-f: follow until the unit has ended)
+  work artifacts ID -o FILE|-             the unit's artifacts as a tar, as ansible-runner
+                                          process writes them (-o -: to stdout); FILE appears
+                                          only once the whole tar is in
   work cancel ID…                         cancel units
   work release [--force] ID…              cancel and delete units (never waits for the node:
                                           the broker holds the data, so --force is the same)
@@ -85,11 +92,12 @@ async function main(argv: string[]): Promise<number> {
       follow: { type: "boolean", short: "f" },
       param: { type: "string", short: "a", multiple: true },
       offset: { type: "string" },
+      after: { type: "string" },
       "idempotency-key": { type: "string" },
       ttl: { type: "string" },
       "sign-key": { type: "string" },
       "sign-ttl": { type: "string" },
-      out: { type: "string" },
+      out: { type: "string", short: "o" },
       role: { type: "string" },
       name: { type: "string" },
       force: { type: "boolean" },
@@ -204,6 +212,18 @@ async function main(argv: string[]): Promise<number> {
       if (!/^\d+$/.test(offset)) usage("--offset must be a non-negative integer");
       if (values.follow) return follow(client, id, Number(offset));
       await client.results(id, process.stdout, { offset: Number(offset) });
+      return 0;
+    }
+    case "events": {
+      const id = rest[0] ?? usage("work events needs a unit id");
+      const after = values.after ?? "0";
+      if (!/^\d+$/.test(after)) usage("--after must be a non-negative integer");
+      await printEvents(client, id, process.stdout, { after: Number(after), follow: values.follow === true });
+      return 0;
+    }
+    case "artifacts": {
+      const id = rest[0] ?? usage("work artifacts needs a unit id");
+      await saveArtifacts(client, id, values.out ?? usage("give the file: -o FILE, or -o - for stdout"), process.stdout);
       return 0;
     }
     case "cancel":

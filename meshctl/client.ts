@@ -125,6 +125,10 @@ export class MeshClient {
   revokeToken = (id: string) => this.json<TokenInfo>("DELETE", `/tokens/${encodeURIComponent(id)}`);
   removeNode = (id: string) => this.json<{ node: string; revoked: boolean; removed: boolean }>("DELETE", `/nodes/${encodeURIComponent(id)}`);
 
+  /** A GET whose body the caller reads as it arrives (events, artifacts); errors as for every call. */
+  get = (path: string, options: { query?: Record<string, string | undefined>; headers?: Record<string, string>; signal?: AbortSignal } = {}) =>
+    this.call("GET", path, options);
+
   async createToken(role: string, name?: string): Promise<TokenInfo & { token: string }> {
     const response = await this.call("POST", "/tokens", {
       body: JSON.stringify({ role, ...(name ? { name } : {}) }),
