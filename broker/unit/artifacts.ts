@@ -19,7 +19,8 @@ import { type ByteSource, type ZipEntry, ZipError, base64Source, entryBytes, ent
 /** What building the tar needs from the Unit object's store (store.ts). */
 export interface ArtifactStore {
   readAt(stream: "results", offset: number): Uint8Array | null;
-  readRange(stream: "results", offset: number, length: number): Uint8Array;
+  /** Reads ranges, keeping the chunk it last fetched (event lines lie many to a chunk). */
+  rangeReader(stream: "results"): (offset: number, length: number) => Uint8Array;
   eventsAfter(after: number, limit: number): EventRow[];
 }
 
@@ -90,11 +91,12 @@ export function* artifactFiles(store: ArtifactStore, doc: ArtifactUnit, redact: 
   }
   if (!eventsDir) yield directory("artifacts/job_events/", 0o700, mtime);
   let lastStatus: string | null = null;
+  const read = store.rangeReader("results");
   for (const row of eventRows(store, end)) {
     const meta = JSON.parse(row.meta) as { counter?: number; uuid?: string; status?: string };
     if (row.kind === "status" && meta.status) lastStatus = meta.status;
     const name = row.kind === "event" ? jobEventName(meta) : null;
-    if (name) yield file(`artifacts/job_events/${name}`, 0o600, new Date(row.at), row.len, () => [exactRange(store, row.off, row.len)]);
+    if (name) yield file(`artifacts/job_events/${name}`, 0o600, new Date(row.at), row.len, () => [exactRange(read, row.off, row.len)]);
   }
   if (!zip) yield* outcome(doc, lastStatus, mtime);
 }
@@ -140,8 +142,9 @@ export function maskCommand(bytes: Uint8Array): Uint8Array | null {
 function openZip(store: ArtifactStore, doc: ArtifactUnit): { source: ByteSource; entries: ZipEntry[] } | null {
   const zip = doc.parse?.zip;
   if (!zip || zip.offset + zip.length > doc.stdoutSize) return null;
+  const read = store.rangeReader("results");
   try {
-    const source = base64Source(zip.length, (offset, length) => exactRange(store, zip.offset + offset, length));
+    const source = base64Source(zip.length, (offset, length) => exactRange(read, zip.offset + offset, length));
     return { source, entries: readZipEntries(source) };
   } catch (error) {
     if (!(error instanceof ZipError)) throw error;
@@ -165,8 +168,8 @@ function* resultsPieces(store: ArtifactStore, end: number): Generator<Uint8Array
   }
 }
 
-function exactRange(store: ArtifactStore, offset: number, length: number): Uint8Array {
-  const bytes = store.readRange("results", offset, length);
+function exactRange(read: (offset: number, length: number) => Uint8Array, offset: number, length: number): Uint8Array {
+  const bytes = read(offset, length);
   if (bytes.byteLength !== length) throw new Error(`the results end before ${offset + length}: the unit was released`);
   return bytes;
 }

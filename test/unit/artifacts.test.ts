@@ -48,7 +48,7 @@ function fakeStore(results: Uint8Array, chunk = 1000): ArtifactStore {
   return {
     readAt: (_stream, offset) =>
       offset < results.byteLength ? results.slice(offset, Math.min(results.byteLength, (Math.floor(offset / chunk) + 1) * chunk)) : null,
-    readRange: (_stream, offset, length) => results.slice(offset, Math.min(results.byteLength, offset + length)),
+    rangeReader: () => (offset, length) => results.slice(offset, Math.min(results.byteLength, offset + length)),
     eventsAfter: (after, limit) => rows.filter((r) => r.seq > after).slice(0, limit),
   };
 }
