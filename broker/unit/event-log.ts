@@ -3,7 +3,7 @@
  * (rendered from the stored summary plus, for JSON lines, the line itself from the results).
  */
 import { type Feed, type FeedEvent, type PageCache, renderEvent } from "../feed.js";
-import { INITIAL_PARSE, MAX_LINE_BYTES, type ParseState, parseEvents } from "./events.js";
+import { INITIAL_PARSE, MAX_LINE_BYTES, type ParseState, lineText, parseEvents } from "./events.js";
 import { redactEnv } from "./redact.js";
 import type { EventRow, UnitDoc, UnitStore } from "./store.js";
 
@@ -68,7 +68,10 @@ export function unitFeed(
 
 function render(read: (offset: number, length: number) => Uint8Array, row: EventRow, redact: boolean): FeedEvent {
   let tail = "";
-  if (row.kind !== "line") {
+  if (row.kind === "line") {
+    const text = lineText(read(row.off, row.len));
+    tail = `,"stdout":${JSON.stringify(text.stdout)}${text.stdout_truncated ? ',"stdout_truncated":true' : ""}`;
+  } else {
     let data = decoder.decode(read(row.off, row.len));
     // SSE data must be one line; JSON may hold a CR as whitespace. Rewriting it is rare and safe.
     if (row.secret && redact) data = JSON.stringify(redactEnv(JSON.parse(data) as Record<string, unknown>));

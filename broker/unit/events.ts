@@ -21,12 +21,17 @@ export interface ParseState {
   zip: { offset: number; length: number } | null;
 }
 
+/** A "line" event's text: its bytes without the final newline, cut to MAX_STDOUT_CHARS. */
+export function lineText(bytes: Uint8Array): Pick<EventMeta, "stdout" | "stdout_truncated"> {
+  return stdoutOf(decoder.decode(bytes[bytes.byteLength - 1] === NEWLINE ? bytes.subarray(0, -1) : bytes));
+}
+
 export interface ParsedEvent {
   kind: EventKind;
   /** The line's bytes in the results stream (without its newline); served as `data` for JSON lines. */
   offset: number;
   length: number;
-  /** The summary fields served with the event (JSON-safe, small). */
+  /** The summary fields served with the event (JSON-safe, small; a line's text is read when served). */
   meta: EventMeta;
   /** ansible-runner's `starting` line carries the worker's whole environment. */
   secret: boolean;
@@ -120,7 +125,7 @@ function runnerLine(line: Uint8Array, offset: number): ParsedEvent | { zip: Pars
   if (line.byteLength === 0 || (line.byteLength === 1 && line[0] === 0x0d)) return null;
   const value = line[0] === 0x7b ? parseObject(line) : null;
   // Not JSON: ansible-runner's process would fail the stream here; show the line rather than drop it.
-  if (!value) return { kind: "line", offset, length: line.byteLength, meta: { ...stdoutOf(decoder.decode(line)) }, secret: false };
+  if (!value) return { kind: "line", offset, length: line.byteLength, meta: {}, secret: false };
   if (value.eof === true) return "eof";
   if (typeof value.zipfile === "number" && Number.isSafeInteger(value.zipfile) && value.zipfile >= 0) {
     return { zip: { offset: offset + line.byteLength + 1, length: 4 * Math.ceil(value.zipfile / 3) } };
@@ -150,11 +155,14 @@ function eventMeta(value: Record<string, unknown>): EventMeta {
   return meta;
 }
 
-function stdoutOf(text: string): Pick<EventMeta, "stdout" | "stdout_truncated"> {
+export function stdoutOf(text: string): Pick<EventMeta, "stdout" | "stdout_truncated"> {
   return text.length > MAX_STDOUT_CHARS ? { stdout: text.slice(0, MAX_STDOUT_CHARS), stdout_truncated: true } : { stdout: text };
 }
 
-/** Whole lines (their final newline dropped) in events of at most MAX_STDOUT_CHARS characters. */
+/**
+ * Whole lines in events of at most MAX_STDOUT_CHARS bytes. Their text is not kept in the summary:
+ * it is read from the results when served, so output is never stored twice.
+ */
 function lineEvents(bytes: Uint8Array, offset: number): ParsedEvent[] {
   const events: ParsedEvent[] = [];
   let start = 0;
@@ -165,9 +173,7 @@ function lineEvents(bytes: Uint8Array, offset: number): ParsedEvent[] {
       const newline = bytes.subarray(start, end).lastIndexOf(NEWLINE);
       if (newline > 0) end = start + newline + 1;
     }
-    const piece = bytes.subarray(start, end);
-    const text = decoder.decode(piece[piece.byteLength - 1] === NEWLINE ? piece.subarray(0, -1) : piece);
-    events.push({ kind: "line", offset: offset + start, length: piece.byteLength, meta: { stdout: text }, secret: false });
+    events.push({ kind: "line", offset: offset + start, length: end - start, meta: {}, secret: false });
     start = end;
   }
   return events;
