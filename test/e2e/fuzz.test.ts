@@ -34,7 +34,7 @@ const target = fc.oneof(
   fc
     .dictionary(fc.constantFrom("worktype", "node", "ttl", "id", "param.params", "param.x"), weird, { maxKeys: 4 })
     .map((q) => `units?${new URLSearchParams({ worktype: "cat", ...q }).toString()}`),
-  fc.tuple(fc.constantFrom("", "/cancel", "/data", "/results", "/events"), id).map(([tail, u]) => `units/${encodeURIComponent(u)}${tail}`),
+  fc.tuple(fc.constantFrom("", "/cancel", "/data", "/results", "/events", "/artifacts"), id).map(([tail, u]) => `units/${encodeURIComponent(u)}${tail}`),
   fc.constantFrom("status", "units", "tokens", "connect", "connect?node=fuzzed", "nodes/"),
   fc.tuple(fc.constantFrom("tokens", "nodes"), weird).map(([kind, x]) => `${kind}/${encodeURIComponent(x)}`),
   fc.array(weird, { maxLength: 4 }).map((parts) => parts.map(encodeURIComponent).join("/")),
