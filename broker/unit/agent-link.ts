@@ -128,7 +128,7 @@ export async function onAgentResults(host: UnitHost, ws: WebSocket, doc: UnitDoc
     const end = doc.stdoutSize + data.byteLength;
     host.store.append("results", doc.stdoutSize, data);
     host.store.save({ ...doc, stdoutSize: end });
-    ingestEvents(host.store, false);
+    ingestEvents(host.store, false, { offset: doc.stdoutSize, data });
     // Acknowledge only what is durable: wait for the write to be committed before the ack leaves.
     await host.ctx.storage.sync();
     host.wake();

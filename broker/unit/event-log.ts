@@ -16,10 +16,11 @@ function parseState(doc: UnitDoc): ParseState {
 
 /**
  * Turns the results stored since the last call into events. `final`: the unit has ended, so a
- * last unfinished line is an event too. Runs in the same turn as the write it follows, so the
- * events commit with the bytes (and before the agent's ack).
+ * last unfinished line is an event too. `fresh`: the bytes just appended at `offset`, which are
+ * used as they are instead of being read back out of storage. Runs in the same turn as the write
+ * it follows, so the events commit with the bytes (and before the agent's ack).
  */
-export function ingestEvents(store: UnitStore, final: boolean, now = Date.now()): number {
+export function ingestEvents(store: UnitStore, final: boolean, fresh?: { offset: number; data: Uint8Array }, now = Date.now()): number {
   const doc = store.doc();
   if (!doc) return 0;
   let state = parseState(doc);
@@ -28,7 +29,7 @@ export function ingestEvents(store: UnitStore, final: boolean, now = Date.now())
     const available = Math.max(0, doc.stdoutSize - state.offset);
     if (available === 0 && !final) break;
     const take = Math.min(available, MAX_LINE_BYTES);
-    const step = parseEvents(state, store.readRange("results", state.offset, take), final && take === available);
+    const step = parseEvents(state, read(store, state.offset, take, fresh), final && take === available);
     store.addEvents(step.events, now);
     added += step.events.length;
     const moved = step.state.offset !== state.offset || step.state.ended !== state.ended || step.state.mode !== state.mode;
@@ -37,6 +38,17 @@ export function ingestEvents(store: UnitStore, final: boolean, now = Date.now())
   }
   if (JSON.stringify(state) !== JSON.stringify(doc.parse)) store.save({ ...doc, parse: state });
   return added;
+}
+
+/** `length` results bytes from `offset`: the unparsed tail of earlier frames from storage, the rest from `fresh`. */
+function read(store: UnitStore, offset: number, length: number, fresh?: { offset: number; data: Uint8Array }): Uint8Array {
+  const end = offset + length;
+  if (!fresh || end !== fresh.offset + fresh.data.byteLength || offset < fresh.offset - MAX_LINE_BYTES) return store.readRange("results", offset, length);
+  if (offset >= fresh.offset) return fresh.data.subarray(offset - fresh.offset);
+  const out = new Uint8Array(length);
+  out.set(store.readRange("results", offset, fresh.offset - offset));
+  out.set(fresh.data, fresh.offset - offset);
+  return out;
 }
 
 /** True once the log is complete: the unit is final and every byte was parsed. */
