@@ -2,9 +2,10 @@
  * The web dashboard in a real browser (Debian's chromium driven by playwright-core): sign in with a
  * read token, see the node connected, watch a unit's ANSI-coloured output arrive live and its final
  * state, the play recap of a real ansible-runner unit, no Cancel/Release for a reader but working
- * ones for a submitter, and the phone-sized layout. `MESH_SCREENSHOTS=1` writes the screenshots to docs/ for the README.
+ * ones for a submitter, the artifacts download, and the phone-sized layout. `MESH_SCREENSHOTS=1` writes the screenshots to docs/ for the README.
  */
 import { existsSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { type Browser, type Page, chromium } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -117,7 +118,11 @@ describe.skipIf(skipped)("the web dashboard", () => {
     await expect(page.locator("dd[data-field=node]").textContent()).resolves.toBe(NODE);
     // A read token may not cancel or release; it may download.
     await expect(page.locator("button.cancel, button.release").count()).resolves.toBe(0);
-    await page.getByRole("button", { name: "Download artifacts" }).waitFor(WAIT);
+    const [download] = await Promise.all([page.waitForEvent("download", WAIT), page.getByRole("button", { name: "Download artifacts" }).click(WAIT)]);
+    expect(download.suggestedFilename()).toBe(`${id}-artifacts.tar`);
+    const tar = await readFile(await download.path());
+    expect(tar.subarray(257, 262).toString()).toBe("ustar");
+    expect(tar.toString("latin1")).toContain("ok: line 6");
     expect(problems).toEqual([]);
     if (!hasAnsible) await page.screenshot({ path: join(shots, "dashboard.png") });
     await page.close();
