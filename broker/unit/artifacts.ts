@@ -56,6 +56,8 @@ export const RUNNER_STATUS: Record<UnitState, string> = {
 };
 
 const EVENT_PAGE = 500;
+/** Compressed bytes inflated at a time: deflate expands at most ~1000×, so a step makes ≤ 8 MiB. */
+const INFLATE_STEP = 8 * 1024;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -86,7 +88,7 @@ export function* artifactFiles(store: ArtifactStore, doc: ArtifactUnit, redact: 
       const masked = maskCommand(entryBytes(zip!.source, entry));
       if (masked) yield file(name, entry.mode & 0o7777 || 0o600, entry.mtime, masked.byteLength, () => [masked]);
     } else {
-      yield file(name, entry.mode & 0o7777 || 0o600, entry.mtime, entry.size, () => entryChunks(zip!.source, entry, 16 * 1024));
+      yield file(name, entry.mode & 0o7777 || 0o600, entry.mtime, entry.size, () => entryChunks(zip!.source, entry, INFLATE_STEP));
     }
   }
   if (!eventsDir) yield directory("artifacts/job_events/", 0o700, mtime);

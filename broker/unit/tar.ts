@@ -71,6 +71,7 @@ export function tarStream(files: Iterable<TarFile>, onError: (error: unknown) =>
 }
 
 const BATCH_BYTES = 64 * 1024;
+const SLICE_BYTES = 64 * 1024;
 
 /**
  * What the packer holds, up to BATCH_BYTES, as one chunk: many small pieces (a header, an event
@@ -106,8 +107,11 @@ interface Sink {
 
 async function writeBody(sink: Sink, file: TarFile): Promise<void> {
   for (const piece of file.body()) {
-    if (sink.destroyed) return;
-    if (!sink.write(piece)) await drainedOrClosed(sink);
+    // Slices, so the packer's buffer and the reader's chunks stay small whatever a body yields.
+    for (let at = 0; at < piece.byteLength; at += SLICE_BYTES) {
+      if (sink.destroyed) return;
+      if (!sink.write(piece.subarray(at, at + SLICE_BYTES))) await drainedOrClosed(sink);
+    }
   }
   sink.end();
 }

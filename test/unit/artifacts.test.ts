@@ -100,6 +100,14 @@ describe("artifacts of an ansible-runner unit", () => {
     expect(files.get("artifacts/job_events/2-uuid-2.json")).toBe(eventLine(2));
   });
 
+  it("inflate a large, highly compressed stdout whole, a step at a time", async () => {
+    const stdout = ascii("ok: [localhost]\r\n".repeat(400_000));
+    const results = runnerResults({ zip: zipSync({ stdout: [stdout, unix(0o100600)] }) });
+    const files = await tarOf(fakeStore(results, 256 * 1024), unitDoc(results));
+    expect(files.get("artifacts/stdout")!.length).toBe(stdout.byteLength);
+    expect(files.get("artifacts/stdout")).toBe(Buffer.from(stdout).toString());
+  });
+
   it("mask the environment in command for readers that get redaction", async () => {
     const results = runnerResults();
     const files = await tarOf(fakeStore(results), unitDoc(results), true);
