@@ -11,7 +11,8 @@ import { extract } from "tar-stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ROOT } from "../../scripts/local-broker.js";
 import type { UnitRecord, UnitSummary } from "../../shared/unit.js";
-import { type RunningAgent, api, newMesh, sh, startAgent, tempDir, waitFor } from "./harness.js";
+import { startCutProxy } from "./cut-proxy.js";
+import { type RunningAgent, api, broker, newMesh, sh, startAgent, tempDir, waitFor } from "./harness.js";
 
 const mesh = newMesh();
 const RUNNER = spawnSync("sh", ["-c", "command -v ansible-runner"]).status === 0;
@@ -214,6 +215,24 @@ describe("meshctl work events -f", () => {
     const printed = jsonLines(followed.stdout);
     expect(printed.map((e) => e.stdout).join("\n")).toBe("line 1\nline 2\nline 3\nline 4");
     expect(printed).toEqual(await pagedEvents(unit.id));
+  });
+
+  it("rides out a connection cut mid-stream: it resumes with Last-Event-ID, every event printed once", async () => {
+    const proxy = await startCutProxy(Number(new URL(broker().url).port));
+    try {
+      const unit = await submitSh("for i in $(seq 1 12); do echo line $i; sleep 0.25; done");
+      const following = sh(mesh, `MESH_BROKER=${proxy.url} $MESHCTL work events ${unit.id} -f`);
+      await waitFor(() => proxy.bytes.down > 0, "the event stream to start");
+      await new Promise((r) => setTimeout(r, 1000));
+      expect(proxy.cutAll()).toBeGreaterThan(0);
+      const followed = await following;
+      expect(followed.code, followed.stderr).toBe(0);
+      const printed = jsonLines(followed.stdout);
+      expect(printed.map((e) => e.stdout).join("\n")).toBe(Array.from({ length: 12 }, (_, i) => `line ${i + 1}`).join("\n"));
+      expect(printed).toEqual(await pagedEvents(unit.id));
+    } finally {
+      await proxy.close();
+    }
   });
 });
 
