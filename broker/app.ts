@@ -212,7 +212,10 @@ app.get("/v1/meshes/:mesh/events", async (c) => {
   const url = new URL("https://mesh/events");
   for (const key of ["after", "limit"] as const) {
     const value = c.req.query(key);
-    if (value !== undefined && !/^\d{1,15}$/.test(value)) throw new MeshError("bad_request", `${key} must be a non-negative integer`);
+    const latest = key === "after" && value === "latest";
+    if (value !== undefined && !latest && !/^\d{1,15}$/.test(value)) {
+      throw new MeshError("bad_request", `${key} must be a non-negative integer${key === "after" ? " or latest" : ""}`);
+    }
     if (value !== undefined) url.searchParams.set(key, value);
   }
   const headers = new Headers();

@@ -154,7 +154,8 @@ export class Api {
     return `${this.base}/units/${id}/events`;
   }
 
+  /** From now on: the lists were just loaded, so the mesh's history need not be replayed. */
   meshEventsUrl() {
-    return `${this.base}/events`;
+    return `${this.base}/events?after=latest`;
   }
 }

@@ -35,6 +35,10 @@ export class MeshEventLog {
     return seq;
   }
 
+  lastSeq(): number {
+    return this.sql.exec<{ seq: number | null }>("SELECT max(seq) AS seq FROM mesh_events").one().seq ?? 0;
+  }
+
   page(after: number, limit: number): FeedEvent[] {
     return this.sql
       .exec<{ seq: number; at: number; kind: string; body: string }>(

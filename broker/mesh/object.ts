@@ -370,7 +370,11 @@ export class MeshObject extends DurableObject<Env> {
   }
 
   private eventFeed(request: Request, url: URL): Response {
-    const after = resumePoint(url.searchParams.get("after"), request.headers.get("last-event-id"));
+    // `after=latest`: only what happens from now on (a dashboard that just loaded the lists); a
+    // reconnect's Last-Event-ID still resumes where it left off.
+    const latest = url.searchParams.get("after") === "latest";
+    const resumeFrom = request.headers.get("last-event-id");
+    const after = latest && resumeFrom === null ? this.events.lastSeq() : resumePoint(latest ? null : url.searchParams.get("after"), resumeFrom);
     if (after === null)
       return Response.json({ error: { code: "bad_request", message: "after / Last-Event-ID must be a non-negative integer" } }, { status: 400 });
     const feed = {

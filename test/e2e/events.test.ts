@@ -208,6 +208,18 @@ describe("mesh events", () => {
     expect(history.body.events.some((e) => e.kind === "node" && e.nodeId === "eventful" && e.change === "joined")).toBe(true);
   });
 
+  it("after=latest starts at the newest event, while a reconnect's Last-Event-ID still resumes", async () => {
+    const newest = (await api<{ last: number }>(mesh, "GET", "/events?after=0&limit=1000", { token: readToken })).body.last;
+    const fromNow = await api<{ events: unknown[]; last: number }>(mesh, "GET", "/events?after=latest", { token: readToken });
+    expect(fromNow.body).toMatchObject({ events: [], last: newest });
+    const resumed = await api<{ events: { seq: number }[] }>(mesh, "GET", "/events?after=latest&limit=2", {
+      token: readToken,
+      headers: { "last-event-id": "1" },
+    });
+    expect(resumed.body.events.map((e) => e.seq)).toEqual([2, 3]);
+    expect((await api(mesh, "GET", "/events?after=soon", { token: readToken })).status).toBe(400);
+  });
+
   it("whoami tells a dashboard what the token may do", async () => {
     const read = await api<{ role: string; may: Record<string, boolean> }>(mesh, "GET", "/whoami", { token: readToken });
     expect(read.body).toMatchObject({ kind: "token", role: "read", may: { read: true, submit: false, manage: false } });
