@@ -25,7 +25,14 @@ app.onError((error, c) => {
   return c.json(new MeshError("internal", "internal error").toBody(), 500);
 });
 
-app.notFound((c) => c.json(new MeshError("unknown_route", `no route for ${c.req.method} ${c.req.path}`).toBody(), 404));
+app.notFound(async (c) => {
+  // The dashboard's static files; anything they do not hold is the API's JSON 404.
+  if ((c.req.method === "GET" || c.req.method === "HEAD") && !c.req.path.startsWith("/v1/")) {
+    const asset = await c.env.ASSETS.fetch(c.req.raw);
+    if (asset.status !== 404) return asset;
+  }
+  return c.json(new MeshError("unknown_route", `no route for ${c.req.method} ${c.req.path}`).toBody(), 404);
+});
 
 app.get("/healthz", (c) => c.json({ ok: true }));
 

@@ -8,8 +8,11 @@ import { type Result, fail, ok } from "./errors.js";
 
 export const FRAME_VERSION = 1;
 export const FRAME_HEADER = 10;
-/** Data bytes per frame: well under the 1 MiB Worker message limit and the 2 MB SQLite row limit. */
-export const CHUNK_BYTES = 256 * 1024;
+/**
+ * Data bytes per frame: just under the 1 MiB WebSocket message limit of Workers (and well under the
+ * 2 MB SQLite row limit), because each results frame costs the broker one commit and one ack.
+ */
+export const CHUNK_BYTES = 1024 * 1024 - 1024;
 export const MAX_FRAME_BYTES = FRAME_HEADER + CHUNK_BYTES;
 
 export const StreamKind = { payload: 1, results: 2 } as const;
