@@ -1,12 +1,13 @@
 /**
  * The agent's control link: dial out to the mesh, say hello (node id, work types, capacity, tags,
- * versions, units still held), take assignments, and reconnect with jittered backoff whenever the
- * link drops. Each assigned unit gets a UnitRunner with its own data link. Units spooled by an
- * earlier run of the agent are taken up again before the first hello.
+ * versions, units still held), take assignments, and reconnect whenever the link drops: within
+ * 2 s at first, spread at random, then less often the longer the broker stays away
+ * (shared/backoff.ts). Each assigned unit gets a UnitRunner with its own data link. Units
+ * spooled by an earlier run of the agent are taken up again before the first hello.
  */
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
-import { backoffDelay, sleep } from "../shared/backoff.js";
+import { CONTROL_RECONNECT, reconnectDelay, sleep } from "../shared/backoff.js";
 import type { ErrorBody } from "../shared/errors.js";
 import { type AgentControlMessage, PROTOCOL_VERSION, type Versions, decodeBrokerControl, encode } from "../shared/protocol.js";
 import type { WorkCommand } from "./config.js";
@@ -70,6 +71,8 @@ export class Agent {
     this.token = (await loadCredential(this.opts.workDir, this.scope)) ?? this.opts.token;
     await this.recover();
     this.spare.arm();
+    /** When the link was lost, or the first connect of this streak failed: the reconnect delay grows with it. */
+    let downSince: number | null = null;
     for (let attempt = 0; !this.stopped; attempt++) {
       if (attempt === 5 && this.token !== this.opts.token) {
         log.warn("control:credential-maybe-revoked", {
@@ -87,6 +90,7 @@ export class Agent {
           this.pingIntervalMs,
         );
         attempt = 0;
+        downSince = null;
         this.sendHello();
         const code = await this.link.closed;
         if (!this.stopped && !this.switchingToCredential) log.warn("control:disconnected", { code });
@@ -94,13 +98,14 @@ export class Agent {
         log.warn("control:connect-failed", { error: errorMessage(error), attempt });
       }
       this.link = null;
+      downSince ??= Date.now();
       if (this.switchingToCredential) {
         // Straight back with the credential: while it is unused the node id could be joined again.
         this.switchingToCredential = false;
         attempt = -1;
         continue;
       }
-      if (!this.stopped) await sleep(backoffDelay(attempt, { baseMs: 500, maxMs: 30_000 }));
+      if (!this.stopped) await sleep(reconnectDelay(Date.now() - downSince, CONTROL_RECONNECT));
     }
   }
 

@@ -94,7 +94,7 @@ export async function connections(env: BenchEnv, first: number, max: number): Pr
       },
       {
         item: 5,
-        measure: `${first} agents reconnecting after a broker restart (the agent's backoff: full jitter from 0.5 s)`,
+        measure: `${first} agents reconnecting after a broker restart (the agent's reconnect: full jitter below the downtime, at least 2 s)`,
         result: allBack
           ? `${round((back - up) / 1000, 1)} s after the broker answered again (${round((back - dropped) / 1000, 1)} s after it went down); ${reconnected} connected`
           : `not all back within 120 s; ${reconnected} connected`,

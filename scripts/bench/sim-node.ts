@@ -1,10 +1,10 @@
 /**
  * A simulated idle agent for the connection benchmark: just the control socket of shared/protocol.ts.
  * It joins with the join token, keeps the credential the welcome carries, and reconnects with it
- * using the agent's own backoff whenever the socket closes, as a real agent does.
+ * using the agent's own reconnect delay whenever the socket closes, as a real agent does.
  */
 import { WebSocket } from "undici";
-import { backoffDelay, sleep } from "../../shared/backoff.js";
+import { CONTROL_RECONNECT, reconnectDelay, sleep } from "../../shared/backoff.js";
 import { PROTOCOL_VERSION, decodeBrokerControl, encode } from "../../shared/protocol.js";
 
 export class SimNode {
@@ -22,10 +22,12 @@ export class SimNode {
 
   /** Connects and keeps reconnecting until stop(). */
   async run(): Promise<void> {
-    for (let attempt = 0; !this.stopped; attempt++) {
+    let downSince: number | null = null;
+    while (!this.stopped) {
       const opened = await this.connect();
-      if (opened) attempt = 0;
-      if (!this.stopped) await sleep(backoffDelay(attempt, { baseMs: 500, maxMs: 30_000 }));
+      // As agent.ts: the delay grows with the time since the link was lost (or first failed).
+      if (opened || downSince === null) downSince = Date.now();
+      if (!this.stopped) await sleep(reconnectDelay(Date.now() - downSince, CONTROL_RECONNECT));
     }
   }
 
