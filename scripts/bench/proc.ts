@@ -22,7 +22,7 @@ function stat(pid: number): { comm: string; ppid: number; cpuTicks: number } | n
   }
 }
 
-function descendants(root: number): number[] {
+export function descendants(root: number): number[] {
   const children = new Map<number, number[]>();
   for (const entry of readdirSync("/proc")) {
     const pid = Number(entry);
@@ -83,6 +83,20 @@ export function rssMiB(pid: number): number | null {
   try {
     const match = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
     return match ? Number(match[1]) / 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Private_Clean + Private_Dirty in MiB (/proc/<pid>/smaps_rollup): what the process alone holds.
+ * VmRSS also counts the pages of the node binary and libraries it shares with every other Node.
+ */
+export function privateMiB(pid: number): number | null {
+  try {
+    const text = readFileSync(`/proc/${pid}/smaps_rollup`, "utf8");
+    const kib = [...text.matchAll(/^Private_(?:Clean|Dirty):\s+(\d+) kB/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
+    return kib / 1024;
   } catch {
     return null;
   }

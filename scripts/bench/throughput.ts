@@ -5,7 +5,7 @@
 import { join } from "node:path";
 import { ROOT, startBroker } from "../local-broker.js";
 import type { BenchEnv } from "./env.js";
-import { cpuSeconds, rssMiB, rssSampler, workerdPids } from "./proc.js";
+import { cpuSeconds, descendants, privateMiB, rssMiB, rssSampler, totalRssMiB, workerdPids } from "./proc.js";
 import type { Row } from "./report.js";
 import { median, round } from "./stats.js";
 import { rawTcp, rawWebSocket } from "./transports.js";
@@ -26,11 +26,17 @@ export async function throughput(env: BenchEnv, mib: number, runs: number): Prom
   const times = { mesh: [] as number[], readBack: [] as number[], ws: [] as number[], tcp: [] as number[] };
   const cpu = { broker: [] as number[], agent: [] as number[] };
   let idleRss = 0;
+  let idlePrivate = 0;
+  let spare = { count: 0, rss: 0, private: 0 };
   let streamingRss = 0;
   try {
     // Let the freshly connected agent settle before calling it idle.
     await new Promise((r) => setTimeout(r, 2000));
     idleRss = rssMiB(agent.pid) ?? Number.NaN;
+    idlePrivate = privateMiB(agent.pid) ?? Number.NaN;
+    // The agent's spare supervisor (agent/spare.ts), waiting for the next unit's command.
+    const spares = descendants(agent.pid);
+    spare = { count: spares.length, rss: totalRssMiB(spares) ?? 0, private: spares.reduce((sum, pid) => sum + (privateMiB(pid) ?? 0), 0) };
     for (let i = 0; i < runs; i++) {
       times.tcp.push(await rawTcp(total));
       times.ws.push(await rawWebSocket(sink.url.replace(/^http/, "ws"), total));
@@ -80,11 +86,13 @@ export async function throughput(env: BenchEnv, mib: number, runs: number): Prom
     {
       item: 6,
       measure: "agent RSS (VmRSS), idle and while streaming",
-      result: `idle ${round(idleRss)} MiB; peak ${round(streamingRss)} MiB while streaming ${mib} MiB`,
+      result:
+        `idle ${round(idleRss)} MiB (${round(idlePrivate)} MiB of it private); peak ${round(streamingRss)} MiB while streaming ${mib} MiB; ` +
+        `beside it ${spare.count} spare supervisor: ${round(spare.rss)} MiB RSS, ${round(spare.private)} MiB private`,
       comparedWith: `the ${mib} MiB it streamed (bounded: peak − idle ≪ stream size)`,
       goal: "idle ≤ 50 MiB; bounded while streaming",
       met: idleRss <= 50 && streamingRss - idleRss < mib / 2,
-      data: { idleMiB: round(idleRss), streamingPeakMiB: round(streamingRss) },
+      data: { idleMiB: round(idleRss), idlePrivateMiB: round(idlePrivate), streamingPeakMiB: round(streamingRss), spare },
     },
   ];
 }
