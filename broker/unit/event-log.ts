@@ -26,7 +26,17 @@ export function ingestEvents(store: UnitStore, final: boolean, fresh?: { offset:
   let state = parseState(doc);
   // What earlier calls left unparsed holds no newline: if the new bytes hold none either, a long
   // line is still arriving, and reading it all again for each frame would cost O(line²).
-  if (!final && fresh && state.offset < fresh.offset && doc.stdoutSize - state.offset < MAX_LINE_BYTES && !fresh.data.includes(0x0a)) return 0;
+  // (Plain output is cut every MAX_STDOUT_CHARS, so what it leaves pending is short to read again.)
+  if (
+    state.mode !== "lines" &&
+    !final &&
+    fresh &&
+    state.offset < fresh.offset &&
+    doc.stdoutSize - state.offset < MAX_LINE_BYTES &&
+    !fresh.data.includes(0x0a)
+  ) {
+    return 0;
+  }
   let added = 0;
   while (!state.ended) {
     const available = Math.max(0, doc.stdoutSize - state.offset);

@@ -54,7 +54,7 @@ export interface EventMeta {
 
 export const INITIAL_PARSE: ParseState = { offset: 0, mode: "unknown", ended: false, zip: null };
 
-/** A line longer than this is cut into pieces (a runner line that long is not parsed as JSON). */
+/** A runner line longer than this is cut into pieces and not parsed as JSON (plain output is cut at MAX_STDOUT_CHARS). */
 export const MAX_LINE_BYTES = 8 * 1024 * 1024;
 /** The stdout kept in an event's summary; the whole line stays in the results (`data`, artifacts). */
 export const MAX_STDOUT_CHARS = 64 * 1024;
@@ -76,16 +76,21 @@ export function parseEvents(state: ParseState, bytes: Uint8Array, final: boolean
   while (!next.ended && position < bytes.byteLength) {
     if (next.mode === "unknown") {
       const newline = bytes.indexOf(NEWLINE);
-      if (newline === -1 && !final && bytes.byteLength < MAX_LINE_BYTES) break;
-      next.mode = looksLikeRunner(bytes.subarray(0, newline === -1 ? MAX_LINE_BYTES : newline)) ? "runner" : "lines";
+      // A runner stream starts with "{": anything else is plain output from its first byte.
+      if (bytes[0] !== 0x7b) next.mode = "lines";
+      else if (newline === -1 && !final && bytes.byteLength < MAX_LINE_BYTES) break;
+      else next.mode = looksLikeRunner(bytes.subarray(0, newline === -1 ? MAX_LINE_BYTES : newline)) ? "runner" : "lines";
     }
     if (next.mode === "lines") {
-      let end = final ? bytes.byteLength : bytes.lastIndexOf(NEWLINE) + 1;
+      // One scan for the last newline; none after `position` means the pieces need no search.
+      const lastLine = bytes.lastIndexOf(NEWLINE) + 1;
+      let end = final ? bytes.byteLength : lastLine;
       if (end <= position) {
-        if (bytes.byteLength - position < MAX_LINE_BYTES) break;
-        end = position + MAX_LINE_BYTES;
+        // A line longer than an event would be cut into pieces anyway: cut it as it comes.
+        if (bytes.byteLength - position < MAX_STDOUT_CHARS) break;
+        end = position + Math.floor((bytes.byteLength - position) / MAX_STDOUT_CHARS) * MAX_STDOUT_CHARS;
       }
-      events.push(...lineEvents(bytes.subarray(position, end), base + position));
+      events.push(...lineEvents(bytes.subarray(position, end), base + position, lastLine > position));
       position = end;
       continue;
     }
@@ -163,13 +168,13 @@ export function stdoutOf(text: string): Pick<EventMeta, "stdout" | "stdout_trunc
  * Whole lines in events of at most MAX_STDOUT_CHARS bytes. Their text is not kept in the summary:
  * it is read from the results when served, so output is never stored twice.
  */
-function lineEvents(bytes: Uint8Array, offset: number): ParsedEvent[] {
+function lineEvents(bytes: Uint8Array, offset: number, newlines: boolean): ParsedEvent[] {
   const events: ParsedEvent[] = [];
   let start = 0;
   while (start < bytes.byteLength) {
     // Cut at the last newline within the size limit; a single longer line is cut where it must be.
     let end = Math.min(bytes.byteLength, start + MAX_STDOUT_CHARS);
-    if (end < bytes.byteLength) {
+    if (newlines && end < bytes.byteLength) {
       const newline = bytes.subarray(start, end).lastIndexOf(NEWLINE);
       if (newline > 0) end = start + newline + 1;
     }

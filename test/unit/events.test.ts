@@ -146,11 +146,18 @@ describe("other output", () => {
     );
   });
 
-  it("cuts a line with no end at MAX_LINE_BYTES instead of buffering it forever", () => {
+  it("cuts output with no newline into whole events as it comes instead of buffering it", () => {
+    const bytes = new Uint8Array(3 * MAX_STDOUT_CHARS + 5).fill(0x61);
+    const step = parseEvents(INITIAL_PARSE, bytes, false);
+    expect(step.state).toMatchObject({ mode: "lines", offset: 3 * MAX_STDOUT_CHARS });
+    expect(step.events.map((e) => e.length)).toEqual([MAX_STDOUT_CHARS, MAX_STDOUT_CHARS, MAX_STDOUT_CHARS]);
+  });
+
+  it("cuts a runner line with no end at MAX_LINE_BYTES", () => {
     const bytes = new Uint8Array(MAX_LINE_BYTES + 5).fill(0x61);
-    const step = parseEvents({ ...INITIAL_PARSE, mode: "lines" }, bytes, false);
+    const step = parseEvents({ ...INITIAL_PARSE, mode: "runner" }, bytes, false);
     expect(step.state.offset).toBe(MAX_LINE_BYTES);
-    expect(step.events.reduce((n, e) => n + e.length, 0)).toBe(MAX_LINE_BYTES);
-    expect(step.events.every((e) => e.length <= MAX_STDOUT_CHARS)).toBe(true);
+    expect(step.events).toHaveLength(1);
+    expect(step.events[0]).toMatchObject({ kind: "line", length: MAX_LINE_BYTES });
   });
 });
