@@ -177,6 +177,28 @@ app.get("/v1/meshes/:mesh/units/:id/data", async (c) => {
 });
 
 /**
+ * What an event feed request passes on to its object: `after` and `limit` (checked here) and the
+ * headers that choose SSE and resume it. `latest`: the mesh feed also takes `after=latest`.
+ */
+function feedRequest(c: Ctx, base: string, latest: boolean): { url: URL; headers: Headers } {
+  const url = new URL(base);
+  for (const key of ["after", "limit"] as const) {
+    const value = c.req.query(key);
+    if (value === undefined) continue;
+    const word = latest && key === "after" && value === "latest";
+    if (!word && !/^\d{1,15}$/.test(value))
+      throw new MeshError("bad_request", `${key} must be a non-negative integer${latest && key === "after" ? " or latest" : ""}`);
+    url.searchParams.set(key, value);
+  }
+  const headers = new Headers();
+  for (const name of ["accept", "last-event-id"]) {
+    const value = c.req.header(name);
+    if (value !== undefined) headers.set(name, value);
+  }
+  return { url, headers };
+}
+
+/**
  * The unit's events (SSE with `Accept: text/event-stream`, else JSON pages). Readers that may not
  * submit get ansible-runner's `starting` environment masked: a submitter can run commands on the
  * nodes anyway, a read token is for watching.
@@ -185,18 +207,8 @@ app.get("/v1/meshes/:mesh/units/:id/events", async (c) => {
   const mesh = meshName(c);
   const id = unitId(c);
   can(c, "read");
-  const url = new URL("https://unit/events");
-  for (const key of ["after", "limit"] as const) {
-    const value = c.req.query(key);
-    if (value !== undefined && !/^\d{1,15}$/.test(value)) throw new MeshError("bad_request", `${key} must be a non-negative integer`);
-    if (value !== undefined) url.searchParams.set(key, value);
-  }
+  const { url, headers } = feedRequest(c, "https://unit/events", false);
   url.searchParams.set("redact", may(c.get("principal"), "submit") ? "0" : "1");
-  const headers = new Headers();
-  for (const name of ["accept", "last-event-id"]) {
-    const value = c.req.header(name);
-    if (value !== undefined) headers.set(name, value);
-  }
   return forward(await unitStub(c, mesh, id).fetch(url, { headers }));
 });
 
@@ -216,20 +228,7 @@ app.get("/v1/meshes/:mesh/units/:id/artifacts", async (c) => {
 app.get("/v1/meshes/:mesh/events", async (c) => {
   const mesh = meshName(c);
   can(c, "read");
-  const url = new URL("https://mesh/events");
-  for (const key of ["after", "limit"] as const) {
-    const value = c.req.query(key);
-    const latest = key === "after" && value === "latest";
-    if (value !== undefined && !latest && !/^\d{1,15}$/.test(value)) {
-      throw new MeshError("bad_request", `${key} must be a non-negative integer${key === "after" ? " or latest" : ""}`);
-    }
-    if (value !== undefined) url.searchParams.set(key, value);
-  }
-  const headers = new Headers();
-  for (const name of ["accept", "last-event-id"]) {
-    const value = c.req.header(name);
-    if (value !== undefined) headers.set(name, value);
-  }
+  const { url, headers } = feedRequest(c, "https://mesh/events", true);
   return forward(await meshStub(c, mesh).fetch(url, { headers }));
 });
 

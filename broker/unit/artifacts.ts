@@ -11,7 +11,7 @@
 import type { UnitState } from "../../shared/states.js";
 import type { UnitRecord } from "../../shared/unit.js";
 import { log, logError } from "../log.js";
-import type { ParseState } from "./events.js";
+import type { EventRow, ParseState } from "./events.js";
 import { redactEnv } from "./redact.js";
 import { type TarFile, tarStream } from "./tar.js";
 import { type ByteSource, type ZipEntry, ZipError, base64Source, entryBytes, entryChunks, readZipEntries } from "./zip.js";
@@ -22,16 +22,6 @@ export interface ArtifactStore {
   /** Reads ranges, keeping the chunk it last fetched (event lines lie many to a chunk). */
   rangeReader(stream: "results"): (offset: number, length: number) => Uint8Array;
   eventsAfter(after: number, limit: number): EventRow[];
-}
-
-/** A stored event as store.ts keeps it: its kind, summary, and where its line lies in the results. */
-export interface EventRow {
-  seq: number;
-  at: number;
-  kind: string;
-  off: number;
-  len: number;
-  meta: string;
 }
 
 /** What building the tar needs from the unit's document. */

@@ -52,6 +52,19 @@ export interface EventMeta {
   stdout_truncated?: true;
 }
 
+/** A stored event (store.ts): its summary, and where its line lies in the results. */
+export interface EventRow {
+  seq: number;
+  /** When the broker stored it (ms). */
+  at: number;
+  kind: string;
+  off: number;
+  len: number;
+  /** The summary (EventMeta) as JSON. */
+  meta: string;
+  secret: number;
+}
+
 export const INITIAL_PARSE: ParseState = { offset: 0, mode: "unknown", ended: false, zip: null };
 
 /** A runner line longer than this is cut into pieces and not parsed as JSON (plain output is cut at MAX_STDOUT_CHARS). */

@@ -4,7 +4,7 @@
  * never leave gaps, so a stream's size is the end of its last chunk.
  */
 import type { UnitRecord } from "../../shared/unit.js";
-import type { ParseState, ParsedEvent } from "./events.js";
+import type { EventRow, ParseState, ParsedEvent } from "./events.js";
 
 export interface UnitDoc extends UnitRecord {
   payloadComplete: boolean;
@@ -19,16 +19,7 @@ export interface UnitDoc extends UnitRecord {
   parse: ParseState | null;
 }
 
-/** A stored event: its summary, and where its line lies in the results. */
-export interface EventRow {
-  seq: number;
-  at: number;
-  kind: string;
-  off: number;
-  len: number;
-  meta: string;
-  secret: number;
-}
+export type { EventRow };
 
 export const STREAM = { payload: 1, results: 2 } as const;
 export type StreamName = keyof typeof STREAM;

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ROOT } from "../../scripts/local-broker.js";
 import type { UnitRecord, UnitSummary } from "../../shared/unit.js";
 import { startCutProxy } from "./cut-proxy.js";
-import { type RunningAgent, api, broker, newMesh, sh, startAgent, tempDir, waitFor } from "./harness.js";
+import { type RunningAgent, api, broker, newMesh, sh, startAgent, submitScript, tempDir, waitFinished, waitFor } from "./harness.js";
 
 const mesh = newMesh();
 const RUNNER = spawnSync("sh", ["-c", "command -v ansible-runner"]).status === 0;
@@ -52,27 +52,6 @@ async function filesUnder(base: string, root = base): Promise<string[]> {
     else out.push(path.slice(base.length + 1));
   }
   return out.sort();
-}
-
-/** Runs `command` with `sh -c` on the agent, without waiting. */
-async function submitSh(command: string): Promise<UnitRecord> {
-  const quoted = `'${command.replaceAll("'", `'\\''`)}'`;
-  const reply = await api<UnitRecord>(mesh, "POST", `/units?worktype=sh&param.params=${encodeURIComponent(quoted)}`, { body: "" });
-  expect(reply.status).toBe(201);
-  return reply.body;
-}
-
-async function finished(id: string): Promise<UnitRecord> {
-  let record: UnitRecord | undefined;
-  await waitFor(
-    async () => {
-      record = (await api<UnitRecord>(mesh, "GET", `/units/${id}`)).body;
-      return ["Succeeded", "Failed", "Canceled"].includes(record.state);
-    },
-    `unit ${id} to finish`,
-    90_000,
-  );
-  return record!;
 }
 
 /** Every event of a unit through the JSON pages. */
@@ -173,8 +152,8 @@ describe(`artifacts of an ansible-runner unit${RUNNER ? "" : " (skipped: ansible
 describe("artifacts of a 10,000-event runner stream", () => {
   it("list every event, with status and rc from the unit when its zip does not read", async () => {
     // The generator's "zip" is 100 bytes of 7s: not an archive, so the tar is built without it.
-    const unit = await submitSh(`node ${join(ROOT, "test/e2e/fixtures/runner-stream.mjs")} 10000`);
-    expect((await finished(unit.id)).state).toBe("Succeeded");
+    const unit = await submitScript(mesh, `node ${join(ROOT, "test/e2e/fixtures/runner-stream.mjs")} 10000`);
+    expect((await waitFinished(mesh, unit.id)).state).toBe("Succeeded");
     const started = Date.now();
     const saved = await sh(mesh, `$MESHCTL work artifacts ${unit.id} -o ${dir}/many.tar`);
     expect(saved.code, saved.stderr).toBe(0);
@@ -192,8 +171,8 @@ describe("artifacts of a 10,000-event runner stream", () => {
 
 describe("artifacts of any other command", () => {
   it("are its raw output as stdout, its exit code and its outcome", async () => {
-    const unit = await submitSh("printf 'one\\ntwo\\n'; printf 'three' >&2; exit 3");
-    expect((await finished(unit.id)).state).toBe("Failed");
+    const unit = await submitScript(mesh, "printf 'one\\ntwo\\n'; printf 'three' >&2; exit 3");
+    expect((await waitFinished(mesh, unit.id)).state).toBe("Failed");
     const saved = await sh(mesh, `$MESHCTL work artifacts ${unit.id} -o -`);
     expect(saved.code, saved.stderr).toBe(0);
     const tar = await untar(saved.stdout);
@@ -206,7 +185,7 @@ describe("artifacts of any other command", () => {
 
 describe("meshctl work events -f", () => {
   it("follows a running unit and exits 0 when it ends, every event printed once", async () => {
-    const unit = await submitSh("for i in 1 2 3 4; do echo line $i; sleep 0.4; done");
+    const unit = await submitScript(mesh, "for i in 1 2 3 4; do echo line $i; sleep 0.4; done");
     const started = Date.now();
     const followed = await sh(mesh, `$MESHCTL work events ${unit.id} -f`);
     expect(followed.code, followed.stderr).toBe(0);
@@ -220,7 +199,7 @@ describe("meshctl work events -f", () => {
   it("rides out a connection cut mid-stream: it resumes with Last-Event-ID, every event printed once", async () => {
     const proxy = await startCutProxy(Number(new URL(broker().url).port));
     try {
-      const unit = await submitSh("for i in $(seq 1 12); do echo line $i; sleep 0.25; done");
+      const unit = await submitScript(mesh, "for i in $(seq 1 12); do echo line $i; sleep 0.25; done");
       const following = sh(mesh, `MESH_BROKER=${proxy.url} $MESHCTL work events ${unit.id} -f`);
       await waitFor(() => proxy.bytes.down > 0, "the event stream to start");
       await new Promise((r) => setTimeout(r, 1000));
@@ -250,8 +229,8 @@ describe("errors", () => {
   });
 
   it("a released unit: 410 unit_released", async () => {
-    const unit = await submitSh("echo bye");
-    await finished(unit.id);
+    const unit = await submitScript(mesh, "echo bye");
+    await waitFinished(mesh, unit.id);
     expect((await api(mesh, "DELETE", `/units/${unit.id}`)).status).toBe(200);
     const reply = await api<{ error: { code: string } }>(mesh, "GET", `/units/${unit.id}/artifacts`, { token: readToken });
     expect(reply.status).toBe(410);

@@ -2,9 +2,8 @@
 import { join } from "node:path";
 import { request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { UnitRecord } from "../../shared/unit.js";
 import { ROOT } from "../../scripts/local-broker.js";
-import { type RunningAgent, api, broker, newMesh, startAgent, waitFor } from "./harness.js";
+import { type RunningAgent, api, broker, newMesh, startAgent, submitScript, waitFinished } from "./harness.js";
 
 const mesh = newMesh();
 const GENERATOR = join(ROOT, "test/e2e/fixtures/runner-stream.mjs");
@@ -73,27 +72,6 @@ async function readSse(path: string, options: { token?: string; lastEventId?: st
   return { messages, comments };
 }
 
-/** Runs `command` with `sh -c` on the agent (quoted: the agent splits runtime params like a shell). */
-async function submit(command: string, headers: Record<string, string> = {}): Promise<UnitRecord> {
-  const quoted = `'${command.replaceAll("'", `'\\''`)}'`;
-  const reply = await api<UnitRecord>(mesh, "POST", `/units?worktype=sh&param.params=${encodeURIComponent(quoted)}`, { body: "", headers });
-  expect(reply.status).toBe(201);
-  return reply.body;
-}
-
-async function finished(id: string): Promise<UnitRecord> {
-  let record: UnitRecord | undefined;
-  await waitFor(
-    async () => {
-      record = (await api<UnitRecord>(mesh, "GET", `/units/${id}`)).body;
-      return ["Succeeded", "Failed", "Canceled"].includes(record.state);
-    },
-    `unit ${id} to finish`,
-    90_000,
-  );
-  return record!;
-}
-
 const eventsOf = (messages: SseMessage[]) => messages.filter((m) => m.event !== "end").map((m) => JSON.parse(m.data) as UnitEvent);
 
 beforeAll(async () => {
@@ -112,9 +90,9 @@ afterAll(async () => {
 describe("unit events", () => {
   it("a slow and a fast SSE follower both receive every event of a 10,000-event unit, in order; pages agree; resume gets exactly the rest", async () => {
     // Events arrive over about a second, in bursts, while both followers are attached.
-    const unit = await submit(`node ${GENERATOR} 10000 500 40`);
+    const unit = await submitScript(mesh, `node ${GENERATOR} 10000 500 40`);
     const [fast, slow] = await Promise.all([readSse(`/units/${unit.id}/events`), readSse(`/units/${unit.id}/events`, { pause: 25 })]);
-    const record = await finished(unit.id);
+    const record = await waitFinished(mesh, unit.id);
     expect(record.state).toBe("Succeeded");
     for (const stream of [fast, slow]) {
       const events = eventsOf(stream.messages);
@@ -156,8 +134,8 @@ describe("unit events", () => {
   });
 
   it("masks the worker's environment for a read token, not for a submitter", async () => {
-    const unit = await submit(`node ${GENERATOR} 3`);
-    await finished(unit.id);
+    const unit = await submitScript(mesh, `node ${GENERATOR} 3`);
+    await waitFinished(mesh, unit.id);
     const asRead = (await api<{ events: UnitEvent[] }>(mesh, "GET", `/units/${unit.id}/events?limit=1`, { token: readToken })).body.events[0];
     const asAdmin = (await api<{ events: UnitEvent[] }>(mesh, "GET", `/units/${unit.id}/events?limit=1`)).body.events[0];
     expect(asAdmin?.data?.env).toEqual({ MESH_SECRET: "hunter2", HOME: "/root" });
@@ -167,7 +145,7 @@ describe("unit events", () => {
   });
 
   it("other output becomes line events holding whole lines, the last one unterminated too", async () => {
-    const unit = await submit("printf 'one\\ntwo\\n'; sleep 0.3; printf 'three\\nfour'");
+    const unit = await submitScript(mesh, "printf 'one\\ntwo\\n'; sleep 0.3; printf 'three\\nfour'");
     const { messages } = await readSse(`/units/${unit.id}/events`);
     const events = eventsOf(messages);
     expect(events.every((e) => e.kind === "line")).toBe(true);
@@ -182,8 +160,8 @@ describe("unit events", () => {
     const unknown = await api<{ error: { code: string } }>(mesh, "GET", "/units/AAAAAAAA/events");
     expect(unknown.status).toBe(404);
     expect(unknown.body.error.code).toBe("unknown_unit");
-    const unit = await submit("echo done");
-    await finished(unit.id);
+    const unit = await submitScript(mesh, "echo done");
+    await waitFinished(mesh, unit.id);
     expect((await api(mesh, "DELETE", `/units/${unit.id}`)).status).toBe(200);
     const gone = await api<{ error: { code: string } }>(mesh, "GET", `/units/${unit.id}/events`);
     expect(gone.status).toBe(410);
@@ -195,8 +173,8 @@ describe("mesh events", () => {
   it("tell a dashboard about node joins and each unit's state changes, and resume from Last-Event-ID", async () => {
     const before = await api<{ last: number }>(mesh, "GET", "/events?after=0&limit=1000", { token: readToken });
     const start = before.body.last;
-    const unit = await submit("echo hi");
-    await finished(unit.id);
+    const unit = await submitScript(mesh, "echo hi");
+    await waitFinished(mesh, unit.id);
     const isDone = (m: SseMessage) => m.event === "unit" && JSON.parse(m.data).id === unit.id && JSON.parse(m.data).state === "Succeeded";
     const stream = await readSse("/events", { token: readToken, lastEventId: String(start), until: isDone });
     const mine = stream.messages.map((m) => JSON.parse(m.data)).filter((e) => e.id === unit.id);

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { request } from "undici";
 import { inject } from "vitest";
 import { ROOT } from "../../scripts/local-broker.js";
-import type { MeshStatus } from "../../shared/unit.js";
+import type { MeshStatus, UnitRecord } from "../../shared/unit.js";
 
 export const AGENT_BIN = join(ROOT, "dist/agent/cli.js");
 export const MESHCTL_BIN = join(ROOT, "dist/meshctl/cli.js");
@@ -137,6 +137,31 @@ export async function api<T = unknown>(
   const { url, token } = broker();
   const auth = options.token === null ? {} : { authorization: `Bearer ${options.token ?? token}` };
   return readReply<T>(await request(`${url}/v1/meshes/${mesh}${path}`, { method, headers: { ...auth, ...options.headers }, body: options.body ?? null }));
+}
+
+/**
+ * Submits `command` to a work type that runs `sh -c` with runtime params (`allowruntimeparams`),
+ * quoted because the agent splits runtime params as a shell would. Does not wait for it.
+ */
+export async function submitScript(mesh: string, command: string, worktype = "sh"): Promise<UnitRecord> {
+  const quoted = `'${command.replaceAll("'", `'\\''`)}'`;
+  const reply = await api<UnitRecord>(mesh, "POST", `/units?worktype=${worktype}&param.params=${encodeURIComponent(quoted)}`, { body: "" });
+  if (reply.status !== 201) throw new Error(`submit: HTTP ${reply.status}: ${JSON.stringify(reply.body)}`);
+  return reply.body;
+}
+
+/** Waits for the unit to reach a final state and returns its record. */
+export async function waitFinished(mesh: string, id: string, timeoutMs = 90_000): Promise<UnitRecord> {
+  let record: UnitRecord | undefined;
+  await waitFor(
+    async () => {
+      record = (await api<UnitRecord>(mesh, "GET", `/units/${id}`)).body;
+      return ["Succeeded", "Failed", "Canceled"].includes(record.state);
+    },
+    `unit ${id} to finish`,
+    timeoutMs,
+  );
+  return record!;
 }
 
 export interface CliResult {

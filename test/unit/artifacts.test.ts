@@ -2,7 +2,8 @@ import { Readable } from "node:stream";
 import { zipSync } from "fflate";
 import { extract } from "tar-stream";
 import { describe, expect, it } from "vitest";
-import { type ArtifactStore, type ArtifactUnit, type EventRow, artifactFiles, jobEventName, maskCommand, safeName } from "../../broker/unit/artifacts.js";
+import { type ArtifactStore, type ArtifactUnit, artifactFiles, jobEventName, maskCommand, safeName } from "../../broker/unit/artifacts.js";
+import type { EventRow } from "../../broker/unit/events.js";
 import { INITIAL_PARSE, parseEvents } from "../../broker/unit/events.js";
 import { REDACTED } from "../../broker/unit/redact.js";
 import { type TarFile, tarStream } from "../../broker/unit/tar.js";
@@ -44,7 +45,15 @@ function runnerResults(options: { events?: number; zip?: Uint8Array | null; eof?
 /** The Unit object's store over `results`, stored in chunks of `chunk` bytes, with its parsed events. */
 function fakeStore(results: Uint8Array, chunk = 1000): ArtifactStore {
   const { events } = parseEvents(INITIAL_PARSE, results, true);
-  const rows: EventRow[] = events.map((e, i) => ({ seq: i + 1, at: 0, kind: e.kind, off: e.offset, len: e.length, meta: JSON.stringify(e.meta) }));
+  const rows: EventRow[] = events.map((e, i) => ({
+    seq: i + 1,
+    at: 0,
+    kind: e.kind,
+    off: e.offset,
+    len: e.length,
+    meta: JSON.stringify(e.meta),
+    secret: e.secret ? 1 : 0,
+  }));
   return {
     readAt: (_stream, offset) =>
       offset < results.byteLength ? results.slice(offset, Math.min(results.byteLength, (Math.floor(offset / chunk) + 1) * chunk)) : null,
