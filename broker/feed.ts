@@ -22,6 +22,44 @@ export interface Feed {
 
 export const PAGE_LIMIT = 1000;
 
+/** Followers waiting for the next write: each wait ends at `wake()` or when its signal aborts. */
+export class Waiters {
+  private readonly waiting = new Set<() => void>();
+
+  wait(signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      if (signal.aborted) return resolve();
+      // A follower that goes away stops waiting at once instead of lingering until the next write.
+      const done = () => {
+        this.waiting.delete(done);
+        signal.removeEventListener("abort", done);
+        resolve();
+      };
+      this.waiting.add(done);
+      signal.addEventListener("abort", done);
+    });
+  }
+
+  wake(): void {
+    for (const done of [...this.waiting]) done();
+  }
+
+  get size(): number {
+    return this.waiting.size;
+  }
+}
+
+/** The answer to a feed request: SSE when the client accepts it, else one JSON page. */
+export function feedResponse(feed: Feed, request: Request, after: number, keepaliveMs: number, extra: Record<string, unknown>): Response {
+  if (wantsEventStream(request.headers.get("accept"))) return new Response(sseStream(feed, after, keepaliveMs), { headers: SSE_HEADERS });
+  const limit = Number(new URL(request.url).searchParams.get("limit") ?? 100);
+  return new Response(jsonPage(feed, after, limit, extra), { headers: { "content-type": "application/json" } });
+}
+
+export function badResumePoint(): Response {
+  return Response.json({ error: { code: "bad_request", message: "after / Last-Event-ID must be a non-negative integer" } }, { status: 400 });
+}
+
 /**
  * Recently rendered pages, shared by an object's followers: live followers are woken together and
  * ask for the same page, so it is rendered once rather than once per follower. Events never

@@ -3,7 +3,8 @@
  * Kept in the Mesh object's SQLite, numbered, and trimmed to the newest `retention` events.
  */
 import type { UnitState } from "../../shared/states.js";
-import { type FeedEvent, renderEvent } from "../feed.js";
+import type { UnitIndexRow } from "./store.js";
+import { type FeedEvent, Waiters, badResumePoint, feedResponse, renderEvent, resumePoint } from "../feed.js";
 
 export type NodeChange = "joined" | "left" | "lost" | "removed";
 
@@ -19,6 +20,8 @@ CREATE TABLE IF NOT EXISTS mesh_events (seq INTEGER PRIMARY KEY AUTOINCREMENT, a
 const TRIM_EVERY = 256;
 
 export class MeshEventLog {
+  private readonly waiters = new Waiters();
+
   constructor(
     private readonly sql: SqlStorage,
     private readonly retention: number,
@@ -26,13 +29,41 @@ export class MeshEventLog {
     sql.exec(SCHEMA);
   }
 
-  append(event: MeshEvent, at: number): number {
+  append(event: MeshEvent, at = Date.now()): number {
     const { kind, ...body } = event;
     const seq = this.sql
       .exec<{ seq: number }>("INSERT INTO mesh_events (at, kind, body) VALUES (?, ?, ?) RETURNING seq", at, kind, JSON.stringify(body))
       .one().seq;
     if (seq % TRIM_EVERY === 0) this.sql.exec("DELETE FROM mesh_events WHERE seq <= ?", seq - this.retention);
+    this.waiters.wake();
     return seq;
+  }
+
+  /** A unit's index row as it now stands; `detail`: what the row does not say (an assignment keeps it Pending). */
+  unit(row: UnitIndexRow | null, detail?: string): void {
+    if (row) this.append({ kind: "unit", id: row.id, worktype: row.worktype, node: row.node, state: row.state, detail: detail ?? row.detail });
+  }
+
+  node(nodeId: string, change: NodeChange): void {
+    this.append({ kind: "node", nodeId, change });
+  }
+
+  /**
+   * The feed (`GET …/events`), endless. `after=latest`: only what happens from now on (a dashboard
+   * that just loaded its lists); a reconnect's Last-Event-ID still resumes where it left off.
+   */
+  response(request: Request, keepaliveMs: number): Response {
+    const query = new URL(request.url).searchParams.get("after");
+    const resumeFrom = request.headers.get("last-event-id");
+    const latest = query === "latest";
+    const after = latest && resumeFrom === null ? this.lastSeq() : resumePoint(latest ? null : query, resumeFrom);
+    if (after === null) return badResumePoint();
+    const feed = {
+      page: (from: number, limit: number) => this.page(from, limit),
+      end: () => null,
+      changed: (signal: AbortSignal) => this.waiters.wait(signal),
+    };
+    return feedResponse(feed, request, after, keepaliveMs, {});
   }
 
   lastSeq(): number {

@@ -11,11 +11,10 @@ import { type BrokerControlMessage, type HelloMessage, PING, PONG, PROTOCOL_VERS
 import { canTransition, isTerminal, type UnitState } from "../../shared/states.js";
 import type { MeshStatus, UnitSummary } from "../../shared/unit.js";
 import { type BrokerConfig, brokerConfig } from "../config.js";
-import { SSE_HEADERS, jsonPage, resumePoint, sseStream, wantsEventStream } from "../feed.js";
 import { log, logError } from "../log.js";
 import { completeClose } from "../socket.js";
 import { planDispatch } from "./dispatch.js";
-import { type MeshEvent, MeshEventLog, type NodeChange } from "./events.js";
+import { MeshEventLog } from "./events.js";
 import { leaseVerdict, nextLeaseCheck } from "./lease.js";
 import { type SocketAttachment, liveNodes, pingedAt } from "./sockets.js";
 import { RateLimiter } from "./limits.js";
@@ -48,8 +47,6 @@ export class MeshObject extends DurableObject<Env> {
   private readonly config: BrokerConfig;
   private readonly submits: RateLimiter;
   private readonly events: MeshEventLog;
-  /** Event followers waiting for the next append. */
-  private readonly waiters = new Set<() => void>();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -63,7 +60,7 @@ export class MeshObject extends DurableObject<Env> {
   /** The event feed, or a control socket upgrade; the Worker has checked auth and the node id. */
   override async fetch(request: Request): Promise<Response> {
     const url = new URL(request.url);
-    if (url.pathname.endsWith("/events")) return this.eventFeed(request, url);
+    if (url.pathname.endsWith("/events")) return this.events.response(request, this.config.sseKeepaliveMs);
     const nodeId = url.searchParams.get("node") ?? "";
     this.rememberMesh(url.searchParams.get("mesh") ?? "");
     const pair = new WebSocketPair();
@@ -100,7 +97,7 @@ export class MeshObject extends DurableObject<Env> {
     completeClose(ws, code);
     // A socket replaced by the node's newer one is not the node leaving.
     const others = this.ctx.getWebSockets(nodeId).filter((other) => other !== ws && other.readyState === WebSocket.OPEN);
-    if (helloed && others.length === 0 && this.store.hasNode(nodeId)) this.announceNode(nodeId, "left");
+    if (helloed && others.length === 0 && this.store.hasNode(nodeId)) this.events.node(nodeId, "left");
     log("node:disconnected", { node: nodeId, code });
     await this.watchLeases();
   }
@@ -162,7 +159,7 @@ export class MeshObject extends DurableObject<Env> {
       this.store.deleteUnit(id);
       return made;
     }
-    this.announceUnit(id);
+    this.events.unit(this.store.unit(id));
     log("unit:created", { unit: id, worktype: input.worktype, targetNode: input.targetNode });
     return ok({ unit, created: true });
   }
@@ -185,7 +182,7 @@ export class MeshObject extends DurableObject<Env> {
     const forward = current.state === change.state || canTransition(current.state, change.state) || (!isTerminal(current.state) && isTerminal(change.state));
     if (!forward) return;
     this.store.updateUnit(change.id, change, Date.now());
-    if (current.state !== change.state || current.detail !== change.detail) this.announceUnit(change.id);
+    if (current.state !== change.state || current.detail !== change.detail) this.events.unit(this.store.unit(change.id));
     const freed = isTerminal(change.state) && !isTerminal(current.state);
     if ((change.ready && !current.ready) || freed) await this.dispatch();
   }
@@ -194,7 +191,7 @@ export class MeshObject extends DurableObject<Env> {
   async removeNode(nodeId: string): Promise<boolean> {
     const known = this.store.hasNode(nodeId);
     for (const ws of this.ctx.getWebSockets(nodeId)) ws.close(4403, "node removed by an admin");
-    if (known) this.announceNode(nodeId, "removed");
+    if (known) this.events.node(nodeId, "removed");
     for (const unit of this.store.activeOn(nodeId)) {
       // Not started there: it may run elsewhere (or wait for a node of that id to join again).
       const plan = await this.unitStub(unit.id).nodeLost(nodeId, 0, `node ${nodeId} was removed by an admin`);
@@ -211,7 +208,7 @@ export class MeshObject extends DurableObject<Env> {
     const unit = this.store.unit(id);
     this.store.deleteUnit(id);
     if (unit)
-      this.announce({ kind: "unit", id, worktype: unit.worktype, node: unit.node, state: "Forgotten", detail: "forgotten after its tombstone retention" });
+      this.events.append({ kind: "unit", id, worktype: unit.worktype, node: unit.node, state: "Forgotten", detail: "forgotten after its tombstone retention" });
   }
 
   /**
@@ -233,7 +230,7 @@ export class MeshObject extends DurableObject<Env> {
           // Half-open: closing it makes the node count as gone for routing at once.
           ws.close(4008, "lease expired: no ping within the lease");
         }
-        if (sockets.length > 0) this.announceNode(nodeId, "lost");
+        if (sockets.length > 0) this.events.node(nodeId, "lost");
         if (verdict === "lost") continue;
         for (const unit of this.store.activeOn(nodeId)) {
           const plan = await this.unitStub(unit.id).nodeLost(nodeId, now - seen);
@@ -300,7 +297,7 @@ export class MeshObject extends DurableObject<Env> {
     }
     ws.serializeAttachment({ ...attachment, helloed: true } satisfies SocketAttachment);
     this.store.upsertNode(hello.nodeId, hello, Date.now());
-    this.announceNode(hello.nodeId, "joined");
+    this.events.node(hello.nodeId, "joined");
     log("node:hello", { node: hello.nodeId, workTypes: hello.workTypes.map((w) => w.worktype), capacity: hello.capacity, joined: attachment.joining });
     this.send(ws, { type: "welcome", nodeId: hello.nodeId, pingIntervalMs: this.config.pingIntervalMs, ...(credential ? { credential } : {}) });
     await this.reconcile(ws, hello);
@@ -341,7 +338,7 @@ export class MeshObject extends DurableObject<Env> {
         continue;
       }
       log("unit:assign", { unit: p.unitId, node: p.nodeId });
-      this.announceUnit(p.unitId, `assigned to ${p.nodeId}`);
+      this.events.unit(this.store.unit(p.unitId), `assigned to ${p.nodeId}`);
       for (const ws of this.ctx.getWebSockets(p.nodeId)) {
         this.send(ws, { type: "assign", unitId: p.unitId, worktype: unit.worktype });
       }
@@ -369,42 +366,9 @@ export class MeshObject extends DurableObject<Env> {
     return this.store.lastSeen(nodeId);
   }
 
-  private eventFeed(request: Request, url: URL): Response {
-    // `after=latest`: only what happens from now on (a dashboard that just loaded the lists); a
-    // reconnect's Last-Event-ID still resumes where it left off.
-    const latest = url.searchParams.get("after") === "latest";
-    const resumeFrom = request.headers.get("last-event-id");
-    const after = latest && resumeFrom === null ? this.events.lastSeq() : resumePoint(latest ? null : url.searchParams.get("after"), resumeFrom);
-    if (after === null)
-      return Response.json({ error: { code: "bad_request", message: "after / Last-Event-ID must be a non-negative integer" } }, { status: 400 });
-    const feed = {
-      page: (from: number, limit: number) => this.events.page(from, limit),
-      end: () => null,
-      changed: (signal: AbortSignal) => waitForChange(this.waiters, signal),
-    };
-    if (wantsEventStream(request.headers.get("accept"))) return new Response(sseStream(feed, after, this.config.sseKeepaliveMs), { headers: SSE_HEADERS });
-    const limit = Number(url.searchParams.get("limit") ?? 100);
-    return new Response(jsonPage(feed, after, limit, {}), { headers: { "content-type": "application/json" } });
-  }
-
   private unassign(unitId: string): void {
     this.store.unassignUnit(unitId, Date.now());
-    this.announceUnit(unitId);
-  }
-
-  /** `detail`: what the index row does not say (an assignment keeps the unit Pending). */
-  private announceUnit(unitId: string, detail?: string): void {
-    const unit = this.store.unit(unitId);
-    if (unit) this.announce({ kind: "unit", id: unit.id, worktype: unit.worktype, node: unit.node, state: unit.state, detail: detail ?? unit.detail });
-  }
-
-  private announceNode(nodeId: string, change: NodeChange): void {
-    this.announce({ kind: "node", nodeId, change });
-  }
-
-  private announce(event: MeshEvent): void {
-    this.events.append(event, Date.now());
-    for (const done of [...this.waiters]) done();
+    this.events.unit(this.store.unit(unitId));
   }
 
   private access() {
@@ -432,18 +396,4 @@ export class MeshObject extends DurableObject<Env> {
     this.send(ws, { type: "error", error });
     if (close) ws.close(4400, error.code);
   }
-}
-
-/** Resolves at the next announce, or at once when the follower goes away. */
-function waitForChange(waiters: Set<() => void>, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      waiters.delete(done);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    if (signal.aborted) return resolve();
-    waiters.add(done);
-    signal.addEventListener("abort", done);
-  });
 }

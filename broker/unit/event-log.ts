@@ -2,7 +2,8 @@
  * The Unit object's event log: ingestion as results arrive, and the feed followers read
  * (rendered from the stored summary plus, for JSON lines, the line itself from the results).
  */
-import { type Feed, type FeedEvent, type PageCache, renderEvent } from "../feed.js";
+import { isTerminal } from "../../shared/states.js";
+import { type Feed, type FeedEvent, type PageCache, type Waiters, badResumePoint, feedResponse, renderEvent, resumePoint } from "../feed.js";
 import { INITIAL_PARSE, MAX_LINE_BYTES, type ParseState, lineText, parseEvents } from "./events.js";
 import { redactEnv } from "./redact.js";
 import type { EventRow, UnitDoc, UnitStore } from "./store.js";
@@ -62,6 +63,19 @@ function read(store: UnitStore, offset: number, length: number, fresh?: { offset
   out.set(store.readRange("results", offset, fresh.offset - offset));
   out.set(fresh.data, fresh.offset - offset);
   return out;
+}
+
+/** `GET …/units/:id/events`: SSE or a JSON page, from `after` / Last-Event-ID. */
+export function eventsResponse(store: UnitStore, pages: PageCache, waiters: Waiters, request: Request, redact: boolean, keepaliveMs: number): Response {
+  const after = resumePoint(new URL(request.url).searchParams.get("after"), request.headers.get("last-event-id"));
+  if (after === null) return badResumePoint();
+  const end = () => {
+    const doc = store.doc();
+    if (!doc || !isTerminal(doc.state) || !(eventsComplete(doc) || doc.state === "Released")) return null;
+    return JSON.stringify({ state: doc.state, detail: doc.detail, exitCode: doc.exitCode });
+  };
+  const feed = unitFeed(store, pages, (signal) => waiters.wait(signal), redact, end);
+  return feedResponse(feed, request, after, keepaliveMs, { state: store.doc()?.state ?? null });
 }
 
 /** True once the log is complete: the unit is final and every byte was parsed. */

@@ -11,13 +11,13 @@ import { type BrokerDataMessage, PING, PONG, decodeAgentData, encode } from "../
 import { STATE_NUMBER, type UnitState, isTerminal, transition } from "../../shared/states.js";
 import type { UnitRecord } from "../../shared/unit.js";
 import { type BrokerConfig, brokerConfig } from "../config.js";
-import { PageCache, SSE_HEADERS, jsonPage, resumePoint, sseStream, wantsEventStream } from "../feed.js";
+import { PageCache, Waiters } from "../feed.js";
 import { log, logError } from "../log.js";
 import { completeClose } from "../socket.js";
 import { AGENT_TAG, type UnitHost, acceptAgent, isAttached, onAgentMessage, onAgentResults, refusedSocket } from "./agent-link.js";
 import { artifactsResponse } from "./artifacts.js";
 import { type LostPlan, planNodeLost } from "./logic.js";
-import { eventsComplete, ingestEvents, unitFeed } from "./event-log.js";
+import { eventsResponse, ingestEvents } from "./event-log.js";
 import { INITIAL_PARSE } from "./events.js";
 import { ingestPayload } from "./payload.js";
 import { resultsStream } from "./results.js";
@@ -38,7 +38,7 @@ export interface InitUnit {
 export class UnitObject extends DurableObject<Env> {
   private readonly store: UnitStore;
   private readonly config: BrokerConfig;
-  private readonly waiters = new Set<() => void>();
+  private readonly waiters = new Waiters();
   private readonly pages = new PageCache();
   /** A payload upload is streaming into this instance; a retried POST must not interleave with it. */
   private uploading = false;
@@ -102,52 +102,25 @@ export class UnitObject extends DurableObject<Env> {
     if (url.pathname.endsWith("/payload") && request.method === "POST") {
       return this.receivePayload(request, doc, url.searchParams.get("retry") === "1");
     }
-    if (url.pathname.endsWith("/results")) {
-      if (doc.state === "Released") {
-        return errorResponse({ code: "unit_released", message: `unit ${doc.id} was released; its results are gone` }, 410);
-      }
+    const reading = /\/(results|events|artifacts)$/.exec(url.pathname)?.[1];
+    if (reading && doc.state === "Released") {
+      return errorResponse({ code: "unit_released", message: `unit ${doc.id} was released; its ${reading} are gone` }, 410);
+    }
+    // The Worker sets `redact` for readers that may not see secrets.
+    const redact = url.searchParams.get("redact") === "1";
+    if (reading === "results") {
+      const follow = url.searchParams.get("follow") === "1";
       return new Response(
-        resultsStream(this.store, Number(url.searchParams.get("offset") ?? 0), url.searchParams.get("follow") === "1", (signal) => this.changed(signal)),
+        resultsStream(this.store, Number(url.searchParams.get("offset") ?? 0), follow, (signal) => this.waiters.wait(signal)),
         {
           headers: { "content-type": "application/octet-stream", "x-unit-state": doc.state },
         },
       );
     }
-    if (url.pathname.endsWith("/events")) return this.events(request, url, doc);
-    if (url.pathname.endsWith("/artifacts")) {
-      if (doc.state === "Released") {
-        return errorResponse({ code: "unit_released", message: `unit ${doc.id} was released; its artifacts are gone` }, 410);
-      }
-      return artifactsResponse(this.store, doc, url.searchParams.get("redact") === "1");
-    }
+    if (reading === "events") return eventsResponse(this.store, this.pages, this.waiters, request, redact, this.config.sseKeepaliveMs);
+    if (reading === "artifacts") return artifactsResponse(this.store, doc, redact);
     if (url.pathname.endsWith("/data")) return acceptAgent(this.ctx, url.searchParams.get("node") ?? "");
     return errorResponse({ code: "unknown_route", message: "no such unit route" }, 404);
-  }
-
-  /** The Worker sets `redact` for readers that may not see secrets. */
-  private events(request: Request, url: URL, doc: UnitDoc): Response {
-    if (doc.state === "Released") {
-      return errorResponse({ code: "unit_released", message: `unit ${doc.id} was released; its events are gone` }, 410);
-    }
-    const after = resumePoint(url.searchParams.get("after"), request.headers.get("last-event-id"));
-    if (after === null) return errorResponse({ code: "bad_request", message: "after / Last-Event-ID must be a non-negative integer" }, 400);
-    const feed = unitFeed(
-      this.store,
-      this.pages,
-      (signal) => this.changed(signal),
-      url.searchParams.get("redact") === "1",
-      () => {
-        const now = this.store.doc();
-        if (!now || !isTerminal(now.state) || !(eventsComplete(now) || now.state === "Released")) return null;
-        return JSON.stringify({ state: now.state, detail: now.detail, exitCode: now.exitCode });
-      },
-    );
-    if (wantsEventStream(request.headers.get("accept"))) {
-      return new Response(sseStream(feed, after, this.config.sseKeepaliveMs), { headers: SSE_HEADERS });
-    }
-    const limit = Number(url.searchParams.get("limit") ?? 100);
-    const current = this.store.doc()!;
-    return new Response(jsonPage(feed, after, limit, { state: current.state }), { headers: { "content-type": "application/json" } });
   }
 
   async status(): Promise<Result<UnitRecord>> {
@@ -389,22 +362,9 @@ export class UnitObject extends DurableObject<Env> {
     log("unit:purged", { unit: doc.id });
   }
 
-  /** Resolves at the next write or state change; followers wait on it instead of polling. */
-  private changed(signal: AbortSignal): Promise<void> {
-    return new Promise((resolve) => {
-      // A follower that goes away stops waiting at once instead of lingering until the next write.
-      const done = () => {
-        this.waiters.delete(done);
-        signal.removeEventListener("abort", done);
-        resolve();
-      };
-      this.waiters.add(done);
-      signal.addEventListener("abort", done);
-    });
-  }
-
+  /** Followers (results, events) waiting for the next write or state change. */
   private wake(): void {
-    for (const done of [...this.waiters]) done();
+    this.waiters.wake();
   }
 
   private sendAgent(message: BrokerDataMessage): void {
