@@ -12,8 +12,10 @@ export interface FeedEvent {
 }
 
 export interface Feed {
-  /** Events with seq > after, in order, at most `limit`. */
+  /** Events with seq > after, in order, at most `limit` (fewer past PAGE_BYTES; never none while some follow). */
   page(after: number, limit: number): FeedEvent[];
+  /** The newest event's seq (0 when there is none). */
+  lastSeq(): number;
   /** JSON of the closing record once no event will follow (the unit ended); null while open. */
   end(): string | null;
   /** Resolves at the next append or state change, or when `signal` aborts. */
@@ -21,6 +23,8 @@ export interface Feed {
 }
 
 export const PAGE_LIMIT = 1000;
+/** A page stops growing past this much JSON, so a page of big events cannot exhaust the object's memory. */
+export const PAGE_BYTES = 1024 * 1024;
 
 /** Followers waiting for the next write: each wait ends at `wake()` or when its signal aborts. */
 export class Waiters {
@@ -62,28 +66,51 @@ export function badResumePoint(): Response {
 
 /**
  * Recently rendered pages, shared by an object's followers: live followers are woken together and
- * ask for the same page, so it is rendered once rather than once per follower. Events never
- * change once written, so a cached page stays right (a short one just ends sooner).
+ * ask for the same page, so it is rendered once rather than once per follower. Callers key a page
+ * by the log's newest seq too, so a page that was short because the log was shorter is not served
+ * once more events exist. Bounded by the characters it holds.
  */
 export class PageCache {
-  private readonly pages = new Map<string, FeedEvent[]>();
+  private readonly pages = new Map<string, { page: FeedEvent[]; chars: number }>();
+  private chars = 0;
 
-  constructor(private readonly size = 64) {}
+  constructor(private readonly maxChars = 8 * 1024 * 1024) {}
 
   get(key: string, render: () => FeedEvent[]): FeedEvent[] {
     const hit = this.pages.get(key);
-    if (hit) return hit;
+    if (hit) return hit.page;
     const page = render();
-    if (page.length === 0) return page;
-    if (this.pages.size >= this.size) this.pages.delete(this.pages.keys().next().value!);
-    this.pages.set(key, page);
+    const chars = page.reduce((n, e) => n + e.json.length, 0);
+    if (page.length === 0 || chars > this.maxChars / 4) return page;
+    while (this.chars + chars > this.maxChars || this.pages.size >= 64) {
+      const [oldest, entry] = this.pages.entries().next().value!;
+      this.pages.delete(oldest);
+      this.chars -= entry.chars;
+    }
+    this.pages.set(key, { page, chars });
+    this.chars += chars;
     return page;
   }
 
   clear(): void {
     this.pages.clear();
+    this.chars = 0;
   }
 }
+
+/** Renders events in order until `limit` of them or PAGE_BYTES of JSON (always at least one). */
+export function fillPage<T>(rows: readonly T[], render: (row: T) => FeedEvent): FeedEvent[] {
+  const page: FeedEvent[] = [];
+  let chars = 0;
+  for (const row of rows) {
+    if (page.length > 0 && chars >= PAGE_BYTES) break;
+    const event = render(row);
+    page.push(event);
+    chars += event.json.length;
+  }
+  return page;
+}
+
 const SSE_BATCH = 500;
 const encoder = new TextEncoder();
 /** SSE bytes of a page array; a page shared through PageCache is encoded once for all followers. */
@@ -98,9 +125,12 @@ function ssePage(events: FeedEvent[]): Uint8Array {
   return bytes;
 }
 
-/** The start of an event log: an `after` query parameter wins over the Last-Event-ID header. */
+/**
+ * The start of an event log: the Last-Event-ID header of a reconnect wins over the `after` query
+ * (EventSource resends the URL it was opened with, and must not replay from there).
+ */
 export function resumePoint(query: string | null, lastEventId: string | null): number | null {
-  const raw = query ?? lastEventId ?? "0";
+  const raw = lastEventId ?? query ?? "0";
   return /^\d{1,15}$/.test(raw.trim()) ? Number(raw.trim()) : null;
 }
 
@@ -115,7 +145,7 @@ export function jsonPage(feed: Feed, after: number, limit: number, extra: Record
   const size = Math.min(Math.max(Number.isSafeInteger(limit) ? limit : 100, 1), PAGE_LIMIT);
   const events = feed.page(after, size);
   const last = events.at(-1)?.seq ?? after;
-  const done = events.length < size && feed.end() !== null;
+  const done = feed.end() !== null && last >= feed.lastSeq();
   const fields = Object.entries({ last, done, ...extra })
     .map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v)}`)
     .join(",");

@@ -76,7 +76,8 @@ export async function printEvents(client: EventsClient, id: string, out: Writabl
       const response = await client.get(path, { query: { after: String(after), limit: String(PAGE) } });
       const page = (await response.json()) as EventsPage;
       await write(out, page.events.map((e) => `${JSON.stringify(e)}\n`).join(""));
-      if (page.events.length < PAGE) return;
+      // A page may be short for its size in bytes: only an empty page (or `done`) is the end.
+      if (page.events.length === 0 || page.done) return;
       after = page.last;
     }
   }

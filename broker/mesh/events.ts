@@ -60,6 +60,7 @@ export class MeshEventLog {
     if (after === null) return badResumePoint();
     const feed = {
       page: (from: number, limit: number) => this.page(from, limit),
+      lastSeq: () => this.lastSeq(),
       end: () => null,
       changed: (signal: AbortSignal) => this.waiters.wait(signal),
     };

@@ -3,7 +3,7 @@
  * (rendered from the stored summary plus, for JSON lines, the line itself from the results).
  */
 import { isTerminal } from "../../shared/states.js";
-import { type Feed, type FeedEvent, type PageCache, type Waiters, badResumePoint, feedResponse, renderEvent, resumePoint } from "../feed.js";
+import { type Feed, type FeedEvent, type PageCache, type Waiters, badResumePoint, feedResponse, fillPage, renderEvent, resumePoint } from "../feed.js";
 import { INITIAL_PARSE, MAX_LINE_BYTES, type ParseState, lineText, parseEvents } from "./events.js";
 import { redactEnv } from "./redact.js";
 import type { EventRow, UnitDoc, UnitStore } from "./store.js";
@@ -80,7 +80,8 @@ export function eventsResponse(store: UnitStore, pages: PageCache, waiters: Wait
 
 /** True once the log is complete: the unit is final and every byte was parsed. */
 export function eventsComplete(doc: UnitDoc): boolean {
-  return doc.parse?.ended === true || (doc.parse === null && doc.stdoutSize === 0);
+  // A unit stored before events existed (parse null) has all the events it will ever have.
+  return doc.parse === null || doc.parse.ended;
 }
 
 /**
@@ -96,10 +97,11 @@ export function unitFeed(
 ): Feed {
   return {
     page: (after, limit) =>
-      cache.get(`${redact ? "r" : "f"}:${after}:${limit}`, () => {
+      cache.get(`${redact ? "r" : "f"}:${after}:${limit}:${store.lastEventSeq()}`, () => {
         const read = store.rangeReader("results");
-        return store.eventsAfter(after, limit).map((row) => render(read, row, redact));
+        return fillPage(store.eventsAfter(after, limit), (row) => render(read, row, redact));
       }),
+    lastSeq: () => store.lastEventSeq(),
     end: final,
     changed,
   };

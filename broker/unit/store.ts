@@ -124,6 +124,10 @@ export class UnitStore {
     }
   }
 
+  lastEventSeq(): number {
+    return this.sql.exec<{ seq: number | null }>("SELECT max(seq) AS seq FROM events").one().seq ?? 0;
+  }
+
   eventsAfter(after: number, limit: number): EventRow[] {
     return this.sql.exec<EventRow & Record<string, SqlStorageValue>>("SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?", after, limit).toArray();
   }

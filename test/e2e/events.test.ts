@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ROOT } from "../../scripts/local-broker.js";
-import { type RunningAgent, api, broker, newMesh, startAgent, submitScript, waitFinished } from "./harness.js";
+import { type RunningAgent, api, broker, newMesh, startAgent, submitScript, waitFinished, waitFor } from "./harness.js";
 
 const mesh = newMesh();
 const GENERATOR = join(ROOT, "test/e2e/fixtures/runner-stream.mjs");
@@ -131,6 +131,20 @@ describe("unit events", () => {
       expect(body.events.length).toBe(1000);
     }
     expect(paged).toEqual(fast.messages.slice(0, -1).map((m) => JSON.stringify(JSON.parse(m.data))));
+  });
+
+  it("a JSON page read while the unit ran is not served again once more events exist", async () => {
+    const unit = await submitScript(mesh, `node ${GENERATOR} 200 50 300`);
+    let early: { events: UnitEvent[]; done: boolean } | undefined;
+    await waitFor(async () => {
+      early = (await api<{ events: UnitEvent[]; done: boolean }>(mesh, "GET", `/units/${unit.id}/events?after=0&limit=1000`)).body;
+      return early.events.length > 0;
+    }, "the first events");
+    expect(early?.done).toBe(false);
+    await waitFinished(mesh, unit.id);
+    const late = (await api<{ events: UnitEvent[]; done: boolean }>(mesh, "GET", `/units/${unit.id}/events?after=0&limit=1000`)).body;
+    expect(late.events.map((e) => e.seq)).toEqual(Array.from({ length: 203 }, (_, i) => i + 1));
+    expect(late.done).toBe(true);
   });
 
   it("masks the worker's environment for a read token, not for a submitter", async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { type Feed, type FeedEvent, jsonPage, renderEvent, resumePoint, sseStream } from "../../broker/feed.js";
+import { type Feed, type FeedEvent, PAGE_BYTES, PageCache, fillPage, jsonPage, renderEvent, resumePoint, sseStream } from "../../broker/feed.js";
 
 /** An in-memory feed: `push` appends and wakes waiters, `finish` sets the end record. */
 function memoryFeed() {
@@ -11,6 +11,7 @@ function memoryFeed() {
   };
   const feed: Feed = {
     page: (after, limit) => events.filter((e) => e.seq > after).slice(0, limit),
+    lastSeq: () => events.length,
     end: () => end,
     changed: (signal) =>
       new Promise<void>((resolve) => {
@@ -47,9 +48,11 @@ describe("event feeds", () => {
     expect(renderEvent(1, "line", 0, "{}", ',"data":{}')).toBe('{"seq":1,"kind":"line","time":"1970-01-01T00:00:00.000Z","data":{}}');
   });
 
-  it("resume from ?after, else Last-Event-ID, else the start; refuse anything but a number", () => {
+  it("resume from a reconnect's Last-Event-ID, else ?after, else the start; refuse anything but a number", () => {
     expect(resumePoint(null, null)).toBe(0);
-    expect(resumePoint("5", "9")).toBe(5);
+    // EventSource reconnects to the URL it was opened with: the header must win over its ?after.
+    expect(resumePoint("5", "9")).toBe(9);
+    expect(resumePoint("5", null)).toBe(5);
     expect(resumePoint(null, " 9 ")).toBe(9);
     for (const bad of ["-1", "x", "1e3", "", "12345678901234567"]) expect(resumePoint(bad, null)).toBeNull();
   });
@@ -110,5 +113,29 @@ describe("event feeds", () => {
     // A limit past the page size is clamped, and `done` judged against what was really asked.
     for (let i = 0; i < 1005; i++) m.push("line");
     expect(JSON.parse(jsonPage(m.feed, 0, 5000, {}))).toMatchObject({ last: 1000, done: false });
+  });
+
+  it("fill a page up to PAGE_BYTES of JSON, but always with one event", () => {
+    const big = (seq: number): FeedEvent => ({ seq, kind: "line", json: "x".repeat(PAGE_BYTES / 2) });
+    expect(fillPage([1, 2, 3, 4], big).map((e) => e.seq)).toEqual([1, 2]);
+    expect(fillPage([1], (seq) => ({ seq, kind: "line", json: "x".repeat(PAGE_BYTES * 3) }))).toHaveLength(1);
+  });
+
+  it("cache pages by key within a character budget, and never a page bigger than a quarter of it", () => {
+    const cache = new PageCache(4000);
+    let renders = 0;
+    const page = (chars: number) => () => {
+      renders++;
+      return [{ seq: 1, kind: "line", json: "x".repeat(chars) }];
+    };
+    cache.get("a", page(900));
+    cache.get("a", page(900));
+    expect(renders).toBe(1);
+    for (const key of ["b", "c", "d", "e"]) cache.get(key, page(900));
+    cache.get("a", page(900));
+    expect(renders).toBe(6); // "a" was evicted to stay within 4000 characters
+    cache.get("huge", page(1500));
+    cache.get("huge", page(1500));
+    expect(renders).toBe(8);
   });
 });
