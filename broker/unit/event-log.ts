@@ -3,6 +3,7 @@
  * (rendered from the stored summary plus, for JSON lines, the line itself from the results).
  */
 import { isTerminal } from "../../shared/states.js";
+import { logError } from "../log.js";
 import { type Feed, type FeedEvent, type PageCache, type Waiters, badResumePoint, feedResponse, fillPage, renderEvent, resumePoint } from "../feed.js";
 import { INITIAL_PARSE, MAX_LINE_BYTES, type ParseState, lineText, parseEvents } from "./events.js";
 import { redactEnv } from "./redact.js";
@@ -39,16 +40,23 @@ export function ingestEvents(store: UnitStore, final: boolean, fresh?: { offset:
     return 0;
   }
   let added = 0;
-  while (!state.ended) {
-    const available = Math.max(0, doc.stdoutSize - state.offset);
-    if (available === 0 && !final) break;
-    const take = Math.min(available, MAX_LINE_BYTES);
-    const step = parseEvents(state, read(store, state.offset, take, fresh), final && take === available);
-    store.addEvents(step.events, now);
-    added += step.events.length;
-    const moved = step.state.offset !== state.offset || step.state.ended !== state.ended || step.state.mode !== state.mode;
-    state = step.state;
-    if (!moved) break;
+  try {
+    while (!state.ended) {
+      const available = Math.max(0, doc.stdoutSize - state.offset);
+      if (available === 0 && !final) break;
+      const take = Math.min(available, MAX_LINE_BYTES);
+      const step = parseEvents(state, read(store, state.offset, take, fresh), final && take === available);
+      store.addEvents(step.events, now);
+      added += step.events.length;
+      const moved = step.state.offset !== state.offset || step.state.ended !== state.ended || step.state.mode !== state.mode;
+      state = step.state;
+      if (!moved) break;
+    }
+  } catch (error) {
+    // Events are a view of the results: a failure here must never hold up an ack or a state
+    // change. The unit keeps the events it has; its results stay whole.
+    logError("unit:events-failed", error, { unit: doc.id, offset: state.offset });
+    state = { ...state, ended: true };
   }
   if (JSON.stringify(state) !== JSON.stringify(doc.parse)) store.save({ ...doc, parse: state });
   return added;
@@ -107,9 +115,14 @@ export function unitFeed(
   };
 }
 
+/** What a reader without `submit` sees of a line that may hold the worker's environment. */
+export const MASKED_LINE = "(masked: this line may hold the worker's environment; a token that may submit sees it)";
+
 function render(read: (offset: number, length: number) => Uint8Array, row: EventRow, redact: boolean): FeedEvent {
   let tail = "";
-  if (row.kind === "line") {
+  if (row.kind === "line" && row.secret && redact) {
+    tail = `,"stdout":${JSON.stringify(MASKED_LINE)}`;
+  } else if (row.kind === "line") {
     const text = lineText(read(row.off, row.len));
     tail = `,"stdout":${JSON.stringify(text.stdout)}${text.stdout_truncated ? ',"stdout_truncated":true' : ""}`;
   } else {

@@ -67,6 +67,8 @@ export interface EventRow {
 
 export const INITIAL_PARSE: ParseState = { offset: 0, mode: "unknown", ended: false, zip: null };
 
+/** Other lines a runner stream may start with before its first JSON line (stderr warnings). */
+export const PREAMBLE_BYTES = 64 * 1024;
 /** A runner line longer than this is cut into pieces and not parsed as JSON (plain output is cut at MAX_STDOUT_CHARS). */
 export const MAX_LINE_BYTES = 8 * 1024 * 1024;
 /** The stdout kept in an event's summary; the whole line stays in the results (`data`, artifacts). */
@@ -88,11 +90,19 @@ export function parseEvents(state: ParseState, bytes: Uint8Array, final: boolean
   let position = 0;
   while (!next.ended && position < bytes.byteLength) {
     if (next.mode === "unknown") {
-      const newline = bytes.indexOf(NEWLINE);
-      // A runner stream starts with "{": anything else is plain output from its first byte.
-      if (bytes[0] !== 0x7b) next.mode = "lines";
-      else if (newline === -1 && !final && bytes.byteLength < MAX_LINE_BYTES) break;
-      else next.mode = looksLikeRunner(bytes.subarray(0, newline === -1 ? MAX_LINE_BYTES : newline)) ? "runner" : "lines";
+      // Up to PREAMBLE_BYTES of other lines (a warning on stderr, say) may come before a runner
+      // stream's first line: each becomes a line event; a runner line decides for runner mode.
+      const newline = bytes.indexOf(NEWLINE, position);
+      const wait = bytes[position] === 0x7b ? MAX_LINE_BYTES : PREAMBLE_BYTES;
+      if (newline === -1 && !final && bytes.byteLength - position < wait) break;
+      const line = bytes.subarray(position, newline === -1 ? Math.min(bytes.byteLength, position + wait) : newline);
+      if (looksLikeRunner(line)) next.mode = "runner";
+      else if (newline === -1 || base + position >= PREAMBLE_BYTES) next.mode = "lines";
+      else {
+        events.push({ kind: "line", offset: base + position, length: newline + 1 - position, meta: {}, secret: holdsEnv(line) });
+        position = newline + 1;
+        continue;
+      }
     }
     if (next.mode === "lines") {
       // One scan for the last newline; none after `position` means the pieces need no search.
@@ -124,6 +134,11 @@ export function parseEvents(state: ParseState, bytes: Uint8Array, final: boolean
   return { state: { ...next, offset: base + position }, events };
 }
 
+/** Whether a line that is not a runner status line may still carry the worker's environment. */
+function holdsEnv(line: Uint8Array): boolean {
+  return decoder.decode(line).includes('"env"');
+}
+
 function looksLikeRunner(line: Uint8Array): boolean {
   if (line[0] !== 0x7b) return false;
   const value = parseObject(line);
@@ -142,8 +157,9 @@ function parseObject(line: Uint8Array): Record<string, unknown> | null {
 function runnerLine(line: Uint8Array, offset: number): ParsedEvent | { zip: ParseState["zip"] & object } | "eof" | null {
   if (line.byteLength === 0 || (line.byteLength === 1 && line[0] === 0x0d)) return null;
   const value = line[0] === 0x7b ? parseObject(line) : null;
-  // Not JSON: ansible-runner's process would fail the stream here; show the line rather than drop it.
-  if (!value) return { kind: "line", offset, length: line.byteLength, meta: {}, secret: false };
+  // Not JSON: ansible-runner's process would fail the stream here; show the line rather than drop
+  // it (masked for readers if it looks like a status line cut by interleaved stderr).
+  if (!value) return { kind: "line", offset, length: line.byteLength, meta: {}, secret: holdsEnv(line) };
   if (value.eof === true) return "eof";
   if (typeof value.zipfile === "number" && Number.isSafeInteger(value.zipfile) && value.zipfile >= 0) {
     return { zip: { offset: offset + line.byteLength + 1, length: 4 * Math.ceil(value.zipfile / 3) } };
@@ -159,18 +175,23 @@ function eventMeta(value: Record<string, unknown>): EventMeta {
   const data = (typeof value.event_data === "object" && value.event_data !== null ? value.event_data : {}) as Record<string, unknown>;
   const res = (typeof data.res === "object" && data.res !== null ? data.res : {}) as Record<string, unknown>;
   const meta: EventMeta = {};
-  if (typeof value.event === "string") meta.event = value.event;
+  if (typeof value.event === "string") meta.event = short(value.event);
   if (typeof value.counter === "number") meta.counter = value.counter;
-  if (typeof value.uuid === "string") meta.uuid = value.uuid;
-  if (typeof value.parent_uuid === "string") meta.parent_uuid = value.parent_uuid;
+  if (typeof value.uuid === "string") meta.uuid = short(value.uuid);
+  if (typeof value.parent_uuid === "string") meta.parent_uuid = short(value.parent_uuid);
   const host = data.host ?? data.remote_addr;
-  if (typeof host === "string") meta.host = host;
-  if (typeof data.play === "string") meta.play = data.play;
-  if (typeof data.task === "string") meta.task = data.task;
+  if (typeof host === "string") meta.host = short(host);
+  if (typeof data.play === "string") meta.play = short(data.play);
+  if (typeof data.task === "string") meta.task = short(data.task);
   if (res.changed === true || data.changed === true) meta.changed = true;
   if (typeof value.event === "string" && FAILED_EVENTS.has(value.event) && data.ignore_errors !== true) meta.failed = true;
   if (typeof value.stdout === "string" && value.stdout !== "") Object.assign(meta, stdoutOf(value.stdout));
   return meta;
+}
+
+/** Summary strings are labels: a task name of megabytes stays whole only in the line itself. */
+function short(text: string): string {
+  return text.length > 1024 ? `${text.slice(0, 1024)}…` : text;
 }
 
 export function stdoutOf(text: string): Pick<EventMeta, "stdout" | "stdout_truncated"> {

@@ -1,6 +1,15 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { INITIAL_PARSE, MAX_LINE_BYTES, MAX_STDOUT_CHARS, type ParseState, type ParsedEvent, lineText, parseEvents } from "../../broker/unit/events.js";
+import {
+  INITIAL_PARSE,
+  MAX_LINE_BYTES,
+  MAX_STDOUT_CHARS,
+  PREAMBLE_BYTES,
+  type ParseState,
+  type ParsedEvent,
+  lineText,
+  parseEvents,
+} from "../../broker/unit/events.js";
 
 const encoder = new TextEncoder();
 
@@ -88,6 +97,17 @@ describe("ansible-runner worker streams", () => {
     expect(first.state.ended).toBe(false);
   });
 
+  it("lets warnings on stderr come first, and masks a line cut out of a status line", () => {
+    const starting = JSON.stringify({ status: "starting", runner_ident: "r", env: { SECRET: "x" } });
+    // stderr interleaved into a status line breaks its JSON, but it still holds the environment.
+    const bytes = encoder.encode(`WARNING: deprecated\n${starting}\n${starting.slice(0, starting.indexOf("SECRET"))}oops\n`);
+    const whole = new Uint8Array([...bytes, ...runnerStream(1)]);
+    const { events } = feed(whole, [5, 40]);
+    expect(events.map((e) => e.kind).slice(0, 3)).toEqual(["line", "status", "line"]);
+    expect(events.map((e) => e.secret).slice(0, 3)).toEqual([false, true, true]);
+    expect(events.some((e) => e.meta.event === "playbook_on_stats")).toBe(true);
+  });
+
   it("shows a line that is not JSON instead of dropping it, and skips keepalives", () => {
     const bytes = encoder.encode('{"status": "running"}\nTraceback (most recent call last):\n{"event": "keepalive", "counter": 0, "uuid": 0}\n[1, 2]\n');
     const { events } = feed(bytes, []);
@@ -116,7 +136,7 @@ describe("ansible-runner worker streams", () => {
 
 describe("other output", () => {
   it("groups the whole lines that arrived together and holds back a partial one", () => {
-    const step = parseEvents(INITIAL_PARSE, encoder.encode("one\ntwo\nthr"), false);
+    const step = parseEvents({ ...INITIAL_PARSE, mode: "lines" }, encoder.encode("one\ntwo\nthr"), false);
     expect(step.events).toEqual([{ kind: "line", offset: 0, length: 8, meta: {}, secret: false }]);
     expect(lineText(encoder.encode("one\ntwo\n"))).toEqual({ stdout: "one\ntwo" });
     expect(step.state).toMatchObject({ offset: 8, mode: "lines" });
@@ -126,8 +146,17 @@ describe("other output", () => {
   });
 
   it("is not fooled by JSON that is not a runner stream", () => {
-    const { events } = feed(encoder.encode('{"hello": 1}\n{"status": "x"}\n'), []);
-    expect(events.map((e) => e.kind)).toEqual(["line"]);
+    const { state, events } = feed(encoder.encode('{"hello": 1}\n{"world": 2}\nplain\n'), []);
+    expect(events.map((e) => e.kind)).toEqual(["line", "line", "line"]);
+    expect(state.mode).not.toBe("runner");
+  });
+
+  it("decides for plain output once PREAMBLE_BYTES pass without a runner line, then groups lines", () => {
+    const bytes = encoder.encode(`${"x".repeat(100)}\n`.repeat(Math.ceil(PREAMBLE_BYTES / 101) + 50));
+    const { state, events } = feed(bytes, []);
+    expect(state.mode).toBe("lines");
+    expect(events.length).toBeLessThan(Math.ceil(PREAMBLE_BYTES / 101) + 10);
+    expect(events.reduce((n, e) => n + e.length, 0)).toBe(bytes.byteLength);
   });
 
   it("keeps every byte of output in events of bounded size, whatever the frames", () => {
