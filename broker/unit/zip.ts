@@ -41,6 +41,8 @@ const decoder = new TextDecoder();
 const view = (bytes: Uint8Array) => new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 
 function readExactly(source: ByteSource, offset: number, length: number, what: string): Uint8Array {
+  // Sizes come from the archive: check them against it before anything is allocated for them.
+  if (offset < 0 || offset + length > source.size) throw new ZipError(`the zip is cut short: ${what} at byte ${offset} is missing`);
   const bytes = source.read(offset, length);
   if (bytes.byteLength !== length) throw new ZipError(`the zip is cut short: ${what} at byte ${offset} is missing`);
   return bytes;
@@ -121,8 +123,12 @@ export function* entryChunks(source: ByteSource, entry: ZipEntry, chunkSize = 64
   if (produced !== entry.size) throw new ZipError(`zip entry ${entry.name} holds ${produced} bytes, not the ${entry.size} its directory says`);
 }
 
+/** Entries read whole (to be rewritten, like `command`) may be at most this big. */
+export const MAX_WHOLE_ENTRY = 16 * 1024 * 1024;
+
 /** The whole contents of a (small) entry. */
 export function entryBytes(source: ByteSource, entry: ZipEntry): Uint8Array {
+  if (entry.size > MAX_WHOLE_ENTRY) throw new ZipError(`zip entry ${entry.name} is ${entry.size} bytes, over the ${MAX_WHOLE_ENTRY} read whole`);
   const out = new Uint8Array(entry.size);
   let at = 0;
   for (const chunk of entryChunks(source, entry)) {

@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { zipSync } from "fflate";
 import { describe, expect, it } from "vitest";
-import { type ByteSource, ZipError, base64Source, decodeBase64, entryBytes, entryChunks, readZipEntries } from "../../broker/unit/zip.js";
+import { type ByteSource, MAX_WHOLE_ENTRY, ZipError, base64Source, decodeBase64, entryBytes, entryChunks, readZipEntries } from "../../broker/unit/zip.js";
 
 const encoder = new TextEncoder();
 const source = (bytes: Uint8Array): ByteSource => ({ size: bytes.byteLength, read: (o, n) => bytes.slice(o, Math.min(bytes.byteLength, o + n)) });
@@ -96,5 +96,14 @@ describe("zip reader", () => {
     const zip64 = zip.slice();
     new DataView(zip64.buffer).setUint16(zip64.byteLength - 22 + 10, 0xffff, true);
     expect(() => readZipEntries(source(zip64))).toThrow(/ZIP64/);
+  });
+
+  it("checks sizes the archive claims before allocating for them", () => {
+    // A central directory said to be 4 GiB long, in a zip of a few hundred bytes.
+    const lying = zip.slice();
+    new DataView(lying.buffer).setUint32(lying.byteLength - 22 + 12, 0xfffffff0, true);
+    expect(() => readZipEntries(source(lying))).toThrow(/cut short/);
+    const entry = readZipEntries(source(zip)).find((e) => e.name === "stdout")!;
+    expect(() => entryBytes(source(zip), { ...entry, size: MAX_WHOLE_ENTRY + 1 })).toThrow(/over the/);
   });
 });
