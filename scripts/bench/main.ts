@@ -2,7 +2,7 @@
  * `npm run bench`: starts a local broker of its own and real agents, runs the benchmarks of issue 7,
  * prints a markdown table and writes the same rows as JSON. Never part of `npm test`.
  *
- * Sizes come from the environment (the defaults take about 4 minutes on 2 cores):
+ * Sizes come from the environment (the defaults take about 5 minutes on 2 cores (item 4 adds ~40 s)):
  *   BENCH_ONLY=1,2,…          items to run (default: all)
  *   BENCH_PLAYBOOK_RUNS=5     alternated runs of each pipeline (item 1)
  *   BENCH_LATENCY_UNITS=200   units timed one at a time (item 2)
