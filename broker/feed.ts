@@ -16,6 +16,8 @@ export interface Feed {
   page(after: number, limit: number): FeedEvent[];
   /** The newest event's seq (0 when there is none). */
   lastSeq(): number;
+  /** The oldest seq still kept, for logs that drop old events (the mesh's); absent: all are kept. */
+  firstSeq?(): number;
   /** JSON of the closing record once no event will follow (the unit ended); null while open. */
   end(): string | null;
   /** Resolves at the next append or state change, or when `signal` aborts. */
@@ -140,13 +142,23 @@ export function renderEvent(seq: number, kind: string, at: number, fields: strin
   return `{"seq":${seq},"kind":${JSON.stringify(kind)},"time":"${new Date(at).toISOString()}"${inner}${tail}}`;
 }
 
+/**
+ * Events a resuming reader can no longer get (dropped from a log that keeps only the newest): it
+ * is told, as `gap` ({"after", "oldest"}), so it can reload what it shows rather than trust it.
+ */
+function missed(feed: Feed, after: number): { after: number; oldest: number } | null {
+  const oldest = feed.firstSeq?.() ?? 1;
+  return after > 0 && after < oldest - 1 ? { after, oldest } : null;
+}
+
 /** A JSON page for pollers: `done` says nothing will follow `last`. */
 export function jsonPage(feed: Feed, after: number, limit: number, extra: Record<string, unknown>): string {
   const size = Math.min(Math.max(Number.isSafeInteger(limit) ? limit : 100, 1), PAGE_LIMIT);
   const events = feed.page(after, size);
   const last = events.at(-1)?.seq ?? after;
   const done = feed.end() !== null && last >= feed.lastSeq();
-  const fields = Object.entries({ last, done, ...extra })
+  const gap = missed(feed, after);
+  const fields = Object.entries({ last, done, ...(gap ? { gap } : {}), ...extra })
     .map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v)}`)
     .join(",");
   return `{"events":[${events.map((e) => e.json).join(",")}],${fields}}`;
@@ -164,6 +176,8 @@ export function sseStream(feed: Feed, after: number, keepaliveMs: number): Reada
     {
       start(controller) {
         controller.enqueue(encoder.encode("retry: 2000\n\n"));
+        const gap = missed(feed, after);
+        if (gap) controller.enqueue(encoder.encode(`event: gap\ndata: ${JSON.stringify(gap)}\n\n`));
       },
       async pull(controller) {
         for (;;) {

@@ -61,6 +61,7 @@ export class MeshEventLog {
     const feed = {
       page: (from: number, limit: number) => this.page(from, limit),
       lastSeq: () => this.lastSeq(),
+      firstSeq: () => this.sql.exec<{ seq: number | null }>("SELECT min(seq) AS seq FROM mesh_events").one().seq ?? this.lastSeq() + 1,
       end: () => null,
       changed: (signal: AbortSignal) => this.waiters.wait(signal),
     };

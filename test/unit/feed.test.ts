@@ -138,4 +138,19 @@ describe("event feeds", () => {
     cache.get("huge", page(1500));
     expect(renders).toBe(8);
   });
+
+  it("tell a reader resuming from before the kept window that it missed events", async () => {
+    const m = memoryFeed();
+    for (let i = 0; i < 10; i++) m.push("unit");
+    const trimmed: Feed = { ...m.feed, firstSeq: () => 6, page: (after, limit) => m.feed.page(Math.max(after, 5), limit) };
+    expect(JSON.parse(jsonPage(trimmed, 2, 100, {}))).toMatchObject({ gap: { after: 2, oldest: 6 }, last: 10 });
+    expect(JSON.parse(jsonPage(trimmed, 5, 100, {})).gap).toBeUndefined();
+    expect(JSON.parse(jsonPage(trimmed, 0, 100, {})).gap).toBeUndefined();
+    const reader = sseStream(trimmed, 2, 60_000).getReader();
+    const decoder = new TextDecoder();
+    expect(decoder.decode((await reader.read()).value)).toBe("retry: 2000\n\n");
+    expect(decoder.decode((await reader.read()).value)).toBe('event: gap\ndata: {"after":2,"oldest":6}\n\n');
+    expect(decoder.decode((await reader.read()).value)).toContain("id: 6\n");
+    await reader.cancel();
+  });
 });
