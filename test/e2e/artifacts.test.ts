@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ROOT } from "../../scripts/local-broker.js";
 import type { UnitRecord, UnitSummary } from "../../shared/unit.js";
 import { startCutProxy } from "./cut-proxy.js";
-import { type RunningAgent, api, broker, newMesh, sh, startAgent, submitScript, tempDir, waitFinished, waitFor } from "./harness.js";
+import { type RunningAgent, api, broker, createToken, newMesh, sh, startAgent, submitScript, tempDir, waitFinished, waitFor } from "./harness.js";
 
 const mesh = newMesh();
 const RUNNER = spawnSync("sh", ["-c", "command -v ansible-runner"]).status === 0;
@@ -82,11 +82,7 @@ beforeAll(async () => {
 - work-command: {worktype: sh, command: sh, params: "-c", allowruntimeparams: true}
 `,
   });
-  const created = await api<{ token: string }>(mesh, "POST", "/tokens", {
-    body: JSON.stringify({ role: "read", name: "reader" }),
-    headers: { "content-type": "application/json" },
-  });
-  readToken = created.body.token;
+  readToken = (await createToken(mesh, "read", { name: "reader" })).token;
 });
 
 afterAll(async () => {

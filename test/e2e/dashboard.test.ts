@@ -11,7 +11,7 @@ import { type Browser, type Page, chromium } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ROOT } from "../../scripts/local-broker.js";
 import type { UnitRecord } from "../../shared/unit.js";
-import { type RunningAgent, api, broker, newMesh, sh, startAgent, tempDir } from "./harness.js";
+import { type RunningAgent, api, broker, newMesh, createToken as newToken, sh, startAgent, tempDir } from "./harness.js";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const haveBrowser = existsSync(CHROMIUM);
@@ -35,12 +35,7 @@ done
 `;
 
 async function createToken(role: string): Promise<string> {
-  const created = await api<{ token: string }>(mesh, "POST", "/tokens", {
-    body: JSON.stringify({ role, name: `dashboard test ${role}` }),
-    headers: { "content-type": "application/json" },
-  });
-  expect(created.status).toBe(201);
-  return created.body.token;
+  return (await newToken(mesh, role, { name: `dashboard test ${role}` })).token;
 }
 
 async function signIn(page: Page, token = readToken, role = "read"): Promise<void> {

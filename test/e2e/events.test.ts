@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ROOT } from "../../scripts/local-broker.js";
-import { type RunningAgent, api, broker, newMesh, startAgent, submitScript, waitFinished, waitFor } from "./harness.js";
+import { type RunningAgent, api, broker, createToken, newMesh, startAgent, submitScript, waitFinished, waitFor } from "./harness.js";
 
 const mesh = newMesh();
 const GENERATOR = join(ROOT, "test/e2e/fixtures/runner-stream.mjs");
@@ -76,11 +76,7 @@ const eventsOf = (messages: SseMessage[]) => messages.filter((m) => m.event !== 
 
 beforeAll(async () => {
   agent = await startAgent({ mesh, nodeId: "eventful", config: `- work-command: {worktype: sh, command: sh, params: "-c", allowruntimeparams: true}\n` });
-  const created = await api<{ token: string }>(mesh, "POST", "/tokens", {
-    body: JSON.stringify({ role: "read", name: "dashboard" }),
-    headers: { "content-type": "application/json" },
-  });
-  readToken = created.body.token;
+  readToken = (await createToken(mesh, "read", { name: "dashboard" })).token;
 });
 
 afterAll(async () => {

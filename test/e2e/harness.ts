@@ -139,6 +139,17 @@ export async function api<T = unknown>(
   return readReply<T>(await request(`${url}/v1/meshes/${mesh}${path}`, { method, headers: { ...auth, ...options.headers }, body: options.body ?? null }));
 }
 
+/** Creates a token of `role` in `mesh` (with the admin token, or the token `as`). */
+export async function createToken(mesh: string, role: string, opts: { name?: string; as?: string } = {}): Promise<{ id: string; token: string }> {
+  const created = await api<{ id: string; token: string }>(mesh, "POST", "/tokens", {
+    body: JSON.stringify({ role, name: opts.name ?? `test ${role}` }),
+    headers: { "content-type": "application/json" },
+    ...(opts.as ? { token: opts.as } : {}),
+  });
+  if (created.status !== 201) throw new Error(`create ${role} token: HTTP ${created.status}: ${JSON.stringify(created.body)}`);
+  return created.body;
+}
+
 /**
  * Submits `command` to a work type that runs `sh -c` with runtime params (`allowruntimeparams`),
  * quoted because the agent splits runtime params as a shell would. Does not wait for it.

@@ -7,7 +7,7 @@ import { readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { MeshStatus, UnitRecord } from "../../shared/unit.js";
-import { agentArgv, type RunningAgent, api, broker, newMesh, startAgent, tempDir, waitFor } from "./harness.js";
+import { agentArgv, type RunningAgent, api, broker, createToken as newToken, newMesh, startAgent, tempDir, waitFor } from "./harness.js";
 
 const mesh = newMesh();
 const otherMesh = newMesh();
@@ -19,14 +19,9 @@ let otherMeshAdmin = "";
 type Reply = { error?: { code: string } };
 
 async function createToken(inMesh: string, role: string, token?: string): Promise<{ id: string; token: string }> {
-  const created = await api<{ id: string; token: string }>(inMesh, "POST", "/tokens", {
-    body: JSON.stringify({ role, name: `test ${role}` }),
-    headers: { "content-type": "application/json" },
-    ...(token ? { token } : {}),
-  });
-  expect(created.status).toBe(201);
-  expect(created.body.token).toMatch(/^mtk_[A-Za-z0-9_-]{43}$/);
-  return created.body;
+  const created = await newToken(inMesh, role, { as: token });
+  expect(created.token).toMatch(/^mtk_[A-Za-z0-9_-]{43}$/);
+  return created;
 }
 
 beforeAll(async () => {
