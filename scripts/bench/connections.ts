@@ -90,6 +90,7 @@ export async function connections(env: BenchEnv, first: number, max: number): Pr
         comparedWith: `first ${first}: workerd RSS ${round(baseline.rss)} → ${round(atFirst.rss)} MiB = ${perConnection(atFirst.rss * 1024, baseline.rss * 1024, first)} KiB a connection, joined in ${round(joinSeconds)} s`,
         goal: `${first}, then up to ${max} as memory allows`,
         met: held >= first,
+        headline: { value: held, unit: "connections held" },
         data: { first, max, tried: nodes.length, held, stoppedBy, baseline, atFirst, restarted, atMax, joinSeconds, growSeconds },
       },
       {
@@ -101,6 +102,7 @@ export async function connections(env: BenchEnv, first: number, max: number): Pr
         comparedWith: `the broker's own restart (wrangler dev): ${round((up - dropped) / 1000, 1)} s`,
         goal: "≤ 10 s",
         met: allBack && (back - up) / 1000 <= 10 && reconnected === first,
+        headline: { value: allBack ? (back - up) / 1000 : Number.NaN, unit: "s to reconnect" },
         data: { reconnectSeconds: (back - up) / 1000, fromDropSeconds: (back - dropped) / 1000, restartSeconds: (up - dropped) / 1000, reconnected },
       },
     ];

@@ -62,6 +62,7 @@ export async function latency(env: BenchEnv, units: number): Promise<Row> {
     comparedWith: "goal on loopback",
     goal: "p50 ≤ 25 ms",
     met: median(firstByte) <= 25,
+    headline: { value: median(firstByte), unit: "ms p50" },
     data: { units, p50Ms: round(median(firstByte)), p99Ms: round(percentile(firstByte, 99)), p50Timeline: breakdown },
   };
 }

@@ -4,6 +4,7 @@
  *
  * Sizes come from the environment (the defaults take about 5 minutes on 2 cores (item 4 adds ~40 s)):
  *   BENCH_ONLY=1,2,…          items to run (default: all)
+ *   BENCH_REPEAT=3            runs of each item; rows give the median run and the spread
  *   BENCH_PLAYBOOK_RUNS=5     alternated runs of each pipeline (item 1)
  *   BENCH_LATENCY_UNITS=200   units timed one at a time (item 2)
  *   BENCH_STREAM_MIB=200      results stream size, BENCH_STREAM_RUNS=2 alternated runs (items 3, 6)
@@ -25,6 +26,7 @@ import { eventRate } from "./events.js";
 import { latency } from "./latency.js";
 import { playbook } from "./playbook.js";
 import { type Row, machine, markdown } from "./report.js";
+import { type Attempt, summarise } from "./repeat.js";
 import { scaling } from "./scaling.js";
 import { throughput } from "./throughput.js";
 
@@ -39,21 +41,31 @@ async function main(): Promise<void> {
   const env = await BenchEnv.start(dir, randomBytes(24).toString("base64url"));
   const rows: Row[] = [];
   let failed = false;
+  const repeat = numbers("BENCH_REPEAT", [3])[0]!;
   const step = async (items: number[], run: () => Promise<Row | Row[]>) => {
     if (!items.some((i) => only.has(i))) return;
-    const began = Date.now();
-    try {
-      rows.push(...[await run()].flat().filter((r) => only.has(r.item)));
-      console.error(`bench: item ${items.join(", ")} done in ${Math.round((Date.now() - began) / 1000)} s`);
-    } catch (error) {
-      // One failed benchmark still leaves the others' figures; its row says what went wrong.
-      const message = error instanceof Error ? error.message : String(error);
-      console.error(`bench: item ${items.join(", ")} failed: ${message}`);
-      failed = true;
-      rows.push(
-        ...items.filter((i) => only.has(i)).map((item) => ({ item, measure: "—", result: `failed: ${message}`, comparedWith: "—", goal: "—", met: null })),
-      );
+    const attempts: Attempt[] = [];
+    for (let n = 1; n <= repeat; n++) {
+      const began = Date.now();
+      try {
+        attempts.push({ rows: [await run()].flat().filter((r) => only.has(r.item)) });
+        console.error(`bench: item ${items.join(", ")} run ${n}/${repeat} done in ${Math.round((Date.now() - began) / 1000)} s`);
+      } catch (error) {
+        // One failed run still leaves the other runs' and items' figures; the row says what went wrong.
+        const message = error instanceof Error ? error.message : String(error);
+        console.error(`bench: item ${items.join(", ")} run ${n}/${repeat} failed: ${message}`);
+        failed = true;
+        attempts.push({ rows: [], error: message });
+      }
     }
+    const summary = summarise(attempts);
+    if (summary.length > 0) rows.push(...summary);
+    else
+      rows.push(
+        ...items
+          .filter((i) => only.has(i))
+          .map((item) => ({ item, measure: "—", result: `failed in all ${repeat} runs: ${attempts[0]?.error}`, comparedWith: "—", goal: "—", met: null })),
+      );
   };
   try {
     await step([1], async () => {
@@ -76,7 +88,7 @@ async function main(): Promise<void> {
   }
   rows.sort((a, b) => a.item - b.item);
   const out = process.env.BENCH_OUT ?? join(ROOT, "bench-results.json");
-  await writeFile(out, `${JSON.stringify({ startedAt, machine: host, rows }, null, 2)}\n`);
+  await writeFile(out, `${JSON.stringify({ startedAt, machine: host, repeat, rows }, null, 2)}\n`);
   console.log(markdown(host, rows, startedAt));
   console.log(`\nJSON: ${out}`);
   // Kept after a failure: the broker's and the sink's logs are there.

@@ -52,6 +52,7 @@ export async function playbook(env: BenchEnv, runs: number): Promise<Row> {
     comparedWith: `direct transmit | worker | process: ${round(median(times.direct) / 1000, 2)} s`,
     goal: "≤ 1.05×",
     met: ratio <= 1.05,
+    headline: { value: ratio, unit: "×" },
     data: { directMs: times.direct.map((t) => round(t)), meshMs: times.mesh.map((t) => round(t)), ratio: round(ratio, 3) },
   };
 }

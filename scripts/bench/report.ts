@@ -13,6 +13,8 @@ export interface Row {
   met: boolean | null;
   /** The raw figures behind the row, for the JSON file. */
   data?: Record<string, unknown>;
+  /** The one figure repeated runs are summarised by (median and spread), with its unit. */
+  headline?: { value: number; unit: string };
 }
 
 export interface Machine {

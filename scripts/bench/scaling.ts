@@ -51,6 +51,7 @@ export async function scaling(env: BenchEnv, small: number, large: number): Prom
     comparedWith: `${round(cpu.small, 2)} s for ${small} units (${round((cpu.small / small) * 1000, 1)} ms a unit)`,
     goal: `≤ ${large / small}×`,
     met: ratio <= large / small,
+    headline: { value: ratio, unit: "×" },
     data: { small, large, cpuSeconds: { small: round(cpu.small, 2), large: round(cpu.large, 2) }, wallSeconds: wall, ratio: round(ratio, 2) },
   };
 }

@@ -73,6 +73,7 @@ export async function throughput(env: BenchEnv, mib: number, runs: number): Prom
       comparedWith: `raw WebSocket into a Worker on the same workerd: ${rate(times.ws)} MiB/s; raw loopback TCP: ${rate(times.tcp)} MiB/s`,
       goal: "≥ 50 % of raw WebSocket",
       met: share >= 0.5,
+      headline: { value: share * 100, unit: "% of raw WebSocket" },
       data: {
         mib,
         meshMs: times.mesh.map((t) => round(t)),
@@ -92,6 +93,7 @@ export async function throughput(env: BenchEnv, mib: number, runs: number): Prom
       comparedWith: `the ${mib} MiB it streamed (bounded: peak − idle ≪ stream size)`,
       goal: "idle ≤ 50 MiB; bounded while streaming",
       met: idleRss <= 50 && streamingRss - idleRss < mib / 2,
+      headline: { value: idleRss, unit: "MiB idle RSS" },
       data: { idleMiB: round(idleRss), idlePrivateMiB: round(idlePrivate), streamingPeakMiB: round(streamingRss), spare },
     },
   ];
