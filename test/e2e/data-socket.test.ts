@@ -87,8 +87,8 @@ describe("node lost", () => {
     const waitingId = await assigned(doomed, "&node=doomed");
     const { data } = await attachUnit(endpoint, attachedId, "doomed");
     expect((await api(mesh, "DELETE", "/nodes/doomed")).status).toBe(200);
-    expect(await data.next()).toEqual({ type: "closed", state: "Failed" });
     expect(await unit(attachedId)).toMatchObject({ state: "Failed", detail: "node doomed was removed by an admin", startedAt: null });
+    expect(await data.next()).toEqual({ type: "closed", state: "Failed" });
     expect(await unit(waitingId)).toMatchObject({
       state: "Pending",
       node: null,
