@@ -54,21 +54,26 @@ describe("routing", () => {
     const gate = join(await tempDir(), "open");
     const held = `until [ -e ${gate} ]; do sleep 0.1; done; echo released`;
     const units = [await submit(held), await submit(held)];
-    await until(units[0]!.id, ["Running"]);
-    await until(units[1]!.id, ["Running"]);
-    const placed = [await unit(units[0]!.id), await unit(units[1]!.id)];
-    expect(new Set(placed.map((u) => u.node))).toEqual(new Set(["alpha", "beta"]));
-    // Placement runs before the submit is answered: both nodes are full, so the third stays queued.
-    const third = await submit("echo third");
-    expect(await unit(third.id)).toMatchObject({ state: "Pending", node: null, detail: "waiting for a node" });
-    const nodes = (await api<MeshStatus>(mesh, "GET", "/status")).body.nodes;
-    expect(nodes.map((n) => [n.nodeId, n.activeUnits, n.capacity])).toEqual([
-      ["alpha", 1, 1],
-      ["beta", 1, 1],
-    ]);
-    await writeFile(gate, "");
-    await until(third.id, ["Succeeded"]);
-    expect(["alpha", "beta"]).toContain((await unit(third.id)).node);
+    let third = "";
+    try {
+      await until(units[0]!.id, ["Running"]);
+      await until(units[1]!.id, ["Running"]);
+      const placed = [await unit(units[0]!.id), await unit(units[1]!.id)];
+      expect(new Set(placed.map((u) => u.node))).toEqual(new Set(["alpha", "beta"]));
+      // Placement runs before the submit is answered: both nodes are full, so the third stays queued.
+      third = (await submit("echo third")).id;
+      expect(await unit(third)).toMatchObject({ state: "Pending", node: null, detail: "waiting for a node" });
+      const nodes = (await api<MeshStatus>(mesh, "GET", "/status")).body.nodes;
+      expect(nodes.map((n) => [n.nodeId, n.activeUnits, n.capacity])).toEqual([
+        ["alpha", 1, 1],
+        ["beta", 1, 1],
+      ]);
+    } finally {
+      // Opened whatever happened, so a failure here does not hold both nodes for the rest of the file.
+      await writeFile(gate, "");
+    }
+    await until(third, ["Succeeded"]);
+    expect(["alpha", "beta"]).toContain((await unit(third)).node);
     for (const u of units) expect((await unit(u.id)).state).toBe("Succeeded");
   });
 
