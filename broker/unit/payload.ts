@@ -5,9 +5,13 @@
  */
 import { type Result, fail, ok } from "../../shared/errors.js";
 import { CHUNK_BYTES } from "../../shared/frames.js";
-import type { UnitStore } from "./store.js";
 
-export async function ingestPayload(store: UnitStore, request: Request, maxBytes: number): Promise<Result<number>> {
+/** What ingestion needs of the Unit object's store (UnitStore): narrow, so it is tested alone. */
+export interface PayloadSink {
+  append(stream: "payload", offset: number, data: Uint8Array): void;
+}
+
+export async function ingestPayload(store: PayloadSink, request: Request, maxBytes: number): Promise<Result<number>> {
   const declared = request.headers.get("content-length");
   if (declared !== null && Number(declared) > maxBytes) {
     return fail("payload_too_large", `payload of ${declared} bytes exceeds the ${maxBytes}-byte limit`);

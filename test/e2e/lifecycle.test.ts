@@ -232,7 +232,8 @@ describe("idempotent submit", () => {
       first = (await call<UnitSummary[]>(mesh, "GET", "/units")).body[0];
       return first?.state === "Failed";
     }, "the cut upload to fail");
-    expect(first!.detail).toMatch(/^payload_incomplete: /);
+    // The stream-error check fired (not the declared-length one: that is test/unit/payload.test.ts).
+    expect(first!.detail).toMatch(/^payload_incomplete: payload stream broke after 10 bytes \(.+\)$/);
 
     const retry = await call<UnitRecord>(mesh, "POST", `/units?worktype=sh&param.params=${encodeURIComponent("'wc -c'")}`, "x".repeat(1000), {
       "idempotency-key": key,

@@ -1,9 +1,11 @@
 /** Routing, waiting for nodes, cancel and release, against real agents. */
+import { readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { request } from "undici";
 import { afterAll, describe, expect, it } from "vitest";
-import type { UnitRecord } from "../../shared/unit.js";
-import { type RunningAgent, api, broker, newMesh, sh, startAgent, waitFor } from "./harness.js";
+import type { MeshStatus, UnitRecord } from "../../shared/unit.js";
+import { type RunningAgent, api, broker, newMesh, sh, startAgent, tempDir, waitFor } from "./harness.js";
 
 const mesh = newMesh();
 const agents: RunningAgent[] = [];
@@ -19,6 +21,16 @@ async function submit(script: string, query = ""): Promise<UnitRecord> {
   const reply = await api<UnitRecord>(mesh, "POST", `/units?worktype=sh&param.params=${params}${query}`, { body: "" });
   expect(reply.status).toBe(201);
   return reply.body;
+}
+
+/** Whether a process exists (signal 0 checks without sending anything). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 const unit = async (id: string) => (await api<UnitRecord>(mesh, "GET", `/units/${id}`)).body;
@@ -38,14 +50,31 @@ describe("routing", () => {
     expect((await api(mesh, "GET", `/units/${waiting.id}/results`)).body).toBe("on-sh\n");
   });
 
-  it("spreads units over the least-loaded nodes and queues beyond capacity", async () => {
-    const units = [await submit("sleep 1.5"), await submit("sleep 1.5"), await submit("echo third")];
-    await until(units[0]!.id, ["Running", "Succeeded"]);
-    await until(units[1]!.id, ["Running", "Succeeded"]);
-    const placed = [await unit(units[0]!.id), await unit(units[1]!.id)];
-    expect(new Set(placed.map((u) => u.node))).toEqual(new Set(["alpha", "beta"]));
-    await until(units[2]!.id, ["Succeeded"]);
-    expect((await unit(units[0]!.id)).state).toBe("Succeeded");
+  it("spreads units over the least-loaded nodes; a third, beyond their capacity, waits unplaced until one is free", async () => {
+    const gate = join(await tempDir(), "open");
+    const held = `until [ -e ${gate} ]; do sleep 0.1; done; echo released`;
+    const units = [await submit(held), await submit(held)];
+    let third = "";
+    try {
+      await until(units[0]!.id, ["Running"]);
+      await until(units[1]!.id, ["Running"]);
+      const placed = [await unit(units[0]!.id), await unit(units[1]!.id)];
+      expect(new Set(placed.map((u) => u.node))).toEqual(new Set(["alpha", "beta"]));
+      // Placement runs before the submit is answered: both nodes are full, so the third stays queued.
+      third = (await submit("echo third")).id;
+      expect(await unit(third)).toMatchObject({ state: "Pending", node: null, detail: "waiting for a node" });
+      const nodes = (await api<MeshStatus>(mesh, "GET", "/status")).body.nodes;
+      expect(nodes.map((n) => [n.nodeId, n.activeUnits, n.capacity])).toEqual([
+        ["alpha", 1, 1],
+        ["beta", 1, 1],
+      ]);
+    } finally {
+      // Opened whatever happened, so a failure here does not hold both nodes for the rest of the file.
+      await writeFile(gate, "");
+    }
+    await until(third, ["Succeeded"]);
+    expect(["alpha", "beta"]).toContain((await unit(third)).node);
+    for (const u of units) expect((await unit(u.id)).state).toBe("Succeeded");
   });
 
   it("a command that exits 130 fails 'exit status 130', not 'killed by signal SIGINT'", async () => {
@@ -55,13 +84,20 @@ describe("routing", () => {
   });
 
   it("cancel stops a running unit's process group; the unit ends Canceled", async () => {
-    const running = await submit("echo started; sleep 60");
+    const dir = await tempDir();
+    const pidFile = join(dir, "inner.pid");
+    // A shell below the unit's own shell: cancel must reach it too (it signals the whole group).
+    await writeFile(join(dir, "inner.sh"), `echo $$ > ${pidFile}\necho started\nsleep 60\n`);
+    const running = await submit(`sh ${join(dir, "inner.sh")}`);
     await until(running.id, ["Running"]);
+    await waitFor(async () => (await api(mesh, "GET", `/units/${running.id}/results`)).body === "started\n", "the unit's output");
+    const inner = Number((await readFile(pidFile, "utf8")).trim());
     const canceled = await sh(mesh, `$MESHCTL work cancel ${running.id}`);
     expect(canceled.code).toBe(0);
     await until(running.id, ["Canceled"]);
     expect((await unit(running.id)).detail).toBe("canceled");
     expect((await api(mesh, "GET", `/units/${running.id}/results`)).body).toBe("started\n");
+    await waitFor(() => !alive(inner), `the unit's inner shell ${inner} to end`, 5_000);
   });
 
   it("release removes the results and leaves a Released tombstone", async () => {
@@ -115,6 +151,33 @@ describe("routing", () => {
     const list = await api<{ id: string }[]>(mesh, "GET", "/units");
     expect(list.body.filter((u) => u.id === first.body.id)).toHaveLength(1);
     expect((await api(mesh, "GET", `/units/${first.body.id}/results`)).body).toBe("once\n");
+  });
+
+  it("a retry with the same Idempotency-Key while the first upload still streams is refused upload_in_progress", async () => {
+    const { url, token } = broker();
+    const headers = { authorization: `Bearer ${token}`, "idempotency-key": `mid-${mesh}` };
+    const path = `${url}/v1/meshes/${mesh}/units?worktype=sh&param.params=%27cat%27`;
+    const body = new PassThrough();
+    const first = request(path, { method: "POST", headers: { ...headers, "content-length": "24" }, body });
+    body.write("first part\n");
+    let id = "";
+    await waitFor(async () => {
+      const list = await api<{ id: string; detail: string }[]>(mesh, "GET", "/units");
+      id = list.body.find((u) => u.detail === "receiving payload")?.id ?? "";
+      return id !== "";
+    }, "the unit to appear while its payload arrives");
+    const retry = await request(path, { method: "POST", headers, body: "the retry's own body!\n" });
+    expect(retry.statusCode).toBe(409);
+    expect(await retry.body.json()).toEqual({
+      error: { code: "upload_in_progress", message: "the unit's payload is still being uploaded by an earlier request" },
+    });
+    body.end("second part\n\n");
+    const answered = await first;
+    expect(answered.statusCode).toBe(201);
+    expect(((await answered.body.json()) as UnitRecord).id).toBe(id);
+    await until(id, ["Succeeded"]);
+    expect(await unit(id)).toMatchObject({ payloadSize: 24 });
+    expect((await api(mesh, "GET", `/units/${id}/results`)).body).toBe("first part\nsecond part\n\n");
   });
 
   it("a unit canceled while its payload is still arriving stays Canceled and never runs", async () => {

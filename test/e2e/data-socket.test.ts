@@ -1,0 +1,132 @@
+/**
+ * The Unit object's side of the data socket, driven frame by frame by a hand-spoken agent
+ * (raw-agent.ts): duplicates and overlaps, a `finished` that claims bytes the broker lacks, a node
+ * lost between attach and start, line events that may hold the environment. A real agent never
+ * sends these on cue, so each is checked here to the byte, ack and code.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { BrokerControlMessage } from "../../shared/protocol.js";
+import type { UnitRecord } from "../../shared/unit.js";
+import { type RawSocket, attachUnit, rawNode } from "./raw-agent.js";
+import { api, broker, createToken, newMesh, waitFor } from "./harness.js";
+
+const mesh = newMesh();
+let endpoint: { url: string; token: string; mesh: string };
+let control: RawSocket<BrokerControlMessage>;
+
+beforeAll(async () => {
+  endpoint = { ...broker(), mesh };
+  control = await rawNode(endpoint, "hand", ["raw"], 20);
+});
+
+afterAll(() => control?.close());
+
+/** broker/unit/event-log.ts MASKED_LINE, as a reader sees it (that module is Worker code). */
+const MASKED_LINE = "(masked: this line may hold the worker's environment; a token that may submit sees it)";
+
+const unit = async (id: string) => (await api<UnitRecord>(mesh, "GET", `/units/${id}`)).body;
+
+/** Submits a unit of work type `raw` and waits for the broker to assign it on `to`. */
+async function assigned(to: RawSocket<BrokerControlMessage>, query = ""): Promise<string> {
+  const created = await api<UnitRecord>(mesh, "POST", `/units?worktype=raw${query}`, { body: "payload" });
+  expect(created.status).toBe(201);
+  expect(await to.next()).toEqual({ type: "assign", unitId: created.body.id, worktype: "raw" });
+  return created.body.id;
+}
+
+describe("results frames", () => {
+  it("a duplicate frame is acknowledged and dropped, an overlapping one appends only its new bytes", async () => {
+    const id = await assigned(control);
+    const { data, attached } = await attachUnit(endpoint, id, "hand");
+    expect(attached).toMatchObject({ state: "Pending", resultsOffset: 0, cancel: false });
+    data.ws.send(JSON.stringify({ type: "started", pid: 1 }));
+    data.results(0, "hello ");
+    expect(await data.next()).toEqual({ type: "results-ack", offset: 6 });
+    data.results(0, "hello ");
+    expect(await data.next()).toEqual({ type: "results-ack", offset: 6 });
+    data.results(3, "lo world");
+    expect(await data.next()).toEqual({ type: "results-ack", offset: 11 });
+    data.results(2, "llo");
+    expect(await data.next()).toEqual({ type: "results-ack", offset: 11 });
+    data.results(12, "!");
+    expect(await data.next()).toMatchObject({ type: "error", error: { code: "results_gap" } });
+    expect((await api(mesh, "GET", `/units/${id}/results`)).body).toBe("hello world");
+    expect(await unit(id)).toMatchObject({ state: "Running", stdoutSize: 11 });
+    data.close();
+  });
+});
+
+describe("finished", () => {
+  it("is refused results_incomplete while the broker holds fewer bytes than it claims; the unit runs on", async () => {
+    const id = await assigned(control);
+    const { data } = await attachUnit(endpoint, id, "hand");
+    data.ws.send(JSON.stringify({ type: "started", pid: 1 }));
+    data.results(0, "abc");
+    expect(await data.next()).toEqual({ type: "results-ack", offset: 3 });
+    data.ws.send(JSON.stringify({ type: "finished", exitCode: 0, signal: null, resultsSize: 5, canceled: false }));
+    expect(await data.next()).toEqual({
+      type: "error",
+      error: { code: "results_incomplete", message: "finished with 5 bytes of results but 3 are stored" },
+    });
+    expect(await unit(id)).toMatchObject({ state: "Running", stdoutSize: 3, exitCode: null });
+    // The agent resends what was missing, then reports again: now it counts.
+    data.results(3, "de");
+    expect(await data.next()).toEqual({ type: "results-ack", offset: 5 });
+    data.ws.send(JSON.stringify({ type: "finished", exitCode: 2, signal: null, resultsSize: 5, canceled: false }));
+    expect(await data.next()).toEqual({ type: "closed", state: "Failed" });
+    expect(await unit(id)).toMatchObject({ state: "Failed", detail: "exit status 2", exitCode: 2, stdoutSize: 5 });
+    expect((await api(mesh, "GET", `/units/${id}/results`)).body).toBe("abcde");
+    data.close();
+  });
+});
+
+describe("node lost", () => {
+  it("after attach but before started fails the unit (it may have run); an unattached one goes back to the queue", async () => {
+    const doomed = await rawNode(endpoint, "doomed", ["raw"], 2);
+    const attachedId = await assigned(doomed, "&node=doomed");
+    const waitingId = await assigned(doomed, "&node=doomed");
+    const { data } = await attachUnit(endpoint, attachedId, "doomed");
+    expect((await api(mesh, "DELETE", "/nodes/doomed")).status).toBe(200);
+    expect(await unit(attachedId)).toMatchObject({ state: "Failed", detail: "node doomed was removed by an admin", startedAt: null });
+    expect(await data.next()).toEqual({ type: "closed", state: "Failed" });
+    expect(await unit(waitingId)).toMatchObject({
+      state: "Pending",
+      node: null,
+      detail: "waiting for node doomed (no word from node doomed for 0 s)",
+    });
+    data.close();
+    doomed.close();
+  });
+});
+
+describe("line events", () => {
+  it("a line that may hold the environment is masked for a read token and whole for the submitter", async () => {
+    const reader = (await createToken(mesh, "read", { name: "watcher" })).token;
+    const id = await assigned(control);
+    const { data } = await attachUnit(endpoint, id, "hand");
+    data.ws.send(JSON.stringify({ type: "started", pid: 1 }));
+    // A runner stream whose next status line was cut by stderr: not JSON, but it names "env".
+    const leaked = 'Traceback: {"env": {"MESH_SECRET": "hunter2"}}';
+    const text = `{"status":"running","runner_ident":"r"}\n${leaked}\nplain\n{"eof": true}\n`;
+    data.results(0, text);
+    expect(await data.next()).toEqual({ type: "results-ack", offset: Buffer.byteLength(text) });
+    data.ws.send(JSON.stringify({ type: "finished", exitCode: 0, signal: null, resultsSize: Buffer.byteLength(text), canceled: false }));
+    expect(await data.next()).toEqual({ type: "closed", state: "Succeeded" });
+    type Page = { events: { kind: string; stdout?: string; data?: unknown }[] };
+    await waitFor(async () => (await api<Page>(mesh, "GET", `/units/${id}/events`)).body.events.length === 3, "three events");
+    const asRead = (await api<Page>(mesh, "GET", `/units/${id}/events`, { token: reader })).body.events;
+    const asAdmin = (await api<Page>(mesh, "GET", `/units/${id}/events`)).body.events;
+    expect(asAdmin.map((e) => [e.kind, e.stdout])).toEqual([
+      ["status", undefined],
+      ["line", leaked],
+      ["line", "plain"],
+    ]);
+    expect(asRead.map((e) => [e.kind, e.stdout])).toEqual([
+      ["status", undefined],
+      ["line", MASKED_LINE],
+      ["line", "plain"],
+    ]);
+    expect(JSON.stringify(asRead)).not.toContain("hunter2");
+    data.close();
+  });
+});
