@@ -16,6 +16,7 @@ import { type Logger, errorMessage } from "./log.js";
 import { UnitRunner } from "./runner.js";
 import { SpareSupervisor } from "./spare.js";
 import { type Recovery, scanSpool } from "./spool.js";
+import type { Dispatcher } from "undici";
 import { type Link, openLink } from "./socket.js";
 import type { UnitVerifier } from "./verify.js";
 
@@ -33,6 +34,8 @@ export interface AgentOptions {
   /** Checks units of work types with verifysignature; null when no verify key is configured. */
   verifier: UnitVerifier | null;
   log: Logger;
+  /** How to reach the broker when it needs more than Node's CAs (--ca-file). */
+  dispatcher?: Dispatcher | undefined;
 }
 
 /** Until the broker's welcome says otherwise; matches the broker's default. */
@@ -88,6 +91,7 @@ export class Agent {
             onBinary: () => log.warn("control:unexpected-binary"),
           },
           this.pingIntervalMs,
+          this.opts.dispatcher,
         );
         attempt = 0;
         downSince = null;
@@ -214,6 +218,7 @@ export class Agent {
       verifier: this.opts.verifier,
       supervisor: () => this.spare.take(),
       log: this.opts.log,
+      dispatcher: this.opts.dispatcher,
       ...(resumed ? { resumed } : {}),
     });
     this.runners.set(unitId, runner);

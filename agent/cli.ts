@@ -3,7 +3,9 @@
 import { hostname, availableParallelism, homedir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { Agent as UndiciAgent } from "undici";
 import { NAME_PATTERN } from "../shared/ids.js";
+import { loadCaFile, plainHttpWarning } from "../shared/tls.js";
 import { Agent } from "./agent.js";
 import { ConfigError, type WorkCommand, loadConfig } from "./config.js";
 import { LEVELS, type Level, createLogger } from "./log.js";
@@ -32,6 +34,8 @@ Options (each also from the environment variable shown):
                         verifysignature: true must be signed with; repeatable
                         to accept several (key rotation). Default: the config's
                         work-verification publickey
+  --ca-file FILE        also trust these CA certificates (PEM) for the broker's MESH_CA_FILE
+                        TLS, e.g. a private CA (NODE_EXTRA_CA_CERTS works too)
   --log-level LEVEL     debug, info, warn or error (default: info)             MESH_LOG_LEVEL
   -h, --help            this help
   -v, --version         print the version
@@ -75,6 +79,7 @@ async function main(argv: string[]): Promise<void> {
       "cancel-grace": { type: "string" },
       "verify-key": { type: "string", multiple: true },
       "log-level": { type: "string" },
+      "ca-file": { type: "string" },
       help: { type: "boolean", short: "h" },
       version: { type: "boolean", short: "v" },
     },
@@ -88,6 +93,13 @@ async function main(argv: string[]): Promise<void> {
   const level = values["log-level"] ?? env.MESH_LOG_LEVEL ?? "info";
   if (!(LEVELS as readonly string[]).includes(level)) fail(`--log-level must be one of ${LEVELS.join(", ")}`);
   const log = createLogger(level as Level);
+  const insecure = plainHttpWarning(broker);
+  if (insecure) {
+    log.warn("agent:plain-http", { broker, warning: insecure });
+    console.error(`mesh-agent: ${insecure}`);
+  }
+  const caFile = values["ca-file"] ?? env.MESH_CA_FILE;
+  const dispatcher = caFile ? new UndiciAgent({ connect: { ca: await loadCaFile(caFile).catch((e: Error) => fail(`--ca-file: ${e.message}`)) } }) : undefined;
 
   const configPath = values.config ?? env.MESH_AGENT_CONFIG;
   const config = configPath ? await loadConfig(configPath) : { nodeId: null, workCommands: [], verifyKey: null, ignored: [] };
@@ -136,6 +148,7 @@ async function main(argv: string[]): Promise<void> {
     cancelGraceMs: positiveInt("--cancel-grace", values["cancel-grace"] ?? env.MESH_CANCEL_GRACE ?? "10") * 1000,
     verifier,
     log,
+    dispatcher,
   });
   let signals = 0;
   const onSignal = (signal: string) => {

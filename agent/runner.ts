@@ -21,6 +21,7 @@ import type { WorkCommand } from "./config.js";
 import { type Logger, errorMessage } from "./log.js";
 import { type Exit, type RunningProcess, adoptProcess, startProcess } from "./process.js";
 import { type Recovery, type UnitRecord, WORK_DIR, identifyProcess, newRecord, writeRecord } from "./spool.js";
+import type { Dispatcher } from "undici";
 import { type Link, openLink } from "./socket.js";
 import type { UnitVerifier } from "./verify.js";
 
@@ -39,6 +40,8 @@ export interface RunnerOptions {
   /** A supervisor ready for the unit's command (the agent's spare); by default one is started then. */
   supervisor?: () => ChildProcess;
   log: Logger;
+  /** --ca-file's dispatcher, as the control link's. */
+  dispatcher?: Dispatcher | undefined;
   /** Set for a unit an earlier run of this agent started. */
   resumed?: Extract<Recovery, { action: "report" | "adopt" }>;
 }
@@ -126,6 +129,7 @@ export class UnitRunner {
             onBinary: (data) => this.onBinary(data),
           },
           this.opts.pingIntervalMs,
+          this.opts.dispatcher,
         );
         attempt = 0;
         this.finishSent = false;

@@ -3,7 +3,7 @@
  * the broker's runtime answers without waking its object, and a link that stays silent for two
  * intervals is closed so the caller reconnects instead of waiting on a dead peer.
  */
-import { WebSocket } from "undici";
+import { type Dispatcher, WebSocket } from "undici";
 import { PING, PONG } from "../shared/protocol.js";
 
 export interface Link {
@@ -21,9 +21,10 @@ export interface LinkHandlers {
   onBinary(data: Uint8Array): void;
 }
 
-export function openLink(url: string, token: string, handlers: LinkHandlers, pingIntervalMs: number): Promise<Link> {
+export function openLink(url: string, token: string, handlers: LinkHandlers, pingIntervalMs: number, dispatcher?: Dispatcher): Promise<Link> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { headers: { authorization: `Bearer ${token}` } });
+    // The dispatcher carries --ca-file's CAs (an undici Agent with connect.ca); without it, Node's roots and NODE_EXTRA_CA_CERTS.
+    const ws = new WebSocket(url, { headers: { authorization: `Bearer ${token}` }, ...(dispatcher ? { dispatcher } : {}) });
     ws.binaryType = "arraybuffer";
     let lastHeard = Date.now();
     let opened = false;

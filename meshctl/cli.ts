@@ -7,6 +7,7 @@
 import { parseArgs } from "node:util";
 import { isUsageError, packageVersion } from "../agent/version.js";
 import { parseDuration } from "../shared/duration.js";
+import { loadCaFile, plainHttpWarning } from "../shared/tls.js";
 import { saveArtifacts } from "./artifacts.js";
 import { MeshApiError, MeshClient } from "./client.js";
 import { printEvents } from "./events.js";
@@ -60,9 +61,22 @@ Commands:
 Connection (flags or environment):
   --broker URL     MESH_BROKER
   --token TOKEN    MESH_TOKEN
-  --mesh ID        MESH_ID (default: default)`;
+  --mesh ID        MESH_ID (default: default)
+  --ca-file FILE   MESH_CA_FILE: also trust these CA certificates (PEM) for the broker's TLS
+                   (a private CA); NODE_EXTRA_CA_CERTS works too`;
 
 class UsageError extends Error {}
+
+/**
+ * fetch through the undici package with --ca-file's CAs. Loaded only then: Node's own fetch starts
+ * faster, and exposes no way to pass CAs but NODE_EXTRA_CA_CERTS at startup.
+ */
+async function trustingFetch(caFile: string): Promise<typeof fetch> {
+  const ca = await loadCaFile(caFile).catch((e: Error) => usage(`--ca-file: ${e.message}`));
+  const undici = await import("undici");
+  const dispatcher = new undici.Agent({ connect: { ca } });
+  return ((input: string, init?: RequestInit) => undici.fetch(input, { ...(init as object), dispatcher })) as unknown as typeof fetch;
+}
 const usage = (message: string): never => {
   throw new UsageError(message);
 };
@@ -105,6 +119,7 @@ async function main(argv: string[]): Promise<number> {
       socket: { type: "string" },
       tcp: { type: "string" },
       "node-id": { type: "string" },
+      "ca-file": { type: "string" },
       help: { type: "boolean", short: "h" },
       version: { type: "boolean", short: "v" },
     },
@@ -125,7 +140,10 @@ async function main(argv: string[]): Promise<number> {
   const broker = values.broker ?? process.env.MESH_BROKER ?? usage("give the broker URL: --broker URL or MESH_BROKER");
   const token = values.token ?? process.env.MESH_TOKEN ?? usage("give a token: --token TOKEN or MESH_TOKEN");
   const mesh = values.mesh ?? process.env.MESH_ID ?? "default";
-  const client = new MeshClient(broker, token, mesh);
+  const insecure = plainHttpWarning(broker);
+  if (insecure) process.stderr.write(`meshctl: ${insecure}\n`);
+  const caFile = values["ca-file"] ?? process.env.MESH_CA_FILE;
+  const client = new MeshClient(broker, token, mesh, caFile ? await trustingFetch(caFile) : fetch);
   const [command, sub, ...rest] = positionals;
 
   if (command === "status") {

@@ -58,6 +58,8 @@ export class MeshClient {
     private readonly broker: string,
     private readonly token: string,
     private readonly mesh: string,
+    /** Node's fetch, or one that trusts --ca-file's CAs (meshctl/cli.ts). */
+    private readonly fetcher: typeof fetch = fetch,
   ) {}
 
   private url(path: string, query: Record<string, string | undefined> = {}): string {
@@ -79,7 +81,7 @@ export class MeshClient {
   ): Promise<Response> {
     let response;
     try {
-      response = await fetch(this.url(path, options.query), {
+      response = await this.fetcher(this.url(path, options.query), {
         method,
         headers: { authorization: `Bearer ${this.token}`, ...options.headers },
         body: options.body ?? null,

@@ -1,12 +1,14 @@
 /**
- * Runs the broker on local workerd (`wrangler dev`) with its state on disk. Used by `npm start`,
- * by the tests and by the benchmarks, so all three run the same thing.
+ * Runs the broker on local workerd with its state on disk: `mesh-broker serve` (scripts/serve-broker.ts)
+ * by default, `wrangler dev` with MESH_BROKER_RUNTIME=wrangler or a wrangler config of its own. Used by
+ * `npm start`, by the tests and by the benchmarks, so all three run the same thing.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { createWriteStream } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
+import { startServe } from "./serve-broker.js";
 
 export const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
@@ -35,9 +37,15 @@ export async function startBroker(opts: {
   logFile: string;
   port?: number;
   vars?: Record<string, string>;
-  /** Another wrangler config than the broker's (the benchmarks' raw WebSocket sink). */
+  /** Another wrangler config than the broker's (the benchmarks' raw WebSocket sink); runs on wrangler dev. */
   config?: string;
+  /** serve only: HTTPS/WSS with these PEM files. */
+  tls?: { cert: string; key: string };
+  /** Default: MESH_BROKER_RUNTIME, else serve. */
+  runtime?: "serve" | "wrangler";
 }): Promise<LocalBroker> {
+  const runtime = opts.runtime ?? (process.env.MESH_BROKER_RUNTIME === "wrangler" ? "wrangler" : "serve");
+  if (runtime === "serve" && !opts.config) return startServe({ ...opts, root: ROOT });
   await mkdir(opts.stateDir, { recursive: true });
   const port = opts.port ?? (await freePort());
   const inspector = await freePort();
