@@ -12,7 +12,7 @@ import type { ErrorBody } from "../shared/errors.js";
 import { type AgentControlMessage, PROTOCOL_VERSION, type Versions, decodeBrokerControl, encode } from "../shared/protocol.js";
 import type { WorkCommand } from "./config.js";
 import { credentialPath, loadCredential, saveCredential } from "./credential.js";
-import { type Logger, errorMessage } from "./log.js";
+import { type Logger, errorMessage } from "../shared/node/log.js";
 import { UnitRunner } from "./runner.js";
 import { SpareSupervisor } from "./spare.js";
 import { type Recovery, scanSpool } from "./spool.js";

@@ -5,14 +5,14 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { Agent as UndiciAgent } from "undici";
 import { NAME_PATTERN } from "../shared/ids.js";
-import { loadCaFile, plainHttpWarning } from "../shared/tls.js";
+import { loadCaFile, plainHttpWarning } from "../shared/node/tls.js";
 import { Agent } from "./agent.js";
 import { ConfigError, type WorkCommand, loadConfig } from "./config.js";
-import { LEVELS, type Level, createLogger } from "./log.js";
+import { LEVELS, type Level, createLogger } from "../shared/node/log.js";
 import { onPath, probeVersions } from "./probe.js";
 import { REPLAY_FILE, ReplayCache } from "./replay.js";
 import { KeyError, WorkVerifier, loadVerifyKey } from "./verify.js";
-import { isUsageError, packageVersion } from "./version.js";
+import { isUsageError, packageVersion } from "../shared/node/cli.js";
 
 const HELP = `Usage: mesh-agent --broker URL --token TOKEN [options]
 

@@ -18,7 +18,7 @@ import { type AgentDataMessage, type Assignment, PROTOCOL_VERSION, decodeBrokerD
 import { refusalDetail, refuse } from "../shared/signing.js";
 import { type UnitState, isTerminal } from "../shared/states.js";
 import type { WorkCommand } from "./config.js";
-import { type Logger, errorMessage } from "./log.js";
+import { type Logger, errorMessage } from "../shared/node/log.js";
 import { type Exit, type RunningProcess, adoptProcess, startProcess } from "./process.js";
 import { type Recovery, type UnitRecord, WORK_DIR, identifyProcess, newRecord, writeRecord } from "./spool.js";
 import type { Dispatcher } from "undici";

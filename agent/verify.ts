@@ -3,6 +3,7 @@
  * trusts, over claims that match the unit as handed out and as this agent knows it, a payload with
  * the signed sha256, a signature not yet expired, and a unit id never accepted here before.
  */
+import { sha256File } from "../shared/node/hash.js";
 import { createHash, createPublicKey, type KeyObject, verify } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { readFile } from "node:fs/promises";
@@ -32,12 +33,6 @@ export async function loadVerifyKey(path: string): Promise<KeyObject> {
   if (key.asymmetricKeyType !== "ed25519")
     throw new KeyError(`${path} is an ${key.asymmetricKeyType ?? "unknown"} key; signed work uses Ed25519 (make one with meshctl keygen)`);
   return key;
-}
-
-export async function sha256File(path: string): Promise<string> {
-  const hash = createHash("sha256");
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
-  return hash.digest("hex");
 }
 
 /** The unit as the `attached` message describes it. */

@@ -5,9 +5,9 @@
  * what it imports, and a pipeline waits for it.
  */
 import { parseArgs } from "node:util";
-import { isUsageError, packageVersion } from "../agent/version.js";
+import { isUsageError, packageVersion } from "../shared/node/cli.js";
 import { parseDuration } from "../shared/duration.js";
-import { loadCaFile, plainHttpWarning } from "../shared/tls.js";
+import { loadCaFile, plainHttpWarning } from "../shared/node/tls.js";
 import { saveArtifacts } from "./artifacts.js";
 import { MeshApiError, MeshClient } from "./client.js";
 import { printEvents } from "./events.js";

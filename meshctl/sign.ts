@@ -5,7 +5,7 @@
 import { createPrivateKey, generateKeyPairSync, type KeyObject, sign } from "node:crypto";
 import { mkdir, open, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { sha256File } from "../agent/verify.js";
+import { sha256File } from "../shared/node/hash.js";
 import { newUnitId } from "../shared/ids.js";
 import { type UnitClaims, claimsBytes, encodeSignature } from "../shared/signing.js";
 

@@ -10,7 +10,7 @@ import type { Readable, Writable } from "node:stream";
 import { parseDuration } from "../../shared/duration.js";
 import { newUnitId } from "../../shared/ids.js";
 import type { UnitRecord } from "../../shared/unit.js";
-import type { Logger } from "../../agent/log.js";
+import type { Logger } from "../../shared/node/log.js";
 import { MeshApiError, type MeshClient } from "../client.js";
 import { spool } from "../payload.js";
 import { signUnit } from "../sign.js";

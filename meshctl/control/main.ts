@@ -1,8 +1,8 @@
 /** `meshctl control-service`: the receptor control socket, running until SIGINT or SIGTERM. */
 import type { KeyObject } from "node:crypto";
 import { availableParallelism, hostname, totalmem } from "node:os";
-import { createLogger } from "../../agent/log.js";
-import { packageVersion } from "../../agent/version.js";
+import { createLogger } from "../../shared/node/log.js";
+import { packageVersion } from "../../shared/node/cli.js";
 import type { MeshClient } from "../client.js";
 import { loadSigningKey } from "../sign.js";
 import { startControlService } from "./server.js";

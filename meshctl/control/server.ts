@@ -5,7 +5,7 @@
 import { lstat, unlink } from "node:fs/promises";
 import { type Server, type Socket, connect, createServer } from "node:net";
 import { Readable } from "node:stream";
-import { errorMessage } from "../../agent/log.js";
+import { errorMessage } from "../../shared/node/log.js";
 import { type CommandContext, type Session, runCommand } from "./commands.js";
 import { errorLine, greeting, parseCommand } from "./protocol.js";
 

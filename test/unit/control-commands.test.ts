@@ -1,7 +1,7 @@
 /** The control service's commands against a fake broker: what each asks of the HTTP API and answers. */
 import { PassThrough, Readable } from "node:stream";
 import { describe, expect, it } from "vitest";
-import { createLogger } from "../../agent/log.js";
+import { createLogger } from "../../shared/node/log.js";
 import { MeshApiError, type SubmitOptions } from "../../meshctl/client.js";
 import { type Broker, type CommandContext, type Session, runCommand } from "../../meshctl/control/commands.js";
 import { parseCommand } from "../../meshctl/control/protocol.js";

@@ -1,4 +1,4 @@
-/** The agent's structured log: one JSON object per line on stderr, filtered by level. */
+/** The CLIs' structured log: one JSON object per line on stderr, filtered by level. */
 export const LEVELS = ["debug", "info", "warn", "error"] as const;
 export type Level = (typeof LEVELS)[number];
 

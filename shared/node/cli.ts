@@ -1,9 +1,9 @@
 /** Helpers both CLIs share: the package version and recognising argument errors. */
 import { readFileSync } from "node:fs";
 
-/** Read from the package.json beside the built code (dist/agent/ → ../../package.json). */
+/** Read from the package.json beside the built code (dist/shared/node/ → ../../../package.json). */
 export function packageVersion(): string {
-  const url = new URL("../../package.json", import.meta.url);
+  const url = new URL("../../../package.json", import.meta.url);
   return (JSON.parse(readFileSync(url, "utf8")) as { version: string }).version;
 }
 
