@@ -7,7 +7,7 @@
 import { parseArgs } from "node:util";
 import { isUsageError, packageVersion } from "../agent/version.js";
 import { parseDuration } from "../shared/duration.js";
-import { loadCaFile, plainHttpWarning } from "../shared/tls.js";
+import { loadCaFile, plainHttpWarning } from "../agent/tls.js";
 import { saveArtifacts } from "./artifacts.js";
 import { MeshApiError, MeshClient } from "./client.js";
 import { printEvents } from "./events.js";

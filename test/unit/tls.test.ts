@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { rootCertificates } from "node:tls";
 import { describe, expect, it } from "vitest";
-import { loadCaFile, plainHttpWarning } from "../../shared/tls.js";
+import { loadCaFile, plainHttpWarning } from "../../agent/tls.js";
 
 describe("plain http warning", () => {
   it.each([
