@@ -1,5 +1,5 @@
 /**
- * `npm start`: a local broker on workerd with its state in .mesh/, one local agent, and a demo unit.
+ * `npm start`: a local broker (`mesh-broker serve` on loopback) with its state in .mesh/, one local agent, and a demo unit.
  * Prints MESH_BROKER= and MESH_TOKEN= lines for meshctl and scripts, then keeps both running
  * until Ctrl-C.
  */
@@ -37,13 +37,13 @@ function run(command: string, env: NodeJS.ProcessEnv): Promise<number> {
 }
 
 async function main(): Promise<void> {
-  if (!existsSync(AGENT) || !existsSync(MESHCTL)) {
+  if (!existsSync(AGENT) || !existsSync(MESHCTL) || !existsSync(join(ROOT, "dist/broker/broker.json"))) {
     if ((await run("npm run build", process.env)) !== 0) throw new Error("npm run build failed");
   }
   await mkdir(STATE, { recursive: true, mode: 0o700 });
   const token = await adminToken();
   const port = Number(process.env.MESH_PORT ?? 8787);
-  console.log(`Starting the broker on local workerd (state in .mesh/state, log in .mesh/broker.log) …`);
+  console.log(`Starting the broker (mesh-broker serve on workerd; state in .mesh/state, log in .mesh/broker.log) …`);
   const broker = await startBroker({ stateDir: join(STATE, "state"), token, logFile: join(STATE, "broker.log"), port });
 
   const hasRunner = await onPath("ansible-runner");

@@ -46,6 +46,8 @@ export async function startAgent(opts: {
   extraArgs?: string[];
   via?: string;
   workDir?: string;
+  /** Another Node binary than the tests' own (old-node.test.ts). */
+  node?: string;
 }): Promise<RunningAgent> {
   const dir = await tempDir("mesh-agent-");
   const workDir = opts.workDir ?? join(dir, "work");
@@ -53,7 +55,7 @@ export async function startAgent(opts: {
   await writeFile(configPath, opts.config);
   const { url, token } = broker();
   const child = spawn(
-    process.execPath,
+    opts.node ?? process.execPath,
     [
       ...agentArgv({ broker: opts.via ?? url, token, mesh: opts.mesh, nodeId: opts.nodeId, config: configPath, workDir }),
       "--capacity",
