@@ -100,10 +100,11 @@ describe("checkClaims", () => {
     ["mesh (agent)", {}, {}, { mesh: "dev" }, "mesh_mismatch", /not dev/],
     ["work type (broker)", {}, { worktype: "ansible-runner" }, {}, "worktype_mismatch", /signed for work type sh, not ansible-runner/],
     ["work type (agent)", {}, {}, { worktype: "bash" }, "worktype_mismatch", /not bash/],
-    ["target node", {}, { targetNode: "edge-2" }, {}, "node_mismatch", /signed for edge-1, but the unit was submitted for edge-2/],
+    ["target node", {}, { targetNode: "edge-2" }, {}, "node_mismatch", /^signed for edge-1, but the unit was submitted for edge-2$/],
     ["pin dropped by the broker", {}, { targetNode: null }, {}, "node_mismatch", /submitted for any node/],
     ["pin added by the broker", { node: null }, {}, {}, "node_mismatch", /signed for any node, but the unit was submitted for edge-1/],
-    ["this node", {}, { targetNode: "edge-2" }, { nodeId: "edge-2" }, "node_mismatch", /signed for edge-1/],
+    // Submitted for edge-1 as signed, but delivered elsewhere: only the agent's own check sees it.
+    ["this node", {}, {}, { nodeId: "edge-2" }, "node_mismatch", /^signed for node edge-1, not this node \(edge-2\)$/],
     ["a changed param", {}, { params: { params: "-c 'rm -rf /'" } }, {}, "params_mismatch", /in "params"/],
     ["an added param", {}, { params: { params: "-c 'echo hi'", extra: "1" } }, {}, "params_mismatch", /in "extra"/],
     ["a dropped param", {}, { params: {} }, {}, "params_mismatch", /in "params"/],
