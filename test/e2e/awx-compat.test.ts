@@ -9,7 +9,9 @@ import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ROOT } from "../../scripts/local-broker.js";
-import { MESHCTL_BIN, type RunningAgent, broker, newMesh, sh, startAgent, tempDir, waitFor } from "./harness.js";
+import { MAX_CAPACITY } from "../../shared/protocol.js";
+import type { MeshStatus } from "../../shared/unit.js";
+import { MESHCTL_BIN, type RunningAgent, api, broker, newMesh, sh, startAgent, tempDir, waitFor } from "./harness.js";
 
 const mesh = newMesh();
 const CONTROLLERS = ["awx-1", "awx-2"];
@@ -63,6 +65,9 @@ beforeAll(async () => {
     );
     await startBridge(id, join(dir, `${id}.sock`), join(dir, "keys", "signing-key.pem"));
   }
+  // --capacity unlimited: the broker holds nothing back from these nodes, as receptor would not.
+  const status = await api<MeshStatus>(mesh, "GET", "/status");
+  expect(status.body.nodes.map((n) => n.capacity)).toEqual([MAX_CAPACITY, MAX_CAPACITY, MAX_CAPACITY]);
 }, 120_000);
 
 afterAll(async () => {
