@@ -6,6 +6,7 @@ import { parseArgs } from "node:util";
 import { Agent as UndiciAgent } from "undici";
 import { NAME_PATTERN } from "../shared/ids.js";
 import { loadCaFile, plainHttpWarning } from "../shared/node/tls.js";
+import { MAX_CAPACITY } from "../shared/protocol.js";
 import { Agent } from "./agent.js";
 import { ConfigError, type WorkCommand, loadConfig } from "./config.js";
 import { LEVELS, type Level, createLogger } from "../shared/node/log.js";
@@ -27,7 +28,8 @@ Options (each also from the environment variable shown):
   --config FILE         receptor-style YAML with work-command entries          MESH_AGENT_CONFIG
   --work-dir DIR        per-unit directories and spool                         MESH_WORK_DIR
                         (default: ~/.local/state/mesh-agent)
-  --capacity N          units run at once (default: CPU count)                 MESH_CAPACITY
+  --capacity N          units run at once, or "unlimited": start every unit   MESH_CAPACITY
+                        assigned, as receptor does (default: CPU count)
   --tag k=v             a tag to advertise; repeatable                         MESH_TAGS (k=v,k=v)
   --cancel-grace SEC    SIGINT→SIGKILL grace on cancel (default: 10)           MESH_CANCEL_GRACE
   --verify-key FILE     Ed25519 public key (PEM) that units of work types with MESH_VERIFY_KEY
@@ -57,6 +59,17 @@ function parseTags(items: string[]): Record<string, string> {
     tags[item.slice(0, eq)] = item.slice(eq + 1);
   }
   return tags;
+}
+
+/**
+ * "unlimited" is receptor's behaviour (it starts whatever it is sent; AWX sizes nodes itself from
+ * --worker-info): the largest capacity a hello may declare, so the broker never holds a unit back.
+ */
+function capacity(raw: string): number {
+  if (raw === "unlimited") return MAX_CAPACITY;
+  const n = positiveInt("--capacity", raw);
+  if (n > MAX_CAPACITY) fail(`--capacity is at most ${MAX_CAPACITY}, or "unlimited"`);
+  return n;
 }
 
 function positiveInt(name: string, raw: string): number {
@@ -141,7 +154,7 @@ async function main(argv: string[]): Promise<void> {
     token,
     nodeId,
     workDir,
-    capacity: positiveInt("--capacity", values.capacity ?? env.MESH_CAPACITY ?? String(availableParallelism())),
+    capacity: capacity(values.capacity ?? env.MESH_CAPACITY ?? String(availableParallelism())),
     tags: parseTags(tagItems),
     workCommands,
     versions: await probeVersions(packageVersion()),

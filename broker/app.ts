@@ -8,7 +8,7 @@ import { MAX_SIGNATURE_CHARS } from "../shared/protocol.js";
 import { MeshError, type Result, unwrap } from "../shared/errors.js";
 import { NAME_PATTERN, UNIT_ID_PATTERN } from "../shared/ids.js";
 import { type Principal, isRole } from "../shared/roles.js";
-import type { UnitRecord } from "../shared/unit.js";
+import type { UnitRecord, UnitSummary } from "../shared/unit.js";
 import type { TokenInfo } from "./access/object.js";
 import { authenticate, authorize, authorizeNode, may } from "./auth.js";
 import { logError } from "./log.js";
@@ -43,6 +43,12 @@ app.use("/v1/meshes/:mesh/*", async (c, next) => {
 
 const can = (c: Ctx, permission: Parameters<typeof authorize>[1]) => authorize(c.get("principal"), permission);
 
+/**
+ * `GET /units?records=1` answers whole records, one Unit object call each: bounded so one list stays
+ * well inside a request's subrequest budget (1,000 on Cloudflare's paid plan), fetched a few at a time.
+ */
+const MAX_LISTED_RECORDS = 500;
+const RECORD_BATCH = 16;
 const submitterOf = (principal: Principal) => (principal.kind === "token" ? `token:${principal.tokenId}` : `node:${principal.nodeId}`);
 
 function meshName(c: Ctx): string {
@@ -112,6 +118,8 @@ app.post("/v1/meshes/:mesh/units", async (c) => {
   const ttlMs = ttl === undefined ? null : unwrap(parseDuration(ttl));
   const chosenId = c.req.query("id") ?? null;
   if (chosenId !== null && !UNIT_ID_PATTERN.test(chosenId)) throw new MeshError("bad_unit_id", "unit ids are 8 characters of [0-9a-zA-Z]");
+  const origin = c.req.query("origin") || null;
+  if (origin !== null && !NAME_PATTERN.test(origin)) throw new MeshError("bad_request", "origin names are 1-64 characters of [A-Za-z0-9._-]");
   const signature = c.req.header("mesh-signature") ?? null;
   if (signature !== null && (signature.length > MAX_SIGNATURE_CHARS || !/^[A-Za-z0-9_.-]+$/.test(signature))) {
     throw new MeshError("bad_request", `the Mesh-Signature header must be at most ${MAX_SIGNATURE_CHARS} characters of base64url and dots`);
@@ -127,6 +135,7 @@ app.post("/v1/meshes/:mesh/units", async (c) => {
       params,
       ttlMs,
       signature,
+      origin,
     }),
   );
   const unit = unitStub(c, mesh, created.unit.id);
@@ -138,8 +147,27 @@ app.post("/v1/meshes/:mesh/units", async (c) => {
 });
 
 app.get("/v1/meshes/:mesh/units", async (c) => {
+  const mesh = meshName(c);
   can(c, "read");
-  return c.json(await meshStub(c, meshName(c)).listUnits());
+  const origin = c.req.query("origin") ?? null;
+  if (origin !== null && !NAME_PATTERN.test(origin)) throw new MeshError("bad_request", "origin names are 1-64 characters of [A-Za-z0-9._-]");
+  const units = await meshStub(c, mesh).listUnits(origin);
+  if (c.req.query("records") !== "1") return c.json(units);
+  // Whole status records in one answer (the control-service bridge's `work list`): one RPC per
+  // unit here instead of one request per unit from the client. Tombstones are left out.
+  const live = units.filter((u: UnitSummary) => u.state !== "Released");
+  if (live.length > MAX_LISTED_RECORDS) {
+    throw new MeshError(
+      "limit_exceeded",
+      `${live.length} units match; records=1 lists at most ${MAX_LISTED_RECORDS} (release finished units, or narrow with ?origin=)`,
+    );
+  }
+  const records: UnitRecord[] = [];
+  for (let i = 0; i < live.length; i += RECORD_BATCH) {
+    const batch = await Promise.all(live.slice(i, i + RECORD_BATCH).map((u: UnitSummary) => unitStub(c, mesh, u.id).status()));
+    for (const result of batch) if (result.ok && result.value.state !== "Released") records.push(result.value);
+  }
+  return c.json(records);
 });
 
 app.get("/v1/meshes/:mesh/units/:id", async (c) => {

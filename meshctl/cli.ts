@@ -159,6 +159,7 @@ async function main(argv: string[]): Promise<number> {
     if (tcp && "error" in tcp) return usage(tcp.error);
     return runControlService({
       client,
+      brokerUrl: broker,
       mesh,
       socketPath: values.socket ?? usage("control-service needs --socket PATH"),
       tcp,

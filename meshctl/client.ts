@@ -41,6 +41,8 @@ export interface SubmitOptions {
   unitId?: string | undefined;
   /** The `Mesh-Signature` over the unit (shared/signing.ts). */
   signature?: string | undefined;
+  /** Where the unit comes from, for `records(origin)` (the control service gives its node id). */
+  origin?: string | undefined;
   payload: Readable | Buffer | string;
   /**
    * The payload's length, sent as Content-Length when the payload is a stream, so an upload cut
@@ -120,6 +122,8 @@ export class MeshClient {
 
   status = () => this.json<MeshStatus>("GET", "/status");
   list = () => this.json<UnitSummary[]>("GET", "/units");
+  /** Whole status records of the units submitted with `origin`, tombstones left out, in one request. */
+  records = (origin: string) => this.json<UnitRecord[]>("GET", "/units", { origin, records: "1" });
   unit = (id: string) => this.json<UnitRecord>("GET", `/units/${encodeURIComponent(id)}`);
   cancel = (id: string) => this.json<UnitRecord>("POST", `/units/${encodeURIComponent(id)}/cancel`);
   release = (id: string) => this.json<UnitRecord>("DELETE", `/units/${encodeURIComponent(id)}`);
@@ -140,7 +144,13 @@ export class MeshClient {
   }
 
   async submit(options: SubmitOptions): Promise<UnitRecord> {
-    const query: Record<string, string | undefined> = { worktype: options.worktype, node: options.node, ttl: options.ttl, id: options.unitId };
+    const query: Record<string, string | undefined> = {
+      worktype: options.worktype,
+      node: options.node,
+      ttl: options.ttl,
+      id: options.unitId,
+      origin: options.origin,
+    };
     for (const [k, v] of Object.entries(options.params ?? {})) query[`param.${k}`] = v;
     const response = await this.call("POST", "/units", {
       query,

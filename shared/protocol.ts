@@ -19,6 +19,8 @@ export const PONG = "pong";
 export const MAX_TEXT_FRAME = 64 * 1024;
 /** Largest unit signature (the `Mesh-Signature` header) the broker stores and passes on. */
 export const MAX_SIGNATURE_CHARS = 8 * 1024;
+/** Most units a node may declare it runs at once; `mesh-agent --capacity unlimited` declares this. */
+export const MAX_CAPACITY = 100_000;
 
 const nodeId = z.string().regex(NAME_PATTERN);
 const unitId = z.string().regex(UNIT_ID_PATTERN);
@@ -53,7 +55,7 @@ const Hello = z.object({
   protocol: z.number().int(),
   nodeId,
   workTypes: z.array(WorkTypeAd).max(256),
-  capacity: z.number().int().min(1).max(100_000),
+  capacity: z.number().int().min(1).max(MAX_CAPACITY),
   tags: z.record(z.string(), z.string()),
   versions: Versions,
   /** Units this agent still holds (running, or finished with results not yet delivered). */

@@ -24,6 +24,8 @@ export interface UnitRecord {
   expiresAt: string | null;
   /** Whether the submitter signed the unit (the signature itself is for the node only). */
   signed: boolean;
+  /** The submitter's own name for where the unit came from (`?origin=`; a control-service bridge gives its node id). */
+  origin: string | null;
 }
 
 export interface NodeStatus {
@@ -60,6 +62,7 @@ export interface UnitSummary {
   node: string | null;
   state: UnitState;
   detail: string;
+  origin: string | null;
   createdAt: string;
   updatedAt: string;
 }

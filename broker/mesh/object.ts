@@ -32,6 +32,8 @@ export interface CreateUnitInput {
   params: Record<string, string>;
   ttlMs: number | null;
   signature: string | null;
+  /** The submitter's own label for where the unit came from (a control-service bridge's node id). */
+  origin: string | null;
 }
 
 export interface UnitChange {
@@ -148,6 +150,7 @@ export class MeshObject extends DurableObject<Env> {
       node: null,
       state: "Pending",
       detail: "receiving payload",
+      origin: input.origin,
       ready: false,
       createdAt: Date.now(),
       updatedAt: Date.now(),
@@ -165,9 +168,9 @@ export class MeshObject extends DurableObject<Env> {
   }
 
   private async initUnit(id: string, input: CreateUnitInput): Promise<Result<void>> {
-    const { mesh, worktype, targetNode, params, ttlMs, signature } = input;
+    const { mesh, worktype, targetNode, params, ttlMs, signature, origin } = input;
     try {
-      await this.unitStub(id).init({ mesh, id, worktype, targetNode, params, ttlMs, signature });
+      await this.unitStub(id).init({ mesh, id, worktype, targetNode, params, ttlMs, signature, origin });
       return ok(undefined);
     } catch (error) {
       logError("unit:init-failed", error, { unit: id });
@@ -247,8 +250,8 @@ export class MeshObject extends DurableObject<Env> {
     await this.watchLeases(true);
   }
 
-  async listUnits(): Promise<UnitSummary[]> {
-    return this.store.units().map(({ ready: _ready, createdAt, updatedAt, ...unit }) => ({
+  async listUnits(origin: string | null = null): Promise<UnitSummary[]> {
+    return this.store.units(origin).map(({ ready: _ready, createdAt, updatedAt, ...unit }) => ({
       ...unit,
       createdAt: new Date(createdAt).toISOString(),
       updatedAt: new Date(updatedAt).toISOString(),

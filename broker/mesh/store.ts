@@ -25,7 +25,7 @@ CREATE INDEX IF NOT EXISTS units_queue ON units(state, ready, node, created_at);
 CREATE INDEX IF NOT EXISTS units_by_node ON units(node, state);
 `;
 
-const UNIT_COLUMNS = "id, worktype, target_node AS targetNode, node, state, detail, ready, created_at AS createdAt, updated_at AS updatedAt";
+const UNIT_COLUMNS = "id, worktype, target_node AS targetNode, node, state, detail, origin, ready, created_at AS createdAt, updated_at AS updatedAt";
 
 function toUnit(row: Record<string, SqlStorageValue>): UnitIndexRow {
   return { ...(row as unknown as UnitIndexRow), ready: row.ready === 1 };
@@ -34,6 +34,9 @@ function toUnit(row: Record<string, SqlStorageValue>): UnitIndexRow {
 export class MeshStore {
   constructor(private readonly sql: SqlStorage) {
     sql.exec(SCHEMA);
+    // Indexes made before units had an origin gain the column (NULL: no origin given).
+    if (!sql.exec("SELECT * FROM units LIMIT 0").columnNames.includes("origin")) sql.exec("ALTER TABLE units ADD COLUMN origin TEXT");
+    sql.exec("CREATE INDEX IF NOT EXISTS units_by_origin ON units(origin, created_at)");
   }
 
   meta(key: string): string | null {
@@ -151,14 +154,15 @@ export class MeshStore {
 
   insertUnit(row: Omit<UnitIndexRow, "updatedAt">, idempotencyKey: string | null): void {
     this.sql.exec(
-      `INSERT INTO units (id, worktype, target_node, node, state, detail, ready, idem_key, created_at, updated_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO units (id, worktype, target_node, node, state, detail, origin, ready, idem_key, created_at, updated_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       row.id,
       row.worktype,
       row.targetNode,
       row.node,
       row.state,
       row.detail,
+      row.origin,
       row.ready ? 1 : 0,
       idempotencyKey,
       row.createdAt,
@@ -176,8 +180,13 @@ export class MeshStore {
     return row ? toUnit(row) : null;
   }
 
-  units(): UnitIndexRow[] {
-    return this.sql.exec(`SELECT ${UNIT_COLUMNS} FROM units ORDER BY created_at, id`).toArray().map(toUnit);
+  /** Every unit, or those submitted with `origin`. */
+  units(origin: string | null = null): UnitIndexRow[] {
+    const rows =
+      origin === null
+        ? this.sql.exec(`SELECT ${UNIT_COLUMNS} FROM units ORDER BY created_at, id`)
+        : this.sql.exec(`SELECT ${UNIT_COLUMNS} FROM units WHERE origin = ? ORDER BY created_at, id`, origin);
+    return rows.toArray().map(toUnit);
   }
 
   updateUnit(id: string, change: { state: UnitState; detail: string; ready?: boolean }, now: number): void {

@@ -16,14 +16,44 @@ export function planFrame(end: number, offset: number, length: number): FramePla
 
 type Finished = Extract<AgentDataMessage, { type: "finished" }>;
 
-/** The final state and detail a `finished` report means (receptor's details: "exit status N"). */
+/**
+ * Go's names for signals (syscall.Signal.String on Linux): receptor's detail for a command killed
+ * by one is os.ProcessState.String(), "signal: killed", and AWX shows or matches that text.
+ */
+const GO_SIGNAL_NAMES: Record<string, string> = {
+  SIGHUP: "hangup",
+  SIGINT: "interrupt",
+  SIGQUIT: "quit",
+  SIGILL: "illegal instruction",
+  SIGTRAP: "trace/breakpoint trap",
+  SIGABRT: "aborted",
+  SIGBUS: "bus error",
+  SIGFPE: "floating point exception",
+  SIGKILL: "killed",
+  SIGUSR1: "user defined signal 1",
+  SIGSEGV: "segmentation fault",
+  SIGUSR2: "user defined signal 2",
+  SIGPIPE: "broken pipe",
+  SIGALRM: "alarm clock",
+  SIGTERM: "terminated",
+  SIGXCPU: "CPU time limit exceeded",
+  SIGXFSZ: "file size limit exceeded",
+  SIGSYS: "bad system call",
+};
+
+/** os.ProcessState.String() of a process ended by `signal` (a Node signal name such as "SIGKILL"). */
+export function goSignalDetail(signal: string): string {
+  return `signal: ${GO_SIGNAL_NAMES[signal] ?? signal}`;
+}
+
+/** The final state and detail a `finished` report means, in receptor's (Go's) words: "exit status N", "signal: killed". */
 export function outcome(finished: Finished, cancelRequested: boolean): { state: UnitState; detail: string } {
   if (finished.canceled || (cancelRequested && finished.exitCode !== 0)) {
     return { state: "Canceled", detail: finished.detail ?? "canceled" };
   }
   if (finished.detail) return { state: "Failed", detail: finished.detail };
   if (finished.exitCode === 0) return { state: "Succeeded", detail: "exit status 0" };
-  if (finished.signal) return { state: "Failed", detail: `killed by signal ${finished.signal}` };
+  if (finished.signal) return { state: "Failed", detail: goSignalDetail(finished.signal) };
   return { state: "Failed", detail: `exit status ${finished.exitCode ?? "unknown"}` };
 }
 

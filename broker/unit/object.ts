@@ -33,6 +33,7 @@ export interface InitUnit {
   /** Time to live: fail "expired" unless started within this many ms of submission. */
   ttlMs: number | null;
   signature: string | null;
+  origin: string | null;
 }
 
 export class UnitObject extends DurableObject<Env> {

@@ -24,7 +24,7 @@ export type { EventRow };
 export const STREAM = { payload: 1, results: 2 } as const;
 export type StreamName = keyof typeof STREAM;
 
-const NEUTRAL = { expiresAt: null, attachedAt: null, releasedAt: null, meshSynced: true, signature: null, signed: false, parse: null } as const;
+const NEUTRAL = { expiresAt: null, attachedAt: null, releasedAt: null, meshSynced: true, signature: null, signed: false, parse: null, origin: null } as const;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS unit (k INTEGER PRIMARY KEY CHECK (k = 1), doc TEXT NOT NULL);

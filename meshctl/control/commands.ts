@@ -14,11 +14,12 @@ import type { Logger } from "../../shared/node/log.js";
 import { MeshApiError, type MeshClient } from "../client.js";
 import { spool } from "../payload.js";
 import { signUnit } from "../sign.js";
+import { admit } from "./admission.js";
 import { type Command, errorLine, resultsHeaderLine, submitCreatedLine } from "./protocol.js";
 import { type BridgeInfo, goJson, meshStatusReply, pingReply, reachableNodes, unitStatusRecord, workListReply } from "./records.js";
 
 /** The part of the HTTP client the control service uses. */
-export type Broker = Pick<MeshClient, "status" | "list" | "unit" | "cancel" | "release" | "submit" | "results">;
+export type Broker = Pick<MeshClient, "status" | "records" | "unit" | "cancel" | "release" | "submit" | "results">;
 
 /** The connection, as a command sees it. */
 export interface Session {
@@ -38,18 +39,26 @@ export interface CommandContext {
   bridge: () => BridgeInfo;
   /** For `signwork`: receptor's work-signing key, here an Ed25519 key (meshctl keygen). */
   signingKey: KeyObject | null;
+  /** The broker link is HTTPS or loopback: secret_* params may be sent over it. */
+  secureLink: boolean;
+  /** How long a signed unit without a ttl may wait to start (SIGNED_WAIT_MS unless a test shortens it). */
+  signedWaitMs?: number;
   log: Logger;
 }
 
-/** How long a signature made for `signwork` stays valid when the submit gives no ttl (meshctl's default). */
-const SIGNATURE_TTL_MS = 10 * 60_000;
+/**
+ * How long a signed unit submitted without a ttl may wait for its node: the signature's lifetime
+ * and the unit's ttl both. Long, because the unit may queue behind busy nodes for any time AWX
+ * lets it; the agent's replay record (which keeps each accepted unit id until its signature
+ * expires) is what keeps such a signature from running anything twice. Equal to the broker's
+ * retention of finished units.
+ */
+export const SIGNED_WAIT_MS = 7 * 24 * 3600_000;
 
 /** "next": read the next command; "close": the reply ends the connection. */
 export type After = "next" | "close";
 
 const json = (value: unknown) => `${goJson(value)}\n`;
-/** Status records fetched at once for `work list`. */
-const LIST_CONCURRENCY = 8;
 
 export async function runCommand(command: Command, session: Session, ctx: CommandContext): Promise<After> {
   try {
@@ -63,24 +72,32 @@ export async function runCommand(command: Command, session: Session, ctx: Comman
 
 async function dispatch(command: Command, session: Session, ctx: CommandContext): Promise<After> {
   const { broker } = ctx;
+  const self = ctx.bridge().nodeId;
   switch (command.kind) {
     case "status":
       await session.write(json(meshStatusReply(await broker.status(), ctx.bridge(), command.requestedFields)));
       return "next";
     case "ping":
-      await session.write(json(pingReply(await ping(broker, ctx.bridge().nodeId, command.target))));
+      await session.write(json(pingReply(await ping(broker, self, command.target))));
+      return "next";
+    case "reload":
+      // The bridge reads no receptor.conf, so there is nothing to reload; AWX on Kubernetes calls
+      // it after rewriting its config and treats anything but success as a failure.
+      await session.write(json({ Success: true }));
       return "next";
     case "work-submit":
       return submit(command, session, ctx);
-    case "work-list":
-      await session.write(json(workListReply(command.unitId === null ? await listUnits(broker) : [await broker.unit(command.unitId)])));
+    case "work-list": {
+      // receptor lists the units of its own node: here, the units submitted through this bridge.
+      const units = command.unitId === null ? await broker.records(self) : [await known(broker, command.unitId)];
+      await session.write(json(workListReply(units)));
       return "next";
+    }
     case "work-status":
-      await session.write(json(unitStatusRecord(await broker.unit(command.unitId))));
+      await session.write(json(unitStatusRecord(await known(broker, command.unitId))));
       return "next";
     case "work-results": {
-      const unit = await broker.unit(command.unitId);
-      if (unit.state === "Released") throw new MeshApiError("unit_released", `unit ${unit.id} was released; its results are gone`, 410);
+      const unit = await known(broker, command.unitId);
       await session.write(resultsHeaderLine(unit.id));
       try {
         await broker.results(unit.id, session.out, { offset: command.startpos, follow: true, signal: session.signal });
@@ -101,13 +118,26 @@ async function dispatch(command: Command, session: Session, ctx: CommandContext)
       await session.write(json({ cancelled: command.unitId }));
       return "next";
     case "work-release":
-    case "work-force-release":
+    case "work-force-release": {
+      const unit = await broker.unit(command.unitId);
+      // Another controller's unit: not this node's to release (its reaper would release the other's).
+      if (unit.origin !== null && unit.origin !== self) {
+        throw new Error(`unknown work unit ${unit.id} (submitted through control service ${unit.origin}; release it there)`);
+      }
       // The broker holds the unit's data and never waits for the node, so force changes nothing;
       // releasing a released unit answers "released" again, so AWX's reaper and races never err.
       await broker.release(command.unitId);
       await session.write(json({ released: command.unitId }));
       return "next";
+    }
   }
+}
+
+/** A unit that exists and is not released: receptor forgets a released unit, and AWX matches "unknown work unit". */
+async function known(broker: Broker, unitId: string): Promise<UnitRecord> {
+  const unit = await broker.unit(unitId);
+  if (unit.state === "Released") throw new MeshApiError("unit_released", `unit ${unit.id} was released`, 410);
+  return unit;
 }
 
 /**
@@ -118,13 +148,13 @@ async function dispatch(command: Command, session: Session, ctx: CommandContext)
  * "Remote work unit is gone". The reply is always "Job Submitted": nothing runs on this node.
  */
 async function submit(command: Extract<Command, { kind: "work-submit" }>, session: Session, ctx: CommandContext): Promise<After> {
+  const self = ctx.bridge().nodeId;
   const ttl = command.ttl === null ? null : parseDuration(command.ttl);
   if (ttl && !ttl.ok) throw new MeshApiError(ttl.error.code, ttl.error.message, 400);
-  // receptor's own words when it has no work-signing key configured.
-  if (command.signwork && !ctx.signingKey) throw new MeshApiError("bad_request", "cannot sign work: signing key is empty", 400);
-  // "localhost" and the bridge's own id are where receptor runs local work: any node will do.
-  const local = command.node === "" || command.node.toLowerCase() === "localhost" || command.node === ctx.bridge().nodeId;
-  const node = local ? null : command.node;
+  const admission = admit(command, await ctx.broker.status(), { nodeId: self, secureLink: ctx.secureLink, hasSigningKey: ctx.signingKey !== null });
+  if (!admission.ok) throw new MeshApiError("bad_request", admission.error, 400);
+  // A signed unit may wait as long as its ttl allows, and the signature lives exactly as long.
+  const waitMs = ttl?.ok ? ttl.value : admission.sign ? (ctx.signedWaitMs ?? SIGNED_WAIT_MS) : null;
   const unitId = newUnitId();
   await session.write(submitCreatedLine(unitId));
   let spooled;
@@ -136,26 +166,28 @@ async function submit(command: Extract<Command, { kind: "work-submit" }>, sessio
   }
   try {
     const signature =
-      command.signwork && ctx.signingKey
+      admission.sign && ctx.signingKey && waitMs !== null
         ? await signUnit(ctx.signingKey, unitId, {
             mesh: ctx.mesh,
             worktype: command.worktype,
-            node,
+            node: admission.node,
             params: command.params,
             payloadPath: spooled.path,
-            ttlMs: ttl?.ok ? ttl.value : SIGNATURE_TTL_MS,
+            ttlMs: waitMs,
           })
         : undefined;
     const unit = await ctx.broker.submit({
       worktype: command.worktype,
-      node: node ?? undefined,
+      node: admission.node,
       params: command.params,
-      ttl: command.ttl ?? undefined,
+      ttl: waitMs === null ? undefined : `${Math.ceil(waitMs / 1000)}s`,
       unitId,
       signature,
+      origin: self,
       payload: createReadStream(spooled.path),
       payloadSize: (await stat(spooled.path)).size,
     });
+    // Never the params: secret_* ones are for the node only.
     ctx.log.info("control:submitted", { unit: unit.id, worktype: unit.worktype, node: unit.targetNode });
     await session.write(json({ result: "Job Submitted", unitid: unit.id }));
   } finally {
@@ -173,29 +205,11 @@ async function ping(broker: Broker, self: string, target: string) {
   return { ok: false as const, error: `node ${target} is not connected to mesh ${status.mesh}` };
 }
 
-/** receptor forgets released units, and AWX's reaper would release them again every round: leave tombstones out. */
-async function listUnits(broker: Broker): Promise<UnitRecord[]> {
-  const ids = (await broker.list()).filter((u) => u.state !== "Released").map((u) => u.id);
-  const records: UnitRecord[] = [];
-  for (let i = 0; i < ids.length; i += LIST_CONCURRENCY) {
-    const batch = await Promise.all(
-      ids.slice(i, i + LIST_CONCURRENCY).map((id) =>
-        broker.unit(id).catch((error: unknown) => {
-          // Released or forgotten since the listing: as good as not there.
-          if (error instanceof MeshApiError && (error.status === 404 || error.status === 410)) return null;
-          throw error;
-        }),
-      ),
-    );
-    for (const record of batch) if (record && record.state !== "Released") records.push(record);
-  }
-  return records;
-}
-
 /** receptor's wording where clients match on it; otherwise the broker's message. */
 function describe(error: unknown, unitId: string | null): string {
   if (error instanceof MeshApiError) {
-    if (unitId !== null && (error.code === "unknown_unit" || error.code === "bad_unit_id")) return `unknown work unit ${unitId}`;
+    if (unitId !== null && (error.code === "unknown_unit" || error.code === "bad_unit_id" || error.code === "unit_released"))
+      return `unknown work unit ${unitId}`;
     return error.message;
   }
   return error instanceof Error ? error.message : String(error);

@@ -2,7 +2,6 @@
 import type { KeyObject } from "node:crypto";
 import { availableParallelism, hostname, totalmem } from "node:os";
 import { createLogger } from "../../shared/node/log.js";
-import { packageVersion } from "../../shared/node/cli.js";
 import type { MeshClient } from "../client.js";
 import { loadSigningKey } from "../sign.js";
 import { startControlService } from "./server.js";
@@ -24,8 +23,15 @@ export function parseTcpAddress(text: string): { host: string; port: number } | 
   return { host, port };
 }
 
+/** Whether `url` keeps what it carries off the network in the clear: HTTPS, or a loopback host. */
+export function isSecureLink(url: string): boolean {
+  const { protocol, hostname } = new URL(url);
+  return protocol === "https:" || LOOPBACK.has(hostname.replace(/^\[(.*)\]$/, "$1"));
+}
+
 export async function runControlService(opts: {
   client: MeshClient;
+  brokerUrl: string;
   mesh: string;
   socketPath: string;
   tcp: { host: string; port: number } | undefined;
@@ -35,15 +41,15 @@ export async function runControlService(opts: {
   const log = createLogger("info");
   const signingKey: KeyObject | null = opts.signingKeyPath ? await loadSigningKey(opts.signingKeyPath) : null;
   const nodeId = opts.nodeId ?? hostname();
-  const version = packageVersion();
   const service = await startControlService({
     socketPath: opts.socketPath,
     tcp: opts.tcp,
     broker: opts.client,
     mesh: opts.mesh,
     signingKey,
+    secureLink: isSecureLink(opts.brokerUrl),
     log,
-    bridge: () => ({ nodeId, version, cpuCount: availableParallelism(), memoryMiB: Math.floor(totalmem() / 1024 / 1024), now: new Date() }),
+    bridge: () => ({ nodeId, cpuCount: availableParallelism(), memoryMiB: Math.floor(totalmem() / 1024 / 1024), now: new Date() }),
   });
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once("SIGINT", () => resolve("SIGINT"));

@@ -10,6 +10,7 @@ import { NAME_PATTERN } from "../../shared/ids.js";
 export type Command =
   | { kind: "status"; requestedFields: string[] | null }
   | { kind: "ping"; target: string }
+  | { kind: "reload" }
   | { kind: "work-submit"; node: string; worktype: string; params: Record<string, string>; ttl: string | null; signwork: boolean }
   | { kind: "work-list"; unitId: string | null }
   | { kind: "work-status" | "work-cancel" | "work-release" | "work-force-release"; unitId: string }
@@ -23,7 +24,7 @@ const error = (message: string): Parsed => ({ ok: false, error: message });
 /** Keys of a JSON `work submit` that are not passed on as params (receptor's nonParams). */
 const SUBMIT_FIELDS = new Set(["command", "subcommand", "node", "worktype", "tlsclient", "ttl", "signwork", "signature"]);
 /** receptor commands this bridge has no mesh of its own for. */
-const UNSUPPORTED = new Set(["connect", "traceroute", "reload"]);
+const UNSUPPORTED = new Set(["connect", "traceroute"]);
 
 export function greeting(nodeId: string): string {
   return `Receptor Control, node ${nodeId}\n`;
@@ -55,6 +56,8 @@ export function parseCommand(line: string): Parsed {
       return rest === "" ? ok({ kind: "status", requestedFields: null }) : error("status command does not take parameters");
     case "ping":
       return rest === "" ? error("no ping target") : ok({ kind: "ping", target: rest });
+    case "reload":
+      return ok({ kind: "reload" });
     case "work":
       return parseWorkWords(rest.split(" "));
     default:
@@ -110,6 +113,8 @@ function parseJson(line: string): Parsed {
     case "ping":
       if (!("target" in json)) return error("no ping target");
       return typeof json.target === "string" ? ok({ kind: "ping", target: json.target }) : error("ping target must be string");
+    case "reload":
+      return ok({ kind: "reload" });
     case "work":
       return parseWorkJson(json);
     default:

@@ -8,6 +8,13 @@
  */
 import type { MeshStatus, UnitRecord } from "../../shared/unit.js";
 
+/**
+ * The receptor version `status` reports: the release whose control protocol, records and error
+ * texts the bridge follows. receptorctl compares it with its own version and warns on a
+ * mismatch, so receptorctl 1.4.9 prints no warning.
+ */
+export const RECEPTOR_PROTOCOL_VERSION = "1.4.9";
+
 /** Go's zero time.Time, which receptor writes for "no expiration". */
 const ZERO_TIME = "0001-01-01T00:00:00Z";
 /** netceptor's ConnType for a plain stream service. */
@@ -66,7 +73,8 @@ export function unitStatusRecord(unit: UnitRecord): Record<string, unknown> {
       {
         RemoteNode: unit.node ?? unit.targetNode ?? "",
         RemoteWorkType: unit.worktype,
-        RemoteParams: goMap(Object.entries(unit.params)),
+        // receptor's Status() drops secret_* params (remote_work.go); they are for the node only.
+        RemoteParams: goMap(Object.entries(unit.params).filter(([key]) => !key.toLowerCase().startsWith("secret_"))),
         // receptor learns the remote id once the remote node took the unit; ours is the same id.
         RemoteUnitID: unit.node === null ? "" : unit.id,
         RemoteStarted: unit.node !== null,
@@ -90,7 +98,6 @@ export function workListReply(units: UnitRecord[]): Record<string, unknown> {
 
 export interface BridgeInfo {
   nodeId: string;
-  version: string;
   cpuCount: number;
   memoryMiB: number;
   now: Date;
@@ -131,7 +138,7 @@ export function meshStatusReply(status: MeshStatus, bridge: BridgeInfo, requeste
     RoutingTable: goMap(nodes.map((n) => [n.nodeId, n.nodeId])),
     SystemCPUCount: bridge.cpuCount,
     SystemMemoryMiB: bridge.memoryMiB,
-    Version: bridge.version,
+    Version: RECEPTOR_PROTOCOL_VERSION,
   };
   const wanted = requestedFields ?? Object.keys(fields);
   return goMap(Object.entries(fields).filter(([key]) => wanted.includes(key)));

@@ -42,7 +42,7 @@ export async function startAgent(opts: {
   mesh: string;
   nodeId: string;
   config: string;
-  capacity?: number;
+  capacity?: number | "unlimited";
   extraArgs?: string[];
   via?: string;
   workDir?: string;

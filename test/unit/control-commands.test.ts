@@ -1,11 +1,12 @@
 /** The control service's commands against a fake broker: what each asks of the HTTP API and answers. */
+import { generateKeyPairSync } from "node:crypto";
 import { PassThrough, Readable } from "node:stream";
 import { describe, expect, it } from "vitest";
 import { createLogger } from "../../shared/node/log.js";
 import { MeshApiError, type SubmitOptions } from "../../meshctl/client.js";
-import { type Broker, type CommandContext, type Session, runCommand } from "../../meshctl/control/commands.js";
+import { type Broker, type CommandContext, SIGNED_WAIT_MS, type Session, runCommand } from "../../meshctl/control/commands.js";
 import { parseCommand } from "../../meshctl/control/protocol.js";
-import type { MeshStatus, UnitRecord, UnitSummary } from "../../shared/unit.js";
+import type { MeshStatus, UnitRecord } from "../../shared/unit.js";
 
 const record = (id: string, overrides: Partial<UnitRecord> = {}): UnitRecord => ({
   id,
@@ -25,20 +26,41 @@ const record = (id: string, overrides: Partial<UnitRecord> = {}): UnitRecord => 
   finishedAt: null,
   expiresAt: null,
   signed: false,
+  origin: "bridge",
   ...overrides,
 });
 
-const summary = (unit: UnitRecord): UnitSummary => ({ ...unit, updatedAt: unit.createdAt });
+type Ad = MeshStatus["nodes"][number]["workTypes"][number];
+const wt = (worktype: string, more: Partial<Ad> = {}): Ad => ({ worktype, verifySignature: false, allowRuntimeParams: false, ...more });
+const node = (nodeId: string, workTypes: Ad[], connected = true): MeshStatus["nodes"][number] => ({
+  nodeId,
+  connected,
+  lost: false,
+  workTypes,
+  capacity: 1,
+  activeUnits: 0,
+  tags: {},
+  versions: { agent: "0", node: "v20", ansibleRunner: null, podman: null, podmanUsable: false },
+  connectedAt: null,
+  lastSeen: null,
+});
 const unknownUnit = () => new MeshApiError("unknown_unit", "no such unit", 404);
 
 class FakeBroker implements Broker {
   submitted: { options: SubmitOptions; payload: string }[] = [];
   units = new Map<string, UnitRecord | MeshApiError>();
   cancelError: MeshApiError | null = null;
-  nodes: MeshStatus["nodes"] = [];
+  nodes: MeshStatus["nodes"] = [
+    node("edge-1", [wt("cat", { allowRuntimeParams: true })]),
+    node("bridge", [wt("cat"), wt("local", { allowRuntimeParams: true })]),
+  ];
+  listed: string[] = [];
 
   status = async (): Promise<MeshStatus> => ({ mesh: "m", nodes: this.nodes, units: { pending: 0, running: 0 } });
-  list = async (): Promise<UnitSummary[]> => [...this.units.entries()].map(([id, u]) => summary(u instanceof MeshApiError ? record(id) : u));
+  records = async (origin: string): Promise<UnitRecord[]> => {
+    this.listed.push(origin);
+    return [...this.units.values()].filter((u): u is UnitRecord => !(u instanceof MeshApiError) && u.origin === origin && u.state !== "Released");
+  };
   unit = async (id: string): Promise<UnitRecord> => {
     const unit = this.units.get(id);
     if (!unit) throw unknownUnit();
@@ -59,7 +81,7 @@ class FakeBroker implements Broker {
   results: Broker["results"] = async () => 0;
 }
 
-async function run(line: string, broker: FakeBroker, payload: Readable = Readable.from([])) {
+async function run(line: string, broker: FakeBroker, payload: Readable = Readable.from([]), more: Partial<CommandContext> = {}) {
   const parsed = parseCommand(line);
   if (!parsed.ok) throw new Error(parsed.error);
   let written = "";
@@ -74,9 +96,11 @@ async function run(line: string, broker: FakeBroker, payload: Readable = Readabl
   const ctx: CommandContext = {
     broker,
     mesh: "m",
-    bridge: () => ({ nodeId: "bridge", version: "0", cpuCount: 1, memoryMiB: 1, now: new Date(0) }),
+    bridge: () => ({ nodeId: "bridge", cpuCount: 1, memoryMiB: 1, now: new Date(0) }),
     signingKey: null,
+    secureLink: true,
     log: createLogger("error"),
+    ...more,
   };
   const after = await runCommand(parsed.command, session, ctx);
   return { after, written };
@@ -100,9 +124,10 @@ describe("work submit", () => {
           worktype: "cat",
           node: "edge-1",
           params: { params: "-x" },
-          ttl: "5m",
+          ttl: "300s",
           unitId: id,
           signature: undefined,
+          origin: "bridge",
           payloadSize: 5,
         }),
         payload: "hello",
@@ -110,10 +135,19 @@ describe("work submit", () => {
     ]);
   });
 
-  it.each(["localhost", "LOCALHOST", "bridge", ""])("sends work for node %j to any node", async (node) => {
+  it.each(["localhost", "LOCALHOST", "bridge", ""])("sends work for node %j to the agent with the bridge's node id only", async (target) => {
     const broker = new FakeBroker();
-    await run(JSON.stringify({ command: "work", subcommand: "submit", node, worktype: "cat" }), broker);
-    expect(broker.submitted[0]!.options.node).toBeUndefined();
+    await run(JSON.stringify({ command: "work", subcommand: "submit", node: target, worktype: "local", params: "--private-data-dir=/tmp/x" }), broker);
+    expect(broker.submitted[0]!.options.node).toBe("bridge");
+  });
+
+  it("refuses local work at once when the bridge's own agent is not connected", async () => {
+    const broker = new FakeBroker();
+    broker.nodes = [node("edge-1", [wt("local")]), node("bridge", [wt("local")], false)];
+    const { after, written } = await run('{"command":"work","subcommand":"submit","node":"localhost","worktype":"local"}', broker);
+    expect(after).toBe("close");
+    expect(written).toMatch(/^ERROR: unknown work type local \(no agent with node id bridge, this control service's own node, is connected\)\n$/);
+    expect(broker.submitted).toEqual([]);
   });
 
   it("creates no unit when the payload breaks off", async () => {
@@ -130,14 +164,26 @@ describe("work submit", () => {
 
   it("refuses signwork without a signing key, and a bad ttl, before taking a payload", async () => {
     const broker = new FakeBroker();
-    expect(await run('{"command":"work","subcommand":"submit","node":"edge-1","worktype":"cat","signwork":"true"}', broker)).toEqual({
+    expect(await run('{"command":"work","subcommand":"submit","node":"edge-9","worktype":"cat","signwork":"true"}', broker)).toEqual({
       after: "close",
       written: "ERROR: cannot sign work: signing key is empty\n",
     });
+    expect((await run('{"command":"work","subcommand":"submit","node":"edge-1","worktype":"cat","signwork":"true"}', broker)).written).toBe(
+      "ERROR: work type did not expect a signature\n",
+    );
     expect((await run('{"command":"work","subcommand":"submit","node":"edge-1","worktype":"cat","ttl":"later"}', broker)).written).toMatch(
       /^ERROR: bad duration "later"/,
     );
     expect(broker.submitted).toEqual([]);
+  });
+
+  it("refuses secret_* params over a plain-HTTP broker link, before taking a payload", async () => {
+    const broker = new FakeBroker();
+    const line = '{"command":"work","subcommand":"submit","node":"edge-1","worktype":"cat","Secret_kube_config":"x"}';
+    expect((await run(line, broker, Readable.from([]), { secureLink: false })).written).toBe("ERROR: cannot send secrets over a non-TLS connection\n");
+    expect(broker.submitted).toEqual([]);
+    await run(line, broker);
+    expect(broker.submitted[0]!.options.params).toEqual({ Secret_kube_config: "x" });
   });
 
   it("passes the broker's refusal on as the second line", async () => {
@@ -150,14 +196,62 @@ describe("work submit", () => {
   });
 });
 
+describe("signed work", () => {
+  const key = generateKeyPairSync("ed25519").privateKey;
+  const claimsOf = (signature: string) => JSON.parse(Buffer.from(signature.split(".")[0]!, "base64url").toString()) as { exp: number; node: string };
+
+  it("signs for the unit's whole wait: no ttl gives SIGNED_WAIT_MS as both the ttl and the signature's lifetime", async () => {
+    const broker = new FakeBroker();
+    broker.nodes = [node("edge-1", [wt("ansible-runner", { verifySignature: true, allowRuntimeParams: true })])];
+    const before = Math.floor(Date.now() / 1000);
+    await run('{"command":"work","subcommand":"submit","node":"edge-1","worktype":"ansible-runner","signwork":"true"}', broker, Readable.from(["x"]), {
+      signingKey: key,
+    });
+    const { options } = broker.submitted[0]!;
+    expect(options.ttl).toBe(`${SIGNED_WAIT_MS / 1000}s`);
+    const claims = claimsOf(options.signature!);
+    expect(claims.node).toBe("edge-1");
+    expect(claims.exp - before).toBeGreaterThanOrEqual(SIGNED_WAIT_MS / 1000);
+    expect(claims.exp - before).toBeLessThanOrEqual(SIGNED_WAIT_MS / 1000 + 5);
+  });
+
+  it("a ttl bounds both", async () => {
+    const broker = new FakeBroker();
+    broker.nodes = [node("edge-1", [wt("ansible-runner", { verifySignature: true, allowRuntimeParams: true })])];
+    await run('{"command":"work","subcommand":"submit","node":"edge-1","worktype":"ansible-runner","signwork":"true","ttl":"20s"}', broker, Readable.from([]), {
+      signingKey: key,
+    });
+    const { options } = broker.submitted[0]!;
+    expect(options.ttl).toBe("20s");
+    expect(claimsOf(options.signature!).exp - Date.now() / 1000).toBeLessThanOrEqual(20);
+  });
+});
+
 describe("unit commands", () => {
-  it("lists units without tombstones or units gone since the listing", async () => {
+  it("lists the units submitted through this bridge, in one request", async () => {
     const broker = new FakeBroker();
     broker.units.set("Aa000001", record("Aa000001"));
-    broker.units.set("Aa000002", record("Aa000002", { state: "Released", stateNumber: 5 }));
-    broker.units.set("Aa000003", unknownUnit());
+    broker.units.set("Aa000002", record("Aa000002", { origin: "other" }));
     const { written } = await run("work list", broker);
     expect(Object.keys(JSON.parse(written))).toEqual(["Aa000001"]);
+    expect(broker.listed).toEqual(["bridge"]);
+  });
+
+  it("refuses to release another bridge's unit, and releases its own and meshctl's", async () => {
+    const broker = new FakeBroker();
+    broker.units.set("Aa000001", record("Aa000001", { origin: "other" }));
+    broker.units.set("Aa000002", record("Aa000002"));
+    broker.units.set("Aa000003", record("Aa000003", { origin: null }));
+    expect(await run("work release Aa000001", broker)).toEqual({
+      after: "next",
+      written: "ERROR: unknown work unit Aa000001 (submitted through control service other; release it there)\n",
+    });
+    expect((await run("work release Aa000002", broker)).written).toBe('{"released":"Aa000002"}\n');
+    expect((await run("work force-release Aa000003", broker)).written).toBe('{"released":"Aa000003"}\n');
+  });
+
+  it("answers reload with success: there is no config to reload", async () => {
+    expect(await run("reload", new FakeBroker())).toEqual({ after: "next", written: '{"Success":true}\n' });
   });
 
   it("says unknown work unit in receptor's words, and keeps the connection", async () => {
@@ -172,10 +266,12 @@ describe("unit commands", () => {
     expect((await run("work cancel Aa000001", broker)).written).toBe("ERROR: cannot reach the broker\n");
   });
 
-  it("refuses results of a released unit before any header", async () => {
+  it("answers unknown work unit for a released unit's status and results, before any header", async () => {
     const broker = new FakeBroker();
     broker.units.set("Aa000001", record("Aa000001", { state: "Released", stateNumber: 5 }));
-    expect(await run("work results Aa000001", broker)).toEqual({ after: "next", written: "ERROR: unit Aa000001 was released; its results are gone\n" });
+    for (const line of ["work results Aa000001", "work status Aa000001", "work list Aa000001"]) {
+      expect(await run(line, broker)).toEqual({ after: "next", written: "ERROR: unknown work unit Aa000001\n" });
+    }
   });
 
   it("streams results after the header, then closes", async () => {
@@ -194,20 +290,7 @@ describe("unit commands", () => {
 describe("ping", () => {
   it("reaches itself and connected nodes, and reports the rest", async () => {
     const broker = new FakeBroker();
-    broker.nodes = [
-      {
-        nodeId: "edge-1",
-        connected: true,
-        lost: false,
-        workTypes: [],
-        capacity: 1,
-        activeUnits: 0,
-        tags: {},
-        versions: { agent: "0", node: "v20", ansibleRunner: null, podman: null, podmanUsable: false },
-        connectedAt: null,
-        lastSeen: null,
-      },
-    ];
+    broker.nodes = [node("edge-1", [])];
     for (const target of ["bridge", "edge-1"]) expect(JSON.parse((await run(`ping ${target}`, broker)).written)).toMatchObject({ Success: true, From: target });
     expect(JSON.parse((await run("ping edge-2", broker)).written)).toEqual({ Success: false, Error: "node edge-2 is not connected to mesh m" });
   });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { type Parsed, errorLine, greeting, parseCommand, resultsHeaderLine, submitCreatedLine } from "../../meshctl/control/protocol.js";
-import { parseTcpAddress } from "../../meshctl/control/main.js";
+import { isSecureLink, parseTcpAddress } from "../../meshctl/control/main.js";
 
 const command = (line: string) => {
   const parsed = parseCommand(line);
@@ -65,6 +65,13 @@ describe("word commands", () => {
     ["traceroute node-2", "traceroute is not supported by meshctl control-service"],
   ])("%s is refused: %s", (line, message) => {
     expect(refusal(line)).toBe(message);
+  });
+});
+
+describe("reload", () => {
+  it("is a command in words and in JSON (AWX on Kubernetes sends it)", () => {
+    expect(command("reload")).toEqual({ kind: "reload" });
+    expect(command('{"command":"reload"}')).toEqual({ kind: "reload" });
   });
 });
 
@@ -135,6 +142,19 @@ describe("JSON commands", () => {
     ['{"command":"work","subcommand":"submit","node":"has space","worktype":"w"}', /^invalid node ID has space: /],
   ])("%s is refused", (line, message) => {
     expect(refusal(line)).toMatch(message);
+  });
+});
+
+describe("the broker link, for secret_* params", () => {
+  it.each([
+    ["https://broker.example.com", true],
+    ["http://127.0.0.1:8787", true],
+    ["http://localhost:8787/base", true],
+    ["http://[::1]:8787", true],
+    ["http://broker.example.com", false],
+    ["http://10.0.0.5:8787", false],
+  ])("%s is secure: %s", (url, secure) => {
+    expect(isSecureLink(url)).toBe(secure);
   });
 });
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { goDuration, goJson, meshStatusReply, pingReply, unitStatusRecord, workListReply } from "../../meshctl/control/records.js";
+import { RECEPTOR_PROTOCOL_VERSION, goDuration, goJson, meshStatusReply, pingReply, unitStatusRecord, workListReply } from "../../meshctl/control/records.js";
 import type { MeshStatus, NodeStatus, UnitRecord } from "../../shared/unit.js";
 
 const unit = (overrides: Partial<UnitRecord> = {}): UnitRecord => ({
@@ -20,6 +20,7 @@ const unit = (overrides: Partial<UnitRecord> = {}): UnitRecord => ({
   finishedAt: null,
   expiresAt: null,
   signed: false,
+  origin: "bridge",
   ...overrides,
 });
 
@@ -37,7 +38,7 @@ const node = (nodeId: string, overrides: Partial<NodeStatus> = {}): NodeStatus =
   ...overrides,
 });
 
-const bridge = { nodeId: "bridge", version: "0.1.0", cpuCount: 2, memoryMiB: 3900, now: new Date("2026-01-01T00:00:10.000Z") };
+const bridge = { nodeId: "bridge", cpuCount: 2, memoryMiB: 3900, now: new Date("2026-01-01T00:00:10.000Z") };
 
 describe("goDuration", () => {
   it.each([
@@ -68,6 +69,11 @@ describe("unit status record", () => {
         '"RemoteUnitID":"AbCd1234","RemoteStarted":true,"LocalCancelled":false,"LocalReleased":false,"TLSClient":"","Expiration":"0001-01-01T00:00:00Z","SignWork":false},' +
         '"State":1,"StateName":"Running","StdoutSize":42,"WorkType":"remote"}',
     );
+  });
+
+  it("leaves secret_* params out, as receptor's Status() does", () => {
+    const record = unitStatusRecord(unit({ params: { params: "x", secret_kube_pod: "pod", SECRET_kube_config: "cfg" } }));
+    expect(record.ExtraData).toMatchObject({ RemoteParams: { params: "x" } });
   });
 
   it("names the requested node until one takes the unit, and carries the ttl as Expiration", () => {
@@ -121,7 +127,7 @@ describe("status", () => {
     ]);
     expect(reply).toMatchObject({
       NodeID: "bridge",
-      Version: "0.1.0",
+      Version: "1.4.9",
       SystemCPUCount: 2,
       SystemMemoryMiB: 3900,
       Connections: [
@@ -153,7 +159,9 @@ describe("status", () => {
   });
 
   it("answers only the requested fields, skipping unknown ones", () => {
-    expect(meshStatusReply(status, bridge, ["Version"])).toEqual({ Version: "0.1.0" });
+    // receptorctl warns unless this equals its own version: the receptor release the bridge follows.
+    expect(meshStatusReply(status, bridge, ["Version"])).toEqual({ Version: RECEPTOR_PROTOCOL_VERSION });
+    expect(RECEPTOR_PROTOCOL_VERSION).toBe("1.4.9");
     expect(meshStatusReply(status, bridge, ["NodeID", "Nope"])).toEqual({ NodeID: "bridge" });
   });
 });

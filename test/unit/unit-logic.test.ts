@@ -61,10 +61,10 @@ describe("outcome", () => {
     expect(outcome(finished({ exitCode: 2 }), false)).toEqual({ state: "Failed", detail: "exit status 2" });
   });
 
-  it("a signal is Failed 'killed by signal SIGKILL'", () => {
+  it("a signal is Failed in Go's words, 'signal: killed'", () => {
     expect(outcome(finished({ exitCode: null, signal: "SIGKILL" }), false)).toEqual({
       state: "Failed",
-      detail: "killed by signal SIGKILL",
+      detail: "signal: killed",
     });
   });
 

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { beforeEach, describe, expect, it } from "vitest";
 import { REPLAY_FILE, ReplayCache } from "../../agent/replay.js";
 import { KeyError, type SignedUnit, WorkVerifier, loadVerifyKey } from "../../agent/verify.js";
+import { SIGNED_WAIT_MS } from "../../meshctl/control/commands.js";
 import { generateKeys, signClaims } from "../../meshctl/sign.js";
 import type { UnitClaims } from "../../shared/signing.js";
 
@@ -116,6 +117,18 @@ describe("WorkVerifier", () => {
     const unit = unitWith(signClaims(claimsFor(), keys.privateKey));
     const verdicts = await Promise.all([v.verify(unit, local, payloadPath), v.verify(unit, local, payloadPath)]);
     expect(verdicts.map((d) => d.ok).sort()).toEqual([false, true]);
+  });
+
+  it("a control-service signature (SIGNED_WAIT_MS) still runs after the old 10-minute lifetime, once, and a replay days later is still refused", async () => {
+    // Short clock: the verifier's clock moves, nothing waits.
+    const claims = claimsFor({ exp: NOW / 1000 + SIGNED_WAIT_MS / 1000 });
+    const unit = unitWith(signClaims(claims, keys.privateKey));
+    now = NOW + 11 * 60_000;
+    expect(await verifier().verify(unit, local, payloadPath)).toEqual({ ok: true, value: claims });
+    now = NOW + 6 * 24 * 3600_000;
+    expect((await refusal(verifier(), unit))?.problem).toBe("replayed");
+    now = NOW + SIGNED_WAIT_MS + 1000;
+    expect((await refusal(verifier(), unit))?.problem).toBe("expired");
   });
 
   it("forgets used units an hour after their signatures expired", async () => {
