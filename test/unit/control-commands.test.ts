@@ -25,6 +25,9 @@ const record = (id: string, overrides: Partial<UnitRecord> = {}): UnitRecord => 
   finishedAt: null,
   expiresAt: null,
   signed: false,
+  lostAfterMs: null,
+  nodeUnreachableSince: null,
+  lateExit: null,
   ...overrides,
 });
 
@@ -198,6 +201,8 @@ describe("ping", () => {
       {
         nodeId: "edge-1",
         connected: true,
+        unreachable: false,
+        unreachableSince: null,
         lost: false,
         workTypes: [],
         capacity: 1,

@@ -20,12 +20,17 @@ const unit = (overrides: Partial<UnitRecord> = {}): UnitRecord => ({
   finishedAt: null,
   expiresAt: null,
   signed: false,
+  lostAfterMs: null,
+  nodeUnreachableSince: null,
+  lateExit: null,
   ...overrides,
 });
 
 const node = (nodeId: string, overrides: Partial<NodeStatus> = {}): NodeStatus => ({
   nodeId,
   connected: true,
+  unreachable: false,
+  unreachableSince: null,
   lost: false,
   workTypes: [{ worktype: "ansible-runner", verifySignature: true, allowRuntimeParams: false }],
   capacity: 2,
