@@ -184,7 +184,7 @@ export class UnitRunner {
   }
 
   /** The unit is final at the broker: drop the spool, or stop the command and report what is left (decideOnClosed). */
-  private onClosed(state: UnitState, exitRecorded: boolean): void {
+  private onClosed(state: UnitState, exitRecorded: boolean, attaching = false): void {
     if (decideOnClosed(state, exitRecorded, this.ran) === "drop") return void this.close(`unit is ${state}`);
     if (this.judged) return;
     this.judged = true;
@@ -195,18 +195,19 @@ export class UnitRunner {
     });
     // Running it on would be running a unit the broker has given up on; how it ends is still reported.
     this.process?.cancel(this.opts.cancelGraceMs);
-    void this.pump();
+    // On attach, the offsets are resynchronised first (below), then the pump starts.
+    if (!attaching) void this.pump();
   }
 
   private async onAttached(unit: Assignment, state: UnitState, resultsOffset: number, cancel: boolean, exitRecorded: boolean): Promise<void> {
     this.unit = unit;
     if (isTerminal(state)) {
-      this.onClosed(state, exitRecorded);
+      this.onClosed(state, exitRecorded, true);
       if (this.finished) return;
     } else if (cancel) this.cancel();
     if (this.starting && !this.process && !this.exit) return;
     if (this.process || this.exit) {
-      if (this.process) this.send({ type: "started", pid: this.process.pid });
+      if (this.process && !this.judged) this.send({ type: "started", pid: this.process.pid });
       this.resultsAcked = resultsOffset;
       this.resultsSent = resultsOffset;
       return this.pump();

@@ -150,8 +150,9 @@ async function onFinished(host: UnitHost, ws: WebSocket, doc: UnitDoc, msg: Extr
   if (msg.resultsSize !== doc.stdoutSize) {
     return host.refuse(ws, { code: "results_incomplete", message: `finished with ${msg.resultsSize} bytes of results but ${doc.stdoutSize} are stored` });
   }
+  // Late: how the command itself ended, whatever was asked of it meanwhile.
+  if (isTerminal(doc.state)) return onLateFinish(host, ws, doc, msg, outcome({ ...msg, canceled: false }, false).detail);
   const { state, detail } = outcome(msg, doc.cancelRequested);
-  if (isTerminal(doc.state)) return onLateFinish(host, ws, doc, msg, detail);
   // A `started` lost with a dropped link leaves the unit Pending; it did run, so pass through Running.
   if (doc.state === "Pending" && !msg.detail) await host.move(doc, "Running", `running on ${doc.node}`, { startedAt: new Date().toISOString() });
   await host.move(host.store.doc()!, state, detail, { exitCode: msg.exitCode, exitReported: true });

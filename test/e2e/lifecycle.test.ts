@@ -106,6 +106,11 @@ describe("leases", () => {
     expect((await call(mesh, "GET", `/units/${running.id}/results`)).body).toBe("before-the-crash\n");
     const status = (await call<MeshStatus>(mesh, "GET", "/status")).body;
     expect(status.nodes.find((n) => n.nodeId === "doomed")).toMatchObject({ connected: false, lost: true, activeUnits: 0 });
+    // One outage, one of each: the node's socket closing and later checks announce nothing again.
+    const events = (await call<{ events: { kind: string; nodeId?: string; change?: string }[] }>(mesh, "GET", "/events?after=0")).body.events;
+    const changes = events.filter((e) => e.kind === "node" && e.nodeId === "doomed").map((e) => e.change);
+    expect(changes.filter((c) => c === "unreachable")).toEqual(["unreachable"]);
+    expect(changes.filter((c) => c === "lost")).toEqual(["lost"]);
   });
 
   it("a frozen node (SIGSTOP, socket open but silent) loses an unstarted unit to a healthy node", async () => {
