@@ -24,7 +24,8 @@ export function isRetryable(error: unknown): boolean {
   return typeof status !== "number" || status === 0 || status >= 500;
 }
 
-const BACKOFF = { baseMs: 500, maxMs: 10_000 };
+// The first retry after a blip within 200 ms (a cut link reconnects at once), doubling to 10 s.
+const BACKOFF = { baseMs: 200, maxMs: 10_000 };
 /** A blip (a cut link, a reconnect that fails once) is ridden out silently; an outage is told. */
 const NOTICE_AFTER_MS = 2_000;
 
