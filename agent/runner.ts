@@ -20,7 +20,7 @@ import { type UnitState, isTerminal } from "../shared/states.js";
 import type { WorkCommand } from "./config.js";
 import { type Logger, errorMessage } from "../shared/node/log.js";
 import { type Exit, type RunningProcess, adoptProcess, startProcess } from "./process.js";
-import { type Recovery, type UnitRecord, WORK_DIR, identifyProcess, newRecord, writeRecord } from "./spool.js";
+import { type Recovery, type UnitRecord, WORK_DIR, decideOnClosed, identifyProcess, newRecord, writeRecord } from "./spool.js";
 import type { Dispatcher } from "undici";
 import { type Link, openLink } from "./socket.js";
 import type { UnitVerifier } from "./verify.js";
@@ -81,6 +81,8 @@ export class UnitRunner {
   private process: RunningProcess | null = null;
   private exit: Exit | null = null;
   private cancelRequested = false;
+  /** The broker judged the unit (node lost) before it heard how it ended: what is left goes in as a late exit. */
+  private judged = false;
   private resultsAcked = 0;
   private resultsSent = 0;
   private pumping = false;
@@ -157,14 +159,14 @@ export class UnitRunner {
     const msg = decoded.value;
     switch (msg.type) {
       case "attached":
-        return void this.onAttached(msg.unit, msg.state, msg.resultsOffset, msg.cancel).catch((error) => this.abort(error));
+        return void this.onAttached(msg.unit, msg.state, msg.resultsOffset, msg.cancel, msg.exitRecorded).catch((error) => this.abort(error));
       case "results-ack":
         this.resultsAcked = Math.max(this.resultsAcked, msg.offset);
         return void this.pump();
       case "cancel":
         return this.cancel();
       case "closed":
-        return void this.close(`unit is ${msg.state}`);
+        return this.onClosed(msg.state, msg.exitRecorded);
       case "error":
         return this.onError(msg.error);
     }
@@ -180,13 +182,36 @@ export class UnitRunner {
     }
   }
 
-  private async onAttached(unit: Assignment, state: UnitState, resultsOffset: number, cancel: boolean): Promise<void> {
+  /** True once the command ran here (or its outcome is known): then its spool holds finished work. */
+  private get ran(): boolean {
+    return this.process !== null || this.exit !== null;
+  }
+
+  /** The unit is final at the broker: drop the spool, or stop the command and report what is left (decideOnClosed). */
+  private onClosed(state: UnitState, exitRecorded: boolean, attaching = false): void {
+    if (decideOnClosed(state, exitRecorded, this.ran) === "drop") return void this.close(`unit is ${state}`);
+    if (this.judged) return;
+    this.judged = true;
+    this.opts.log.warn("unit:judged-while-away", {
+      unit: this.id,
+      state,
+      keeping: "the spool, until the broker has stored the remaining results and the exit",
+    });
+    // Running it on would be running a unit the broker has given up on; how it ends is still reported.
+    this.process?.cancel(this.opts.cancelGraceMs);
+    // On attach, the offsets are resynchronised first (below), then the pump starts.
+    if (!attaching) void this.pump();
+  }
+
+  private async onAttached(unit: Assignment, state: UnitState, resultsOffset: number, cancel: boolean, exitRecorded: boolean): Promise<void> {
     this.unit = unit;
-    if (cancel && isTerminal(state)) return this.close(`unit is ${state}`);
-    if (cancel) this.cancel();
+    if (isTerminal(state)) {
+      this.onClosed(state, exitRecorded, true);
+      if (this.finished) return;
+    } else if (cancel) this.cancel();
     if (this.starting && !this.process && !this.exit) return;
     if (this.process || this.exit) {
-      if (this.process) this.send({ type: "started", pid: this.process.pid });
+      if (this.process && !this.judged) this.send({ type: "started", pid: this.process.pid });
       this.resultsAcked = resultsOffset;
       this.resultsSent = resultsOffset;
       return this.pump();

@@ -13,6 +13,7 @@ import { constants } from "node:os";
 import { join } from "node:path";
 import { z } from "zod";
 import { UNIT_ID_PATTERN } from "../shared/ids.js";
+import type { UnitState } from "../shared/states.js";
 import { WorkCommand } from "./config.js";
 import type { Exit } from "./process.js";
 import type { ExitRecord } from "./supervise.js";
@@ -117,6 +118,16 @@ export function decideRecovery(record: UnitRecord | null, exit: Exit | null, run
     case "started":
       return running && record.process ? { action: "adopt", work, process: record.process } : lost(PROCESS_GONE);
   }
+}
+
+/**
+ * Whether the agent may drop a unit's spool now that the broker says the unit is final. Only if
+ * nothing in it can still matter: the unit was released, or the broker holds its exit (and so,
+ * by the `finished` handshake, every byte), or the command never ran here. Otherwise the agent
+ * stops the command if it still runs and reports what is left: the broker keeps it as a late exit.
+ */
+export function decideOnClosed(state: UnitState, exitRecorded: boolean, ran: boolean): "drop" | "report" {
+  return state === "Released" || exitRecorded || !ran ? "drop" : "report";
 }
 
 const HAS_PROC = readFile("/proc/self/stat", "utf8").then(

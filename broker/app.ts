@@ -116,6 +116,8 @@ app.post("/v1/meshes/:mesh/units", async (c) => {
   }
   const ttl = c.req.query("ttl");
   const ttlMs = ttl === undefined ? null : unwrap(parseDuration(ttl));
+  const lostAfter = c.req.query("lostAfter");
+  const lostAfterMs = lostAfter === undefined ? null : unwrap(parseDuration(lostAfter));
   const chosenId = c.req.query("id") ?? null;
   if (chosenId !== null && !UNIT_ID_PATTERN.test(chosenId)) throw new MeshError("bad_unit_id", "unit ids are 8 characters of [0-9a-zA-Z]");
   const origin = c.req.query("origin") || null;
@@ -134,6 +136,7 @@ app.post("/v1/meshes/:mesh/units", async (c) => {
       submitter: submitterOf(c.get("principal")),
       params,
       ttlMs,
+      lostAfterMs,
       signature,
       origin,
     }),

@@ -3,7 +3,8 @@ export interface BrokerConfig {
   maxPayloadBytes: number;
   pingIntervalMs: number;
   nodeLeaseMs: number;
-  nodeGraceMs: number;
+  /** Silence after which a node's units fail "node lost" (a unit may carry its own). */
+  nodeLostAfterMs: number;
   unitRetentionMs: number;
   tombstoneRetentionMs: number;
   maxPendingUnits: number;
@@ -18,7 +19,7 @@ const DEFAULTS: BrokerConfig = {
   maxPayloadBytes: 100 * 1024 * 1024,
   pingIntervalMs: 5_000,
   nodeLeaseMs: 15_000,
-  nodeGraceMs: 15_000,
+  nodeLostAfterMs: 600_000,
   unitRetentionMs: 7 * 86_400_000,
   tombstoneRetentionMs: 86_400_000,
   maxPendingUnits: 10_000,
@@ -32,7 +33,7 @@ type Vars = Partial<
     | "MAX_PAYLOAD_BYTES"
     | "PING_INTERVAL_MS"
     | "NODE_LEASE_MS"
-    | "NODE_GRACE_MS"
+    | "NODE_LOST_AFTER_MS"
     | "UNIT_RETENTION_MS"
     | "TOMBSTONE_RETENTION_MS"
     | "MAX_PENDING_UNITS"
@@ -53,7 +54,7 @@ export function brokerConfig(vars: Vars): BrokerConfig {
     maxPayloadBytes: num(vars.MAX_PAYLOAD_BYTES, DEFAULTS.maxPayloadBytes),
     pingIntervalMs: num(vars.PING_INTERVAL_MS, DEFAULTS.pingIntervalMs),
     nodeLeaseMs: num(vars.NODE_LEASE_MS, DEFAULTS.nodeLeaseMs),
-    nodeGraceMs: num(vars.NODE_GRACE_MS, DEFAULTS.nodeGraceMs),
+    nodeLostAfterMs: num(vars.NODE_LOST_AFTER_MS, DEFAULTS.nodeLostAfterMs),
     unitRetentionMs: num(vars.UNIT_RETENTION_MS, DEFAULTS.unitRetentionMs),
     tombstoneRetentionMs: num(vars.TOMBSTONE_RETENTION_MS, DEFAULTS.tombstoneRetentionMs),
     maxPendingUnits: num(vars.MAX_PENDING_UNITS, DEFAULTS.maxPendingUnits),

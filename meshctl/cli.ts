@@ -22,7 +22,9 @@ Commands:
               [--idempotency-key K]       submit a unit; -p - reads the payload from stdin;
                                           -f streams its results to stdout and exits non-zero
                                           unless it succeeds; -a params="…" passes runtime params;
-                                          --ttl 1h20m30s fails it "expired" unless started by then
+                                          --ttl 1h20m30s fails it "expired" unless started by then;
+              [--lost-after DURATION]     --lost-after 30m: fail it "node lost" only after its
+                                          node is silent this long (default: the broker's, 10m)
               [--sign-key FILE [--sign-ttl DURATION]]
                                           sign the unit (work type, node, params, payload
                                           sha256, unit id, expiry) with an Ed25519 private key;
@@ -35,6 +37,9 @@ Commands:
   work results ID [--offset N] [-f]       raw results from byte N (-f: follow to the end)
   work events ID [--after N] [-f]         the unit's events after number N, one JSON object a
                                           line (-f: follow until the unit has ended)
+      submit -f, results -f, events -f [--retry-for DURATION]
+                                          ride out an unreachable broker (one notice on
+                                          stderr) for up to this long (default 15m)
   work artifacts ID -o FILE|-             the unit's artifacts as a tar, as ansible-runner
                                           process writes them (-o -: to stdout); FILE appears
                                           only once the whole tar is in
@@ -109,6 +114,8 @@ async function main(argv: string[]): Promise<number> {
       after: { type: "string" },
       "idempotency-key": { type: "string" },
       ttl: { type: "string" },
+      "lost-after": { type: "string" },
+      "retry-for": { type: "string" },
       "sign-key": { type: "string" },
       "sign-ttl": { type: "string" },
       out: { type: "string", short: "o" },
@@ -143,7 +150,15 @@ async function main(argv: string[]): Promise<number> {
   const insecure = plainHttpWarning(broker);
   if (insecure) process.stderr.write(`meshctl: ${insecure}\n`);
   const caFile = values["ca-file"] ?? process.env.MESH_CA_FILE;
-  const client = new MeshClient(broker, token, mesh, caFile ? await trustingFetch(caFile) : fetch);
+  const retryFor = parseDuration(values["retry-for"] ?? "15m");
+  if (!retryFor.ok) return usage(`--retry-for: ${retryFor.error.message}`);
+  const client = new MeshClient(
+    broker,
+    token,
+    mesh,
+    { retryForMs: retryFor.value, notice: (message) => process.stderr.write(`meshctl: ${message}\n`) },
+    caFile ? await trustingFetch(caFile) : fetch,
+  );
   const [command, sub, ...rest] = positionals;
 
   if (command === "status") {
@@ -181,6 +196,8 @@ async function main(argv: string[]): Promise<number> {
       const source = values.payload ?? usage("give the payload: -p FILE, or -p - for stdin");
       const ttl = values.ttl === undefined ? null : parseDuration(values.ttl);
       if (ttl && !ttl.ok) usage(`--ttl: ${ttl.error.message}`);
+      const lostAfter = values["lost-after"] === undefined ? null : parseDuration(values["lost-after"]);
+      if (lostAfter && !lostAfter.ok) usage(`--lost-after: ${lostAfter.error.message}`);
       const params = keyValues(values.param ?? []);
       const signTtl = parseDuration(values["sign-ttl"] ?? values.ttl ?? "10m");
       if (!signTtl.ok) return usage(`--sign-ttl: ${signTtl.error.message}`);
@@ -205,6 +222,7 @@ async function main(argv: string[]): Promise<number> {
           params,
           idempotencyKey: values["idempotency-key"],
           ttl: values.ttl,
+          lostAfter: values["lost-after"],
           unitId: signed?.unitId,
           signature: signed?.signature,
           payload: payload.body(),
@@ -282,7 +300,7 @@ async function follow(client: MeshClient, id: string, offset = 0): Promise<numbe
   } finally {
     progress.stop();
   }
-  const unit = await client.unit(id);
+  const unit = await client.riding(() => client.unit(id));
   if (unit.state === "Succeeded") return 0;
   process.stderr.write(`meshctl: unit ${id} ${unit.state}: ${unit.detail}\n`);
   return 1;

@@ -7,6 +7,7 @@
  */
 import type { Readable, Writable } from "node:stream";
 import { sleep } from "../shared/backoff.js";
+import { Outage, type RidePolicy } from "./ride.js";
 import { isTerminal } from "../shared/states.js";
 import type { MeshStatus, UnitRecord, UnitSummary } from "../shared/unit.js";
 
@@ -37,6 +38,8 @@ export interface SubmitOptions {
   idempotencyKey?: string | undefined;
   /** receptorctl's --ttl: a duration such as 1h20m30s. */
   ttl?: string | undefined;
+  /** Fail it "node lost" only after its node is silent this long (a duration); default: the broker's. */
+  lostAfter?: string | undefined;
   /** A unit id of the submitter's choosing (8 of [0-9a-zA-Z]); a signature needs it. */
   unitId?: string | undefined;
   /** The `Mesh-Signature` over the unit (shared/signing.ts). */
@@ -55,11 +58,16 @@ export interface SubmitOptions {
 /** How long a followed results stream may stay silent before it is reopened from its offset. */
 const FOLLOW_IDLE_MS = 60_000;
 
+/** Without a policy from the caller: ride out a broker restart (~30 s), silently. */
+const QUIET_RIDE: RidePolicy = { retryForMs: 30_000, notice: () => undefined };
+
 export class MeshClient {
   constructor(
     private readonly broker: string,
     private readonly token: string,
     private readonly mesh: string,
+    /** How followers ride out an unreachable broker (ride.ts). */
+    readonly ride: RidePolicy = QUIET_RIDE,
     /** Node's fetch, or one that trusts --ca-file's CAs (meshctl/cli.ts). */
     private readonly fetcher: typeof fetch = fetch,
   ) {}
@@ -148,6 +156,7 @@ export class MeshClient {
       worktype: options.worktype,
       node: options.node,
       ttl: options.ttl,
+      lostAfter: options.lostAfter,
       id: options.unitId,
       origin: options.origin,
     };
@@ -174,7 +183,8 @@ export class MeshClient {
   async results(id: string, out: Writable, options: { offset?: number; follow?: boolean; signal?: AbortSignal } = {}): Promise<number> {
     const { signal } = options;
     let offset = options.offset ?? 0;
-    for (let attempt = 0; ; attempt++) {
+    const outage = new Outage(this.ride);
+    for (;;) {
       const before = offset;
       // A followed stream carries no heartbeat (the bytes are the results, raw), so a link that
       // went silent is only noticed by this timeout; a quiet unit just costs a reconnect.
@@ -185,7 +195,7 @@ export class MeshClient {
           signal: idle && signal ? AbortSignal.any([idle.signal, signal]) : (idle?.signal ?? signal),
         });
         // The broker answered: what follows is riding out drops, not failing to connect.
-        attempt = 0;
+        outage.reached();
         if (response.body) {
           for await (const chunk of response.body) {
             idle?.reset();
@@ -204,13 +214,26 @@ export class MeshClient {
         if (isTerminal(record.state) && offset >= record.stdoutSize) return offset;
       } catch (error) {
         if (signal?.aborted) throw signal.reason;
-        if (error instanceof MeshApiError && error.status >= 400 && error.status < 500) throw error;
-        if (attempt >= 20) throw error;
+        if (offset > before) outage.reached();
+        await outage.failed(error);
+        continue;
       } finally {
         idle?.clear();
       }
-      if (offset > before) attempt = 0;
-      await sleep(Math.min(200 * (attempt + 1), 2000));
+      // The stream ended before the unit did (the broker restarting, say): reopen it where it stopped.
+      await sleep(200);
+    }
+  }
+
+  /** `fn` again until the broker answers it, riding out an outage as the followers do. */
+  async riding<T>(fn: () => Promise<T>): Promise<T> {
+    const outage = new Outage(this.ride);
+    for (;;) {
+      try {
+        return await fn();
+      } catch (error) {
+        await outage.failed(error);
+      }
     }
   }
 }

@@ -9,10 +9,11 @@
  */
 import type { Writable } from "node:stream";
 import { sleep } from "../shared/backoff.js";
-import { MeshApiError } from "./client.js";
+import { Outage, type RidePolicy } from "./ride.js";
 
 /** What printing events needs from the client (client.ts). */
 export interface EventsClient {
+  readonly ride: RidePolicy;
   get(path: string, options: { query?: Record<string, string | undefined>; headers?: Record<string, string>; signal?: AbortSignal }): Promise<Response>;
 }
 
@@ -82,6 +83,7 @@ export async function printEvents(client: EventsClient, id: string, out: Writabl
     }
   }
   let last = options.after;
+  const outage = new Outage(client.ride);
   for (let attempt = 0; ; attempt++) {
     const before = last;
     const idle = new AbortController();
@@ -93,7 +95,7 @@ export async function printEvents(client: EventsClient, id: string, out: Writabl
         headers: { accept: "text/event-stream", ...(attempt === 0 ? {} : { "last-event-id": String(last) }) },
         signal: idle.signal,
       });
-      attempt = 0;
+      outage.reached();
       const parser = new SseParser();
       for await (const chunk of response.body ?? []) {
         clearTimeout(timer);
@@ -111,14 +113,14 @@ export async function printEvents(client: EventsClient, id: string, out: Writabl
         await write(out, lines.join(""));
       }
     } catch (error) {
-      if (error instanceof MeshApiError && error.status >= 400 && error.status < 500) throw error;
-      if (attempt >= 20) throw error;
+      if (last > before) outage.reached();
+      await outage.failed(error);
+      continue;
     } finally {
       clearTimeout(timer);
     }
-    // The stream ended without its end record, or broke: reopen it where it stopped.
-    if (last > before) attempt = 0;
-    await sleep(Math.min(200 * (attempt + 1), 2000));
+    // The stream ended without its end record (the broker restarting, say): reopen it where it stopped.
+    await sleep(200);
   }
 }
 

@@ -7,7 +7,7 @@ import type { MeshClient } from "./client.js";
 export function printStatus(status: MeshStatus, out: Writable): void {
   const rows = status.nodes.map((n) => [
     n.nodeId,
-    n.lost ? "lost" : n.connected ? "connected" : "gone",
+    n.lost ? "lost" : n.unreachable ? `unreachable since ${n.unreachableSince ?? "?"}` : n.connected ? "connected" : "gone",
     `${n.activeUnits}/${n.capacity}`,
     n.workTypes.map((w) => w.worktype).join(","),
     Object.entries(n.tags)

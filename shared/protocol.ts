@@ -11,7 +11,11 @@ import { type ErrorBody, type Result, fail, isErrorCode, ok } from "./errors.js"
 import { NAME_PATTERN, UNIT_ID_PATTERN } from "./ids.js";
 import { UNIT_STATES } from "./states.js";
 
-export const PROTOCOL_VERSION = 1;
+/**
+ * 2: `attached` and `closed` say whether the broker holds the unit's exit (`exitRecorded`); an
+ * agent of protocol 1 would drop a spool whose results the broker never stored.
+ */
+export const PROTOCOL_VERSION = 2;
 /** Keepalive text both sockets answer with `PONG` via the runtime's auto-response. */
 export const PING = "ping";
 export const PONG = "pong";
@@ -132,11 +136,17 @@ export const BrokerDataMessage = z.discriminatedUnion("type", [
     /** Results bytes the broker holds durably: the agent resumes sending from here. */
     resultsOffset: offset,
     cancel: z.boolean(),
+    /** The broker holds how the command ended: nothing of the unit is left for the agent to send. */
+    exitRecorded: z.boolean(),
   }),
   z.object({ type: z.literal("results-ack"), offset }),
   z.object({ type: z.literal("cancel") }),
-  /** The unit reached a final state the agent need not act on further; it may drop its spool. */
-  z.object({ type: z.literal("closed"), state: z.enum(UNIT_STATES) }),
+  /**
+   * The unit reached a final state. The agent drops its spool only if the unit was released or the
+   * broker holds its exit (`exitRecorded`); otherwise it stops the command and still sends what is
+   * left and how it ended, which the broker stores as the unit's late exit.
+   */
+  z.object({ type: z.literal("closed"), state: z.enum(UNIT_STATES), exitRecorded: z.boolean() }),
   z.object({ type: z.literal("error"), error: errorBody }),
 ]);
 export type BrokerDataMessage = z.infer<typeof BrokerDataMessage>;

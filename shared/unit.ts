@@ -26,12 +26,36 @@ export interface UnitRecord {
   signed: boolean;
   /** The submitter's own name for where the unit came from (`?origin=`; a control-service bridge gives its node id). */
   origin: string | null;
+  /** Its own NODE_LOST_AFTER (submit's `lostAfter`), in ms; null: the broker's. */
+  lostAfterMs: number | null;
+  /** Set while its node is unreachable: the unit still runs there, as far as anyone knows. */
+  nodeUnreachableSince: string | null;
+  /**
+   * How the command really ended, when its node reported that only after the unit was judged
+   * (failed "node lost"): the state stays as judged; the results it sent late are stored too.
+   */
+  lateExit: LateExit | null;
+}
+
+export interface LateExit {
+  exitCode: number | null;
+  signal: string | null;
+  /** What the exit means, as the detail would have said ("exit status 0", "killed by signal SIGINT"). */
+  detail: string;
+  /** When the broker received it. */
+  at: string;
+  /** Results bytes stored after the verdict. */
+  lateBytes: number;
 }
 
 export interface NodeStatus {
   nodeId: string;
   connected: boolean;
-  /** Silent past its lease: its running units fail unless it comes back within the grace period. */
+  /** Silent past its lease (counted only while the broker runs): its units keep running, for now. */
+  unreachable: boolean;
+  /** When it became unreachable; null while it is not. */
+  unreachableSince: string | null;
+  /** Silent past the broker's NODE_LOST_AFTER_MS: its units (without a longer own lostAfter) failed "node lost". */
   lost: boolean;
   workTypes: { worktype: string; verifySignature: boolean; allowRuntimeParams: boolean }[];
   capacity: number;

@@ -17,6 +17,8 @@
  * @typedef {object} NodeStatus
  * @property {string} nodeId
  * @property {boolean} connected
+ * @property {boolean} unreachable
+ * @property {string | null} unreachableSince
  * @property {boolean} lost
  * @property {{ worktype: string }[]} workTypes
  * @property {number} capacity
@@ -42,7 +44,8 @@
  */
 
 /**
- * @typedef {UnitSummary & { exitCode: number | null, startedAt: string | null, finishedAt: string | null, stdoutSize: number }} UnitRecord
+ * @typedef {{ exitCode: number | null, signal: string | null, detail: string, at: string, lateBytes: number }} LateExit
+ * @typedef {UnitSummary & { exitCode: number | null, startedAt: string | null, finishedAt: string | null, stdoutSize: number, lateExit: LateExit | null }} UnitRecord
  */
 
 /** An error answer from the broker; `message` reads "code: message". */

@@ -17,7 +17,7 @@ const DEBOUNCE_MS = 250;
 const MAX_UNITS = 200;
 
 /** @param {NodeStatus} node */
-const nodeState = (node) => (node.lost ? "lost" : node.connected ? "connected" : "disconnected");
+const nodeState = (node) => (node.lost ? "lost" : node.unreachable ? "unreachable" : node.connected ? "connected" : "disconnected");
 
 /**
  * @param {NodeStatus} node
@@ -29,7 +29,9 @@ function nodeRow(node, now) {
   if (node.versions.podman) versions.push(`podman ${node.versions.podman}`);
   return [
     el("span", { class: "mono" }, node.nodeId),
-    badge(nodeState(node)),
+    node.unreachable && node.unreachableSince
+      ? el("span", { title: `unreachable since ${new Date(node.unreachableSince).toLocaleString()}` }, badge(nodeState(node)))
+      : badge(nodeState(node)),
     node.workTypes.map((w) => w.worktype).join(", ") || "–",
     `${node.activeUnits} / ${node.capacity}`,
     Object.entries(node.tags)

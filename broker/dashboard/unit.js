@@ -67,6 +67,8 @@ export function unitView(api, whoami, id) {
       ["Exit code", unit.exitCode === null ? "–" : String(unit.exitCode)],
       ["Detail", unit.detail || "–"],
     ]);
+    // The node reported how the command really ended after the unit was judged: shown beside the verdict.
+    if (unit.lateExit) rows.push(["Late exit", `${unit.lateExit.detail} at ${time(unit.lateExit.at)} (+${unit.lateExit.lateBytes} bytes)`]);
     record.replaceChildren(...rows.flatMap(([k, v]) => [el("dt", {}, k), el("dd", { "data-field": k.toLowerCase().replace(" ", "-") }, v)]));
     renderActions(unit);
   };

@@ -15,7 +15,7 @@ import { log, logError } from "../log.js";
 import { completeClose } from "../socket.js";
 import { planDispatch } from "./dispatch.js";
 import { MeshEventLog } from "./events.js";
-import { leaseVerdict, nextLeaseCheck } from "./lease.js";
+import { type LeaseTimes, leaseVerdict, nextLeaseCheck, planLease, silence, unreachableSince } from "./lease.js";
 import { type SocketAttachment, liveNodes, pingedAt } from "./sockets.js";
 import { RateLimiter } from "./limits.js";
 import { MeshStore, type UnitIndexRow } from "./store.js";
@@ -31,6 +31,8 @@ export interface CreateUnitInput {
   submitter: string;
   params: Record<string, string>;
   ttlMs: number | null;
+  /** The unit's own NODE_LOST_AFTER; null: the broker's. */
+  lostAfterMs: number | null;
   signature: string | null;
   /** The submitter's own label for where the unit came from (a control-service bridge's node id). */
   origin: string | null;
@@ -49,6 +51,12 @@ export class MeshObject extends DurableObject<Env> {
   private readonly config: BrokerConfig;
   private readonly submits: RateLimiter;
   private readonly events: MeshEventLog;
+  /**
+   * When this instance started (a restart, a deploy, a wake from eviction). Kept in memory only,
+   * on purpose: node silence is counted from no earlier than this, because before it nobody was
+   * here to hear the node (see lease.ts).
+   */
+  private readonly startedAt = Date.now();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -152,6 +160,7 @@ export class MeshObject extends DurableObject<Env> {
       detail: "receiving payload",
       origin: input.origin,
       ready: false,
+      lostAfterMs: input.lostAfterMs,
       createdAt: Date.now(),
       updatedAt: Date.now(),
     };
@@ -168,9 +177,9 @@ export class MeshObject extends DurableObject<Env> {
   }
 
   private async initUnit(id: string, input: CreateUnitInput): Promise<Result<void>> {
-    const { mesh, worktype, targetNode, params, ttlMs, signature, origin } = input;
+    const { mesh, worktype, targetNode, params, ttlMs, lostAfterMs, signature, origin } = input;
     try {
-      await this.unitStub(id).init({ mesh, id, worktype, targetNode, params, ttlMs, signature, origin });
+      await this.unitStub(id).init({ mesh, id, worktype, targetNode, params, ttlMs, lostAfterMs, signature, origin });
       return ok(undefined);
     } catch (error) {
       logError("unit:init-failed", error, { unit: id });
@@ -215,30 +224,45 @@ export class MeshObject extends DurableObject<Env> {
   }
 
   /**
-   * Lease check. Runs only while some node holds active units. Live sockets' ping times are
-   * persisted here, so after a broker restart a node is judged by when it was really last heard.
+   * Lease check (lease.ts). Runs only while some node holds active units. Live sockets' ping times
+   * are persisted here, so after a broker restart a node is judged by when it was really last heard,
+   * and never by the time the broker itself was away.
    */
   override async alarm(): Promise<void> {
     try {
       const now = Date.now();
-      const times = { leaseMs: this.config.nodeLeaseMs, graceMs: this.config.nodeGraceMs };
+      const times = this.leaseTimes();
       let requeued = false;
       for (const nodeId of this.store.nodesWithActiveUnits()) {
-        const seen = this.observe(nodeId) ?? now;
-        const verdict = leaseVerdict(seen, now, times);
-        if (verdict === "alive") continue;
-        const sockets = this.ctx.getWebSockets(nodeId);
-        for (const ws of sockets) {
-          log("node:lost", { node: nodeId, silentMs: now - seen });
+        const seen = this.observe(nodeId);
+        const silentMs = silence(seen, this.startedAt, now);
+        const outage = this.store.outage(nodeId);
+        const units = this.store.activeOn(nodeId);
+        const plan = planLease({ silentMs, markedUnreachable: outage !== null, reportedLost: outage?.reportedLost ?? false, units }, times);
+        if (plan.markUnreachable) {
+          const since = unreachableSince(seen, this.startedAt, times);
+          this.store.markUnreachable(nodeId, since);
+          log("node:unreachable", { node: nodeId, silentMs });
           // Half-open: closing it makes the node count as gone for routing at once.
-          ws.close(4008, "lease expired: no ping within the lease");
+          for (const ws of this.ctx.getWebSockets(nodeId)) ws.close(4008, "lease expired: no ping within the lease");
+          this.events.node(nodeId, "unreachable");
+          for (const unit of units) {
+            const told = await this.unitStub(unit.id).nodeUnreachable(nodeId, new Date(since).toISOString());
+            if (told.action === "requeue") {
+              this.unassign(unit.id);
+              requeued = true;
+            }
+          }
         }
-        if (sockets.length > 0) this.events.node(nodeId, "lost");
-        if (verdict === "lost") continue;
-        for (const unit of this.store.activeOn(nodeId)) {
-          const plan = await this.unitStub(unit.id).nodeLost(nodeId, now - seen);
-          if (plan.action === "requeue") {
-            this.unassign(unit.id);
+        if (plan.reportLost) {
+          this.store.markLostReported(nodeId);
+          log("node:lost", { node: nodeId, silentMs });
+          this.events.node(nodeId, "lost");
+        }
+        for (const id of plan.fail) {
+          const lost = await this.unitStub(id).nodeLost(nodeId, silentMs);
+          if (lost.action === "requeue") {
+            this.unassign(id);
             requeued = true;
           }
         }
@@ -260,13 +284,17 @@ export class MeshObject extends DurableObject<Env> {
 
   async status(mesh: string): Promise<MeshStatus> {
     const now = Date.now();
-    const times = { leaseMs: this.config.nodeLeaseMs, graceMs: this.config.nodeGraceMs };
-    const nodes = this.store.nodes(liveNodes(this.ctx)).map((node) => {
+    const times = this.leaseTimes();
+    const nodes = this.store.nodes(liveNodes(this.ctx)).map(({ outageSince, ...node }) => {
       const seen = Math.max(node.lastSeen ? Date.parse(node.lastSeen) : 0, pingedAt(this.ctx, node.nodeId) ?? 0);
+      const verdict = node.connected ? "alive" : leaseVerdict(silence(seen || null, this.startedAt, now), times);
+      const since = outageSince ?? (verdict === "alive" ? null : unreachableSince(seen || null, this.startedAt, times));
       return {
         ...node,
         lastSeen: seen ? new Date(seen).toISOString() : null,
-        lost: seen > 0 && leaseVerdict(seen, now, times) !== "alive",
+        unreachable: verdict !== "alive",
+        unreachableSince: verdict === "alive" || since === null ? null : new Date(since).toISOString(),
+        lost: verdict === "lost",
       };
     });
     return { mesh, nodes, units: this.store.counts() };
@@ -299,10 +327,15 @@ export class MeshObject extends DurableObject<Env> {
       if (other !== ws) other.close(4001, "replaced by a newer connection of the same node");
     }
     ws.serializeAttachment({ ...attachment, helloed: true } satisfies SocketAttachment);
+    const outage = this.store.outage(hello.nodeId);
     this.store.upsertNode(hello.nodeId, hello, Date.now());
     this.events.node(hello.nodeId, "joined");
     log("node:hello", { node: hello.nodeId, workTypes: hello.workTypes.map((w) => w.worktype), capacity: hello.capacity, joined: attachment.joining });
     this.send(ws, { type: "welcome", nodeId: hello.nodeId, pingIntervalMs: this.config.pingIntervalMs, ...(credential ? { credential } : {}) });
+    // Back from an outage: its units are no longer "unreachable" (those it no longer holds fail below).
+    if (outage) {
+      for (const unit of this.store.activeOn(hello.nodeId)) await this.unitStub(unit.id).nodeReachable(hello.nodeId);
+    }
     await this.reconcile(ws, hello);
     await this.dispatch();
   }
@@ -355,11 +388,18 @@ export class MeshObject extends DurableObject<Env> {
   /** Keeps the lease alarm running while any node holds active units; `rearm` after it fired. */
   private async watchLeases(rearm = false): Promise<void> {
     if (!rearm && (await this.ctx.storage.getAlarm()) !== null) return;
-    const times = { leaseMs: this.config.nodeLeaseMs, graceMs: this.config.nodeGraceMs };
-    const seen = this.store.nodesWithActiveUnits().map((node) => this.observe(node) ?? Date.now());
-    const at = nextLeaseCheck(seen, Date.now(), times);
+    const now = Date.now();
+    const times = this.leaseTimes();
+    const nodes = this.store.nodesWithActiveUnits();
+    const silences = nodes.map((node) => silence(this.observe(node) ?? now, this.startedAt, now));
+    const lostAfters = new Set([times.lostAfterMs, ...nodes.flatMap((node) => this.store.activeOn(node).map((u) => u.lostAfterMs ?? times.lostAfterMs))]);
+    const at = nextLeaseCheck(silences, now, times.leaseMs, [...lostAfters]);
     if (at === null) await this.ctx.storage.deleteAlarm();
     else await this.ctx.storage.setAlarm(at);
+  }
+
+  private leaseTimes(): LeaseTimes {
+    return { leaseMs: this.config.nodeLeaseMs, lostAfterMs: this.config.nodeLostAfterMs };
   }
 
   /** The node's last sign of life (message, close, or ping on a live socket), persisted. */

@@ -7,6 +7,8 @@ import type { NodeSlots, QueuedUnit } from "./dispatch.js";
 /** A stored index row: the public summary with epoch-ms times, plus whether the payload is in. */
 export interface UnitIndexRow extends Omit<UnitSummary, "createdAt" | "updatedAt"> {
   ready: boolean;
+  /** The unit's own NODE_LOST_AFTER (submit's `lostAfter`); null: the broker's. */
+  lostAfterMs: number | null;
   createdAt: number;
   updatedAt: number;
 }
@@ -25,7 +27,16 @@ CREATE INDEX IF NOT EXISTS units_queue ON units(state, ready, node, created_at);
 CREATE INDEX IF NOT EXISTS units_by_node ON units(node, state);
 `;
 
-const UNIT_COLUMNS = "id, worktype, target_node AS targetNode, node, state, detail, origin, ready, created_at AS createdAt, updated_at AS updatedAt";
+/** Columns added after the tables above first shipped: added to stored tables that lack them. */
+const ADDED_COLUMNS = [
+  ["nodes", "unreachable_since", "INTEGER"],
+  ["nodes", "lost_reported", "INTEGER NOT NULL DEFAULT 0"],
+  ["units", "lost_after", "INTEGER"],
+  ["units", "origin", "TEXT"],
+] as const;
+
+const UNIT_COLUMNS =
+  "id, worktype, target_node AS targetNode, node, state, detail, origin, ready, lost_after AS lostAfterMs, created_at AS createdAt, updated_at AS updatedAt";
 
 function toUnit(row: Record<string, SqlStorageValue>): UnitIndexRow {
   return { ...(row as unknown as UnitIndexRow), ready: row.ready === 1 };
@@ -34,8 +45,13 @@ function toUnit(row: Record<string, SqlStorageValue>): UnitIndexRow {
 export class MeshStore {
   constructor(private readonly sql: SqlStorage) {
     sql.exec(SCHEMA);
-    // Indexes made before units had an origin gain the column (NULL: no origin given).
-    if (!sql.exec("SELECT * FROM units LIMIT 0").columnNames.includes("origin")) sql.exec("ALTER TABLE units ADD COLUMN origin TEXT");
+    for (const [table, column, type] of ADDED_COLUMNS) {
+      const has = sql
+        .exec<{ name: string }>(`PRAGMA table_info(${table})`)
+        .toArray()
+        .some((c) => c.name === column);
+      if (!has) sql.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${type}`);
+    }
     sql.exec("CREATE INDEX IF NOT EXISTS units_by_origin ON units(origin, created_at)");
   }
 
@@ -51,7 +67,8 @@ export class MeshStore {
   upsertNode(id: string, info: NodeInfo, now: number): void {
     this.sql.exec(
       `INSERT INTO nodes (id, info, connected_at, last_seen) VALUES (?, ?, ?, ?)
-       ON CONFLICT (id) DO UPDATE SET info = excluded.info, connected_at = excluded.connected_at, last_seen = excluded.last_seen`,
+       ON CONFLICT (id) DO UPDATE SET info = excluded.info, connected_at = excluded.connected_at, last_seen = excluded.last_seen,
+         unreachable_since = NULL, lost_reported = 0`,
       id,
       JSON.stringify(info),
       now,
@@ -74,6 +91,22 @@ export class MeshStore {
   /** Moves last_seen forward only: pings observed late must not make a node look older. */
   observeNode(id: string, seen: number): void {
     this.sql.exec("UPDATE nodes SET last_seen = ? WHERE id = ? AND (last_seen IS NULL OR last_seen < ?)", seen, id, seen);
+  }
+
+  /** The node's current outage, if the lease check marked one (cleared by its next hello). */
+  outage(id: string): { since: number; reportedLost: boolean } | null {
+    const row = this.sql
+      .exec<{ since: number | null; lost: number }>("SELECT unreachable_since AS since, lost_reported AS lost FROM nodes WHERE id = ?", id)
+      .toArray()[0];
+    return row?.since == null ? null : { since: row.since, reportedLost: row.lost === 1 };
+  }
+
+  markUnreachable(id: string, since: number): void {
+    this.sql.exec("UPDATE nodes SET unreachable_since = ? WHERE id = ?", since, id);
+  }
+
+  markLostReported(id: string): void {
+    this.sql.exec("UPDATE nodes SET lost_reported = 1 WHERE id = ?", id);
   }
 
   lastSeen(id: string): number | null {
@@ -102,11 +135,11 @@ export class MeshStore {
    * Connection state is not stored: it is whether a live socket exists (`live`), because a broker
    * restart drops every socket without running any close handler.
    */
-  nodes(live: ReadonlySet<string>): Omit<NodeStatus, "lost">[] {
+  nodes(live: ReadonlySet<string>): (Omit<NodeStatus, "lost" | "unreachable" | "unreachableSince"> & { outageSince: number | null })[] {
     const active = this.activeCounts();
     return this.sql
-      .exec<{ id: string; info: string; connected_at: number | null; last_seen: number | null }>(
-        "SELECT id, info, connected_at, last_seen FROM nodes ORDER BY id",
+      .exec<{ id: string; info: string; connected_at: number | null; last_seen: number | null; unreachable_since: number | null }>(
+        "SELECT id, info, connected_at, last_seen, unreachable_since FROM nodes ORDER BY id",
       )
       .toArray()
       .map((row) => {
@@ -121,6 +154,7 @@ export class MeshStore {
           versions: info.versions,
           connectedAt: row.connected_at === null ? null : new Date(row.connected_at).toISOString(),
           lastSeen: row.last_seen === null ? null : new Date(row.last_seen).toISOString(),
+          outageSince: row.unreachable_since,
         };
       });
   }
@@ -154,8 +188,8 @@ export class MeshStore {
 
   insertUnit(row: Omit<UnitIndexRow, "updatedAt">, idempotencyKey: string | null): void {
     this.sql.exec(
-      `INSERT INTO units (id, worktype, target_node, node, state, detail, origin, ready, idem_key, created_at, updated_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO units (id, worktype, target_node, node, state, detail, origin, ready, lost_after, idem_key, created_at, updated_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       row.id,
       row.worktype,
       row.targetNode,
@@ -164,6 +198,7 @@ export class MeshStore {
       row.detail,
       row.origin,
       row.ready ? 1 : 0,
+      row.lostAfterMs,
       idempotencyKey,
       row.createdAt,
       row.createdAt,
@@ -228,10 +263,10 @@ export class MeshStore {
   }
 
   /** Units placed on a node and not finished: what a reconnecting agent should hold. */
-  activeOn(node: string): Pick<UnitIndexRow, "id" | "worktype" | "state">[] {
+  activeOn(node: string): Pick<UnitIndexRow, "id" | "worktype" | "state" | "lostAfterMs">[] {
     return this.sql
-      .exec<{ id: string; worktype: string; state: UnitState }>(
-        "SELECT id, worktype, state FROM units WHERE node = ? AND state IN ('Pending', 'Running')",
+      .exec<{ id: string; worktype: string; state: UnitState; lostAfterMs: number | null }>(
+        "SELECT id, worktype, state, lost_after AS lostAfterMs FROM units WHERE node = ? AND state IN ('Pending', 'Running')",
         node,
       )
       .toArray();

@@ -9,7 +9,7 @@ import { type AgentDataMessage, type BrokerDataMessage, PROTOCOL_VERSION, encode
 import { type UnitState, isTerminal } from "../../shared/states.js";
 import { log } from "../log.js";
 import { ingestEvents } from "./event-log.js";
-import { outcome, planFrame } from "./logic.js";
+import { lateExitDetail, outcome, planFrame } from "./logic.js";
 import type { UnitDoc, UnitStore } from "./store.js";
 
 export const AGENT_TAG = "agent";
@@ -24,6 +24,8 @@ export interface UnitHost {
   readonly store: UnitStore;
   readonly ctx: DurableObjectState;
   move(doc: UnitDoc, to: UnitState, detail: string, extra?: Partial<UnitDoc>): Promise<void>;
+  /** Saves a change that keeps the state, and tells followers and the Mesh. */
+  annotate(doc: UnitDoc): Promise<void>;
   send(ws: WebSocket, message: BrokerDataMessage): void;
   refuse(ws: WebSocket, error: ErrorBody, close?: boolean): void;
   /** Followers waiting for new results. */
@@ -97,6 +99,7 @@ function attach(host: UnitHost, ws: WebSocket, doc: UnitDoc, nodeId: string, msg
     state: doc.state,
     resultsOffset: doc.stdoutSize,
     cancel: doc.cancelRequested || isTerminal(doc.state),
+    exitRecorded: doc.exitReported,
   });
 }
 
@@ -117,8 +120,11 @@ export async function onAgentResults(host: UnitHost, ws: WebSocket, doc: UnitDoc
   if (!decoded.ok) return host.refuse(ws, decoded.error);
   const frame = decoded.value;
   if (frame.kind !== "results") return host.refuse(ws, { code: "bad_frame", message: "agents send results frames only" });
-  // A final unit takes no more output (node lost, removed, expired, released): the agent stops.
-  if (isTerminal(doc.state)) return host.send(ws, { type: "closed", state: doc.state });
+  // A released unit, or one whose exit is in, takes no more output. One judged while its node was
+  // away (node lost) still takes what the node wrote meanwhile: it is stored, not thrown away.
+  if (doc.state === "Released" || (isTerminal(doc.state) && doc.exitReported)) {
+    return host.send(ws, { type: "closed", state: doc.state, exitRecorded: doc.exitReported });
+  }
   const plan = planFrame(doc.stdoutSize, frame.offset, frame.data.byteLength);
   if (plan.action === "gap") {
     return host.refuse(ws, { code: "results_gap", message: `results frame at ${frame.offset}, expected ${plan.expected}: resend from the last ack` });
@@ -138,13 +144,31 @@ export async function onAgentResults(host: UnitHost, ws: WebSocket, doc: UnitDoc
 }
 
 async function onFinished(host: UnitHost, ws: WebSocket, doc: UnitDoc, msg: Extract<AgentDataMessage, { type: "finished" }>): Promise<void> {
-  if (isTerminal(doc.state)) return host.send(ws, { type: "closed", state: doc.state });
+  if (doc.state === "Released" || (isTerminal(doc.state) && doc.exitReported)) {
+    return host.send(ws, { type: "closed", state: doc.state, exitRecorded: doc.exitReported });
+  }
   if (msg.resultsSize !== doc.stdoutSize) {
     return host.refuse(ws, { code: "results_incomplete", message: `finished with ${msg.resultsSize} bytes of results but ${doc.stdoutSize} are stored` });
   }
+  // Late: how the command itself ended, whatever was asked of it meanwhile.
+  if (isTerminal(doc.state)) return onLateFinish(host, ws, doc, msg, outcome({ ...msg, canceled: false }, false).detail);
   const { state, detail } = outcome(msg, doc.cancelRequested);
   // A `started` lost with a dropped link leaves the unit Pending; it did run, so pass through Running.
   if (doc.state === "Pending" && !msg.detail) await host.move(doc, "Running", `running on ${doc.node}`, { startedAt: new Date().toISOString() });
-  await host.move(host.store.doc()!, state, detail, { exitCode: msg.exitCode });
+  await host.move(host.store.doc()!, state, detail, { exitCode: msg.exitCode, exitReported: true });
   log("unit:finished", { unit: doc.id, state, detail, bytes: doc.stdoutSize });
+}
+
+/**
+ * The node reports how the command ended after the unit was judged (failed "node lost" while the
+ * node was away). The state stays as judged; the real exit is kept beside it, with every byte.
+ */
+async function onLateFinish(host: UnitHost, ws: WebSocket, doc: UnitDoc, msg: Extract<AgentDataMessage, { type: "finished" }>, exit: string): Promise<void> {
+  const lateBytes = doc.stdoutSize - (doc.resultsAtVerdict ?? doc.stdoutSize);
+  const lateExit = { exitCode: msg.exitCode, signal: msg.signal, detail: exit, at: new Date().toISOString(), lateBytes };
+  ingestEvents(host.store, true);
+  await host.annotate({ ...doc, lateExit, exitReported: true, detail: lateExitDetail(doc.detail, doc.node, exit, lateBytes) });
+  await host.ctx.storage.sync();
+  host.send(ws, { type: "closed", state: doc.state, exitRecorded: true });
+  log("unit:late-exit", { unit: doc.id, state: doc.state, exit, lateBytes });
 }

@@ -79,3 +79,34 @@ export function planNodeLost(
   }
   return { action: "fail", detail: `node lost: ${silence}` };
 }
+
+type Placed = { state: UnitState; node: string | null; targetNode: string | null; attachedAt: string | null };
+
+export type UnreachablePlan = { action: "ignore" } | { action: "requeue"; detail: string } | { action: "mark"; detail: string };
+
+/**
+ * What a unit does when its node becomes unreachable. One the node never attached to goes back to
+ * the queue at once (it cannot have started there); one that may be running stays as it is, with
+ * a detail saying its node is unreachable: it fails only if the node stays silent past lostAfter.
+ */
+export function planNodeUnreachable(doc: Placed, nodeId: string, since: string): UnreachablePlan {
+  if (doc.node !== nodeId || (doc.state !== "Pending" && doc.state !== "Running")) return { action: "ignore" };
+  if (doc.state === "Pending" && doc.attachedAt === null) {
+    return { action: "requeue", detail: `waiting for ${doc.targetNode === null ? "a node" : `node ${doc.targetNode}`} (node ${nodeId} unreachable)` };
+  }
+  return { action: "mark", detail: `node ${nodeId} unreachable since ${since}; the unit may still be running there` };
+}
+
+/** The detail of an active unit whose node is reachable (again). */
+export function placedDetail(doc: Pick<Placed, "state" | "node">): string {
+  return doc.state === "Running" ? `running on ${doc.node}` : `assigned to ${doc.node}`;
+}
+
+/**
+ * The detail of a unit judged before its node reported how the command ended: the verdict stays
+ * (the state machine does not go back), and says what came afterwards.
+ */
+export function lateExitDetail(judged: string, nodeId: string | null, exit: string, lateBytes: number): string {
+  const node = nodeId === null ? "the node" : `node ${nodeId}`;
+  return `${judged}; ${node} came back later and reported ${exit} (${lateBytes} more bytes of results stored)`;
+}

@@ -16,7 +16,7 @@ import { log, logError } from "../log.js";
 import { completeClose } from "../socket.js";
 import { AGENT_TAG, type UnitHost, acceptAgent, isAttached, onAgentMessage, onAgentResults, refusedSocket } from "./agent-link.js";
 import { artifactsResponse } from "./artifacts.js";
-import { type LostPlan, planNodeLost } from "./logic.js";
+import { type LostPlan, type UnreachablePlan, placedDetail, planNodeLost, planNodeUnreachable } from "./logic.js";
 import { eventsResponse, ingestEvents } from "./event-log.js";
 import { INITIAL_PARSE } from "./events.js";
 import { ingestPayload } from "./payload.js";
@@ -32,6 +32,8 @@ export interface InitUnit {
   params: Record<string, string>;
   /** Time to live: fail "expired" unless started within this many ms of submission. */
   ttlMs: number | null;
+  /** Its own NODE_LOST_AFTER (ms); null: the broker's. */
+  lostAfterMs: number | null;
   signature: string | null;
   origin: string | null;
 }
@@ -53,6 +55,7 @@ export class UnitObject extends DurableObject<Env> {
       store: this.store,
       ctx,
       move: (doc, to, detail, extra) => this.move(doc, to, detail, extra),
+      annotate: (doc) => this.annotate(doc),
       send: (ws, message) => this.send(ws, message),
       refuse: (ws, error, close) => this.refuse(ws, error, close),
       wake: () => this.wake(),
@@ -80,6 +83,10 @@ export class UnitObject extends DurableObject<Env> {
       finishedAt: null,
       expiresAt: ttlMs === null ? null : new Date(now + ttlMs).toISOString(),
       signed: fields.signature !== null,
+      nodeUnreachableSince: null,
+      lateExit: null,
+      exitReported: false,
+      resultsAtVerdict: null,
       payloadComplete: false,
       cancelRequested: false,
       attachedAt: null,
@@ -172,6 +179,24 @@ export class UnitObject extends DurableObject<Env> {
     await this.move(doc, "Failed", detail);
   }
 
+  /** The Mesh found `nodeId` silent past its lease; the unit decides what that means (planNodeUnreachable). */
+  async nodeUnreachable(nodeId: string, since: string): Promise<UnreachablePlan> {
+    const doc = this.store.doc();
+    if (!doc) return { action: "ignore" };
+    const plan = planNodeUnreachable(doc, nodeId, since);
+    if (plan.action === "requeue") await this.annotate({ ...doc, node: null, detail: plan.detail });
+    else if (plan.action === "mark") await this.annotate({ ...doc, nodeUnreachableSince: since, detail: plan.detail });
+    if (plan.action !== "ignore") log("unit:node-unreachable", { unit: doc.id, node: nodeId, action: plan.action });
+    return plan;
+  }
+
+  /** The node said hello again: the unit is no longer waiting on an unreachable node. */
+  async nodeReachable(nodeId: string): Promise<void> {
+    const doc = this.store.doc();
+    if (!doc || doc.node !== nodeId || doc.nodeUnreachableSince === null || isTerminal(doc.state)) return;
+    await this.annotate({ ...doc, nodeUnreachableSince: null, detail: placedDetail(doc) });
+  }
+
   /** The Mesh declared `nodeId` lost; the unit decides whether that ends it (see planNodeLost). */
   async nodeLost(nodeId: string, silentMs: number, failDetail?: string): Promise<LostPlan> {
     const doc = this.store.doc();
@@ -182,7 +207,7 @@ export class UnitObject extends DurableObject<Env> {
       this.store.save({ ...doc, node: null, detail: plan.detail });
       this.wake();
     } else if (plan.action === "fail") {
-      await this.move(doc, "Failed", plan.detail);
+      await this.move(doc, "Failed", plan.detail, { nodeUnreachableSince: null });
     }
     if (plan.action !== "ignore") log("unit:node-lost", { unit: doc.id, node: nodeId, action: plan.action });
     return plan;
@@ -302,14 +327,22 @@ export class UnitObject extends DurableObject<Env> {
     const now = new Date().toISOString();
     const next: UnitDoc = { ...doc, ...extra, state: to, stateNumber: STATE_NUMBER[to], detail };
     if (isTerminal(to) && !next.finishedAt) next.finishedAt = now;
+    if (isTerminal(to) && next.resultsAtVerdict === null) next.resultsAtVerdict = next.stdoutSize;
     if (to === "Released") next.releasedAt = now;
     this.store.save(next);
     // The last unfinished line becomes an event now that no byte will follow it.
     if (isTerminal(to) && to !== "Released") ingestEvents(this.store, true);
     this.wake();
-    if (isTerminal(to)) this.sendAgent({ type: "closed", state: to });
+    if (isTerminal(to)) this.sendAgent({ type: "closed", state: to, exitRecorded: next.exitReported });
     await this.notifyMesh(next);
     await this.schedule();
+  }
+
+  /** A change that keeps the state (detail, node, late exit): saved, shown to followers and the Mesh. */
+  private async annotate(doc: UnitDoc): Promise<void> {
+    this.store.save(doc);
+    this.wake();
+    await this.notifyMesh(doc);
   }
 
   /**

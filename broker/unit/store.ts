@@ -17,6 +17,10 @@ export interface UnitDoc extends UnitRecord {
   signature: string | null;
   /** How far the results were turned into events (events.ts); null in units stored before events. */
   parse: ParseState | null;
+  /** The broker holds the node's report of how the command ended (on time, or late as lateExit). */
+  exitReported: boolean;
+  /** Results bytes stored when the unit reached its final state: what came later came late. */
+  resultsAtVerdict: number | null;
 }
 
 export type { EventRow };
@@ -24,7 +28,21 @@ export type { EventRow };
 export const STREAM = { payload: 1, results: 2 } as const;
 export type StreamName = keyof typeof STREAM;
 
-const NEUTRAL = { expiresAt: null, attachedAt: null, releasedAt: null, meshSynced: true, signature: null, signed: false, parse: null, origin: null } as const;
+const NEUTRAL = {
+  expiresAt: null,
+  attachedAt: null,
+  releasedAt: null,
+  meshSynced: true,
+  signature: null,
+  signed: false,
+  parse: null,
+  origin: null,
+  lostAfterMs: null,
+  nodeUnreachableSince: null,
+  lateExit: null,
+  exitReported: false,
+  resultsAtVerdict: null,
+} as const;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS unit (k INTEGER PRIMARY KEY CHECK (k = 1), doc TEXT NOT NULL);
@@ -151,6 +169,17 @@ export class UnitStore {
 
 /** The status record the API shows: the document without the object's own bookkeeping. */
 export function publicRecord(doc: UnitDoc): UnitRecord {
-  const { payloadComplete: _p, cancelRequested: _c, attachedAt: _a, releasedAt: _r, meshSynced: _m, signature: _s, parse: _e, ...record } = doc;
+  const {
+    payloadComplete: _p,
+    cancelRequested: _c,
+    attachedAt: _a,
+    releasedAt: _r,
+    meshSynced: _m,
+    signature: _s,
+    parse: _e,
+    exitReported: _x,
+    resultsAtVerdict: _v,
+    ...record
+  } = doc;
   return record;
 }

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Readable } from "node:stream";
 import { WebSocket, request } from "undici";
 import { encodeFrame } from "../../shared/frames.js";
+import { PROTOCOL_VERSION } from "../../shared/protocol.js";
 import { type RunningAgent, api, broker, newMesh, sh, startAgent } from "./harness.js";
 
 const mesh = newMesh();
@@ -126,7 +127,7 @@ describe("protocol errors", () => {
     const created = await api<{ id: string }>(mesh, "POST", "/units?worktype=cat", { body: "data" });
     const s = rawSocket(`/units/${created.body.id}/data?node=intruder`);
     await s.opened;
-    s.ws.send(JSON.stringify({ type: "attach", protocol: 1, nodeId: "intruder" }));
+    s.ws.send(JSON.stringify({ type: "attach", protocol: PROTOCOL_VERSION, nodeId: "intruder" }));
     expect((await s.next()).error.code).toBe("not_assigned");
     const forger = rawSocket(`/units/${created.body.id}/data?node=intruder`);
     await forger.opened;

@@ -359,7 +359,8 @@ describe("broker restart", () => {
     expect(record.state).toBe("Succeeded");
     expect(record.stdoutSize).toBe(mine.byteLength);
     const followed = await within(follower.done, 60_000, "the follower to finish");
-    expect(followed.stderr).toBe("");
+    // The restart takes seconds: the follower may say once that it is riding it out, nothing else.
+    expect(followed.stderr).toMatch(/^(meshctl: broker unreachable \(.*\); retrying for up to 15m\n)?$/);
     expect(followed.code).toBe(0);
     expect(followed.bytes).toBe(mine.byteLength);
     expect(followed.sha256).toBe(sha256(mine));

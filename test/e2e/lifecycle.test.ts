@@ -1,6 +1,6 @@
 /**
  * Leases, TTL, retention and idempotent retries, on a broker of this file's own whose clocks are
- * short (lease 2 s + grace 4 s, retention 4 s), so what takes minutes in production takes seconds.
+ * short (lease 2 s, lost after 6 s, retention 4 s), so what takes minutes in production takes seconds.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { connect } from "node:net";
@@ -14,7 +14,7 @@ import { agentArgv, readReply, tempDir, waitFor } from "./harness.js";
 
 const token = "lifecycle-token";
 const LEASE_MS = 2_000;
-const GRACE_MS = 4_000;
+const LOST_AFTER_MS = 6_000;
 const RETENTION_MS = 4_000;
 const SH = `- work-command: {worktype: sh, command: sh, params: "-c", allowruntimeparams: true}\n`;
 
@@ -32,7 +32,7 @@ beforeAll(async () => {
     vars: {
       PING_INTERVAL_MS: "500",
       NODE_LEASE_MS: String(LEASE_MS),
-      NODE_GRACE_MS: String(GRACE_MS),
+      NODE_LOST_AFTER_MS: String(LOST_AFTER_MS),
       UNIT_RETENTION_MS: String(RETENTION_MS),
       TOMBSTONE_RETENTION_MS: String(RETENTION_MS),
       MAX_PENDING_UNITS: "8",
@@ -106,6 +106,11 @@ describe("leases", () => {
     expect((await call(mesh, "GET", `/units/${running.id}/results`)).body).toBe("before-the-crash\n");
     const status = (await call<MeshStatus>(mesh, "GET", "/status")).body;
     expect(status.nodes.find((n) => n.nodeId === "doomed")).toMatchObject({ connected: false, lost: true, activeUnits: 0 });
+    // One outage, one of each: the node's socket closing and later checks announce nothing again.
+    const events = (await call<{ events: { kind: string; nodeId?: string; change?: string }[] }>(mesh, "GET", "/events?after=0")).body.events;
+    const changes = events.filter((e) => e.kind === "node" && e.nodeId === "doomed").map((e) => e.change);
+    expect(changes.filter((c) => c === "unreachable")).toEqual(["unreachable"]);
+    expect(changes.filter((c) => c === "lost")).toEqual(["lost"]);
   });
 
   it("a frozen node (SIGSTOP, socket open but silent) loses an unstarted unit to a healthy node", async () => {
@@ -119,25 +124,30 @@ describe("leases", () => {
       await until(mesh, queued.id, ["Succeeded"], 20_000);
       expect((await unit(mesh, queued.id)).node).toBe("healthy");
       const nodes = (await call<MeshStatus>(mesh, "GET", "/status")).body.nodes;
-      expect(nodes.find((n) => n.nodeId === "frozen")).toMatchObject({ connected: false, lost: true });
+      expect(nodes.find((n) => n.nodeId === "frozen")).toMatchObject({ connected: false, unreachable: true });
     } finally {
       frozen.kill("SIGKILL");
     }
   });
 
-  it("a node that comes back within the grace keeps its running unit", async () => {
+  it("a node that comes back while unreachable (before lost-after) keeps its running unit", async () => {
     const mesh = "lease-return";
     const node = await agent(mesh, "blinker");
     const running = await submit(mesh, "sleep 5; echo survived");
     await until(mesh, running.id, ["Running"]);
-    // Silent for longer than the lease but shorter than lease + grace, then back.
+    // Silent for longer than the lease but shorter than lost-after, then back.
     node.kill("SIGSTOP");
     await waitFor(
-      async () => (await call<MeshStatus>(mesh, "GET", "/status")).body.nodes.some((n) => n.nodeId === "blinker" && n.lost),
-      "the node to be lost",
+      async () => (await call<MeshStatus>(mesh, "GET", "/status")).body.nodes.some((n) => n.nodeId === "blinker" && n.unreachable && !n.lost),
+      "the node to be unreachable",
       20_000,
     );
+    const marked = await unit(mesh, running.id);
+    expect(marked.state).toBe("Running");
+    expect(marked.detail).toMatch(/^node blinker unreachable since \S+; the unit may still be running there$/);
+    expect(marked.nodeUnreachableSince).not.toBeNull();
     node.kill("SIGCONT");
+    await waitFor(async () => (await unit(mesh, running.id)).nodeUnreachableSince === null, "the unit's node to be reachable again", 20_000);
     await until(mesh, running.id, ["Succeeded", "Failed"], 30_000);
     expect(await unit(mesh, running.id)).toMatchObject({ state: "Succeeded", node: "blinker" });
     expect((await call(mesh, "GET", `/units/${running.id}/results`)).body).toBe("survived\n");

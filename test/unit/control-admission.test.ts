@@ -8,6 +8,8 @@ const wt = (worktype: string, more: Partial<Ad> = {}): Ad => ({ worktype, verify
 const node = (nodeId: string, workTypes: Ad[], more: Partial<NodeStatus> = {}): NodeStatus => ({
   nodeId,
   connected: true,
+  unreachable: false,
+  unreachableSince: null,
   lost: false,
   workTypes,
   capacity: 1,

@@ -27,6 +27,9 @@ const record = (id: string, overrides: Partial<UnitRecord> = {}): UnitRecord => 
   expiresAt: null,
   signed: false,
   origin: "bridge",
+  lostAfterMs: null,
+  nodeUnreachableSince: null,
+  lateExit: null,
   ...overrides,
 });
 
@@ -35,6 +38,8 @@ const wt = (worktype: string, more: Partial<Ad> = {}): Ad => ({ worktype, verify
 const node = (nodeId: string, workTypes: Ad[], connected = true): MeshStatus["nodes"][number] => ({
   nodeId,
   connected,
+  unreachable: false,
+  unreachableSince: null,
   lost: false,
   workTypes,
   capacity: 1,

@@ -21,12 +21,17 @@ const unit = (overrides: Partial<UnitRecord> = {}): UnitRecord => ({
   expiresAt: null,
   signed: false,
   origin: "bridge",
+  lostAfterMs: null,
+  nodeUnreachableSince: null,
+  lateExit: null,
   ...overrides,
 });
 
 const node = (nodeId: string, overrides: Partial<NodeStatus> = {}): NodeStatus => ({
   nodeId,
   connected: true,
+  unreachable: false,
+  unreachableSince: null,
   lost: false,
   workTypes: [{ worktype: "ansible-runner", verifySignature: true, allowRuntimeParams: false }],
   capacity: 2,

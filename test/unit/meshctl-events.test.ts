@@ -21,9 +21,10 @@ function sse(parts: string[], fail = false): Response {
 }
 
 /** A client answering each request with the next of `answers`, recording what it was asked. */
-function fakeClient(answers: Array<Response | Error>) {
+function fakeClient(answers: Array<Response | Error>, notices: string[] = []) {
   const asked: Array<{ query: Record<string, string | undefined>; headers: Record<string, string> }> = [];
   const client: EventsClient = {
+    ride: { retryForMs: 60_000, notice: (m) => notices.push(m) },
     async get(_path, options) {
       asked.push({ query: options.query ?? {}, headers: options.headers ?? {} });
       const answer = answers.shift();
@@ -80,6 +81,13 @@ describe("printEvents", () => {
       [undefined, "2", "text/event-stream"],
       [undefined, "4", "text/event-stream"],
     ]);
+  });
+
+  it("a blip is ridden out without a word", async () => {
+    const notices: string[] = [];
+    const { client } = fakeClient([new MeshApiError("unreachable", "cannot reach the broker", 0), sse([event(1), "event: end\ndata: {}\n\n"])], notices);
+    expect(await printed(client, { after: 0, follow: true })).toEqual([1]);
+    expect(notices).toEqual([]);
   });
 
   it("gives up at once on the broker's refusal (an unknown or released unit)", async () => {

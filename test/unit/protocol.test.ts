@@ -36,6 +36,7 @@ const attached = {
   state: "Pending",
   resultsOffset: 0,
   cancel: false,
+  exitRecorded: false,
 };
 const ack = { type: "results-ack", offset: 4096 };
 
@@ -87,7 +88,8 @@ describe("valid messages decode", () => {
     ["attached Released with cancel", { ...attached, state: "Released", cancel: true }],
     ["results-ack", ack],
     ["cancel", { type: "cancel" }],
-    ["closed", { type: "closed", state: "Succeeded" }],
+    ["closed", { type: "closed", state: "Succeeded", exitRecorded: true }],
+    ["closed before the exit was heard", { type: "closed", state: "Failed", exitRecorded: false }],
     ["error", brokerError],
   ])("broker data: %s", (_, message) => {
     expectOk(decodeBrokerData(j(message)), message);
@@ -189,7 +191,7 @@ describe("invalid fields are bad_message", () => {
   });
 
   it("unknown states are bad_message", () => {
-    expectCode(decodeBrokerData(j({ type: "closed", state: "Done" })), "bad_message");
+    expectCode(decodeBrokerData(j({ type: "closed", state: "Done", exitRecorded: true })), "bad_message");
     expectCode(decodeBrokerData(j({ ...attached, state: "pending" })), "bad_message");
   });
 

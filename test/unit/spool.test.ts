@@ -12,6 +12,7 @@ import {
   type Recovery,
   START_UNRECORDED,
   type UnitRecord,
+  decideOnClosed,
   decideRecovery,
   identifyProcess,
   isSameProcess,
@@ -114,6 +115,25 @@ describe("decideRecovery", () => {
 
   it("every lost-process detail starts with 'agent restarted'", () => {
     for (const detail of [PROCESS_GONE, START_UNRECORDED, NO_EXIT_STATUS]) expect(detail).toMatch(/^agent restarted/);
+  });
+});
+
+describe("decideOnClosed", () => {
+  // [broker's state, broker holds the exit, the command ran here, what the agent does with its spool]
+  it.each([
+    ["Released", false, true, "drop"],
+    ["Released", false, false, "drop"],
+    ["Succeeded", true, true, "drop"],
+    ["Canceled", true, true, "drop"],
+    ["Failed", true, true, "drop"],
+    // Judged while the node was away: what it finished is kept until the broker stores it.
+    ["Failed", false, true, "report"],
+    ["Canceled", false, true, "report"],
+    // Never ran here (canceled or expired before it started): nothing finished to keep.
+    ["Failed", false, false, "drop"],
+    ["Canceled", false, false, "drop"],
+  ] as const)("%s, exit recorded %s, ran %s: %s", (state, exitRecorded, ran, fate) => {
+    expect(decideOnClosed(state, exitRecorded, ran)).toBe(fate);
   });
 });
 

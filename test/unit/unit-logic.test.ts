@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { outcome, planFrame, planNodeLost } from "../../broker/unit/logic.js";
+import { lateExitDetail, outcome, placedDetail, planFrame, planNodeLost, planNodeUnreachable } from "../../broker/unit/logic.js";
 
 describe("planFrame", () => {
   it.each([
@@ -130,5 +130,40 @@ describe("planNodeLost", () => {
 
   it("ignores a unit that has since moved to another node", () => {
     expect(planNodeLost({ ...base, node: "n2" }, "n1", 31_000)).toEqual({ action: "ignore" });
+  });
+});
+
+describe("planNodeUnreachable", () => {
+  const since = "2026-01-01T00:01:00.000Z";
+  const base = { state: "Running" as const, node: "n1", targetNode: null, attachedAt: "2026-01-01T00:00:00.000Z" };
+  const mark = { action: "mark", detail: `node n1 unreachable since ${since}; the unit may still be running there` };
+  it.each([
+    ["a running unit stays, marked", base, mark],
+    ["an attached Pending unit may have started: marked, not requeued", { ...base, state: "Pending" as const }, mark],
+    [
+      "a unit the node never attached to goes back to the queue",
+      { ...base, state: "Pending" as const, attachedAt: null },
+      { action: "requeue", detail: "waiting for a node (node n1 unreachable)" },
+    ],
+    [
+      "a pinned one waits for its node, unplaced",
+      { ...base, state: "Pending" as const, attachedAt: null, targetNode: "n1" },
+      { action: "requeue", detail: "waiting for node n1 (node n1 unreachable)" },
+    ],
+    ["a finished unit is left alone", { ...base, state: "Succeeded" as const }, { action: "ignore" }],
+    ["a unit since moved to another node is left alone", { ...base, node: "n2" }, { action: "ignore" }],
+  ] as const)("%s", (_name, doc, plan) => {
+    expect(planNodeUnreachable(doc, "n1", since)).toEqual(plan);
+  });
+
+  it("the detail of a unit whose node is back says where it is", () => {
+    expect(placedDetail({ state: "Running", node: "n1" })).toBe("running on n1");
+    expect(placedDetail({ state: "Pending", node: "n1" })).toBe("assigned to n1");
+  });
+
+  it("a late exit keeps the verdict and says what came after", () => {
+    expect(lateExitDetail("node lost: no word from node n1 for 31 s", "n1", "exit status 0", 1024)).toBe(
+      "node lost: no word from node n1 for 31 s; node n1 came back later and reported exit status 0 (1024 more bytes of results stored)",
+    );
   });
 });
