@@ -11,12 +11,13 @@ import { CONTROL_RECONNECT, reconnectDelay, sleep } from "../shared/backoff.js";
 import type { ErrorBody } from "../shared/errors.js";
 import { type AgentControlMessage, PROTOCOL_VERSION, type Versions, decodeBrokerControl, encode } from "../shared/protocol.js";
 import type { WorkCommand } from "./config.js";
-import { credentialPath, loadCredential, saveCredential } from "./credential.js";
+import { credentialBrokerElsewhere, credentialPath, loadCredential, saveCredential } from "./credential.js";
 import { type Logger, errorMessage } from "./log.js";
+import { AgentRefused, type ControlFailure, judgeFailure } from "./refusal.js";
 import { UnitRunner } from "./runner.js";
 import { SpareSupervisor } from "./spare.js";
 import { type Recovery, scanSpool } from "./spool.js";
-import { type Link, openLink } from "./socket.js";
+import { type Link, openLink, probeHandshake } from "./socket.js";
 import type { UnitVerifier } from "./verify.js";
 
 export interface AgentOptions {
@@ -47,6 +48,9 @@ export class Agent {
   /** The join token until the broker issues this node's credential; the credential from then on. */
   private token: string;
   private switchingToCredential = false;
+  private welcomed = false;
+  /** The error the broker answered this link's hello with, if it refused it. */
+  private helloRefusal: ErrorBody | null = null;
   private readonly spare = new SpareSupervisor();
 
   constructor(private readonly opts: AgentOptions) {
@@ -65,7 +69,10 @@ export class Agent {
     return base.toString();
   }
 
-  /** Runs until stop(): one control link at a time, reconnecting after every loss. */
+  /**
+   * Runs until stop(): one control link at a time, reconnecting after every loss. Throws
+   * AgentRefused when the broker refuses this node in a way no retry can change (see refusal.ts).
+   */
   async run(): Promise<void> {
     const { log } = this.opts;
     this.token = (await loadCredential(this.opts.workDir, this.scope)) ?? this.opts.token;
@@ -73,40 +80,52 @@ export class Agent {
     this.spare.arm();
     /** When the link was lost, or the first connect of this streak failed: the reconnect delay grows with it. */
     let downSince: number | null = null;
-    for (let attempt = 0; !this.stopped; attempt++) {
-      if (attempt === 5 && this.token !== this.opts.token) {
-        log.warn("control:credential-maybe-revoked", {
-          hint: `if an admin removed this node, delete ${credentialPath(this.opts.workDir)} to join again with --token`,
-        });
-      }
+    while (!this.stopped) {
+      let failure: ControlFailure | null = null;
+      const url = this.url("/connect", { node: this.opts.nodeId });
       try {
         this.link = await openLink(
-          this.url("/connect", { node: this.opts.nodeId }),
+          url,
           this.token,
-          {
-            onText: (text) => this.onText(text),
-            onBinary: () => log.warn("control:unexpected-binary"),
-          },
+          { onText: (text) => this.onText(text), onBinary: () => log.warn("control:unexpected-binary") },
           this.pingIntervalMs,
         );
-        attempt = 0;
         downSince = null;
+        this.helloRefusal = null;
+        this.welcomed = false;
         this.sendHello();
         const code = await this.link.closed;
-        if (!this.stopped && !this.switchingToCredential) log.warn("control:disconnected", { code });
-      } catch (error) {
-        log.warn("control:connect-failed", { error: errorMessage(error), attempt });
+        if (this.helloRefusal) failure = { kind: "refused", error: this.helloRefusal };
+        else if (!this.stopped && !this.switchingToCredential) log.warn("control:disconnected", { code });
+      } catch {
+        failure = await probeHandshake(url, this.token);
       }
       this.link = null;
       downSince ??= Date.now();
       if (this.switchingToCredential) {
         // Straight back with the credential: while it is unused the node id could be joined again.
         this.switchingToCredential = false;
-        attempt = -1;
         continue;
       }
-      if (!this.stopped) await sleep(reconnectDelay(Date.now() - downSince, CONTROL_RECONNECT));
+      if (this.stopped) break;
+      const delay = reconnectDelay(Date.now() - downSince, CONTROL_RECONNECT);
+      if (failure) await this.judge(failure, delay);
+      await sleep(delay);
     }
+  }
+
+  /** Logs why the link failed and when it is tried again, or throws when trying again cannot help. */
+  private async judge(failure: ControlFailure, delay: number): Promise<void> {
+    const verdict = judgeFailure(failure, {
+      ...this.scope,
+      usingCredential: this.token !== this.opts.token,
+      credentialFile: credentialPath(this.opts.workDir),
+      credentialFor: await credentialBrokerElsewhere(this.opts.workDir, this.scope),
+    });
+    if (verdict.action === "stop") throw new AgentRefused(verdict.line);
+    const event = failure.kind === "unreachable" ? "control:broker-unreachable" : "control:connect-failed";
+    const message = `${verdict.reason}, retrying in ${(delay / 1000).toFixed(1)} s`;
+    this.opts.log.warn(event, { message, retryInMs: delay, ...(failure.kind === "unreachable" ? { error: failure.error } : {}) });
   }
 
   /** Closes the control link; units already running finish and report first. */
@@ -148,6 +167,7 @@ export class Agent {
     const msg = decoded.value;
     switch (msg.type) {
       case "welcome":
+        this.welcomed = true;
         if (msg.credential) void this.adoptCredential(msg.credential);
         this.pingIntervalMs = msg.pingIntervalMs;
         this.link?.setPingInterval(msg.pingIntervalMs);
@@ -156,6 +176,8 @@ export class Agent {
       case "assign":
         return this.onAssign(msg.unitId, msg.worktype);
       case "error":
+        // Before the welcome, an error is the broker refusing the hello; it closes the link next.
+        if (!this.welcomed) this.helloRefusal = msg.error;
         this.opts.log.warn("control:broker-error", { ...msg.error });
         return;
     }

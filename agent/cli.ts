@@ -8,6 +8,7 @@ import { Agent } from "./agent.js";
 import { ConfigError, type WorkCommand, loadConfig } from "./config.js";
 import { LEVELS, type Level, createLogger } from "./log.js";
 import { onPath, probeVersions } from "./probe.js";
+import { AgentRefused } from "./refusal.js";
 import { REPLAY_FILE, ReplayCache } from "./replay.js";
 import { KeyError, WorkVerifier, loadVerifyKey } from "./verify.js";
 import { isUsageError, packageVersion } from "./version.js";
@@ -158,6 +159,10 @@ main(process.argv.slice(2)).catch((error: unknown) => {
     console.error(`mesh-agent: ${error.message}`);
     console.error("Try 'mesh-agent --help'.");
     process.exit(2);
+  }
+  if (error instanceof AgentRefused) {
+    console.error(`mesh-agent: ${error.message}`);
+    process.exit(1);
   }
   console.error(`mesh-agent: ${error instanceof Error ? error.stack : String(error)}`);
   process.exit(1);

@@ -4,7 +4,9 @@
  * intervals is closed so the caller reconnects instead of waiting on a dead peer.
  */
 import { WebSocket } from "undici";
+import { type ErrorBody, isErrorCode } from "../shared/errors.js";
 import { PING, PONG } from "../shared/protocol.js";
+import type { ControlFailure } from "./refusal.js";
 
 export interface Link {
   ws: WebSocket;
@@ -96,4 +98,27 @@ export function openLink(url: string, token: string, handlers: LinkHandlers, pin
 
 function redact(url: string): string {
   return url.replace(/\?.*$/, "");
+}
+
+/**
+ * Why a WebSocket handshake to `url` failed. The WebSocket API hides the HTTP answer (every failure
+ * is close code 1006), so the same URL is asked again as a plain GET with the same token: the broker
+ * authenticates before it looks for an upgrade, so a refused token answers 401 or 403 here too, and
+ * an accepted one answers 400 ("this endpoint takes a WebSocket upgrade").
+ */
+export async function probeHandshake(url: string, token: string, timeoutMs = 10_000): Promise<ControlFailure> {
+  const http = new URL(url);
+  http.protocol = http.protocol === "wss:" ? "https:" : "http:";
+  let response: Response;
+  try {
+    response = await fetch(http, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(timeoutMs) });
+  } catch (error) {
+    // fetch says only "fetch failed"; the cause says why (ECONNREFUSED, a DNS failure…).
+    const cause = error instanceof Error && error.cause instanceof Error ? error.cause.message : null;
+    return { kind: "unreachable", error: cause ?? (error instanceof Error ? error.message : String(error)) };
+  }
+  const body = (await response.json().catch(() => null)) as { error?: unknown } | null;
+  const error = body?.error as Partial<ErrorBody> | undefined;
+  const known = error && isErrorCode(error.code) && typeof error.message === "string" ? { code: error.code, message: error.message } : null;
+  return { kind: "answered", status: response.status, error: known };
 }
