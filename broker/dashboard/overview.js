@@ -29,7 +29,8 @@ function nodeRow(node, now) {
   if (node.versions.podman) versions.push(`podman ${node.versions.podman}`);
   return [
     el("span", { class: "mono" }, node.nodeId),
-    badge(nodeState(node)),
+    // A node below its --min-free takes no units; say why beside its state.
+    el("span", {}, badge(nodeState(node)), node.lowDisk ? el("span", { class: "note" }, ` ${node.lowDisk}`) : null),
     node.workTypes.map((w) => w.worktype).join(", ") || "–",
     `${node.activeUnits} / ${node.capacity}`,
     Object.entries(node.tags)

@@ -206,6 +206,8 @@ describe("ping", () => {
         versions: { agent: "0", node: "v20", ansibleRunner: null, podman: null, podmanUsable: false },
         connectedAt: null,
         lastSeen: null,
+        disk: null,
+        lowDisk: null,
       },
     ];
     for (const target of ["bridge", "edge-1"]) expect(JSON.parse((await run(`ping ${target}`, broker)).written)).toMatchObject({ Success: true, From: target });
