@@ -5,12 +5,14 @@
  * (shared/backoff.ts). Each assigned unit gets a UnitRunner with its own data link. Units
  * spooled by an earlier run of the agent are taken up again before the first hello.
  */
-import { rm } from "node:fs/promises";
+import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { CONTROL_RECONNECT, reconnectDelay, sleep } from "../shared/backoff.js";
+import { type DiskSpace, isLowDisk, lowDiskReason } from "../shared/disk.js";
 import type { ErrorBody } from "../shared/errors.js";
 import { type AgentControlMessage, PROTOCOL_VERSION, type Versions, decodeBrokerControl, encode } from "../shared/protocol.js";
 import type { WorkCommand } from "./config.js";
+import { DISK_CHECK_MS, sampleDisk, shouldReport } from "./disk.js";
 import { credentialBrokerElsewhere, credentialPath, loadCredential, saveCredential } from "./credential.js";
 import { type Logger, errorMessage } from "./log.js";
 import { AgentRefused, type ControlFailure, judgeFailure } from "./refusal.js";
@@ -31,6 +33,8 @@ export interface AgentOptions {
   workCommands: WorkCommand[];
   versions: Versions;
   cancelGraceMs: number;
+  /** Below this much free space in workDir the node takes no units (--min-free). */
+  minFreeBytes: number;
   /** Checks units of work types with verifysignature; null when no verify key is configured. */
   verifier: UnitVerifier | null;
   log: Logger;
@@ -52,6 +56,10 @@ export class Agent {
   /** The error the broker answered this link's hello with, if it refused it. */
   private helloRefusal: ErrorBody | null = null;
   private readonly spare = new SpareSupervisor();
+  /** The work dir's free space as last sampled, and as last told to the broker (on this link). */
+  private disk: DiskSpace | null = null;
+  private diskSent: { disk: DiskSpace; at: number } | null = null;
+  private diskTimer: NodeJS.Timeout | null = null;
 
   constructor(private readonly opts: AgentOptions) {
     this.token = opts.token;
@@ -76,8 +84,12 @@ export class Agent {
   async run(): Promise<void> {
     const { log } = this.opts;
     this.token = (await loadCredential(this.opts.workDir, this.scope)) ?? this.opts.token;
+    await mkdir(this.opts.workDir, { recursive: true, mode: 0o700 });
     await this.recover();
     this.spare.arm();
+    await this.checkDisk();
+    this.diskTimer = setInterval(() => void this.checkDisk(), DISK_CHECK_MS);
+    this.diskTimer.unref();
     /** When the link was lost, or the first connect of this streak failed: the reconnect delay grows with it. */
     let downSince: number | null = null;
     while (!this.stopped) {
@@ -132,6 +144,7 @@ export class Agent {
   async stop(): Promise<void> {
     this.stopped = true;
     this.spare.stop();
+    if (this.diskTimer) clearInterval(this.diskTimer);
     this.link?.close(1000, "agent stopping");
     await Promise.all([...this.runners.values()].map((r) => r.done));
   }
@@ -155,7 +168,26 @@ export class Agent {
       tags: opts.tags,
       versions: opts.versions,
       units: [...this.runners.keys(), ...this.waiting.map((w) => w.unitId)],
+      ...(this.disk ? { disk: this.disk } : {}),
     });
+    this.diskSent = this.disk ? { disk: this.disk, at: Date.now() } : null;
+  }
+
+  /** Samples the work dir's free space; tells the broker when it crossed --min-free or drifted far. */
+  private async checkDisk(): Promise<void> {
+    const disk = await sampleDisk(this.opts.workDir, this.opts.minFreeBytes);
+    if (!disk) return;
+    if (isLowDisk(disk) !== isLowDisk(this.disk)) {
+      if (isLowDisk(disk))
+        this.opts.log.warn("disk:low", { message: `${lowDiskReason(disk)}: this node takes no units until space is freed`, dir: this.opts.workDir });
+      else if (this.disk) this.opts.log.info("disk:ok", { freeBytes: disk.freeBytes, minFreeBytes: disk.minFreeBytes });
+    }
+    this.disk = disk;
+    if (!this.welcomed || !this.link) return;
+    if (shouldReport(this.diskSent?.disk ?? null, disk, Date.now() - (this.diskSent?.at ?? 0))) {
+      this.send({ type: "disk", disk });
+      this.diskSent = { disk, at: Date.now() };
+    }
   }
 
   private onText(text: string): void {
@@ -212,6 +244,8 @@ export class Agent {
 
   private onAssign(unitId: string, worktype: string): void {
     if (this.runners.has(unitId) || this.waiting.some((w) => w.unitId === unitId)) return;
+    // A unit takes space: if this one tips the disk below --min-free, the broker hears it now.
+    void this.checkDisk();
     const work = this.opts.workCommands.find((w) => w.worktype === worktype);
     if (!work) return this.reject(unitId, { code: "unknown_worktype", message: `this node has no work type ${worktype}` });
     if (this.runners.size >= this.opts.capacity) {
@@ -242,7 +276,11 @@ export class Agent {
     this.opts.log.info("unit:assigned", { unit: unitId, worktype: work.worktype });
     runner
       .run()
-      .catch((error) => this.opts.log.error("unit:runner-crashed", { unit: unitId, error: errorMessage(error) }))
+      .catch((error) => {
+        this.opts.log.error("unit:runner-crashed", { unit: unitId, error: errorMessage(error) });
+        // Left unsaid, the broker would keep the unit on this node for ever.
+        this.reject(unitId, { code: "internal", message: `agent error: ${errorMessage(error)}` });
+      })
       .finally(() => {
         this.runners.delete(unitId);
         const next = this.waiting.shift();
