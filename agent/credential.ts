@@ -57,3 +57,15 @@ export async function saveCredential(workDir: string, scope: CredentialScope, cr
   }
   await rename(`${path}.tmp`, path);
 }
+
+/**
+ * Binds a stored credential of `node` to `broker` instead of the URL it was issued at; returns that
+ * URL, or null when there was nothing to move. Only for a caller that knows both URLs reach the same
+ * broker (npm start: the same state dir, another port); otherwise the join must be refused.
+ */
+export async function rebindCredential(workDir: string, scope: CredentialScope): Promise<string | null> {
+  const stored = await readStored(workDir);
+  if (!stored || stored.mesh !== scope.mesh || stored.nodeId !== scope.nodeId || stored.broker === scope.broker) return null;
+  await saveCredential(workDir, scope, stored.credential);
+  return stored.broker;
+}
