@@ -19,7 +19,7 @@ import { AgentRefused, type ControlFailure, judgeFailure } from "./refusal.js";
 import { UnitRunner } from "./runner.js";
 import { SpareSupervisor } from "./spare.js";
 import { type Recovery, scanSpool } from "./spool.js";
-import { type Link, openLink, probeHandshake } from "./socket.js";
+import { type Link, SilentPeer, openLink, probeHandshake } from "./socket.js";
 import type { UnitVerifier } from "./verify.js";
 
 export interface AgentOptions {
@@ -109,8 +109,8 @@ export class Agent {
         const code = await this.link.closed;
         if (this.helloRefusal) failure = { kind: "refused", error: this.helloRefusal };
         else if (!this.stopped && !this.switchingToCredential) log.warn("control:disconnected", { code });
-      } catch {
-        failure = await probeHandshake(url, this.token);
+      } catch (error) {
+        failure = error instanceof SilentPeer ? { kind: "unreachable", error: error.message } : await probeHandshake(url, this.token);
       }
       this.link = null;
       downSince ??= Date.now();

@@ -8,6 +8,14 @@ import { type ErrorBody, isErrorCode } from "../shared/errors.js";
 import { PING, PONG } from "../shared/protocol.js";
 import type { ControlFailure } from "./refusal.js";
 
+/** Our close code for a peer that stopped answering (or never answered the handshake). */
+const SILENT = 4008;
+
+/** A handshake nobody answered: the broker (or the path to it) is silent, with no answer to probe. */
+export class SilentPeer extends Error {
+  override name = "SilentPeer";
+}
+
 export interface Link {
   ws: WebSocket;
   /** Resolves with the close code once the link is closed, by either side. */
@@ -37,7 +45,10 @@ export function openLink(url: string, token: string, handlers: LinkHandlers, pin
       if (ended) return;
       ended = true;
       clearInterval(keepalive);
-      if (!opened) reject(new Error(`connection to ${redact(url)} failed (close code ${code}${reason ? `: ${reason}` : ""})`));
+      if (!opened) {
+        const message = `connection to ${redact(url)} failed (close code ${code}${reason ? `: ${reason}` : ""})`;
+        reject(code === SILENT ? new SilentPeer(message) : new Error(message));
+      }
       settle(code);
     };
     ws.addEventListener("close", (event) => end(event.code, event.reason));
@@ -61,8 +72,8 @@ export function openLink(url: string, token: string, handlers: LinkHandlers, pin
           const reason = opened ? "keepalive timeout" : "no answer to the handshake";
           // A silent peer never answers the closing handshake and undici has no close timeout, so
           // the close event would wait for TCP to give up (many minutes): give the link up now.
-          end(4008, reason);
-          ws.close(4008, reason);
+          end(SILENT, reason);
+          ws.close(SILENT, reason);
           return;
         }
         if (ws.readyState === WebSocket.OPEN) ws.send(PING);
@@ -106,7 +117,7 @@ function redact(url: string): string {
  * authenticates before it looks for an upgrade, so a refused token answers 401 or 403 here too, and
  * an accepted one answers 400 ("this endpoint takes a WebSocket upgrade").
  */
-export async function probeHandshake(url: string, token: string, timeoutMs = 10_000): Promise<ControlFailure> {
+export async function probeHandshake(url: string, token: string, timeoutMs = 5_000): Promise<ControlFailure> {
   const http = new URL(url);
   http.protocol = http.protocol === "wss:" ? "https:" : "http:";
   let response: Response;
