@@ -244,7 +244,8 @@ export class Agent {
 
   private onAssign(unitId: string, worktype: string): void {
     if (this.runners.has(unitId) || this.waiting.some((w) => w.unitId === unitId)) return;
-    // A unit takes space: if this one tips the disk below --min-free, the broker hears it now.
+    // Sampled at each assignment too, so that a crossing of --min-free (the last unit's output
+    // filling the disk) reaches the broker before its next dispatch rather than up to 5 s later.
     void this.checkDisk();
     const work = this.opts.workCommands.find((w) => w.worktype === worktype);
     if (!work) return this.reject(unitId, { code: "unknown_worktype", message: `this node has no work type ${worktype}` });
