@@ -5,19 +5,22 @@
  * (shared/backoff.ts). Each assigned unit gets a UnitRunner with its own data link. Units
  * spooled by an earlier run of the agent are taken up again before the first hello.
  */
-import { rm } from "node:fs/promises";
+import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { CONTROL_RECONNECT, reconnectDelay, sleep } from "../shared/backoff.js";
+import { type DiskSpace, isLowDisk, lowDiskReason } from "../shared/disk.js";
 import type { ErrorBody } from "../shared/errors.js";
 import { type AgentControlMessage, PROTOCOL_VERSION, type Versions, decodeBrokerControl, encode } from "../shared/protocol.js";
 import type { WorkCommand } from "./config.js";
-import { credentialPath, loadCredential, saveCredential } from "./credential.js";
+import { DISK_CHECK_MS, sampleDisk, shouldReport } from "./disk.js";
+import { credentialBrokerElsewhere, credentialPath, loadCredential, saveCredential } from "./credential.js";
 import { type Logger, errorMessage } from "../shared/node/log.js";
+import { AgentRefused, type ControlFailure, judgeFailure } from "./refusal.js";
 import { UnitRunner } from "./runner.js";
 import { SpareSupervisor } from "./spare.js";
 import { type Recovery, scanSpool } from "./spool.js";
+import { type Link, SilentPeer, openLink, probeHandshake } from "./socket.js";
 import type { Dispatcher } from "undici";
-import { type Link, openLink } from "./socket.js";
 import type { UnitVerifier } from "./verify.js";
 
 export interface AgentOptions {
@@ -31,6 +34,8 @@ export interface AgentOptions {
   workCommands: WorkCommand[];
   versions: Versions;
   cancelGraceMs: number;
+  /** Below this much free space in workDir the node takes no units (--min-free). */
+  minFreeBytes: number;
   /** Checks units of work types with verifysignature; null when no verify key is configured. */
   verifier: UnitVerifier | null;
   log: Logger;
@@ -50,7 +55,14 @@ export class Agent {
   /** The join token until the broker issues this node's credential; the credential from then on. */
   private token: string;
   private switchingToCredential = false;
+  private welcomed = false;
+  /** The error the broker answered this link's hello with, if it refused it. */
+  private helloRefusal: ErrorBody | null = null;
   private readonly spare = new SpareSupervisor();
+  /** The work dir's free space as last sampled, and as last told to the broker (on this link). */
+  private disk: DiskSpace | null = null;
+  private diskSent: { disk: DiskSpace; at: number } | null = null;
+  private diskTimer: NodeJS.Timeout | null = null;
 
   constructor(private readonly opts: AgentOptions) {
     this.token = opts.token;
@@ -68,55 +80,75 @@ export class Agent {
     return base.toString();
   }
 
-  /** Runs until stop(): one control link at a time, reconnecting after every loss. */
+  /**
+   * Runs until stop(): one control link at a time, reconnecting after every loss. Throws
+   * AgentRefused when the broker refuses this node in a way no retry can change (see refusal.ts).
+   */
   async run(): Promise<void> {
     const { log } = this.opts;
     this.token = (await loadCredential(this.opts.workDir, this.scope)) ?? this.opts.token;
+    await mkdir(this.opts.workDir, { recursive: true, mode: 0o700 });
     await this.recover();
     this.spare.arm();
+    await this.checkDisk();
+    this.diskTimer = setInterval(() => void this.checkDisk(), DISK_CHECK_MS);
+    this.diskTimer.unref();
     /** When the link was lost, or the first connect of this streak failed: the reconnect delay grows with it. */
     let downSince: number | null = null;
-    for (let attempt = 0; !this.stopped; attempt++) {
-      if (attempt === 5 && this.token !== this.opts.token) {
-        log.warn("control:credential-maybe-revoked", {
-          hint: `if an admin removed this node, delete ${credentialPath(this.opts.workDir)} to join again with --token`,
-        });
-      }
+    while (!this.stopped) {
+      let failure: ControlFailure | null = null;
+      const url = this.url("/connect", { node: this.opts.nodeId });
       try {
         this.link = await openLink(
-          this.url("/connect", { node: this.opts.nodeId }),
+          url,
           this.token,
-          {
-            onText: (text) => this.onText(text),
-            onBinary: () => log.warn("control:unexpected-binary"),
-          },
+          { onText: (text) => this.onText(text), onBinary: () => log.warn("control:unexpected-binary") },
           this.pingIntervalMs,
           this.opts.dispatcher,
         );
-        attempt = 0;
         downSince = null;
+        this.helloRefusal = null;
+        this.welcomed = false;
         this.sendHello();
         const code = await this.link.closed;
-        if (!this.stopped && !this.switchingToCredential) log.warn("control:disconnected", { code });
+        if (this.helloRefusal) failure = { kind: "refused", error: this.helloRefusal };
+        else if (!this.stopped && !this.switchingToCredential) log.warn("control:disconnected", { code });
       } catch (error) {
-        log.warn("control:connect-failed", { error: errorMessage(error), attempt });
+        failure = error instanceof SilentPeer ? { kind: "unreachable", error: error.message } : await probeHandshake(url, this.token);
       }
       this.link = null;
       downSince ??= Date.now();
       if (this.switchingToCredential) {
         // Straight back with the credential: while it is unused the node id could be joined again.
         this.switchingToCredential = false;
-        attempt = -1;
         continue;
       }
-      if (!this.stopped) await sleep(reconnectDelay(Date.now() - downSince, CONTROL_RECONNECT));
+      if (this.stopped) break;
+      const delay = reconnectDelay(Date.now() - downSince, CONTROL_RECONNECT);
+      if (failure) await this.judge(failure, delay);
+      await sleep(delay);
     }
+  }
+
+  /** Logs why the link failed and when it is tried again, or throws when trying again cannot help. */
+  private async judge(failure: ControlFailure, delay: number): Promise<void> {
+    const verdict = judgeFailure(failure, {
+      ...this.scope,
+      usingCredential: this.token !== this.opts.token,
+      credentialFile: credentialPath(this.opts.workDir),
+      credentialFor: await credentialBrokerElsewhere(this.opts.workDir, this.scope),
+    });
+    if (verdict.action === "stop") throw new AgentRefused(verdict.line);
+    const event = failure.kind === "unreachable" ? "control:broker-unreachable" : "control:connect-failed";
+    const message = `${verdict.reason}, retrying in ${(delay / 1000).toFixed(1)} s`;
+    this.opts.log.warn(event, { message, retryInMs: delay, ...(failure.kind === "unreachable" ? { error: failure.error } : {}) });
   }
 
   /** Closes the control link; units already running finish and report first. */
   async stop(): Promise<void> {
     this.stopped = true;
     this.spare.stop();
+    if (this.diskTimer) clearInterval(this.diskTimer);
     this.link?.close(1000, "agent stopping");
     await Promise.all([...this.runners.values()].map((r) => r.done));
   }
@@ -140,7 +172,26 @@ export class Agent {
       tags: opts.tags,
       versions: opts.versions,
       units: [...this.runners.keys(), ...this.waiting.map((w) => w.unitId)],
+      ...(this.disk ? { disk: this.disk } : {}),
     });
+    this.diskSent = this.disk ? { disk: this.disk, at: Date.now() } : null;
+  }
+
+  /** Samples the work dir's free space; tells the broker when it crossed --min-free or drifted far. */
+  private async checkDisk(): Promise<void> {
+    const disk = await sampleDisk(this.opts.workDir, this.opts.minFreeBytes);
+    if (!disk) return;
+    if (isLowDisk(disk) !== isLowDisk(this.disk)) {
+      if (isLowDisk(disk))
+        this.opts.log.warn("disk:low", { message: `${lowDiskReason(disk)}: this node takes no units until space is freed`, dir: this.opts.workDir });
+      else if (this.disk) this.opts.log.info("disk:ok", { freeBytes: disk.freeBytes, minFreeBytes: disk.minFreeBytes });
+    }
+    this.disk = disk;
+    if (!this.welcomed || !this.link) return;
+    if (shouldReport(this.diskSent?.disk ?? null, disk, Date.now() - (this.diskSent?.at ?? 0))) {
+      this.send({ type: "disk", disk });
+      this.diskSent = { disk, at: Date.now() };
+    }
   }
 
   private onText(text: string): void {
@@ -152,6 +203,7 @@ export class Agent {
     const msg = decoded.value;
     switch (msg.type) {
       case "welcome":
+        this.welcomed = true;
         if (msg.credential) void this.adoptCredential(msg.credential);
         this.pingIntervalMs = msg.pingIntervalMs;
         this.link?.setPingInterval(msg.pingIntervalMs);
@@ -160,6 +212,8 @@ export class Agent {
       case "assign":
         return this.onAssign(msg.unitId, msg.worktype);
       case "error":
+        // Before the welcome, an error is the broker refusing the hello; it closes the link next.
+        if (!this.welcomed) this.helloRefusal = msg.error;
         this.opts.log.warn("control:broker-error", { ...msg.error });
         return;
     }
@@ -194,6 +248,9 @@ export class Agent {
 
   private onAssign(unitId: string, worktype: string): void {
     if (this.runners.has(unitId) || this.waiting.some((w) => w.unitId === unitId)) return;
+    // Sampled at each assignment too, so that a crossing of --min-free (the last unit's output
+    // filling the disk) reaches the broker before its next dispatch rather than up to 5 s later.
+    void this.checkDisk();
     const work = this.opts.workCommands.find((w) => w.worktype === worktype);
     if (!work) return this.reject(unitId, { code: "unknown_worktype", message: `this node has no work type ${worktype}` });
     if (this.runners.size >= this.opts.capacity) {
@@ -225,7 +282,11 @@ export class Agent {
     this.opts.log.info("unit:assigned", { unit: unitId, worktype: work.worktype });
     runner
       .run()
-      .catch((error) => this.opts.log.error("unit:runner-crashed", { unit: unitId, error: errorMessage(error) }))
+      .catch((error) => {
+        this.opts.log.error("unit:runner-crashed", { unit: unitId, error: errorMessage(error) });
+        // Left unsaid, the broker would keep the unit on this node for ever.
+        this.reject(unitId, { code: "internal", message: `agent error: ${errorMessage(error)}` });
+      })
       .finally(() => {
         this.runners.delete(unitId);
         const next = this.waiting.shift();

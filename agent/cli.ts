@@ -4,6 +4,7 @@ import { hostname, availableParallelism, homedir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { Agent as UndiciAgent } from "undici";
+import { DEFAULT_MIN_FREE_BYTES, parseBytes } from "../shared/disk.js";
 import { NAME_PATTERN } from "../shared/ids.js";
 import { loadCaFile, plainHttpWarning } from "../shared/node/tls.js";
 import { MAX_CAPACITY } from "../shared/protocol.js";
@@ -11,6 +12,7 @@ import { Agent } from "./agent.js";
 import { ConfigError, type WorkCommand, loadConfig } from "./config.js";
 import { LEVELS, type Level, createLogger } from "../shared/node/log.js";
 import { onPath, probeVersions } from "./probe.js";
+import { AgentRefused } from "./refusal.js";
 import { REPLAY_FILE, ReplayCache } from "./replay.js";
 import { KeyError, WorkVerifier, loadVerifyKey } from "./verify.js";
 import { isUsageError, packageVersion } from "../shared/node/cli.js";
@@ -32,6 +34,8 @@ Options (each also from the environment variable shown):
                         assigned, as receptor does (default: CPU count)
   --tag k=v             a tag to advertise; repeatable                         MESH_TAGS (k=v,k=v)
   --cancel-grace SEC    SIGINT→SIGKILL grace on cancel (default: 10)           MESH_CANCEL_GRACE
+  --min-free SIZE       take no units while the work dir has less free space   MESH_MIN_FREE
+                        (default: 256MiB; e.g. 1G, 500MB, 0 to turn it off)
   --verify-key FILE     Ed25519 public key (PEM) that units of work types with MESH_VERIFY_KEY
                         verifysignature: true must be signed with; repeatable
                         to accept several (key rotation). Default: the config's
@@ -77,6 +81,11 @@ function positiveInt(name: string, raw: string): number {
   return Number(raw);
 }
 
+function bytesOption(name: string, raw: string | undefined): number {
+  if (raw === undefined) return DEFAULT_MIN_FREE_BYTES;
+  return parseBytes(raw) ?? fail(`${name} takes a size such as 256MiB, 1G or 500MB, got "${raw}"`);
+}
+
 async function main(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
@@ -90,6 +99,7 @@ async function main(argv: string[]): Promise<void> {
       capacity: { type: "string" },
       tag: { type: "string", multiple: true },
       "cancel-grace": { type: "string" },
+      "min-free": { type: "string" },
       "verify-key": { type: "string", multiple: true },
       "log-level": { type: "string" },
       "ca-file": { type: "string" },
@@ -159,6 +169,7 @@ async function main(argv: string[]): Promise<void> {
     workCommands,
     versions: await probeVersions(packageVersion()),
     cancelGraceMs: positiveInt("--cancel-grace", values["cancel-grace"] ?? env.MESH_CANCEL_GRACE ?? "10") * 1000,
+    minFreeBytes: bytesOption("--min-free", values["min-free"] ?? env.MESH_MIN_FREE),
     verifier,
     log,
     dispatcher,
@@ -184,6 +195,10 @@ main(process.argv.slice(2)).catch((error: unknown) => {
     console.error(`mesh-agent: ${error.message}`);
     console.error("Try 'mesh-agent --help'.");
     process.exit(2);
+  }
+  if (error instanceof AgentRefused) {
+    console.error(`mesh-agent: ${error.message}`);
+    process.exit(1);
   }
   console.error(`mesh-agent: ${error instanceof Error ? error.stack : String(error)}`);
   process.exit(1);

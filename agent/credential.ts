@@ -19,23 +19,29 @@ export function credentialPath(workDir: string): string {
   return join(workDir, "credential.json");
 }
 
+async function readStored(workDir: string): Promise<z.infer<typeof Stored> | null> {
+  try {
+    const stored = Stored.safeParse(JSON.parse(await readFile(credentialPath(workDir), "utf8")));
+    return stored.success ? stored.data : null;
+  } catch {
+    return null;
+  }
+}
+
 export async function loadCredential(workDir: string, scope: CredentialScope): Promise<string | null> {
-  let text: string;
-  try {
-    text = await readFile(credentialPath(workDir), "utf8");
-  } catch {
-    return null;
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    return null;
-  }
-  const stored = Stored.safeParse(parsed);
-  if (!stored.success) return null;
-  const { broker, mesh, nodeId, credential } = stored.data;
+  const stored = await readStored(workDir);
+  if (!stored) return null;
+  const { broker, mesh, nodeId, credential } = stored;
   return broker === scope.broker && mesh === scope.mesh && nodeId === scope.nodeId ? credential : null;
+}
+
+/**
+ * The broker URL a stored credential of this mesh and node is bound to, when it is not
+ * `scope.broker`: the broker moved (another port, another name), so the join is refused as taken.
+ */
+export async function credentialBrokerElsewhere(workDir: string, scope: CredentialScope): Promise<string | null> {
+  const stored = await readStored(workDir);
+  return stored && stored.mesh === scope.mesh && stored.nodeId === scope.nodeId && stored.broker !== scope.broker ? stored.broker : null;
 }
 
 /** Written whole or not at all, readable by this user only, and on disk before it is relied on. */
@@ -50,4 +56,16 @@ export async function saveCredential(workDir: string, scope: CredentialScope, cr
     await file.close();
   }
   await rename(`${path}.tmp`, path);
+}
+
+/**
+ * Binds a stored credential of `node` to `broker` instead of the URL it was issued at; returns that
+ * URL, or null when there was nothing to move. Only for a caller that knows both URLs reach the same
+ * broker (npm start: the same state dir, another port); otherwise the join must be refused.
+ */
+export async function rebindCredential(workDir: string, scope: CredentialScope): Promise<string | null> {
+  const stored = await readStored(workDir);
+  if (!stored || stored.mesh !== scope.mesh || stored.nodeId !== scope.nodeId || stored.broker === scope.broker) return null;
+  await saveCredential(workDir, scope, stored.credential);
+  return stored.broker;
 }

@@ -18,6 +18,7 @@ import { type AgentDataMessage, type Assignment, PROTOCOL_VERSION, decodeBrokerD
 import { refusalDetail, refuse } from "../shared/signing.js";
 import { type UnitState, isTerminal } from "../shared/states.js";
 import type { WorkCommand } from "./config.js";
+import { FULL_BYTES, localFailureDetail, sampleDisk } from "./disk.js";
 import { type Logger, errorMessage } from "../shared/node/log.js";
 import { type Exit, type RunningProcess, adoptProcess, startProcess } from "./process.js";
 import { type Recovery, type UnitRecord, WORK_DIR, decideOnClosed, identifyProcess, newRecord, writeRecord } from "./spool.js";
@@ -78,6 +79,8 @@ export class UnitRunner {
   private payloadRequested = 0;
   private payloadWrites: Promise<unknown> = Promise.resolve();
   private starting = false;
+  /** What the agent is doing for the unit, for the detail if it fails locally. */
+  private doing = "taking the assignment";
   private process: RunningProcess | null = null;
   private exit: Exit | null = null;
   private cancelRequested = false;
@@ -114,13 +117,16 @@ export class UnitRunner {
   }
 
   async run(): Promise<void> {
-    await mkdir(join(this.opts.unitDir, WORK_DIR), { recursive: true, mode: 0o700 });
     const { resumed } = this.opts;
-    if (resumed?.action === "adopt") {
-      this.follow(adoptProcess(resumed.process, this.opts.unitDir, POLL_MS));
-    } else if (!resumed) {
-      await writeRecord(this.opts.unitDir, this.record);
+    try {
+      await mkdir(join(this.opts.unitDir, WORK_DIR), { recursive: true, mode: 0o700 });
+      if (!resumed) await writeRecord(this.opts.unitDir, this.record);
+    } catch (error) {
+      // A full disk, typically: the unit ends now with the cause, and its slot is freed once the
+      // broker has the report (below), instead of the unit waiting Pending on this node for ever.
+      if (!resumed) this.failLocally(error);
     }
+    if (resumed?.action === "adopt") this.follow(adoptProcess(resumed.process, this.opts.unitDir, POLL_MS));
     for (let attempt = 0; !this.finished; attempt++) {
       try {
         this.link = await openLink(
@@ -217,6 +223,7 @@ export class UnitRunner {
       return this.pump();
     }
     if (this.cancelRequested) return this.reportWithoutRunning("canceled before it started", true);
+    this.doing = "writing the payload";
     if (!this.payload) this.payload = await open(this.payloadPath, "w", 0o600);
     this.payloadRequested = this.payloadReceived;
     this.pullPayload();
@@ -233,6 +240,8 @@ export class UnitRunner {
   }
 
   private onBinary(bytes: Uint8Array): void {
+    // Failed while taking the payload in (a full disk): later frames have nowhere to go.
+    if (this.exit) return;
     const decoded = decodeFrame(bytes);
     if (!decoded.ok || decoded.value.kind !== "payload" || !this.payload) {
       this.opts.log.warn("unit:bad-frame", { unit: this.id });
@@ -256,6 +265,7 @@ export class UnitRunner {
     if (this.starting || this.process || this.exit || !this.unit) return;
     // From here the payload file is final: a re-attach must not reopen (truncate) it.
     this.starting = true;
+    this.doing = "starting the unit";
     await this.payload?.close();
     this.payload = null;
     // A re-attach during the signature check replaces this.unit: run exactly the unit that was checked.
@@ -311,12 +321,25 @@ export class UnitRunner {
   private follow(child: RunningProcess): void {
     this.process = child;
     this.watchResults();
-    void child.exited.then((exit) => {
+    void child.exited.then(async (ended) => {
+      const exit = await this.explainExit(ended);
       this.exit = exit;
       this.process = null;
       this.opts.log.info("unit:exited", { unit: this.id, ...exit });
       void this.pump();
     });
+  }
+
+  /**
+   * The command's own error about a full disk went into the full spool, where nobody reads it: a
+   * failure with the work dir's disk full when it ended is reported as such, with its status.
+   */
+  private async explainExit(exit: Exit): Promise<Exit> {
+    if (exit.error || exit.exitCode === 0) return exit;
+    const disk = await sampleDisk(this.opts.unitDir, 0);
+    if (!disk || disk.freeBytes >= FULL_BYTES) return exit;
+    const status = exit.signal ? `killed by signal ${exit.signal}` : `exit status ${exit.exitCode}`;
+    return { ...exit, error: `node ${this.opts.nodeId}: no space left on device while spooling the output (${status})` };
   }
 
   private watchResults(): void {
@@ -388,8 +411,16 @@ export class UnitRunner {
   }
 
   private abort(error: unknown): void {
-    this.opts.log.error("unit:failed-locally", { unit: this.id, error: errorMessage(error) });
-    if (!this.process && !this.exit) this.reportWithoutRunning(`agent error: ${errorMessage(error)}`, false);
+    if (!this.process && !this.exit) this.failLocally(error);
+    else this.opts.log.error("unit:failed-locally", { unit: this.id, doing: this.doing, error: errorMessage(error) });
+  }
+
+  /** Ends a unit that cannot run here; the report goes out now, or on the next attach. */
+  private failLocally(error: unknown): void {
+    const detail = localFailureDetail(this.opts.nodeId, this.doing, error);
+    this.opts.log.error("unit:failed-locally", { unit: this.id, doing: this.doing, error: errorMessage(error), detail });
+    this.starting = true;
+    this.reportWithoutRunning(detail, false);
   }
 
   /** The unit is over for this agent: stop its process if still running, drop its spool. */

@@ -4,7 +4,17 @@
  * intervals is closed so the caller reconnects instead of waiting on a dead peer.
  */
 import { type Dispatcher, WebSocket } from "undici";
+import { type ErrorBody, isErrorCode } from "../shared/errors.js";
 import { PING, PONG } from "../shared/protocol.js";
+import type { ControlFailure } from "./refusal.js";
+
+/** Our close code for a peer that stopped answering (or never answered the handshake). */
+const SILENT = 4008;
+
+/** A handshake nobody answered: the broker (or the path to it) is silent, with no answer to probe. */
+export class SilentPeer extends Error {
+  override name = "SilentPeer";
+}
 
 export interface Link {
   ws: WebSocket;
@@ -36,7 +46,10 @@ export function openLink(url: string, token: string, handlers: LinkHandlers, pin
       if (ended) return;
       ended = true;
       clearInterval(keepalive);
-      if (!opened) reject(new Error(`connection to ${redact(url)} failed (close code ${code}${reason ? `: ${reason}` : ""})`));
+      if (!opened) {
+        const message = `connection to ${redact(url)} failed (close code ${code}${reason ? `: ${reason}` : ""})`;
+        reject(code === SILENT ? new SilentPeer(message) : new Error(message));
+      }
       settle(code);
     };
     ws.addEventListener("close", (event) => end(event.code, event.reason));
@@ -60,8 +73,8 @@ export function openLink(url: string, token: string, handlers: LinkHandlers, pin
           const reason = opened ? "keepalive timeout" : "no answer to the handshake";
           // A silent peer never answers the closing handshake and undici has no close timeout, so
           // the close event would wait for TCP to give up (many minutes): give the link up now.
-          end(4008, reason);
-          ws.close(4008, reason);
+          end(SILENT, reason);
+          ws.close(SILENT, reason);
           return;
         }
         if (ws.readyState === WebSocket.OPEN) ws.send(PING);
@@ -97,4 +110,27 @@ export function openLink(url: string, token: string, handlers: LinkHandlers, pin
 
 function redact(url: string): string {
   return url.replace(/\?.*$/, "");
+}
+
+/**
+ * Why a WebSocket handshake to `url` failed. The WebSocket API hides the HTTP answer (every failure
+ * is close code 1006), so the same URL is asked again as a plain GET with the same token: the broker
+ * authenticates before it looks for an upgrade, so a refused token answers 401 or 403 here too, and
+ * an accepted one answers 400 ("this endpoint takes a WebSocket upgrade").
+ */
+export async function probeHandshake(url: string, token: string, timeoutMs = 5_000): Promise<ControlFailure> {
+  const http = new URL(url);
+  http.protocol = http.protocol === "wss:" ? "https:" : "http:";
+  let response: Response;
+  try {
+    response = await fetch(http, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(timeoutMs) });
+  } catch (error) {
+    // fetch says only "fetch failed"; the cause says why (ECONNREFUSED, a DNS failure…).
+    const cause = error instanceof Error && error.cause instanceof Error ? error.cause.message : null;
+    return { kind: "unreachable", error: cause ?? (error instanceof Error ? error.message : String(error)) };
+  }
+  const body = (await response.json().catch(() => null)) as { error?: unknown } | null;
+  const error = body?.error as Partial<ErrorBody> | undefined;
+  const known = error && isErrorCode(error.code) && typeof error.message === "string" ? { code: error.code, message: error.message } : null;
+  return { kind: "answered", status: response.status, error: known };
 }

@@ -24,6 +24,8 @@ export function printStatus(status: MeshStatus, out: Writable): void {
         .join("  ")
         .trimEnd()}\n`,
     );
+  // Why a node takes no units; `lowDisk` is absent from brokers before the disk report.
+  for (const n of status.nodes) if (n.lowDisk) out.write(`\nnode ${n.nodeId} takes no units: ${n.lowDisk}`);
   out.write(`\nmesh ${status.mesh}: ${status.units.pending} pending, ${status.units.running} running\n`);
 }
 

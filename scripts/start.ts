@@ -1,16 +1,19 @@
 /**
- * `npm start`: a local broker (`mesh-broker serve` on loopback) with its state in .mesh/, one local agent, and a demo unit.
- * Prints MESH_BROKER= and MESH_TOKEN= lines for meshctl and scripts, then keeps both running
- * until Ctrl-C.
+ * `npm start`: a local broker (`mesh-broker serve` on loopback) with its state in .mesh/ (or
+ * $MESH_HOME), one local agent, and a demo unit. Prints MESH_BROKER= and MESH_TOKEN= lines for
+ * meshctl and scripts, then keeps both running until Ctrl-C, or until the agent exits, which it
+ * reports (exit status 1).
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { createWriteStream, existsSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { join, relative, resolve } from "node:path";
+import { rebindCredential } from "../agent/credential.js";
 import { ROOT, startBroker } from "./local-broker.js";
 
-const STATE = join(ROOT, ".mesh");
+const STATE = process.env.MESH_HOME ? resolve(process.env.MESH_HOME) : join(ROOT, ".mesh");
+const shown = (path: string) => relative(ROOT, path) || ".";
 const MESHCTL = join(ROOT, "dist/meshctl/cli.js");
 const AGENT = join(ROOT, "dist/agent/cli.js");
 
@@ -29,11 +32,27 @@ function onPath(command: string): Promise<boolean> {
   });
 }
 
+/** The demo step running now: its own process group, so that all of a pipeline can be stopped. */
+let step: ChildProcess | null = null;
+
 function run(command: string, env: NodeJS.ProcessEnv): Promise<number> {
   return new Promise((resolve) => {
-    const child = spawn("sh", ["-c", command], { cwd: ROOT, stdio: "inherit", env });
-    child.once("exit", (code) => resolve(code ?? 1));
+    const child = spawn("sh", ["-c", command], { cwd: ROOT, stdio: "inherit", env, detached: true });
+    step = child;
+    child.once("exit", (code) => {
+      if (step === child) step = null;
+      resolve(code ?? 1);
+    });
   });
+}
+
+function stopStep(): void {
+  if (!step?.pid) return;
+  try {
+    process.kill(-step.pid, "SIGTERM");
+  } catch {
+    // Already gone.
+  }
 }
 
 async function main(): Promise<void> {
@@ -43,7 +62,7 @@ async function main(): Promise<void> {
   await mkdir(STATE, { recursive: true, mode: 0o700 });
   const token = await adminToken();
   const port = Number(process.env.MESH_PORT ?? 8787);
-  console.log(`Starting the broker (mesh-broker serve on workerd; state in .mesh/state, log in .mesh/broker.log) …`);
+  console.log(`Starting the broker (mesh-broker serve on workerd; state in ${shown(join(STATE, "state"))}, log in ${shown(join(STATE, "broker.log"))}) …`);
   const broker = await startBroker({ stateDir: join(STATE, "state"), token, logFile: join(STATE, "broker.log"), port });
 
   const hasRunner = await onPath("ansible-runner");
@@ -59,40 +78,60 @@ async function main(): Promise<void> {
       "",
     ].join("\n"),
   );
-  const agentLog = createWriteStream(join(STATE, "agent.log"), { flags: "a" });
-  const agent: ChildProcess = spawn(process.execPath, [AGENT, "--config", config, "--work-dir", join(STATE, "agent")], {
+  const workDir = join(STATE, "agent");
+  // The same state dir is the same broker on whatever port it listens now: the local node's
+  // credential stays valid for it (else the agent's join would be refused: the node has joined).
+  const moved = await rebindCredential(workDir, { broker: broker.url, mesh: "default", nodeId: "local" });
+  if (moved) console.log(`The local node's credential now names ${broker.url} (it named ${moved}).`);
+  const agentLogPath = join(STATE, "agent.log");
+  const agentLog = createWriteStream(agentLogPath, { flags: "a" });
+  const agent: ChildProcess = spawn(process.execPath, [AGENT, "--config", config, "--work-dir", workDir], {
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, MESH_BROKER: broker.url, MESH_TOKEN: token, MESH_ID: "default" },
   });
   agent.stdout?.pipe(agentLog);
   agent.stderr?.pipe(agentLog);
+  let agentTail = "";
+  agent.stderr?.on("data", (data) => (agentTail = (agentTail + data).slice(-4096)));
   const env = { ...process.env, MESH_BROKER: broker.url, MESH_TOKEN: token, MESH_ID: "default" };
-  const shutdown = async () => {
+  let stopping = false;
+  const shutdown = async (code: number) => {
+    stopping = true;
+    stopStep();
     agent.kill("SIGTERM");
     await broker.stop();
-    process.exit(0);
+    process.exit(code);
   };
-  process.on("SIGINT", () => void shutdown());
-  process.on("SIGTERM", () => void shutdown());
+  // Without its agent nothing runs: say so and stop, rather than wait on a unit that never starts.
+  agent.once("exit", (code, signal) => {
+    if (stopping) return;
+    const last = agentTail.trimEnd().split("\n").at(-1) ?? "";
+    console.error(`\nnpm start: the local agent exited (${signal ?? `exit status ${code}`}); its last words: ${last}`);
+    console.error(`Its log is ${shown(agentLogPath)}. Stopping the broker.`);
+    void shutdown(1);
+  });
+  process.on("SIGINT", () => void shutdown(0));
+  process.on("SIGTERM", () => void shutdown(0));
 
   for (let i = 0; i < 50 && (await run(`node ${MESHCTL} status --json | grep -q '"connected": true'`, env)) !== 0; i++) {
     await new Promise((r) => setTimeout(r, 200));
   }
   await run(`node ${MESHCTL} status`, env);
   if (hasRunner) {
-    console.log("\nDemo: ansible-runner transmit demo -p site.yml | meshctl work submit ansible-runner -f -p - | ansible-runner process .mesh/demo-out\n");
+    const out = shown(join(STATE, "demo-out"));
+    console.log(`\nDemo: ansible-runner transmit demo -p site.yml | meshctl work submit ansible-runner -f -p - | ansible-runner process ${out}\n`);
     await run(
-      `rm -rf .mesh/demo-out && ansible-runner transmit demo -p site.yml | node ${MESHCTL} work submit ansible-runner -f -p - | ansible-runner process .mesh/demo-out`,
+      `rm -rf "${out}" && ansible-runner transmit demo -p site.yml | node ${MESHCTL} work submit ansible-runner -f -p - | ansible-runner process "${out}"`,
       env,
     );
-    await run(`echo "status: $(cat .mesh/demo-out/artifacts/*/status 2>/dev/null || cat .mesh/demo-out/artifacts/status)"`, env);
+    await run(`echo "status: $(cat "${out}"/artifacts/*/status 2>/dev/null || cat "${out}"/artifacts/status)"`, env);
   } else {
     console.log("\nansible-runner is not installed, so the demo uses the generic work type `cat`.");
     console.log("To run playbooks: apt-get install -y ansible-core python3-ansible-runner (Debian/Ubuntu), or pip install ansible-runner.\n");
     console.log("Demo: meshctl work submit cat -f -p demo/project/site.yml\n");
     await run(`node ${MESHCTL} work submit cat -f -p demo/project/site.yml`, env);
   }
-  console.log(`\nBroker and agent are running (logs in .mesh/). Use them from another shell:\n`);
+  console.log(`\nBroker and agent are running (logs in ${shown(STATE)}/). Use them from another shell:\n`);
   console.log(`MESH_BROKER=${broker.url}`);
   console.log(`MESH_TOKEN=${token}`);
   console.log(`\n  export MESH_BROKER=${broker.url} MESH_TOKEN=${token}`);

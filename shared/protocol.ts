@@ -1,12 +1,13 @@
 /**
  * Every message of the wire protocol, defined once. Text WebSocket frames carry these JSON messages;
  * binary frames carry stream bytes (see frames.ts). Two sockets exist:
- *  - the control socket, agent ⇄ Mesh object: hello/welcome, assign, reject;
+ *  - the control socket, agent ⇄ Mesh object: hello/welcome, assign, reject, disk;
  *  - the data socket, agent ⇄ Unit object (one per unit): attach, payload pulls, results acks,
  *    started/finished, cancel.
  * Receivers go through the `decode*` functions below, which never throw.
  */
 import { z } from "zod";
+import type { DiskSpace as DiskSpaceFields } from "./disk.js";
 import { type ErrorBody, type Result, fail, isErrorCode, ok } from "./errors.js";
 import { NAME_PATTERN, UNIT_ID_PATTERN } from "./ids.js";
 import { UNIT_STATES } from "./states.js";
@@ -54,6 +55,10 @@ export type Versions = z.infer<typeof Versions>;
 
 export const UnitParams = z.record(z.string(), z.string());
 
+const bytes = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+/** Free space on the agent's work dir and its --min-free (shared/disk.ts says what they mean). */
+export const DiskSpace = z.object({ freeBytes: bytes, minFreeBytes: bytes }) satisfies z.ZodType<DiskSpaceFields>;
+
 const Hello = z.object({
   type: z.literal("hello"),
   protocol: z.number().int(),
@@ -64,11 +69,16 @@ const Hello = z.object({
   versions: Versions,
   /** Units this agent still holds (running, or finished with results not yet delivered). */
   units: z.array(unitId).max(100_000),
+  /** Optional: agents before the disk report send none, and are never passed over for it. */
+  disk: DiskSpace.optional(),
 });
+
+/** Sent when the work dir's free space crosses --min-free, and now and then as it changes. */
+const Disk = z.object({ type: z.literal("disk"), disk: DiskSpace });
 
 const Reject = z.object({ type: z.literal("reject"), unit: unitId, error: errorBody });
 
-export const AgentControlMessage = z.discriminatedUnion("type", [Hello, Reject]);
+export const AgentControlMessage = z.discriminatedUnion("type", [Hello, Reject, Disk]);
 export type AgentControlMessage = z.infer<typeof AgentControlMessage>;
 export type HelloMessage = z.infer<typeof Hello>;
 

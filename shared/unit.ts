@@ -1,4 +1,5 @@
 /** The unit status record served by the HTTP API (receptor's status record, in JSON-friendly names). */
+import type { DiskSpace } from "./disk.js";
 import type { UnitState } from "./states.js";
 
 export interface UnitRecord {
@@ -70,6 +71,10 @@ export interface NodeStatus {
   };
   connectedAt: string | null;
   lastSeen: string | null;
+  /** Free space on the node's work dir as last reported; null from agents that do not report it. */
+  disk: DiskSpace | null;
+  /** Why the node takes no units now ("low disk: 12 MiB free < 256 MiB"), else null. */
+  lowDisk: string | null;
 }
 
 export interface MeshStatus {

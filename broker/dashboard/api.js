@@ -26,6 +26,7 @@
  * @property {Record<string, string>} tags
  * @property {{ agent: string, node: string, ansibleRunner: string | null, podman: string | null }} versions
  * @property {string | null} lastSeen
+ * @property {string | null} [lowDisk]  why the node takes no units ("low disk: 12 MiB free < 256 MiB")
  */
 
 /** @typedef {{ mesh: string, nodes: NodeStatus[], units: { pending: number, running: number } }} MeshStatus */

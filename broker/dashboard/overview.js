@@ -29,9 +29,13 @@ function nodeRow(node, now) {
   if (node.versions.podman) versions.push(`podman ${node.versions.podman}`);
   return [
     el("span", { class: "mono" }, node.nodeId),
-    node.unreachable && node.unreachableSince
-      ? el("span", { title: `unreachable since ${new Date(node.unreachableSince).toLocaleString()}` }, badge(nodeState(node)))
-      : badge(nodeState(node)),
+    // Unreachable: since when, on hover. A node below its --min-free takes no units; say why beside its state.
+    el(
+      "span",
+      node.unreachable && node.unreachableSince ? { title: `unreachable since ${new Date(node.unreachableSince).toLocaleString()}` } : {},
+      badge(nodeState(node)),
+      node.lowDisk ? el("span", { class: "note" }, ` ${node.lowDisk}`) : null,
+    ),
     node.workTypes.map((w) => w.worktype).join(", ") || "–",
     `${node.activeUnits} / ${node.capacity}`,
     Object.entries(node.tags)

@@ -1,8 +1,12 @@
 /**
  * Routing decisions, as a pure function of the queue and the nodes. A unit with a target node
  * waits for that node; any other goes to the least-loaded connected node offering its work type.
- * Units that cannot be placed stay queued without blocking the ones behind them.
+ * A node whose work dir is below its --min-free takes nothing (shared/disk.ts): its units wait for
+ * it or go elsewhere instead of failing on a full disk. Units that cannot be placed stay queued
+ * without blocking the ones behind them.
  */
+import { type DiskSpace, isLowDisk } from "../../shared/disk.js";
+
 export interface QueuedUnit {
   id: string;
   worktype: string;
@@ -14,6 +18,8 @@ export interface NodeSlots {
   workTypes: readonly string[];
   capacity: number;
   active: number;
+  /** As the node last reported it; absent from agents that do not report it. */
+  disk?: DiskSpace | null;
 }
 
 export interface Placement {
@@ -37,7 +43,7 @@ export function planDispatch(queue: readonly QueuedUnit[], nodes: readonly NodeS
   for (const unit of queue) {
     let best: NodeSlots | undefined;
     for (const node of slots) {
-      if (node.active >= node.capacity || !node.workTypes.includes(unit.worktype)) continue;
+      if (node.active >= node.capacity || !node.workTypes.includes(unit.worktype) || isLowDisk(node.disk)) continue;
       if (unit.targetNode !== null && node.id !== unit.targetNode) continue;
       if (!best || better(node, best)) best = node;
     }

@@ -5,6 +5,7 @@
  * auto-response without waking the object.
  */
 import { DurableObject } from "cloudflare:workers";
+import { type DiskSpace, isLowDisk } from "../../shared/disk.js";
 import { type ErrorBody, type Result, fail, ok } from "../../shared/errors.js";
 import { newUnitId } from "../../shared/ids.js";
 import { type BrokerControlMessage, type HelloMessage, PING, PONG, PROTOCOL_VERSION, decodeAgentControl, encode } from "../../shared/protocol.js";
@@ -90,6 +91,7 @@ export class MeshObject extends DurableObject<Env> {
       this.store.touchNode(attachment.nodeId, Date.now());
       if (msg.type === "hello") return await this.onHello(ws, attachment, msg);
       if (!attachment.helloed) return this.refuse(ws, { code: "bad_message", message: "send hello first" });
+      if (msg.type === "disk") return await this.onDisk(attachment.nodeId, msg.disk);
       if (this.store.unit(msg.unit)?.node !== attachment.nodeId) {
         return this.refuse(ws, { code: "not_assigned", message: `unit ${msg.unit} is not assigned to node ${attachment.nodeId}` });
       }
@@ -338,6 +340,14 @@ export class MeshObject extends DurableObject<Env> {
     }
     await this.reconcile(ws, hello);
     await this.dispatch();
+  }
+
+  /** A node back above its --min-free may take the units that waited for it. */
+  private async onDisk(nodeId: string, disk: DiskSpace): Promise<void> {
+    const before = this.store.setNodeDisk(nodeId, disk);
+    if (isLowDisk(before) !== isLowDisk(disk))
+      log("node:disk", { node: nodeId, freeBytes: disk.freeBytes, minFreeBytes: disk.minFreeBytes, low: isLowDisk(disk) });
+    if (isLowDisk(before) && !isLowDisk(disk)) await this.dispatch();
   }
 
   /** After a reconnect: re-send assignments the agent never saw; fail units it no longer has. */

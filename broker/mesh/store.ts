@@ -1,4 +1,5 @@
 /** The Mesh object's SQLite tables: its nodes and the index of its units. */
+import { type DiskSpace, lowDiskReason } from "../../shared/disk.js";
 import type { HelloMessage } from "../../shared/protocol.js";
 import type { UnitState } from "../../shared/states.js";
 import type { NodeStatus, UnitSummary } from "../../shared/unit.js";
@@ -13,7 +14,7 @@ export interface UnitIndexRow extends Omit<UnitSummary, "createdAt" | "updatedAt
   updatedAt: number;
 }
 
-type NodeInfo = Pick<HelloMessage, "workTypes" | "capacity" | "tags" | "versions">;
+type NodeInfo = Pick<HelloMessage, "workTypes" | "capacity" | "tags" | "versions" | "disk">;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
@@ -74,6 +75,15 @@ export class MeshStore {
       now,
       now,
     );
+  }
+
+  /** The node's latest disk report; whether it crossed its --min-free is the caller's to judge. */
+  setNodeDisk(id: string, disk: DiskSpace): DiskSpace | null {
+    const row = this.sql.exec<{ info: string }>("SELECT info FROM nodes WHERE id = ?", id).toArray()[0];
+    if (!row) return null;
+    const info = JSON.parse(row.info) as NodeInfo;
+    this.sql.exec("UPDATE nodes SET info = ? WHERE id = ?", JSON.stringify({ ...info, disk }), id);
+    return info.disk ?? null;
   }
 
   touchNode(id: string, now: number): void {
@@ -155,6 +165,8 @@ export class MeshStore {
           connectedAt: row.connected_at === null ? null : new Date(row.connected_at).toISOString(),
           lastSeen: row.last_seen === null ? null : new Date(row.last_seen).toISOString(),
           outageSince: row.unreachable_since,
+          disk: info.disk ?? null,
+          lowDisk: lowDiskReason(info.disk),
         };
       });
   }
@@ -172,6 +184,7 @@ export class MeshStore {
           workTypes: info.workTypes.map((w) => w.worktype),
           capacity: info.capacity,
           active: active.get(row.id) ?? 0,
+          disk: info.disk ?? null,
         };
       });
   }

@@ -18,6 +18,8 @@ const node = (nodeId: string, workTypes: Ad[], more: Partial<NodeStatus> = {}): 
   versions: { agent: "0", node: "v20", ansibleRunner: null, podman: null, podmanUsable: false },
   connectedAt: null,
   lastSeen: null,
+  disk: null,
+  lowDisk: null,
   ...more,
 });
 

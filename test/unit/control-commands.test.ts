@@ -48,6 +48,8 @@ const node = (nodeId: string, workTypes: Ad[], connected = true): MeshStatus["no
   versions: { agent: "0", node: "v20", ansibleRunner: null, podman: null, podmanUsable: false },
   connectedAt: null,
   lastSeen: null,
+  disk: null,
+  lowDisk: null,
 });
 const unknownUnit = () => new MeshApiError("unknown_unit", "no such unit", 404);
 

@@ -40,6 +40,8 @@ const node = (nodeId: string, overrides: Partial<NodeStatus> = {}): NodeStatus =
   versions: { agent: "0.1.0", node: "v20", ansibleRunner: "2.3.1", podman: null, podmanUsable: false },
   connectedAt: "2026-01-01T00:00:00.000Z",
   lastSeen: "2026-01-01T00:00:05.000Z",
+  disk: null,
+  lowDisk: null,
   ...overrides,
 });
 

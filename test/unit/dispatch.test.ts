@@ -142,6 +142,34 @@ describe("planDispatch", () => {
     });
   });
 
+  describe("low disk", () => {
+    const MiB = 1024 * 1024;
+    const disk = (freeMiB: number, minFreeMiB = 256) => ({ freeBytes: freeMiB * MiB, minFreeBytes: minFreeMiB * MiB });
+    const withDisk = (n: NodeSlots, d: NodeSlots["disk"]): NodeSlots => ({ ...n, disk: d });
+
+    it.each<[string, NodeSlots["disk"], string | null]>([
+      ["below its --min-free: passed over for the other node", disk(12), "b"],
+      ["exactly at its --min-free: takes units", disk(256), "a"],
+      ["above it: takes units", disk(4096), "a"],
+      ["--min-free 0 on a full disk: takes units (the agent fails them loudly if a write fails)", disk(0, 0), "a"],
+      ["no report (an older agent): takes units", undefined, "a"],
+      ["null report: takes units", null, "a"],
+    ])("a node %s", (_name, d, expected) => {
+      // a is the better choice by load, so only its disk can send the unit to b.
+      const plan = planDispatch([unit("u1")], [withDisk(node("a", 4), d), node("b", 4, 2)]);
+      expect(plan[0]?.nodeId ?? null).toBe(expected);
+    });
+
+    it("a unit pinned to a low-disk node waits; units behind it still go elsewhere", () => {
+      const queue = [unit("u1", "echo", "a"), unit("u2")];
+      expect(planDispatch(queue, [withDisk(node("a", 4), disk(1)), node("b", 4)])).toEqual([{ unitId: "u2", nodeId: "b" }]);
+    });
+
+    it("with every node low, everything waits", () => {
+      expect(planDispatch([unit("u1")], [withDisk(node("a", 4), disk(1)), withDisk(node("b", 4), disk(100))])).toEqual([]);
+    });
+  });
+
   it("keeps FIFO order among placeable units", () => {
     const queue = [unit("u5"), unit("x", "nobody"), unit("u1"), unit("u9", "echo", "a"), unit("u3")];
     const plan = planDispatch(queue, [node("a", 10), node("b", 10)]);

@@ -1,0 +1,51 @@
+/**
+ * The agent's view of its work dir's free space: sampled with statfs every few seconds, sent to the
+ * broker in hello and again when it crosses --min-free (at once) or drifts far from the last report
+ * (at most once a minute), so the control link stays nearly silent. Also tells a write that failed
+ * for want of space from other faults, so a unit's detail can name it.
+ */
+import { statfs } from "node:fs/promises";
+import type { DiskSpace } from "../shared/disk.js";
+import { isLowDisk } from "../shared/disk.js";
+
+/** How often the work dir is sampled. */
+export const DISK_CHECK_MS = 5_000;
+/** A drift without crossing --min-free is reported at most this often… */
+const DRIFT_REPORT_MS = 60_000;
+/** …and only when free space moved by this fraction of the last report (or 64 MiB, whichever is more). */
+const DRIFT_FRACTION = 0.1;
+const DRIFT_MIN_BYTES = 64 * 1024 * 1024;
+/**
+ * Free space below which a failed command is taken to have hit a full disk: a write that fails with
+ * ENOSPC leaves less than one block, far under this; a disk this full fails anything that writes.
+ */
+export const FULL_BYTES = 1024 * 1024;
+
+export async function sampleDisk(dir: string, minFreeBytes: number): Promise<DiskSpace | null> {
+  try {
+    const fs = await statfs(dir);
+    return { freeBytes: fs.bavail * fs.bsize, minFreeBytes };
+  } catch {
+    return null;
+  }
+}
+
+/** Whether `now` should be sent, the last report being `last` from `elapsedMs` ago. */
+export function shouldReport(last: DiskSpace | null, now: DiskSpace, elapsedMs: number): boolean {
+  if (!last) return true;
+  if (isLowDisk(last) !== isLowDisk(now) || last.minFreeBytes !== now.minFreeBytes) return true;
+  const drift = Math.abs(now.freeBytes - last.freeBytes);
+  return elapsedMs >= DRIFT_REPORT_MS && drift >= Math.max(DRIFT_MIN_BYTES, DRIFT_FRACTION * last.freeBytes);
+}
+
+/** A write refused for want of space (or quota), as Node reports it. */
+export function isDiskFull(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException | null)?.code;
+  return code === "ENOSPC" || code === "EDQUOT";
+}
+
+/** The unit's detail for a local failure while `doing` something: names a full disk when it was one. */
+export function localFailureDetail(nodeId: string, doing: string, error: unknown): string {
+  if (isDiskFull(error)) return `node ${nodeId}: no space left on device while ${doing}`;
+  return `node ${nodeId}: agent error while ${doing}: ${error instanceof Error ? error.message : String(error)}`;
+}
