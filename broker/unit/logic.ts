@@ -103,10 +103,11 @@ export function placedDetail(doc: Pick<Placed, "state" | "node">): string {
 }
 
 /**
- * The detail of a unit judged before its node reported how the command ended: the verdict stays
- * (the state machine does not go back), and says what came afterwards.
+ * The detail of a unit judged before its node reported how the command ended (failed "node lost",
+ * or canceled as not started while its `started` was on the way): the verdict stays (the state
+ * machine does not go back), and says what came afterwards.
  */
 export function lateExitDetail(judged: string, nodeId: string | null, exit: string, lateBytes: number): string {
   const node = nodeId === null ? "the node" : `node ${nodeId}`;
-  return `${judged}; ${node} came back later and reported ${exit} (${lateBytes} more bytes of results stored)`;
+  return `${judged}; ${node} reported later: ${exit} (${lateBytes} more bytes of results stored)`;
 }

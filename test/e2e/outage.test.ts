@@ -187,7 +187,7 @@ describe("outages longer than the lease", () => {
     expect(record.lateExit).toMatchObject({ exitCode: 0, signal: null, detail: "exit status 0", lateBytes: mine.byteLength - "before\n".length });
     expect(record.detail).toMatch(
       new RegExp(
-        `^node lost: no word from node sleeper for \\d+ s; node sleeper came back later and reported exit status 0 \\(${mine.byteLength - 7} more bytes of results stored\\)$`,
+        `^node lost: no word from node sleeper for \\d+ s; node sleeper reported later: exit status 0 \\(${mine.byteLength - 7} more bytes of results stored\\)$`,
       ),
     );
     expect(record.stdoutSize).toBe(mine.byteLength);
@@ -201,7 +201,7 @@ describe("outages longer than the lease", () => {
     const changes = events.filter((e) => e.kind === "node" && e.nodeId === "sleeper").map((e) => e.change);
     expect(changes.filter((c) => c === "unreachable")).toHaveLength(1);
     expect(changes.filter((c) => c === "lost")).toHaveLength(0);
-    expect(events.some((e) => e.kind === "unit" && e.id === id && e.detail?.includes("came back later"))).toBe(true);
+    expect(events.some((e) => e.kind === "unit" && e.id === id && e.detail?.includes("reported later: exit status 0"))).toBe(true);
     // Back: connected, no longer unreachable.
     await waitFor(async () => {
       const node = (await call<MeshStatus>(mesh, "GET", "/status")).body.nodes.find((n) => n.nodeId === "sleeper");

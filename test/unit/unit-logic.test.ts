@@ -163,7 +163,7 @@ describe("planNodeUnreachable", () => {
 
   it("a late exit keeps the verdict and says what came after", () => {
     expect(lateExitDetail("node lost: no word from node n1 for 31 s", "n1", "exit status 0", 1024)).toBe(
-      "node lost: no word from node n1 for 31 s; node n1 came back later and reported exit status 0 (1024 more bytes of results stored)",
+      "node lost: no word from node n1 for 31 s; node n1 reported later: exit status 0 (1024 more bytes of results stored)",
     );
   });
 });
