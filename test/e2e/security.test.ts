@@ -7,7 +7,7 @@ import { readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { MeshStatus, UnitRecord } from "../../shared/unit.js";
-import { agentArgv, type RunningAgent, api, broker, createToken as newToken, newMesh, startAgent, tempDir, waitFor } from "./harness.js";
+import { agentArgv, type RunningAgent, api, broker, createToken as newToken, newMesh, sh, startAgent, tempDir, waitFor } from "./harness.js";
 
 const mesh = newMesh();
 const otherMesh = newMesh();
@@ -125,7 +125,48 @@ describe("roles", () => {
   });
 });
 
+/** What must never show in anything a unit or a reader sees: tokens, credentials, the admin token. */
+function expectNoSecret(text: string, where: string): void {
+  for (const pattern of [/mtk_[A-Za-z0-9_-]{10}/, /mnc_[A-Za-z0-9_-]{10}/, /MESH_[A-Z_]+=/, /"MESH_[A-Z_]+"/]) {
+    expect(`${where}: ${pattern.test(text) ? pattern : "clean"}`).toBe(`${where}: clean`);
+  }
+  expect(`${where}: ${text.includes(broker().token) ? "admin token" : "clean"}`).toBe(`${where}: clean`);
+}
+
 describe("agent hardening", () => {
+  it("a unit's environment holds none of the agent's secrets: `env`, and ansible-runner's starting line", async () => {
+    const join_ = await createToken(mesh, "agent");
+    const spy = await startAgent({
+      mesh,
+      nodeId: "envspy",
+      token: join_.token,
+      tokenInEnv: true,
+      // The agent's own settings, and a variable of an allowed prefix smuggling the token.
+      env: { MESH_LOG_LEVEL: "debug", ANSIBLE_SMUGGLED: join_.token },
+      config: "- work-command: {worktype: env, command: env}\n- work-command: {worktype: ansible-runner, command: ansible-runner, params: worker}\n",
+    });
+    agents.push(spy);
+    // Joined: the agent now also holds its node credential.
+    await waitFor(async () => (await stat(join(spy.workDir, "credential.json")).catch(() => null)) !== null, "the credential");
+    const env = await api<UnitRecord>(mesh, "POST", "/units?worktype=env&node=envspy", { body: "" });
+    await waitFor(async () => (await api<UnitRecord>(mesh, "GET", `/units/${env.body.id}`)).body.state === "Succeeded", "the env unit");
+    const printed = (await api<string>(mesh, "GET", `/units/${env.body.id}/results`)).body;
+    expect(printed).toMatch(/^PATH=/m);
+    expect(printed).not.toMatch(/ANSIBLE_SMUGGLED/);
+    expectNoSecret(printed, "env");
+
+    const payload = await sh(mesh, "ansible-runner transmit demo -p site.yml");
+    expect(payload.code).toBe(0);
+    const runner = await api<UnitRecord>(mesh, "POST", "/units?worktype=ansible-runner&node=envspy", { body: payload.stdout });
+    expect(runner.status).toBe(201);
+    await waitFor(async () => (await api<UnitRecord>(mesh, "GET", `/units/${runner.body.id}`)).body.state === "Succeeded", "the playbook", 90_000);
+    const results = (await api<string>(mesh, "GET", `/units/${runner.body.id}/results`)).body;
+    const starting = results.split("\n").find((line) => line.includes('"status": "starting"') || line.includes('"status":"starting"'));
+    expect(starting).toBeDefined();
+    expect(starting).toContain('"PATH"');
+    expectNoSecret(results, "ansible-runner results");
+  });
+
   it("a unit's spool is private (0700) and runtime params reach the command as literal words, never a shell", async () => {
     const node = await startAgent({
       mesh,
