@@ -5,6 +5,7 @@
 import { spawn } from "node:child_process";
 import { readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { MeshStatus, UnitRecord } from "../../shared/unit.js";
 import { agentArgv, type RunningAgent, api, broker, createToken as newToken, newMesh, sh, startAgent, tempDir, waitFor } from "./harness.js";
@@ -49,7 +50,9 @@ describe("roles", () => {
     ["status", "GET", "/status", undefined, 200, 200, 200, 403],
     ["list units", "GET", "/units", undefined, 200, 200, 200, 403],
     ["unit status", "GET", "/units/UNIT", undefined, 200, 200, 200, 403],
-    ["results", "GET", "/units/UNIT/results", undefined, 200, 200, 200, 403],
+    ["results", "GET", "/units/UNIT/results", undefined, 200, 200, 403, 403],
+    ["unit events", "GET", "/units/UNIT/events", undefined, 200, 200, 200, 403],
+    ["mesh events", "GET", "/events", undefined, 200, 200, 200, 403],
     ["artifacts", "GET", "/units/UNIT/artifacts", undefined, 200, 200, 200, 403],
     ["submit", "POST", `/units?worktype=sh&param.params=${encodeURIComponent("'true'")}`, "", 201, 201, 403, 403],
     ["cancel", "POST", "/units/UNIT/cancel", undefined, 200, 200, 403, 403],
@@ -165,6 +168,46 @@ describe("agent hardening", () => {
     expect(starting).toBeDefined();
     expect(starting).toContain('"PATH"');
     expectNoSecret(results, "ansible-runner results");
+    expectNoSecret(spy.logs(), "the agent's log");
+  });
+
+  it("a read token finds no token and no secret_* value in anything it can read, for every unit of the mesh", async () => {
+    const SECRET = "hunter2-vault-password";
+    const secretive = await api<UnitRecord>(
+      mesh,
+      "POST",
+      `/units?worktype=sh&param.params=${encodeURIComponent("'true'")}&param.secret_vault=${SECRET}&param.secret_token=${tokens.agent}`,
+      { body: "" },
+    );
+    expect(secretive.status).toBe(201);
+    expect(secretive.body.params).toMatchObject({ secret_vault: "********", secret_token: "********" });
+    await waitFor(async () => (await api<UnitRecord>(mesh, "GET", `/units/${secretive.body.id}`)).body.state === "Succeeded", "the secretive unit");
+    const read = tokens.read!;
+    const units = await api<{ id: string }[]>(mesh, "GET", "/units", { token: read });
+    expect(units.body.length).toBeGreaterThan(5);
+    const seen: string[] = [];
+    const look = async (path: string, headers: Record<string, string> = {}) => {
+      const { statusCode, body } = await request(`${broker().url}/v1/meshes/${mesh}${path}`, { headers: { authorization: `Bearer ${read}`, ...headers } });
+      const text = Buffer.from(await body.arrayBuffer()).toString("latin1");
+      seen.push(path);
+      expectNoSecret(text, `${path} (${statusCode})`);
+      expect(`${path}: ${text.includes(SECRET)}`).toBe(`${path}: false`);
+      return statusCode;
+    };
+    for (const path of ["/status", "/units", "/events?limit=1000", "/whoami"]) expect(await look(path)).toBe(200);
+    for (const { id } of units.body) {
+      await look(`/units/${id}`);
+      await look(`/units/${id}/events?limit=1000`);
+      await look(`/units/${id}/artifacts`);
+      expect(await look(`/units/${id}/results`)).toBe(403);
+    }
+    // The admin sees secret_* params masked too: they are for the node only.
+    expect((await api<UnitRecord>(mesh, "GET", `/units/${secretive.body.id}`)).body.params.secret_vault).toBe("********");
+    // And the broker wrote none of it to its log.
+    const log = await readFile(join(broker().stateDir, "broker.log"), "utf8");
+    expectNoSecret(log, "the broker's log");
+    expect(log.includes(SECRET)).toBe(false);
+    expect(seen.length).toBeGreaterThan(units.body.length * 4);
   });
 
   it("a unit's spool is private (0700) and runtime params reach the command as literal words, never a shell", async () => {
