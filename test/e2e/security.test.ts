@@ -119,6 +119,19 @@ describe("roles", () => {
     expect(JSON.stringify(list.body)).not.toContain("mtk_");
   });
 
+  it("the admin token is on no broker process's command line (wrangler, workerd): it goes in a 0600 file", async () => {
+    const { readdir } = await import("node:fs/promises");
+    let brokers = 0;
+    for (const pid of (await readdir("/proc")).filter((name) => /^\d+$/.test(name))) {
+      const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
+      if (!/wrangler|workerd/.test(cmdline)) continue;
+      brokers++;
+      expect(`${pid}: ${cmdline.includes(broker().token)}`).toBe(`${pid}: false`);
+    }
+    expect(brokers).toBeGreaterThan(1);
+    expect((await stat(join(broker().stateDir, "state", "secrets.env"))).mode & 0o777).toBe(0o600);
+  });
+
   it("bad token requests get clear 400s", async () => {
     for (const body of ["not json", JSON.stringify({ role: "root" }), JSON.stringify({ role: "read", name: "x".repeat(101) })]) {
       const reply = await api<Reply>(mesh, "POST", "/tokens", { body, headers: { "content-type": "application/json" } });
