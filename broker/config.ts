@@ -10,6 +10,8 @@ export interface BrokerConfig {
   submitsPerMinute: number;
   /** Silence after which an SSE stream gets a keepalive comment. */
   sseKeepaliveMs: number;
+  /** A control socket that has not said hello by then is closed. */
+  helloTimeoutMs: number;
   /** Mesh-wide events kept for dashboards that resume (the oldest are dropped beyond it). */
   meshEventRetention: number;
 }
@@ -25,6 +27,7 @@ const DEFAULTS: BrokerConfig = {
   submitsPerMinute: 600,
   sseKeepaliveMs: 15_000,
   meshEventRetention: 10_000,
+  helloTimeoutMs: 10_000,
 };
 
 type Vars = Partial<
@@ -38,7 +41,8 @@ type Vars = Partial<
     | "MAX_PENDING_UNITS"
     | "SUBMITS_PER_MINUTE"
     | "SSE_KEEPALIVE_MS"
-    | "MESH_EVENT_RETENTION",
+    | "MESH_EVENT_RETENTION"
+    | "HELLO_TIMEOUT_MS",
     string
   >
 >;
@@ -60,5 +64,6 @@ export function brokerConfig(vars: Vars): BrokerConfig {
     submitsPerMinute: num(vars.SUBMITS_PER_MINUTE, DEFAULTS.submitsPerMinute),
     sseKeepaliveMs: num(vars.SSE_KEEPALIVE_MS, DEFAULTS.sseKeepaliveMs),
     meshEventRetention: num(vars.MESH_EVENT_RETENTION, DEFAULTS.meshEventRetention),
+    helloTimeoutMs: num(vars.HELLO_TIMEOUT_MS, DEFAULTS.helloTimeoutMs),
   };
 }

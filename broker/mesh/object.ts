@@ -12,11 +12,11 @@ import { canTransition, isTerminal, type UnitState } from "../../shared/states.j
 import type { MeshStatus, UnitSummary } from "../../shared/unit.js";
 import { type BrokerConfig, brokerConfig } from "../config.js";
 import { log, logError } from "../log.js";
-import { completeClose } from "../socket.js";
+import { completeClose, refusedSocket } from "../socket.js";
 import { planDispatch } from "./dispatch.js";
 import { MeshEventLog } from "./events.js";
 import { leaseVerdict, nextLeaseCheck } from "./lease.js";
-import { type SocketAttachment, liveNodes, pingedAt } from "./sockets.js";
+import { type SocketAttachment, helloedSockets, liveNodes, pingedAt } from "./sockets.js";
 import { RateLimiter } from "./limits.js";
 import { MeshStore, type UnitIndexRow } from "./store.js";
 
@@ -63,10 +63,22 @@ export class MeshObject extends DurableObject<Env> {
     if (url.pathname.endsWith("/events")) return this.events.response(request, this.config.sseKeepaliveMs);
     const nodeId = url.searchParams.get("node") ?? "";
     this.rememberMesh(url.searchParams.get("mesh") ?? "");
+    const joining = url.searchParams.get("join") === "1";
+    // A join can never succeed for a node that is connected or whose credential is in use: refuse it
+    // here, before the socket is tagged with that node's id.
+    if (joining && (liveNodes(this.ctx).has(nodeId) || (await this.access().credentialInUse(nodeId)))) {
+      return refusedSocket({ code: "node_taken", message: `node ${nodeId} is connected or has joined already; a second agent cannot take over its id` });
+    }
     const pair = new WebSocketPair();
     const server = pair[1];
     this.ctx.acceptWebSocket(server, [nodeId]);
-    server.serializeAttachment({ nodeId, helloed: false, joining: url.searchParams.get("join") === "1" } satisfies SocketAttachment);
+    server.serializeAttachment({ nodeId, helloed: false, joining } satisfies SocketAttachment);
+    // A timer rather than the alarm: it keeps the object from hibernating for those seconds only,
+    // and the sockets it watches do not outlive the object anyway (a restart drops them all).
+    setTimeout(() => {
+      const { helloed } = server.deserializeAttachment() as SocketAttachment;
+      if (!helloed && server.readyState === WebSocket.OPEN) server.close(4408, `no hello within ${this.config.helloTimeoutMs} ms`);
+    }, this.config.helloTimeoutMs);
     return new Response(null, { status: 101, webSocket: pair[0] });
   }
 
@@ -77,9 +89,9 @@ export class MeshObject extends DurableObject<Env> {
       const decoded = decodeAgentControl(message);
       if (!decoded.ok) return this.refuse(ws, decoded.error);
       const msg = decoded.value;
-      this.store.touchNode(attachment.nodeId, Date.now());
       if (msg.type === "hello") return await this.onHello(ws, attachment, msg);
       if (!attachment.helloed) return this.refuse(ws, { code: "bad_message", message: "send hello first" });
+      this.store.touchNode(attachment.nodeId, Date.now());
       if (this.store.unit(msg.unit)?.node !== attachment.nodeId) {
         return this.refuse(ws, { code: "not_assigned", message: `unit ${msg.unit} is not assigned to node ${attachment.nodeId}` });
       }
@@ -93,7 +105,7 @@ export class MeshObject extends DurableObject<Env> {
 
   override async webSocketClose(ws: WebSocket, code: number): Promise<void> {
     const { nodeId, helloed } = ws.deserializeAttachment() as SocketAttachment;
-    this.store.touchNode(nodeId, Date.now());
+    if (helloed) this.store.touchNode(nodeId, Date.now());
     completeClose(ws, code);
     // A socket replaced by the node's newer one is not the node leaving.
     const others = this.ctx.getWebSockets(nodeId).filter((other) => other !== ws && other.readyState === WebSocket.OPEN);
@@ -339,7 +351,7 @@ export class MeshObject extends DurableObject<Env> {
       }
       log("unit:assign", { unit: p.unitId, node: p.nodeId });
       this.events.unit(this.store.unit(p.unitId), `assigned to ${p.nodeId}`);
-      for (const ws of this.ctx.getWebSockets(p.nodeId)) {
+      for (const ws of helloedSockets(this.ctx, p.nodeId)) {
         this.send(ws, { type: "assign", unitId: p.unitId, worktype: unit.worktype });
       }
       // The node's stored last_seen may be hours old (pings are not stored as they come): bring it

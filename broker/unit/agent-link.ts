@@ -42,15 +42,6 @@ export function acceptAgent(ctx: DurableObjectState, nodeId: string): Response {
   return new Response(null, { status: 101, webSocket: pair[0] });
 }
 
-/** Accepts a socket only to tell the peer why it is refused, in a frame it understands. */
-export function refusedSocket(error: ErrorBody): Response {
-  const pair = new WebSocketPair();
-  pair[1].accept();
-  pair[1].send(encode({ type: "error", error }));
-  pair[1].close(4404, error.code);
-  return new Response(null, { status: 101, webSocket: pair[0] });
-}
-
 export async function onAgentMessage(host: UnitHost, ws: WebSocket, doc: UnitDoc, msg: AgentDataMessage): Promise<void> {
   const { nodeId, attached } = ws.deserializeAttachment() as AgentAttachment;
   if (msg.type === "attach") return attach(host, ws, doc, nodeId, msg);

@@ -5,7 +5,7 @@
 import { spawn } from "node:child_process";
 import { readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { request } from "undici";
+import { WebSocket, request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { MeshStatus, UnitRecord } from "../../shared/unit.js";
 import { agentArgv, type RunningAgent, api, broker, createToken as newToken, newMesh, sh, startAgent, tempDir, waitFor } from "./harness.js";
@@ -321,5 +321,65 @@ describe("node credentials", () => {
     // A fresh join with an agent token works again.
     spawnAgent(join(workDir, "..", "rejoined"), tokens.agent!);
     await waitFor(async () => Boolean((await node())?.connected), "the node to join again");
+  });
+});
+
+/** A control socket that never says hello: it records what it is sent and how it ends, and pings. */
+function spy(node: string, token: string) {
+  const ws = new WebSocket(`${broker().url.replace("http", "ws")}/v1/meshes/${mesh}/connect?node=${node}`, { headers: { authorization: `Bearer ${token}` } });
+  const heard: string[] = [];
+  let closedWith: number | null = null;
+  const pinger = setInterval(() => ws.readyState === WebSocket.OPEN && ws.send("ping"), 500);
+  ws.addEventListener("message", (event) => heard.push(String(event.data)));
+  ws.addEventListener("close", (event) => {
+    closedWith = event.code;
+    clearInterval(pinger);
+  });
+  return { heard, closedWith: () => closedWith, close: () => ws.close() };
+}
+
+describe("hello first", () => {
+  it("a socket that never says hello gets no assignment for its node id and is closed by the deadline", async () => {
+    const silent = spy("not-yet-joined", tokens.agent!);
+    const opened = Date.now();
+    const pinned = await api<UnitRecord>(mesh, "POST", "/units?worktype=sh&node=not-yet-joined&ttl=60", { body: "" });
+    expect(pinned.status).toBe(201);
+    await waitFor(() => silent.closedWith() !== null, "the hello deadline", 20_000);
+    expect(silent.closedWith()).toBe(4408);
+    expect(Date.now() - opened).toBeLessThan(15_000);
+    expect(silent.heard.filter((m) => m !== "pong")).toEqual([]);
+    expect((await api<UnitRecord>(mesh, "GET", `/units/${pinned.body.id}`)).body.node).toBeNull();
+    const events = await api<{ events: { nodeId?: string }[] }>(mesh, "GET", "/events?limit=1000");
+    expect(events.body.events.filter((e) => e.nodeId === "not-yet-joined")).toEqual([]);
+  });
+
+  it("a join for a connected node id is refused at the socket, before any hello", async () => {
+    const intruder = spy("guarded", tokens.agent!);
+    await waitFor(() => intruder.closedWith() !== null, "the refusal");
+    expect(intruder.heard.map((m) => (JSON.parse(m) as { error?: { code: string } }).error?.code)).toEqual(["node_taken"]);
+  });
+
+  it("a dead node whose credential keeps pinging without hello still fails on time", async () => {
+    const mortal = await startAgent({ mesh, nodeId: "mortal", config: SH, token: tokens.agent! });
+    await waitFor(async () => (await stat(join(mortal.workDir, "credential.json")).catch(() => null)) !== null, "the credential");
+    const { credential } = JSON.parse(await readFile(join(mortal.workDir, "credential.json"), "utf8")) as { credential: string };
+    const unit = await api<UnitRecord>(mesh, "POST", `/units?worktype=sh&node=mortal&param.params=${encodeURIComponent("'sleep 300'")}`, { body: "" });
+    await waitFor(async () => (await api<UnitRecord>(mesh, "GET", `/units/${unit.body.id}`)).body.state === "Running", "the unit to run");
+    mortal.process.kill("SIGKILL");
+    const died = Date.now();
+    // The spy reconnects whenever the hello deadline closes it, pinging all the while.
+    let current = spy("mortal", credential);
+    const respawn = setInterval(() => {
+      if (current.closedWith() !== null) current = spy("mortal", credential);
+    }, 200);
+    try {
+      // Lease 15 s + grace 15 s (the defaults), and the lease check's own period.
+      await waitFor(async () => (await api<UnitRecord>(mesh, "GET", `/units/${unit.body.id}`)).body.state === "Failed", "the unit to fail", 50_000);
+    } finally {
+      clearInterval(respawn);
+      current.close();
+    }
+    expect((await api<UnitRecord>(mesh, "GET", `/units/${unit.body.id}`)).body.detail).toMatch(/node lost/);
+    expect(Date.now() - died).toBeLessThan(45_000);
   });
 });
