@@ -35,6 +35,7 @@ export const ERROR_STATUS = {
   not_assigned: 409,
   results_gap: 409,
   results_incomplete: 409,
+  window_exceeded: 400,
   frame_too_large: 413,
   internal: 500,
 } as const;

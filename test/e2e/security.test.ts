@@ -3,9 +3,12 @@
  * tokens, and nodes that join once with a join token and use their own credential from then on.
  */
 import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { connect } from "node:net";
 import { readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { WebSocket, request } from "undici";
+import { PROTOCOL_VERSION } from "../../shared/protocol.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { MeshStatus, UnitRecord } from "../../shared/unit.js";
 import { agentArgv, type RunningAgent, api, broker, createToken as newToken, newMesh, sh, startAgent, tempDir, waitFor } from "./harness.js";
@@ -381,5 +384,124 @@ describe("hello first", () => {
     }
     expect((await api<UnitRecord>(mesh, "GET", `/units/${unit.body.id}`)).body.detail).toMatch(/node lost/);
     expect(Date.now() - died).toBeLessThan(45_000);
+  });
+});
+
+/** workerd's resident memory (VmRSS, KiB) for the broker this run shares: its process group's workerd processes. */
+async function brokerRssKiB(): Promise<number> {
+  const { readdir } = await import("node:fs/promises");
+  const pids = (await readdir("/proc")).filter((name) => /^\d+$/.test(name));
+  const group = async (pid: string) => (await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "")).replace(/^.*\) /, "").split(" ")[2];
+  let leader: string | undefined;
+  for (const pid of pids) {
+    if ((await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "")).includes(`${broker().stateDir}/state`)) leader = await group(pid);
+  }
+  let total = 0;
+  for (const pid of pids) {
+    if (!(await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "")).includes("workerd")) continue;
+    if ((await group(pid)) !== leader) continue;
+    total += Number(/VmRSS:\s+(\d+)/.exec(await readFile(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0);
+  }
+  return total;
+}
+
+/** A WebSocket over a raw TCP socket that never reads after the handshake: it only sends text frames. */
+async function nonReader(path: string, token: string): Promise<{ send(text: string): void; destroy(): void }> {
+  const url = new URL(broker().url);
+  const socket = connect(Number(url.port), url.hostname);
+  await new Promise((resolve) => socket.once("connect", resolve));
+  socket.write(
+    `GET /v1/meshes/${mesh}${path} HTTP/1.1\r\nHost: ${url.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+      `Sec-WebSocket-Key: ${randomBytes(16).toString("base64")}\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer ${token}\r\n\r\n`,
+  );
+  let head = "";
+  await new Promise<void>((resolve) => {
+    const onData = (data: Buffer) => {
+      head += data.toString("latin1");
+      if (!head.includes("\r\n\r\n")) return;
+      socket.off("data", onData);
+      socket.pause();
+      resolve();
+    };
+    socket.on("data", onData);
+  });
+  expect(head).toMatch(/^HTTP\/1.1 101/);
+  return {
+    send(text) {
+      const payload = Buffer.from(text);
+      const mask = randomBytes(4);
+      const masked = Buffer.from(payload.map((byte, i) => byte ^ mask[i % 4]!));
+      socket.write(Buffer.concat([Buffer.from([0x81, 0x80 | payload.length]), mask, masked]));
+    },
+    destroy: () => socket.destroy(),
+  };
+}
+
+describe("windows the broker enforces", () => {
+  it("a node that pulls its payload without reading makes workerd hold at most that payload; re-pulls are refused; other meshes answer", async () => {
+    const MiB = 1024 * 1024;
+    // A node of our own making: the control socket of shared/protocol.ts, nothing more.
+    const control = new WebSocket(`${broker().url.replace("http", "ws")}/v1/meshes/${mesh}/connect?node=hoarder`, {
+      headers: { authorization: `Bearer ${tokens.agent}` },
+    });
+    const heard: Record<string, unknown>[] = [];
+    control.addEventListener("message", (event) => heard.push(JSON.parse(String(event.data)) as Record<string, unknown>));
+    await new Promise((resolve) => control.addEventListener("open", resolve));
+    control.send(
+      JSON.stringify({
+        type: "hello",
+        protocol: PROTOCOL_VERSION,
+        nodeId: "hoarder",
+        workTypes: [{ worktype: "bulk", verifySignature: false, allowRuntimeParams: false }],
+        capacity: 1,
+        tags: {},
+        versions: { agent: "test", node: process.version, ansibleRunner: null, podman: null, podmanUsable: false },
+        units: [],
+      }),
+    );
+    await waitFor(() => heard.some((m) => m.type === "welcome"), "the welcome");
+    const credential = heard.find((m) => m.type === "welcome")!.credential as string;
+    const unit = await api<UnitRecord>(mesh, "POST", "/units?worktype=bulk&node=hoarder", { body: randomBytes(16 * MiB) });
+    expect(unit.status).toBe(201);
+    await waitFor(() => heard.some((m) => m.type === "assign"), "the assignment");
+    await new Promise((r) => setTimeout(r, 1000));
+    const before = await brokerRssKiB();
+
+    const hoarder = await nonReader(`/units/${unit.body.id}/data?node=hoarder`, credential);
+    hoarder.send(JSON.stringify({ type: "attach", protocol: PROTOCOL_VERSION, nodeId: "hoarder" }));
+    // The whole payload in order, never read: the broker sends it once and must hold it.
+    for (let i = 0; i < 16; i++) hoarder.send(JSON.stringify({ type: "payload-pull", offset: i * MiB, length: MiB }));
+    await new Promise((r) => setTimeout(r, 3000));
+    const started = Date.now();
+    expect((await api(otherMesh, "GET", "/status", { token: otherMeshAdmin })).status).toBe(200);
+    expect(Date.now() - started).toBeLessThan(2000);
+    const grown = ((await brokerRssKiB()) - before) / 1024;
+    console.log(`workerd VmRSS grew by ${grown.toFixed(1)} MiB while a node held 16 MiB of payload unread`);
+    // Bound: the unit's payload (16 MiB) plus 48 MiB for SQLite's pages, the runtime's buffers and
+    // noise (45 MiB measured under a load average of 34).
+    expect(grown).toBeLessThan(64);
+    // The same bytes again: refused (and the socket closed), where 20 re-pulls grew workerd by 320 MiB before.
+    for (let i = 0; i < 20; i++) hoarder.send(JSON.stringify({ type: "payload-pull", offset: 0, length: MiB }));
+    await new Promise((r) => setTimeout(r, 2000));
+    expect(((await brokerRssKiB()) - before) / 1024).toBeLessThan(64);
+    hoarder.destroy();
+
+    // Read this time: a pull of 16 MiB at once (the issue's attack) is refused with a protocol error.
+    const reader = new WebSocket(`${broker().url.replace("http", "ws")}/v1/meshes/${mesh}/units/${unit.body.id}/data?node=hoarder`, {
+      headers: { authorization: `Bearer ${credential}` },
+    });
+    const frames: string[] = [];
+    let closed: number | null = null;
+    reader.addEventListener("message", (event) => typeof event.data === "string" && frames.push(event.data));
+    reader.addEventListener("close", (event) => (closed = event.code));
+    await new Promise((resolve) => reader.addEventListener("open", resolve));
+    reader.send(JSON.stringify({ type: "attach", protocol: PROTOCOL_VERSION, nodeId: "hoarder" }));
+    reader.send(JSON.stringify({ type: "payload-pull", offset: 0, length: 16 * MiB }));
+    await waitFor(() => closed !== null, "the refusal");
+    expect(frames.map((f) => (JSON.parse(f) as { type: string; error?: { code: string } }).error?.code ?? (JSON.parse(f) as { type: string }).type)).toEqual([
+      "attached",
+      "window_exceeded",
+    ]);
+    control.close();
   });
 });
