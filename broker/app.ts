@@ -127,6 +127,7 @@ app.post("/v1/meshes/:mesh/units", async (c) => {
       params,
       ttlMs,
       signature,
+      payloadLength: Number(c.req.header("content-length")),
     }),
   );
   const unit = unitStub(c, mesh, created.unit.id);

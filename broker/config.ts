@@ -12,6 +12,10 @@ export interface BrokerConfig {
   sseKeepaliveMs: number;
   /** A control socket that has not said hello by then is closed. */
   helloTimeoutMs: number;
+  /** Node ids one mesh may hold. */
+  maxNodes: number;
+  /** Pending units per submitting token (or node). */
+  maxPendingPerSubmitter: number;
   /** Mesh-wide events kept for dashboards that resume (the oldest are dropped beyond it). */
   meshEventRetention: number;
 }
@@ -28,6 +32,8 @@ const DEFAULTS: BrokerConfig = {
   sseKeepaliveMs: 15_000,
   meshEventRetention: 10_000,
   helloTimeoutMs: 10_000,
+  maxNodes: 1000,
+  maxPendingPerSubmitter: 1000,
 };
 
 type Vars = Partial<
@@ -42,7 +48,9 @@ type Vars = Partial<
     | "SUBMITS_PER_MINUTE"
     | "SSE_KEEPALIVE_MS"
     | "MESH_EVENT_RETENTION"
-    | "HELLO_TIMEOUT_MS",
+    | "HELLO_TIMEOUT_MS"
+    | "MAX_NODES"
+    | "MAX_PENDING_PER_SUBMITTER",
     string
   >
 >;
@@ -65,5 +73,7 @@ export function brokerConfig(vars: Vars): BrokerConfig {
     sseKeepaliveMs: num(vars.SSE_KEEPALIVE_MS, DEFAULTS.sseKeepaliveMs),
     meshEventRetention: num(vars.MESH_EVENT_RETENTION, DEFAULTS.meshEventRetention),
     helloTimeoutMs: num(vars.HELLO_TIMEOUT_MS, DEFAULTS.helloTimeoutMs),
+    maxNodes: num(vars.MAX_NODES, DEFAULTS.maxNodes),
+    maxPendingPerSubmitter: num(vars.MAX_PENDING_PER_SUBMITTER, DEFAULTS.maxPendingPerSubmitter),
   };
 }

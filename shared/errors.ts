@@ -13,6 +13,7 @@ export const ERROR_STATUS = {
   forbidden: 403,
   node_taken: 409,
   unit_exists: 409,
+  idempotency_mismatch: 409,
   limit_exceeded: 429,
   rate_limited: 429,
   unknown_unit: 404,

@@ -32,6 +32,14 @@ export interface CreateUnitInput {
   params: Record<string, string>;
   ttlMs: number | null;
   signature: string | null;
+  /** The declared payload length: part of what an Idempotency-Key is bound to. */
+  payloadLength: number;
+}
+
+/** What an Idempotency-Key is bound to: a retry must be the same request, or it is refused. */
+function idempotentRequest(input: CreateUnitInput): string {
+  const params = Object.entries(input.params).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return JSON.stringify([input.worktype, input.targetNode, params, input.payloadLength]);
 }
 
 export interface UnitChange {
@@ -68,6 +76,9 @@ export class MeshObject extends DurableObject<Env> {
     // here, before the socket is tagged with that node's id.
     if (joining && (liveNodes(this.ctx).has(nodeId) || (await this.access().credentialInUse(nodeId)))) {
       return refusedSocket({ code: "node_taken", message: `node ${nodeId} is connected or has joined already; a second agent cannot take over its id` });
+    }
+    if (joining && !this.store.hasNode(nodeId) && this.store.nodeCount() >= this.config.maxNodes) {
+      return refusedSocket({ code: "limit_exceeded", message: `mesh holds ${this.config.maxNodes} nodes (MAX_NODES); remove one first` });
     }
     const pair = new WebSocketPair();
     const server = pair[1];
@@ -121,8 +132,16 @@ export class MeshObject extends DurableObject<Env> {
 
   async createUnit(input: CreateUnitInput): Promise<Result<{ unit: UnitIndexRow; created: boolean }>> {
     this.rememberMesh(input.mesh);
-    if (input.idempotencyKey) {
-      const existing = this.store.unitByIdempotencyKey(input.idempotencyKey);
+    // Keys are the submitter's own: another token reusing one gets a unit of its own.
+    const idempotency = input.idempotencyKey ? { key: `${input.submitter}\n${input.idempotencyKey}`, request: idempotentRequest(input) } : null;
+    if (idempotency) {
+      const existing = this.store.unitByIdempotencyKey(idempotency.key);
+      if (existing && existing.request !== null && existing.request !== idempotency.request) {
+        return fail(
+          "idempotency_mismatch",
+          `Idempotency-Key ${input.idempotencyKey} was used for another request (work type, node, params or payload length differ)`,
+        );
+      }
       // A first attempt that ended before its payload was stored never ran: the retry starts afresh.
       if (existing && isTerminal(existing.state) && !existing.ready) this.store.releaseIdempotencyKey(existing.id);
       else if (existing) {
@@ -138,13 +157,21 @@ export class MeshObject extends DurableObject<Env> {
     if (this.store.counts().pending >= this.config.maxPendingUnits) {
       return fail("limit_exceeded", `mesh ${input.mesh} already holds ${this.config.maxPendingUnits} pending units; wait for some to start`);
     }
+    // Per submitter too, so that one token cannot fill the mesh's queue for everyone.
+    if (this.store.pendingOf(input.submitter) >= this.config.maxPendingPerSubmitter) {
+      return fail("limit_exceeded", `this token already has ${this.config.maxPendingPerSubmitter} pending units; wait for some to start`);
+    }
     const known = this.store.knownWorkTypes();
     if (input.targetNode !== null) {
       const types = known.get(input.targetNode);
       if (types && !types.has(input.worktype)) {
         return fail("node_lacks_worktype", `node ${input.targetNode} does not offer work type ${input.worktype}`);
       }
-      // An unknown target node is allowed: the unit waits Pending until that node joins.
+      // A node the mesh has never seen: a typo would wait forever. Waiting for a node still to come
+      // needs a time to live.
+      if (!types && input.ttlMs === null) {
+        return fail("unknown_node", `node ${input.targetNode} has never joined mesh ${input.mesh}; check the id, or give a ttl to wait for it`);
+      }
     } else if (![...known.values()].some((types) => types.has(input.worktype))) {
       return fail("unknown_worktype", `no node of mesh ${input.mesh} offers work type ${input.worktype}`);
     }
@@ -164,7 +191,7 @@ export class MeshObject extends DurableObject<Env> {
       createdAt: Date.now(),
       updatedAt: Date.now(),
     };
-    this.store.insertUnit(unit, input.idempotencyKey);
+    this.store.insertUnit(unit, idempotency, input.submitter);
     // The Unit object is made here, not by the caller, so no index row outlives a failed creation.
     const made = await this.initUnit(id, input);
     if (!made.ok) {

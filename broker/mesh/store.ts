@@ -31,9 +31,20 @@ function toUnit(row: Record<string, SqlStorageValue>): UnitIndexRow {
   return { ...(row as unknown as UnitIndexRow), ready: row.ready === 1 };
 }
 
+/** Columns added after the first schema: who submitted a unit, and what its idempotent request was. */
+const ADDED_COLUMNS = ["submitter TEXT", "idem_request TEXT"];
+
 export class MeshStore {
   constructor(private readonly sql: SqlStorage) {
     sql.exec(SCHEMA);
+    const have = new Set(
+      sql
+        .exec<{ name: string }>("SELECT name FROM pragma_table_info('units')")
+        .toArray()
+        .map((c) => c.name),
+    );
+    for (const column of ADDED_COLUMNS) if (!have.has(column.split(" ")[0]!)) sql.exec(`ALTER TABLE units ADD COLUMN ${column}`);
+    sql.exec("CREATE INDEX IF NOT EXISTS units_by_submitter ON units(submitter, state)");
   }
 
   meta(key: string): string | null {
@@ -149,10 +160,11 @@ export class MeshStore {
     return counts;
   }
 
-  insertUnit(row: Omit<UnitIndexRow, "updatedAt">, idempotencyKey: string | null): void {
+  /** `idempotency`: the key scoped to its submitter, and the request it was given for. */
+  insertUnit(row: Omit<UnitIndexRow, "updatedAt">, idempotency: { key: string; request: string } | null, submitter: string): void {
     this.sql.exec(
-      `INSERT INTO units (id, worktype, target_node, node, state, detail, ready, idem_key, created_at, updated_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO units (id, worktype, target_node, node, state, detail, ready, idem_key, created_at, updated_at, submitter, idem_request)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       row.id,
       row.worktype,
       row.targetNode,
@@ -160,9 +172,11 @@ export class MeshStore {
       row.state,
       row.detail,
       row.ready ? 1 : 0,
-      idempotencyKey,
+      idempotency?.key ?? null,
       row.createdAt,
       row.createdAt,
+      submitter,
+      idempotency?.request ?? null,
     );
   }
 
@@ -171,9 +185,17 @@ export class MeshStore {
     return row ? toUnit(row) : null;
   }
 
-  unitByIdempotencyKey(key: string): UnitIndexRow | null {
-    const row = this.sql.exec(`SELECT ${UNIT_COLUMNS} FROM units WHERE idem_key = ?`, key).toArray()[0];
-    return row ? toUnit(row) : null;
+  unitByIdempotencyKey(key: string): (UnitIndexRow & { request: string | null }) | null {
+    const row = this.sql.exec(`SELECT ${UNIT_COLUMNS}, idem_request AS request FROM units WHERE idem_key = ?`, key).toArray()[0];
+    return row ? { ...toUnit(row), request: (row.request as string | null) ?? null } : null;
+  }
+
+  pendingOf(submitter: string): number {
+    return this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM units WHERE submitter = ? AND state = 'Pending'", submitter).one().n;
+  }
+
+  nodeCount(): number {
+    return this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM nodes").one().n;
   }
 
   units(): UnitIndexRow[] {
