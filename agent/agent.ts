@@ -268,6 +268,7 @@ export class Agent {
       workCommand: work,
       dataUrl: this.url(`/units/${unitId}/data`, { node: this.opts.nodeId }),
       token: () => this.token,
+      secrets: () => [this.opts.token, this.token],
       nodeId: this.opts.nodeId,
       unitDir: join(this.opts.workDir, "units", unitId),
       cancelGraceMs: this.opts.cancelGraceMs,

@@ -129,7 +129,9 @@ async function main(argv: string[]): Promise<void> {
   for (const key of new Set(config.ignored)) log.info("config:ignored-entry", { entry: key, reason: "not used by mesh-agent" });
   let workCommands: WorkCommand[] = config.workCommands;
   if (!configPath && (await onPath("ansible-runner"))) {
-    workCommands = [{ worktype: "ansible-runner", command: "ansible-runner", params: "worker", allowruntimeparams: false, verifysignature: false }];
+    workCommands = [
+      { worktype: "ansible-runner", command: "ansible-runner", params: "worker", allowruntimeparams: false, verifysignature: false, envallow: [] },
+    ];
   }
   if (workCommands.length === 0) {
     fail(configPath ? `${configPath} defines no work-command entries` : "no work types: ansible-runner is not on PATH and no --config was given");

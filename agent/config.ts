@@ -1,7 +1,7 @@
 /**
  * Work types from a receptor-style YAML config: a list of single-key entries, of which this agent
  * reads `node` (its id), `work-command` (worktype, command, params, allowruntimeparams,
- * verifysignature) and `work-verification` (publickey: the Ed25519 key signed units must verify
+ * verifysignature, and the agent's own envallow) and `work-verification` (publickey: the Ed25519 key signed units must verify
  * with). Other receptor entries are reported once as ignored, so an existing receptor.conf works as
  * it is.
  */
@@ -17,6 +17,8 @@ export const WorkCommand = z
     params: z.string().default(""),
     allowruntimeparams: z.boolean().default(false),
     verifysignature: z.boolean().default(false),
+    /** Environment variables the command gets besides unit-env.ts's defaults: names, or prefixes ending in `*`. */
+    envallow: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*\*?$/, "envallow entries are variable names, or prefixes ending in *")).default([]),
   })
   // A misspelt key (allowRuntimeParams) would silently keep a default: refuse it instead.
   .strict();

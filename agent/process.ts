@@ -15,6 +15,7 @@ import { fileURLToPath } from "node:url";
 import { sleep } from "../shared/backoff.js";
 import { EXIT_FILE, NO_EXIT_STATUS, type ProcessIdentity, WORK_DIR, isRunning, readExitFile } from "./spool.js";
 import type { SuperviseSpec } from "./supervise.js";
+import { unitEnvironment } from "./unit-env.js";
 
 export interface Exit {
   exitCode: number | null;
@@ -61,12 +62,12 @@ function canceller(signalGroup: (signal: NodeJS.Signals) => void, exited: Promis
 }
 
 /**
- * The supervisor's own environment: the agent's without Node's settings (NODE_OPTIONS,
- * NODE_EXTRA_CA_CERTS…), which are for the agent. A CA bundle alone is parsed at every Node start
- * (45 ms of a 100 ms start here) and the supervisor makes no TLS connection. The command gets the
- * agent's environment as it is, in its spec.
+ * The supervisor's own environment: the defaults a unit gets (unit-env.ts), so neither the agent's
+ * token nor Node's settings (NODE_OPTIONS, NODE_EXTRA_CA_CERTS…) reach the unit's process group. A
+ * CA bundle alone is parsed at every Node start (45 ms of a 100 ms start here) and the supervisor
+ * makes no TLS connection. The command gets the environment in its spec.
  */
-const supervisorEnv = () => Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith("NODE_")));
+const supervisorEnv = () => unitEnvironment(process.env, [], []);
 
 /**
  * Starts a supervisor that waits on its stdin for the command to run (see supervise.ts), as the
@@ -83,6 +84,8 @@ export async function startProcess(opts: {
   spoolDir: string;
   stdinPath: string;
   stdoutPath: string;
+  /** The command's whole environment (unitEnvironment): nothing of the agent's is passed otherwise. */
+  env: Record<string, string>;
   /** A supervisor waiting for its command: the agent's spare (SpareSupervisor.take); by default one started now. */
   supervisor?: () => ChildProcess;
 }): Promise<RunningProcess> {
@@ -100,7 +103,7 @@ export async function startProcess(opts: {
     command: opts.command,
     args: opts.args,
     cwd,
-    env: process.env as Record<string, string>,
+    env: opts.env,
     stdinPath: opts.stdinPath,
     resultsPath: opts.stdoutPath,
   };

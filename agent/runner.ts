@@ -24,6 +24,7 @@ import { type Exit, type RunningProcess, adoptProcess, startProcess } from "./pr
 import { type Recovery, type UnitRecord, WORK_DIR, decideOnClosed, identifyProcess, newRecord, writeRecord } from "./spool.js";
 import type { Dispatcher } from "undici";
 import { type Link, openLink } from "./socket.js";
+import { unitEnvironment } from "./unit-env.js";
 import type { UnitVerifier } from "./verify.js";
 
 export interface RunnerOptions {
@@ -32,6 +33,8 @@ export interface RunnerOptions {
   dataUrl: string;
   /** Read at each connect: the agent swaps its join token for the node's credential once issued. */
   token: () => string;
+  /** The agent's join token and credential: no unit's environment may hold them. */
+  secrets: () => string[];
   nodeId: string;
   unitDir: string;
   cancelGraceMs: number;
@@ -287,6 +290,7 @@ export class UnitRunner {
       spoolDir: this.opts.unitDir,
       stdinPath: this.payloadPath,
       stdoutPath: this.resultsPath,
+      env: unitEnvironment(process.env, this.opts.workCommand.envallow, this.opts.secrets()),
       ...(this.opts.supervisor ? { supervisor: this.opts.supervisor } : {}),
     });
     this.follow(child);

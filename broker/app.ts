@@ -139,6 +139,7 @@ app.post("/v1/meshes/:mesh/units", async (c) => {
       lostAfterMs,
       signature,
       origin,
+      payloadLength: Number(c.req.header("content-length")),
     }),
   );
   const unit = unitStub(c, mesh, created.unit.id);
@@ -179,10 +180,16 @@ app.get("/v1/meshes/:mesh/units/:id", async (c) => {
   return c.json(asResult(await unitStub(c, mesh, unitId(c)).status()));
 });
 
+/**
+ * Raw results, byte for byte as the command wrote them: what meshctl, the receptor bridge and
+ * `ansible-runner process` read. Not for read tokens: masking would change the bytes and their
+ * offsets, which resumes and `ansible-runner process` depend on, and it could only mask what it
+ * recognises (ansible-runner's `starting` environment). Readers get events and artifacts, masked.
+ */
 app.get("/v1/meshes/:mesh/units/:id/results", async (c) => {
   const mesh = meshName(c);
   const id = unitId(c);
-  can(c, "read");
+  can(c, "results");
   const raw = c.req.query("offset") ?? "0";
   if (!/^\d{1,15}$/.test(raw)) throw new MeshError("bad_offset", "offset must be a non-negative integer");
   const follow = c.req.query("follow") === "1" || c.req.query("follow") === "true";
@@ -272,7 +279,7 @@ app.get("/v1/meshes/:mesh/whoami", (c) => {
     role: principal.kind === "token" ? principal.role : null,
     tokenId: principal.kind === "token" ? principal.tokenId : null,
     nodeId: principal.kind === "node" ? principal.nodeId : null,
-    may: { read: may(principal, "read"), submit: may(principal, "submit"), manage: may(principal, "manage") },
+    may: { read: may(principal, "read"), results: may(principal, "results"), submit: may(principal, "submit"), manage: may(principal, "manage") },
   });
 });
 

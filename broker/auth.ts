@@ -40,7 +40,8 @@ export function authorize(principal: Principal, permission: Permission): void {
     throw new MeshError("forbidden", `a node credential (node ${principal.nodeId}) may only connect as its own node`);
   }
   if (!roleAllows(principal.role, permission)) {
-    throw new MeshError("forbidden", `a ${principal.role} token may not ${permission}`);
+    const what = permission === "results" ? "read raw results (they carry the job's environment unmasked); read the unit's events or artifacts" : permission;
+    throw new MeshError("forbidden", `a ${principal.role} token may not ${what}`);
   }
 }
 

@@ -11,6 +11,12 @@ export interface BrokerConfig {
   submitsPerMinute: number;
   /** Silence after which an SSE stream gets a keepalive comment. */
   sseKeepaliveMs: number;
+  /** A control socket that has not said hello by then is closed. */
+  helloTimeoutMs: number;
+  /** Node ids one mesh may hold. */
+  maxNodes: number;
+  /** Pending units per submitting token (or node). */
+  maxPendingPerSubmitter: number;
   /** Mesh-wide events kept for dashboards that resume (the oldest are dropped beyond it). */
   meshEventRetention: number;
 }
@@ -26,6 +32,9 @@ const DEFAULTS: BrokerConfig = {
   submitsPerMinute: 600,
   sseKeepaliveMs: 15_000,
   meshEventRetention: 10_000,
+  helloTimeoutMs: 10_000,
+  maxNodes: 1000,
+  maxPendingPerSubmitter: 1000,
 };
 
 type Vars = Partial<
@@ -39,7 +48,10 @@ type Vars = Partial<
     | "MAX_PENDING_UNITS"
     | "SUBMITS_PER_MINUTE"
     | "SSE_KEEPALIVE_MS"
-    | "MESH_EVENT_RETENTION",
+    | "MESH_EVENT_RETENTION"
+    | "HELLO_TIMEOUT_MS"
+    | "MAX_NODES"
+    | "MAX_PENDING_PER_SUBMITTER",
     string
   >
 >;
@@ -61,5 +73,8 @@ export function brokerConfig(vars: Vars): BrokerConfig {
     submitsPerMinute: num(vars.SUBMITS_PER_MINUTE, DEFAULTS.submitsPerMinute),
     sseKeepaliveMs: num(vars.SSE_KEEPALIVE_MS, DEFAULTS.sseKeepaliveMs),
     meshEventRetention: num(vars.MESH_EVENT_RETENTION, DEFAULTS.meshEventRetention),
+    helloTimeoutMs: num(vars.HELLO_TIMEOUT_MS, DEFAULTS.helloTimeoutMs),
+    maxNodes: num(vars.MAX_NODES, DEFAULTS.maxNodes),
+    maxPendingPerSubmitter: num(vars.MAX_PENDING_PER_SUBMITTER, DEFAULTS.maxPendingPerSubmitter),
   };
 }

@@ -17,6 +17,9 @@ declare namespace Cloudflare {
 		SUBMITS_PER_MINUTE: "600";
 		SSE_KEEPALIVE_MS: "15000";
 		MESH_EVENT_RETENTION: "10000";
+		HELLO_TIMEOUT_MS: "10000";
+		MAX_NODES: "1000";
+		MAX_PENDING_PER_SUBMITTER: "1000";
 		ADMIN_TOKEN: string;
 		MESH: DurableObjectNamespace<import("./index").MeshObject>;
 		UNIT: DurableObjectNamespace<import("./index").UnitObject>;
@@ -28,5 +31,5 @@ type StringifyValues<EnvType extends Record<string, unknown>> = {
 	[Binding in keyof EnvType]: EnvType[Binding] extends string ? EnvType[Binding] : string;
 };
 declare namespace NodeJS {
-	interface ProcessEnv extends StringifyValues<Pick<Cloudflare.Env, "MAX_PAYLOAD_BYTES" | "PING_INTERVAL_MS" | "NODE_LEASE_MS" | "NODE_LOST_AFTER_MS" | "UNIT_RETENTION_MS" | "TOMBSTONE_RETENTION_MS" | "MAX_PENDING_UNITS" | "SUBMITS_PER_MINUTE" | "SSE_KEEPALIVE_MS" | "MESH_EVENT_RETENTION" | "ADMIN_TOKEN">> {}
+	interface ProcessEnv extends StringifyValues<Pick<Cloudflare.Env, "MAX_PAYLOAD_BYTES" | "PING_INTERVAL_MS" | "NODE_LEASE_MS" | "NODE_LOST_AFTER_MS" | "UNIT_RETENTION_MS" | "TOMBSTONE_RETENTION_MS" | "MAX_PENDING_UNITS" | "SUBMITS_PER_MINUTE" | "SSE_KEEPALIVE_MS" | "MESH_EVENT_RETENTION" | "HELLO_TIMEOUT_MS" | "MAX_NODES" | "MAX_PENDING_PER_SUBMITTER" | "ADMIN_TOKEN">> {}
 }

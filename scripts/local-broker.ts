@@ -5,7 +5,8 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { createWriteStream } from "node:fs";
-import { mkdir } from "node:fs/promises";
+import { chmod, mkdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 import { startServe } from "./serve-broker.js";
@@ -49,7 +50,12 @@ export async function startBroker(opts: {
   await mkdir(opts.stateDir, { recursive: true });
   const port = opts.port ?? (await freePort());
   const inspector = await freePort();
-  const vars = Object.entries({ ADMIN_TOKEN: opts.token, ...opts.vars }).flatMap(([k, v]) => ["--var", `${k}:${v}`]);
+  // The admin token goes in a file of the state dir (0600), read by wrangler as it reads .dev.vars:
+  // on the command line (`--var`) every local user could read it in `ps`. Tunables may stay there.
+  const secrets = join(opts.stateDir, "secrets.env");
+  await writeFile(secrets, `ADMIN_TOKEN=${opts.token}\n`, { mode: 0o600 });
+  await chmod(secrets, 0o600);
+  const vars = Object.entries(opts.vars ?? {}).flatMap(([k, v]) => ["--var", `${k}:${v}`]);
   const log = createWriteStream(opts.logFile, { flags: "a" });
   const child = spawn(
     process.execPath,
@@ -68,6 +74,8 @@ export async function startBroker(opts: {
       "--show-interactive-dev-session=false",
       "--log-level",
       "info",
+      "--env-file",
+      secrets,
       ...vars,
     ],
     {

@@ -25,6 +25,29 @@ async function adminToken(): Promise<string> {
   return token;
 }
 
+/**
+ * The local agent joins with a token of role `agent`, not the admin token: what a node holds is all
+ * a compromised node can use. Made once through the API and kept in .mesh/agent-token (0600).
+ */
+async function agentToken(brokerUrl: string, admin: string): Promise<string> {
+  const file = join(STATE, "agent-token");
+  if (existsSync(file)) {
+    const kept = (await readFile(file, "utf8")).trim();
+    // 403: a token the broker knows (an agent token may not read status); 401: made for state since deleted.
+    const known = await fetch(`${brokerUrl}/v1/meshes/default/status`, { headers: { authorization: `Bearer ${kept}` } });
+    if (known.status !== 401) return kept;
+  }
+  const response = await fetch(`${brokerUrl}/v1/meshes/default/tokens`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${admin}`, "content-type": "application/json" },
+    body: JSON.stringify({ role: "agent", name: "npm start's local agent" }),
+  });
+  if (response.status !== 201) throw new Error(`could not create the local agent's token: HTTP ${response.status} ${await response.text()}`);
+  const { token } = (await response.json()) as { token: string };
+  await writeFile(file, `${token}\n`, { mode: 0o600 });
+  return token;
+}
+
 function onPath(command: string): Promise<boolean> {
   return new Promise((resolve) => {
     const child = spawn("sh", ["-c", 'command -v "$1" >/dev/null', "sh", command], { stdio: "ignore" });
@@ -87,7 +110,7 @@ async function main(): Promise<void> {
   const agentLog = createWriteStream(agentLogPath, { flags: "a" });
   const agent: ChildProcess = spawn(process.execPath, [AGENT, "--config", config, "--work-dir", workDir], {
     stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, MESH_BROKER: broker.url, MESH_TOKEN: token, MESH_ID: "default" },
+    env: { ...process.env, MESH_BROKER: broker.url, MESH_TOKEN: await agentToken(broker.url, token), MESH_ID: "default" },
   });
   agent.stdout?.pipe(agentLog);
   agent.stderr?.pipe(agentLog);

@@ -13,6 +13,7 @@ export const ERROR_STATUS = {
   forbidden: 403,
   node_taken: 409,
   unit_exists: 409,
+  idempotency_mismatch: 409,
   limit_exceeded: 429,
   rate_limited: 429,
   unknown_unit: 404,
@@ -35,6 +36,7 @@ export const ERROR_STATUS = {
   not_assigned: 409,
   results_gap: 409,
   results_incomplete: 409,
+  window_exceeded: 400,
   frame_too_large: 413,
   internal: 500,
 } as const;

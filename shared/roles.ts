@@ -5,12 +5,16 @@
 export const ROLES = ["admin", "submit", "read", "agent"] as const;
 export type Role = (typeof ROLES)[number];
 
-/** manage: tokens and nodes; submit: create, cancel, release units; read: status, results; join: agents. */
-export type Permission = "manage" | "submit" | "read" | "join";
+/**
+ * manage: tokens and nodes; submit: create, cancel, release units; read: status, events, artifacts
+ * (with the job's environment masked); results: raw results, which hold what the job printed,
+ * environment and all, unmasked (a submitter could run a command that prints it anyway); join: agents.
+ */
+export type Permission = "manage" | "submit" | "read" | "results" | "join";
 
 const GRANTS: Record<Role, readonly Permission[]> = {
-  admin: ["manage", "submit", "read", "join"],
-  submit: ["submit", "read"],
+  admin: ["manage", "submit", "read", "results", "join"],
+  submit: ["submit", "read", "results"],
   read: ["read"],
   agent: ["join"],
 };

@@ -86,6 +86,11 @@ export class AccessObject extends DurableObject<Env> {
     return ok(secret);
   }
 
+  /** Whether a join for `nodeId` would be refused (its credential has been used): checked at the socket. */
+  async credentialInUse(nodeId: string): Promise<boolean> {
+    return this.store.usedCredential(nodeId);
+  }
+
   async revokeCredential(nodeId: string): Promise<boolean> {
     const removed = this.store.deleteCredential(nodeId);
     if (removed) log("node:credential-revoked", { node: nodeId });

@@ -13,11 +13,11 @@ import { canTransition, isTerminal, type UnitState } from "../../shared/states.j
 import type { MeshStatus, UnitSummary } from "../../shared/unit.js";
 import { type BrokerConfig, brokerConfig } from "../config.js";
 import { log, logError } from "../log.js";
-import { completeClose } from "../socket.js";
+import { completeClose, refusedSocket } from "../socket.js";
 import { planDispatch } from "./dispatch.js";
 import { MeshEventLog } from "./events.js";
 import { type LeaseTimes, leaseVerdict, nextLeaseCheck, planLease, silence, unreachableSince } from "./lease.js";
-import { type SocketAttachment, liveNodes, pingedAt } from "./sockets.js";
+import { type SocketAttachment, helloedSockets, liveNodes, pingedAt } from "./sockets.js";
 import { RateLimiter } from "./limits.js";
 import { MeshStore, type UnitIndexRow } from "./store.js";
 
@@ -37,6 +37,14 @@ export interface CreateUnitInput {
   signature: string | null;
   /** The submitter's own label for where the unit came from (a control-service bridge's node id). */
   origin: string | null;
+  /** The declared payload length: part of what an Idempotency-Key is bound to. */
+  payloadLength: number;
+}
+
+/** What an Idempotency-Key is bound to: a retry must be the same request, or it is refused. */
+function idempotentRequest(input: CreateUnitInput): string {
+  const params = Object.entries(input.params).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return JSON.stringify([input.worktype, input.targetNode, params, input.payloadLength]);
 }
 
 export interface UnitChange {
@@ -74,10 +82,25 @@ export class MeshObject extends DurableObject<Env> {
     if (url.pathname.endsWith("/events")) return this.events.response(request, this.config.sseKeepaliveMs);
     const nodeId = url.searchParams.get("node") ?? "";
     this.rememberMesh(url.searchParams.get("mesh") ?? "");
+    const joining = url.searchParams.get("join") === "1";
+    // A join can never succeed for a node that is connected or whose credential is in use: refuse it
+    // here, before the socket is tagged with that node's id.
+    if (joining && (liveNodes(this.ctx).has(nodeId) || (await this.access().credentialInUse(nodeId)))) {
+      return refusedSocket({ code: "node_taken", message: `node ${nodeId} is connected or has joined already; a second agent cannot take over its id` });
+    }
+    if (joining && !this.store.hasNode(nodeId) && this.store.nodeCount() >= this.config.maxNodes) {
+      return refusedSocket({ code: "limit_exceeded", message: `mesh holds ${this.config.maxNodes} nodes (MAX_NODES); remove one first` });
+    }
     const pair = new WebSocketPair();
     const server = pair[1];
     this.ctx.acceptWebSocket(server, [nodeId]);
-    server.serializeAttachment({ nodeId, helloed: false, joining: url.searchParams.get("join") === "1" } satisfies SocketAttachment);
+    server.serializeAttachment({ nodeId, helloed: false, joining } satisfies SocketAttachment);
+    // A timer rather than the alarm: it keeps the object from hibernating for those seconds only,
+    // and the sockets it watches do not outlive the object anyway (a restart drops them all).
+    setTimeout(() => {
+      const { helloed } = server.deserializeAttachment() as SocketAttachment;
+      if (!helloed && server.readyState === WebSocket.OPEN) server.close(4408, `no hello within ${this.config.helloTimeoutMs} ms`);
+    }, this.config.helloTimeoutMs);
     return new Response(null, { status: 101, webSocket: pair[0] });
   }
 
@@ -88,9 +111,9 @@ export class MeshObject extends DurableObject<Env> {
       const decoded = decodeAgentControl(message);
       if (!decoded.ok) return this.refuse(ws, decoded.error);
       const msg = decoded.value;
-      this.store.touchNode(attachment.nodeId, Date.now());
       if (msg.type === "hello") return await this.onHello(ws, attachment, msg);
       if (!attachment.helloed) return this.refuse(ws, { code: "bad_message", message: "send hello first" });
+      this.store.touchNode(attachment.nodeId, Date.now());
       if (msg.type === "disk") return await this.onDisk(attachment.nodeId, msg.disk);
       if (this.store.unit(msg.unit)?.node !== attachment.nodeId) {
         return this.refuse(ws, { code: "not_assigned", message: `unit ${msg.unit} is not assigned to node ${attachment.nodeId}` });
@@ -105,7 +128,7 @@ export class MeshObject extends DurableObject<Env> {
 
   override async webSocketClose(ws: WebSocket, code: number): Promise<void> {
     const { nodeId, helloed } = ws.deserializeAttachment() as SocketAttachment;
-    this.store.touchNode(nodeId, Date.now());
+    if (helloed) this.store.touchNode(nodeId, Date.now());
     completeClose(ws, code);
     // A socket replaced by the node's newer one is not the node leaving.
     const others = this.ctx.getWebSockets(nodeId).filter((other) => other !== ws && other.readyState === WebSocket.OPEN);
@@ -121,8 +144,16 @@ export class MeshObject extends DurableObject<Env> {
 
   async createUnit(input: CreateUnitInput): Promise<Result<{ unit: UnitIndexRow; created: boolean }>> {
     this.rememberMesh(input.mesh);
-    if (input.idempotencyKey) {
-      const existing = this.store.unitByIdempotencyKey(input.idempotencyKey);
+    // Keys are the submitter's own: another token reusing one gets a unit of its own.
+    const idempotency = input.idempotencyKey ? { key: `${input.submitter}\n${input.idempotencyKey}`, request: idempotentRequest(input) } : null;
+    if (idempotency) {
+      const existing = this.store.unitByIdempotencyKey(idempotency.key);
+      if (existing && existing.request !== null && existing.request !== idempotency.request) {
+        return fail(
+          "idempotency_mismatch",
+          `Idempotency-Key ${input.idempotencyKey} was used for another request (work type, node, params or payload length differ)`,
+        );
+      }
       // A first attempt that ended before its payload was stored never ran: the retry starts afresh.
       if (existing && isTerminal(existing.state) && !existing.ready) this.store.releaseIdempotencyKey(existing.id);
       else if (existing) {
@@ -138,13 +169,21 @@ export class MeshObject extends DurableObject<Env> {
     if (this.store.counts().pending >= this.config.maxPendingUnits) {
       return fail("limit_exceeded", `mesh ${input.mesh} already holds ${this.config.maxPendingUnits} pending units; wait for some to start`);
     }
+    // Per submitter too, so that one token cannot fill the mesh's queue for everyone.
+    if (this.store.pendingOf(input.submitter) >= this.config.maxPendingPerSubmitter) {
+      return fail("limit_exceeded", `this token already has ${this.config.maxPendingPerSubmitter} pending units; wait for some to start`);
+    }
     const known = this.store.knownWorkTypes();
     if (input.targetNode !== null) {
       const types = known.get(input.targetNode);
       if (types && !types.has(input.worktype)) {
         return fail("node_lacks_worktype", `node ${input.targetNode} does not offer work type ${input.worktype}`);
       }
-      // An unknown target node is allowed: the unit waits Pending until that node joins.
+      // A node the mesh has never seen: a typo would wait forever. Waiting for a node still to come
+      // needs a time to live.
+      if (!types && input.ttlMs === null) {
+        return fail("unknown_node", `node ${input.targetNode} has never joined mesh ${input.mesh}; check the id, or give a ttl to wait for it`);
+      }
     } else if (![...known.values()].some((types) => types.has(input.worktype))) {
       return fail("unknown_worktype", `no node of mesh ${input.mesh} offers work type ${input.worktype}`);
     }
@@ -166,7 +205,7 @@ export class MeshObject extends DurableObject<Env> {
       createdAt: Date.now(),
       updatedAt: Date.now(),
     };
-    this.store.insertUnit(unit, input.idempotencyKey);
+    this.store.insertUnit(unit, idempotency, input.submitter);
     // The Unit object is made here, not by the caller, so no index row outlives a failed creation.
     const made = await this.initUnit(id, input);
     if (!made.ok) {
@@ -385,7 +424,7 @@ export class MeshObject extends DurableObject<Env> {
       }
       log("unit:assign", { unit: p.unitId, node: p.nodeId });
       this.events.unit(this.store.unit(p.unitId), `assigned to ${p.nodeId}`);
-      for (const ws of this.ctx.getWebSockets(p.nodeId)) {
+      for (const ws of helloedSockets(this.ctx, p.nodeId)) {
         this.send(ws, { type: "assign", unitId: p.unitId, worktype: unit.worktype });
       }
       // The node's stored last_seen may be hours old (pings are not stored as they come): bring it

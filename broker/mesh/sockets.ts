@@ -20,11 +20,20 @@ export function liveNodes(ctx: DurableObjectState): Set<string> {
   return live;
 }
 
+/**
+ * The node's open sockets whose hello was accepted. A socket is tagged with the node id it asked
+ * for when it opens, but until its hello is accepted it is nobody's: it gets no assignment and its
+ * pings are no sign of the node's life, so a join token cannot spy on another node's units or keep
+ * a dead node "alive".
+ */
+export function helloedSockets(ctx: DurableObjectState, nodeId: string): WebSocket[] {
+  return ctx.getWebSockets(nodeId).filter((ws) => ws.readyState === WebSocket.OPEN && (ws.deserializeAttachment() as SocketAttachment).helloed);
+}
+
 /** The node's latest keepalive ping, answered by the runtime without waking the object. */
 export function pingedAt(ctx: DurableObjectState, nodeId: string): number | null {
   let latest: number | null = null;
-  for (const ws of ctx.getWebSockets(nodeId)) {
-    if (ws.readyState !== WebSocket.OPEN) continue;
+  for (const ws of helloedSockets(ctx, nodeId)) {
     const at = ctx.getWebSocketAutoResponseTimestamp(ws)?.getTime() ?? null;
     if (at !== null && (latest === null || at > latest)) latest = at;
   }

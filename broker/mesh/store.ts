@@ -34,6 +34,9 @@ const ADDED_COLUMNS = [
   ["nodes", "lost_reported", "INTEGER NOT NULL DEFAULT 0"],
   ["units", "lost_after", "INTEGER"],
   ["units", "origin", "TEXT"],
+  // Who submitted a unit (per-principal quotas), and what its idempotent request was.
+  ["units", "submitter", "TEXT"],
+  ["units", "idem_request", "TEXT"],
 ] as const;
 
 const UNIT_COLUMNS =
@@ -54,6 +57,7 @@ export class MeshStore {
       if (!has) sql.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${type}`);
     }
     sql.exec("CREATE INDEX IF NOT EXISTS units_by_origin ON units(origin, created_at)");
+    sql.exec("CREATE INDEX IF NOT EXISTS units_by_submitter ON units(submitter, state)");
   }
 
   meta(key: string): string | null {
@@ -199,10 +203,11 @@ export class MeshStore {
     return counts;
   }
 
-  insertUnit(row: Omit<UnitIndexRow, "updatedAt">, idempotencyKey: string | null): void {
+  /** `idempotency`: the key scoped to its submitter, and the request it was given for. */
+  insertUnit(row: Omit<UnitIndexRow, "updatedAt">, idempotency: { key: string; request: string } | null, submitter: string): void {
     this.sql.exec(
-      `INSERT INTO units (id, worktype, target_node, node, state, detail, origin, ready, lost_after, idem_key, created_at, updated_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO units (id, worktype, target_node, node, state, detail, origin, ready, lost_after, idem_key, created_at, updated_at, submitter, idem_request)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       row.id,
       row.worktype,
       row.targetNode,
@@ -212,9 +217,11 @@ export class MeshStore {
       row.origin,
       row.ready ? 1 : 0,
       row.lostAfterMs,
-      idempotencyKey,
+      idempotency?.key ?? null,
       row.createdAt,
       row.createdAt,
+      submitter,
+      idempotency?.request ?? null,
     );
   }
 
@@ -223,9 +230,17 @@ export class MeshStore {
     return row ? toUnit(row) : null;
   }
 
-  unitByIdempotencyKey(key: string): UnitIndexRow | null {
-    const row = this.sql.exec(`SELECT ${UNIT_COLUMNS} FROM units WHERE idem_key = ?`, key).toArray()[0];
-    return row ? toUnit(row) : null;
+  unitByIdempotencyKey(key: string): (UnitIndexRow & { request: string | null }) | null {
+    const row = this.sql.exec(`SELECT ${UNIT_COLUMNS}, idem_request AS request FROM units WHERE idem_key = ?`, key).toArray()[0];
+    return row ? { ...toUnit(row), request: (row.request as string | null) ?? null } : null;
+  }
+
+  pendingOf(submitter: string): number {
+    return this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM units WHERE submitter = ? AND state = 'Pending'", submitter).one().n;
+  }
+
+  nodeCount(): number {
+    return this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM nodes").one().n;
   }
 
   /** Every unit, or those submitted with `origin`. */

@@ -9,7 +9,7 @@ import { type AgentDataMessage, type BrokerDataMessage, PROTOCOL_VERSION, encode
 import { type UnitState, isTerminal } from "../../shared/states.js";
 import { log } from "../log.js";
 import { ingestEvents } from "./event-log.js";
-import { lateExitDetail, outcome, planFrame } from "./logic.js";
+import { lateExitDetail, outcome, planFrame, planPull } from "./logic.js";
 import type { UnitDoc, UnitStore } from "./store.js";
 
 export const AGENT_TAG = "agent";
@@ -18,6 +18,8 @@ interface AgentAttachment {
   nodeId: string;
   /** Set once the assigned node attached on this socket; only such a socket may act for the unit. */
   attached: boolean;
+  /** Where this socket's next payload pull must start (planPull); absent before its first. */
+  pullNext?: number;
 }
 
 export interface UnitHost {
@@ -44,22 +46,18 @@ export function acceptAgent(ctx: DurableObjectState, nodeId: string): Response {
   return new Response(null, { status: 101, webSocket: pair[0] });
 }
 
-/** Accepts a socket only to tell the peer why it is refused, in a frame it understands. */
-export function refusedSocket(error: ErrorBody): Response {
-  const pair = new WebSocketPair();
-  pair[1].accept();
-  pair[1].send(encode({ type: "error", error }));
-  pair[1].close(4404, error.code);
-  return new Response(null, { status: 101, webSocket: pair[0] });
-}
-
 export async function onAgentMessage(host: UnitHost, ws: WebSocket, doc: UnitDoc, msg: AgentDataMessage): Promise<void> {
   const { nodeId, attached } = ws.deserializeAttachment() as AgentAttachment;
   if (msg.type === "attach") return attach(host, ws, doc, nodeId, msg);
   if (!attached) return host.refuse(ws, { code: "not_assigned", message: "attach first" }, true);
   switch (msg.type) {
-    case "payload-pull":
-      return sendPayload(host.store, ws, msg.offset, msg.length);
+    case "payload-pull": {
+      const attachment = ws.deserializeAttachment() as AgentAttachment;
+      const plan = planPull(attachment.pullNext ?? null, doc.payloadSize, msg.offset, msg.length);
+      if (plan.action === "refuse") return host.refuse(ws, { code: "window_exceeded", message: plan.message }, true);
+      ws.serializeAttachment({ ...attachment, pullNext: plan.end } satisfies AgentAttachment);
+      return sendPayload(host.store, ws, msg.offset, plan.end);
+    }
     case "started":
       if (doc.state === "Pending") {
         await host.move(doc, "Running", `running on ${nodeId}`, { startedAt: new Date().toISOString() });
@@ -103,8 +101,7 @@ function attach(host: UnitHost, ws: WebSocket, doc: UnitDoc, nodeId: string, msg
   });
 }
 
-function sendPayload(store: UnitStore, ws: WebSocket, offset: number, length: number): void {
-  const end = Math.min(offset + length, store.doc()!.payloadSize);
+function sendPayload(store: UnitStore, ws: WebSocket, offset: number, end: number): void {
   let position = offset;
   while (position < end) {
     const chunk = store.readAt("payload", position);
@@ -126,6 +123,9 @@ export async function onAgentResults(host: UnitHost, ws: WebSocket, doc: UnitDoc
     return host.send(ws, { type: "closed", state: doc.state, exitRecorded: doc.exitReported });
   }
   const plan = planFrame(doc.stdoutSize, frame.offset, frame.data.byteLength);
+  if (plan.action === "window") {
+    return host.refuse(ws, { code: "window_exceeded", message: `results frame at ${frame.offset} is behind the ack window (from ${plan.oldest})` }, true);
+  }
   if (plan.action === "gap") {
     return host.refuse(ws, { code: "results_gap", message: `results frame at ${frame.offset}, expected ${plan.expected}: resend from the last ack` });
   }

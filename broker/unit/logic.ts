@@ -2,14 +2,26 @@
 import type { AgentDataMessage } from "../../shared/protocol.js";
 import type { UnitState } from "../../shared/states.js";
 
-export type FramePlan = { action: "append"; skip: number } | { action: "duplicate" } | { action: "gap"; expected: number };
+export type FramePlan =
+  | { action: "append"; skip: number }
+  | { action: "duplicate" }
+  | { action: "gap"; expected: number }
+  | { action: "window"; oldest: number };
+
+/**
+ * Unacknowledged results bytes an agent may hold (agent/runner.ts RESULTS_WINDOW): after a
+ * reconnect it resends from the broker's acknowledged end, so no honest frame starts further back.
+ */
+export const RESULTS_WINDOW = 8 * 1024 * 1024;
 
 /**
  * Where an incoming frame at `offset` of `length` bytes fits a stream that durably holds `end`
- * bytes. Resent bytes are dropped by offset; a frame that starts past the end would leave a hole.
+ * bytes. Resent bytes are dropped by offset; a frame that starts past the end would leave a hole;
+ * one that starts more than the ack window back is no resend but a replay, refused.
  */
 export function planFrame(end: number, offset: number, length: number): FramePlan {
   if (offset > end) return { action: "gap", expected: end };
+  if (offset < end - RESULTS_WINDOW) return { action: "window", oldest: end - RESULTS_WINDOW };
   if (offset + length <= end) return { action: "duplicate" };
   return { action: "append", skip: end - offset };
 }
@@ -110,4 +122,25 @@ export function placedDetail(doc: Pick<Placed, "state" | "node">): string {
 export function lateExitDetail(judged: string, nodeId: string | null, exit: string, lateBytes: number): string {
   const node = nodeId === null ? "the node" : `node ${nodeId}`;
   return `${judged}; ${node} reported later: ${exit} (${lateBytes} more bytes of results stored)`;
+}
+
+/** The most payload one pull may ask for: what the agent asks (agent/runner.ts), never more. */
+export const PULL_MAX = 1024 * 1024;
+
+export type PullPlan = { action: "send"; end: number } | { action: "refuse"; message: string };
+
+/**
+ * A payload pull on one data socket. The runtime gives the broker no view of what the peer has
+ * read (no bufferedAmount), so the broker bounds what it sends instead: pulls follow each other
+ * (each starts where the last ended, so a socket is sent each payload byte at most once, at most
+ * the payload's size in all) and ask at most PULL_MAX. A node that pulls without reading makes
+ * the broker hold at most its unit's payload, not a multiple of it. `next`: where the socket's
+ * next pull must start (null before its first).
+ */
+export function planPull(next: number | null, payloadSize: number, offset: number, length: number): PullPlan {
+  if (length > PULL_MAX) return { action: "refuse", message: `a payload pull asks for at most ${PULL_MAX} bytes, not ${length}` };
+  if (next !== null && offset !== next)
+    return { action: "refuse", message: `payload pulls follow each other on a socket: the next starts at ${next}, not ${offset}` };
+  if (offset > payloadSize) return { action: "refuse", message: `the payload has ${payloadSize} bytes; a pull at ${offset} is past its end` };
+  return { action: "send", end: Math.min(offset + length, payloadSize) };
 }

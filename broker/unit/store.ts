@@ -5,6 +5,7 @@
  */
 import type { UnitRecord } from "../../shared/unit.js";
 import type { EventRow, ParseState, ParsedEvent } from "./events.js";
+import { redactParams } from "./redact.js";
 
 export interface UnitDoc extends UnitRecord {
   payloadComplete: boolean;
@@ -167,7 +168,10 @@ export class UnitStore {
   }
 }
 
-/** The status record the API shows: the document without the object's own bookkeeping. */
+/**
+ * The status record the API shows: the document without the object's own bookkeeping, and with
+ * `secret_*` params masked for every role (receptor's convention: such params reach the node only).
+ */
 export function publicRecord(doc: UnitDoc): UnitRecord {
   const {
     payloadComplete: _p,
@@ -181,5 +185,5 @@ export function publicRecord(doc: UnitDoc): UnitRecord {
     resultsAtVerdict: _v,
     ...record
   } = doc;
-  return record;
+  return { ...record, params: redactParams(record.params) };
 }

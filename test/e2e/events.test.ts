@@ -210,8 +210,8 @@ describe("mesh events", () => {
 
   it("whoami tells a dashboard what the token may do", async () => {
     const read = await api<{ role: string; may: Record<string, boolean> }>(mesh, "GET", "/whoami", { token: readToken });
-    expect(read.body).toMatchObject({ kind: "token", role: "read", may: { read: true, submit: false, manage: false } });
+    expect(read.body).toMatchObject({ kind: "token", role: "read", may: { read: true, results: false, submit: false, manage: false } });
     const admin = await api<{ role: string; may: Record<string, boolean> }>(mesh, "GET", "/whoami");
-    expect(admin.body.may).toEqual({ read: true, submit: true, manage: true });
+    expect(admin.body.may).toEqual({ read: true, results: true, submit: true, manage: true });
   });
 });

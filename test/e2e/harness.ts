@@ -48,24 +48,24 @@ export async function startAgent(opts: {
   workDir?: string;
   /** Another Node binary than the tests' own (old-node.test.ts). */
   node?: string;
+  /** Joins with this token (else the admin token), given in MESH_TOKEN rather than --token when `tokenInEnv`. */
+  token?: string;
+  tokenInEnv?: boolean;
+  /** Added to the agent's environment. */
+  env?: Record<string, string>;
 }): Promise<RunningAgent> {
   const dir = await tempDir("mesh-agent-");
   const workDir = opts.workDir ?? join(dir, "work");
   const configPath = join(dir, "agent.yml");
   await writeFile(configPath, opts.config);
-  const { url, token } = broker();
-  const child = spawn(
-    opts.node ?? process.execPath,
-    [
-      ...agentArgv({ broker: opts.via ?? url, token, mesh: opts.mesh, nodeId: opts.nodeId, config: configPath, workDir }),
-      "--capacity",
-      String(opts.capacity ?? 2),
-      "--log-level",
-      "debug",
-      ...(opts.extraArgs ?? []),
-    ],
-    { stdio: ["ignore", "pipe", "pipe"] },
-  );
+  const { url } = broker();
+  const token = opts.token ?? broker().token;
+  const argv = agentArgv({ broker: opts.via ?? url, token, mesh: opts.mesh, nodeId: opts.nodeId, config: configPath, workDir });
+  if (opts.tokenInEnv) argv.splice(argv.indexOf("--token"), 2);
+  const child = spawn(opts.node ?? process.execPath, [...argv, "--capacity", String(opts.capacity ?? 2), "--log-level", "debug", ...(opts.extraArgs ?? [])], {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, ...opts.env, ...(opts.tokenInEnv ? { MESH_TOKEN: token } : {}) },
+  });
   started.add(child);
   let output = "";
   child.stdout?.on("data", (d) => (output += d));

@@ -37,9 +37,9 @@ const unit = async (id: string) => (await api<UnitRecord>(mesh, "GET", `/units/$
 const until = (id: string, states: string[]) => waitFor(async () => states.includes((await unit(id)).state), `unit ${id} to be ${states.join("/")}`);
 
 describe("routing", () => {
-  it("a unit for a node that has not joined waits Pending, then runs when it connects", async () => {
+  it("a unit for a node that has not joined waits Pending (given a ttl), then runs when it connects", async () => {
     agents.push(await startAgent({ mesh, nodeId: "alpha", config: SH, capacity: 1 }));
-    const waiting = await submit("echo on-$0", "&node=beta");
+    const waiting = await submit("echo on-$0", "&node=beta&ttl=10m");
     expect(waiting.state).toBe("Pending");
     await new Promise((r) => setTimeout(r, 300));
     expect((await unit(waiting.id)).state).toBe("Pending");

@@ -36,7 +36,9 @@ describe("parseConfig", () => {
   it("reads the receptor.conf example", () => {
     expect(parseConfig(RECEPTOR_CONF)).toEqual({
       nodeId: "execution",
-      workCommands: [{ worktype: "ansible-runner", command: "ansible-runner", params: "worker", allowruntimeparams: true, verifysignature: false }],
+      workCommands: [
+        { worktype: "ansible-runner", command: "ansible-runner", params: "worker", allowruntimeparams: true, verifysignature: false, envallow: [] },
+      ],
       verifyKey: null,
       ignored: ["log-level", "tcp-listener", "control-service"],
     });
@@ -84,7 +86,9 @@ describe("parseConfig", () => {
 `);
     expect(config).toEqual({
       nodeId: "exec-1.example.com",
-      workCommands: [{ worktype: "ansible-runner", command: "ansible-runner", params: "worker", allowruntimeparams: true, verifysignature: true }],
+      workCommands: [
+        { worktype: "ansible-runner", command: "ansible-runner", params: "worker", allowruntimeparams: true, verifysignature: true, envallow: [] },
+      ],
       verifyKey: "/etc/receptor/work_public_key.pem",
       ignored: ["log-level", "tls-server", "tls-client", "tcp-listener", "control-service"],
     });
@@ -121,7 +125,9 @@ describe("parseConfig", () => {
     allowruntimeparams: true
 `);
     expect(config.nodeId).toBe("awx-1");
-    expect(config.workCommands).toEqual([{ worktype: "local", command: "ansible-runner", params: "worker", allowruntimeparams: true, verifysignature: false }]);
+    expect(config.workCommands).toEqual([
+      { worktype: "local", command: "ansible-runner", params: "worker", allowruntimeparams: true, verifysignature: false, envallow: [] },
+    ]);
     expect(config.ignored).toEqual(["log-level", "local-only", "tcp-peer", "work-signing", "control-service", "work-kubernetes"]);
   });
 
@@ -148,19 +154,22 @@ describe("parseConfig", () => {
     params: "worker --private-data-dir=/tmp/x"
     allowruntimeparams: false
     verifysignature: true
+    envallow: [SSH_AUTH_SOCK, "AWS_*"]
 `);
     expect(config.nodeId).toBe("x");
     expect(config.ignored).toEqual([]);
     expect(config.workCommands).toEqual([
-      { worktype: "echo", command: "/bin/cat", params: "", allowruntimeparams: false, verifysignature: false },
+      { worktype: "echo", command: "/bin/cat", params: "", allowruntimeparams: false, verifysignature: false, envallow: [] },
       {
         worktype: "signed",
         command: "ansible-runner",
         params: "worker --private-data-dir=/tmp/x",
         allowruntimeparams: false,
         verifysignature: true,
+        envallow: ["SSH_AUTH_SOCK", "AWS_*"],
       },
     ]);
+    expect(() => parseConfig('- work-command: {worktype: x, command: y, envallow: ["A=B"]}')).toThrow(/envallow entries are variable names/);
   });
 
   it("reports other receptor entries as ignored, in order", () => {

@@ -42,7 +42,15 @@ afterAll(async () => {
 });
 
 const start = (command: string, args: string[], supervisor?: () => ChildProcess) =>
-  startProcess({ command, args, spoolDir: dir, stdinPath: join(dir, "payload"), stdoutPath: join(dir, "stdout"), ...(supervisor ? { supervisor } : {}) });
+  startProcess({
+    command,
+    args,
+    spoolDir: dir,
+    stdinPath: join(dir, "payload"),
+    stdoutPath: join(dir, "stdout"),
+    env: { PATH: process.env.PATH ?? "" },
+    ...(supervisor ? { supervisor } : {}),
+  });
 const results = () => readFile(join(dir, "stdout"), "utf8");
 
 /** Resolves once `path` exists: the command signals readiness by creating it. */
@@ -170,14 +178,25 @@ describe("SpareSupervisor", () => {
     expect(await gone).toBe(0);
   });
 
-  it("the command gets the agent's environment; the supervisor leaves out Node's settings", async () => {
+  it("the command gets only the environment in its spec; the supervisor has neither MESH_* nor Node's settings", async () => {
     process.env.NODE_MESH_TEST = "for the agent";
+    process.env.MESH_TEST_SECRET = "the agent's";
     try {
-      const child = await start("sh", ["-c", 'echo "$NODE_MESH_TEST"; tr "\\0" "\\n" < /proc/$PPID/environ | grep -c ^NODE_MESH_TEST='], spawnSupervisor);
+      const script = 'echo "$GIVEN/$MESH_TEST_SECRET/$NODE_MESH_TEST"; tr "\\0" "\\n" < /proc/$PPID/environ | grep -c -e ^NODE_ -e ^MESH_';
+      const child = await startProcess({
+        command: "sh",
+        args: ["-c", script],
+        spoolDir: dir,
+        stdinPath: join(dir, "payload"),
+        stdoutPath: join(dir, "stdout"),
+        env: { PATH: process.env.PATH ?? "", GIVEN: "given" },
+        supervisor: spawnSupervisor,
+      });
       expect(await child.exited).toEqual({ exitCode: 1, signal: null, error: null });
-      expect(await results()).toBe("for the agent\n0\n");
+      expect(await results()).toBe("given//\n0\n");
     } finally {
       delete process.env.NODE_MESH_TEST;
+      delete process.env.MESH_TEST_SECRET;
     }
   });
 

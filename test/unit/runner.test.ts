@@ -8,6 +8,7 @@ const work = (params: string, allowruntimeparams = false): WorkCommand => ({
   params,
   allowruntimeparams,
   verifysignature: false,
+  envallow: [],
 });
 
 function expectArgs(result: ReturnType<typeof commandArgs>, args: string[]): void {

@@ -23,7 +23,7 @@ import {
   writeRecord,
 } from "../../agent/spool.js";
 
-const work: WorkCommand = { worktype: "sh", command: "sh", params: "-c", allowruntimeparams: true, verifysignature: false };
+const work: WorkCommand = { worktype: "sh", command: "sh", params: "-c", allowruntimeparams: true, verifysignature: false, envallow: [] };
 const proc: ProcessIdentity = { pid: 4242, startTime: 54532, bootId: "boot-a" };
 const record = (change: Partial<UnitRecord> = {}): UnitRecord => ({ ...newRecord("AbCd1234", work), ...change });
 const started = record({ phase: "started", process: proc, startedAt: "2026-01-01T00:00:00.000Z" });

@@ -1,5 +1,58 @@
 import { describe, expect, it } from "vitest";
-import { lateExitDetail, outcome, placedDetail, planFrame, planNodeLost, planNodeUnreachable } from "../../broker/unit/logic.js";
+import {
+  PULL_MAX,
+  RESULTS_WINDOW,
+  lateExitDetail,
+  outcome,
+  placedDetail,
+  planFrame,
+  planNodeLost,
+  planNodeUnreachable,
+  planPull,
+} from "../../broker/unit/logic.js";
+
+describe("planPull", () => {
+  const MiB = 1024 * 1024;
+  it.each([
+    // [next, payload size, offset, length, expected]
+    [null, 16 * MiB, 0, MiB, { action: "send", end: MiB }],
+    [null, 16 * MiB, 5 * MiB, MiB, { action: "send", end: 6 * MiB }], // a re-attach resumes anywhere
+    [MiB, 16 * MiB, MiB, MiB, { action: "send", end: 2 * MiB }],
+    [15 * MiB, 16 * MiB + 10, 15 * MiB, MiB, { action: "send", end: 16 * MiB }],
+    [16 * MiB, 16 * MiB + 10, 16 * MiB, MiB, { action: "send", end: 16 * MiB + 10 }], // the last piece
+    [16 * MiB, 16 * MiB, 16 * MiB, 1, { action: "send", end: 16 * MiB }], // nothing left: nothing sent
+    [null, 16 * MiB, 0, 16 * MiB, "refuse"], // the attack: 16 MiB at once
+    [MiB, 16 * MiB, 0, MiB, "refuse"], // pulling the same bytes again
+    [MiB, 16 * MiB, 2 * MiB, MiB, "refuse"], // skipping ahead
+    [null, 10, 11, 1, "refuse"], // past the end
+  ] as const)("next=%s size=%i offset=%i length=%i", (next, size, offset, length, expected) => {
+    const plan = planPull(next, size, offset, length);
+    if (expected === "refuse") expect(plan.action).toBe("refuse");
+    else expect(plan).toEqual(expected);
+  });
+
+  it("a socket is sent each byte at most once, however it pulls", () => {
+    const size = 3 * PULL_MAX + 7;
+    let next: number | null = null;
+    let sent = 0;
+    for (const [offset, length] of [
+      [0, PULL_MAX],
+      [0, PULL_MAX],
+      [PULL_MAX, PULL_MAX + 1],
+      [PULL_MAX, PULL_MAX],
+      [2 * PULL_MAX, PULL_MAX],
+      [3 * PULL_MAX, PULL_MAX],
+      [size, PULL_MAX],
+    ] as const) {
+      const plan = planPull(next, size, offset, length);
+      if (plan.action === "send") {
+        sent += plan.end - offset;
+        next = plan.end;
+      }
+    }
+    expect(sent).toBe(size);
+  });
+});
 
 describe("planFrame", () => {
   it.each([
@@ -17,6 +70,8 @@ describe("planFrame", () => {
     [100, 101, 10, { action: "gap", expected: 100 }],
     [0, 1, 1, { action: "gap", expected: 0 }],
     [100, 200, 0, { action: "gap", expected: 100 }],
+    [RESULTS_WINDOW + 100, 100, 10, { action: "duplicate" }], // a resend from the window's edge
+    [RESULTS_WINDOW + 100, 99, 10, { action: "window", oldest: 100 }], // a replay from before it
   ] as const)("end=%i offset=%i length=%i", (end, offset, length, expected) => {
     expect(planFrame(end, offset, length)).toEqual(expected);
   });
