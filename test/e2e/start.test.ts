@@ -47,7 +47,7 @@ async function ready(start: Start): Promise<void> {
       return start.output().includes("Ctrl-C stops both.");
     },
     "npm start to be ready",
-    110_000,
+    240_000,
   );
 }
 
@@ -62,7 +62,8 @@ afterAll(async () => {
   }
 });
 
-describe("npm start", () => {
+// Each run starts a broker and an agent and runs the demo playbook: minutes on a loaded machine.
+describe("npm start", { timeout: 300_000 }, () => {
   let firstPort: number;
 
   it("runs the demo on a fresh state dir and stops on Ctrl-C", async () => {
