@@ -81,8 +81,8 @@ describe("HTTP errors", () => {
     expect(reply.body.error.message).toMatch(/^[^\n]+$/);
   });
 
-  it("a unit for a node not seen yet is accepted and waits for it", async () => {
-    const reply = await api<{ state: string; targetNode: string }>(mesh, "POST", "/units?worktype=cat&node=later", { body: "ok" });
+  it("a unit for a node not seen yet, given a ttl, is accepted and waits for it", async () => {
+    const reply = await api<{ state: string; targetNode: string }>(mesh, "POST", "/units?worktype=cat&node=later&ttl=1h", { body: "ok" });
     expect(reply.status).toBe(201);
     expect(reply.body).toMatchObject({ state: "Pending", targetNode: "later" });
   });
