@@ -18,8 +18,12 @@ import { secretEnv, workerdConfig } from "./workerd-config.js";
 
 /** The built broker: dist/broker beside this file's dist/serve. */
 const BUNDLE_DIR = resolve(dirname(fileURLToPath(import.meta.url)), "../broker");
-/** How long workerd has to exit after SIGTERM before it is killed. */
-const STOP_TIMEOUT_MS = 10_000;
+/**
+ * How long workerd has to exit after SIGTERM before it is killed. workerd waits for open
+ * connections to end, and agent links and followers never do by themselves; every acknowledged
+ * Durable Object write is already on disk, and the clients reconnect and resume, so a short drain.
+ */
+const STOP_TIMEOUT_MS = 2_000;
 
 function emit(record: object): void {
   process.stdout.write(`${JSON.stringify(record)}\n`);
