@@ -87,7 +87,11 @@ async function main(): Promise<void> {
 
   // -I /: the config embeds the bundle and the PEM files by absolute path. fd 3: workerd reports
   // each socket's port there once it listens. No --inspector-addr, --watch, --debug-port, --verbose.
-  const child: ChildProcess = spawn(workerdBinary(), ["serve", "-I", "/", "--control-fd", "3", config], {
+  // Through sh only to raise the soft open-file limit to the hard one first: workerd holds ~7
+  // descriptors per agent connection, and a 1,024 soft limit would cap a broker at ~140 agents
+  // (raise the hard limit itself with systemd's LimitNOFILE=). exec keeps workerd's PID.
+  const raiseFiles = 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@"';
+  const child: ChildProcess = spawn("sh", ["-c", raiseFiles, "sh", workerdBinary(), "serve", "-I", "/", "--control-fd", "3", config], {
     stdio: ["ignore", "pipe", "pipe", "pipe"],
     env: { ...process.env, [secretEnv("ADMIN_TOKEN")]: token },
   });

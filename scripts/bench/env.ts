@@ -31,11 +31,13 @@ export class BenchEnv {
   constructor(
     readonly dir: string,
     public broker: LocalBroker,
+    /** What runs the broker: `mesh-broker serve` (production, npm start) or `wrangler dev`. */
+    readonly runtime: "serve" | "wrangler" = "serve",
   ) {}
 
-  static async start(dir: string, token: string): Promise<BenchEnv> {
-    const broker = await startBroker({ stateDir: join(dir, "state"), token, logFile: join(dir, "broker.log"), vars: BROKER_VARS });
-    return new BenchEnv(dir, broker);
+  static async start(dir: string, token: string, runtime: "serve" | "wrangler" = "serve"): Promise<BenchEnv> {
+    const broker = await startBroker({ stateDir: join(dir, "state"), token, logFile: join(dir, "broker.log"), vars: BROKER_VARS, runtime });
+    return new BenchEnv(dir, broker, runtime);
   }
 
   /** Stops the broker and starts it again on the same port and state, as a deploy or crash would. */
@@ -47,6 +49,7 @@ export class BenchEnv {
       logFile: join(this.dir, "broker.log"),
       port: this.broker.port,
       vars: BROKER_VARS,
+      runtime: this.runtime,
     });
   }
 

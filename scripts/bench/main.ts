@@ -10,7 +10,8 @@
  *   BENCH_STREAM_MIB=200      results stream size, BENCH_STREAM_RUNS=2 alternated runs (items 3, 6)
  *   BENCH_EVENTS=100000       runner events per unit, BENCH_EVENT_RUNS=3 alternated runs (item 4)
  *   BENCH_SCALING=100,1000    unit counts compared (item 7)
- *   BENCH_CONNECTIONS=1000,10000  first count (also restarted), then the most to try (item 5)
+ *   BENCH_CONNECTIONS=1000,10000  first count (also restarted), then the most to try (item 5),
+ *                             on mesh-broker serve and again on wrangler dev (BENCH_WRANGLER=0: serve only)
  *   BENCH_OUT=FILE            the JSON file (default: bench-results.json in the repo)
  *   BENCH_AGENT_NODE_ARGS="--cpu-prof --cpu-prof-dir=DIR"  node flags for the agents, to profile them
  */
@@ -79,10 +80,19 @@ async function main(): Promise<void> {
       const [small, large] = numbers("BENCH_SCALING", [100, 1000]);
       return scaling(env, small!, large!);
     });
-    await step([5], () => {
-      const [first, max] = numbers("BENCH_CONNECTIONS", [1000, 10000]);
-      return connections(env, first!, max!);
-    });
+    const [first, max] = numbers("BENCH_CONNECTIONS", [1000, 10000]);
+    await step([5], async () => (await connections(env, first!, max!)).map((r) => ({ ...r, measure: `${r.measure} — mesh-broker serve` })));
+    // The same on wrangler dev, the Cloudflare toolchain's local runtime, in a broker of its own.
+    if (process.env.BENCH_WRANGLER !== "0")
+      await step([5], async () => {
+        const wranglerDir = join(dir, "wrangler");
+        const other = await BenchEnv.start(wranglerDir, randomBytes(24).toString("base64url"), "wrangler");
+        try {
+          return (await connections(other, first!, max!)).map((r) => ({ ...r, measure: `${r.measure} — wrangler dev` }));
+        } finally {
+          await other.stop();
+        }
+      });
   } finally {
     await env.stop();
   }
