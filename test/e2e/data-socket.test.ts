@@ -73,7 +73,7 @@ describe("finished", () => {
     data.results(3, "de");
     expect(await data.next()).toEqual({ type: "results-ack", offset: 5 });
     data.ws.send(JSON.stringify({ type: "finished", exitCode: 2, signal: null, resultsSize: 5, canceled: false }));
-    expect(await data.next()).toEqual({ type: "closed", state: "Failed" });
+    expect(await data.next()).toEqual({ type: "closed", state: "Failed", exitRecorded: true });
     expect(await unit(id)).toMatchObject({ state: "Failed", detail: "exit status 2", exitCode: 2, stdoutSize: 5 });
     expect((await api(mesh, "GET", `/units/${id}/results`)).body).toBe("abcde");
     data.close();
@@ -88,7 +88,7 @@ describe("node lost", () => {
     const { data } = await attachUnit(endpoint, attachedId, "doomed");
     expect((await api(mesh, "DELETE", "/nodes/doomed")).status).toBe(200);
     expect(await unit(attachedId)).toMatchObject({ state: "Failed", detail: "node doomed was removed by an admin", startedAt: null });
-    expect(await data.next()).toEqual({ type: "closed", state: "Failed" });
+    expect(await data.next()).toEqual({ type: "closed", state: "Failed", exitRecorded: false });
     expect(await unit(waitingId)).toMatchObject({
       state: "Pending",
       node: null,
@@ -111,7 +111,7 @@ describe("line events", () => {
     data.results(0, text);
     expect(await data.next()).toEqual({ type: "results-ack", offset: Buffer.byteLength(text) });
     data.ws.send(JSON.stringify({ type: "finished", exitCode: 0, signal: null, resultsSize: Buffer.byteLength(text), canceled: false }));
-    expect(await data.next()).toEqual({ type: "closed", state: "Succeeded" });
+    expect(await data.next()).toEqual({ type: "closed", state: "Succeeded", exitRecorded: true });
     type Page = { events: { kind: string; stdout?: string; data?: unknown }[] };
     await waitFor(async () => (await api<Page>(mesh, "GET", `/units/${id}/events`)).body.events.length === 3, "three events");
     const asRead = (await api<Page>(mesh, "GET", `/units/${id}/events`, { token: reader })).body.events;
