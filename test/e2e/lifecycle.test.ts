@@ -184,7 +184,7 @@ describe("ttl and retention", () => {
 describe("limits", () => {
   const submitAs = async (mesh: string, as: string) =>
     readReply<{ error?: { code: string; message: string } }>(
-      await request(`${broker.url}/v1/meshes/${mesh}/units?worktype=sh&node=absent`, { method: "POST", headers: { authorization: `Bearer ${as}` }, body: "" }),
+      await request(`${broker.url}/v1/meshes/${mesh}/units?worktype=sh&node=absent&ttl=1h`, { method: "POST", headers: { authorization: `Bearer ${as}` }, body: "" }),
     );
   const newToken = async (mesh: string) =>
     (await call<{ token: string }>(mesh, "POST", "/tokens", JSON.stringify({ role: "submit" }), { "content-type": "application/json" })).body.token;
@@ -253,7 +253,9 @@ describe("idempotent submit", () => {
     await until(mesh, retry.body.id, ["Succeeded"]);
     expect(String((await call(mesh, "GET", `/units/${retry.body.id}/results`)).body).trim()).toBe("1000");
 
-    const again = await call<UnitRecord>(mesh, "POST", `/units?worktype=sh&param.params=${encodeURIComponent("'wc -c'")}`, "ignored", {
+    // A retry is the same request (the key is bound to its work type, node, params and length): it
+    // answers the unit, the body unread.
+    const again = await call<UnitRecord>(mesh, "POST", `/units?worktype=sh&param.params=${encodeURIComponent("'wc -c'")}`, "y".repeat(1000), {
       "idempotency-key": key,
     });
     expect(again.status).toBe(200);

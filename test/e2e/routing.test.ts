@@ -166,7 +166,8 @@ describe("routing", () => {
       id = list.body.find((u) => u.detail === "receiving payload")?.id ?? "";
       return id !== "";
     }, "the unit to appear while its payload arrives");
-    const retry = await request(path, { method: "POST", headers, body: "the retry's own body!\n" });
+    // The same request again (same length: an Idempotency-Key is bound to the request).
+    const retry = await request(path, { method: "POST", headers: { ...headers, "content-length": "24" }, body: "the retry's own body!!!\n" });
     expect(retry.statusCode).toBe(409);
     expect(await retry.body.json()).toEqual({
       error: { code: "upload_in_progress", message: "the unit's payload is still being uploaded by an earlier request" },
