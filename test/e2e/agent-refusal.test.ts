@@ -100,7 +100,10 @@ describe("agent facing a broker that is down or says no", () => {
   it("node id taken by another agent's credential: exits 1 at once", async () => {
     const agent = spawnAgent(broker().url, join(dir, "other-work"));
     expect(await agent.exited).toBe(1);
-    expect(farewell(agent)).toMatch(new RegExp(`^mesh-agent: node ${nodeId} has already joined this mesh.*meshctl node remove ${nodeId}`));
+    // Refused at the socket (the node is connected or its credential was used), before any hello.
+    expect(farewell(agent)).toBe(
+      `mesh-agent: node ${nodeId} is connected or has joined already; a second agent cannot take over its id; start with another --node-id, or have an admin run \`meshctl node remove ${nodeId}\` and start again to join anew`,
+    );
   });
 
   it("credential revoked (node removed by an admin): exits 1 saying to delete the credential and join again", async () => {

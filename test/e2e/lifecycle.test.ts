@@ -184,7 +184,11 @@ describe("ttl and retention", () => {
 describe("limits", () => {
   const submitAs = async (mesh: string, as: string) =>
     readReply<{ error?: { code: string; message: string } }>(
-      await request(`${broker.url}/v1/meshes/${mesh}/units?worktype=sh&node=absent&ttl=1h`, { method: "POST", headers: { authorization: `Bearer ${as}` }, body: "" }),
+      await request(`${broker.url}/v1/meshes/${mesh}/units?worktype=sh&node=absent&ttl=1h`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${as}` },
+        body: "",
+      }),
     );
   const newToken = async (mesh: string) =>
     (await call<{ token: string }>(mesh, "POST", "/tokens", JSON.stringify({ role: "submit" }), { "content-type": "application/json" })).body.token;
