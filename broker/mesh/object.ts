@@ -66,6 +66,8 @@ export class MeshObject extends DurableObject<Env> {
    * here to hear the node (see lease.ts).
    */
   private readonly startedAt = Date.now();
+  /** Nodes whose join is being issued a credential: they count against MAX_NODES already. */
+  private readonly joining = new Set<string>();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -247,7 +249,7 @@ export class MeshObject extends DurableObject<Env> {
     if (known) this.events.node(nodeId, "removed");
     for (const unit of this.store.activeOn(nodeId)) {
       // Not started there: it may run elsewhere (or wait for a node of that id to join again).
-      const plan = await this.unitStub(unit.id).nodeLost(nodeId, 0, `node ${nodeId} was removed by an admin`);
+      const plan = await this.unitStub(unit.id).nodeRemoved(nodeId);
       if (plan.action === "requeue") this.unassign(unit.id);
     }
     this.store.deleteNode(nodeId);
@@ -358,9 +360,20 @@ export class MeshObject extends DurableObject<Env> {
       if (liveNodes(this.ctx).has(hello.nodeId)) {
         return this.refuse(ws, { code: "node_taken", message: `node ${hello.nodeId} is connected; a second agent cannot take over its id` }, true);
       }
-      const issued = await this.access().issueCredential(hello.nodeId);
-      if (!issued.ok) return this.refuse(ws, issued.error, true);
-      credential = issued.value;
+      // MAX_NODES again here, counting joins whose credential is being issued: sockets opened at
+      // once all passed the check at the socket, and the await below lets their hellos interleave.
+      if (!this.store.hasNode(hello.nodeId) && this.store.nodeCount() + this.joining.size >= this.config.maxNodes) {
+        return this.refuse(ws, { code: "limit_exceeded", message: `mesh holds ${this.config.maxNodes} nodes (MAX_NODES); remove one first` }, true);
+      }
+      this.joining.add(hello.nodeId);
+      try {
+        const issued = await this.access().issueCredential(hello.nodeId);
+        if (!issued.ok) return this.refuse(ws, issued.error, true);
+        credential = issued.value;
+        this.store.upsertNode(hello.nodeId, hello, Date.now());
+      } finally {
+        this.joining.delete(hello.nodeId);
+      }
     }
     // A reconnecting agent may find its previous socket still half-open: the newest one wins.
     // Only the node's own credential gets this far for an id that has joined.
