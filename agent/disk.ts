@@ -4,7 +4,7 @@
  * (at most once a minute), so the control link stays nearly silent. Also tells a write that failed
  * for want of space from other faults, so a unit's detail can name it.
  */
-import { statfs } from "node:fs/promises";
+import { type FileHandle, statfs } from "node:fs/promises";
 import type { DiskSpace } from "../shared/disk.js";
 import { isLowDisk } from "../shared/disk.js";
 
@@ -48,4 +48,17 @@ export function isDiskFull(error: unknown): boolean {
 export function localFailureDetail(nodeId: string, doing: string, error: unknown): string {
   if (isDiskFull(error)) return `node ${nodeId}: no space left on device while ${doing}`;
   return `node ${nodeId}: agent error while ${doing}: ${error instanceof Error ? error.message : String(error)}`;
+}
+
+/**
+ * Writes all of `data` at `position`. A write to a nearly full file system may write only part of
+ * it and still succeed (seen on tmpfs: 147,456 of 600,000 bytes, no error); the rest is written
+ * again, which then fails ENOSPC, so a payload is never stored with a hole in it.
+ */
+export async function writeAll(file: Pick<FileHandle, "write">, data: Uint8Array, position: number): Promise<void> {
+  for (let done = 0; done < data.byteLength; ) {
+    const { bytesWritten } = await file.write(data, done, data.byteLength - done, position + done);
+    if (bytesWritten === 0) throw Object.assign(new Error("no space left on device (a write made no progress)"), { code: "ENOSPC" });
+    done += bytesWritten;
+  }
 }

@@ -18,7 +18,7 @@ import { type AgentDataMessage, type Assignment, PROTOCOL_VERSION, decodeBrokerD
 import { refusalDetail, refuse } from "../shared/signing.js";
 import { type UnitState, isTerminal } from "../shared/states.js";
 import type { WorkCommand } from "./config.js";
-import { FULL_BYTES, localFailureDetail, sampleDisk } from "./disk.js";
+import { FULL_BYTES, localFailureDetail, sampleDisk, writeAll } from "./disk.js";
 import { type Logger, errorMessage } from "../shared/node/log.js";
 import { type Exit, type RunningProcess, adoptProcess, startProcess } from "./process.js";
 import { type Recovery, type UnitRecord, WORK_DIR, decideOnClosed, identifyProcess, newRecord, writeRecord } from "./spool.js";
@@ -259,7 +259,7 @@ export class UnitRunner {
     this.payloadReceived += data.byteLength;
     const complete = this.payloadReceived === this.unit?.payloadSize;
     this.payloadWrites = this.payloadWrites
-      .then(() => file.write(data, 0, data.byteLength, offset))
+      .then(() => writeAll(file, data, offset))
       .then(() => (complete ? this.payloadComplete() : this.pullPayload()))
       .catch((error) => this.abort(error));
   }
@@ -339,7 +339,8 @@ export class UnitRunner {
    * failure with the work dir's disk full when it ended is reported as such, with its status.
    */
   private async explainExit(exit: Exit): Promise<Exit> {
-    if (exit.error || exit.exitCode === 0) return exit;
+    // A cancel (or a stop after the unit was judged) ends the command by the agent's own signal.
+    if (exit.error || exit.exitCode === 0 || this.cancelRequested) return exit;
     const disk = await sampleDisk(this.opts.unitDir, 0);
     if (!disk || disk.freeBytes >= FULL_BYTES) return exit;
     const status = exit.signal ? `killed by signal ${exit.signal}` : `exit status ${exit.exitCode}`;

@@ -341,6 +341,8 @@ export class UnitObject extends DurableObject<Env> {
     const next: UnitDoc = { ...doc, ...extra, state: to, stateNumber: STATE_NUMBER[to], detail };
     if (isTerminal(to) && !next.finishedAt) next.finishedAt = now;
     if (isTerminal(to) && next.resultsAtVerdict === null) next.resultsAtVerdict = next.stdoutSize;
+    // An ended unit runs nowhere: its node's reachability no longer describes it.
+    if (isTerminal(to)) next.nodeUnreachableSince = null;
     if (to === "Released") next.releasedAt = now;
     this.store.save(next);
     // The last unfinished line becomes an event now that no byte will follow it.

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { isDiskFull, localFailureDetail, shouldReport } from "../../agent/disk.js";
+import { isDiskFull, localFailureDetail, shouldReport, writeAll } from "../../agent/disk.js";
 
 const MiB = 1024 * 1024;
 const at = (freeMiB: number, minFreeMiB = 256) => ({ freeBytes: freeMiB * MiB, minFreeBytes: minFreeMiB * MiB });
@@ -33,5 +33,33 @@ describe("localFailureDetail", () => {
   ])("%s", (error, detail) => {
     expect(localFailureDetail("a3", "writing the payload", error)).toBe(detail);
     expect(isDiskFull(error)).toBe(detail.includes("no space"));
+  });
+});
+
+describe("writeAll", () => {
+  const fake = (grants: number[]) => {
+    const calls: [number, number, number][] = [];
+    return {
+      calls,
+      write: async (_d: Uint8Array, offset: number, length: number, position: number) => {
+        calls.push([offset, length, position]);
+        const n = Math.min(length, grants.shift() ?? length);
+        return { bytesWritten: n, buffer: _d };
+      },
+    };
+  };
+
+  it("writes the rest after a short write, at the right place", async () => {
+    const file = fake([4]);
+    await writeAll(file as never, new Uint8Array(10), 100);
+    expect(file.calls).toEqual([
+      [0, 10, 100],
+      [4, 6, 104],
+    ]);
+  });
+
+  it("a write that makes no progress is ENOSPC, not a loop", async () => {
+    const file = fake([3, 0]);
+    await expect(writeAll(file as never, new Uint8Array(10), 0)).rejects.toMatchObject({ code: "ENOSPC" });
   });
 });
