@@ -108,7 +108,12 @@ async function dispatch(command: Command, session: Session, ctx: CommandContext)
       }
       return "close";
     }
-    case "work-cancel":
+    case "work-cancel": {
+      const unit = await broker.unit(command.unitId);
+      // Another controller's unit: not this node's to cancel, as it is not this node's to release.
+      if (unit.origin !== null && unit.origin !== self) {
+        throw new Error(`unknown work unit ${unit.id} (submitted through control service ${unit.origin}; cancel it there)`);
+      }
       try {
         await broker.cancel(command.unitId);
       } catch (error) {
@@ -117,6 +122,7 @@ async function dispatch(command: Command, session: Session, ctx: CommandContext)
       }
       await session.write(json({ cancelled: command.unitId }));
       return "next";
+    }
     case "work-release":
     case "work-force-release": {
       const unit = await broker.unit(command.unitId);

@@ -265,8 +265,22 @@ describe("unit commands", () => {
     expect(await run("work status Zz000000", new FakeBroker())).toEqual({ after: "next", written: "ERROR: unknown work unit Zz000000\n" });
   });
 
+  it("refuses to cancel another bridge's unit, and cancels its own and meshctl's", async () => {
+    const broker = new FakeBroker();
+    broker.units.set("Aa000001", record("Aa000001", { origin: "other" }));
+    broker.units.set("Aa000002", record("Aa000002"));
+    broker.units.set("Aa000003", record("Aa000003", { origin: null }));
+    expect(await run("work cancel Aa000001", broker)).toEqual({
+      after: "next",
+      written: "ERROR: unknown work unit Aa000001 (submitted through control service other; cancel it there)\n",
+    });
+    expect((await run("work cancel Aa000002", broker)).written).toBe('{"cancelled":"Aa000002"}\n');
+    expect((await run("work cancel Aa000003", broker)).written).toBe('{"cancelled":"Aa000003"}\n');
+  });
+
   it("answers cancelled for a released unit: release implied the cancel", async () => {
     const broker = new FakeBroker();
+    broker.units.set("Aa000001", record("Aa000001", { state: "Released", stateNumber: 5 }));
     broker.cancelError = new MeshApiError("unit_released", "the unit was released", 410);
     expect((await run("work cancel Aa000001", broker)).written).toBe('{"cancelled":"Aa000001"}\n');
     broker.cancelError = new MeshApiError("unreachable", "cannot reach the broker", 0);
