@@ -8,7 +8,8 @@ import { connect } from "node:net";
 import { readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { WebSocket, request } from "undici";
-import { PROTOCOL_VERSION } from "../../shared/protocol.js";
+import { type BrokerControlMessage, PROTOCOL_VERSION, encode } from "../../shared/protocol.js";
+import { RawSocket, attachUnit } from "./raw-agent.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { MeshStatus, UnitRecord } from "../../shared/unit.js";
 import { agentArgv, type RunningAgent, api, broker, createToken as newToken, newMesh, sh, startAgent, tempDir, waitFor } from "./harness.js";
@@ -557,5 +558,85 @@ describe("quotas and request binding", () => {
     }
     const reply = await api<Reply>(mesh, "POST", path, { body, token: tokens[role]!, headers });
     expect(`${reply.status} ${reply.body.error?.code ?? ""}`).toBe(`${status} ${code ?? ""}`);
+  });
+});
+
+/** Reads a long-lived answer to its end; resolves with when it ended. */
+async function openLongLived(path: string, token: string, headers: Record<string, string> = {}): Promise<() => Promise<number>> {
+  const { statusCode, body } = await request(`${broker().url}/v1/meshes/${mesh}${path}`, { headers: { authorization: `Bearer ${token}`, ...headers } });
+  expect(statusCode).toBe(200);
+  const ended = (async () => {
+    for await (const _ of body) {
+      // Drained until the broker ends it.
+    }
+    return Date.now();
+  })();
+  return () => ended;
+}
+
+/** Joins `nodeId` by hand (with any join token or its credential); answers the socket and the welcome's credential. */
+async function joinRaw(nodeId: string, token: string, worktype: string) {
+  const control = await RawSocket.open<BrokerControlMessage>({ url: broker().url, token, mesh }, `/connect?node=${nodeId}`);
+  const versions = { agent: "raw", node: process.version, ansibleRunner: null, podman: null, podmanUsable: false };
+  const workTypes = [{ worktype, verifySignature: false, allowRuntimeParams: true }];
+  control.ws.send(encode({ type: "hello", protocol: PROTOCOL_VERSION, nodeId, workTypes, capacity: 1, tags: {}, versions, units: [] }));
+  const welcome = await control.next();
+  if (welcome.type !== "welcome") throw new Error(`expected welcome, got ${JSON.stringify(welcome)}`);
+  return { control, credential: welcome.credential ?? null };
+}
+
+/** A unit pinned to a raw node, assigned to it and attached on a data socket opened with `token`. */
+async function heldUnit(nodeId: string, worktype: string, control: RawSocket<BrokerControlMessage>, token: string) {
+  const unit = await api<UnitRecord>(mesh, "POST", `/units?worktype=${worktype}&node=${nodeId}`, { body: "x" });
+  expect(unit.status).toBe(201);
+  const assign = await control.next();
+  expect(assign.type).toBe("assign");
+  const { data } = await attachUnit({ url: broker().url, token, mesh }, unit.body.id, nodeId);
+  return { id: unit.body.id, data };
+}
+
+describe("revocation ends what a credential opened", () => {
+  const WITHIN_MS = 8_000;
+
+  it("revoking tokens ends their SSE streams, results follows and agent sockets within seconds", async () => {
+    const watcher = await createToken(mesh, "submit");
+    const joiner = await createToken(mesh, "admin");
+    const { control } = await joinRaw("revokee", joiner.token, "rev");
+    // The admin token acts for the node on the unit's data socket too.
+    const unit = await heldUnit("revokee", "rev", control, joiner.token);
+    const streams = {
+      meshEvents: await openLongLived("/events?after=latest", watcher.token, { accept: "text/event-stream" }),
+      unitEvents: await openLongLived(`/units/${unit.id}/events`, watcher.token, { accept: "text/event-stream" }),
+      follow: await openLongLived(`/units/${unit.id}/results?follow=1`, watcher.token),
+    };
+    await new Promise((r) => setTimeout(r, 500));
+    const revokedAt = Date.now();
+    for (const doomed of [watcher, joiner]) expect((await api(mesh, "DELETE", `/tokens/${doomed.id}`)).status).toBe(200);
+    const sockets = { control: control.closedWith(), data: unit.data.closedWith() };
+    for (const [what, ended] of Object.entries(streams)) {
+      expect({ what, afterMs: (await ended()) - revokedAt < WITHIN_MS }).toEqual({ what, afterMs: true });
+    }
+    for (const [what, closed] of Object.entries(sockets)) {
+      expect({ what, code: (await closed).code }).toEqual({ what, code: 4403 });
+    }
+    expect(Date.now() - revokedAt).toBeLessThan(WITHIN_MS);
+    // A stream opened again is refused: the token is gone, not just its connections.
+    const again = await request(`${broker().url}/v1/meshes/${mesh}/events`, { headers: { authorization: `Bearer ${watcher.token}` } });
+    expect(again.statusCode).toBe(401);
+    await again.body.dump();
+    await api(mesh, "POST", `/units/${unit.id}/cancel`);
+  });
+
+  it("removing a node closes the control and data sockets its credential opened", async () => {
+    const joined = await joinRaw("removee", tokens.admin!, "rem");
+    joined.control.close();
+    await joined.control.closedWith();
+    const { control } = await joinRaw("removee", joined.credential!, "rem");
+    const unit = await heldUnit("removee", "rem", control, joined.credential!);
+    const removedAt = Date.now();
+    expect((await api(mesh, "DELETE", "/nodes/removee")).status).toBe(200);
+    expect((await control.closedWith()).code).toBe(4403);
+    expect((await unit.data.closedWith()).code).toBe(4403);
+    expect(Date.now() - removedAt).toBeLessThan(WITHIN_MS);
   });
 });
