@@ -77,6 +77,61 @@ function forward(response: Response): Response {
   return new Response(response.body, response);
 }
 
+/** How often a long-lived answer (SSE, a results follow) checks that its credential still holds. */
+const RECHECK_MS = 3_000;
+
+/**
+ * Passes a long-lived answer through, ending it within RECHECK_MS once the credential that opened it
+ * no longer authenticates: a revoked token, a removed node, an expired credential.
+ *
+ * Why polling here rather than pushing a close from the revoke: these streams are served by Mesh and
+ * Unit objects the Access object knows nothing about, and the Worker invocation that serves the
+ * stream is the one place that holds both the credential and the stream. One Access lookup per open
+ * stream every few seconds covers every way a credential stops holding with one rule. Agent sockets
+ * are different: after the 101 the Worker is out of their path, so revocation closes them by tag.
+ */
+function whileAuthorized(c: Ctx, response: Response): Response {
+  if (!response.body || !response.ok) return forward(response);
+  const header = c.req.header("authorization");
+  const mesh = meshName(c);
+  const reader = response.body.getReader();
+  let timer: ReturnType<typeof setInterval> | null = null;
+  let ended = false;
+  const end = (controller: ReadableStreamDefaultController<Uint8Array>) => {
+    if (ended) return;
+    ended = true;
+    if (timer !== null) clearInterval(timer);
+    controller.close();
+  };
+  const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      timer = setInterval(() => {
+        authenticate(header, c.env, mesh).catch((error: unknown) => {
+          // Only a definite "no": a transient failure of the Access object must not cut streams.
+          if (!(error instanceof MeshError) || error.code !== "unauthorized") return;
+          void reader.cancel("credential revoked").catch(() => {});
+          end(controller);
+        });
+      }, RECHECK_MS);
+    },
+    async pull(controller) {
+      const { done, value } = await reader.read().catch(() => ({ done: true as const, value: undefined }));
+      if (ended) return;
+      if (done) return end(controller);
+      controller.enqueue(value);
+    },
+    cancel(reason) {
+      ended = true;
+      if (timer !== null) clearInterval(timer);
+      return reader.cancel(reason);
+    },
+  });
+  return new Response(body, response);
+}
+
+/** Who opened an agent socket, as its object tags it, so revoking that credential can close it. */
+export const openerTag = (principal: Principal) => (principal.kind === "token" ? `by:token:${principal.tokenId}` : `by:node:${principal.nodeId}`);
+
 /**
  * RPC stubs wrap return types in the runtime's serialisation types, which defeats inference of
  * `Result<T>`; naming T at the call site restores it.
@@ -95,6 +150,7 @@ app.get("/v1/meshes/:mesh/connect", async (c) => {
   // Set here, never taken from the client: the Mesh object trusts these.
   url.searchParams.set("mesh", mesh);
   url.searchParams.set("join", joining ? "1" : "0");
+  url.searchParams.set("opener", openerTag(c.get("principal")));
   return meshStub(c, mesh).fetch(new Request(url, c.req.raw));
 });
 
@@ -194,7 +250,8 @@ app.get("/v1/meshes/:mesh/units/:id/results", async (c) => {
   if (!/^\d{1,15}$/.test(raw)) throw new MeshError("bad_offset", "offset must be a non-negative integer");
   const follow = c.req.query("follow") === "1" || c.req.query("follow") === "true";
   const url = `https://unit/results?offset=${raw}&follow=${follow ? 1 : 0}`;
-  return forward(await unitStub(c, mesh, id).fetch(url));
+  const response = await unitStub(c, mesh, id).fetch(url);
+  return follow ? whileAuthorized(c, response) : forward(response);
 });
 
 app.get("/v1/meshes/:mesh/units/:id/data", async (c) => {
@@ -211,7 +268,8 @@ app.get("/v1/meshes/:mesh/units/:id/data", async (c) => {
   } else {
     authorize(principal, "manage");
   }
-  return unitStub(c, mesh, id).fetch(new Request(`https://unit/data?node=${encodeURIComponent(node)}`, c.req.raw));
+  const opener = encodeURIComponent(openerTag(principal));
+  return unitStub(c, mesh, id).fetch(new Request(`https://unit/data?node=${encodeURIComponent(node)}&opener=${opener}`, c.req.raw));
 });
 
 /**
@@ -247,7 +305,7 @@ app.get("/v1/meshes/:mesh/units/:id/events", async (c) => {
   can(c, "read");
   const { url, headers } = feedRequest(c, "https://unit/events", false);
   url.searchParams.set("redact", may(c.get("principal"), "submit") ? "0" : "1");
-  return forward(await unitStub(c, mesh, id).fetch(url, { headers }));
+  return whileAuthorized(c, await unitStub(c, mesh, id).fetch(url, { headers }));
 });
 
 /**
@@ -267,7 +325,7 @@ app.get("/v1/meshes/:mesh/events", async (c) => {
   const mesh = meshName(c);
   can(c, "read");
   const { url, headers } = feedRequest(c, "https://mesh/events", true);
-  return forward(await meshStub(c, mesh).fetch(url, { headers }));
+  return whileAuthorized(c, await meshStub(c, mesh).fetch(url, { headers }));
 });
 
 /** Who the caller is and what it may do, so a dashboard offers only what will work. */
@@ -332,7 +390,10 @@ app.delete("/v1/meshes/:mesh/tokens/:token", async (c) => {
   can(c, "manage");
   const id = c.req.param("token");
   if (!UNIT_ID_PATTERN.test(id)) throw new MeshError("bad_request", "token ids are 8 characters of [0-9a-zA-Z]");
-  return c.json(asResult<TokenInfo>(await accessStub(c, mesh).revokeToken(id)));
+  const revoked = asResult<TokenInfo>(await accessStub(c, mesh).revokeToken(id));
+  // Its SSE streams and follows end by themselves (whileAuthorized); its agent sockets are closed here.
+  await meshStub(c, mesh).closeOpenedBy(`by:token:${id}`);
+  return c.json(revoked);
 });
 
 /** Revokes a node's credential, disconnects it, fails its active units and forgets it. */
@@ -342,6 +403,8 @@ app.delete("/v1/meshes/:mesh/nodes/:node", async (c) => {
   const node = c.req.param("node");
   if (!NAME_PATTERN.test(node)) throw new MeshError("bad_request", "node ids are 1-64 characters of [A-Za-z0-9._-]");
   const revoked = await accessStub(c, mesh).revokeCredential(node);
+  // Before removeNode fails its units: data sockets are looked for at the units still active.
+  await meshStub(c, mesh).closeOpenedBy(`by:node:${node}`);
   const removed = await meshStub(c, mesh).removeNode(node);
   if (!revoked && !removed) throw new MeshError("unknown_node", `no node ${node} in mesh ${mesh}`);
   return c.json({ node, revoked, removed });

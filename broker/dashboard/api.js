@@ -80,6 +80,16 @@ export async function readError(response) {
   return new ApiError(response.status, code, message);
 }
 
+/**
+ * Tells the page its token no longer holds (revoked, or the node removed): the session ends
+ * instead of views retrying with a dead token.
+ * @param {number} status
+ */
+export function noteUnauthorized(status) {
+  const page = /** @type {{ dispatchEvent?: (event: Event) => boolean }} */ (globalThis);
+  if (status === 401) page.dispatchEvent?.(new Event("mesh:unauthorized"));
+}
+
 /** One mesh, one token. */
 export class Api {
   /**
@@ -99,7 +109,10 @@ export class Api {
    */
   async fetch(path, init = {}) {
     const response = await fetch(this.base + path, { ...init, headers: { authorization: `Bearer ${this.token}`, ...init.headers } });
-    if (!response.ok) throw await readError(response);
+    if (!response.ok) {
+      noteUnauthorized(response.status);
+      throw await readError(response);
+    }
     return response;
   }
 

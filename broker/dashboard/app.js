@@ -63,6 +63,13 @@ function showDashboard(api, whoami) {
   route();
 }
 
+// A revoked token ends the session: the streams end within seconds, their reconnect is answered 401.
+addEventListener("mesh:unauthorized", () => {
+  if (!loadSession()) return;
+  clearSession();
+  showLogin("your token was revoked or is no longer valid; sign in again");
+});
+
 async function start() {
   const session = loadSession();
   if (!session) return showLogin();

@@ -4,7 +4,7 @@
  * reconnects after drops with backoff, resuming after the last event seen (`Last-Event-ID`). Stops on
  * an `end` event, on abort, or on an answer that retrying cannot fix (401, 403, 404, 410).
  */
-import { readError } from "./api.js";
+import { noteUnauthorized, readError } from "./api.js";
 import { SseParser } from "./sse.js";
 
 /** @typedef {import("./sse.js").SseEvent} SseEvent */
@@ -43,6 +43,7 @@ export async function followStream({ url, token, signal, onEvent, onState = () =
         const detail = (await readError(response)).message;
         if (FATAL.has(response.status)) {
           onState("failed", detail);
+          noteUnauthorized(response.status);
           return;
         }
         throw new Error(detail);

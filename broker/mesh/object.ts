@@ -95,7 +95,9 @@ export class MeshObject extends DurableObject<Env> {
     }
     const pair = new WebSocketPair();
     const server = pair[1];
-    this.ctx.acceptWebSocket(server, [nodeId]);
+    // Tagged with its opener too, so that revoking that credential closes it (closeOpenedBy).
+    const opener = url.searchParams.get("opener");
+    this.ctx.acceptWebSocket(server, opener ? [nodeId, opener] : [nodeId]);
     server.serializeAttachment({ nodeId, helloed: false, joining } satisfies SocketAttachment);
     // A timer rather than the alarm: it keeps the object from hibernating for those seconds only,
     // and the sockets it watches do not outlive the object anyway (a restart drops them all).
@@ -240,6 +242,24 @@ export class MeshObject extends DurableObject<Env> {
     if (current.state !== change.state || current.detail !== change.detail) this.events.unit(this.store.unit(change.id));
     const freed = isTerminal(change.state) && !isTerminal(current.state);
     if ((change.ready && !current.ready) || freed) await this.dispatch();
+  }
+
+  /**
+   * A credential was revoked (`by:token:ID`) or a node removed (`by:node:ID`): close the agent sockets
+   * it opened, control sockets here and data sockets at the units still active, which are the only
+   * ones a data socket can act for.
+   */
+  async closeOpenedBy(tag: string): Promise<number> {
+    let closed = 0;
+    for (const ws of this.ctx.getWebSockets(tag)) {
+      ws.close(4403, "credential revoked");
+      closed++;
+    }
+    for (const unit of this.store.units()) {
+      if (!isTerminal(unit.state)) closed += await this.unitStub(unit.id).closeOpenedBy(tag);
+    }
+    if (closed > 0) log("sockets:closed-on-revoke", { tag, closed });
+    return closed;
   }
 
   /** An admin removed the node: its credential is revoked already; disconnect it and end its units. */

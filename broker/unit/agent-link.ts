@@ -39,9 +39,10 @@ export function isAttached(ws: WebSocket): boolean {
 }
 
 /** The Worker has checked that `node` is the caller's own node (or that an admin acts for it). */
-export function acceptAgent(ctx: DurableObjectState, nodeId: string): Response {
+export function acceptAgent(ctx: DurableObjectState, nodeId: string, opener: string | null): Response {
   const pair = new WebSocketPair();
-  ctx.acceptWebSocket(pair[1], [AGENT_TAG]);
+  // Tagged with its opener too, so that revoking that credential closes it.
+  ctx.acceptWebSocket(pair[1], opener ? [AGENT_TAG, opener] : [AGENT_TAG]);
   pair[1].serializeAttachment({ nodeId, attached: false } satisfies AgentAttachment);
   return new Response(null, { status: 101, webSocket: pair[0] });
 }

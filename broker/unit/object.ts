@@ -127,8 +127,15 @@ export class UnitObject extends DurableObject<Env> {
     }
     if (reading === "events") return eventsResponse(this.store, this.pages, this.waiters, request, redact, this.config.sseKeepaliveMs);
     if (reading === "artifacts") return artifactsResponse(this.store, doc, redact);
-    if (url.pathname.endsWith("/data")) return acceptAgent(this.ctx, url.searchParams.get("node") ?? "");
+    if (url.pathname.endsWith("/data")) return acceptAgent(this.ctx, url.searchParams.get("node") ?? "", url.searchParams.get("opener"));
     return errorResponse({ code: "unknown_route", message: "no such unit route" }, 404);
+  }
+
+  /** The Mesh object passes on a revocation: close the data sockets that credential opened. */
+  async closeOpenedBy(tag: string): Promise<number> {
+    const sockets = this.ctx.getWebSockets(tag);
+    for (const ws of sockets) ws.close(4403, "credential revoked");
+    return sockets.length;
   }
 
   async status(): Promise<Result<UnitRecord>> {

@@ -170,6 +170,21 @@ describe.skipIf(skipped)("the web dashboard", () => {
     await context.close();
   });
 
+  it("ends the session of a token revoked while its page is open, within seconds", async () => {
+    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    const doomed = await newToken(mesh, "read", { name: "dashboard test revoked" });
+    await signIn(page, doomed.token);
+    await page.locator(".live", { hasText: "live" }).first().waitFor(WAIT);
+    const revokedAt = Date.now();
+    expect((await api(mesh, "DELETE", `/tokens/${doomed.id}`)).status).toBe(200);
+    // The mesh event stream ends within 3 s; its reconnect is answered 401 and the page signs out.
+    // Under 7 s: sooner than the overview's 10 s refresh, which alone would also meet a 401.
+    await page.locator("#login-token").waitFor({ timeout: 20_000 });
+    expect(Date.now() - revokedAt).toBeLessThan(7_000);
+    await page.getByRole("alert").getByText("revoked").waitFor(WAIT);
+    await page.close();
+  });
+
   it("refuses a wrong token at sign-in and signs out", async () => {
     const page = await browser.newPage();
     await page.goto(broker().url);
