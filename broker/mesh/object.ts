@@ -252,6 +252,7 @@ export class MeshObject extends DurableObject<Env> {
   async closeOpenedBy(tag: string): Promise<number> {
     let closed = 0;
     for (const ws of this.ctx.getWebSockets(tag)) {
+      if (ws.readyState !== WebSocket.OPEN) continue;
       ws.close(4403, "credential revoked");
       closed++;
     }
@@ -265,7 +266,7 @@ export class MeshObject extends DurableObject<Env> {
   /** An admin removed the node: its credential is revoked already; disconnect it and end its units. */
   async removeNode(nodeId: string): Promise<boolean> {
     const known = this.store.hasNode(nodeId);
-    for (const ws of this.ctx.getWebSockets(nodeId)) ws.close(4403, "node removed by an admin");
+    for (const ws of this.ctx.getWebSockets(nodeId)) if (ws.readyState === WebSocket.OPEN) ws.close(4403, "node removed by an admin");
     if (known) this.events.node(nodeId, "removed");
     for (const unit of this.store.activeOn(nodeId)) {
       // Not started there: it may run elsewhere (or wait for a node of that id to join again).

@@ -133,7 +133,7 @@ export class UnitObject extends DurableObject<Env> {
 
   /** The Mesh object passes on a revocation: close the data sockets that credential opened. */
   async closeOpenedBy(tag: string): Promise<number> {
-    const sockets = this.ctx.getWebSockets(tag);
+    const sockets = this.ctx.getWebSockets(tag).filter((ws) => ws.readyState === WebSocket.OPEN);
     for (const ws of sockets) ws.close(4403, "credential revoked");
     return sockets.length;
   }
@@ -228,7 +228,8 @@ export class UnitObject extends DurableObject<Env> {
   async nodeRemoved(nodeId: string): Promise<LostPlan> {
     const plan = await this.nodeLost(nodeId, 0, `node ${nodeId} was removed by an admin`);
     for (const ws of this.ctx.getWebSockets(AGENT_TAG)) {
-      if ((ws.deserializeAttachment() as { nodeId?: string } | null)?.nodeId === nodeId) ws.close(4403, "node removed by an admin");
+      const mine = (ws.deserializeAttachment() as { nodeId?: string } | null)?.nodeId === nodeId;
+      if (mine && ws.readyState === WebSocket.OPEN) ws.close(4403, "node removed by an admin");
     }
     return plan;
   }
