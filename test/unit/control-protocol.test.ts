@@ -117,17 +117,25 @@ describe("JSON commands", () => {
     ['{"command":"work","subcommand":"results","unitid":"AbCd1234","startpos":7}', { kind: "work-results", unitId: "AbCd1234", startpos: 7 }],
     ['{"command":"work","subcommand":"results","unitid":"AbCd1234","startpos":"7"}', { kind: "work-results", unitId: "AbCd1234", startpos: 7 }],
     ['{"command":"ping","target":"edge-1"}', { kind: "ping", target: "edge-1" }],
+    ['{"command":"status"}', { kind: "status", requestedFields: null }],
+    ['{"command":"work","subcommand":"results","unitid":"AbCd1234","startpos":0}', { kind: "work-results", unitId: "AbCd1234", startpos: 0 }],
   ])("%s", (line, expected) => {
     expect(command(line)).toEqual(expected);
   });
 
   it.each([
-    ['{"command": "work", "subcommand": ', /^invalid JSON command: /],
+    // JSON.parse's own message, not the "not an object" that follows a swallowed parse error.
+    ['{"command": "work", "subcommand": ', /^invalid JSON command: (?!not an object)/],
     ['{"verb":"status"}', /^JSON did not contain a command$/],
     ['{"command":5}', /^command must be a string$/],
     ['{"command":"WORK","subcommand":"list"}', /^Unknown command$/],
     ['{"command":"status","requested_fields":"Version"}', /^each element of requested_fields must be a string$/],
     ['{"command":"status","requested_fields":[1]}', /^each element of requested_fields must be a string$/],
+    ['{"command":"status","requested_fields":["Version",1]}', /^each element of requested_fields must be a string$/],
+    ['{"command":"work","subcommand":"frobnicate","unitid":"a"}', /^bad command$/],
+    ['{"command":"work","subcommand":"results","unitid":"a","startpos":true}', /^field startpos value true is not convertible to an int$/],
+    ['{"command":"work","subcommand":"results","unitid":"a","startpos":"7x"}', /^field startpos value "7x" is not convertible to an int$/],
+    ['{"command":"work","subcommand":"results","unitid":"a","startpos":"x7"}', /^field startpos value "x7" is not convertible to an int$/],
     ['{"command":"ping"}', /^no ping target$/],
     ['{"command":"ping","target":1}', /^ping target must be string$/],
     ['{"command":"work"}', /^field subcommand missing$/],

@@ -41,6 +41,10 @@ describe("leaseVerdict", () => {
     expect(leaseVerdict(silence(lastSeen, restart, restart + 15_001), times)).toBe("unreachable");
     expect(unreachableSince(lastSeen, restart, times)).toBe(restart + 15_000);
   });
+
+  it("a node heard after the broker started is unreachable from its last word + lease", () => {
+    expect(unreachableSince(20_000, 5_000, times)).toBe(35_000);
+  });
 });
 
 describe("planLease", () => {
@@ -101,6 +105,11 @@ describe("nextLeaseCheck", () => {
     const now = 1_000_000;
     expect(nextLeaseCheck([0], now, 15_000, lostAfters)).toBe(now + 5_000);
     expect(nextLeaseCheck([60_000], now, 15_000, lostAfters)).toBe(now + 5_000);
+  });
+
+  it("a boundary crossed exactly now (silent = lease + 1) is not woken for again", () => {
+    const now = 1_000_000;
+    expect(nextLeaseCheck([15_001], now, 15_000, lostAfters)).toBe(now + 5_000);
   });
 
   it("is always in the future, and each verdict changes only at a boundary it wakes for", () => {

@@ -36,6 +36,10 @@ describe("canonicalJson", () => {
     expect(canonicalJson({ b: 1, a: { d: [3, { z: 1, y: 2 }], c: null }, e: "x y" })).toBe('{"a":{"c":null,"d":[3,{"y":2,"z":1}]},"b":1,"e":"x y"}');
   });
 
+  it("leaves out keys whose value is undefined, as JSON.stringify does", () => {
+    expect(canonicalJson({ b: 1, a: undefined })).toBe('{"b":1}');
+  });
+
   it("gives the claims one spelling whatever order they were built in", () => {
     const reordered = Object.fromEntries(Object.entries(claims).reverse()) as UnitClaims;
     expect(new TextDecoder().decode(claimsBytes(reordered))).toBe(new TextDecoder().decode(claimsBytes(claims)));
@@ -74,6 +78,16 @@ describe("encodeSignature and parseSignature", () => {
     ["fractional exp", `${b64(canonicalJson({ ...claims, exp: 1.5 }))}.${SIG64}`, /claims\.exp/],
     ["unsorted keys", `${b64(JSON.stringify(claims))}.${SIG64}`, /canonical form/],
     ["whitespace", `${b64(` ${canonicalJson(claims)}`)}.${SIG64}`, /canonical form/],
+    ["a claims part of 4n+1 characters", `AAAAA.${SIG64}`, /not base64url/],
+    [
+      "a byte that is not UTF-8 inside a string",
+      `${Buffer.concat(
+        canonicalJson({ ...claims, mesh: "MARK" })
+          .split("MARK")
+          .flatMap((part, i) => (i === 0 ? [Buffer.from(part)] : [Buffer.from([0xff]), Buffer.from(part)])),
+      ).toString("base64url")}.${SIG64}`,
+      /not UTF-8 JSON/,
+    ],
     ["a byte order mark", `${b64(`\uFEFF${canonicalJson(claims)}`)}.${SIG64}`, /not UTF-8 JSON|canonical form/],
     ["a duplicate key", `${b64(canonicalJson(claims).replace('"mesh":"prod"', '"mesh":"evil","mesh":"prod"'))}.${SIG64}`, /canonical form/],
   ])("refuses %s as malformed", (_name, wire, message) => {

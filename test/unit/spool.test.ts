@@ -45,6 +45,12 @@ describe("parseProcStat", () => {
     expect(parseProcStat("12 (x) R 1 2 3")).toBeNull();
     expect(parseProcStat("12 (x) R 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 x")).toBeNull();
   });
+
+  it("refuses a line with no command name, or an empty state field", () => {
+    // Full length, so only the missing ")" (or the empty state) can be why it is refused.
+    expect(parseProcStat("12691 cat R 12689 12689 6492 0 -1 4194304 99 0 0 0 0 0 0 0 20 0 1 0 54532 3133440")).toBeNull();
+    expect(parseProcStat("12691 (cat)  12689 12689 6492 0 -1 4194304 99 0 0 0 0 0 0 0 20 0 1 0 54532 3133440")).toBeNull();
+  });
 });
 
 describe("isSameProcess", () => {
@@ -52,6 +58,10 @@ describe("isSameProcess", () => {
     ["the same start time and boot", proc, "boot-a", { state: "S", startTime: 54532 }, true],
     ["no such PID", proc, "boot-a", null, false],
     ["a zombie", proc, "boot-a", { state: "Z", startTime: 54532 }, false],
+    ["dead (X)", proc, "boot-a", { state: "X", startTime: 54532 }, false],
+    ["no boot id recorded: the start time decides", { ...proc, bootId: null }, "boot-b", { state: "S", startTime: 54532 }, true],
+    ["no boot id readable now: the start time decides", proc, null, { state: "S", startTime: 54532 }, true],
+    ["no start time recorded, one readable now: existence", { ...proc, startTime: null }, "boot-a", { state: "S", startTime: 777 }, true],
     ["a reused PID (other start time)", proc, "boot-a", { state: "S", startTime: 60000 }, false],
     ["another boot, even with the same start time", proc, "boot-b", { state: "S", startTime: 54532 }, false],
     ["no start time recorded (no /proc): existence", { ...proc, startTime: null, bootId: null }, null, { state: "?", startTime: null }, true],
@@ -83,6 +93,7 @@ describe("parseExitFile", () => {
     ["a negative code", '{"code":-1,"signal":null}'],
     ["an unknown signal", '{"code":null,"signal":"SIGNOPE"}'],
     ["a signal number", '{"code":null,"signal":9}'],
+    ["a signal name in an array", '{"code":null,"signal":["SIGINT"]}'],
     ["null", "null"],
     ["an unknown field", '{"code":0,"signal":null,"extra":1}'],
   ])("reads %s as no status", (_name, text) => {

@@ -31,6 +31,16 @@ describe("planPull", () => {
     else expect(plan).toEqual(expected);
   });
 
+  it("each refusal says which rule the pull broke", () => {
+    const MiB = 1024 * 1024;
+    expect(planPull(null, 16 * MiB, 0, 16 * MiB)).toEqual({ action: "refuse", message: `a payload pull asks for at most ${MiB} bytes, not ${16 * MiB}` });
+    expect(planPull(MiB, 16 * MiB, 0, MiB)).toEqual({
+      action: "refuse",
+      message: `payload pulls follow each other on a socket: the next starts at ${MiB}, not 0`,
+    });
+    expect(planPull(null, 10, 11, 1)).toEqual({ action: "refuse", message: "the payload has 10 bytes; a pull at 11 is past its end" });
+  });
+
   it("a socket is sent each byte at most once, however it pulls", () => {
     const size = 3 * PULL_MAX + 7;
     let next: number | null = null;
@@ -179,6 +189,10 @@ describe("planNodeLost", () => {
     });
   });
 
+  it("fails a Running unit even with no attach recorded: it has started, so it never runs twice", () => {
+    expect(planNodeLost({ ...base, attachedAt: null }, "n1", 31_000).action).toBe("fail");
+  });
+
   it.each(["Succeeded", "Failed", "Canceled", "Released"] as const)("ignores a %s unit", (state) => {
     expect(planNodeLost({ ...base, state }, "n1", 31_000)).toEqual({ action: "ignore" });
   });
@@ -205,6 +219,7 @@ describe("planNodeUnreachable", () => {
       { ...base, state: "Pending" as const, attachedAt: null, targetNode: "n1" },
       { action: "requeue", detail: "waiting for node n1 (node n1 unreachable)" },
     ],
+    ["a Running unit with no attach recorded has started: marked, not requeued", { ...base, attachedAt: null }, mark],
     ["a finished unit is left alone", { ...base, state: "Succeeded" as const }, { action: "ignore" }],
     ["a unit since moved to another node is left alone", { ...base, node: "n2" }, { action: "ignore" }],
   ] as const)("%s", (_name, doc, plan) => {
@@ -220,5 +235,6 @@ describe("planNodeUnreachable", () => {
     expect(lateExitDetail("node lost: no word from node n1 for 31 s", "n1", "exit status 0", 1024)).toBe(
       "node lost: no word from node n1 for 31 s; node n1 reported later: exit status 0 (1024 more bytes of results stored)",
     );
+    expect(lateExitDetail("canceled", null, "exit status 1", 0)).toBe("canceled; the node reported later: exit status 1 (0 more bytes of results stored)");
   });
 });
