@@ -7,9 +7,9 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { createWriteStream, existsSync } from "node:fs";
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join, relative, resolve } from "node:path";
-import { rebindCredential } from "../agent/credential.js";
+import { credentialPath, rebindCredential } from "../agent/credential.js";
 import { ROOT, startBroker } from "./local-broker.js";
 
 const STATE = process.env.MESH_HOME ? resolve(process.env.MESH_HOME) : join(ROOT, ".mesh");
@@ -85,6 +85,10 @@ async function main(): Promise<void> {
   await mkdir(STATE, { recursive: true, mode: 0o700 });
   const token = await adminToken();
   const port = Number(process.env.MESH_PORT ?? 8787);
+  // serve keeps its objects in state/do. A state dir without it is new to this broker (first start,
+  // or one made by an earlier version on wrangler dev, which kept them in state/v3): a credential
+  // the local agent holds was issued by another broker's state, and would be refused.
+  const freshBroker = !existsSync(join(STATE, "state", "do"));
   console.log(`Starting the broker (mesh-broker serve on workerd; state in ${shown(join(STATE, "state"))}, log in ${shown(join(STATE, "broker.log"))}) …`);
   const broker = await startBroker({ stateDir: join(STATE, "state"), token, logFile: join(STATE, "broker.log"), port });
 
@@ -102,6 +106,11 @@ async function main(): Promise<void> {
     ].join("\n"),
   );
   const workDir = join(STATE, "agent");
+  const credential = credentialPath(workDir);
+  if (freshBroker && existsSync(credential)) {
+    await rename(credential, `${credential}.old`);
+    console.log(`The broker's state is new: the local agent joins anew (its old credential is kept in ${shown(`${credential}.old`)}).`);
+  }
   // The same state dir is the same broker on whatever port it listens now: the local node's
   // credential stays valid for it (else the agent's join would be refused: the node has joined).
   const moved = await rebindCredential(workDir, { broker: broker.url, mesh: "default", nodeId: "local" });
