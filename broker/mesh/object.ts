@@ -270,7 +270,7 @@ export class MeshObject extends DurableObject<Env> {
     if (known) this.events.node(nodeId, "removed");
     for (const unit of this.store.activeOn(nodeId)) {
       // Not started there: it may run elsewhere (or wait for a node of that id to join again).
-      const plan = await this.unitStub(unit.id).nodeRemoved(nodeId);
+      const plan = await this.unitStub(unit.id).nodeLost(nodeId, 0, `node ${nodeId} was removed by an admin`);
       if (plan.action === "requeue") this.unassign(unit.id);
     }
     this.store.deleteNode(nodeId);
@@ -375,6 +375,8 @@ export class MeshObject extends DurableObject<Env> {
     if (hello.nodeId !== attachment.nodeId) {
       return this.refuse(ws, { code: "bad_message", message: `hello names node ${hello.nodeId} but the socket was opened for ${attachment.nodeId}` }, true);
     }
+    // Read before the node is stored again, which clears its outage.
+    const outage = this.store.outage(hello.nodeId);
     let credential: string | undefined;
     if (attachment.joining) {
       // A join may not take over a node that is connected, nor one whose credential is in use.
@@ -402,8 +404,8 @@ export class MeshObject extends DurableObject<Env> {
       if (other !== ws) other.close(4001, "replaced by a newer connection of the same node");
     }
     ws.serializeAttachment({ ...attachment, helloed: true } satisfies SocketAttachment);
-    const outage = this.store.outage(hello.nodeId);
-    this.store.upsertNode(hello.nodeId, hello, Date.now());
+    // A join stored the node already, before its hello could be counted twice against MAX_NODES.
+    if (credential === undefined) this.store.upsertNode(hello.nodeId, hello, Date.now());
     this.events.node(hello.nodeId, "joined");
     log("node:hello", { node: hello.nodeId, workTypes: hello.workTypes.map((w) => w.worktype), capacity: hello.capacity, joined: attachment.joining });
     this.send(ws, { type: "welcome", nodeId: hello.nodeId, pingIntervalMs: this.config.pingIntervalMs, ...(credential ? { credential } : {}) });

@@ -220,20 +220,6 @@ export class UnitObject extends DurableObject<Env> {
     return plan;
   }
 
-  /**
-   * An admin removed the node: the unit ends as for a lost node, and the node's data sockets close
-   * now, so nothing it sends afterwards (results, a late exit) is taken; its credential is revoked,
-   * so it cannot attach again.
-   */
-  async nodeRemoved(nodeId: string): Promise<LostPlan> {
-    const plan = await this.nodeLost(nodeId, 0, `node ${nodeId} was removed by an admin`);
-    for (const ws of this.ctx.getWebSockets(AGENT_TAG)) {
-      const mine = (ws.deserializeAttachment() as { nodeId?: string } | null)?.nodeId === nodeId;
-      if (mine && ws.readyState === WebSocket.OPEN) ws.close(4403, "node removed by an admin");
-    }
-    return plan;
-  }
-
   override async alarm(): Promise<void> {
     try {
       const retention = this.config;

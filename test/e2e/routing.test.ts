@@ -153,6 +153,17 @@ describe("routing", () => {
     expect((await api(mesh, "GET", `/units/${first.body.id}/results`)).body).toBe("once\n");
   });
 
+  /** The id of the mesh's unit whose payload is still arriving. */
+  const receivingUnit = async (): Promise<string> => {
+    let id = "";
+    await waitFor(async () => {
+      const list = await api<{ id: string; detail: string }[]>(mesh, "GET", "/units");
+      id = list.body.find((u) => u.detail === "receiving payload")?.id ?? "";
+      return id !== "";
+    }, "the unit to appear while its payload arrives");
+    return id;
+  };
+
   it("a retry with the same Idempotency-Key while the first upload still streams is refused upload_in_progress", async () => {
     const { url, token } = broker();
     const headers = { authorization: `Bearer ${token}`, "idempotency-key": `mid-${mesh}` };
@@ -160,12 +171,7 @@ describe("routing", () => {
     const body = new PassThrough();
     const first = request(path, { method: "POST", headers: { ...headers, "content-length": "24" }, body });
     body.write("first part\n");
-    let id = "";
-    await waitFor(async () => {
-      const list = await api<{ id: string; detail: string }[]>(mesh, "GET", "/units");
-      id = list.body.find((u) => u.detail === "receiving payload")?.id ?? "";
-      return id !== "";
-    }, "the unit to appear while its payload arrives");
+    const id = await receivingUnit();
     // The same request again (same length: an Idempotency-Key is bound to the request).
     const retry = await request(path, { method: "POST", headers: { ...headers, "content-length": "24" }, body: "the retry's own body!!!\n" });
     expect(retry.statusCode).toBe(409);
@@ -190,12 +196,7 @@ describe("routing", () => {
       body,
     });
     body.write("first part\n");
-    let id = "";
-    await waitFor(async () => {
-      const list = await api<{ id: string; detail: string }[]>(mesh, "GET", "/units");
-      id = list.body.find((u) => u.detail === "receiving payload")?.id ?? "";
-      return id !== "";
-    }, "the unit to appear while its payload arrives");
+    const id = await receivingUnit();
     await waitFor(async () => (await api<UnitRecord>(mesh, "GET", `/units/${id}`)).status === 200, "the unit record");
     expect((await api<UnitRecord>(mesh, "POST", `/units/${id}/cancel`)).body.state).toBe("Canceled");
     body.end("second part\n");

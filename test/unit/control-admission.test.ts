@@ -1,27 +1,8 @@
 /** Which submits the control service takes, and receptor's words for the ones it refuses. */
 import { describe, expect, it } from "vitest";
 import { type BridgeSide, type SubmitRequest, admit } from "../../meshctl/control/admission.js";
-import type { MeshStatus, NodeStatus } from "../../shared/unit.js";
-
-type Ad = NodeStatus["workTypes"][number];
-const wt = (worktype: string, more: Partial<Ad> = {}): Ad => ({ worktype, verifySignature: false, allowRuntimeParams: false, ...more });
-const node = (nodeId: string, workTypes: Ad[], more: Partial<NodeStatus> = {}): NodeStatus => ({
-  nodeId,
-  connected: true,
-  unreachable: false,
-  unreachableSince: null,
-  lost: false,
-  workTypes,
-  capacity: 1,
-  activeUnits: 0,
-  tags: {},
-  versions: { agent: "0", node: "v20", ansibleRunner: null, podman: null, podmanUsable: false },
-  connectedAt: null,
-  lastSeen: null,
-  disk: null,
-  lowDisk: null,
-  ...more,
-});
+import type { MeshStatus } from "../../shared/unit.js";
+import { node, wt } from "./fixtures/node-status.js";
 
 const status: MeshStatus = {
   mesh: "m",

@@ -7,6 +7,7 @@ import { MeshApiError, type SubmitOptions } from "../../meshctl/client.js";
 import { type Broker, type CommandContext, SIGNED_WAIT_MS, type Session, runCommand } from "../../meshctl/control/commands.js";
 import { parseCommand } from "../../meshctl/control/protocol.js";
 import type { MeshStatus, UnitRecord } from "../../shared/unit.js";
+import { node, wt } from "./fixtures/node-status.js";
 
 const record = (id: string, overrides: Partial<UnitRecord> = {}): UnitRecord => ({
   id,
@@ -33,24 +34,6 @@ const record = (id: string, overrides: Partial<UnitRecord> = {}): UnitRecord => 
   ...overrides,
 });
 
-type Ad = MeshStatus["nodes"][number]["workTypes"][number];
-const wt = (worktype: string, more: Partial<Ad> = {}): Ad => ({ worktype, verifySignature: false, allowRuntimeParams: false, ...more });
-const node = (nodeId: string, workTypes: Ad[], connected = true): MeshStatus["nodes"][number] => ({
-  nodeId,
-  connected,
-  unreachable: false,
-  unreachableSince: null,
-  lost: false,
-  workTypes,
-  capacity: 1,
-  activeUnits: 0,
-  tags: {},
-  versions: { agent: "0", node: "v20", ansibleRunner: null, podman: null, podmanUsable: false },
-  connectedAt: null,
-  lastSeen: null,
-  disk: null,
-  lowDisk: null,
-});
 const unknownUnit = () => new MeshApiError("unknown_unit", "no such unit", 404);
 
 class FakeBroker implements Broker {
@@ -150,7 +133,7 @@ describe("work submit", () => {
 
   it("refuses local work at once when the bridge's own agent is not connected", async () => {
     const broker = new FakeBroker();
-    broker.nodes = [node("edge-1", [wt("local")]), node("bridge", [wt("local")], false)];
+    broker.nodes = [node("edge-1", [wt("local")]), node("bridge", [wt("local")], { connected: false })];
     const { after, written } = await run('{"command":"work","subcommand":"submit","node":"localhost","worktype":"local"}', broker);
     expect(after).toBe("close");
     expect(written).toMatch(/^ERROR: unknown work type local \(no agent with node id bridge, this control service's own node, is connected\)\n$/);
