@@ -7,11 +7,13 @@ import { parseDuration } from "../shared/duration.js";
 import { MAX_SIGNATURE_CHARS } from "../shared/protocol.js";
 import { MeshError, type Result, unwrap } from "../shared/errors.js";
 import { NAME_PATTERN, UNIT_ID_PATTERN } from "../shared/ids.js";
+import { parsePriority, parseTagSelector } from "../shared/placement.js";
 import { type Principal, isRole } from "../shared/roles.js";
 import type { UnitRecord, UnitSummary } from "../shared/unit.js";
 import type { TokenInfo } from "./access/object.js";
 import { authenticate, authorize, authorizeNode, may } from "./auth.js";
 import { logError } from "./log.js";
+import { CONTENT_TYPE as METRICS_CONTENT_TYPE } from "./metrics.js";
 import type { UnitIndexRow } from "./mesh/store.js";
 
 type AppEnv = { Bindings: Env; Variables: { principal: Principal } };
@@ -196,6 +198,8 @@ app.post("/v1/meshes/:mesh/units", async (c) => {
       signature,
       origin,
       payloadLength: Number(c.req.header("content-length")),
+      tags: unwrap(parseTagSelector(c.req.queries("tag") ?? [])),
+      priority: unwrap(parsePriority(c.req.query("priority"))),
     }),
   );
   const unit = unitStub(c, mesh, created.unit.id);
@@ -409,3 +413,21 @@ app.delete("/v1/meshes/:mesh/nodes/:node", async (c) => {
   if (!revoked && !removed) throw new MeshError("unknown_node", `no node ${node} in mesh ${mesh}`);
   return c.json({ node, revoked, removed });
 });
+
+/** The mesh's metrics for Prometheus (text format 0.0.4): queue, pickup and run times, nodes, capacity. */
+app.get("/v1/meshes/:mesh/metrics", async (c) => {
+  const mesh = meshName(c);
+  can(c, "read");
+  return c.body(await meshStub(c, mesh).metricsText(mesh), 200, { "content-type": METRICS_CONTENT_TYPE });
+});
+
+/** Pause or resume a node: paused, it finishes its units and takes no new ones. */
+for (const action of ["pause", "resume"] as const) {
+  app.post(`/v1/meshes/:mesh/nodes/:node/${action}`, async (c) => {
+    const mesh = meshName(c);
+    can(c, "manage");
+    const node = c.req.param("node");
+    if (!NAME_PATTERN.test(node)) throw new MeshError("bad_request", "node ids are 1-64 characters of [A-Za-z0-9._-]");
+    return c.json(asResult<{ node: string; paused: boolean }>(await meshStub(c, mesh).pauseNode(node, action === "pause")));
+  });
+}

@@ -14,7 +14,9 @@ import type { MeshStatus, UnitSummary } from "../../shared/unit.js";
 import { type BrokerConfig, brokerConfig } from "../config.js";
 import { log, logError } from "../log.js";
 import { completeClose, refusedSocket } from "../socket.js";
-import { planDispatch } from "./dispatch.js";
+import { planQueue } from "./dispatch.js";
+import { admitTags } from "./fleet.js";
+import { MeshMetrics } from "./metrics.js";
 import { MeshEventLog } from "./events.js";
 import { type LeaseTimes, leaseVerdict, nextLeaseCheck, planLease, silence, unreachableSince } from "./lease.js";
 import { type SocketAttachment, helloedSockets, liveNodes, pingedAt } from "./sockets.js";
@@ -39,13 +41,21 @@ export interface CreateUnitInput {
   origin: string | null;
   /** The declared payload length: part of what an Idempotency-Key is bound to. */
   payloadLength: number;
+  /** Tags the node must have (shared/placement.ts, normalised); [] for any node. */
+  tags: string[];
+  /** Higher runs first; 0 by default. */
+  priority: number;
 }
 
 /** What an Idempotency-Key is bound to: a retry must be the same request, or it is refused. */
 function idempotentRequest(input: CreateUnitInput): string {
   const params = Object.entries(input.params).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  return JSON.stringify([input.worktype, input.targetNode, params, input.payloadLength]);
+  const placement = input.tags.length > 0 || input.priority !== 0 ? [input.tags, input.priority] : [];
+  return JSON.stringify([input.worktype, input.targetNode, params, input.payloadLength, ...placement]);
 }
+
+/** How long a unit ran, from when the index saw it start. */
+const ranFor = (startedAt: number | null) => (startedAt === null ? null : Date.now() - startedAt);
 
 export interface UnitChange {
   id: string;
@@ -53,6 +63,8 @@ export interface UnitChange {
   detail: string;
   /** Set once the payload is stored: the unit may now be dispatched. */
   ready?: boolean;
+  /** Results bytes stored so far (metrics count them once the unit is final). */
+  resultsBytes?: number;
 }
 
 export class MeshObject extends DurableObject<Env> {
@@ -60,6 +72,7 @@ export class MeshObject extends DurableObject<Env> {
   private readonly config: BrokerConfig;
   private readonly submits: RateLimiter;
   private readonly events: MeshEventLog;
+  private readonly metrics: MeshMetrics;
   /**
    * When this instance started (a restart, a deploy, a wake from eviction). Kept in memory only,
    * on purpose: node silence is counted from no earlier than this, because before it nobody was
@@ -75,6 +88,7 @@ export class MeshObject extends DurableObject<Env> {
     this.config = brokerConfig(env);
     this.events = new MeshEventLog(ctx.storage.sql, this.config.meshEventRetention);
     this.submits = new RateLimiter(this.config.submitsPerMinute);
+    this.metrics = new MeshMetrics(ctx.storage.sql);
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(PING, PONG));
   }
 
@@ -191,6 +205,8 @@ export class MeshObject extends DurableObject<Env> {
     } else if (![...known.values()].some((types) => types.has(input.worktype))) {
       return fail("unknown_worktype", `no node of mesh ${input.mesh} offers work type ${input.worktype}`);
     }
+    const tagged = admitTags(input, this.store.knownNodes());
+    if (!tagged.ok) return tagged;
     if (input.unitId !== null && this.store.unit(input.unitId)) {
       return fail("unit_exists", `unit ${input.unitId} already exists in mesh ${input.mesh}; a signed unit id is used once`);
     }
@@ -204,6 +220,8 @@ export class MeshObject extends DurableObject<Env> {
       state: "Pending",
       detail: "receiving payload",
       origin: input.origin,
+      tags: input.tags,
+      priority: input.priority,
       ready: false,
       lostAfterMs: input.lostAfterMs,
       createdAt: Date.now(),
@@ -222,9 +240,9 @@ export class MeshObject extends DurableObject<Env> {
   }
 
   private async initUnit(id: string, input: CreateUnitInput): Promise<Result<void>> {
-    const { mesh, worktype, targetNode, params, ttlMs, lostAfterMs, signature, origin } = input;
+    const { mesh, worktype, targetNode, params, ttlMs, lostAfterMs, signature, origin, tags, priority } = input;
     try {
-      await this.unitStub(id).init({ mesh, id, worktype, targetNode, params, ttlMs, lostAfterMs, signature, origin });
+      await this.unitStub(id).init({ mesh, id, worktype, targetNode, params, ttlMs, lostAfterMs, signature, origin, tags, priority });
       return ok(undefined);
     } catch (error) {
       logError("unit:init-failed", error, { unit: id });
@@ -241,6 +259,7 @@ export class MeshObject extends DurableObject<Env> {
     this.store.updateUnit(change.id, change, Date.now());
     if (current.state !== change.state || current.detail !== change.detail) this.events.unit(this.store.unit(change.id));
     const freed = isTerminal(change.state) && !isTerminal(current.state);
+    if (freed) this.metrics.finished(current.worktype, change.state, ranFor(this.store.startedAt(change.id)), change.resultsBytes ?? 0);
     if ((change.ready && !current.ready) || freed) await this.dispatch();
   }
 
@@ -338,6 +357,21 @@ export class MeshObject extends DurableObject<Env> {
     await this.watchLeases(true);
   }
 
+  /** An admin paused or resumed a node: a paused node finishes its units and takes no new ones. */
+  async pauseNode(nodeId: string, paused: boolean): Promise<Result<{ node: string; paused: boolean }>> {
+    if (!this.store.setPaused(nodeId, paused)) return fail("unknown_node", `no node ${nodeId} in this mesh`);
+    this.events.node(nodeId, paused ? "paused" : "resumed");
+    log(paused ? "node:paused" : "node:resumed", { node: nodeId });
+    if (!paused) await this.dispatch();
+    return ok({ node: nodeId, paused });
+  }
+
+  /** The mesh's metrics in Prometheus' text format (metrics.ts). */
+  async metricsText(mesh: string): Promise<string> {
+    const status = await this.status(mesh);
+    return this.metrics.render({ queue: this.store.readyQueue().depth(), nodes: status.nodes, units: status.units, meshEvents: this.events.lastSeq() });
+  }
+
   async listUnits(origin: string | null = null): Promise<UnitSummary[]> {
     return this.store.units(origin).map(({ ready: _ready, createdAt, updatedAt, ...unit }) => ({
       ...unit,
@@ -349,9 +383,11 @@ export class MeshObject extends DurableObject<Env> {
   async status(mesh: string): Promise<MeshStatus> {
     const now = Date.now();
     const times = this.leaseTimes();
-    const nodes = this.store.nodes(liveNodes(this.ctx)).map(({ outageSince, ...node }) => {
+    const nodes = this.store.nodes(liveNodes(this.ctx)).map(({ outageSince, leftAt, ...node }) => {
       const seen = Math.max(node.lastSeen ? Date.parse(node.lastSeen) : 0, pingedAt(this.ctx, node.nodeId) ?? 0);
-      const verdict = node.connected ? "alive" : leaseVerdict(silence(seen || null, this.startedAt, now), times);
+      // A node that said it was leaving, and went, is neither unreachable nor lost.
+      const left = !node.connected && leftAt !== null;
+      const verdict = node.connected || left ? "alive" : leaseVerdict(silence(seen || null, this.startedAt, now), times);
       const since = outageSince ?? (verdict === "alive" ? null : unreachableSince(seen || null, this.startedAt, times));
       return {
         ...node,
@@ -359,6 +395,7 @@ export class MeshObject extends DurableObject<Env> {
         unreachable: verdict !== "alive",
         unreachableSince: verdict === "alive" || since === null ? null : new Date(since).toISOString(),
         lost: verdict === "lost",
+        left,
       };
     });
     return { mesh, nodes, units: this.store.counts() };
@@ -443,8 +480,8 @@ export class MeshObject extends DurableObject<Env> {
    * with another (during the RPCs below) can never place the same unit twice.
    */
   private async dispatch(): Promise<void> {
-    const placements = planDispatch(this.store.queue(), this.store.connectedSlots(liveNodes(this.ctx)));
     const now = Date.now();
+    const placements = planQueue(this.store.readyQueue(), this.store.connectedSlots(liveNodes(this.ctx)), now);
     for (const p of placements) this.store.assignUnit(p.unitId, p.nodeId, now);
     for (const p of placements) {
       const unit = this.store.unit(p.unitId);
@@ -459,6 +496,7 @@ export class MeshObject extends DurableObject<Env> {
         continue;
       }
       log("unit:assign", { unit: p.unitId, node: p.nodeId });
+      this.metrics.pickedUp(unit.worktype, now - unit.createdAt);
       this.events.unit(this.store.unit(p.unitId), `assigned to ${p.nodeId}`);
       for (const ws of helloedSockets(this.ctx, p.nodeId)) {
         this.send(ws, { type: "assign", unitId: p.unitId, worktype: unit.worktype });

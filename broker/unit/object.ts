@@ -36,6 +36,8 @@ export interface InitUnit {
   lostAfterMs: number | null;
   signature: string | null;
   origin: string | null;
+  tags: string[];
+  priority: number;
 }
 
 export class UnitObject extends DurableObject<Env> {
@@ -362,7 +364,7 @@ export class UnitObject extends DurableObject<Env> {
     let synced = true;
     try {
       const mesh = this.env.MESH.get(this.env.MESH.idFromName(doc.mesh));
-      await mesh.unitChanged({ id: doc.id, state: doc.state, detail: doc.detail, ready: doc.payloadComplete });
+      await mesh.unitChanged({ id: doc.id, state: doc.state, detail: doc.detail, ready: doc.payloadComplete, resultsBytes: doc.stdoutSize });
     } catch (error) {
       synced = false;
       logError("unit:notify-mesh-failed", error, { unit: doc.id });

@@ -29,7 +29,9 @@ export type { EventRow };
 export const STREAM = { payload: 1, results: 2 } as const;
 export type StreamName = keyof typeof STREAM;
 
-const NEUTRAL = {
+const NEUTRAL: Partial<UnitDoc> = {
+  tags: [],
+  priority: 0,
   expiresAt: null,
   attachedAt: null,
   releasedAt: null,
@@ -43,7 +45,7 @@ const NEUTRAL = {
   lateExit: null,
   exitReported: false,
   resultsAtVerdict: null,
-} as const;
+};
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS unit (k INTEGER PRIMARY KEY CHECK (k = 1), doc TEXT NOT NULL);
