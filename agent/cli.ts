@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { Agent as UndiciAgent } from "undici";
 import { DEFAULT_MIN_FREE_BYTES, parseBytes } from "../shared/disk.js";
+import { parseDuration } from "../shared/duration.js";
 import { NAME_PATTERN } from "../shared/ids.js";
 import { loadCaFile, plainHttpWarning } from "../shared/node/tls.js";
 import { MAX_CAPACITY } from "../shared/protocol.js";
@@ -42,6 +43,11 @@ Options (each also from the environment variable shown):
                         work-verification publickey
   --ca-file FILE        also trust these CA certificates (PEM) for the broker's MESH_CA_FILE
                         TLS, e.g. a private CA (NODE_EXTRA_CA_CERTS works too)
+  --max-units N         leave after taking N units (one-shot: 1)               MESH_MAX_UNITS
+  --idle-exit DURATION  leave after this long without a unit, e.g. 10m         MESH_IDLE_EXIT
+  --max-uptime DURATION leave after running this long, e.g. 12h                MESH_MAX_UPTIME
+                        Leaving: the broker is told (the node shows as left,
+                        not lost), the units held finish, the agent exits 0
   --log-level LEVEL     debug, info, warn or error (default: info)             MESH_LOG_LEVEL
   -h, --help            this help
   -v, --version         print the version
@@ -81,6 +87,12 @@ function positiveInt(name: string, raw: string): number {
   return Number(raw);
 }
 
+function durationOption(name: string, raw: string | undefined): number | null {
+  if (raw === undefined) return null;
+  const parsed = parseDuration(raw);
+  return parsed.ok ? parsed.value : fail(`${name}: ${parsed.error.message}`);
+}
+
 function bytesOption(name: string, raw: string | undefined): number {
   if (raw === undefined) return DEFAULT_MIN_FREE_BYTES;
   return parseBytes(raw) ?? fail(`${name} takes a size such as 256MiB, 1G or 500MB, got "${raw}"`);
@@ -103,6 +115,9 @@ async function main(argv: string[]): Promise<void> {
       "verify-key": { type: "string", multiple: true },
       "log-level": { type: "string" },
       "ca-file": { type: "string" },
+      "max-units": { type: "string" },
+      "idle-exit": { type: "string" },
+      "max-uptime": { type: "string" },
       help: { type: "boolean", short: "h" },
       version: { type: "boolean", short: "v" },
     },
@@ -175,6 +190,11 @@ async function main(argv: string[]): Promise<void> {
     verifier,
     log,
     dispatcher,
+    lifetime: {
+      maxUnits: (values["max-units"] ?? env.MESH_MAX_UNITS) === undefined ? null : positiveInt("--max-units", (values["max-units"] ?? env.MESH_MAX_UNITS)!),
+      idleExitMs: durationOption("--idle-exit", values["idle-exit"] ?? env.MESH_IDLE_EXIT),
+      maxUptimeMs: durationOption("--max-uptime", values["max-uptime"] ?? env.MESH_MAX_UPTIME),
+    },
   });
   let signals = 0;
   const onSignal = (signal: string) => {
@@ -190,6 +210,10 @@ async function main(argv: string[]): Promise<void> {
   process.on("SIGTERM", onSignal);
   log.info("agent:start", { broker, mesh, node: nodeId, workTypes: workCommands.map((w) => w.worktype), verifying, verifyKeys: keyPaths });
   await agent.run();
+  if (agent.leaving) {
+    log.info("agent:left", { reason: agent.leaving });
+    process.exit(0);
+  }
 }
 
 main(process.argv.slice(2)).catch((error: unknown) => {

@@ -7,6 +7,7 @@ import { parseDuration } from "../shared/duration.js";
 import { MAX_SIGNATURE_CHARS } from "../shared/protocol.js";
 import { MeshError, type Result, unwrap } from "../shared/errors.js";
 import { NAME_PATTERN, UNIT_ID_PATTERN } from "../shared/ids.js";
+import type { HealthReport } from "../shared/health.js";
 import { parsePriority, parseTagSelector } from "../shared/placement.js";
 import { type Principal, isRole } from "../shared/roles.js";
 import type { UnitRecord, UnitSummary } from "../shared/unit.js";
@@ -419,6 +420,15 @@ app.get("/v1/meshes/:mesh/metrics", async (c) => {
   const mesh = meshName(c);
   can(c, "read");
   return c.body(await meshStub(c, mesh).metricsText(mesh), 200, { "content-type": METRICS_CONTENT_TYPE });
+});
+
+/** A health check through the node (shared/health.ts); a failed one holds the node until one passes. */
+app.post("/v1/meshes/:mesh/nodes/:node/check", async (c) => {
+  const mesh = meshName(c);
+  can(c, "manage");
+  const node = c.req.param("node");
+  if (!NAME_PATTERN.test(node)) throw new MeshError("bad_request", "node ids are 1-64 characters of [A-Za-z0-9._-]");
+  return c.json(asResult<HealthReport>(await meshStub(c, mesh).checkNode(node)));
 });
 
 /** Pause or resume a node: paused, it finishes its units and takes no new ones. */

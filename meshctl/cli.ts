@@ -61,6 +61,9 @@ Commands:
   node remove ID…                         revoke a node's credential, disconnect it, fail its
                                           running units; it may join again with a join token
   node pause ID… | node resume ID…        a paused node finishes its units, takes no new ones
+  node check ID…                          health check through the node: ansible-runner,
+                                          podman, free disk, clock skew; a node that fails is
+                                          passed over until a check passes; exit 1 if one fails
   metrics                                 the mesh's metrics, in Prometheus' text format
   control-service --socket PATH [--tcp [HOST:]PORT] [--node-id ID] [--sign-key FILE]
                                           serve receptor's control-service protocol on a Unix
@@ -284,6 +287,16 @@ async function main(argv: string[]): Promise<number> {
 }
 
 async function nodeCommand(client: MeshClient, sub: string | undefined, rest: string[]): Promise<number> {
+  if (sub === "check") {
+    if (rest.length === 0) usage("node check needs at least one node id");
+    let failed = false;
+    for (const id of rest) {
+      const report = await client.checkNode(id);
+      printJson({ node: id, ...report });
+      failed ||= !report.ok;
+    }
+    return failed ? 1 : 0;
+  }
   const act = { remove: client.removeNode, pause: client.pauseNode, resume: client.resumeNode }[sub ?? ""];
   if (!act) return usage(`unknown node command "${sub ?? ""}"`);
   if (rest.length === 0) usage(`node ${sub} needs at least one node id`);

@@ -5,6 +5,7 @@
  * Node's own fetch (undici inside Node) rather than the undici package: it is part of Node and
  * loads in a few milliseconds where the package takes ~150 ms, which every meshctl command paid.
  */
+import type { HealthReport } from "../shared/health.js";
 import type { Readable, Writable } from "node:stream";
 import { sleep } from "../shared/backoff.js";
 import { Outage, type RidePolicy } from "./ride.js";
@@ -147,6 +148,7 @@ export class MeshClient {
   removeNode = (id: string) => this.json<{ node: string; revoked: boolean; removed: boolean }>("DELETE", `/nodes/${encodeURIComponent(id)}`);
   pauseNode = (id: string) => this.json<{ node: string; paused: boolean }>("POST", `/nodes/${encodeURIComponent(id)}/pause`);
   resumeNode = (id: string) => this.json<{ node: string; paused: boolean }>("POST", `/nodes/${encodeURIComponent(id)}/resume`);
+  checkNode = (id: string) => this.json<HealthReport>("POST", `/nodes/${encodeURIComponent(id)}/check`);
   metrics = async () => (await this.call("GET", "/metrics")).text();
 
   /** A GET whose body the caller reads as it arrives (events, artifacts); errors as for every call. */

@@ -38,6 +38,10 @@ export const ERROR_STATUS = {
   not_assigned: 409,
   /** The node is leaving (one-shot or draining agent): the unit goes back to the queue. */
   node_leaving: 409,
+  /** A health check needs the node connected. */
+  node_not_connected: 409,
+  /** The node did not answer a health check in time (an agent too old for probes, or stuck). */
+  probe_timeout: 504,
   results_gap: 409,
   results_incomplete: 409,
   window_exceeded: 400,

@@ -1,7 +1,8 @@
 /**
  * Every message of the wire protocol, defined once. Text WebSocket frames carry these JSON messages;
  * binary frames carry stream bytes (see frames.ts). Two sockets exist:
- *  - the control socket, agent ⇄ Mesh object: hello/welcome, assign, reject, disk;
+ *  - the control socket, agent ⇄ Mesh object: hello/welcome, assign, reject, disk, leave,
+ *    probe/probe-result (health checks);
  *  - the data socket, agent ⇄ Unit object (one per unit): attach, payload pulls, results acks,
  *    started/finished, cancel.
  * Receivers go through the `decode*` functions below, which never throw.
@@ -9,6 +10,7 @@
 import { z } from "zod";
 import type { DiskSpace as DiskSpaceFields } from "./disk.js";
 import { type ErrorBody, type Result, fail, isErrorCode, ok } from "./errors.js";
+import { HealthCheck } from "./health.js";
 import { NAME_PATTERN, UNIT_ID_PATTERN } from "./ids.js";
 import { UNIT_STATES } from "./states.js";
 
@@ -78,7 +80,23 @@ const Disk = z.object({ type: z.literal("disk"), disk: DiskSpace });
 
 const Reject = z.object({ type: z.literal("reject"), unit: unitId, error: errorBody });
 
-export const AgentControlMessage = z.discriminatedUnion("type", [Hello, Reject, Disk]);
+/**
+ * The agent is leaving for good (--max-units, --idle-exit, --max-uptime): it takes no more units,
+ * finishes those it holds, then closes. Its node is shown as left, not lost. A new hello undoes it.
+ */
+const Leave = z.object({ type: z.literal("leave"), reason: z.string().max(256) });
+
+const probeId = z.string().regex(/^[A-Za-z0-9]{1,32}$/);
+
+/** The answer to `probe`: the agent's own checks and its clock when it ran them (epoch ms). */
+const ProbeResult = z.object({
+  type: z.literal("probe-result"),
+  id: probeId,
+  agentTime: z.number(),
+  checks: z.array(HealthCheck).max(16),
+});
+
+export const AgentControlMessage = z.discriminatedUnion("type", [Hello, Reject, Disk, Leave, ProbeResult]);
 export type AgentControlMessage = z.infer<typeof AgentControlMessage>;
 export type HelloMessage = z.infer<typeof Hello>;
 
@@ -108,6 +126,8 @@ export const BrokerControlMessage = z.discriminatedUnion("type", [
   }),
   /** The agent answers by opening the unit's data socket, or with `reject`. */
   z.object({ type: z.literal("assign"), unitId, worktype: z.string() }),
+  /** A health check (`meshctl node check`): the agent answers with `probe-result`. */
+  z.object({ type: z.literal("probe"), id: probeId }),
   z.object({ type: z.literal("error"), error: errorBody }),
 ]);
 export type BrokerControlMessage = z.infer<typeof BrokerControlMessage>;

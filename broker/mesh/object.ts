@@ -17,6 +17,8 @@ import { completeClose, refusedSocket } from "../socket.js";
 import { planQueue } from "./dispatch.js";
 import { admitTags } from "./fleet.js";
 import { MeshMetrics } from "./metrics.js";
+import { Probes } from "./probes.js";
+import { type HealthReport, healthFailure, judgeHealth } from "../../shared/health.js";
 import { MeshEventLog } from "./events.js";
 import { type LeaseTimes, leaseVerdict, nextLeaseCheck, planLease, silence, unreachableSince } from "./lease.js";
 import { type SocketAttachment, helloedSockets, liveNodes, pingedAt } from "./sockets.js";
@@ -73,6 +75,7 @@ export class MeshObject extends DurableObject<Env> {
   private readonly submits: RateLimiter;
   private readonly events: MeshEventLog;
   private readonly metrics: MeshMetrics;
+  private readonly probes = new Probes();
   /**
    * When this instance started (a restart, a deploy, a wake from eviction). Kept in memory only,
    * on purpose: node silence is counted from no earlier than this, because before it nobody was
@@ -133,10 +136,17 @@ export class MeshObject extends DurableObject<Env> {
       if (!attachment.helloed) return this.refuse(ws, { code: "bad_message", message: "send hello first" });
       this.store.touchNode(attachment.nodeId, Date.now());
       if (msg.type === "disk") return await this.onDisk(attachment.nodeId, msg.disk);
+      if (msg.type === "leave") return this.onLeave(attachment.nodeId, msg.reason);
+      if (msg.type === "probe-result") {
+        this.probes.settle(msg.id, { nodeId: attachment.nodeId, agentTime: msg.agentTime, receivedAt: Date.now(), checks: msg.checks });
+        return;
+      }
       if (this.store.unit(msg.unit)?.node !== attachment.nodeId) {
         return this.refuse(ws, { code: "not_assigned", message: `unit ${msg.unit} is not assigned to node ${attachment.nodeId}` });
       }
       log("unit:rejected", { unit: msg.unit, node: attachment.nodeId, code: msg.error.code });
+      // A leaving agent got an assignment sent before its leave arrived: the unit runs elsewhere.
+      if (msg.error.code === "node_leaving") return await this.requeueFrom(attachment.nodeId, msg.unit);
       await this.unitStub(msg.unit).fail(`node ${attachment.nodeId} refused the unit: ${msg.error.message}`);
     } catch (error) {
       logError("mesh:message-failed", error, { node: attachment.nodeId });
@@ -355,6 +365,40 @@ export class MeshObject extends DurableObject<Env> {
       logError("mesh:alarm-failed", error);
     }
     await this.watchLeases(true);
+  }
+
+  /** The agent is leaving for good: no more units for it; once it closes, it is shown as left. */
+  private onLeave(nodeId: string, reason: string): void {
+    this.store.markLeaving(nodeId, Date.now());
+    this.events.node(nodeId, "leaving");
+    log("node:leaving", { node: nodeId, reason });
+  }
+
+  private async requeueFrom(nodeId: string, unitId: string): Promise<void> {
+    const plan = await this.unitStub(unitId).nodeLost(nodeId, 0, `node ${nodeId} is leaving; the unit waits for another node`);
+    if (plan.action === "requeue") this.unassign(unitId);
+    await this.dispatch();
+  }
+
+  /**
+   * A health check through the node (shared/health.ts): its verdict is stored, shown in status, and
+   * a failed one holds the node (no new units) until a later check passes.
+   */
+  async checkNode(nodeId: string): Promise<Result<HealthReport>> {
+    const sockets = helloedSockets(this.ctx, nodeId);
+    if (sockets.length === 0) return fail("node_not_connected", `node ${nodeId} is not connected; a health check runs on the node`);
+    const sentAt = Date.now();
+    const probe = this.probes.start(nodeId);
+    for (const ws of sockets) this.send(ws, { type: "probe", id: probe.id });
+    const answer = await probe.answer;
+    if (!answer) return fail("probe_timeout", `node ${nodeId} did not answer the health check (is its agent older than the check?)`);
+    const report = judgeHealth(answer.checks, { sentAt, receivedAt: answer.receivedAt, agentTime: answer.agentTime });
+    const before = this.store.health(nodeId);
+    this.store.setHealth(nodeId, JSON.stringify(report));
+    this.events.node(nodeId, report.ok ? "healthy" : "unhealthy");
+    log("node:checked", { node: nodeId, ok: report.ok, failed: healthFailure(report), skewMs: report.skewMs });
+    if (report.ok && before && !before.ok) await this.dispatch();
+    return ok(report);
   }
 
   /** An admin paused or resumed a node: a paused node finishes its units and takes no new ones. */

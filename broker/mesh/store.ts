@@ -198,6 +198,11 @@ export class MeshStore {
     this.sql.exec("UPDATE nodes SET health = ? WHERE id = ?", report, id);
   }
 
+  health(id: string): HealthReport | null {
+    const row = this.sql.exec<{ health: string | null }>("SELECT health FROM nodes WHERE id = ?", id).toArray()[0];
+    return row?.health ? (JSON.parse(row.health) as HealthReport) : null;
+  }
+
   /** Work types offered by any node this mesh has seen, connected or not. */
   knownWorkTypes(): Map<string, Set<string>> {
     const byNode = new Map<string, Set<string>>();
