@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { Agent as UndiciAgent } from "undici";
 import { DEFAULT_MIN_FREE_BYTES, parseBytes } from "../shared/disk.js";
+import { MIN_OUTPUT_CAP } from "../shared/output-cap.js";
 import { parseDuration } from "../shared/duration.js";
 import { NAME_PATTERN } from "../shared/ids.js";
 import { loadCaFile, plainHttpWarning } from "../shared/node/tls.js";
@@ -43,6 +44,10 @@ Options (each also from the environment variable shown):
                         work-verification publickey
   --ca-file FILE        also trust these CA certificates (PEM) for the broker's MESH_CA_FILE
                         TLS, e.g. a private CA (NODE_EXTRA_CA_CERTS works too)
+  --output-cap SIZE     keep about this much of each unit's results: head and  MESH_OUTPUT_CAP
+                        tail, with a marker where lines were cut (ansible-
+                        runner streams stay readable by process); a work
+                        type's own outputcap wins (default: none)
   --max-units N         leave after taking N units (one-shot: 1)               MESH_MAX_UNITS
   --idle-exit DURATION  leave after this long without a unit, e.g. 10m         MESH_IDLE_EXIT
   --max-uptime DURATION leave after running this long, e.g. 12h                MESH_MAX_UPTIME
@@ -116,6 +121,7 @@ async function main(argv: string[]): Promise<void> {
       "log-level": { type: "string" },
       "ca-file": { type: "string" },
       "max-units": { type: "string" },
+      "output-cap": { type: "string" },
       "idle-exit": { type: "string" },
       "max-uptime": { type: "string" },
       help: { type: "boolean", short: "h" },
@@ -147,6 +153,11 @@ async function main(argv: string[]): Promise<void> {
     workCommands = [
       { worktype: "ansible-runner", command: "ansible-runner", params: "worker", allowruntimeparams: false, verifysignature: false, envallow: [] },
     ];
+  }
+  const outputCap = values["output-cap"] ?? env.MESH_OUTPUT_CAP;
+  if (outputCap !== undefined) {
+    if ((parseBytes(outputCap) ?? 0) < MIN_OUTPUT_CAP) fail(`--output-cap is a size of at least ${MIN_OUTPUT_CAP / 1024} KiB, such as 4MiB`);
+    workCommands = workCommands.map((w) => ({ ...w, outputcap: w.outputcap ?? outputCap }));
   }
   if (workCommands.length === 0) {
     fail(configPath ? `${configPath} defines no work-command entries` : "no work types: ansible-runner is not on PATH and no --config was given");

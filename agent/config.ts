@@ -8,7 +8,9 @@
 import { readFile } from "node:fs/promises";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
+import { parseBytes } from "../shared/disk.js";
 import { NAME_PATTERN } from "../shared/ids.js";
+import { MIN_OUTPUT_CAP } from "../shared/output-cap.js";
 
 export const WorkCommand = z
   .object({
@@ -19,6 +21,11 @@ export const WorkCommand = z
     verifysignature: z.boolean().default(false),
     /** Environment variables the command gets besides unit-env.ts's defaults: names, or prefixes ending in `*`. */
     envallow: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*\*?$/, "envallow entries are variable names, or prefixes ending in *")).default([]),
+    /** The agent's own: keep about this much of a unit's results, head and tail (shared/output-cap.ts), e.g. 4MiB. */
+    outputcap: z
+      .string()
+      .refine((text) => (parseBytes(text) ?? 0) >= MIN_OUTPUT_CAP, `outputcap is a size of at least ${MIN_OUTPUT_CAP / 1024} KiB, such as 4MiB`)
+      .optional(),
   })
   // A misspelt key (allowRuntimeParams) would silently keep a default: refuse it instead.
   .strict();

@@ -8,7 +8,7 @@
  */
 import type { ChildProcess } from "node:child_process";
 import { watch, type FSWatcher } from "node:fs";
-import { mkdir, open, rm, stat, type FileHandle } from "node:fs/promises";
+import { mkdir, open, rm, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { parse as parseShell } from "shell-quote";
 import { backoffDelay, sleep } from "../shared/backoff.js";
@@ -24,6 +24,8 @@ import { type Exit, type RunningProcess, adoptProcess, startProcess } from "./pr
 import { type Recovery, type UnitRecord, WORK_DIR, decideOnClosed, identifyProcess, newRecord, writeRecord } from "./spool.js";
 import type { Dispatcher } from "undici";
 import { type Link, openLink } from "./socket.js";
+import { ResultsSource } from "./output-cap.js";
+import { parseBytes } from "../shared/disk.js";
 import { unitEnvironment } from "./unit-env.js";
 import type { UnitVerifier } from "./verify.js";
 
@@ -96,10 +98,13 @@ export class UnitRunner {
   private watcher: FSWatcher | null = null;
   private poll: NodeJS.Timeout | null = null;
   private record: UnitRecord;
+  /** The results as sent: the spool file, or its capped stream when the work type has an outputcap. */
+  private readonly results: ResultsSource;
 
   constructor(private readonly opts: RunnerOptions) {
     this.done = new Promise((resolve) => (this.finish = resolve));
     this.record = newRecord(opts.unitId, opts.workCommand);
+    this.results = new ResultsSource(opts.workCommand.outputcap ? parseBytes(opts.workCommand.outputcap) : null);
     if (opts.resumed) {
       // Never start it again: an earlier run of the agent did.
       this.starting = true;
@@ -369,20 +374,20 @@ export class UnitRunner {
           while (this.resultsSent - this.resultsAcked < RESULTS_WINDOW) {
             // A re-attach during the read moves resultsSent: only send what was read where we still are.
             const at = this.resultsSent;
-            const { bytesRead } = await reader.read(buffer, 0, CHUNK_BYTES, at);
+            const bytesRead = await this.results.read(reader, buffer, at, this.exit !== null);
             if (bytesRead === 0) break;
             if (this.resultsSent !== at) continue;
             this.link.send(encodeFrame("results", at, buffer.subarray(0, bytesRead)));
             this.resultsSent = at + bytesRead;
           }
+          if (this.exit && !this.finishSent) {
+            const size = await this.results.size(reader);
+            if (this.resultsAcked === size) this.reportExit(this.exit, size);
+          }
         } finally {
           await reader.close();
         }
-      }
-      if (this.exit && !this.finishSent) {
-        const size = reader ? (await stat(this.resultsPath)).size : 0;
-        if (this.resultsAcked === size) this.reportExit(this.exit, size);
-      }
+      } else if (this.exit && !this.finishSent && this.resultsAcked === 0) this.reportExit(this.exit, 0);
     } catch (error) {
       this.opts.log.warn("unit:pump-failed", { unit: this.id, error: errorMessage(error) });
     } finally {
@@ -399,6 +404,7 @@ export class UnitRunner {
       resultsSize,
       canceled: this.cancelRequested,
       ...(exit.error ? { detail: exit.error } : {}),
+      ...(this.results.cut ? { outputCut: this.results.cut } : {}),
     });
   }
 

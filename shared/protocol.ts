@@ -154,6 +154,8 @@ export const AgentDataMessage = z.discriminatedUnion("type", [
     canceled: z.boolean(),
     /** Set when the command could not run at all (spawn failure, refused unit). */
     detail: z.string().max(1024).optional(),
+    /** What the work type's output cap cut from the results (shared/output-cap.ts); absent: nothing. */
+    outputCut: z.object({ bytes: offset, lines: offset }).optional(),
   }),
 ]);
 export type AgentDataMessage = z.infer<typeof AgentDataMessage>;

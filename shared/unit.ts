@@ -34,6 +34,8 @@ export interface UnitRecord {
   origin: string | null;
   /** Its own NODE_LOST_AFTER (submit's `lostAfter`), in ms; null: the broker's. */
   lostAfterMs: number | null;
+  /** What its work type's output cap cut from the results (the stream holds a marker where), or null. */
+  outputCut: { bytes: number; lines: number } | null;
   /** Set while its node is unreachable: the unit still runs there, as far as anyone knows. */
   nodeUnreachableSince: string | null;
   /**

@@ -156,7 +156,7 @@ async function onFinished(host: UnitHost, ws: WebSocket, doc: UnitDoc, msg: Extr
   const { state, detail } = outcome(msg, doc.cancelRequested);
   // A `started` lost with a dropped link leaves the unit Pending; it did run, so pass through Running.
   if (doc.state === "Pending" && !msg.detail) await host.move(doc, "Running", `running on ${doc.node}`, { startedAt: new Date().toISOString() });
-  await host.move(host.store.doc()!, state, detail, { exitCode: msg.exitCode, exitReported: true });
+  await host.move(host.store.doc()!, state, detail, { exitCode: msg.exitCode, exitReported: true, outputCut: msg.outputCut ?? null });
   log("unit:finished", { unit: doc.id, state, detail, bytes: doc.stdoutSize });
 }
 

@@ -87,6 +87,7 @@ export class UnitObject extends DurableObject<Env> {
       signed: fields.signature !== null,
       nodeUnreachableSince: null,
       lateExit: null,
+      outputCut: null,
       exitReported: false,
       resultsAtVerdict: null,
       payloadComplete: false,

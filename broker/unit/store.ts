@@ -32,6 +32,7 @@ export type StreamName = keyof typeof STREAM;
 const NEUTRAL: Partial<UnitDoc> = {
   tags: [],
   priority: 0,
+  outputCut: null,
   expiresAt: null,
   attachedAt: null,
   releasedAt: null,

@@ -33,6 +33,7 @@ const record = (id: string, overrides: Partial<UnitRecord> = {}): UnitRecord => 
   lostAfterMs: null,
   nodeUnreachableSince: null,
   lateExit: null,
+  outputCut: null,
   ...overrides,
 });
 

@@ -26,6 +26,7 @@ const unit = (overrides: Partial<UnitRecord> = {}): UnitRecord => ({
   lostAfterMs: null,
   nodeUnreachableSince: null,
   lateExit: null,
+  outputCut: null,
   ...overrides,
 });
 
