@@ -5,9 +5,8 @@
  */
 import { type ErrorBody, type Result, fail, ok } from "../../shared/errors.js";
 import { type HelloMessage, PROTOCOL_VERSION } from "../../shared/protocol.js";
-import { isTerminal } from "../../shared/states.js";
+import { type UnitState, isTerminal } from "../../shared/states.js";
 import type { RateDecision } from "./limits.js";
-import type { UnitIndexRow } from "./store.js";
 
 export interface CreateUnitInput {
   worktype: string;
@@ -34,15 +33,23 @@ export function idempotentRequest(input: CreateUnitInput): string {
   return JSON.stringify([input.worktype, input.targetNode, params, input.payloadLength]);
 }
 
-export type IdempotencyPlan =
+/** What planning needs of the index row a key made (store.ts UnitIndexRow, with its bound request). */
+export interface KeyedUnit {
+  id: string;
+  state: UnitState;
+  ready: boolean;
+  request: string | null;
+}
+
+export type IdempotencyPlan<Row extends KeyedUnit> =
   | { action: "create" }
   /** The key's first attempt ended before its payload was stored, so it never ran: start afresh. */
   | { action: "forget-and-create"; id: string }
   /** A retry of the unit the key made. */
-  | { action: "reuse"; unit: UnitIndexRow }
+  | { action: "reuse"; unit: Omit<Row, "request"> }
   | { action: "refuse"; error: ErrorBody };
 
-export function planIdempotency(key: string, request: string, existing: (UnitIndexRow & { request: string | null }) | null): IdempotencyPlan {
+export function planIdempotency<Row extends KeyedUnit>(key: string, request: string, existing: Row | null): IdempotencyPlan<Row> {
   if (!existing) return { action: "create" };
   if (existing.request !== null && existing.request !== request) {
     return {

@@ -1,7 +1,6 @@
 /** Who the Mesh object lets in: submits (quotas, idempotency, who could run it) and agents' sockets and hellos. */
 import { describe, expect, it } from "vitest";
 import { type CreateUnitInput, type SubmitFacts, admit, checkHello, checkJoin, idempotentRequest, planIdempotency } from "../../broker/mesh/admission.js";
-import type { UnitIndexRow } from "../../broker/mesh/store.js";
 import { type HelloMessage, PROTOCOL_VERSION } from "../../shared/protocol.js";
 
 const input = (more: Partial<CreateUnitInput> = {}): CreateUnitInput => ({
@@ -56,12 +55,12 @@ describe("admit", () => {
 });
 
 describe("planIdempotency", () => {
-  const row = (more: Partial<UnitIndexRow> = {}): UnitIndexRow & { request: string | null } => ({
+  const row = (more: { state?: "Pending" | "Failed"; ready?: boolean } = {}) => ({
     id: "AbCd1234",
     worktype: "sh",
     targetNode: null,
     node: null,
-    state: "Pending",
+    state: "Pending" as "Pending" | "Failed",
     detail: "waiting for a node",
     origin: null,
     ready: true,
