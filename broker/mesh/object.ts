@@ -29,8 +29,6 @@ import { closeOpenedBy, removeNode } from "./removal.js";
 import type { SocketAttachment } from "./sockets.js";
 import { MeshStore, type UnitIndexRow } from "./store.js";
 
-export type { CreateUnitInput };
-
 export interface UnitChange {
   id: string;
   state: UnitState;

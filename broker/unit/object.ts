@@ -25,8 +25,6 @@ import { resultsStream } from "./results.js";
 import { type InitUnit, type UnitDoc, UnitStore, newUnitDoc, publicRecord } from "./store.js";
 import { type PayloadUpload, PayloadReceiver } from "./upload.js";
 
-export type { InitUnit };
-
 export class UnitObject extends DurableObject<Env> {
   private readonly store: UnitStore;
   private readonly config: BrokerConfig;
