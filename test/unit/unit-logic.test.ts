@@ -7,6 +7,7 @@ import {
   placedDetail,
   planFrame,
   planNodeLost,
+  planNodeRemoved,
   planNodeUnreachable,
   planPull,
 } from "../../broker/unit/logic.js";
@@ -199,6 +200,33 @@ describe("planNodeLost", () => {
 
   it("ignores a unit that has since moved to another node", () => {
     expect(planNodeLost({ ...base, node: "n2" }, "n1", 31_000)).toEqual({ action: "ignore" });
+  });
+});
+
+describe("planNodeRemoved", () => {
+  const base = { state: "Running" as const, node: "n1", targetNode: null, attachedAt: "2026-01-01T00:00:00.000Z" };
+
+  it("fails a unit that may have started on the removed node, saying who removed it", () => {
+    expect(planNodeRemoved(base, "n1")).toEqual({ action: "fail", detail: "node n1 was removed by an admin" });
+  });
+
+  it("requeues a unit the node never attached to, pinned or not, with no silence to report", () => {
+    expect(planNodeRemoved({ ...base, state: "Pending", attachedAt: null }, "n1")).toEqual({
+      action: "requeue",
+      detail: "waiting for a node (node n1 was removed by an admin)",
+    });
+    expect(planNodeRemoved({ ...base, state: "Pending", attachedAt: null, targetNode: "n1" }, "n1")).toEqual({
+      action: "requeue",
+      detail: "waiting for node n1 (node n1 was removed by an admin)",
+    });
+  });
+
+  it.each(["Succeeded", "Failed", "Canceled", "Released"] as const)("ignores a %s unit", (state) => {
+    expect(planNodeRemoved({ ...base, state }, "n1")).toEqual({ action: "ignore" });
+  });
+
+  it("ignores a unit placed on another node", () => {
+    expect(planNodeRemoved({ ...base, node: "n2" }, "n1")).toEqual({ action: "ignore" });
   });
 });
 
