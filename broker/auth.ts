@@ -6,6 +6,7 @@
 import { MeshError } from "../shared/errors.js";
 import { type Permission, type Principal, SECRET_PATTERN, roleAllows } from "../shared/roles.js";
 import { secretDigest } from "./access/secrets.js";
+import { accessObject } from "./stubs.js";
 
 export function bearerToken(header: string | undefined): string | null {
   const match = /^Bearer\s+(\S+)$/i.exec(header ?? "");
@@ -27,8 +28,7 @@ export async function authenticate(header: string | undefined, env: Env, mesh: s
   if (!presented) throw new MeshError("unauthorized", "missing bearer token: send `Authorization: Bearer <token>`");
   if (await isBootstrapToken(presented, env.ADMIN_TOKEN)) return { kind: "token", tokenId: "bootstrap", role: "admin", mesh: null };
   if (SECRET_PATTERN.test(presented)) {
-    const access = env.ACCESS.get(env.ACCESS.idFromName(mesh));
-    const principal = await access.authenticate(mesh, await secretDigest(presented));
+    const principal = await accessObject(env, mesh).authenticate(mesh, await secretDigest(presented));
     if (principal) return principal;
   }
   throw new MeshError("unauthorized", "invalid or revoked token");

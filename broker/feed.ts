@@ -55,10 +55,22 @@ export class Waiters {
   }
 }
 
+/**
+ * What a follower asks of an event feed, as the Worker passes it to the object holding the log:
+ * `after` and `limit` from the query (checked by the Worker), `accept` and `lastEventId` from the
+ * headers that choose SSE and resume it.
+ */
+export interface FeedQuery {
+  after: string | null;
+  limit: string | null;
+  accept: string | null;
+  lastEventId: string | null;
+}
+
 /** The answer to a feed request: SSE when the client accepts it, else one JSON page. */
-export function feedResponse(feed: Feed, request: Request, after: number, keepaliveMs: number, extra: Record<string, unknown>): Response {
-  if (wantsEventStream(request.headers.get("accept"))) return new Response(sseStream(feed, after, keepaliveMs), { headers: SSE_HEADERS });
-  const limit = Number(new URL(request.url).searchParams.get("limit") ?? 100);
+export function feedResponse(feed: Feed, query: FeedQuery, after: number, keepaliveMs: number, extra: Record<string, unknown>): Response {
+  if (wantsEventStream(query.accept)) return new Response(sseStream(feed, after, keepaliveMs), { headers: SSE_HEADERS });
+  const limit = Number(query.limit ?? 100);
   return new Response(jsonPage(feed, after, limit, extra), { headers: { "content-type": "application/json" } });
 }
 

@@ -1,6 +1,7 @@
 /** Small helpers for hibernatable WebSockets shared by both Durable Objects. */
 import type { ErrorBody } from "../shared/errors.js";
-import { encode } from "../shared/protocol.js";
+import { type BrokerControlMessage, type BrokerDataMessage, encode } from "../shared/protocol.js";
+import { logError } from "./log.js";
 
 /**
  * Completes the closing handshake the peer started. Without it, the peer waits for our close
@@ -21,4 +22,24 @@ export function refusedSocket(error: ErrorBody): Response {
   pair[1].send(encode({ type: "error", error }));
   pair[1].close(4404, error.code);
   return new Response(null, { status: 101, webSocket: pair[0] });
+}
+
+/** Sends one message; a socket closing under us is logged, never thrown at the caller (its close handler runs anyway). */
+export function sendMessage(ws: WebSocket, message: BrokerControlMessage | BrokerDataMessage): void {
+  try {
+    ws.send(encode(message));
+  } catch (error) {
+    logError("socket:send-failed", error);
+  }
+}
+
+/** Tells the peer what was wrong with its message; the socket stays open. */
+export function refuse(ws: WebSocket, error: ErrorBody): void {
+  sendMessage(ws, { type: "error", error });
+}
+
+/** Tells the peer what was wrong and closes the socket: the peer must start again (or give up). */
+export function refuseAndClose(ws: WebSocket, error: ErrorBody): void {
+  refuse(ws, error);
+  ws.close(4400, error.code);
 }

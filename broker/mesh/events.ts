@@ -4,7 +4,7 @@
  */
 import type { UnitState } from "../../shared/states.js";
 import type { UnitIndexRow } from "./store.js";
-import { type FeedEvent, Waiters, badResumePoint, feedResponse, renderEvent, resumePoint } from "../feed.js";
+import { type FeedEvent, type FeedQuery, Waiters, badResumePoint, feedResponse, renderEvent, resumePoint } from "../feed.js";
 
 export type NodeChange = "joined" | "left" | "unreachable" | "lost" | "removed" | "paused" | "resumed" | "leaving" | "healthy" | "unhealthy";
 
@@ -52,11 +52,10 @@ export class MeshEventLog {
    * The feed (`GET …/events`), endless. `after=latest`: only what happens from now on (a dashboard
    * that just loaded its lists); a reconnect's Last-Event-ID still resumes where it left off.
    */
-  response(request: Request, keepaliveMs: number): Response {
-    const query = new URL(request.url).searchParams.get("after");
-    const resumeFrom = request.headers.get("last-event-id");
-    const latest = query === "latest";
-    const after = latest && resumeFrom === null ? this.lastSeq() : resumePoint(latest ? null : query, resumeFrom);
+  response(query: FeedQuery, keepaliveMs: number): Response {
+    const resumeFrom = query.lastEventId;
+    const latest = query.after === "latest";
+    const after = latest && resumeFrom === null ? this.lastSeq() : resumePoint(latest ? null : query.after, resumeFrom);
     if (after === null) return badResumePoint();
     const feed = {
       page: (from: number, limit: number) => this.page(from, limit),
@@ -65,7 +64,7 @@ export class MeshEventLog {
       end: () => null,
       changed: (signal: AbortSignal) => this.waiters.wait(signal),
     };
-    return feedResponse(feed, request, after, keepaliveMs, {});
+    return feedResponse(feed, query, after, keepaliveMs, {});
   }
 
   lastSeq(): number {

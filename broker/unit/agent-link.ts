@@ -3,12 +3,13 @@
  * pulls, results frames (acknowledged once durable), started and finished. The object passes in
  * what it owns (storage, sockets, the one `move` that changes state) as a UnitHost.
  */
-import type { ErrorBody } from "../../shared/errors.js";
 import { CHUNK_BYTES, decodeFrame, encodeFrame } from "../../shared/frames.js";
-import { type AgentDataMessage, type BrokerDataMessage, PROTOCOL_VERSION, encode } from "../../shared/protocol.js";
+import { type AgentDataMessage, PROTOCOL_VERSION } from "../../shared/protocol.js";
 import { type UnitState, isTerminal } from "../../shared/states.js";
 import { log } from "../log.js";
-import { ingestEvents } from "./event-log.js";
+import { refuse, refuseAndClose, sendMessage } from "../socket.js";
+import type { SocketGrant } from "../stubs.js";
+import { finishEvents, ingestEvents } from "./event-log.js";
 import { lateExitDetail, outcome, planFrame, planPull } from "./logic.js";
 import type { UnitDoc, UnitStore } from "./store.js";
 
@@ -28,8 +29,6 @@ export interface UnitHost {
   move(doc: UnitDoc, to: UnitState, detail: string, extra?: Partial<UnitDoc>): Promise<void>;
   /** Saves a change that keeps the state, and tells followers and the Mesh. */
   annotate(doc: UnitDoc): Promise<void>;
-  send(ws: WebSocket, message: BrokerDataMessage): void;
-  refuse(ws: WebSocket, error: ErrorBody, close?: boolean): void;
   /** Followers waiting for new results. */
   wake(): void;
 }
@@ -38,24 +37,24 @@ export function isAttached(ws: WebSocket): boolean {
   return (ws.deserializeAttachment() as AgentAttachment).attached;
 }
 
-/** The Worker has checked that `node` is the caller's own node (or that an admin acts for it). */
-export function acceptAgent(ctx: DurableObjectState, nodeId: string, opener: string | null): Response {
+/** The Worker has checked that the grant's node is the caller's own node (or that an admin acts for it). */
+export function acceptAgent(ctx: DurableObjectState, grant: SocketGrant): Response {
   const pair = new WebSocketPair();
   // Tagged with its opener too, so that revoking that credential closes it.
-  ctx.acceptWebSocket(pair[1], opener ? [AGENT_TAG, opener] : [AGENT_TAG]);
-  pair[1].serializeAttachment({ nodeId, attached: false } satisfies AgentAttachment);
+  ctx.acceptWebSocket(pair[1], [AGENT_TAG, grant.opener]);
+  pair[1].serializeAttachment({ nodeId: grant.node, attached: false } satisfies AgentAttachment);
   return new Response(null, { status: 101, webSocket: pair[0] });
 }
 
 export async function onAgentMessage(host: UnitHost, ws: WebSocket, doc: UnitDoc, msg: AgentDataMessage): Promise<void> {
   const { nodeId, attached } = ws.deserializeAttachment() as AgentAttachment;
   if (msg.type === "attach") return attach(host, ws, doc, nodeId, msg);
-  if (!attached) return host.refuse(ws, { code: "not_assigned", message: "attach first" }, true);
+  if (!attached) return refuseAndClose(ws, { code: "not_assigned", message: "attach first" });
   switch (msg.type) {
     case "payload-pull": {
       const attachment = ws.deserializeAttachment() as AgentAttachment;
       const plan = planPull(attachment.pullNext ?? null, doc.payloadSize, msg.offset, msg.length);
-      if (plan.action === "refuse") return host.refuse(ws, { code: "window_exceeded", message: plan.message }, true);
+      if (plan.action === "refuse") return refuseAndClose(ws, { code: "window_exceeded", message: plan.message });
       ws.serializeAttachment({ ...attachment, pullNext: plan.end } satisfies AgentAttachment);
       return sendPayload(host.store, ws, msg.offset, plan.end);
     }
@@ -63,7 +62,7 @@ export async function onAgentMessage(host: UnitHost, ws: WebSocket, doc: UnitDoc
       if (doc.state === "Pending") {
         await host.move(doc, "Running", `running on ${nodeId}`, { startedAt: new Date().toISOString() });
       } else if (isTerminal(doc.state)) {
-        host.send(ws, { type: "cancel" });
+        sendMessage(ws, { type: "cancel" });
       }
       return;
     case "finished":
@@ -73,10 +72,10 @@ export async function onAgentMessage(host: UnitHost, ws: WebSocket, doc: UnitDoc
 
 function attach(host: UnitHost, ws: WebSocket, doc: UnitDoc, nodeId: string, msg: Extract<AgentDataMessage, { type: "attach" }>): void {
   if (msg.protocol !== PROTOCOL_VERSION) {
-    return host.refuse(ws, { code: "unsupported_protocol", message: `protocol ${msg.protocol} is not supported` }, true);
+    return refuseAndClose(ws, { code: "unsupported_protocol", message: `protocol ${msg.protocol} is not supported` });
   }
   if (doc.node !== nodeId || msg.nodeId !== nodeId) {
-    return host.refuse(ws, { code: "not_assigned", message: `unit ${doc.id} is not assigned to node ${msg.nodeId}` }, true);
+    return refuseAndClose(ws, { code: "not_assigned", message: `unit ${doc.id} is not assigned to node ${msg.nodeId}` });
   }
   // A reconnecting agent may find its previous socket still half-open: the newest one wins.
   for (const other of host.ctx.getWebSockets(AGENT_TAG)) {
@@ -84,7 +83,7 @@ function attach(host: UnitHost, ws: WebSocket, doc: UnitDoc, nodeId: string, msg
   }
   ws.serializeAttachment({ nodeId, attached: true } satisfies AgentAttachment);
   if (doc.attachedAt === null) host.store.save({ ...doc, attachedAt: new Date().toISOString() });
-  host.send(ws, {
+  sendMessage(ws, {
     type: "attached",
     unit: {
       id: doc.id,
@@ -115,41 +114,41 @@ function sendPayload(store: UnitStore, ws: WebSocket, offset: number, end: numbe
 
 export async function onAgentResults(host: UnitHost, ws: WebSocket, doc: UnitDoc, message: ArrayBuffer): Promise<void> {
   const decoded = decodeFrame(message);
-  if (!decoded.ok) return host.refuse(ws, decoded.error);
+  if (!decoded.ok) return refuse(ws, decoded.error);
   const frame = decoded.value;
-  if (frame.kind !== "results") return host.refuse(ws, { code: "bad_frame", message: "agents send results frames only" });
+  if (frame.kind !== "results") return refuse(ws, { code: "bad_frame", message: "agents send results frames only" });
   // A released unit, or one whose exit is in, takes no more output. One judged while its node was
   // away (node lost) still takes what the node wrote meanwhile: it is stored, not thrown away.
   if (doc.state === "Released" || (isTerminal(doc.state) && doc.exitReported)) {
-    return host.send(ws, { type: "closed", state: doc.state, exitRecorded: doc.exitReported });
+    return sendMessage(ws, { type: "closed", state: doc.state, exitRecorded: doc.exitReported });
   }
   const plan = planFrame(doc.stdoutSize, frame.offset, frame.data.byteLength);
   if (plan.action === "window") {
-    return host.refuse(ws, { code: "window_exceeded", message: `results frame at ${frame.offset} is behind the ack window (from ${plan.oldest})` }, true);
+    return refuseAndClose(ws, { code: "window_exceeded", message: `results frame at ${frame.offset} is behind the ack window (from ${plan.oldest})` });
   }
   if (plan.action === "gap") {
-    return host.refuse(ws, { code: "results_gap", message: `results frame at ${frame.offset}, expected ${plan.expected}: resend from the last ack` });
+    return refuse(ws, { code: "results_gap", message: `results frame at ${frame.offset}, expected ${plan.expected}: resend from the last ack` });
   }
   if (plan.action === "append") {
     const data = frame.data.subarray(plan.skip);
     const end = doc.stdoutSize + data.byteLength;
     host.store.append("results", doc.stdoutSize, data);
     host.store.save({ ...doc, stdoutSize: end });
-    ingestEvents(host.store, false, { offset: doc.stdoutSize, data });
+    ingestEvents(host.store, { offset: doc.stdoutSize, data });
     // Acknowledge only what is durable: wait for the write to be committed before the ack leaves.
     await host.ctx.storage.sync();
     host.wake();
-    return host.send(ws, { type: "results-ack", offset: end });
+    return sendMessage(ws, { type: "results-ack", offset: end });
   }
-  host.send(ws, { type: "results-ack", offset: doc.stdoutSize });
+  sendMessage(ws, { type: "results-ack", offset: doc.stdoutSize });
 }
 
 async function onFinished(host: UnitHost, ws: WebSocket, doc: UnitDoc, msg: Extract<AgentDataMessage, { type: "finished" }>): Promise<void> {
   if (doc.state === "Released" || (isTerminal(doc.state) && doc.exitReported)) {
-    return host.send(ws, { type: "closed", state: doc.state, exitRecorded: doc.exitReported });
+    return sendMessage(ws, { type: "closed", state: doc.state, exitRecorded: doc.exitReported });
   }
   if (msg.resultsSize !== doc.stdoutSize) {
-    return host.refuse(ws, { code: "results_incomplete", message: `finished with ${msg.resultsSize} bytes of results but ${doc.stdoutSize} are stored` });
+    return refuse(ws, { code: "results_incomplete", message: `finished with ${msg.resultsSize} bytes of results but ${doc.stdoutSize} are stored` });
   }
   // Late: how the command itself ended, whatever was asked of it meanwhile.
   if (isTerminal(doc.state)) return onLateFinish(host, ws, doc, msg, outcome({ ...msg, canceled: false }, false).detail);
@@ -167,9 +166,9 @@ async function onFinished(host: UnitHost, ws: WebSocket, doc: UnitDoc, msg: Extr
 async function onLateFinish(host: UnitHost, ws: WebSocket, doc: UnitDoc, msg: Extract<AgentDataMessage, { type: "finished" }>, exit: string): Promise<void> {
   const lateBytes = doc.stdoutSize - (doc.resultsAtVerdict ?? doc.stdoutSize);
   const lateExit = { exitCode: msg.exitCode, signal: msg.signal, detail: exit, at: new Date().toISOString(), lateBytes };
-  ingestEvents(host.store, true);
+  finishEvents(host.store);
   await host.annotate({ ...doc, lateExit, exitReported: true, detail: lateExitDetail(doc.detail, doc.node, exit, lateBytes) });
   await host.ctx.storage.sync();
-  host.send(ws, { type: "closed", state: doc.state, exitRecorded: true });
+  sendMessage(ws, { type: "closed", state: doc.state, exitRecorded: true });
   log("unit:late-exit", { unit: doc.id, state: doc.state, exit, lateBytes });
 }

@@ -4,7 +4,18 @@
  */
 import { isTerminal } from "../../shared/states.js";
 import { logError } from "../log.js";
-import { type Feed, type FeedEvent, type PageCache, type Waiters, badResumePoint, feedResponse, fillPage, renderEvent, resumePoint } from "../feed.js";
+import {
+  type Feed,
+  type FeedEvent,
+  type FeedQuery,
+  type PageCache,
+  type Waiters,
+  badResumePoint,
+  feedResponse,
+  fillPage,
+  renderEvent,
+  resumePoint,
+} from "../feed.js";
 import { INITIAL_PARSE, MAX_LINE_BYTES, type ParseState, lineText, parseEvents } from "./events.js";
 import { redactEnv } from "./redact.js";
 import type { EventRow, UnitDoc, UnitStore } from "./store.js";
@@ -17,12 +28,21 @@ function parseState(doc: UnitDoc): ParseState {
 }
 
 /**
- * Turns the results stored since the last call into events. `final`: the unit has ended, so a
- * last unfinished line is an event too. `fresh`: the bytes just appended at `offset`, which are
- * used as they are instead of being read back out of storage. Runs in the same turn as the write
- * it follows, so the events commit with the bytes (and before the agent's ack).
+ * Turns the results stored since the last call into events: `fresh` are the bytes just appended
+ * at `offset`, used as they are instead of being read back out of storage. Runs in the same turn
+ * as the write it follows, so the events commit with the bytes (and before the agent's ack).
  */
-export function ingestEvents(store: UnitStore, final: boolean, fresh?: { offset: number; data: Uint8Array }, now = Date.now()): number {
+export function ingestEvents(store: UnitStore, fresh: { offset: number; data: Uint8Array }, now = Date.now()): number {
+  return ingest(store, false, fresh, now);
+}
+
+/** The unit has ended: what is left unparsed becomes events, a last unfinished line too. */
+export function finishEvents(store: UnitStore, now = Date.now()): number {
+  return ingest(store, true, undefined, now);
+}
+
+/** `final`: no byte will follow, so a last unfinished line is an event too. */
+function ingest(store: UnitStore, final: boolean, fresh: { offset: number; data: Uint8Array } | undefined, now: number): number {
   const doc = store.doc();
   if (!doc) return 0;
   let state = parseState(doc);
@@ -74,8 +94,14 @@ function read(store: UnitStore, offset: number, length: number, fresh?: { offset
 }
 
 /** `GET …/units/:id/events`: SSE or a JSON page, from `after` / Last-Event-ID. */
-export function eventsResponse(store: UnitStore, pages: PageCache, waiters: Waiters, request: Request, redact: boolean, keepaliveMs: number): Response {
-  const after = resumePoint(new URL(request.url).searchParams.get("after"), request.headers.get("last-event-id"));
+export function eventsResponse(
+  store: UnitStore,
+  pages: PageCache,
+  waiters: Waiters,
+  query: FeedQuery,
+  { redact, keepaliveMs }: { redact: boolean; keepaliveMs: number },
+): Response {
+  const after = resumePoint(query.after, query.lastEventId);
   if (after === null) return badResumePoint();
   const end = () => {
     const doc = store.doc();
@@ -83,7 +109,7 @@ export function eventsResponse(store: UnitStore, pages: PageCache, waiters: Wait
     return JSON.stringify({ state: doc.state, detail: doc.detail, exitCode: doc.exitCode });
   };
   const feed = unitFeed(store, pages, (signal) => waiters.wait(signal), redact, end);
-  return feedResponse(feed, request, after, keepaliveMs, { state: store.doc()?.state ?? null });
+  return feedResponse(feed, query, after, keepaliveMs, { state: store.doc()?.state ?? null });
 }
 
 /** True once the log is complete: the unit is final and every byte was parsed. */

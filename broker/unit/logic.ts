@@ -77,20 +77,41 @@ export type LostPlan = { action: "ignore" } | { action: "requeue"; detail: strin
  * there). One that was attached (payload fetched, maybe running) fails: running it
  * again elsewhere could run a job twice.
  */
-export function planNodeLost(
-  doc: { state: UnitState; node: string | null; targetNode: string | null; attachedAt: string | null },
-  nodeId: string,
-  silentMs: number,
-): LostPlan {
+export function planNodeLost(doc: Placed, nodeId: string, silentMs: number): LostPlan {
   if (doc.node !== nodeId || (doc.state !== "Pending" && doc.state !== "Running")) return { action: "ignore" };
   const silence = `no word from node ${nodeId} for ${Math.round(silentMs / 1000)} s`;
   if (doc.state === "Pending" && doc.attachedAt === null) {
     // Unplaced, a pinned unit still goes only to its node (dispatch sees to that), but it no longer
     // keeps the lost node on the lease watch list.
-    return { action: "requeue", detail: `waiting for ${doc.targetNode === null ? "a node" : `node ${doc.targetNode}`} (${silence})` };
+    return { action: "requeue", detail: `${waitingFor(doc)} (${silence})` };
   }
   return { action: "fail", detail: `node lost: ${silence}` };
 }
+
+/**
+ * What a unit does when an admin removes its node: as for a lost node (planNodeLost), one the node
+ * never attached to goes back to the queue and one that may have started fails; the detail says
+ * why, with no silence to report.
+ */
+export function planNodeRemoved(doc: Placed, nodeId: string): LostPlan {
+  if (doc.node !== nodeId || (doc.state !== "Pending" && doc.state !== "Running")) return { action: "ignore" };
+  const removed = `node ${nodeId} was removed by an admin`;
+  if (doc.state === "Pending" && doc.attachedAt === null) return { action: "requeue", detail: `${waitingFor(doc)} (${removed})` };
+  return { action: "fail", detail: removed };
+}
+
+/**
+ * The node's agent is leaving (one-shot, idle) and refused the unit, assigned before its leave
+ * arrived: one it never attached to waits for another node; one it did is refused for good.
+ */
+export function planNodeLeaving(doc: Placed, nodeId: string): LostPlan {
+  if (doc.node !== nodeId || (doc.state !== "Pending" && doc.state !== "Running")) return { action: "ignore" };
+  const leaving = `node ${nodeId} is leaving`;
+  if (doc.state === "Pending" && doc.attachedAt === null) return { action: "requeue", detail: `${waitingFor(doc)} (${leaving})` };
+  return { action: "fail", detail: `${leaving} and refused the unit` };
+}
+
+const waitingFor = (doc: Pick<Placed, "targetNode">) => `waiting for ${doc.targetNode === null ? "a node" : `node ${doc.targetNode}`}`;
 
 type Placed = { state: UnitState; node: string | null; targetNode: string | null; attachedAt: string | null };
 
@@ -104,7 +125,7 @@ export type UnreachablePlan = { action: "ignore" } | { action: "requeue"; detail
 export function planNodeUnreachable(doc: Placed, nodeId: string, since: string): UnreachablePlan {
   if (doc.node !== nodeId || (doc.state !== "Pending" && doc.state !== "Running")) return { action: "ignore" };
   if (doc.state === "Pending" && doc.attachedAt === null) {
-    return { action: "requeue", detail: `waiting for ${doc.targetNode === null ? "a node" : `node ${doc.targetNode}`} (node ${nodeId} unreachable)` };
+    return { action: "requeue", detail: `${waitingFor(doc)} (node ${nodeId} unreachable)` };
   }
   return { action: "mark", detail: `node ${nodeId} unreachable since ${since}; the unit may still be running there` };
 }

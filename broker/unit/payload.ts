@@ -11,7 +11,13 @@ export interface PayloadSink {
   append(stream: "payload", offset: number, data: Uint8Array): void;
 }
 
-export async function ingestPayload(store: PayloadSink, request: Request, maxBytes: number): Promise<Result<number>> {
+/** What ingestion reads: a Request fits, and so does the Unit object's RPC argument (upload.ts). */
+export interface PayloadSource {
+  readonly body: ReadableStream<Uint8Array> | null;
+  readonly headers: Pick<Headers, "get">;
+}
+
+export async function ingestPayload(store: PayloadSink, request: PayloadSource, maxBytes: number): Promise<Result<number>> {
   const declared = request.headers.get("content-length");
   if (declared !== null && Number(declared) > maxBytes) {
     return fail("payload_too_large", `payload of ${declared} bytes exceeds the ${maxBytes}-byte limit`);

@@ -3,8 +3,9 @@
  * results out), each stored as numbered chunks keyed by byte offset. Chunks never overlap and
  * never leave gaps, so a stream's size is the end of its last chunk.
  */
+import { STATE_NUMBER } from "../../shared/states.js";
 import type { UnitRecord } from "../../shared/unit.js";
-import type { EventRow, ParseState, ParsedEvent } from "./events.js";
+import { type EventRow, INITIAL_PARSE, type ParseState, type ParsedEvent } from "./events.js";
 import { redactParams } from "./redact.js";
 
 export interface UnitDoc extends UnitRecord {
@@ -25,6 +26,55 @@ export interface UnitDoc extends UnitRecord {
 }
 
 export type { EventRow };
+
+/** What the Mesh object gives a unit when it creates it. */
+export interface InitUnit {
+  mesh: string;
+  id: string;
+  worktype: string;
+  targetNode: string | null;
+  params: Record<string, string>;
+  /** Time to live: fail "expired" unless started within this many ms of submission. */
+  ttlMs: number | null;
+  /** Its own NODE_LOST_AFTER (ms); null: the broker's. */
+  lostAfterMs: number | null;
+  signature: string | null;
+  origin: string | null;
+  /** Tags its node must have (shared/placement.ts), and its priority: shown in its record. */
+  tags: string[];
+  priority: number;
+}
+
+/** A new unit's status document: Pending, receiving its payload. */
+export function newUnitDoc(input: InitUnit, now: number): UnitDoc {
+  const { ttlMs, ...fields } = input;
+  return {
+    ...fields,
+    node: null,
+    state: "Pending",
+    stateNumber: STATE_NUMBER.Pending,
+    detail: "receiving payload",
+    payloadSize: 0,
+    stdoutSize: 0,
+    exitCode: null,
+    createdAt: new Date(now).toISOString(),
+    startedAt: null,
+    finishedAt: null,
+    expiresAt: ttlMs === null ? null : new Date(now + ttlMs).toISOString(),
+    signed: fields.signature !== null,
+    nodeUnreachableSince: null,
+    lateExit: null,
+    outputCut: null,
+    exitReported: false,
+    resultsAtVerdict: null,
+    payloadComplete: false,
+    cancelRequested: false,
+    attachedAt: null,
+    releasedAt: null,
+    meshSynced: true,
+    parse: INITIAL_PARSE,
+  };
+}
 
 export const STREAM = { payload: 1, results: 2 } as const;
 export type StreamName = keyof typeof STREAM;

@@ -99,7 +99,7 @@ export async function connections(env: BenchEnv, first: number, max: number): Pr
         result: allBack
           ? `${round((back - up) / 1000, 1)} s after the broker answered again (${round((back - dropped) / 1000, 1)} s after it went down); ${reconnected} connected`
           : `not all back within 120 s; ${reconnected} connected`,
-        comparedWith: `the broker's own restart (wrangler dev): ${round((up - dropped) / 1000, 1)} s`,
+        comparedWith: `the broker's own restart (${env.runtime === "serve" ? "mesh-broker serve" : "wrangler dev"}): ${round((up - dropped) / 1000, 1)} s`,
         goal: "≤ 10 s",
         met: allBack && (back - up) / 1000 <= 10 && reconnected === first,
         headline: { value: allBack ? (back - up) / 1000 : Number.NaN, unit: "s to reconnect" },

@@ -12,8 +12,11 @@ import { type LocalBroker, ROOT, startBroker } from "../local-broker.js";
 export const AGENT_BIN = join(ROOT, "dist/agent/cli.js");
 export const MESHCTL_BIN = join(ROOT, "dist/meshctl/cli.js");
 
-/** The broker's per-token submit rate would throttle the unit-heavy benchmarks, not measure them. */
-export const BROKER_VARS = { SUBMITS_PER_MINUTE: "1000000" };
+/**
+ * The broker's per-token submit rate would throttle the unit-heavy benchmarks, and its node quota
+ * (MAX_NODES, 1,000 by default) would stop the connections benchmark: quotas are not what is measured.
+ */
+export const BROKER_VARS = { SUBMITS_PER_MINUTE: "1000000", MAX_NODES: "100000" };
 
 /** Node flags for the agents, to profile them: BENCH_AGENT_NODE_ARGS="--cpu-prof --cpu-prof-dir=DIR". */
 const AGENT_NODE_ARGS = (process.env.BENCH_AGENT_NODE_ARGS ?? "").split(" ").filter(Boolean);

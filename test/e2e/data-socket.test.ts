@@ -92,7 +92,7 @@ describe("node lost", () => {
     expect(await unit(waitingId)).toMatchObject({
       state: "Pending",
       node: null,
-      detail: "waiting for node doomed (no word from node doomed for 0 s)",
+      detail: "waiting for node doomed (node doomed was removed by an admin)",
     });
     data.close();
     doomed.close();

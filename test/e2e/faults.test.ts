@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type LocalBroker, freePort, startBroker } from "../../scripts/local-broker.js";
+import { seeded } from "../../scripts/sim/shards.js";
 import { isTerminal } from "../../shared/states.js";
 import type { MeshStatus, UnitRecord, UnitSummary } from "../../shared/unit.js";
 import { type CutProxy, startCutProxy } from "./cut-proxy.js";
@@ -39,18 +40,6 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const step of cleanup.reverse()) await step();
 });
-
-/** mulberry32: a tiny seeded PRNG, so a failing run's cut points can be replayed. */
-function prng(s: number): () => number {
-  let a = s >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const sha256 = (data: Buffer) => createHash("sha256").update(data).digest("hex");
@@ -116,7 +105,7 @@ describe("faults", () => {
     // Cut points in the traffic through the proxy, uniform over the first 98% of the stream's
     // size. Every stored byte passes the proxy at least once, so all cuts land before the stream
     // can end; resent bytes count too, so cuts also land in the middle of resends.
-    const random = prng(seed);
+    const random = seeded(seed);
     const points = Array.from({ length: cuts }, () => random() * size * 0.98).sort((a, b) => a - b);
     const base = proxy.bytes.up;
     let made = 0;
@@ -178,7 +167,7 @@ describe("faults", () => {
     const size = 20 * MiB;
     const cuts = 50;
     const payload = randomBytes(size);
-    const random = prng(seed + 1);
+    const random = seeded(seed + 1);
     const points = Array.from({ length: cuts }, () => random() * size * 0.98).sort((a, b) => a - b);
     const base = proxy.bytes.down;
     let made = 0;

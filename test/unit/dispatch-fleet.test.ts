@@ -1,6 +1,7 @@
 /** Dispatch with tag selectors, priorities, held nodes, and the ready-queue index (queue.ts). */
 import { describe, expect, it } from "vitest";
 import { type NodeSlots, type QueuedUnit, planDispatch, planQueue } from "../../broker/mesh/dispatch.js";
+import { type KnownNode, admitTags, nodeHold } from "../../broker/mesh/fleet.js";
 import { ReadyQueue, STARVE_MS } from "../../broker/mesh/queue.js";
 import { matchesTags, parsePriority, parseTagSelector } from "../../shared/placement.js";
 
@@ -205,4 +206,43 @@ describe("ReadyQueue", () => {
     expect(one.placed).toBe(1);
     expect(many.placed).toBe(200);
   });
+});
+
+describe("admitTags and nodeHold (fleet.ts)", () => {
+  const nodes: KnownNode[] = [
+    { id: "eu-1", workTypes: new Set(["sh"]), tags: { zone: "eu" } },
+    { id: "us-1", workTypes: new Set(["sh", "ansible-runner"]), tags: { zone: "us", gpu: "a100" } },
+  ];
+  const submit = (tags: string[], more: Partial<{ worktype: string; targetNode: string | null; ttlMs: number | null }> = {}) => ({
+    mesh: "m",
+    worktype: "sh",
+    targetNode: null,
+    ttlMs: null,
+    tags,
+    ...more,
+  });
+  it.each([
+    ["no tags", submit([]), true],
+    ["a node has them", submit(["zone=eu"]), true],
+    ["a node has the key", submit(["gpu"]), true],
+    ["no node has them", submit(["zone=mars"]), false],
+    ["the node with them lacks the work type", submit(["zone=eu"], { worktype: "ansible-runner" }), false],
+    ["the target lacks them", submit(["zone=eu"], { targetNode: "us-1" }), false],
+    ["the target has them", submit(["gpu=a100"], { targetNode: "us-1" }), true],
+    ["a ttl waits for such a node", submit(["zone=mars"], { ttlMs: 60_000 }), true],
+  ])("%s", (_what, unit, admitted) => {
+    const result = admitTags(unit, nodes);
+    expect(result.ok).toBe(admitted);
+    if (!result.ok) expect(result.error.code).toBe("no_matching_node");
+  });
+
+  it.each([
+    [{ paused: false, leaving: false, unhealthy: null }, null],
+    [{ paused: true, leaving: false, unhealthy: null }, "paused"],
+    [{ paused: true, leaving: true, unhealthy: null }, "leaving"],
+    [
+      { paused: false, leaving: false, unhealthy: "ansible-runner: --version: not found on PATH" },
+      "health check failed: ansible-runner: --version: not found on PATH",
+    ],
+  ])("nodeHold(%j) = %j", (flags, hold) => expect(nodeHold(flags)).toBe(hold));
 });

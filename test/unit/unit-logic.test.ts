@@ -6,7 +6,9 @@ import {
   outcome,
   placedDetail,
   planFrame,
+  planNodeLeaving,
   planNodeLost,
+  planNodeRemoved,
   planNodeUnreachable,
   planPull,
 } from "../../broker/unit/logic.js";
@@ -202,6 +204,33 @@ describe("planNodeLost", () => {
   });
 });
 
+describe("planNodeRemoved", () => {
+  const base = { state: "Running" as const, node: "n1", targetNode: null, attachedAt: "2026-01-01T00:00:00.000Z" };
+
+  it("fails a unit that may have started on the removed node, saying who removed it", () => {
+    expect(planNodeRemoved(base, "n1")).toEqual({ action: "fail", detail: "node n1 was removed by an admin" });
+  });
+
+  it("requeues a unit the node never attached to, pinned or not, with no silence to report", () => {
+    expect(planNodeRemoved({ ...base, state: "Pending", attachedAt: null }, "n1")).toEqual({
+      action: "requeue",
+      detail: "waiting for a node (node n1 was removed by an admin)",
+    });
+    expect(planNodeRemoved({ ...base, state: "Pending", attachedAt: null, targetNode: "n1" }, "n1")).toEqual({
+      action: "requeue",
+      detail: "waiting for node n1 (node n1 was removed by an admin)",
+    });
+  });
+
+  it.each(["Succeeded", "Failed", "Canceled", "Released"] as const)("ignores a %s unit", (state) => {
+    expect(planNodeRemoved({ ...base, state }, "n1")).toEqual({ action: "ignore" });
+  });
+
+  it("ignores a unit placed on another node", () => {
+    expect(planNodeRemoved({ ...base, node: "n2" }, "n1")).toEqual({ action: "ignore" });
+  });
+});
+
 describe("planNodeUnreachable", () => {
   const since = "2026-01-01T00:01:00.000Z";
   const base = { state: "Running" as const, node: "n1", targetNode: null, attachedAt: "2026-01-01T00:00:00.000Z" };
@@ -237,4 +266,21 @@ describe("planNodeUnreachable", () => {
     );
     expect(lateExitDetail("canceled", null, "exit status 1", 0)).toBe("canceled; the node reported later: exit status 1 (0 more bytes of results stored)");
   });
+});
+
+describe("planNodeLeaving", () => {
+  const doc = (more: Partial<Parameters<typeof planNodeLeaving>[0]> = {}) => ({
+    state: "Pending" as const,
+    node: "n",
+    targetNode: null,
+    attachedAt: null,
+    ...more,
+  });
+  it.each([
+    ["never attached: back to the queue", doc(), { action: "requeue", detail: "waiting for a node (node n is leaving)" }],
+    ["pinned: waits for its node", doc({ targetNode: "n" }), { action: "requeue", detail: "waiting for node n (node n is leaving)" }],
+    ["attached: refused for good", doc({ attachedAt: "2026-01-01T00:00:00Z" }), { action: "fail", detail: "node n is leaving and refused the unit" }],
+    ["on another node", doc({ node: "m" }), { action: "ignore" }],
+    ["finished", doc({ state: "Succeeded" as never }), { action: "ignore" }],
+  ])("%s", (_what, unit, plan) => expect(planNodeLeaving(unit, "n")).toEqual(plan));
 });

@@ -1,0 +1,52 @@
+/**
+ * Carrying out placement (dispatch.ts decides): assigning queued units to connected nodes, and
+ * after a node's reconnect, what it missed. Placements are written before any await, so a
+ * dispatch that interleaves with another (during the RPCs below) can never place a unit twice.
+ */
+import { fail } from "../../shared/errors.js";
+import type { HelloMessage } from "../../shared/protocol.js";
+import { log } from "../log.js";
+import { sendMessage } from "../socket.js";
+import { planQueue } from "./dispatch.js";
+import { type MeshHost, observe, unassign } from "./host.js";
+import { ensureLeaseCheck } from "./lease-check.js";
+import { helloedSockets, liveNodes } from "./sockets.js";
+
+export async function dispatch(host: MeshHost): Promise<void> {
+  const { store, events } = host;
+  const now = Date.now();
+  const placements = planQueue(store.readyQueue(), store.connectedSlots(liveNodes(host.ctx)), now);
+  for (const p of placements) store.assignUnit(p.unitId, p.nodeId, now);
+  for (const p of placements) {
+    const unit = store.unit(p.unitId);
+    if (!unit) continue;
+    const accepted = await host
+      .unit(p.unitId)
+      .assign(p.nodeId)
+      .catch((error: unknown) => fail("internal", error instanceof Error ? error.message : String(error)));
+    if (!accepted.ok) {
+      // Leave the index as the Unit object sees it: unplaced, so a later dispatch may retry.
+      unassign(host, p.unitId);
+      log("unit:assign-refused", { unit: p.unitId, ...accepted.error });
+      continue;
+    }
+    log("unit:assign", { unit: p.unitId, node: p.nodeId });
+    host.metrics.pickedUp(unit.worktype, now - unit.createdAt);
+    events.unit(store.unit(p.unitId), `assigned to ${p.nodeId}`);
+    for (const ws of helloedSockets(host.ctx, p.nodeId)) sendMessage(ws, { type: "assign", unitId: p.unitId, worktype: unit.worktype });
+    // The node's stored last_seen may be hours old (pings are not stored as they come): bring it
+    // up to date before its lease starts to matter.
+    observe(host, p.nodeId);
+  }
+  if (placements.length > 0) await ensureLeaseCheck(host);
+}
+
+/** After a reconnect: re-send assignments the agent never saw; fail units it no longer has. */
+export async function reconcile(host: MeshHost, ws: WebSocket, hello: HelloMessage): Promise<void> {
+  const held = new Set(hello.units);
+  for (const unit of host.store.activeOn(hello.nodeId)) {
+    if (held.has(unit.id)) continue;
+    if (unit.state === "Pending") sendMessage(ws, { type: "assign", unitId: unit.id, worktype: unit.worktype });
+    else await host.unit(unit.id).fail(`node ${hello.nodeId} reconnected without the unit (agent restarted)`);
+  }
+}
