@@ -9,7 +9,7 @@ import { MeshError, type Result, unwrap } from "../shared/errors.js";
 import { NAME_PATTERN, UNIT_ID_PATTERN } from "../shared/ids.js";
 import { type Principal, isRole } from "../shared/roles.js";
 import type { UnitRecord, UnitSummary } from "../shared/unit.js";
-import type { TokenInfo } from "./access/object.js";
+import type { TokenInfo } from "../shared/api.js";
 import { authenticate, authorize, authorizeNode, may } from "./auth.js";
 import { logError } from "./log.js";
 import type { UnitIndexRow } from "./mesh/store.js";
