@@ -23,7 +23,7 @@ Options (each also from the environment variable shown):
   --broker URL          broker base URL, e.g. https://broker.example.com      MESH_BROKER
   --token TOKEN         join token (role agent), used until the broker issues  MESH_TOKEN
                         this node's credential, kept in the work dir (0600)
-  --mesh ID             mesh to join (default: ${D.mesh})                          MESH_ID
+  --mesh ID             mesh to join (default: ${D.mesh})                        MESH_ID
   --node-id ID          this node's id (default: config node.id, else hostname) MESH_NODE_ID
   --config FILE         receptor-style YAML with work-command entries          MESH_AGENT_CONFIG
   --work-dir DIR        per-unit directories and spool                         MESH_WORK_DIR
@@ -31,7 +31,7 @@ Options (each also from the environment variable shown):
   --capacity N          units run at once, or "unlimited": start every unit   MESH_CAPACITY
                         assigned, as receptor does (default: CPU count)
   --tag k=v             a tag to advertise; repeatable                         MESH_TAGS (k=v,k=v)
-  --cancel-grace SEC    SIGINT→SIGKILL grace on cancel (default: ${D.cancelGraceSeconds})                                MESH_CANCEL_GRACE
+  --cancel-grace SEC    SIGINT→SIGKILL grace on cancel (default: ${D.cancelGraceSeconds})           MESH_CANCEL_GRACE
   --min-free SIZE       take no units while the work dir has less free space   MESH_MIN_FREE
                         (default: 256MiB; e.g. 1G, 500MB, 0 to turn it off)
   --verify-key FILE     Ed25519 public key (PEM) that units of work types with MESH_VERIFY_KEY
@@ -40,7 +40,7 @@ Options (each also from the environment variable shown):
                         work-verification publickey
   --ca-file FILE        also trust these CA certificates (PEM) for the broker's MESH_CA_FILE
                         TLS, e.g. a private CA (NODE_EXTRA_CA_CERTS works too)
-  --log-level LEVEL     debug, info, warn or error (default: ${D.logLevel})                      MESH_LOG_LEVEL
+  --log-level LEVEL     debug, info, warn or error (default: ${D.logLevel})             MESH_LOG_LEVEL
   -h, --help            this help
   -v, --version         print the version
 

@@ -1,20 +1,8 @@
-/**
- * One unit on this agent: fetch its payload over the unit's data socket (payload-download.ts),
- * check its signature where the work type asks for one (verifysignature), run the work command
- * (command-args.ts, process.ts), stream its results back (results-upload.ts), report how it ended.
- * Where it stands is one phase (unit-phase.ts). The process keeps running while the link is down;
- * each reconnect re-attaches and resumes from what the broker acknowledged, so results arrive
- * exactly once and in order. A unit found in the spool after an agent restart resumes the same way
- * (see spool.ts).
- */
-import type { ChildProcess } from "node:child_process";
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
-import type { Dispatcher } from "undici";
-import { type Logger, errorMessage } from "../shared/node/log.js";
+import { errorMessage } from "../shared/node/log.js";
 import { type AgentDataMessage, type Assignment, PROTOCOL_VERSION, encode } from "../shared/protocol.js";
 import { type UnitState, isTerminal } from "../shared/states.js";
-import type { WorkCommand } from "./config.js";
 import { explainExit, localFailureDetail } from "./disk.js";
 import type { Exit } from "./exit-file.js";
 import { PayloadDownload } from "./payload-download.js";
@@ -22,31 +10,14 @@ import { type RunningProcess, adoptProcess } from "./process.js";
 import { ResultsUpload } from "./results-upload.js";
 import type { Link } from "./socket.js";
 import { type Recovery, SpoolRecord, WORK_DIR, decideOnClosed, newRecord } from "./spool.js";
-import { DOING, type UnitPhase, move } from "./unit-phase.js";
-import { keepLinked } from "./unit-link.js";
-import { type Attached, unitMessages } from "./unit-messages.js";
-import { startUnit } from "./unit-start.js";
-import type { UnitVerifier } from "./verify.js";
+import { DOING, ON_ATTACH, type UnitPhase, beforeRun, move } from "./unit-phase.js";
+import { type UnitLinkOptions, keepLinked } from "./unit-link.js";
+import { type Attached, type UnitHandlers, unitMessages } from "./unit-messages.js";
+import { type UnitStartOptions, startUnit } from "./unit-start.js";
 
-export interface RunnerOptions {
-  unitId: string;
-  workCommand: WorkCommand;
-  dataUrl: string;
-  /** Read at each connect: the agent swaps its join token for the node's credential once issued. */
-  token: () => string;
-  /** The agent's join token and credential: no unit's environment may hold them. */
-  secrets: () => string[];
+export interface RunnerOptions extends UnitStartOptions, Pick<UnitLinkOptions, "dataUrl" | "token" | "pingIntervalMs" | "dispatcher"> {
   nodeId: string;
-  unitDir: string;
   cancelGraceMs: number;
-  pingIntervalMs: number;
-  /** Checks the unit's signature when its work type has verifysignature. */
-  verifier: UnitVerifier | null;
-  /** A supervisor ready for the unit's command (the agent's spare); by default one is started then. */
-  supervisor?: () => ChildProcess;
-  log: Logger;
-  /** --ca-file's dispatcher, as the control link's. */
-  dispatcher?: Dispatcher | undefined;
   /** Set for a unit an earlier run of this agent started. */
   resumed?: Extract<Recovery, { action: "report" | "adopt" }>;
 }
@@ -79,11 +50,9 @@ export class UnitRunner {
     this.record = new SpoolRecord(opts.unitDir, newRecord(opts.unitId, opts.workCommand));
     this.download = new PayloadDownload({ path: this.payloadPath, onComplete: () => this.payloadComplete(), onError: (e) => this.abort(e) });
     this.upload = new ResultsUpload({ path: this.resultsPath });
-    // Never start a resumed unit again: an earlier run of the agent did.
-    if (opts.resumed?.action === "report") {
-      this.exit = opts.resumed.exit;
-      this.phase = "exited";
-    } else if (opts.resumed) this.phase = "starting";
+    // Never start a resumed unit again: an earlier run of the agent did (adopt: run() follows its process).
+    if (opts.resumed) this.phase = opts.resumed.action === "report" ? "exited" : "starting";
+    if (opts.resumed?.action === "report") this.exit = opts.resumed.exit;
   }
 
   get id(): string {
@@ -111,7 +80,7 @@ export class UnitRunner {
     if (resumed?.action === "adopt") this.follow(adoptProcess(resumed.process, this.opts.unitDir, POLL_MS));
     await keepLinked({
       ...this.opts,
-      handlers: unitMessages(this.id, this, this.opts.log),
+      handlers: unitMessages(this.id, this.handlers(), this.opts.log),
       onOpen: (link) => this.onOpen(link),
       over: this.done,
       isOver: () => this.closed,
@@ -131,36 +100,26 @@ export class UnitRunner {
     this.link?.send(encode(message));
   }
 
-  // UnitHandlers: what each message from the broker does (unit-messages.ts decodes them).
-
-  attached(msg: Attached): void {
-    void this.onAttached(msg).catch((error) => this.abort(error));
-  }
-
-  resultsAck(offset: number): void {
-    this.upload.ack(offset);
-    void this.pump();
-  }
-
-  refused(message: string): void {
-    void this.close(`broker refused the unit: ${message}`);
-  }
-
-  fault(code: string): void {
-    this.link?.close(4000, code);
-  }
-
-  payload(offset: number, data: Uint8Array): boolean {
-    return this.download.accept(offset, data);
-  }
-
-  /** Failed while taking the payload in (a full disk): later frames have nowhere to go. */
-  ignoresFrames(): boolean {
-    return this.exit !== null;
+  /** What each message from the broker does (unit-messages.ts decodes them). */
+  private handlers(): UnitHandlers {
+    return {
+      attached: (msg) => void this.onAttached(msg).catch((error) => this.abort(error)),
+      resultsAck: (offset) => {
+        this.upload.ack(offset);
+        void this.pump();
+      },
+      cancel: () => this.cancel(),
+      unitClosed: (state, exitRecorded) => this.unitClosed(state, exitRecorded),
+      refused: (message) => void this.close(`broker refused the unit: ${message}`),
+      fault: (code) => this.link?.close(4000, code),
+      payload: (offset, data) => this.download.accept(offset, data),
+      // Failed while taking the payload in (a full disk): later frames have nowhere to go.
+      ignoresFrames: () => this.exit !== null,
+    };
   }
 
   /** The unit is final at the broker: drop the spool, or stop the command and report what is left (decideOnClosed). */
-  unitClosed(state: UnitState, exitRecorded: boolean, attaching = false): void {
+  private unitClosed(state: UnitState, exitRecorded: boolean, attaching = false): void {
     // Ran: the command ran here (or its outcome is known), so its spool holds finished work.
     if (decideOnClosed(state, exitRecorded, this.process !== null || this.exit !== null) === "drop") return void this.close(`unit is ${state}`);
     if (this.judged) return;
@@ -176,7 +135,7 @@ export class UnitRunner {
     if (!attaching) void this.pump();
   }
 
-  cancel(): void {
+  private cancel(): void {
     if (this.cancelRequested) return;
     this.cancelRequested = true;
     this.opts.log.info("unit:cancel", { unit: this.id });
@@ -189,22 +148,16 @@ export class UnitRunner {
       this.unitClosed(state, exitRecorded, true);
       if (this.closed) return;
     } else if (cancel) this.cancel();
-    switch (this.phase) {
-      case "starting":
-      case "closed":
-        return;
-      case "running":
-      case "exited":
-      case "reported":
-        if (this.process && !this.judged) this.send({ type: "started", pid: this.process.pid });
-        this.upload.resume(resultsOffset);
-        return this.pump();
-      case "assigned":
-      case "downloading":
-        if (this.cancelRequested) return this.reportWithoutRunning("canceled before it started", true);
-        if (this.phase === "assigned") this.to("downloading");
-        if (this.link) await this.download.start(this.link, unit.payloadSize);
+    const plan = ON_ATTACH[this.phase];
+    if (plan === "resume") {
+      if (this.process && !this.judged) this.send({ type: "started", pid: this.process.pid });
+      this.upload.resume(resultsOffset);
+      return this.pump();
     }
+    if (plan === "wait") return;
+    if (this.cancelRequested) return this.reportWithoutRunning("canceled before it started", true);
+    if (this.phase === "assigned") this.to("downloading");
+    if (this.link) await this.download.start(this.link, unit.payloadSize);
   }
 
   private async payloadComplete(): Promise<void> {
@@ -213,18 +166,16 @@ export class UnitRunner {
     this.to("starting");
     await this.download.close();
     // A re-attach during the signature check replaces this.unit: run exactly the unit that was checked.
-    const { workCommand: work, log } = this.opts;
     const start = await startUnit({
       ...this.opts,
       unit: this.unit,
-      work,
       payloadPath: this.payloadPath,
       resultsPath: this.resultsPath,
       record: this.record,
       isClosed: () => this.closed,
       onSpawned: (child) => {
         this.follow(child);
-        log.info("unit:started", { unit: this.id, pid: child.pid, command: work.command });
+        this.opts.log.info("unit:started", { unit: this.id, pid: child.pid, command: this.opts.workCommand.command });
         this.send({ type: "started", pid: child.pid });
         if (this.cancelRequested) child.cancel(this.opts.cancelGraceMs);
       },
@@ -269,17 +220,15 @@ export class UnitRunner {
 
   /** Ends a unit that cannot run here; the report goes out now, or on the next attach. */
   private reportWithoutRunning(detail: string, canceled: boolean): void {
-    // Closed meanwhile: nobody is left to tell.
-    if (this.closed) return;
+    if (this.closed) return; // closed meanwhile: nobody is left to tell
     this.exit = { exitCode: null, signal: null, error: detail };
     this.reportExit(this.exit, 0, canceled);
   }
 
-  /** A local fault (a full disk, typically): before the command runs it ends the unit; after, it is logged. */
+  /** A local fault: before the command runs it ends the unit (beforeRun); after, it is logged. */
   private abort(error: unknown): void {
     const doing = DOING[this.phase];
-    const before = this.phase === "assigned" || this.phase === "downloading" || this.phase === "starting";
-    const detail = before ? localFailureDetail(this.opts.nodeId, doing, error) : undefined;
+    const detail = beforeRun(this.phase) ? localFailureDetail(this.opts.nodeId, doing, error) : undefined;
     this.opts.log.error("unit:failed-locally", { unit: this.id, doing, error: errorMessage(error), ...(detail ? { detail } : {}) });
     if (detail) this.reportWithoutRunning(detail, false);
   }
@@ -291,10 +240,8 @@ export class UnitRunner {
     this.opts.log.info("unit:closed", { unit: this.id, reason });
     this.upload.unwatch();
     this.link?.close(1000, "unit closed");
-    if (this.process) {
-      this.process.cancel(this.opts.cancelGraceMs);
-      await this.process.exited;
-    }
+    this.process?.cancel(this.opts.cancelGraceMs);
+    await this.process?.exited;
     await this.download.close().catch(() => undefined);
     await rm(this.opts.unitDir, { recursive: true, force: true });
     this.finish();

@@ -44,3 +44,22 @@ export const DOING: Record<UnitPhase, string> = {
   reported: "reporting the exit",
   closed: "closing the unit",
 };
+
+/**
+ * What an `attached` (each new link) does in each phase: wait (a spawn is under way, or the unit is
+ * over), resume the results from the broker's offset, or take the payload (again, from where it stands).
+ */
+export const ON_ATTACH: Record<UnitPhase, "wait" | "resume" | "download"> = {
+  assigned: "download",
+  downloading: "download",
+  starting: "wait",
+  running: "resume",
+  exited: "resume",
+  reported: "resume",
+  closed: "wait",
+};
+
+/** Before the command runs: a local fault (a full disk, typically) ends the unit rather than being only logged. */
+export function beforeRun(phase: UnitPhase): boolean {
+  return phase === "assigned" || phase === "downloading" || phase === "starting";
+}

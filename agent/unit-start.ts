@@ -13,30 +13,36 @@ import { type RunningProcess, startProcess } from "./process.js";
 import type { SpoolRecord } from "./spool.js";
 import { type UnitVerifier, checkSignature } from "./verify.js";
 
-export interface StartContext {
+/** What starting a unit needs of the runner's options (runner.ts). */
+export interface UnitStartOptions {
   unitId: string;
-  unit: Assignment;
-  work: WorkCommand;
-  verifier: UnitVerifier | null;
+  workCommand: WorkCommand;
   unitDir: string;
-  payloadPath: string;
-  resultsPath: string;
+  /** Checks the unit's signature when its work type has verifysignature. */
+  verifier: UnitVerifier | null;
   /** The agent's join token and credential: no unit's environment may hold them. */
   secrets: () => string[];
+  /** A supervisor ready for the unit's command (the agent's spare); by default one is started then. */
   supervisor?: (() => ChildProcess) | undefined;
+  log: Logger;
+}
+
+export interface StartContext extends UnitStartOptions {
+  unit: Assignment;
+  payloadPath: string;
+  resultsPath: string;
   record: SpoolRecord;
   /** Told of the process as soon as it is spawned, before its identity is recorded. */
   onSpawned: (child: RunningProcess) => void;
   /** The unit was closed (canceled, expired, released): its spool is gone and it must not start. */
   isClosed: () => boolean;
-  log: Logger;
 }
 
 /** Refused: the detail the unit ends with; closed: it was closed meanwhile and must not start. */
 export type Started = { started: true } | { refused: string } | { closed: true };
 
 export async function startUnit(ctx: StartContext): Promise<Started> {
-  const { unit, work } = ctx;
+  const { unit, workCommand: work } = ctx;
   if (work.verifysignature) {
     const refusal = await checkSignature(ctx.verifier, unit, { unitId: ctx.unitId, worktype: work.worktype }, ctx.payloadPath, ctx.log);
     if (ctx.isClosed()) return { closed: true };

@@ -24,6 +24,15 @@ function answer(download: PayloadDownload, link: FakeLink, payload: Uint8Array, 
   for (const pull of pulls(link).slice(from)) download.accept(pull.offset, payload.subarray(pull.offset, pull.offset + pull.length));
 }
 
+/** Answers each pull on `link` as it comes, one at a time, until no more are asked for. */
+async function serve(download: PayloadDownload, link: FakeLink, payload: Uint8Array): Promise<void> {
+  for (let answered = 0; answered < pulls(link).length; answered++) {
+    const pull = pulls(link)[answered]!;
+    download.accept(pull.offset, payload.subarray(pull.offset, pull.offset + pull.length));
+    await settle();
+  }
+}
+
 describe("PayloadDownload", () => {
   it("asks for no more than the window at once, and for more as bytes arrive", async () => {
     const { download } = setup();
@@ -40,11 +49,7 @@ describe("PayloadDownload", () => {
     const link = new FakeLink();
     const payload = bytes(95);
     await download.start(link, payload.byteLength);
-    for (let answered = 0; answered < pulls(link).length; answered++) {
-      const pull = pulls(link)[answered]!;
-      download.accept(pull.offset, payload.subarray(pull.offset, pull.offset + pull.length));
-      await settle();
-    }
+    await serve(download, link, payload);
     expect(file.bytes).toEqual(payload);
     expect(events).toEqual(["complete"]);
     expect(pulls(link).at(-1)).toEqual({ type: "payload-pull", offset: 90, length: 5 });
@@ -72,11 +77,7 @@ describe("PayloadDownload", () => {
     // A frame the first link's request for 20.. brings late: not where the file stands, dropped.
     expect(download.accept(20, payload.subarray(20, 30))).toBe(true);
     expect(download.bytesReceived).toBe(10);
-    for (let answered = 0; answered < pulls(second).length; answered++) {
-      const pull = pulls(second)[answered]!;
-      download.accept(pull.offset, payload.subarray(pull.offset, pull.offset + pull.length));
-      await settle();
-    }
+    await serve(download, second, payload);
     expect(file.bytes).toEqual(payload);
     expect(events).toEqual(["complete"]);
   });

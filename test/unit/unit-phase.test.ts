@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { DOING, UNIT_PHASES, type UnitPhase, canMove, move } from "../../agent/unit-phase.js";
+import { DOING, ON_ATTACH, UNIT_PHASES, type UnitPhase, beforeRun, canMove, move } from "../../agent/unit-phase.js";
 
 // biome-ignore format: short names keep the table below one row per phase
 const A = "assigned", D = "downloading", S = "starting", R = "running", E = "exited", P = "reported", C = "closed";
@@ -37,6 +37,19 @@ describe("a unit's phase on the agent", () => {
 
   it("a unit that never ran reaches reported only before running", () => {
     expect(UNIT_PHASES.filter((from) => canMove(from, P))).toEqual([A, D, S, E]);
+  });
+
+  it.each([
+    [A, "download", true],
+    [D, "download", true],
+    [S, "wait", true],
+    [R, "resume", false],
+    [E, "resume", false],
+    [P, "resume", false],
+    [C, "wait", false],
+  ] as [UnitPhase, string, boolean][])("%s: an attach does %s; a local fault ends the unit=%s", (phase, onAttach, before) => {
+    expect(ON_ATTACH[phase]).toBe(onAttach);
+    expect(beforeRun(phase)).toBe(before);
   });
 
   it("names what the agent does in each phase, for a local failure's detail", () => {
