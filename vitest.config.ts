@@ -1,4 +1,6 @@
+import { cloudflareTest } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
+import { ADMIN } from "./test/workers/admin.js";
 
 const e2e = {
   environment: "node",
@@ -7,6 +9,25 @@ const e2e = {
   // Files share one broker (each uses its own mesh); two at a time fit two cores.
   maxWorkers: 2,
   sequence: { groupOrder: 1 },
+} as const;
+
+/**
+ * The broker's Worker in-process on the plugin's own workerd (a miniflare of @cloudflare/vitest-plugin),
+ * from wrangler.toml with `vars` overriding its tunables. The plugin's workerd is older than ours:
+ * wrangler.toml's compatibility_date is newer than it supports, so the tests run at the newest date it
+ * knows (raise it with the plugin). The hello deadline is short so its test waits 2 s, not 10.
+ */
+const worker = (vars: Record<string, string> = {}) =>
+  cloudflareTest({
+    wrangler: { configPath: "./wrangler.toml" },
+    miniflare: { compatibilityDate: "2026-11-02", bindings: { ADMIN_TOKEN: ADMIN, HELLO_TIMEOUT_MS: "2000", ...vars } },
+  });
+const workers = {
+  testTimeout: 10_000,
+  hookTimeout: 10_000,
+  // The broker logs every event to the console: shown for failed tests only.
+  silent: "passed-only",
+  sequence: { groupOrder: 0 },
 } as const;
 
 export default defineConfig({
@@ -19,6 +40,17 @@ export default defineConfig({
           environment: "node",
           sequence: { groupOrder: 0 },
         },
+      },
+      {
+        // Routes, auth, validation and each object's behaviour through the Worker's fetch and WebSockets,
+        // no agent process: test/workers/harness.ts.
+        plugins: [worker()],
+        test: { ...workers, name: "workers", include: ["test/workers/**/*.test.ts"], exclude: ["test/workers/quotas.test.ts"] },
+      },
+      {
+        // Quotas small enough to reach, on a Worker of their own.
+        plugins: [worker({ MAX_PENDING_PER_SUBMITTER: "2", MAX_NODES: "2" })],
+        test: { ...workers, name: "workers-quotas", include: ["test/workers/quotas.test.ts"] },
       },
       {
         // On `mesh-broker serve` (scripts/serve-broker.ts), as npm start and production run it.
