@@ -1,6 +1,6 @@
 /** Bad input gets a stable error code and a one-line message (the broker alone; agent-side errors: test/e2e/errors.test.ts). */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type RawSocket, api, newMesh, rawNode } from "./harness.js";
+import { ADMIN, type RawSocket, api, newMesh, rawNode } from "./harness.js";
 import type { BrokerControlMessage } from "../../shared/protocol.js";
 
 const mesh = newMesh();
@@ -8,7 +8,7 @@ let steady: RawSocket<BrokerControlMessage>;
 
 beforeAll(async () => {
   // A node offering `cat` only, so that a work type it lacks can be named.
-  steady = (await rawNode(mesh, "steady", ["cat"])).control;
+  steady = await rawNode({ mesh, token: ADMIN }, "steady", ["cat"]);
 });
 
 afterAll(() => {

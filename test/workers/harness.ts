@@ -3,7 +3,7 @@
  * behaviour, through the public HTTP surface (the Worker's own fetch) and its WebSockets, with no
  * agent process. These tests run inside workerd (@cloudflare/vitest-plugin, vitest.config.ts's
  * `workers` projects): no Node sockets or child processes here. A node is spoken by hand
- * (rawNode), as test/e2e/raw-agent.ts does against the real broker.
+ * (rawNode), frame by frame with shared/protocol.ts and shared/frames.ts.
  */
 import { exports } from "cloudflare:workers";
 import { type BrokerControlMessage, type BrokerDataMessage, PROTOCOL_VERSION, encode } from "../../shared/protocol.js";
@@ -99,7 +99,7 @@ export class RawSocket<T extends { type: string }> {
     );
   }
 
-  static async open<T extends { type: string }>(endpoint: { mesh: string; token: string }, path: string): Promise<RawSocket<T>> {
+  static async open<T extends { type: string }>(endpoint: Endpoint, path: string): Promise<RawSocket<T>> {
     return new RawSocket<T>(await openSocket(endpoint.mesh, path, endpoint.token));
   }
 
@@ -135,26 +135,32 @@ export class RawSocket<T extends { type: string }> {
 
 export const VERSIONS = { agent: "raw", node: "v24", ansibleRunner: null, podman: null, podmanUsable: false };
 
-/** Says hello as `nodeId` on a control socket opened with `token` and answers the first thing the broker says. */
-export async function joinNode(mesh: string, nodeId: string, token: string, worktypes: string[], capacity = 1) {
-  const socket = await RawSocket.open<BrokerControlMessage>({ mesh, token }, `/connect?node=${nodeId}`);
+/** Where a hand-spoken node dials: its mesh and the token it presents (the Worker is called directly: no URL). */
+export interface Endpoint {
+  mesh: string;
+  token: string;
+}
+
+/** Says hello as `nodeId` on a control socket and answers the socket and the first thing the broker says. */
+export async function joinNode(endpoint: Endpoint, nodeId: string, worktypes: string[], capacity = 1) {
+  const socket = await RawSocket.open<BrokerControlMessage>(endpoint, `/connect?node=${nodeId}`);
   const workTypes = worktypes.map((worktype) => ({ worktype, verifySignature: false, allowRuntimeParams: true }));
   socket.ws.send(encode({ type: "hello", protocol: PROTOCOL_VERSION, nodeId, workTypes, capacity, tags: {}, versions: VERSIONS, units: [] }));
   return { socket, first: await socket.next() };
 }
 
-/** Joins as `nodeId` and waits for the welcome; answers the socket and the welcome's credential. */
-export async function rawNode(mesh: string, nodeId: string, worktypes: string[], token = ADMIN, capacity = 1) {
-  const { socket, first } = await joinNode(mesh, nodeId, token, worktypes, capacity);
+/** Joins as `nodeId` on a control socket and waits for the welcome. */
+export async function rawNode(endpoint: Endpoint, nodeId: string, worktypes: string[], capacity = 1): Promise<RawSocket<BrokerControlMessage>> {
+  const { socket, first } = await joinNode(endpoint, nodeId, worktypes, capacity);
   if (first.type !== "welcome") throw new Error(`expected welcome, got ${JSON.stringify(first)}`);
-  return { control: socket, credential: first.credential ?? null };
+  return socket;
 }
 
 export type DataSocket = RawSocket<BrokerDataMessage> & { results(offset: number, text: string): void };
 
 /** Opens the unit's data socket as `nodeId` and attaches; returns the socket and the `attached` answer. */
-export async function attachUnit(mesh: string, token: string, unitId: string, nodeId: string) {
-  const data = (await RawSocket.open<BrokerDataMessage>({ mesh, token }, `/units/${unitId}/data?node=${nodeId}`)) as DataSocket;
+export async function attachUnit(endpoint: Endpoint, unitId: string, nodeId: string) {
+  const data = (await RawSocket.open<BrokerDataMessage>(endpoint, `/units/${unitId}/data?node=${nodeId}`)) as DataSocket;
   data.results = (offset, text) => data.ws.send(encodeFrame("results", offset, new TextEncoder().encode(text)));
   data.ws.send(encode({ type: "attach", protocol: PROTOCOL_VERSION, nodeId }));
   const attached = await data.next();

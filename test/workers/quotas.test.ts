@@ -33,7 +33,7 @@ const park = (as: string) => call<{ error?: { code: string } }>("POST", "/units?
 
 /** Opens a control socket for `nodeId` and says hello; answers the first thing the broker says. */
 async function joinNode(nodeId: string, as: string): Promise<{ socket: RawSocket<BrokerControlMessage>; first: BrokerControlMessage }> {
-  const joined = await join(mesh, nodeId, as, ["sh"]);
+  const joined = await join({ mesh, token: as }, nodeId, ["sh"]);
   sockets.push(joined.socket);
   return joined;
 }

@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { BrokerControlMessage } from "../../shared/protocol.js";
 import type { UnitRecord } from "../../shared/unit.js";
-import { type RawSocket, api, attachUnit, createToken as newToken, newMesh, openSocket, rawNode, waitFor, workerFetch } from "./harness.js";
+import { type RawSocket, api, attachUnit, joinNode, createToken as newToken, newMesh, openSocket, rawNode, waitFor, workerFetch } from "./harness.js";
 
 const mesh = newMesh();
 const otherMesh = newMesh();
@@ -28,7 +28,7 @@ beforeAll(async () => {
   for (const role of ["admin", "submit", "read", "agent"]) tokens[role] = (await createToken(mesh, role)).token;
   otherMeshAdmin = (await createToken(otherMesh, "admin")).token;
   // The mesh's node, offering `sh`: it takes what it is assigned and never finishes it.
-  sockets.push((await rawNode(mesh, "guarded", ["sh"], tokens.agent, 1000)).control);
+  sockets.push(await rawNode({ mesh, token: tokens.agent! }, "guarded", ["sh"], 1000));
 });
 
 afterAll(() => {
@@ -230,9 +230,10 @@ async function openLongLived(path: string, token: string, headers: Record<string
 
 /** Joins `nodeId` by hand (with any join token or its credential); answers the socket and the welcome's credential. */
 async function joinRaw(nodeId: string, token: string, worktype: string) {
-  const joined = await rawNode(mesh, nodeId, [worktype], token);
-  sockets.push(joined.control);
-  return joined;
+  const { socket: control, first: welcome } = await joinNode({ mesh, token }, nodeId, [worktype]);
+  sockets.push(control);
+  if (welcome.type !== "welcome") throw new Error(`expected welcome, got ${JSON.stringify(welcome)}`);
+  return { control, credential: welcome.credential ?? null };
 }
 
 /** A unit pinned to a raw node, assigned to it and attached on a data socket opened with `token`. */
@@ -241,7 +242,7 @@ async function heldUnit(nodeId: string, worktype: string, control: RawSocket<Bro
   expect(unit.status).toBe(201);
   const assign = await control.next();
   expect(assign.type).toBe("assign");
-  const { data } = await attachUnit(mesh, token, unit.body.id, nodeId);
+  const { data } = await attachUnit({ mesh, token }, unit.body.id, nodeId);
   return { id: unit.body.id, data };
 }
 
