@@ -25,7 +25,10 @@ const worker = (vars: Record<string, string> = {}) =>
 const workers = {
   testTimeout: 10_000,
   hookTimeout: 10_000,
-  sequence: { groupOrder: 0 },
+  // Beside e2e, whose files mostly wait on agents and brokers: the plugin's startup (~20 s) overlaps.
+  // Projects of one group must share maxWorkers.
+  maxWorkers: e2e.maxWorkers,
+  sequence: { groupOrder: 1 },
 } as const;
 
 export default defineConfig({
