@@ -15,12 +15,13 @@ const e2e = {
  * The broker's Worker in-process on the plugin's own workerd (a miniflare of @cloudflare/vitest-plugin),
  * from wrangler.toml with `vars` overriding its tunables. The plugin's workerd is older than ours:
  * wrangler.toml's compatibility_date is newer than it supports, so the tests run at the newest date it
- * knows (raise it with the plugin). The hello deadline is short so its test waits 2 s, not 10.
+ * knows: 2026-11-09 for its workerd 1.20261102.1, which refuses wrangler.toml's 2026-11-17 at startup
+ * (raise it with the plugin). The hello deadline is short so its test waits 2 s, not 10.
  */
 const worker = (vars: Record<string, string> = {}) =>
   cloudflareTest({
     wrangler: { configPath: "./wrangler.toml" },
-    miniflare: { compatibilityDate: "2026-11-02", bindings: { ADMIN_TOKEN: ADMIN, HELLO_TIMEOUT_MS: "2000", ...vars } },
+    miniflare: { compatibilityDate: "2026-11-09", bindings: { ADMIN_TOKEN: ADMIN, HELLO_TIMEOUT_MS: "2000", ...vars } },
   });
 const workers = {
   testTimeout: 10_000,
