@@ -6,11 +6,16 @@
  * it is.
  */
 import { readFile } from "node:fs/promises";
+import { homedir } from "node:os";
+import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
-import { parseBytes } from "../shared/disk.js";
 import { NAME_PATTERN } from "../shared/ids.js";
+import { DEFAULT_MIN_FREE_BYTES, parseBytes } from "../shared/disk.js";
+import { parseDuration } from "../shared/duration.js";
+import { CliError, EXIT_USAGE, usage } from "../shared/node/cli.js";
 import { MIN_OUTPUT_CAP } from "../shared/output-cap.js";
+import { MAX_CAPACITY } from "../shared/protocol.js";
 
 export const WorkCommand = z
   .object({
@@ -39,8 +44,12 @@ export interface FileConfig {
   ignored: string[];
 }
 
-export class ConfigError extends Error {
+/** A config file that cannot be used as it is: exits 2, as a wrong option does. */
+export class ConfigError extends CliError {
   override name = "ConfigError";
+  constructor(message: string) {
+    super("MESH_ERR_CONFIG", message, EXIT_USAGE);
+  }
 }
 
 export function parseConfig(text: string, source = "config"): FileConfig {
@@ -91,4 +100,70 @@ export async function loadConfig(path: string): Promise<FileConfig> {
     throw new ConfigError(`cannot read config ${path}: ${error instanceof Error ? error.message : String(error)}`);
   }
   return parseConfig(text, path);
+}
+
+/** The agent's defaults, each written once: the option parsing and the help text (cli.ts) read them. */
+export const AGENT_DEFAULTS = {
+  mesh: "default",
+  logLevel: "info",
+  /** SIGINT→SIGKILL grace on cancel, in seconds. */
+  cancelGraceSeconds: 10,
+  minFreeBytes: DEFAULT_MIN_FREE_BYTES,
+  workDir: join(homedir(), ".local", "state", "mesh-agent"),
+} as const;
+
+/** The work type an agent without --config offers when ansible-runner is on PATH, as receptor's default. */
+export const ANSIBLE_RUNNER_WORK: WorkCommand = {
+  worktype: "ansible-runner",
+  command: "ansible-runner",
+  params: "worker",
+  allowruntimeparams: false,
+  verifysignature: false,
+  envallow: [],
+};
+
+/** A setting's raw value and where it came from (the flag, else its environment variable), for errors that name it. */
+export interface Setting {
+  raw: string;
+  from: string;
+}
+
+/** The flag's value, else the environment variable's, else undefined. */
+export function setting(flagValue: string | undefined, flag: string, env: NodeJS.ProcessEnv, variable: string): Setting | undefined {
+  if (flagValue !== undefined) return { raw: flagValue, from: flag };
+  const raw = env[variable];
+  return raw === undefined ? undefined : { raw, from: variable };
+}
+
+export function positiveInt(value: Setting): number {
+  if (!/^\d+$/.test(value.raw) || Number(value.raw) < 1) usage(`${value.from} must be a positive integer, got "${value.raw}"`);
+  return Number(value.raw);
+}
+
+/**
+ * "unlimited" is receptor's behaviour (it starts whatever it is sent; AWX sizes nodes itself from
+ * --worker-info): the largest capacity a hello may declare, so the broker never holds a unit back.
+ */
+export function capacity(value: Setting): number {
+  if (value.raw === "unlimited") return MAX_CAPACITY;
+  const n = positiveInt(value);
+  if (n > MAX_CAPACITY) usage(`${value.from} is at most ${MAX_CAPACITY}, or "unlimited"`);
+  return n;
+}
+
+export function duration(value: Setting): number {
+  const parsed = parseDuration(value.raw);
+  return parsed.ok ? parsed.value : usage(`${value.from}: ${parsed.error.message}`);
+}
+
+/** An output cap (shared/output-cap.ts): a size of at least MIN_OUTPUT_CAP. */
+export function outputCap(value: Setting): number {
+  const size = parseBytes(value.raw);
+  return size !== null && size >= MIN_OUTPUT_CAP
+    ? size
+    : usage(`${value.from} is a size of at least ${MIN_OUTPUT_CAP / 1024} KiB, such as 4MiB, got "${value.raw}"`);
+}
+
+export function bytes(value: Setting): number {
+  return parseBytes(value.raw) ?? usage(`${value.from} takes a size such as 256MiB, 1G or 500MB, got "${value.raw}"`);
 }

@@ -7,6 +7,7 @@
 import { type FileHandle, statfs } from "node:fs/promises";
 import type { DiskSpace } from "../shared/disk.js";
 import { isLowDisk } from "../shared/disk.js";
+import type { Exit } from "./exit-file.js";
 
 /** How often the work dir is sampled. */
 export const DISK_CHECK_MS = 5_000;
@@ -61,4 +62,17 @@ export async function writeAll(file: Pick<FileHandle, "write">, data: Uint8Array
     if (bytesWritten === 0) throw Object.assign(new Error("no space left on device (a write made no progress)"), { code: "ENOSPC" });
     done += bytesWritten;
   }
+}
+
+/**
+ * The command's own error about a full disk went into the full spool, where nobody reads it: a
+ * failure with the work dir's disk full when it ended is reported as such, with its status. A
+ * cancel (or a stop after the unit was judged) ends the command by the agent's own signal.
+ */
+export async function explainExit(exit: Exit, unitDir: string, nodeId: string, canceled: boolean): Promise<Exit> {
+  if (exit.error || exit.exitCode === 0 || canceled) return exit;
+  const disk = await sampleDisk(unitDir, 0);
+  if (!disk || disk.freeBytes >= FULL_BYTES) return exit;
+  const status = exit.signal ? `killed by signal ${exit.signal}` : `exit status ${exit.exitCode}`;
+  return { ...exit, error: `node ${nodeId}: no space left on device while spooling the output (${status})` };
 }

@@ -13,16 +13,11 @@ import { access, open, stat } from "node:fs/promises";
 import { delimiter, join, resolve as resolvePath } from "node:path";
 import { fileURLToPath } from "node:url";
 import { sleep } from "../shared/backoff.js";
-import { EXIT_FILE, NO_EXIT_STATUS, type ProcessIdentity, WORK_DIR, isRunning, readExitFile } from "./spool.js";
+import { EXIT_FILE, type Exit, NO_EXIT_STATUS, readExitFile } from "./exit-file.js";
+import { type ProcessIdentity, isRunning } from "./proc-identity.js";
+import { WORK_DIR } from "./spool.js";
 import type { SuperviseSpec } from "./supervise.js";
 import { unitEnvironment } from "./unit-env.js";
-
-export interface Exit {
-  exitCode: number | null;
-  signal: string | null;
-  /** Set when the outcome is not the command's own: it could not start, or an agent restart lost it. */
-  error: string | null;
-}
 
 export interface RunningProcess {
   pid: number | null;

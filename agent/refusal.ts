@@ -6,6 +6,7 @@
  * instead of asking twice a second.
  */
 import type { ErrorBody } from "../shared/errors.js";
+import { CliError } from "../shared/node/cli.js";
 
 export type ControlFailure =
   /** No HTTP answer at all: connection refused or reset, DNS, TLS, timeout. */
@@ -63,6 +64,9 @@ export function judgeFailure(failure: ControlFailure, node: NodeIdentity): Verdi
 }
 
 /** Thrown out of Agent.run() on a refusal retrying cannot fix; the CLI prints it and exits 1. */
-export class AgentRefused extends Error {
+export class AgentRefused extends CliError {
   override name = "AgentRefused";
+  constructor(line: string) {
+    super("MESH_ERR_REFUSED", line);
+  }
 }

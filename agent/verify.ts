@@ -4,14 +4,19 @@
  * the signed sha256, a signature not yet expired, and a unit id never accepted here before.
  */
 import { sha256File } from "../shared/node/hash.js";
-import { createHash, createPublicKey, type KeyObject, verify } from "node:crypto";
-import { createReadStream } from "node:fs";
+import { createPublicKey, type KeyObject, verify } from "node:crypto";
 import { readFile } from "node:fs/promises";
-import { type Checked, type ClaimedUnit, type UnitClaims, checkClaims, parseSignature, refuse } from "../shared/signing.js";
+import { CliError, EXIT_USAGE } from "../shared/node/cli.js";
+import type { Logger } from "../shared/node/log.js";
+import { type Checked, type ClaimedUnit, type UnitClaims, checkClaims, parseSignature, refuse, refusalDetail } from "../shared/signing.js";
 import type { ReplayCache } from "./replay.js";
 
-export class KeyError extends Error {
+/** A --verify-key that is no usable public key: exits 2, as a wrong option does. */
+export class KeyError extends CliError {
   override name = "KeyError";
+  constructor(message: string) {
+    super("MESH_ERR_VERIFY_KEY", message, EXIT_USAGE);
+  }
 }
 
 /** An Ed25519 public key in PEM (SPKI), as `meshctl keygen` writes it. */
@@ -72,4 +77,23 @@ export class WorkVerifier implements UnitVerifier {
     if (!fresh) return refuse("replayed", `unit ${claims.unitId} was already accepted by this node; a signed unit runs once`);
     return checked;
   }
+}
+
+/** A unit's verdict, logged: the refusal detail the unit ends with, or null when it may run. */
+export async function checkSignature(
+  verifier: UnitVerifier | null,
+  unit: SignedUnit,
+  local: { unitId: string; worktype: string },
+  payloadPath: string,
+  log: Logger,
+): Promise<string | null> {
+  const verdict = verifier
+    ? await verifier.verify(unit, local, payloadPath)
+    : refuse("no_verify_key", "this agent has no public key to verify signed units with");
+  if (verdict.ok) {
+    log.info("unit:signature-verified", { unit: local.unitId, exp: verdict.value.exp });
+    return null;
+  }
+  log.warn("unit:signature-refused", { unit: local.unitId, problem: verdict.problem, message: verdict.message });
+  return refusalDetail(verdict);
 }

@@ -5,11 +5,11 @@
  * what it imports, and a pipeline waits for it.
  */
 import { parseArgs } from "node:util";
-import { isUsageError, packageVersion } from "../shared/node/cli.js";
+import { cliFailure, keyValues, packageVersion, usage } from "../shared/node/cli.js";
 import { parseDuration } from "../shared/duration.js";
 import { loadCaFile, plainHttpWarning } from "../shared/node/tls.js";
 import { saveArtifacts } from "./artifacts.js";
-import { MeshApiError, MeshClient } from "./client.js";
+import { MeshClient } from "./client.js";
 import { printEvents } from "./events.js";
 import { printStatus, Progress } from "./output.js";
 import { preparePayload } from "./payload.js";
@@ -79,8 +79,6 @@ Connection (flags or environment):
   --ca-file FILE   MESH_CA_FILE: also trust these CA certificates (PEM) for the broker's TLS
                    (a private CA); NODE_EXTRA_CA_CERTS works too`;
 
-class UsageError extends Error {}
-
 /**
  * fetch through the undici package with --ca-file's CAs. Loaded only then: Node's own fetch starts
  * faster, and exposes no way to pass CAs but NODE_EXTRA_CA_CERTS at startup.
@@ -90,19 +88,6 @@ async function trustingFetch(caFile: string): Promise<typeof fetch> {
   const undici = await import("undici");
   const dispatcher = new undici.Agent({ connect: { ca } });
   return ((input: string, init?: RequestInit) => undici.fetch(input, { ...(init as object), dispatcher })) as unknown as typeof fetch;
-}
-const usage = (message: string): never => {
-  throw new UsageError(message);
-};
-
-function keyValues(items: string[]): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const item of items) {
-    const eq = item.indexOf("=");
-    if (eq <= 0) usage(`-a takes key=value, got "${item}"`);
-    out[item.slice(0, eq)] = item.slice(eq + 1);
-  }
-  return out;
 }
 
 const printJson = (value: unknown) => process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
@@ -208,7 +193,7 @@ async function main(argv: string[]): Promise<number> {
       if (ttl && !ttl.ok) usage(`--ttl: ${ttl.error.message}`);
       const lostAfter = values["lost-after"] === undefined ? null : parseDuration(values["lost-after"]);
       if (lostAfter && !lostAfter.ok) usage(`--lost-after: ${lostAfter.error.message}`);
-      const params = keyValues(values.param ?? []);
+      const params = keyValues("-a", values.param ?? []);
       const signTtl = parseDuration(values["sign-ttl"] ?? values.ttl ?? "10m");
       if (!signTtl.ok) return usage(`--sign-ttl: ${signTtl.error.message}`);
       if (values["sign-ttl"] !== undefined && !values["sign-key"]) usage("--sign-ttl needs --sign-key");
@@ -341,15 +326,8 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (error: unknown) => {
-    if (error instanceof UsageError || isUsageError(error)) {
-      console.error(`meshctl: ${error.message}\nTry 'meshctl --help'.`);
-      process.exitCode = 2;
-    } else if (error instanceof MeshApiError) {
-      console.error(`meshctl: ${error.code}: ${error.message}`);
-      process.exitCode = 1;
-    } else {
-      console.error(`meshctl: ${error instanceof Error ? error.message : String(error)}`);
-      process.exitCode = 1;
-    }
+    const { lines, exitCode } = cliFailure("meshctl", error);
+    console.error(lines.join("\n"));
+    process.exitCode = exitCode;
   },
 );

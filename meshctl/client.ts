@@ -7,29 +7,27 @@
  */
 import type { HealthReport } from "../shared/health.js";
 import type { Readable, Writable } from "node:stream";
+import type { TokenInfo } from "../shared/api.js";
+import { CliError } from "../shared/node/cli.js";
 import { sleep } from "../shared/backoff.js";
 import { Outage, type RidePolicy } from "./ride.js";
 import { isTerminal } from "../shared/states.js";
 import type { MeshStatus, UnitRecord, UnitSummary } from "../shared/unit.js";
 
-export class MeshApiError extends Error {
+/** The broker's answer to a failed request: its error code (or `unreachable`) and HTTP status (0 for none). */
+export class MeshApiError extends CliError {
   override name = "MeshApiError";
   constructor(
-    readonly code: string,
+    code: string,
     message: string,
     readonly status: number,
   ) {
-    super(message);
+    super(code, message);
   }
-}
 
-/** A token as the broker lists it (the secret itself is shown once, by create). */
-export interface TokenInfo {
-  id: string;
-  name: string;
-  role: string;
-  createdAt: string;
-  revokedAt: string | null;
+  override describe(): string {
+    return `${this.code}: ${this.message}`;
+  }
 }
 
 export interface SubmitOptions {

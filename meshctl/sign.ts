@@ -5,6 +5,7 @@
 import { createPrivateKey, generateKeyPairSync, type KeyObject, sign } from "node:crypto";
 import { mkdir, open, readFile } from "node:fs/promises";
 import { join } from "node:path";
+import { CliError } from "../shared/node/cli.js";
 import { sha256File } from "../shared/node/hash.js";
 import { newUnitId } from "../shared/ids.js";
 import { type UnitClaims, claimsBytes, encodeSignature } from "../shared/signing.js";
@@ -12,8 +13,11 @@ import { type UnitClaims, claimsBytes, encodeSignature } from "../shared/signing
 export const PRIVATE_KEY_FILE = "signing-key.pem";
 export const PUBLIC_KEY_FILE = "verify-key.pem";
 
-export class SigningError extends Error {
+export class SigningError extends CliError {
   override name = "SigningError";
+  constructor(message: string) {
+    super("MESH_ERR_SIGNING_KEY", message);
+  }
 }
 
 /** Writes a new key pair into `dir`; never overwrites a key that is already there. */

@@ -6,20 +6,12 @@
 import { DurableObject } from "cloudflare:workers";
 import { type Result, fail, ok } from "../../shared/errors.js";
 import { newUnitId } from "../../shared/ids.js";
+import type { TokenInfo } from "../../shared/api.js";
 import type { Principal, Role } from "../../shared/roles.js";
 import { type Guarded, guard } from "../guard.js";
 import { log } from "../log.js";
 import { newSecret, secretDigest } from "./secrets.js";
 import { AccessStore, type TokenRow } from "./store.js";
-
-/** A token as the API shows it; `token` (the secret) appears only in the answer to create. */
-export interface TokenInfo {
-  id: string;
-  name: string;
-  role: Role;
-  createdAt: string;
-  revokedAt: string | null;
-}
 
 const MAX_TOKENS = 1000;
 

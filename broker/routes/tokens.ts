@@ -2,7 +2,7 @@
 import { MeshError } from "../../shared/errors.js";
 import { UNIT_ID_PATTERN } from "../../shared/ids.js";
 import { isRole } from "../../shared/roles.js";
-import type { TokenInfo } from "../access/object.js";
+import type { TokenInfo } from "../../shared/api.js";
 import { accessObject, meshObject } from "../stubs.js";
 import { type App, asResult, can, meshName } from "./context.js";
 

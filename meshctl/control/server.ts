@@ -5,6 +5,7 @@
 import { lstat, unlink } from "node:fs/promises";
 import { type Server, type Socket, connect, createServer } from "node:net";
 import { Readable } from "node:stream";
+import { CliError } from "../../shared/node/cli.js";
 import { errorMessage } from "../../shared/node/log.js";
 import { type CommandContext, type Session, runCommand } from "./commands.js";
 import { errorLine, greeting, parseCommand } from "./protocol.js";
@@ -12,8 +13,11 @@ import { errorLine, greeting, parseCommand } from "./protocol.js";
 /** Longest command line taken (receptor has no limit, but a line is buffered whole), and most bytes read ahead. */
 const MAX_LINE_BYTES = 1024 * 1024;
 
-export class ControlServiceError extends Error {
+export class ControlServiceError extends CliError {
   override name = "ControlServiceError";
+  constructor(message: string) {
+    super("MESH_ERR_CONTROL_SOCKET", message);
+  }
 }
 
 export interface ControlServiceOptions extends CommandContext {

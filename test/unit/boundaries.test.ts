@@ -52,6 +52,27 @@ describe("import boundaries", () => {
     expect(broken).toEqual([]);
   });
 
+  it("no file of agent/, meshctl/ or shared/ imports itself through others (no cycles, type imports included)", () => {
+    const files = ["agent", "meshctl", "shared"].flatMap(sources);
+    const edges = new Map(
+      files.map((f) => [
+        f,
+        imports(f)
+          .map((i) => i.replace(/\.js$/, ".ts"))
+          .filter((i) => files.includes(i)),
+      ]),
+    );
+    const cycles: string[] = [];
+    const walk = (file: string, path: string[]): void => {
+      for (const next of edges.get(file) ?? []) {
+        if (next === path[0]) cycles.push([...path, next].join(" → "));
+        else if (!path.includes(next) && next > path[0]!) walk(next, [...path, next]);
+      }
+    };
+    for (const file of files) walk(file, [file]);
+    expect(cycles).toEqual([]);
+  });
+
   it("the checker sees relative imports (a planted one is caught)", () => {
     expect(imports("meshctl/sign.ts")).toContain("shared/node/hash.js");
   });

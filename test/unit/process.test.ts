@@ -9,7 +9,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { EXIT_FILE, NO_EXIT_STATUS, WORK_DIR, identifyProcess, readExitFile } from "../../agent/spool.js";
+import { EXIT_FILE, NO_EXIT_STATUS, readExitFile } from "../../agent/exit-file.js";
+import { identifyProcess } from "../../agent/proc-identity.js";
+import { WORK_DIR } from "../../agent/spool.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const BUILT = ["process", "spare", "spool", "supervise"].map((name) => ({

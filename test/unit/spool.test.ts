@@ -3,22 +3,16 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import type { WorkCommand } from "../../agent/config.js";
-import type { Exit } from "../../agent/process.js";
+import { EXIT_FILE, type Exit, NO_EXIT_STATUS, parseExitFile } from "../../agent/exit-file.js";
+import { type ProcessIdentity, identifyProcess, isSameProcess, parseProcStat } from "../../agent/proc-identity.js";
 import {
-  EXIT_FILE,
-  NO_EXIT_STATUS,
   PROCESS_GONE,
-  type ProcessIdentity,
   type Recovery,
   START_UNRECORDED,
   type UnitRecord,
   decideOnClosed,
   decideRecovery,
-  identifyProcess,
-  isSameProcess,
   newRecord,
-  parseExitFile,
-  parseProcStat,
   scanSpool,
   writeRecord,
 } from "../../agent/spool.js";

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { WorkCommand } from "../../agent/config.js";
-import { commandArgs } from "../../agent/runner.js";
+import { commandArgs } from "../../agent/command-args.js";
 
 const work = (params: string, allowruntimeparams = false): WorkCommand => ({
   worktype: "test",

@@ -1,21 +1,20 @@
 /**
  * The Unit object's side of the data socket, driven frame by frame by a hand-spoken agent
- * (raw-agent.ts): duplicates and overlaps, a `finished` that claims bytes the broker lacks, a node
+ * (harness.ts): duplicates and overlaps, a `finished` that claims bytes the broker lacks, a node
  * lost between attach and start, line events that may hold the environment. A real agent never
  * sends these on cue, so each is checked here to the byte, ack and code.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { BrokerControlMessage } from "../../shared/protocol.js";
 import type { UnitRecord } from "../../shared/unit.js";
-import { type RawSocket, attachUnit, rawNode } from "./raw-agent.js";
-import { api, broker, createToken, newMesh, waitFor } from "./harness.js";
+import { ADMIN, type Endpoint, type RawSocket, api, attachUnit, createToken, newMesh, rawNode, waitFor } from "./harness.js";
 
 const mesh = newMesh();
-let endpoint: { url: string; token: string; mesh: string };
+let endpoint: Endpoint;
 let control: RawSocket<BrokerControlMessage>;
 
 beforeAll(async () => {
-  endpoint = { ...broker(), mesh };
+  endpoint = { token: ADMIN, mesh };
   control = await rawNode(endpoint, "hand", ["raw"], 20);
 });
 
@@ -23,6 +22,8 @@ afterAll(() => control?.close());
 
 /** broker/unit/event-log.ts MASKED_LINE, as a reader sees it (that module is Worker code). */
 const MASKED_LINE = "(masked: this line may hold the worker's environment; a token that may submit sees it)";
+
+const byteLength = (text: string) => new TextEncoder().encode(text).byteLength;
 
 const unit = async (id: string) => (await api<UnitRecord>(mesh, "GET", `/units/${id}`)).body;
 
@@ -109,8 +110,8 @@ describe("line events", () => {
     const leaked = 'Traceback: {"env": {"MESH_SECRET": "hunter2"}}';
     const text = `{"status":"running","runner_ident":"r"}\n${leaked}\nplain\n{"eof": true}\n`;
     data.results(0, text);
-    expect(await data.next()).toEqual({ type: "results-ack", offset: Buffer.byteLength(text) });
-    data.ws.send(JSON.stringify({ type: "finished", exitCode: 0, signal: null, resultsSize: Buffer.byteLength(text), canceled: false }));
+    expect(await data.next()).toEqual({ type: "results-ack", offset: byteLength(text) });
+    data.ws.send(JSON.stringify({ type: "finished", exitCode: 0, signal: null, resultsSize: byteLength(text), canceled: false }));
     expect(await data.next()).toEqual({ type: "closed", state: "Succeeded", exitRecorded: true });
     type Page = { events: { kind: string; stdout?: string; data?: unknown }[] };
     await waitFor(async () => (await api<Page>(mesh, "GET", `/units/${id}/events`)).body.events.length === 3, "three events");

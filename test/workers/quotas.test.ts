@@ -1,42 +1,25 @@
 /**
- * Quotas reached, on a broker of this file's own with small limits: pending units per token
- * (MAX_PENDING_PER_SUBMITTER = 2, while the mesh-wide MAX_PENDING_UNITS stays far off) and nodes per
- * mesh (MAX_NODES = 2). The shared e2e broker's limits are the defaults, too large to reach.
+ * Quotas reached, on a Worker of this file's own with small limits (the `workers-quotas` project of
+ * vitest.config.ts): pending units per token (MAX_PENDING_PER_SUBMITTER = 2, while the mesh-wide
+ * MAX_PENDING_UNITS stays far off) and nodes per mesh (MAX_NODES = 2). The other tests' limits are
+ * the defaults, too large to reach.
  */
-import { randomBytes } from "node:crypto";
-import { join } from "node:path";
-import { request } from "undici";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type LocalBroker, freePort, startBroker } from "../../scripts/local-broker.js";
-import { type BrokerControlMessage, PROTOCOL_VERSION, encode } from "../../shared/protocol.js";
-import { readReply, tempDir } from "./harness.js";
-import { RawSocket } from "./raw-agent.js";
+import { afterAll, describe, expect, it } from "vitest";
+import type { BrokerControlMessage } from "../../shared/protocol.js";
+import { ADMIN, type RawSocket, api, joinNode as join } from "./harness.js";
 
-const admin = `mtk_${randomBytes(32).toString("base64url")}`;
+const admin = ADMIN;
 const mesh = "quotas";
-let broker: LocalBroker;
 const sockets: RawSocket<BrokerControlMessage>[] = [];
 
-beforeAll(async () => {
-  const dir = await tempDir("mesh-quotas-");
-  broker = await startBroker({
-    stateDir: join(dir, "state"),
-    token: admin,
-    logFile: join(dir, "broker.log"),
-    port: await freePort(),
-    vars: { MAX_PENDING_PER_SUBMITTER: "2", MAX_NODES: "2" },
-  });
-}, 90_000);
-
-afterAll(async () => {
+afterAll(() => {
   for (const socket of sockets) socket.close();
-  await broker?.stop();
 });
 
 async function call<T>(method: "GET" | "POST" | "DELETE", path: string, token: string, body?: string): Promise<{ status: number; body: T }> {
-  const headers: Record<string, string> = { authorization: `Bearer ${token}` };
+  const headers: Record<string, string> = {};
   if (body !== undefined && path === "/tokens") headers["content-type"] = "application/json";
-  return readReply<T>(await request(`${broker.url}/v1/meshes/${mesh}${path}`, { method, headers, body: body ?? null }));
+  return api<T>(mesh, method, path, { token, headers, ...(body !== undefined ? { body } : {}) });
 }
 
 async function token(role: string): Promise<string> {
@@ -50,12 +33,9 @@ const park = (as: string) => call<{ error?: { code: string } }>("POST", "/units?
 
 /** Opens a control socket for `nodeId` and says hello; answers the first thing the broker says. */
 async function joinNode(nodeId: string, as: string): Promise<{ socket: RawSocket<BrokerControlMessage>; first: BrokerControlMessage }> {
-  const socket = await RawSocket.open<BrokerControlMessage>({ url: broker.url, token: as, mesh }, `/connect?node=${nodeId}`);
-  sockets.push(socket);
-  const versions = { agent: "raw", node: process.version, ansibleRunner: null, podman: null, podmanUsable: false };
-  const workTypes = [{ worktype: "sh", verifySignature: false, allowRuntimeParams: true }];
-  socket.ws.send(encode({ type: "hello", protocol: PROTOCOL_VERSION, nodeId, workTypes, capacity: 1, tags: {}, versions, units: [] }));
-  return { socket, first: await socket.next() };
+  const joined = await join({ mesh, token: as }, nodeId, ["sh"]);
+  sockets.push(joined.socket);
+  return joined;
 }
 
 describe("quotas", () => {

@@ -1,0 +1,100 @@
+/**
+ * A unit's payload, pulled over its data socket into the spool's payload file. At most `window`
+ * bytes are requested and not yet received; each link (re)starts from the bytes received, and
+ * frames of a request made on an earlier link are dropped, so the file is written in order and
+ * without holes whatever the link does.
+ */
+import { type FileHandle, open } from "node:fs/promises";
+import { encode } from "../shared/protocol.js";
+import { writeAll } from "./disk.js";
+
+/** What the download needs of a data socket (socket.ts's Link). */
+export interface SendLink {
+  send(data: string | Uint8Array): void;
+}
+
+/** What the download needs of the payload file. */
+export type PayloadFile = Pick<FileHandle, "write" | "close">;
+
+export interface DownloadOptions {
+  path: string;
+  /** Bytes requested but not yet received, at most. */
+  window?: number;
+  /** Bytes asked for by one payload-pull. */
+  request?: number;
+  /** Called once, after the last byte is written (at once for an empty payload). */
+  onComplete: () => Promise<void>;
+  /** A write failed (a full disk, typically): the download stops. */
+  onError: (error: unknown) => void;
+  openFile?: (path: string) => Promise<PayloadFile>;
+}
+
+export const PAYLOAD_WINDOW = 4 * 1024 * 1024;
+const REQUEST_BYTES = 1024 * 1024;
+
+export class PayloadDownload {
+  private file: PayloadFile | null = null;
+  private link: SendLink | null = null;
+  private size = 0;
+  private received = 0;
+  private requested = 0;
+  private writes: Promise<unknown> = Promise.resolve();
+  private failed = false;
+
+  constructor(private readonly opts: DownloadOptions) {}
+
+  /** Bytes received so far (all written once `writes` settle). */
+  get bytesReceived(): number {
+    return this.received;
+  }
+
+  /**
+   * Starts, or resumes on a new link: opens (truncates) the file the first time only, then asks for
+   * what is missing. Requests made on an earlier link are forgotten; their frames will not match.
+   */
+  async start(link: SendLink, size: number): Promise<void> {
+    this.link = link;
+    this.size = size;
+    this.file ??= await (this.opts.openFile ?? ((path) => open(path, "w", 0o600)))(this.opts.path);
+    this.requested = this.received;
+    this.pull();
+    if (size === 0) await this.opts.onComplete();
+  }
+
+  /**
+   * A payload frame. Returns false when no download is open to take it; a frame at another offset
+   * (from a request made on an earlier link) is dropped as expected.
+   */
+  accept(offset: number, data: Uint8Array): boolean {
+    const file = this.file;
+    if (!file) return false;
+    if (offset !== this.received || this.failed) return true;
+    this.received += data.byteLength;
+    const complete = this.received === this.size;
+    this.writes = this.writes
+      // After a failed write the frames queued behind it have nowhere to go either.
+      .then(() => (this.failed ? undefined : writeAll(file, data, offset)))
+      .then(() => (this.failed ? undefined : complete ? this.opts.onComplete() : this.pull()))
+      .catch((error) => {
+        this.failed = true;
+        this.opts.onError(error);
+      });
+    return true;
+  }
+
+  /** The file is final (or abandoned): close it; a later frame is no longer taken. */
+  async close(): Promise<void> {
+    const file = this.file;
+    this.file = null;
+    await file?.close();
+  }
+
+  private pull(): void {
+    const window = this.opts.window ?? PAYLOAD_WINDOW;
+    while (this.requested < this.size && this.requested - this.received < window) {
+      const length = Math.min(this.opts.request ?? REQUEST_BYTES, this.size - this.requested);
+      this.link?.send(encode({ type: "payload-pull", offset: this.requested, length }));
+      this.requested += length;
+    }
+  }
+}

@@ -1,0 +1,126 @@
+/**
+ * A unit's results, streamed from the spool's results file (which the command appends to) over its
+ * data socket. At most `window` bytes are sent and not yet acknowledged; each link resumes from the
+ * offset the broker acknowledged, so results arrive exactly once and in order. With an output cap
+ * the stream is the file's capped form (output-cap.ts), and offsets are that stream's.
+ */
+import { type FSWatcher, watch } from "node:fs";
+import { open, stat } from "node:fs/promises";
+import { CHUNK_BYTES, encodeFrame } from "../shared/frames.js";
+import { ResultsSource } from "./output-cap.js";
+import type { SendLink } from "./payload-download.js";
+
+export const RESULTS_WINDOW = 8 * 1024 * 1024;
+
+interface Reader {
+  read(buffer: Buffer, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
+  close(): Promise<void>;
+}
+
+/** What the upload needs of the results file. */
+export interface ResultsFile {
+  open(path: string): Promise<Reader>;
+  size(path: string): Promise<number>;
+}
+
+const DISK: ResultsFile = { open: (path) => open(path, "r"), size: async (path) => (await stat(path)).size };
+
+export interface UploadOptions {
+  path: string;
+  /** Bytes sent but not yet acknowledged, at most. */
+  window?: number;
+  chunk?: number;
+  file?: ResultsFile;
+  /** The work type's output cap in bytes (shared/output-cap.ts); absent or null: none. */
+  cap?: number | null;
+}
+
+export class ResultsUpload {
+  private link: SendLink | null = null;
+  private sent = 0;
+  private acked = 0;
+  private pumping = false;
+  private watcher: FSWatcher | null = null;
+  private poll: NodeJS.Timeout | null = null;
+  private readonly source: ResultsSource;
+
+  constructor(private readonly opts: UploadOptions) {
+    this.source = new ResultsSource(opts.cap ?? null);
+  }
+
+  /** What the output cap cut, once the command has ended; null when nothing was. */
+  get cut(): ResultsSource["cut"] {
+    return this.source.cut;
+  }
+
+  /** Sends go to this link from now on (each new data socket, as soon as it is open). */
+  useLink(link: SendLink): void {
+    this.link = link;
+  }
+
+  /** Attached on a new link: carry on from what the broker has. */
+  resume(offset: number): void {
+    this.acked = offset;
+    this.sent = offset;
+  }
+
+  /** Calls `onChange` when the file changes, and every `pollMs` regardless. */
+  watch(onChange: () => void, pollMs: number): void {
+    try {
+      this.watcher = watch(this.opts.path, onChange);
+    } catch {
+      // inotify may be unavailable or exhausted; the poll below still moves the results.
+    }
+    this.poll = setInterval(onChange, pollMs);
+  }
+
+  unwatch(): void {
+    this.watcher?.close();
+    if (this.poll) clearInterval(this.poll);
+  }
+
+  ack(offset: number): void {
+    this.acked = Math.max(this.acked, offset);
+  }
+
+  /**
+   * Sends what the window allows. With `ending` (the command has exited, so the file is final),
+   * returns the file's size once every byte of it is acknowledged, else null. No file means the
+   * command never started, so no results: size 0. Concurrent calls return null at once.
+   */
+  async pump(ending: boolean): Promise<number | null> {
+    if (this.pumping || !this.link) return null;
+    this.pumping = true;
+    try {
+      const file = this.opts.file ?? DISK;
+      const reader = await file.open(this.opts.path).catch(() => null);
+      // No file means the command never started, so no results.
+      if (!reader) return ending && this.acked === 0 ? 0 : null;
+      try {
+        const ended = ending ? { size: () => file.size(this.opts.path) } : null;
+        await this.send(reader, ended);
+        if (!ended) return null;
+        const size = await this.source.size(reader, await ended.size());
+        return this.acked === size ? size : null;
+      } finally {
+        await reader.close();
+      }
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private async send(reader: Reader, ended: { size: () => Promise<number> } | null): Promise<void> {
+    const chunk = this.opts.chunk ?? CHUNK_BYTES;
+    const buffer = Buffer.allocUnsafe(chunk);
+    while (this.sent - this.acked < (this.opts.window ?? RESULTS_WINDOW)) {
+      // A re-attach during the read moves `sent`: only send what was read where we still are.
+      const at = this.sent;
+      const bytesRead = await this.source.read(reader, buffer, chunk, at, ended);
+      if (bytesRead === 0) break;
+      if (this.sent !== at) continue;
+      this.link?.send(encodeFrame("results", at, buffer.subarray(0, bytesRead)));
+      this.sent = at + bytesRead;
+    }
+  }
+}

@@ -1,0 +1,68 @@
+/**
+ * Starting a unit whose payload is complete: its signature where the work type asks for one, its
+ * command line, the spool record that says a spawn may have happened, then the spawn. Any refusal
+ * comes back as the detail the unit ends with, without running.
+ */
+import type { ChildProcess } from "node:child_process";
+import type { Logger } from "../shared/node/log.js";
+import type { Assignment } from "../shared/protocol.js";
+import { commandLine } from "./command-args.js";
+import type { WorkCommand } from "./config.js";
+import { identifyProcess } from "./proc-identity.js";
+import { type RunningProcess, startProcess } from "./process.js";
+import type { SpoolRecord } from "./spool.js";
+import { type UnitVerifier, checkSignature } from "./verify.js";
+
+/** What starting a unit needs of the runner's options (runner.ts). */
+export interface UnitStartOptions {
+  unitId: string;
+  workCommand: WorkCommand;
+  unitDir: string;
+  /** Checks the unit's signature when its work type has verifysignature. */
+  verifier: UnitVerifier | null;
+  /** The agent's join token and credential: no unit's environment may hold them. */
+  secrets: () => string[];
+  /** A supervisor ready for the unit's command (the agent's spare); by default one is started then. */
+  supervisor?: (() => ChildProcess) | undefined;
+  log: Logger;
+}
+
+export interface StartContext extends UnitStartOptions {
+  unit: Assignment;
+  payloadPath: string;
+  resultsPath: string;
+  record: SpoolRecord;
+  /** Told of the process as soon as it is spawned, before its identity is recorded. */
+  onSpawned: (child: RunningProcess) => void;
+  /** The unit was closed (canceled, expired, released): its spool is gone and it must not start. */
+  isClosed: () => boolean;
+}
+
+/** Refused: the detail the unit ends with; closed: it was closed meanwhile and must not start. */
+export type Started = { started: true } | { refused: string } | { closed: true };
+
+export async function startUnit(ctx: StartContext): Promise<Started> {
+  const { unit, workCommand: work } = ctx;
+  if (work.verifysignature) {
+    const refusal = await checkSignature(ctx.verifier, unit, { unitId: ctx.unitId, worktype: work.worktype }, ctx.payloadPath, ctx.log);
+    if (ctx.isClosed()) return { closed: true };
+    if (refusal) return { refused: refusal };
+  }
+  const line = commandLine(work, unit.params, process.env, ctx.secrets());
+  if ("error" in line) return { refused: line.error };
+  // Before the spawn: a restarted agent must never run a unit twice, even if it cannot tell whether this one ran.
+  await ctx.record.save({ phase: "starting" });
+  if (ctx.isClosed()) return { closed: true };
+  const child = await startProcess({
+    ...line,
+    spoolDir: ctx.unitDir,
+    stdinPath: ctx.payloadPath,
+    stdoutPath: ctx.resultsPath,
+    ...(ctx.supervisor ? { supervisor: ctx.supervisor } : {}),
+  });
+  ctx.onSpawned(child);
+  if (child.pid !== null) {
+    await ctx.record.save({ phase: "started", process: await identifyProcess(child.pid), startedAt: new Date().toISOString() });
+  }
+  return { started: true };
+}
