@@ -90,14 +90,14 @@ describe("one-shot and ephemeral agents", () => {
 
   it("--idle-exit: leaves after that long without a unit; --max-uptime bounds a busy one", async () => {
     const mesh = newMesh();
-    const idle = await startAgent({ mesh, nodeId: "idle", config: SH, extraArgs: ["--idle-exit", "3s"] });
+    const idle = await startAgent({ mesh, nodeId: "idle", config: SH, extraArgs: ["--idle-exit", "5s"] });
     agents.push(idle);
     expect(await exited(idle)).toBe(0);
     expect(await nodeOf(mesh, "idle")).toMatchObject({ connected: false, left: true, lost: false });
 
-    const busy = await startAgent({ mesh, nodeId: "busy", config: SH, extraArgs: ["--max-uptime", "5s"] });
+    const busy = await startAgent({ mesh, nodeId: "busy", config: SH, extraArgs: ["--max-uptime", "8s"] });
     agents.push(busy);
-    const long = await submitScript(mesh, "sleep 6; echo done");
+    const long = await submitScript(mesh, "sleep 9; echo done");
     expect(await exited(busy)).toBe(0);
     // It drained: the unit it held finished before it left.
     expect(await waitFinished(mesh, long.id)).toMatchObject({ state: "Succeeded", node: "busy" });
