@@ -37,44 +37,52 @@ const DEFAULTS: BrokerConfig = {
   maxPendingPerSubmitter: 1000,
 };
 
-type Vars = Partial<
-  Record<
-    | "MAX_PAYLOAD_BYTES"
-    | "PING_INTERVAL_MS"
-    | "NODE_LEASE_MS"
-    | "NODE_LOST_AFTER_MS"
-    | "UNIT_RETENTION_MS"
-    | "TOMBSTONE_RETENTION_MS"
-    | "MAX_PENDING_UNITS"
-    | "SUBMITS_PER_MINUTE"
-    | "SSE_KEEPALIVE_MS"
-    | "MESH_EVENT_RETENTION"
-    | "HELLO_TIMEOUT_MS"
-    | "MAX_NODES"
-    | "MAX_PENDING_PER_SUBMITTER",
-    string
-  >
->;
+/** The wrangler.toml var behind each setting: the one place a var's name is written. */
+export const CONFIG_VARS = {
+  maxPayloadBytes: "MAX_PAYLOAD_BYTES",
+  pingIntervalMs: "PING_INTERVAL_MS",
+  nodeLeaseMs: "NODE_LEASE_MS",
+  nodeLostAfterMs: "NODE_LOST_AFTER_MS",
+  unitRetentionMs: "UNIT_RETENTION_MS",
+  tombstoneRetentionMs: "TOMBSTONE_RETENTION_MS",
+  maxPendingUnits: "MAX_PENDING_UNITS",
+  submitsPerMinute: "SUBMITS_PER_MINUTE",
+  sseKeepaliveMs: "SSE_KEEPALIVE_MS",
+  meshEventRetention: "MESH_EVENT_RETENTION",
+  helloTimeoutMs: "HELLO_TIMEOUT_MS",
+  maxNodes: "MAX_NODES",
+  maxPendingPerSubmitter: "MAX_PENDING_PER_SUBMITTER",
+} as const satisfies Record<keyof BrokerConfig, string>;
 
-/** A missing or malformed var falls back to its default rather than taking the broker down. */
-export function brokerConfig(vars: Vars): BrokerConfig {
-  const num = (value: string | undefined, fallback: number) => {
+type Vars = Partial<Record<(typeof CONFIG_VARS)[keyof BrokerConfig], string>>;
+
+/** The settings, and one line for each var that is set but is not a positive integer. */
+export function parseBrokerConfig(vars: Vars): { config: BrokerConfig; problems: string[] } {
+  const config = { ...DEFAULTS };
+  const problems: string[] = [];
+  for (const key of Object.keys(CONFIG_VARS) as (keyof BrokerConfig)[]) {
+    const name = CONFIG_VARS[key];
+    const value = vars[name];
+    if (value === undefined) continue;
     const n = Number(value);
-    return value !== undefined && Number.isSafeInteger(n) && n > 0 ? n : fallback;
-  };
-  return {
-    maxPayloadBytes: num(vars.MAX_PAYLOAD_BYTES, DEFAULTS.maxPayloadBytes),
-    pingIntervalMs: num(vars.PING_INTERVAL_MS, DEFAULTS.pingIntervalMs),
-    nodeLeaseMs: num(vars.NODE_LEASE_MS, DEFAULTS.nodeLeaseMs),
-    nodeLostAfterMs: num(vars.NODE_LOST_AFTER_MS, DEFAULTS.nodeLostAfterMs),
-    unitRetentionMs: num(vars.UNIT_RETENTION_MS, DEFAULTS.unitRetentionMs),
-    tombstoneRetentionMs: num(vars.TOMBSTONE_RETENTION_MS, DEFAULTS.tombstoneRetentionMs),
-    maxPendingUnits: num(vars.MAX_PENDING_UNITS, DEFAULTS.maxPendingUnits),
-    submitsPerMinute: num(vars.SUBMITS_PER_MINUTE, DEFAULTS.submitsPerMinute),
-    sseKeepaliveMs: num(vars.SSE_KEEPALIVE_MS, DEFAULTS.sseKeepaliveMs),
-    meshEventRetention: num(vars.MESH_EVENT_RETENTION, DEFAULTS.meshEventRetention),
-    helloTimeoutMs: num(vars.HELLO_TIMEOUT_MS, DEFAULTS.helloTimeoutMs),
-    maxNodes: num(vars.MAX_NODES, DEFAULTS.maxNodes),
-    maxPendingPerSubmitter: num(vars.MAX_PENDING_PER_SUBMITTER, DEFAULTS.maxPendingPerSubmitter),
-  };
+    if (value.trim() !== "" && Number.isSafeInteger(n) && n > 0) config[key] = n;
+    else problems.push(`${name} must be a positive integer, got ${JSON.stringify(value)}`);
+  }
+  return { config, problems };
+}
+
+/**
+ * The settings the objects run with. A malformed var is not silently replaced here: the Worker
+ * refuses every request while one is set (`misconfiguredBroker`, 500 `misconfigured` naming it) and
+ * `mesh-broker serve` refuses to start, so what keeps an object going (an alarm, a socket already
+ * open) uses the default only until the operator sees the error.
+ */
+export function brokerConfig(vars: Vars): BrokerConfig {
+  return parseBrokerConfig(vars).config;
+}
+
+/** The one-line reason the broker refuses to serve, or null when every var is well formed. */
+export function misconfiguredBroker(vars: Vars): string | null {
+  const { problems } = parseBrokerConfig(vars);
+  return problems.length === 0 ? null : `broker misconfigured: ${problems.join("; ")}`;
 }

@@ -47,6 +47,8 @@ export const ERROR_STATUS = {
   window_exceeded: 400,
   frame_too_large: 413,
   internal: 500,
+  // A wrangler.toml var (or serve --var) that is not well formed: the broker refuses to guess.
+  misconfigured: 500,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_STATUS;
