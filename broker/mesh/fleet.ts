@@ -3,6 +3,7 @@
  * be placed, and why a node takes no new units (its hold).
  */
 import { type Result, fail, ok } from "../../shared/errors.js";
+import { type HealthReport, healthFailure } from "../../shared/health.js";
 import { matchesTags } from "../../shared/placement.js";
 
 export interface KnownNode {
@@ -33,6 +34,18 @@ export interface NodeFlags {
   leaving: boolean;
   /** Its last health check failed (health.ts), with what failed. */
   unhealthy: string | null;
+}
+
+/** The nodes table's columns behind a node's flags (store.ts), and the flags they mean. */
+export type FlagColumns = { paused: number; left_at: number | null; health: string | null };
+export const FLAG_COLUMNS = "paused, left_at, health";
+
+export function storedFlags(row: FlagColumns): NodeFlags {
+  return {
+    paused: row.paused === 1,
+    leaving: row.left_at !== null,
+    unhealthy: row.health ? healthFailure(JSON.parse(row.health) as HealthReport) : null,
+  };
 }
 
 /** Why the node takes no new units (dispatch.ts `hold`), or null. Running units are never touched. */

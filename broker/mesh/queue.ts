@@ -145,6 +145,33 @@ export function outranks(a: Rank, b: Rank): boolean {
   return before(a.entry, b.entry);
 }
 
+/**
+ * The index as a cache of a table: built by `load` on first use (each object start), then kept in
+ * step one unit at a time by `sync`, which reads the unit only once the index exists.
+ */
+export class CachedReadyQueue {
+  private index: ReadyQueue | null = null;
+
+  constructor(private readonly load: () => Iterable<QueuedUnit>) {}
+
+  get(): ReadyQueue {
+    if (this.index) return this.index;
+    const index = new ReadyQueue();
+    for (const unit of this.load()) index.add(unit);
+    this.index = index;
+    return index;
+  }
+
+  /** `now`: the unit as the table holds it, if it is queued; null if not. */
+  sync(id: string, now: () => QueuedUnit | null): void {
+    if (!this.index) return;
+    const unit = now();
+    if (!unit) this.index.remove(id);
+    // Already queued: left where it is (what decides its place never changes).
+    else if (!this.index.has(id)) this.index.add(unit);
+  }
+}
+
 export class ReadyQueue {
   private readonly classes = new Map<string, QueueClass>();
   private readonly where = new Map<string, { key: string; priority: number }>();

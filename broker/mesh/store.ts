@@ -3,10 +3,10 @@ import { type DiskSpace, lowDiskReason } from "../../shared/disk.js";
 import type { HelloMessage } from "../../shared/protocol.js";
 import type { UnitState } from "../../shared/states.js";
 import type { NodeStatus, UnitSummary } from "../../shared/unit.js";
-import { type HealthReport, healthFailure } from "../../shared/health.js";
+import type { HealthReport } from "../../shared/health.js";
 import type { NodeSlots } from "./dispatch.js";
-import { type KnownNode, nodeHold } from "./fleet.js";
-import { type QueuedUnit, ReadyQueue } from "./queue.js";
+import { FLAG_COLUMNS, type FlagColumns, type KnownNode, nodeHold, storedFlags as flags } from "./fleet.js";
+import { CachedReadyQueue, type QueuedUnit, type ReadyQueue } from "./queue.js";
 
 /** A stored index row: the public summary with epoch-ms times, plus whether the payload is in. */
 export interface UnitIndexRow extends Omit<UnitSummary, "createdAt" | "updatedAt"> {
@@ -52,20 +52,11 @@ const ADDED_COLUMNS = [
 ] as const;
 
 const UNIT_COLUMNS =
-  "id, worktype, target_node AS targetNode, node, state, detail, origin, ready, lost_after AS lostAfterMs, tags, priority, started_at AS startedAt, created_at AS createdAt, updated_at AS updatedAt";
+  "id, worktype, target_node AS targetNode, node, state, detail, origin, ready, lost_after AS lostAfterMs, tags, priority, created_at AS createdAt, updated_at AS updatedAt";
 
 function toUnit(row: Record<string, SqlStorageValue>): UnitIndexRow {
-  const { startedAt: _startedAt, ...unit } = row;
-  return { ...(unit as unknown as UnitIndexRow), ready: row.ready === 1, tags: row.tags ? (JSON.parse(row.tags as string) as string[]) : [] };
+  return { ...(row as unknown as UnitIndexRow), ready: row.ready === 1, tags: row.tags ? (JSON.parse(row.tags as string) as string[]) : [] };
 }
-
-type FlagColumns = { paused: number; left_at: number | null; health: string | null };
-const FLAG_COLUMNS = "paused, left_at, health";
-const flags = (row: FlagColumns) => ({
-  paused: row.paused === 1,
-  leaving: row.left_at !== null,
-  unhealthy: row.health ? healthFailure(JSON.parse(row.health) as HealthReport) : null,
-});
 
 const isQueued = (row: UnitIndexRow) => row.state === "Pending" && row.ready && row.node === null;
 const queued = (row: UnitIndexRow): QueuedUnit => ({
@@ -78,11 +69,13 @@ const queued = (row: UnitIndexRow): QueuedUnit => ({
 });
 
 export class MeshStore {
-  /**
-   * The ready queue's index (queue.ts), a cache of the units table: built from it on first use
-   * (each object start), then kept in step by every method below that changes a unit.
-   */
-  private index: ReadyQueue | null = null;
+  /** The ready queue's index (queue.ts): every method below that changes a unit keeps it in step. */
+  private readonly ready = new CachedReadyQueue(() =>
+    this.sql
+      .exec(`SELECT ${UNIT_COLUMNS} FROM units WHERE state = 'Pending' AND ready = 1 AND node IS NULL ORDER BY created_at, id`)
+      .toArray()
+      .map((row) => queued(toUnit(row))),
+  );
 
   constructor(private readonly sql: SqlStorage) {
     sql.exec(SCHEMA);
@@ -354,12 +347,12 @@ export class MeshStore {
 
   assignUnit(id: string, node: string, now: number): void {
     this.sql.exec("UPDATE units SET node = ?, detail = ?, updated_at = ? WHERE id = ?", node, `assigned to ${node}`, now, id);
-    this.index?.remove(id);
+    this.ready.sync(id, () => null);
   }
 
   deleteUnit(id: string): void {
     this.sql.exec("DELETE FROM units WHERE id = ?", id);
-    this.index?.remove(id);
+    this.ready.sync(id, () => null);
   }
 
   /** A retried submit whose first attempt failed before its payload was stored gets a new unit. */
@@ -374,23 +367,15 @@ export class MeshStore {
 
   /** Ready, unassigned Pending units, indexed for dispatch (queue.ts). */
   readyQueue(): ReadyQueue {
-    if (this.index) return this.index;
-    const index = new ReadyQueue();
-    for (const row of this.sql.exec(`SELECT ${UNIT_COLUMNS} FROM units WHERE state = 'Pending' AND ready = 1 AND node IS NULL ORDER BY created_at, id`)) {
-      index.add(queued(toUnit(row)));
-    }
-    this.index = index;
-    return index;
+    return this.ready.get();
   }
 
   /** Keeps the index in step with one unit's row. */
   private requeue(id: string): void {
-    if (!this.index) return;
-    const row = this.unit(id);
-    // Already queued: left where it is (what decides its place never changes).
-    if (row && isQueued(row)) {
-      if (!this.index.has(id)) this.index.add(queued(row));
-    } else this.index.remove(id);
+    this.ready.sync(id, () => {
+      const row = this.unit(id);
+      return row && isQueued(row) ? queued(row) : null;
+    });
   }
 
   /** Units placed on a node and not finished: what a reconnecting agent should hold. */

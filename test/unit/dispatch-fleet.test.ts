@@ -2,7 +2,7 @@
 import { describe, expect, it } from "vitest";
 import { type NodeSlots, type QueuedUnit, planDispatch, planQueue } from "../../broker/mesh/dispatch.js";
 import { type KnownNode, admitTags, nodeHold } from "../../broker/mesh/fleet.js";
-import { ReadyQueue, STARVE_MS } from "../../broker/mesh/queue.js";
+import { CachedReadyQueue, ReadyQueue, STARVE_MS } from "../../broker/mesh/queue.js";
 import { matchesTags, parsePriority, parseTagSelector } from "../../shared/placement.js";
 
 const unit = (id: string, fields: Partial<QueuedUnit> = {}): QueuedUnit => ({ id, worktype: "echo", targetNode: null, ...fields });
@@ -245,4 +245,27 @@ describe("admitTags and nodeHold (fleet.ts)", () => {
       "health check failed: ansible-runner: --version: not found on PATH",
     ],
   ])("nodeHold(%j) = %j", (flags, hold) => expect(nodeHold(flags)).toBe(hold));
+});
+
+describe("CachedReadyQueue", () => {
+  it("loads once on first use, syncs nothing before, and keeps a queued unit's place", () => {
+    let loads = 0;
+    let reads = 0;
+    const cache = new CachedReadyQueue(() => {
+      loads += 1;
+      return [unit("a", { createdAt: 1 }), unit("b", { createdAt: 2 })];
+    });
+    cache.sync("x", () => {
+      reads += 1;
+      return unit("x");
+    });
+    expect(reads).toBe(0);
+    expect(cache.get().size).toBe(2);
+    expect(cache.get().size).toBe(2);
+    expect(loads).toBe(1);
+    cache.sync("a", () => unit("a", { createdAt: 1 }));
+    cache.sync("c", () => unit("c", { createdAt: 0 }));
+    cache.sync("b", () => null);
+    expect(planQueue(cache.get(), [node("n", { capacity: 5 })], 10).map((p) => p.unitId)).toEqual(["c", "a"]);
+  });
 });
