@@ -6,7 +6,7 @@
 import { Hono } from "hono";
 import { MeshError } from "../shared/errors.js";
 import { authenticate } from "./auth.js";
-import { misconfiguredBroker } from "./config.js";
+import { misconfiguredBroker } from "../shared/broker-config.js";
 import { logError } from "./log.js";
 import { agentRoutes } from "./routes/agents.js";
 import { type AppEnv, meshName } from "./routes/context.js";

@@ -11,7 +11,7 @@ import { createRequire } from "node:module";
 import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { misconfiguredBroker } from "../broker/config.js";
+import { misconfiguredBroker } from "../shared/broker-config.js";
 import { USAGE, parseServeArgs } from "./args.js";
 import { serveLine, workerdLine } from "./log.js";
 import { MANIFEST_FILE, Manifest } from "./manifest.js";

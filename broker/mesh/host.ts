@@ -3,7 +3,7 @@
  * its storage, event log, settings and the objects it talks to. Passed in, like the Unit
  * object's UnitHost, so each part says what it needs.
  */
-import type { BrokerConfig } from "../config.js";
+import type { BrokerConfig } from "../../shared/broker-config.js";
 import type { AccessStub, UnitStub } from "../stubs.js";
 import type { MeshEventLog } from "./events.js";
 import type { MeshMetrics } from "./metrics.js";

@@ -13,7 +13,7 @@ import { PING, PONG } from "../../shared/protocol.js";
 import { canTransition, isTerminal, type UnitState } from "../../shared/states.js";
 import type { HealthReport } from "../../shared/health.js";
 import type { MeshStatus, UnitSummary } from "../../shared/unit.js";
-import { type BrokerConfig, brokerConfig } from "../config.js";
+import { type BrokerConfig, brokerConfig } from "../../shared/broker-config.js";
 import type { FeedQuery } from "../feed.js";
 import { type Guarded, guard } from "../guard.js";
 import { log, logError } from "../log.js";

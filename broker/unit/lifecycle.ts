@@ -7,7 +7,7 @@
 import { formatDuration } from "../../shared/duration.js";
 import type { BrokerDataMessage } from "../../shared/protocol.js";
 import { STATE_NUMBER, type UnitState, isTerminal, transition } from "../../shared/states.js";
-import type { BrokerConfig } from "../config.js";
+import type { BrokerConfig } from "../../shared/broker-config.js";
 import { PageCache, Waiters } from "../feed.js";
 import { log, logError } from "../log.js";
 import { sendMessage } from "../socket.js";

@@ -10,7 +10,7 @@ import { type Result, fail, ok } from "../../shared/errors.js";
 import { PING, PONG, decodeAgentData } from "../../shared/protocol.js";
 import { isTerminal } from "../../shared/states.js";
 import type { UnitRecord } from "../../shared/unit.js";
-import { type BrokerConfig, brokerConfig } from "../config.js";
+import { type BrokerConfig, brokerConfig } from "../../shared/broker-config.js";
 import type { FeedQuery } from "../feed.js";
 import { type Guarded, guard } from "../guard.js";
 import { log, logError } from "../log.js";

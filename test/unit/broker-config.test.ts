@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { CONFIG_VARS, brokerConfig, misconfiguredBroker, parseBrokerConfig } from "../../broker/config.js";
+import { CONFIG_VARS, brokerConfig, misconfiguredBroker, parseBrokerConfig } from "../../shared/broker-config.js";
 
 describe("broker config", () => {
   it("takes every var of wrangler.toml, and the defaults where none is set", () => {

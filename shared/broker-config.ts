@@ -1,4 +1,4 @@
-/** The broker's tunables, read from the Worker's vars (wrangler.toml) in one place. */
+/** The broker's tunables, read from the Worker's vars (wrangler.toml) in one place; in shared/ because `mesh-broker serve` checks them before it starts workerd. */
 export interface BrokerConfig {
   maxPayloadBytes: number;
   pingIntervalMs: number;
