@@ -59,7 +59,9 @@ export function linePath(values, width, height) {
     }
     const x = (start + i * step).toFixed(1);
     const y = (height - (v / max) * (height - 2) - 1).toFixed(1);
-    path += `${pen ? "L" : "M"}${x} ${y}`;
+    const next = values[i + 1];
+    // A point with no neighbour on its right starts no line: a zero-length one, drawn as a dot.
+    path += pen ? `L${x} ${y}` : `M${x} ${y}${next === null || next === undefined ? "l0 0" : ""}`;
     pen = true;
   });
   return path;

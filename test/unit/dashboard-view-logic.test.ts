@@ -123,6 +123,7 @@ describe("the overview's chart (chart.js)", () => {
   it("draws lines right-aligned, broken where there is no value", () => {
     expect(linePath([], 300, 40)).toBe("");
     expect(linePath([0, 2], 300, 40)).toMatch(/^M\d+(\.\d)? 39\.0L300\.0 1\.0$/);
-    expect(linePath([1, null, 1], 300, 40)).toMatch(/^M[\d.]+ [\d.]+M300\.0 [\d.]+$/);
+    expect(linePath([1, null, 1], 300, 40)).toMatch(/^M[\d.]+ [\d.]+l0 0M300\.0 [\d.]+l0 0$/);
+    expect(linePath([3], 300, 40)).toBe("M300.0 1.0l0 0");
   });
 });
