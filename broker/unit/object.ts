@@ -115,8 +115,10 @@ export class UnitObject extends DurableObject<Env> {
       if (!doc) return fail("unknown_unit", "no such unit");
       if (doc.state !== "Pending") return fail("illegal_transition", `unit is ${doc.state}`);
       if (isExpired(doc, Date.now())) {
-        // Its expiry alarm was lost (schedule.ts): run it now rather than place the unit.
-        await this.ctx.storage.setAlarm(Date.now());
+        // Its expiry alarm was lost (schedule.ts): expire it once this answer is back with the Mesh
+        // (the move tells the Mesh, which is waiting on this call). Not by setting the alarm again:
+        // workerd 1.20261117.1 did not run an alarm set after the runtime gave up retrying it.
+        this.ctx.waitUntil(this.guarded("expire", () => this.life.runDue()).catch(() => {}));
         return fail("illegal_transition", "unit is past its time to live");
       }
       this.store.save({ ...doc, node: nodeId, detail: `assigned to ${nodeId}` });
