@@ -64,8 +64,10 @@ export function parseBrokerConfig(vars: Vars): { config: BrokerConfig; problems:
     const name = CONFIG_VARS[key];
     const value = vars[name];
     if (value === undefined) continue;
+    // Decimal digits only: Number() would also take "0x10", "1e3", " 5" or "1.0", silently
+    // reading a var written by mistake as some other number.
     const n = Number(value);
-    if (value.trim() !== "" && Number.isSafeInteger(n) && n > 0) config[key] = n;
+    if (/^[0-9]+$/.test(value) && Number.isSafeInteger(n) && n > 0) config[key] = n;
     else problems.push(`${name} must be a positive integer, got ${JSON.stringify(value)}`);
   }
   return { config, problems };

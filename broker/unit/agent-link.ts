@@ -11,6 +11,7 @@ import { refuse, refuseAndClose, sendMessage } from "../socket.js";
 import type { SocketGrant } from "../stubs.js";
 import { finishEvents, ingestEvents } from "./event-log.js";
 import { lateExitDetail, outcome, planFrame, planPull } from "./logic.js";
+import { expiredDetail, isExpired } from "./schedule.js";
 import type { UnitDoc, UnitStore } from "./store.js";
 
 export const AGENT_TAG = "agent";
@@ -59,7 +60,11 @@ export async function onAgentMessage(host: UnitHost, ws: WebSocket, doc: UnitDoc
       return sendPayload(host.store, ws, msg.offset, plan.end);
     }
     case "started":
-      if (doc.state === "Pending") {
+      if (isExpired(doc, Date.now())) {
+        // Placed before its expiry alarm was lost (schedule.ts): it must not run after its TTL.
+        await host.move(doc, "Failed", expiredDetail(doc));
+        sendMessage(ws, { type: "cancel" });
+      } else if (doc.state === "Pending") {
         await host.move(doc, "Running", `running on ${nodeId}`, { startedAt: new Date().toISOString() });
       } else if (isTerminal(doc.state)) {
         sendMessage(ws, { type: "cancel" });

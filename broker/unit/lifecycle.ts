@@ -14,7 +14,7 @@ import { sendMessage } from "../socket.js";
 import { meshObject } from "../stubs.js";
 import { AGENT_TAG, type UnitHost, isAttached } from "./agent-link.js";
 import { finishEvents } from "./event-log.js";
-import { SYNC_RETRY_MS, dueActions, nextAlarm } from "./schedule.js";
+import { SYNC_RETRY_MS, dueActions, expiredDetail, nextAlarm } from "./schedule.js";
 import type { UnitDoc, UnitStore } from "./store.js";
 
 export class UnitLifecycle implements UnitHost {
@@ -117,11 +117,7 @@ export class UnitLifecycle implements UnitHost {
           await this.notifyMesh(doc);
           break;
         case "expire":
-          await this.move(
-            doc,
-            "Failed",
-            `expired: not started within its time to live (${formatDuration(Date.parse(doc.expiresAt!) - Date.parse(doc.createdAt))})`,
-          );
+          await this.move(doc, "Failed", expiredDetail(doc));
           break;
         case "reap":
           await this.release(doc, `released after the ${formatDuration(this.config.unitRetentionMs)} retention`);

@@ -22,6 +22,7 @@ import { eventsResponse } from "./event-log.js";
 import { UnitLifecycle } from "./lifecycle.js";
 import { type LostPlan, type UnreachablePlan, placedDetail, planNodeLeaving, planNodeLost, planNodeRemoved, planNodeUnreachable } from "./logic.js";
 import { resultsStream } from "./results.js";
+import { isExpired } from "./schedule.js";
 import { type InitUnit, type UnitDoc, UnitStore, newUnitDoc, publicRecord } from "./store.js";
 import { type PayloadUpload, PayloadReceiver } from "./upload.js";
 
@@ -109,10 +110,17 @@ export class UnitObject extends DurableObject<Env> {
 
   /** Called by the Mesh when it places the unit on a node. Refused once the unit left Pending. */
   assign(nodeId: string): Promise<Result<void>> {
-    return this.guarded("assign", () => {
+    return this.guarded("assign", async () => {
       const doc = this.store.doc();
       if (!doc) return fail("unknown_unit", "no such unit");
       if (doc.state !== "Pending") return fail("illegal_transition", `unit is ${doc.state}`);
+      if (isExpired(doc, Date.now())) {
+        // Its expiry alarm was lost (schedule.ts): expire it once this answer is back with the Mesh
+        // (the move tells the Mesh, which is waiting on this call). Not by setting the alarm again:
+        // workerd 1.20261117.1 did not run an alarm set after the runtime gave up retrying it.
+        this.ctx.waitUntil(this.guarded("expire", () => this.life.runDue()).catch(() => {}));
+        return fail("illegal_transition", "unit is past its time to live");
+      }
       this.store.save({ ...doc, node: nodeId, detail: `assigned to ${nodeId}` });
       return ok(undefined);
     });

@@ -11,7 +11,7 @@ describe("broker config", () => {
     expect(misconfiguredBroker({})).toBeNull();
   });
 
-  it.each([["abc"], [""], [" "], ["0"], ["-5"], ["1.5"], ["1e400"], ["9007199254740993"]])(
+  it.each([["abc"], [""], [" "], ["0"], ["-5"], ["1.5"], ["1e400"], ["9007199254740993"], ["0x10"], ["1e3"], [" 5"], ["5 "], ["1.0"], ["+5"], ["0b101"]])(
     "refuses MAX_NODES=%j with a line naming the var and the value",
     (value) => {
       const { config, problems } = parseBrokerConfig({ MAX_NODES: value, NODE_LEASE_MS: "2000" });
