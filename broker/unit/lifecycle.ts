@@ -108,6 +108,20 @@ export class UnitLifecycle implements UnitHost {
 
   /** The alarm: does what is due (schedule.ts), then sets the alarm for what comes next. */
   async runDue(): Promise<void> {
+    try {
+      await this.doDue();
+    } catch (error) {
+      // The runtime retries a failed alarm only a few times, then never runs it again (guard.ts;
+      // seen on workerd: not even an alarm set later from another entry point ran before a
+      // restart). Set our own retry first, so expiry and retention are never given up; the alarm
+      // set here replaces the runtime's retry. If storage itself fails this throws too, and the
+      // runtime's retries are what is left.
+      await this.ctx.storage.setAlarm(Date.now() + SYNC_RETRY_MS);
+      throw error;
+    }
+  }
+
+  private async doDue(): Promise<void> {
     const start = this.store.doc();
     if (!start) return;
     for (const action of dueActions(start, this.config, Date.now())) {
