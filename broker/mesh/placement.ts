@@ -10,11 +10,18 @@ import { sendMessage } from "../socket.js";
 import { planDispatch } from "./dispatch.js";
 import { type MeshHost, observe, unassign } from "./host.js";
 import { ensureLeaseCheck } from "./lease-check.js";
-import { helloedSockets, liveNodes } from "./sockets.js";
+import { helloedSockets, liveView } from "./sockets.js";
 
-export async function dispatch(host: MeshHost): Promise<void> {
+/**
+ * Places what the queue holds. `onlyNode`: a node that just said hello, the one new capacity there
+ * is (every earlier change ran a dispatch of its own), so that a reconnect storm of n nodes costs
+ * O(n) and not O(n²). With an empty queue nothing is read of the nodes at all.
+ */
+export async function dispatch(host: MeshHost, onlyNode: string | null = null): Promise<void> {
   const { store, events } = host;
-  const placements = planDispatch(store.queue(), store.connectedSlots(liveNodes(host.ctx)));
+  const queue = store.queue();
+  if (queue.length === 0) return;
+  const placements = planDispatch(queue, store.connectedSlots(liveView(host.ctx), onlyNode));
   const now = Date.now();
   for (const p of placements) store.assignUnit(p.unitId, p.nodeId, now);
   for (const p of placements) {
