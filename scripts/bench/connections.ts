@@ -12,7 +12,6 @@ import type { Row } from "./report.js";
 import { SimNode } from "./sim-node.js";
 import { arrivalRate, round } from "./stats.js";
 
-const MESH = "bench-connections";
 /** Joins opened at once: enough to keep workerd busy without a burst of thousands of handshakes. */
 const OPENING = 50;
 /** Stop growing when the machine has less than this free, rather than push it into the OOM killer. */
@@ -43,6 +42,8 @@ async function until(check: () => boolean, timeoutMs: number): Promise<boolean> 
 const ownOpenFiles = () => readdirSync("/proc/self/fd").length;
 
 export async function connections(env: BenchEnv, first: number, max: number): Promise<Row[]> {
+  // A mesh of each run's own: a repeated run's joins would find the earlier run's node ids taken.
+  const MESH = `bench-connections-${Date.now().toString(36)}`;
   const url = `${env.broker.url.replace(/^http/, "ws")}/v1/meshes/${MESH}/connect`;
   const nodes: SimNode[] = [];
   const workerd = () => workerdPids(env.broker.process.pid!);
