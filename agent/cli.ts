@@ -82,7 +82,7 @@ async function main(argv: string[]): Promise<void> {
     console.error(`mesh-agent: ${insecure}`);
   }
   const caFile = values["ca-file"] ?? env.MESH_CA_FILE;
-  // undici only with --ca-file: loading it costs an idle agent ~14 MiB (socket.ts).
+  // The undici package only with --ca-file: an idle agent otherwise never loads it (socket.ts).
   const dispatcher = caFile
     ? new (await import("undici")).Agent({ connect: { ca: await loadCaFile(caFile).catch((e: Error) => fail(`--ca-file: ${e.message}`)) } })
     : undefined;

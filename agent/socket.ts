@@ -35,8 +35,8 @@ type WebSocketClass = typeof WebSocket;
 
 /**
  * Node's own WebSocket where it has one (Node ≥ 22; its bundled undici takes the same `{ headers }`
- * init), else the undici package's, loaded only then: an idle agent on Node 24 holds ~14 MiB less
- * without the package (its WebSocket pulls in its whole fetch stack). --ca-file's dispatcher is an
+ * init), else the undici package's, loaded only then: an idle agent on Node 24 holds ~7 MiB less
+ * without the package (docs/benchmarks.md, row 6). --ca-file's dispatcher is an
  * Agent of the package, which the built-in WebSocket is not guaranteed to accept: the package's
  * WebSocket takes it.
  */

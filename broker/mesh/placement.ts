@@ -15,7 +15,9 @@ import { helloedSockets, liveView } from "./sockets.js";
 /**
  * Places what the queue holds. `onlyNode`: a node that just said hello, the one new capacity there
  * is (every earlier change ran a dispatch of its own), so that a reconnect storm of n nodes costs
- * O(n) and not O(n²). With an empty queue nothing is read of the nodes at all.
+ * O(n) and not O(n²). A unit whose assignment the Unit object refused waits for the next full pass
+ * (a unit ready or ended, a lease, a disk report, a removal), no longer for any node's hello. With
+ * an empty queue nothing is read of the nodes at all.
  */
 export async function dispatch(host: MeshHost, onlyNode: string | null = null): Promise<void> {
   const { store, events } = host;
