@@ -154,5 +154,9 @@ export async function connections(env: BenchEnv, first: number, max: number): Pr
     ];
   } finally {
     for (const node of nodes) node.stop();
+    // All of a service's objects share one thread in workerd: a next run's joins would wait behind
+    // this mesh's thousands of close handlers, so let them drain first.
+    const deadline = Date.now() + RECONNECT_TIMEOUT_MS;
+    while (Date.now() < deadline && (await connectedCount().catch(() => 0)) > 0) await new Promise((r) => setTimeout(r, 1000));
   }
 }
