@@ -3,7 +3,6 @@
 import { hostname, availableParallelism } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { Agent as UndiciAgent } from "undici";
 import { NAME_PATTERN } from "../shared/ids.js";
 import { loadCaFile, plainHttpWarning } from "../shared/node/tls.js";
 import { Agent } from "./agent.js";
@@ -96,7 +95,10 @@ async function main(argv: string[]): Promise<void> {
     console.error(`mesh-agent: ${insecure}`);
   }
   const caFile = values["ca-file"] ?? env.MESH_CA_FILE;
-  const dispatcher = caFile ? new UndiciAgent({ connect: { ca: await loadCaFile(caFile).catch((e: Error) => fail(`--ca-file: ${e.message}`)) } }) : undefined;
+  // The undici package only with --ca-file: an idle agent otherwise never loads it (socket.ts).
+  const dispatcher = caFile
+    ? new (await import("undici")).Agent({ connect: { ca: await loadCaFile(caFile).catch((e: Error) => fail(`--ca-file: ${e.message}`)) } })
+    : undefined;
 
   const configPath = values.config ?? env.MESH_AGENT_CONFIG;
   const config = configPath ? await loadConfig(configPath) : { nodeId: null, workCommands: [], verifyKey: null, ignored: [] };

@@ -1,9 +1,9 @@
 /**
- * Outbound WebSocket links to the broker (undici), with keepalive: the agent pings on an interval,
+ * Outbound WebSocket links to the broker, with keepalive: the agent pings on an interval,
  * the broker's runtime answers without waking its object, and a link that stays silent for two
  * intervals is closed so the caller reconnects instead of waiting on a dead peer.
  */
-import { type Dispatcher, WebSocket } from "undici";
+import type { Dispatcher, WebSocket } from "undici";
 import { type ErrorBody, isErrorCode } from "../shared/errors.js";
 import { PING, PONG } from "../shared/protocol.js";
 import type { ControlFailure } from "./refusal.js";
@@ -31,7 +31,22 @@ export interface LinkHandlers {
   onBinary(data: Uint8Array): void;
 }
 
-export function openLink(url: string, token: string, handlers: LinkHandlers, pingIntervalMs: number, dispatcher?: Dispatcher): Promise<Link> {
+type WebSocketClass = typeof WebSocket;
+
+/**
+ * Node's own WebSocket where it has one (Node ≥ 22; its bundled undici takes the same `{ headers }`
+ * init), else the undici package's, loaded only then: an idle agent on Node 24 holds ~7 MiB less
+ * without the package (docs/benchmarks.md, row 6). --ca-file's dispatcher is an
+ * Agent of the package, which the built-in WebSocket is not guaranteed to accept: the package's
+ * WebSocket takes it.
+ */
+export async function webSocketClass(dispatcher: Dispatcher | undefined, builtIn: unknown = globalThis.WebSocket): Promise<WebSocketClass> {
+  if (dispatcher === undefined && typeof builtIn === "function") return builtIn as WebSocketClass;
+  return (await import("undici")).WebSocket;
+}
+
+export async function openLink(url: string, token: string, handlers: LinkHandlers, pingIntervalMs: number, dispatcher?: Dispatcher): Promise<Link> {
+  const WebSocket = await webSocketClass(dispatcher);
   return new Promise((resolve, reject) => {
     // The dispatcher carries --ca-file's CAs (an undici Agent with connect.ca); without it, Node's roots and NODE_EXTRA_CA_CERTS.
     const ws = new WebSocket(url, { headers: { authorization: `Bearer ${token}` }, ...(dispatcher ? { dispatcher } : {}) });

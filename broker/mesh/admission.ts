@@ -122,7 +122,10 @@ export interface NodeFacts {
   live: boolean;
   /** Stored: it has joined before. */
   known: boolean;
-  /** Nodes stored, plus (at a hello) joins whose credential is being issued. */
+  /**
+   * Nodes stored, plus (at a hello) joins whose credential is being issued. Counted only for a
+   * join of a node the mesh does not know (the one case it is read): 0 otherwise.
+   */
   nodes: number;
   maxNodes: number;
 }

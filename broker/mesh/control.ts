@@ -13,16 +13,18 @@ import type { MeshHost } from "./host.js";
 import { ensureLeaseCheck } from "./lease-check.js";
 import { onLeave, requeueFromLeaving } from "./node-ops.js";
 import { dispatch, reconcile } from "./placement.js";
-import { type SocketAttachment, liveNodes } from "./sockets.js";
+import { type SocketAttachment, isLive } from "./sockets.js";
 
 export async function acceptControl(host: MeshHost, grant: SocketGrant): Promise<Response> {
   const { node: nodeId, joining } = grant;
   if (joining) {
     const { store } = host;
-    const live = liveNodes(host.ctx).has(nodeId);
+    const live = isLive(host.ctx, nodeId);
     // The Access object is asked only when the answer matters.
     const credentialInUse = !live && (await host.access().credentialInUse(nodeId));
-    const admitted = checkJoin(nodeId, { live, credentialInUse, known: store.hasNode(nodeId), nodes: store.nodeCount(), maxNodes: host.config.maxNodes });
+    const known = store.hasNode(nodeId);
+    // Counted only for a node new to the mesh, the one case MAX_NODES is checked.
+    const admitted = checkJoin(nodeId, { live, credentialInUse, known, nodes: known ? 0 : store.nodeCount(), maxNodes: host.config.maxNodes });
     if (!admitted.ok) return refusedSocket(admitted.error);
   }
   const pair = new WebSocketPair();
@@ -76,10 +78,12 @@ export async function onControlClose(host: MeshHost, ws: WebSocket, code: number
 
 async function onHello(host: MeshHost, ws: WebSocket, attachment: SocketAttachment, hello: HelloMessage): Promise<void> {
   const { store, joining } = host;
+  // Per node lookups only (its tag, its row): a hello costs the same at 10 or 10,000 nodes.
+  const known = store.hasNode(hello.nodeId);
   const facts = {
-    live: liveNodes(host.ctx).has(hello.nodeId),
-    known: store.hasNode(hello.nodeId),
-    nodes: store.nodeCount() + joining.size,
+    live: isLive(host.ctx, hello.nodeId),
+    known,
+    nodes: attachment.joining && !known ? store.nodeCount() + joining.size : 0,
     maxNodes: host.config.maxNodes,
   };
   const admitted = checkHello(hello, attachment, facts);
@@ -114,7 +118,7 @@ async function onHello(host: MeshHost, ws: WebSocket, attachment: SocketAttachme
     for (const unit of store.activeOn(hello.nodeId)) await host.unit(unit.id).nodeReachable(hello.nodeId);
   }
   await reconcile(host, ws, hello);
-  await dispatch(host);
+  await dispatch(host, hello.nodeId);
 }
 
 /** A node back above its --min-free may take the units that waited for it. */

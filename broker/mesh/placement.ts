@@ -10,12 +10,21 @@ import { sendMessage } from "../socket.js";
 import { planQueue } from "./dispatch.js";
 import { type MeshHost, observe, unassign } from "./host.js";
 import { ensureLeaseCheck } from "./lease-check.js";
-import { helloedSockets, liveNodes } from "./sockets.js";
+import { helloedSockets, liveView } from "./sockets.js";
 
-export async function dispatch(host: MeshHost): Promise<void> {
+/**
+ * Places what the queue holds. `onlyNode`: a node that just said hello, the one new capacity there
+ * is (every earlier change ran a dispatch of its own), so that a reconnect storm of n nodes costs
+ * O(n) and not O(n²). A unit whose assignment the Unit object refused waits for the next full pass
+ * (a unit ready or ended, a lease, a disk report, a removal), no longer for any node's hello. With
+ * an empty queue nothing is read of the nodes at all.
+ */
+export async function dispatch(host: MeshHost, onlyNode: string | null = null): Promise<void> {
   const { store, events } = host;
+  const queue = store.readyQueue();
+  if (queue.size === 0) return;
   const now = Date.now();
-  const placements = planQueue(store.readyQueue(), store.connectedSlots(liveNodes(host.ctx)), now);
+  const placements = planQueue(queue, store.connectedSlots(liveView(host.ctx), onlyNode), now);
   for (const p of placements) store.assignUnit(p.unitId, p.nodeId, now);
   for (const p of placements) {
     const unit = store.unit(p.unitId);

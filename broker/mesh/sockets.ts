@@ -10,7 +10,11 @@ export interface SocketAttachment {
   joining: boolean;
 }
 
-/** Nodes with an open control socket that said hello. */
+/**
+ * Nodes with an open control socket that said hello, every one of them: O(sockets), each
+ * attachment deserialized. For status pages only; a hello, a join or a dispatch asks per node
+ * (isLive, liveView), a tag lookup, so that admitting a node costs the same at 10 or 10,000 nodes.
+ */
 export function liveNodes(ctx: DurableObjectState): Set<string> {
   const live = new Set<string>();
   for (const ws of ctx.getWebSockets()) {
@@ -28,6 +32,20 @@ export function liveNodes(ctx: DurableObjectState): Set<string> {
  */
 export function helloedSockets(ctx: DurableObjectState, nodeId: string): WebSocket[] {
   return ctx.getWebSockets(nodeId).filter((ws) => ws.readyState === WebSocket.OPEN && (ws.deserializeAttachment() as SocketAttachment).helloed);
+}
+
+/** Whether the node has an open socket that said hello: a lookup of its tag, not a scan of every socket. */
+export function isLive(ctx: DurableObjectState, nodeId: string): boolean {
+  return helloedSockets(ctx, nodeId).length > 0;
+}
+
+/** What store queries take as "connected": a set, or isLive asked node by node. */
+export interface LiveSet {
+  has(nodeId: string): boolean;
+}
+
+export function liveView(ctx: DurableObjectState): LiveSet {
+  return { has: (nodeId) => isLive(ctx, nodeId) };
 }
 
 /** The node's latest keepalive ping, answered by the runtime without waking the object. */

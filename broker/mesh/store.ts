@@ -7,6 +7,7 @@ import type { HealthReport } from "../../shared/health.js";
 import type { NodeSlots } from "./dispatch.js";
 import { FLAG_COLUMNS, type FlagColumns, type KnownNode, nodeHold, storedFlags as flags } from "./fleet.js";
 import { CachedReadyQueue, type QueuedUnit, type ReadyQueue } from "./queue.js";
+import type { LiveSet } from "./sockets.js";
 
 /** A stored index row: the public summary with epoch-ms times, plus whether the payload is in. */
 export interface UnitIndexRow extends Omit<UnitSummary, "createdAt" | "updatedAt"> {
@@ -210,9 +211,7 @@ export class MeshStore {
    * Connection state is not stored: it is whether a live socket exists (`live`), because a broker
    * restart drops every socket without running any close handler.
    */
-  nodes(
-    live: ReadonlySet<string>,
-  ): (Omit<NodeStatus, "lost" | "unreachable" | "unreachableSince" | "left"> & { outageSince: number | null; leftAt: number | null })[] {
+  nodes(live: LiveSet): (Omit<NodeStatus, "lost" | "unreachable" | "unreachableSince" | "left"> & { outageSince: number | null; leftAt: number | null })[] {
     const active = this.activeCounts();
     return this.sql
       .exec<{ id: string; info: string; connected_at: number | null; last_seen: number | null; unreachable_since: number | null } & FlagColumns>(
@@ -242,10 +241,21 @@ export class MeshStore {
       });
   }
 
-  connectedSlots(live: ReadonlySet<string>): NodeSlots[] {
-    const active = this.activeCounts();
+  /**
+   * Connected nodes with a free slot, as dispatch sees them; `only`: that node alone (a hello). Full
+   * nodes are left out in SQL, before their info is parsed or their sockets looked up.
+   */
+  connectedSlots(live: LiveSet, only: string | null = null): NodeSlots[] {
     return this.sql
-      .exec<{ id: string; info: string } & FlagColumns>(`SELECT id, info, ${FLAG_COLUMNS} FROM nodes`)
+      .exec<{ id: string; info: string; active: number } & FlagColumns>(
+        // The flag columns are the nodes table's alone (the joined counts are node, n).
+        `SELECT n.id, n.info, COALESCE(a.n, 0) AS active, ${FLAG_COLUMNS} FROM nodes n
+         LEFT JOIN (SELECT node, COUNT(*) AS n FROM units WHERE node IS NOT NULL AND state IN ('Pending', 'Running') GROUP BY node) a
+           ON a.node = n.id
+         WHERE (? IS NULL OR n.id = ?) AND COALESCE(a.n, 0) < json_extract(n.info, '$.capacity')`,
+        only,
+        only,
+      )
       .toArray()
       .filter((row) => live.has(row.id))
       .map((row) => {
@@ -254,7 +264,7 @@ export class MeshStore {
           id: row.id,
           workTypes: info.workTypes.map((w) => w.worktype),
           capacity: info.capacity,
-          active: active.get(row.id) ?? 0,
+          active: row.active,
           disk: info.disk ?? null,
           tags: info.tags,
           hold: nodeHold(flags(row)),

@@ -20,6 +20,8 @@ export const BROKER_VARS = { SUBMITS_PER_MINUTE: "1000000", MAX_NODES: "100000" 
 
 /** Node flags for the agents, to profile them: BENCH_AGENT_NODE_ARGS="--cpu-prof --cpu-prof-dir=DIR". */
 const AGENT_NODE_ARGS = (process.env.BENCH_AGENT_NODE_ARGS ?? "").split(" ").filter(Boolean);
+/** The Node that runs the agents (BENCH_AGENT_NODE=/usr/bin/node: an older one, e.g. Node 20 without a built-in WebSocket). */
+const AGENT_NODE = process.env.BENCH_AGENT_NODE ?? process.execPath;
 
 export interface BenchAgent {
   pid: number;
@@ -63,7 +65,7 @@ export class BenchEnv {
     const config = join(dir, "agent.yml");
     await writeFile(config, workTypes.map((w) => `- work-command: ${w}\n`).join(""));
     const child: ChildProcess = spawn(
-      process.execPath,
+      AGENT_NODE,
       [
         ...AGENT_NODE_ARGS,
         AGENT_BIN,

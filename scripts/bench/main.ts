@@ -14,6 +14,8 @@
  *                             on mesh-broker serve and again on wrangler dev (BENCH_WRANGLER=0: serve only)
  *   BENCH_OUT=FILE            the JSON file (default: bench-results.json in the repo)
  *   BENCH_AGENT_NODE_ARGS="--cpu-prof --cpu-prof-dir=DIR"  node flags for the agents, to profile them
+ *   BENCH_AGENT_NODE=/usr/bin/node  the Node that runs the agents (default: the bench's own)
+ *   BENCH_CONNECTIONS_BUDGET_S=300  the time item 5 may spend growing its connections
  */
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";

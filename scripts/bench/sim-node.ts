@@ -13,6 +13,8 @@ export class SimNode {
   private stopped = false;
   /** Welcomes received so far: one per successful (re)connect. */
   welcomes = 0;
+  /** When the latest welcome came (ms): hellos admitted per second, from the outside. */
+  welcomedAt = 0;
 
   constructor(
     private readonly wsUrl: string,
@@ -56,6 +58,7 @@ export class SimNode {
         if (!decoded.ok || decoded.value.type !== "welcome") return;
         if (decoded.value.credential) this.credential = decoded.value.credential;
         this.welcomes++;
+        this.welcomedAt = Date.now();
       });
       ws.addEventListener("error", () => undefined);
       ws.addEventListener("close", () => resolve(opened));
