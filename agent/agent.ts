@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { CONTROL_RECONNECT, reconnectDelay, sleep } from "../shared/backoff.js";
 import { type DiskSpace, isLowDisk, lowDiskReason } from "../shared/disk.js";
 import type { ErrorBody } from "../shared/errors.js";
-import { type AgentControlMessage, PROTOCOL_VERSION, type Versions, decodeBrokerControl, encode } from "../shared/protocol.js";
+import { type AgentControlMessage, type InlineStart, PROTOCOL_VERSION, type Versions, decodeBrokerControl, encode } from "../shared/protocol.js";
 import type { WorkCommand } from "./config.js";
 import { DISK_CHECK_MS, sampleDisk, shouldReport } from "./disk.js";
 import { credentialBrokerElsewhere, credentialPath, loadCredential, saveCredential } from "./credential.js";
@@ -167,6 +167,7 @@ export class Agent {
         worktype: w.worktype,
         verifySignature: w.verifysignature,
         allowRuntimeParams: w.allowruntimeparams,
+        inlineStart: true,
       })),
       capacity: opts.capacity,
       tags: opts.tags,
@@ -210,7 +211,7 @@ export class Agent {
         this.opts.log.info("control:connected", { node: msg.nodeId, mesh: this.opts.mesh });
         return;
       case "assign":
-        return this.onAssign(msg.unitId, msg.worktype);
+        return this.onAssign(msg.unitId, msg.worktype, msg.start);
       case "error":
         // Before the welcome, an error is the broker refusing the hello; it closes the link next.
         if (!this.welcomed) this.helloRefusal = msg.error;
@@ -246,7 +247,8 @@ export class Agent {
     }
   }
 
-  private onAssign(unitId: string, worktype: string): void {
+  /** `start`: the payload came inline, so the unit may start before its data socket is attached (runner.ts). */
+  private onAssign(unitId: string, worktype: string, start?: InlineStart): void {
     if (this.runners.has(unitId) || this.waiting.some((w) => w.unitId === unitId)) return;
     // Sampled at each assignment too, so that a crossing of --min-free (the last unit's output
     // filling the disk) reaches the broker before its next dispatch rather than up to 5 s later.
@@ -256,13 +258,15 @@ export class Agent {
     if (this.runners.size >= this.opts.capacity) {
       // The broker frees a slot when a unit ends, which can reach us before this agent has
       // finished closing that unit: hold the assignment until the slot is free here too.
+      // Without its inline start: by the time a slot frees the unit may have been canceled, which
+      // only its data socket would tell.
       this.waiting.push({ unitId, work });
       return;
     }
-    this.startRunner(unitId, work);
+    this.startRunner(unitId, work, undefined, start);
   }
 
-  private startRunner(unitId: string, work: WorkCommand, resumed?: Extract<Recovery, { action: "report" | "adopt" }>): void {
+  private startRunner(unitId: string, work: WorkCommand, resumed?: Extract<Recovery, { action: "report" | "adopt" }>, inline?: InlineStart): void {
     const runner = new UnitRunner({
       unitId,
       workCommand: work,
@@ -278,9 +282,10 @@ export class Agent {
       log: this.opts.log,
       dispatcher: this.opts.dispatcher,
       ...(resumed ? { resumed } : {}),
+      ...(inline ? { inline } : {}),
     });
     this.runners.set(unitId, runner);
-    this.opts.log.info("unit:assigned", { unit: unitId, worktype: work.worktype });
+    this.opts.log.info("unit:assigned", { unit: unitId, worktype: work.worktype, ...(inline ? { inline: true } : {}) });
     runner
       .run()
       .catch((error) => {

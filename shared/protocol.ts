@@ -40,6 +40,11 @@ export const WorkTypeAd = z.object({
   /** receptor's "Secure": the node verifies signatures for this work type. */
   verifySignature: z.boolean(),
   allowRuntimeParams: z.boolean(),
+  /**
+   * The node starts a unit of this type from an assignment that carries its payload inline (`start`
+   * below). Optional: agents before it send none and always attach and download first.
+   */
+  inlineStart: z.boolean().optional(),
 });
 export type WorkTypeAd = z.infer<typeof WorkTypeAd>;
 
@@ -95,6 +100,24 @@ export const Assignment = z.object({
 });
 export type Assignment = z.infer<typeof Assignment>;
 
+/** Payloads up to this size go inline in the assignment (base64): the command starts without a round trip. */
+export const INLINE_PAYLOAD_BYTES = 64 * 1024;
+
+/** An assignment with everything needed to start the unit: what `attached` would say, and the payload. */
+export const InlineStart = z.object({
+  unit: Assignment,
+  /** The whole payload, base64; its decoded length must be unit.payloadSize. */
+  payload: z.string().max(Math.ceil(INLINE_PAYLOAD_BYTES / 3) * 4),
+});
+export type InlineStart = z.infer<typeof InlineStart>;
+
+/** Base64 of `bytes`, with the btoa both the Worker and Node have (in slices: one call per byte would overflow the stack). */
+export function toBase64(bytes: Uint8Array): string {
+  let binary = "";
+  for (let i = 0; i < bytes.byteLength; i += 8192) binary += String.fromCharCode(...bytes.subarray(i, i + 8192));
+  return btoa(binary);
+}
+
 export const BrokerControlMessage = z.discriminatedUnion("type", [
   z.object({
     type: z.literal("welcome"),
@@ -106,8 +129,12 @@ export const BrokerControlMessage = z.discriminatedUnion("type", [
       .regex(/^mnc_[A-Za-z0-9_-]{43}$/)
       .optional(),
   }),
-  /** The agent answers by opening the unit's data socket, or with `reject`. */
-  z.object({ type: z.literal("assign"), unitId, worktype: z.string() }),
+  /**
+   * The agent answers by opening the unit's data socket, or with `reject`. With `start` (a small
+   * payload, to a node whose work type has inlineStart), it may run the unit at once, before its
+   * data socket is attached: the payload is whole (`payloadSize` bytes, checked), never a prefix.
+   */
+  z.object({ type: z.literal("assign"), unitId, worktype: z.string(), start: InlineStart.optional() }),
   z.object({ type: z.literal("error"), error: errorBody }),
 ]);
 export type BrokerControlMessage = z.infer<typeof BrokerControlMessage>;
