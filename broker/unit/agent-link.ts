@@ -164,7 +164,7 @@ export function writePending(host: UnitHost): Promise<void> {
   const pending = host.pending;
   if (pending.writing) return pending.writing;
   if (pending.size === 0) return Promise.resolve();
-  const writing = (async () => {
+  pending.writing = (async () => {
     try {
       while (pending.size > 0) await writeBatch(host);
     } catch (error) {
@@ -174,11 +174,11 @@ export function writePending(host: UnitHost): Promise<void> {
       logError("unit:results-write-failed", error, { unit: host.store.doc()?.id });
       for (const agent of host.ctx.getWebSockets(AGENT_TAG)) agent.close(1011, "results write failed");
     } finally {
-      if (pending.writing === writing) pending.writing = null;
+      // Never before the assignment below: with frames pending the loop awaits at least once.
+      pending.writing = null;
     }
   })();
-  pending.writing = writing;
-  return writing;
+  return pending.writing;
 }
 
 /** One transaction of what is pending, then its ack. Dropped once the unit takes no more results (released, or its exit is in). */
