@@ -167,7 +167,7 @@ export class Agent {
         worktype: w.worktype,
         verifySignature: w.verifysignature,
         allowRuntimeParams: w.allowruntimeparams,
-        inlineStart: true,
+        ...(w.inlinestart ? { inlineStart: true } : {}),
       })),
       capacity: opts.capacity,
       tags: opts.tags,

@@ -100,8 +100,12 @@ export const Assignment = z.object({
 });
 export type Assignment = z.infer<typeof Assignment>;
 
-/** Payloads up to this size go inline in the assignment (base64): the command starts without a round trip. */
-export const INLINE_PAYLOAD_BYTES = 64 * 1024;
+/**
+ * Payloads up to this size may go inline in the assignment (base64, 4/3 of it), so the command
+ * starts without a round trip; the whole `assign` must still fit a text frame (MAX_TEXT_FRAME), with
+ * the unit's params and signature, else it goes without (fitsInline).
+ */
+export const INLINE_PAYLOAD_BYTES = 32 * 1024;
 
 /** An assignment with everything needed to start the unit: what `attached` would say, and the payload. */
 export const InlineStart = z.object({
@@ -116,6 +120,11 @@ export function toBase64(bytes: Uint8Array): string {
   let binary = "";
   for (let i = 0; i < bytes.byteLength; i += 8192) binary += String.fromCharCode(...bytes.subarray(i, i + 8192));
   return btoa(binary);
+}
+
+/** Whether an `assign` carrying `start` fits one text frame (the ids and names around it: < 512 characters). */
+export function fitsInline(start: InlineStart): boolean {
+  return JSON.stringify(start).length + 512 <= MAX_TEXT_FRAME;
 }
 
 export const BrokerControlMessage = z.discriminatedUnion("type", [

@@ -7,7 +7,7 @@
  */
 import { DurableObject } from "cloudflare:workers";
 import { type Result, fail, ok } from "../../shared/errors.js";
-import { type InlineStart, PING, PONG, decodeAgentData, toBase64 } from "../../shared/protocol.js";
+import { type InlineStart, PING, PONG, decodeAgentData, fitsInline, toBase64 } from "../../shared/protocol.js";
 import { isTerminal } from "../../shared/states.js";
 import type { UnitRecord } from "../../shared/unit.js";
 import { type BrokerConfig, brokerConfig } from "../config.js";
@@ -117,10 +117,13 @@ export class UnitObject extends DurableObject<Env> {
       const doc = this.store.doc();
       if (!doc) return fail("unknown_unit", "no such unit");
       if (doc.state !== "Pending") return fail("illegal_transition", `unit is ${doc.state}`);
-      const start = planInlineStart(doc, inline);
-      const next: UnitDoc = { ...doc, node: nodeId, detail: `assigned to ${nodeId}`, ...(start ? { attachedAt: new Date().toISOString() } : {}) };
-      this.store.save(next);
-      return ok(start ? { unit: assignmentOf(next), payload: toBase64(this.store.readRange("payload", 0, next.payloadSize)) } : null);
+      const assigned: UnitDoc = { ...doc, node: nodeId, detail: `assigned to ${nodeId}` };
+      const start = planInlineStart(doc, inline)
+        ? { unit: assignmentOf(assigned), payload: toBase64(this.store.readRange("payload", 0, doc.payloadSize)) }
+        : null;
+      const sent = start && fitsInline(start) ? start : null;
+      this.store.save(sent ? { ...assigned, attachedAt: new Date().toISOString() } : assigned);
+      return ok(sent);
     });
   }
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { inlinePayload } from "../../agent/runner.js";
 import { planInlineStart } from "../../broker/unit/logic.js";
-import { type Assignment, INLINE_PAYLOAD_BYTES, toBase64 } from "../../shared/protocol.js";
+import { type Assignment, INLINE_PAYLOAD_BYTES, MAX_TEXT_FRAME, decodeBrokerControl, encode, fitsInline, toBase64 } from "../../shared/protocol.js";
 
 const unit = (payloadSize: number): Assignment => ({ id: "u1", mesh: "m", worktype: "w", params: {}, payloadSize, signature: null, targetNode: null });
 
@@ -32,5 +32,19 @@ describe("inlinePayload (agent)", () => {
     expect(inlinePayload("u1", { unit: unit(7), payload })).toBeNull();
     expect(inlinePayload("u1", { unit: unit(5), payload })).toBeNull();
     expect(inlinePayload("u2", { unit: unit(6), payload })).toBeNull();
+  });
+});
+
+describe("fitsInline", () => {
+  it("a payload of INLINE_PAYLOAD_BYTES with ordinary params fits one text frame, and the agent decodes it", () => {
+    const start = { unit: { ...unit(INLINE_PAYLOAD_BYTES), id: "AbCd1234", params: { params: "-v" } }, payload: toBase64(new Uint8Array(INLINE_PAYLOAD_BYTES)) };
+    expect(fitsInline(start)).toBe(true);
+    const text = encode({ type: "assign", unitId: "AbCd1234", worktype: "w", start });
+    expect(text.length).toBeLessThanOrEqual(MAX_TEXT_FRAME);
+    expect(decodeBrokerControl(text).ok).toBe(true);
+  });
+  it("params or a signature that would push the assign past a text frame leave the payload out", () => {
+    const start = { unit: { ...unit(INLINE_PAYLOAD_BYTES), params: { params: "x".repeat(30_000) } }, payload: toBase64(new Uint8Array(INLINE_PAYLOAD_BYTES)) };
+    expect(fitsInline(start)).toBe(false);
   });
 });
