@@ -37,7 +37,10 @@ describe("inlinePayload (agent)", () => {
 
 describe("fitsInline", () => {
   it("a payload of INLINE_PAYLOAD_BYTES with ordinary params fits one text frame, and the agent decodes it", () => {
-    const start = { unit: { ...unit(INLINE_PAYLOAD_BYTES), id: "AbCd1234", params: { params: "-v" } }, payload: toBase64(new Uint8Array(INLINE_PAYLOAD_BYTES)) };
+    const start = {
+      unit: { ...unit(INLINE_PAYLOAD_BYTES), id: "AbCd1234", params: { params: "-v" } },
+      payload: toBase64(new Uint8Array(INLINE_PAYLOAD_BYTES)),
+    };
     expect(fitsInline(start)).toBe(true);
     const text = encode({ type: "assign", unitId: "AbCd1234", worktype: "w", start });
     expect(text.length).toBeLessThanOrEqual(MAX_TEXT_FRAME);
