@@ -8,7 +8,7 @@ import { open, stat } from "node:fs/promises";
 import { CHUNK_BYTES, encodeFrame } from "../shared/frames.js";
 import type { SendLink } from "./payload-download.js";
 
-export const RESULTS_WINDOW = 16 * 1024 * 1024;
+export const RESULTS_WINDOW = 8 * 1024 * 1024;
 
 interface Reader {
   read(buffer: Buffer, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;

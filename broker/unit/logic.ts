@@ -12,7 +12,7 @@ export type FramePlan =
  * Unacknowledged results bytes an agent may hold (agent/runner.ts RESULTS_WINDOW): after a
  * reconnect it resends from the broker's acknowledged end, so no honest frame starts further back.
  */
-export const RESULTS_WINDOW = 16 * 1024 * 1024;
+export const RESULTS_WINDOW = 8 * 1024 * 1024;
 
 /**
  * Where an incoming frame at `offset` of `length` bytes fits a stream that durably holds `end`
