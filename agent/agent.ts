@@ -16,6 +16,8 @@ import { DISK_CHECK_MS, sampleDisk, shouldReport } from "./disk.js";
 import { credentialBrokerElsewhere, credentialPath, loadCredential, saveCredential } from "./credential.js";
 import { type Logger, errorMessage } from "../shared/node/log.js";
 import { AgentRefused, type ControlFailure, judgeFailure } from "./refusal.js";
+import { runHealthChecks } from "./health.js";
+import { type LifetimeLimits, NO_LIMITS, hasLimits, leaveReason } from "./lifetime.js";
 import { UnitRunner } from "./runner.js";
 import { SpareSupervisor } from "./spare.js";
 import { type Recovery, scanSpool } from "./spool.js";
@@ -41,6 +43,8 @@ export interface AgentOptions {
   log: Logger;
   /** How to reach the broker when it needs more than Node's CAs (--ca-file). */
   dispatcher?: Dispatcher | undefined;
+  /** --max-units, --idle-exit, --max-uptime (lifetime.ts); absent: none. */
+  lifetime?: LifetimeLimits;
 }
 
 /** Until the broker's welcome says otherwise; matches the broker's default. */
@@ -63,6 +67,13 @@ export class Agent {
   private disk: DiskSpace | null = null;
   private diskSent: { disk: DiskSpace; at: number } | null = null;
   private diskTimer: NodeJS.Timeout | null = null;
+  /** Lifetime limits (lifetime.ts): what this run has taken, since when it holds nothing, why it leaves. */
+  private readonly startedAt = Date.now();
+  private taken = 0;
+  private idleSince = Date.now();
+  private lifetimeTimer: NodeJS.Timeout | null = null;
+  /** Set once the agent leaves for good; run() then returns after the units held are done. */
+  leaving: string | null = null;
 
   constructor(private readonly opts: AgentOptions) {
     this.token = opts.token;
@@ -93,6 +104,10 @@ export class Agent {
     await this.checkDisk();
     this.diskTimer = setInterval(() => void this.checkDisk(), DISK_CHECK_MS);
     this.diskTimer.unref();
+    if (hasLimits(this.opts.lifetime ?? NO_LIMITS)) {
+      this.idleSince = Date.now();
+      this.lifetimeTimer = setInterval(() => this.checkLifetime(), 1_000);
+    }
     /** When the link was lost, or the first connect of this streak failed: the reconnect delay grows with it. */
     let downSince: number | null = null;
     while (!this.stopped) {
@@ -149,6 +164,7 @@ export class Agent {
     this.stopped = true;
     this.spare.stop();
     if (this.diskTimer) clearInterval(this.diskTimer);
+    if (this.lifetimeTimer) clearInterval(this.lifetimeTimer);
     this.link?.close(1000, "agent stopping");
     await Promise.all([...this.runners.values()].map((r) => r.done));
   }
@@ -176,6 +192,31 @@ export class Agent {
       ...(this.disk ? { disk: this.disk } : {}),
     });
     this.diskSent = this.disk ? { disk: this.disk, at: Date.now() } : null;
+    // A hello undoes a leave on the broker: say it again on every new link.
+    if (this.leaving) this.send({ type: "leave", reason: this.leaving });
+  }
+
+  private get held(): number {
+    return this.runners.size + this.waiting.length;
+  }
+
+  /** Leaves when a lifetime limit is reached: tells the broker, then stops once nothing is held. */
+  private checkLifetime(): void {
+    if (this.leaving || this.stopped) return;
+    const state = { startedAt: this.startedAt, now: Date.now(), taken: this.taken, held: this.held, idleSince: this.idleSince };
+    const reason = leaveReason(this.opts.lifetime ?? NO_LIMITS, state);
+    if (!reason) return;
+    this.leaving = reason;
+    this.opts.log.info("agent:leaving", { reason, held: this.held, hint: "the units held finish first; then the agent exits 0" });
+    if (this.welcomed) this.send({ type: "leave", reason });
+    if (this.held === 0) void this.stop();
+  }
+
+  /** A health check from the broker (health.ts): run the checks, answer with the agent's clock. */
+  private async onProbe(id: string): Promise<void> {
+    const checks = await runHealthChecks({ workCommands: this.opts.workCommands, workDir: this.opts.workDir, minFreeBytes: this.opts.minFreeBytes });
+    this.opts.log.info("agent:health-check", { failed: checks.filter((c) => !c.ok).map((c) => c.name) });
+    this.send({ type: "probe-result", id, agentTime: Date.now(), checks });
   }
 
   /** Samples the work dir's free space; tells the broker when it crossed --min-free or drifted far. */
@@ -211,7 +252,10 @@ export class Agent {
         this.opts.log.info("control:connected", { node: msg.nodeId, mesh: this.opts.mesh });
         return;
       case "assign":
-        return this.onAssign(msg.unitId, msg.worktype, msg.start);
+        return this.onAssign(msg.unitId, msg.worktype, false, msg.start);
+      case "probe":
+        void this.onProbe(msg.id);
+        return;
       case "error":
         // Before the welcome, an error is the broker refusing the hello; it closes the link next.
         if (!this.welcomed) this.helloRefusal = msg.error;
@@ -239,7 +283,7 @@ export class Agent {
     }
     for (const { unitId, dir, recovery } of found) {
       if (recovery.action === "rerun" && this.opts.workCommands.some((w) => w.worktype === recovery.work.worktype)) {
-        this.onAssign(unitId, recovery.work.worktype);
+        this.onAssign(unitId, recovery.work.worktype, true);
       } else if (recovery.action === "drop" || recovery.action === "rerun") {
         // Left out of hello, a unit the broker still holds Pending is assigned again (or rejected) as usual.
         await rm(dir, { recursive: true, force: true });
@@ -247,23 +291,31 @@ export class Agent {
     }
   }
 
-  /** `start`: the payload came inline, so the unit may start before its data socket is attached (runner.ts). */
-  private onAssign(unitId: string, worktype: string, start?: InlineStart): void {
+  /**
+   * `fromSpool`: taken up again after a restart, so not counted against --max-units. `start`: the
+   * payload came inline, so the unit may start before its data socket is attached (runner.ts).
+   */
+  private onAssign(unitId: string, worktype: string, fromSpool = false, start?: InlineStart): void {
     if (this.runners.has(unitId) || this.waiting.some((w) => w.unitId === unitId)) return;
+    // Sent before the broker heard this agent is leaving: back to the queue, for another node.
+    if (this.leaving) return this.reject(unitId, { code: "node_leaving", message: `this agent is leaving: ${this.leaving}` });
     // Sampled at each assignment too, so that a crossing of --min-free (the last unit's output
     // filling the disk) reaches the broker before its next dispatch rather than up to 5 s later.
     void this.checkDisk();
     const work = this.opts.workCommands.find((w) => w.worktype === worktype);
     if (!work) return this.reject(unitId, { code: "unknown_worktype", message: `this node has no work type ${worktype}` });
+    if (!fromSpool) this.taken += 1;
     if (this.runners.size >= this.opts.capacity) {
       // The broker frees a slot when a unit ends, which can reach us before this agent has
       // finished closing that unit: hold the assignment until the slot is free here too.
       // Without its inline start: by the time a slot frees the unit may have been canceled, which
       // only its data socket would tell.
       this.waiting.push({ unitId, work });
+      this.checkLifetime();
       return;
     }
     this.startRunner(unitId, work, undefined, start);
+    this.checkLifetime();
   }
 
   private startRunner(unitId: string, work: WorkCommand, resumed?: Extract<Recovery, { action: "report" | "adopt" }>, inline?: InlineStart): void {
@@ -297,6 +349,10 @@ export class Agent {
         this.runners.delete(unitId);
         const next = this.waiting.shift();
         if (next) this.startRunner(next.unitId, next.work);
+        if (this.held === 0) {
+          this.idleSince = Date.now();
+          if (this.leaving) void this.stop();
+        }
       });
   }
 

@@ -7,7 +7,7 @@ import { Agent as UndiciAgent } from "undici";
 import { NAME_PATTERN } from "../shared/ids.js";
 import { loadCaFile, plainHttpWarning } from "../shared/node/tls.js";
 import { Agent } from "./agent.js";
-import { AGENT_DEFAULTS, ANSIBLE_RUNNER_WORK, type WorkCommand, bytes, capacity, loadConfig, positiveInt, setting } from "./config.js";
+import { AGENT_DEFAULTS, ANSIBLE_RUNNER_WORK, type WorkCommand, bytes, capacity, duration, loadConfig, outputCap, positiveInt, setting } from "./config.js";
 import { LEVELS, type Level, createLogger } from "../shared/node/log.js";
 import { onPath, probeVersions } from "./probe.js";
 import { REPLAY_FILE, ReplayCache } from "./replay.js";
@@ -40,6 +40,15 @@ Options (each also from the environment variable shown):
                         work-verification publickey
   --ca-file FILE        also trust these CA certificates (PEM) for the broker's MESH_CA_FILE
                         TLS, e.g. a private CA (NODE_EXTRA_CA_CERTS works too)
+  --output-cap SIZE     keep about this much of each unit's results: head and  MESH_OUTPUT_CAP
+                        tail, with a marker where lines were cut (ansible-
+                        runner streams stay readable by process); a work
+                        type's own outputcap wins (default: none)
+  --max-units N         leave after taking N units (one-shot: 1)               MESH_MAX_UNITS
+  --idle-exit DURATION  leave after this long without a unit, e.g. 10m         MESH_IDLE_EXIT
+  --max-uptime DURATION leave after running this long, e.g. 12h                MESH_MAX_UPTIME
+                        Leaving: the broker is told (the node shows as left,
+                        not lost), the units held finish, the agent exits 0
   --log-level LEVEL     debug, info, warn or error (default: ${D.logLevel})             MESH_LOG_LEVEL
   -h, --help            this help
   -v, --version         print the version
@@ -64,6 +73,10 @@ async function main(argv: string[]): Promise<void> {
       "verify-key": { type: "string", multiple: true },
       "log-level": { type: "string" },
       "ca-file": { type: "string" },
+      "output-cap": { type: "string" },
+      "max-units": { type: "string" },
+      "idle-exit": { type: "string" },
+      "max-uptime": { type: "string" },
       help: { type: "boolean", short: "h" },
       version: { type: "boolean", short: "v" },
     },
@@ -91,6 +104,11 @@ async function main(argv: string[]): Promise<void> {
   let workCommands: WorkCommand[] = config.workCommands;
   if (!configPath && (await onPath("ansible-runner"))) {
     workCommands = [ANSIBLE_RUNNER_WORK];
+  }
+  const cap = setting(values["output-cap"], "--output-cap", env, "MESH_OUTPUT_CAP");
+  if (cap) {
+    outputCap(cap);
+    workCommands = workCommands.map((w) => ({ ...w, outputcap: w.outputcap ?? cap.raw }));
   }
   if (workCommands.length === 0) {
     fail(configPath ? `${configPath} defines no work-command entries` : "no work types: ansible-runner is not on PATH and no --config was given");
@@ -121,6 +139,9 @@ async function main(argv: string[]): Promise<void> {
 
   const cancelGrace = setting(values["cancel-grace"], "--cancel-grace", env, "MESH_CANCEL_GRACE");
   const minFree = setting(values["min-free"], "--min-free", env, "MESH_MIN_FREE");
+  const maxUnits = setting(values["max-units"], "--max-units", env, "MESH_MAX_UNITS");
+  const idleExit = setting(values["idle-exit"], "--idle-exit", env, "MESH_IDLE_EXIT");
+  const maxUptime = setting(values["max-uptime"], "--max-uptime", env, "MESH_MAX_UPTIME");
   const agent = new Agent({
     broker,
     mesh,
@@ -136,6 +157,11 @@ async function main(argv: string[]): Promise<void> {
     verifier,
     log,
     dispatcher,
+    lifetime: {
+      maxUnits: maxUnits ? positiveInt(maxUnits) : null,
+      idleExitMs: idleExit ? duration(idleExit) : null,
+      maxUptimeMs: maxUptime ? duration(maxUptime) : null,
+    },
   });
   let signals = 0;
   const onSignal = (signal: string) => {
@@ -151,6 +177,11 @@ async function main(argv: string[]): Promise<void> {
   process.on("SIGTERM", onSignal);
   log.info("agent:start", { broker, mesh, node: nodeId, workTypes: workCommands.map((w) => w.worktype), verifying, verifyKeys: keyPaths });
   await agent.run();
+  // Left by a lifetime limit (lifetime.ts): drained, the broker told; nothing is left to do.
+  if (agent.leaving) {
+    log.info("agent:left", { reason: agent.leaving });
+    process.exit(0);
+  }
 }
 
 main(process.argv.slice(2)).catch((error: unknown) => {

@@ -12,7 +12,9 @@ import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { NAME_PATTERN } from "../shared/ids.js";
 import { DEFAULT_MIN_FREE_BYTES, parseBytes } from "../shared/disk.js";
+import { parseDuration } from "../shared/duration.js";
 import { CliError, EXIT_USAGE, usage } from "../shared/node/cli.js";
+import { MIN_OUTPUT_CAP } from "../shared/output-cap.js";
 import { MAX_CAPACITY } from "../shared/protocol.js";
 
 export const WorkCommand = z
@@ -31,6 +33,11 @@ export const WorkCommand = z
     inlinestart: z.boolean().optional(),
     /** Environment variables the command gets besides unit-env.ts's defaults: names, or prefixes ending in `*`. */
     envallow: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*\*?$/, "envallow entries are variable names, or prefixes ending in *")).default([]),
+    /** The agent's own: keep about this much of a unit's results, head and tail (shared/output-cap.ts), e.g. 4MiB. */
+    outputcap: z
+      .string()
+      .refine((text) => (parseBytes(text) ?? 0) >= MIN_OUTPUT_CAP, `outputcap is a size of at least ${MIN_OUTPUT_CAP / 1024} KiB, such as 4MiB`)
+      .optional(),
   })
   // A misspelt key (allowRuntimeParams) would silently keep a default: refuse it instead.
   .strict();
@@ -149,6 +156,19 @@ export function capacity(value: Setting): number {
   const n = positiveInt(value);
   if (n > MAX_CAPACITY) usage(`${value.from} is at most ${MAX_CAPACITY}, or "unlimited"`);
   return n;
+}
+
+export function duration(value: Setting): number {
+  const parsed = parseDuration(value.raw);
+  return parsed.ok ? parsed.value : usage(`${value.from}: ${parsed.error.message}`);
+}
+
+/** An output cap (shared/output-cap.ts): a size of at least MIN_OUTPUT_CAP. */
+export function outputCap(value: Setting): number {
+  const size = parseBytes(value.raw);
+  return size !== null && size >= MIN_OUTPUT_CAP
+    ? size
+    : usage(`${value.from} is a size of at least ${MIN_OUTPUT_CAP / 1024} KiB, such as 4MiB, got "${value.raw}"`);
 }
 
 export function bytes(value: Setting): number {

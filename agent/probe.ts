@@ -6,11 +6,21 @@ import type { Versions } from "../shared/protocol.js";
 const run = promisify(execFile);
 
 async function output(command: string, args: string[]): Promise<string | null> {
+  const result = await commandOutput(command, args);
+  return result.ok ? result.output : null;
+}
+
+/** A command's trimmed stdout, or why it gave none (not found on PATH, exit status, timeout), in one line without the command. */
+export async function commandOutput(command: string, args: string[]): Promise<{ ok: true; output: string } | { ok: false; error: string }> {
   try {
     const { stdout } = await run(command, args, { timeout: 15_000 });
-    return stdout.trim();
-  } catch {
-    return null;
+    return { ok: true, output: stdout.trim() };
+  } catch (error) {
+    const e = error as NodeJS.ErrnoException & { killed?: boolean; stderr?: string; code?: string | number };
+    if (e.code === "ENOENT") return { ok: false, error: "not found on PATH" };
+    if (e.killed) return { ok: false, error: "no answer within 15 s" };
+    const stderr = (e.stderr ?? "").trim().split("\n").pop() ?? "";
+    return { ok: false, error: `exit status ${e.code ?? "?"}${stderr ? `: ${stderr.slice(0, 200)}` : ""}` };
   }
 }
 

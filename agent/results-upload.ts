@@ -1,11 +1,13 @@
 /**
  * A unit's results, streamed from the spool's results file (which the command appends to) over its
  * data socket. At most `window` bytes are sent and not yet acknowledged; each link resumes from the
- * offset the broker acknowledged, so results arrive exactly once and in order.
+ * offset the broker acknowledged, so results arrive exactly once and in order. With an output cap
+ * the stream is the file's capped form (output-cap.ts), and offsets are that stream's.
  */
 import { type FSWatcher, watch } from "node:fs";
 import { open, stat } from "node:fs/promises";
 import { CHUNK_BYTES, encodeFrame } from "../shared/frames.js";
+import { ResultsSource } from "./output-cap.js";
 import type { SendLink } from "./payload-download.js";
 
 export const RESULTS_WINDOW = 8 * 1024 * 1024;
@@ -29,6 +31,8 @@ export interface UploadOptions {
   window?: number;
   chunk?: number;
   file?: ResultsFile;
+  /** The work type's output cap in bytes (shared/output-cap.ts); absent or null: none. */
+  cap?: number | null;
 }
 
 export class ResultsUpload {
@@ -38,8 +42,16 @@ export class ResultsUpload {
   private pumping = false;
   private watcher: FSWatcher | null = null;
   private poll: NodeJS.Timeout | null = null;
+  private readonly source: ResultsSource;
 
-  constructor(private readonly opts: UploadOptions) {}
+  constructor(private readonly opts: UploadOptions) {
+    this.source = new ResultsSource(opts.cap ?? null);
+  }
+
+  /** What the output cap cut, once the command has ended; null when nothing was. */
+  get cut(): ResultsSource["cut"] {
+    return this.source.cut;
+  }
 
   /** Sends go to this link from now on (each new data socket, as soon as it is open). */
   useLink(link: SendLink): void {
@@ -82,28 +94,29 @@ export class ResultsUpload {
     try {
       const file = this.opts.file ?? DISK;
       const reader = await file.open(this.opts.path).catch(() => null);
-      if (reader) {
-        try {
-          await this.send(reader);
-        } finally {
-          await reader.close();
-        }
+      // No file means the command never started, so no results.
+      if (!reader) return ending && this.acked === 0 ? 0 : null;
+      try {
+        const ended = ending ? { size: () => file.size(this.opts.path) } : null;
+        await this.send(reader, ended);
+        if (!ended) return null;
+        const size = await this.source.size(reader, await ended.size());
+        return this.acked === size ? size : null;
+      } finally {
+        await reader.close();
       }
-      if (!ending) return null;
-      const size = reader ? await file.size(this.opts.path) : 0;
-      return this.acked === size ? size : null;
     } finally {
       this.pumping = false;
     }
   }
 
-  private async send(reader: Reader): Promise<void> {
+  private async send(reader: Reader, ended: { size: () => Promise<number> } | null): Promise<void> {
     const chunk = this.opts.chunk ?? CHUNK_BYTES;
     const buffer = Buffer.allocUnsafe(chunk);
     while (this.sent - this.acked < (this.opts.window ?? RESULTS_WINDOW)) {
       // A re-attach during the read moves `sent`: only send what was read where we still are.
       const at = this.sent;
-      const { bytesRead } = await reader.read(buffer, 0, chunk, at);
+      const bytesRead = await this.source.read(reader, buffer, chunk, at, ended);
       if (bytesRead === 0) break;
       if (this.sent !== at) continue;
       this.link?.send(encodeFrame("results", at, buffer.subarray(0, bytesRead)));

@@ -8,6 +8,7 @@ import type { Exit } from "./exit-file.js";
 import { PayloadDownload } from "./payload-download.js";
 import { type RunningProcess, adoptProcess } from "./process.js";
 import { ResultsUpload } from "./results-upload.js";
+import { parseBytes } from "../shared/disk.js";
 import type { Link } from "./socket.js";
 import { type Recovery, SpoolRecord, WORK_DIR, decideOnClosed, newRecord } from "./spool.js";
 import { DOING, ON_ATTACH, type UnitPhase, beforeRun, move } from "./unit-phase.js";
@@ -61,7 +62,8 @@ export class UnitRunner {
     this.resultsPath = join(opts.unitDir, "stdout");
     this.record = new SpoolRecord(opts.unitDir, newRecord(opts.unitId, opts.workCommand));
     this.download = new PayloadDownload({ path: this.payloadPath, onComplete: () => this.payloadComplete(), onError: (e) => this.abort(e) });
-    this.upload = new ResultsUpload({ path: this.resultsPath });
+    const { outputcap } = opts.workCommand;
+    this.upload = new ResultsUpload({ path: this.resultsPath, cap: outputcap ? parseBytes(outputcap) : null });
     // Never start a resumed unit again: an earlier run of the agent did (adopt: run() follows its process).
     if (opts.resumed) this.phase = opts.resumed.action === "report" ? "exited" : "starting";
     if (opts.resumed?.action === "report") this.exit = opts.resumed.exit;
@@ -246,7 +248,8 @@ export class UnitRunner {
   private reportExit(exit: Exit, resultsSize: number, canceled: boolean): void {
     this.to("reported");
     const { exitCode, signal, error } = exit;
-    this.send({ type: "finished", exitCode, signal, resultsSize, canceled, ...(error ? { detail: error } : {}) });
+    const cut = this.upload.cut;
+    this.send({ type: "finished", exitCode, signal, resultsSize, canceled, ...(error ? { detail: error } : {}), ...(cut ? { outputCut: cut } : {}) });
   }
 
   /** Ends a unit that cannot run here; the report goes out now, or on the next attach. */

@@ -6,6 +6,7 @@
 import { Hono } from "hono";
 import { MeshError } from "../shared/errors.js";
 import { authenticate } from "./auth.js";
+import { misconfiguredBroker } from "../shared/broker-config.js";
 import { logError } from "./log.js";
 import { agentRoutes } from "./routes/agents.js";
 import { type AppEnv, meshName } from "./routes/context.js";
@@ -32,9 +33,16 @@ app.notFound(async (c) => {
   return c.json(new MeshError("unknown_route", `no route for ${c.req.method} ${c.req.path}`).toBody(), 404);
 });
 
-app.get("/healthz", (c) => c.json({ ok: true }));
+app.get("/healthz", (c) => {
+  // A load balancer's health check sees a broker that refuses every request as unhealthy.
+  const misconfigured = misconfiguredBroker(c.env);
+  if (misconfigured !== null) throw new MeshError("misconfigured", misconfigured);
+  return c.json({ ok: true });
+});
 
 app.use("/v1/meshes/:mesh/*", async (c, next) => {
+  const misconfigured = misconfiguredBroker(c.env);
+  if (misconfigured !== null) throw new MeshError("misconfigured", misconfigured);
   c.set("principal", await authenticate(c.req.header("authorization"), c.env, meshName(c)));
   await next();
 });

@@ -41,7 +41,7 @@ export function authorize(principal: Principal, permission: Permission): void {
   }
   if (!roleAllows(principal.role, permission)) {
     const what = permission === "results" ? "read raw results (they carry the job's environment unmasked); read the unit's events or artifacts" : permission;
-    throw new MeshError("forbidden", `a ${principal.role} token may not ${what}`);
+    throw new MeshError("forbidden", `${article(principal.role)} ${principal.role} token may not ${what}`);
   }
 }
 
@@ -56,6 +56,9 @@ export function authorizeNode(principal: Principal, nodeId: string): { joining: 
     if (principal.nodeId !== nodeId) throw new MeshError("forbidden", `this credential belongs to node ${principal.nodeId}, not ${nodeId}`);
     return { joining: false };
   }
-  if (!roleAllows(principal.role, "join")) throw new MeshError("forbidden", `a ${principal.role} token may not join`);
+  if (!roleAllows(principal.role, "join")) throw new MeshError("forbidden", `${article(principal.role)} ${principal.role} token may not join`);
   return { joining: true };
 }
+
+/** "an agent token", "an admin token", "a read token". */
+const article = (role: string) => (/^[aeiou]/.test(role) ? "an" : "a");

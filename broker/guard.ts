@@ -8,8 +8,9 @@
  * exponential backoff (from 2 s, up to 6 retries; developers.cloudflare.com/durable-objects/api/alarms),
  * and every alarm here re-judges from stored state, so running it again is safe. A handler that
  * set its next alarm before failing is not retried: the alarm it set replaces the retry (measured
- * on workerd 1.20261117.1). The Mesh object's lease check relies on that to never stop; a Unit
- * object's purge keeps its own retry for the same reason (unit/lifecycle.ts).
+ * on workerd 1.20261117.1). After the last retry the runtime drops the alarm for good, so both
+ * objects' alarms set their own next attempt before they rethrow: the Mesh object's lease check
+ * re-arms in `finally`, a Unit object's due work (`runDue`, unit/lifecycle.ts) on failure.
  */
 import { logError } from "./log.js";
 

@@ -20,6 +20,10 @@ Commands:
   status [--json]                         nodes, work types, capacity, last seen
   work submit WORKTYPE [--node N] [-p FILE|-] [-f] [-a key=value]… [--ttl DURATION]
               [--idempotency-key K]       submit a unit; -p - reads the payload from stdin;
+              [--tag k=v|k]… [--priority N]
+                                          --tag: only nodes with all these tags (k alone: any
+                                          value) may run it; --priority: higher first (-1000
+                                          to 1000, default 0)
                                           -f streams its results to stdout and exits non-zero
                                           unless it succeeds; -a params="…" passes runtime params;
                                           --ttl 1h20m30s fails it "expired" unless started by then;
@@ -56,6 +60,11 @@ Commands:
   token revoke ID…                        revoke tokens at once
   node remove ID…                         revoke a node's credential, disconnect it, fail its
                                           running units; it may join again with a join token
+  node pause ID… | node resume ID…        a paused node finishes its units, takes no new ones
+  node check ID…                          health check through the node: ansible-runner,
+                                          podman, free disk, clock skew; a node that fails is
+                                          passed over until a check passes; exit 1 if one fails
+  metrics                                 the mesh's metrics, in Prometheus' text format
   control-service --socket PATH [--tcp [HOST:]PORT] [--node-id ID] [--sign-key FILE]
                                           serve receptor's control-service protocol on a Unix
                                           socket (mode 0600) and optionally a loopback TCP port,
@@ -95,6 +104,8 @@ async function main(argv: string[]): Promise<number> {
       payload: { type: "string", short: "p" },
       follow: { type: "boolean", short: "f" },
       param: { type: "string", short: "a", multiple: true },
+      tag: { type: "string", multiple: true },
+      priority: { type: "string" },
       offset: { type: "string" },
       after: { type: "string" },
       "idempotency-key": { type: "string" },
@@ -167,10 +178,9 @@ async function main(argv: string[]): Promise<number> {
       signingKeyPath: values["sign-key"],
     });
   }
-  if (command === "node") {
-    if (sub !== "remove") return usage(`unknown node command "${sub ?? ""}"`);
-    if (rest.length === 0) usage("node remove needs at least one node id");
-    for (const id of rest) printJson(await client.removeNode(id));
+  if (command === "node") return nodeCommand(client, sub, rest);
+  if (command === "metrics") {
+    process.stdout.write(await client.metrics());
     return 0;
   }
   if (command !== "work") return usage(`unknown command "${command}"`);
@@ -206,6 +216,8 @@ async function main(argv: string[]): Promise<number> {
           node: values.node,
           params,
           idempotencyKey: values["idempotency-key"],
+          tags: values.tag,
+          priority: values.priority,
           ttl: values.ttl,
           lostAfter: values["lost-after"],
           unitId: signed?.unitId,
@@ -257,6 +269,24 @@ async function main(argv: string[]): Promise<number> {
     default:
       return usage(`unknown work command "${sub ?? ""}"`);
   }
+}
+
+async function nodeCommand(client: MeshClient, sub: string | undefined, rest: string[]): Promise<number> {
+  if (sub === "check") {
+    if (rest.length === 0) usage("node check needs at least one node id");
+    let failed = false;
+    for (const id of rest) {
+      const report = await client.checkNode(id);
+      printJson({ node: id, ...report });
+      failed ||= !report.ok;
+    }
+    return failed ? 1 : 0;
+  }
+  const act = { remove: client.removeNode, pause: client.pauseNode, resume: client.resumeNode }[sub ?? ""];
+  if (!act) return usage(`unknown node command "${sub ?? ""}"`);
+  if (rest.length === 0) usage(`node ${sub} needs at least one node id`);
+  for (const id of rest) printJson(await act(id));
+  return 0;
 }
 
 async function tokenCommand(client: MeshClient, sub: string | undefined, rest: string[], values: { role?: string; name?: string }): Promise<number> {

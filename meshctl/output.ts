@@ -1,13 +1,22 @@
 /** What meshctl shows people: the status table and, at a terminal only, a progress line. */
 import type { WriteStream } from "node:tty";
 import type { Writable } from "node:stream";
-import type { MeshStatus } from "../shared/unit.js";
+import type { MeshStatus, NodeStatus } from "../shared/unit.js";
 import type { MeshClient } from "./client.js";
+
+/** `left` and `hold` are absent from brokers before fleet operations: read as not set. */
+function nodeState(n: NodeStatus): string {
+  if (n.left) return "left";
+  if (n.lost) return "lost";
+  if (n.unreachable) return `unreachable since ${n.unreachableSince ?? "?"}`;
+  if (!n.connected) return "gone";
+  return n.paused ? "connected, paused" : n.hold === "leaving" ? "connected, leaving" : "connected";
+}
 
 export function printStatus(status: MeshStatus, out: Writable): void {
   const rows = status.nodes.map((n) => [
     n.nodeId,
-    n.lost ? "lost" : n.unreachable ? `unreachable since ${n.unreachableSince ?? "?"}` : n.connected ? "connected" : "gone",
+    nodeState(n),
     `${n.activeUnits}/${n.capacity}`,
     n.workTypes.map((w) => w.worktype).join(","),
     Object.entries(n.tags)
@@ -26,6 +35,7 @@ export function printStatus(status: MeshStatus, out: Writable): void {
     );
   // Why a node takes no units; `lowDisk` is absent from brokers before the disk report.
   for (const n of status.nodes) if (n.lowDisk) out.write(`\nnode ${n.nodeId} takes no units: ${n.lowDisk}`);
+  for (const n of status.nodes) if (n.connected && n.hold && !n.lowDisk) out.write(`\nnode ${n.nodeId} takes no new units: ${n.hold}`);
   out.write(`\nmesh ${status.mesh}: ${status.units.pending} pending, ${status.units.running} running\n`);
 }
 

@@ -11,6 +11,7 @@ import { createRequire } from "node:module";
 import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { misconfiguredBroker } from "../shared/broker-config.js";
 import { USAGE, parseServeArgs } from "./args.js";
 import { serveLine, workerdLine } from "./log.js";
 import { MANIFEST_FILE, Manifest } from "./manifest.js";
@@ -75,6 +76,12 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const args = parsed.value;
+  // The Worker would refuse every request with this line; say it now instead of serving errors.
+  const misconfigured = misconfiguredBroker({ ...manifest.vars, ...args.vars });
+  if (misconfigured !== null) {
+    process.stderr.write(`mesh-broker: ${misconfigured}\n`);
+    process.exit(2);
+  }
   const token = await adminToken(args.adminTokenFile);
   const dir = await stateDir(args.state);
   const tls = args.tls && { cert: resolve(args.tls.cert), key: resolve(args.tls.key) };

@@ -9,6 +9,8 @@ export const ERROR_STATUS = {
   bad_unit_id: 400,
   unknown_worktype: 400,
   node_lacks_worktype: 400,
+  /** No node of the mesh has the tags a unit asks for (and the unit has no ttl to wait for one). */
+  no_matching_node: 400,
   unauthorized: 401,
   forbidden: 403,
   node_taken: 409,
@@ -34,11 +36,19 @@ export const ERROR_STATUS = {
   bad_message: 400,
   unsupported_protocol: 400,
   not_assigned: 409,
+  /** The node is leaving (one-shot or draining agent): the unit goes back to the queue. */
+  node_leaving: 409,
+  /** A health check needs the node connected. */
+  node_not_connected: 409,
+  /** The node did not answer a health check in time (an agent too old for probes, or stuck). */
+  probe_timeout: 504,
   results_gap: 409,
   results_incomplete: 409,
   window_exceeded: 400,
   frame_too_large: 413,
   internal: 500,
+  // A wrangler.toml var (or serve --var) that is not well formed: the broker refuses to guess.
+  misconfigured: 500,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_STATUS;

@@ -1,7 +1,8 @@
 /**
  * Every message of the wire protocol, defined once. Text WebSocket frames carry these JSON messages;
  * binary frames carry stream bytes (see frames.ts). Two sockets exist:
- *  - the control socket, agent ⇄ Mesh object: hello/welcome, assign, reject, disk;
+ *  - the control socket, agent ⇄ Mesh object: hello/welcome, assign, reject, disk, leave,
+ *    probe/probe-result (health checks);
  *  - the data socket, agent ⇄ Unit object (one per unit): attach, payload pulls, results acks,
  *    started/finished, cancel.
  * Receivers go through the `decode*` functions below, which never throw.
@@ -9,6 +10,7 @@
 import { z } from "zod";
 import type { DiskSpace as DiskSpaceFields } from "./disk.js";
 import { type ErrorBody, type Result, fail, isErrorCode, ok } from "./errors.js";
+import { HealthCheck } from "./health.js";
 import { NAME_PATTERN, UNIT_ID_PATTERN } from "./ids.js";
 import { UNIT_STATES } from "./states.js";
 
@@ -83,7 +85,23 @@ const Disk = z.object({ type: z.literal("disk"), disk: DiskSpace });
 
 const Reject = z.object({ type: z.literal("reject"), unit: unitId, error: errorBody });
 
-export const AgentControlMessage = z.discriminatedUnion("type", [Hello, Reject, Disk]);
+/**
+ * The agent is leaving for good (--max-units, --idle-exit, --max-uptime): it takes no more units,
+ * finishes those it holds, then closes. Its node is shown as left, not lost. A new hello undoes it.
+ */
+const Leave = z.object({ type: z.literal("leave"), reason: z.string().max(256) });
+
+const probeId = z.string().regex(/^[A-Za-z0-9]{1,32}$/);
+
+/** The answer to `probe`: the agent's own checks and its clock when it ran them (epoch ms). */
+const ProbeResult = z.object({
+  type: z.literal("probe-result"),
+  id: probeId,
+  agentTime: z.number(),
+  checks: z.array(HealthCheck).max(16),
+});
+
+export const AgentControlMessage = z.discriminatedUnion("type", [Hello, Reject, Disk, Leave, ProbeResult]);
 export type AgentControlMessage = z.infer<typeof AgentControlMessage>;
 export type HelloMessage = z.infer<typeof Hello>;
 
@@ -144,6 +162,8 @@ export const BrokerControlMessage = z.discriminatedUnion("type", [
    * data socket is attached: the payload is whole (`payloadSize` bytes, checked), never a prefix.
    */
   z.object({ type: z.literal("assign"), unitId, worktype: z.string(), start: InlineStart.optional() }),
+  /** A health check (`meshctl node check`): the agent answers with `probe-result`. */
+  z.object({ type: z.literal("probe"), id: probeId }),
   z.object({ type: z.literal("error"), error: errorBody }),
 ]);
 export type BrokerControlMessage = z.infer<typeof BrokerControlMessage>;
@@ -170,6 +190,8 @@ export const AgentDataMessage = z.discriminatedUnion("type", [
     canceled: z.boolean(),
     /** Set when the command could not run at all (spawn failure, refused unit). */
     detail: z.string().max(1024).optional(),
+    /** What the work type's output cap cut from the results (shared/output-cap.ts); absent: nothing. */
+    outputCut: z.object({ bytes: offset, lines: offset }).optional(),
   }),
 ]);
 export type AgentDataMessage = z.infer<typeof AgentDataMessage>;

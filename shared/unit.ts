@@ -1,5 +1,6 @@
 /** The unit status record served by the HTTP API (receptor's status record, in JSON-friendly names). */
 import type { DiskSpace } from "./disk.js";
+import type { HealthReport } from "./health.js";
 import type { UnitState } from "./states.js";
 
 export interface UnitRecord {
@@ -10,6 +11,10 @@ export interface UnitRecord {
   targetNode: string | null;
   /** The node the unit was assigned to. */
   node: string | null;
+  /** Tags its node must have (`k=v`, or `k`: any value), all of them; [] for any node. */
+  tags: string[];
+  /** Higher runs first; 0 by default. */
+  priority: number;
   params: Record<string, string>;
   state: UnitState;
   /** receptor's numeric state (0 Pending … 4 Canceled, 5 Released). */
@@ -29,6 +34,8 @@ export interface UnitRecord {
   origin: string | null;
   /** Its own NODE_LOST_AFTER (submit's `lostAfter`), in ms; null: the broker's. */
   lostAfterMs: number | null;
+  /** What its work type's output cap cut from the results (the stream holds a marker where), or null. */
+  outputCut: { bytes: number; lines: number } | null;
   /** Set while its node is unreachable: the unit still runs there, as far as anyone knows. */
   nodeUnreachableSince: string | null;
   /**
@@ -75,6 +82,14 @@ export interface NodeStatus {
   disk: DiskSpace | null;
   /** Why the node takes no units now ("low disk: 12 MiB free < 256 MiB"), else null. */
   lowDisk: string | null;
+  /** Paused by an admin (`meshctl node pause`): finishes its units, takes no new ones. */
+  paused: boolean;
+  /** The agent left cleanly (one-shot, idle, drained): not connected, and not lost either. */
+  left: boolean;
+  /** Why the broker gives the node no new units (paused, leaving, failed health check), else null. */
+  hold: string | null;
+  /** The last health check's report (`meshctl node check`), null if never checked. */
+  health: HealthReport | null;
 }
 
 export interface MeshStatus {
@@ -88,6 +103,8 @@ export interface UnitSummary {
   id: string;
   worktype: string;
   targetNode: string | null;
+  tags: string[];
+  priority: number;
   node: string | null;
   state: UnitState;
   detail: string;

@@ -27,6 +27,10 @@
  * @property {{ agent: string, node: string, ansibleRunner: string | null, podman: string | null }} versions
  * @property {string | null} lastSeen
  * @property {string | null} [lowDisk]  why the node takes no units ("low disk: 12 MiB free < 256 MiB")
+ * @property {boolean} [paused]  paused by an admin
+ * @property {boolean} [left]  the agent left cleanly (one-shot, idle)
+ * @property {string | null} [hold]  why the broker gives it no new units (paused, leaving, failed check)
+ * @property {{ ok: boolean, at: string, checks: { name: string, ok: boolean, detail: string }[] } | null} [health]  its last health check
  */
 
 /** @typedef {{ mesh: string, nodes: NodeStatus[], units: { pending: number, running: number } }} MeshStatus */
@@ -36,6 +40,8 @@
  * @property {string} id
  * @property {string} worktype
  * @property {string | null} node
+ * @property {string[]} [tags]  tags its node must have
+ * @property {number} [priority]
  * @property {string} state
  * @property {string} detail
  * @property {string} createdAt
@@ -138,6 +144,20 @@ export class Api {
   /** @returns {Promise<UnitSummary[]>} */
   units() {
     return this.json("/units");
+  }
+
+  /** @returns {Promise<string>} the mesh's metrics, Prometheus' text format */
+  async metrics() {
+    return (await this.fetch("/metrics")).text();
+  }
+
+  /**
+   * @param {string} node
+   * @param {"pause" | "resume" | "check"} action
+   * @returns {Promise<any>}
+   */
+  nodeAction(node, action) {
+    return this.json(`/nodes/${encodeURIComponent(node)}/${action}`, { method: "POST" });
   }
 
   /**

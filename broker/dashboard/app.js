@@ -55,7 +55,7 @@ function showDashboard(api, whoami) {
   const route = () => {
     view?.dispose();
     const unit = /^#\/units\/([0-9A-Za-z]{8})$/.exec(location.hash);
-    view = unit ? unitView(api, whoami, unit[1] ?? "") : overviewView(api);
+    view = unit ? unitView(api, whoami, unit[1] ?? "") : overviewView(api, whoami);
     main.replaceChildren(view.element);
     window.scrollTo(0, 0);
   };

@@ -25,12 +25,18 @@ export interface CreateUnitInput {
   origin: string | null;
   /** The declared payload length: part of what an Idempotency-Key is bound to. */
   payloadLength: number;
+  /** Tags the node must have (shared/placement.ts, normalised); [] for any node. */
+  tags: string[];
+  /** Higher runs first; 0 by default. */
+  priority: number;
 }
 
 /** What an Idempotency-Key is bound to: a retry must be the same request, or it is refused. */
 export function idempotentRequest(input: CreateUnitInput): string {
   const params = Object.entries(input.params).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  return JSON.stringify([input.worktype, input.targetNode, params, input.payloadLength]);
+  // Tags and priority only when set, so that keys stored before them still match their retries.
+  const placement = input.tags.length > 0 || input.priority !== 0 ? [input.tags, input.priority] : [];
+  return JSON.stringify([input.worktype, input.targetNode, params, input.payloadLength, ...placement]);
 }
 
 /** What planning needs of the index row a key made (store.ts UnitIndexRow, with its bound request). */

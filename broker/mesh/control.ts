@@ -11,6 +11,7 @@ import type { SocketGrant } from "../stubs.js";
 import { checkHello, checkJoin } from "./admission.js";
 import type { MeshHost } from "./host.js";
 import { ensureLeaseCheck } from "./lease-check.js";
+import { onLeave, requeueFromLeaving } from "./node-ops.js";
 import { dispatch, reconcile } from "./placement.js";
 import { type SocketAttachment, liveNodes } from "./sockets.js";
 
@@ -48,10 +49,17 @@ export async function onControlMessage(host: MeshHost, ws: WebSocket, message: s
   if (!attachment.helloed) return refuse(ws, { code: "bad_message", message: "send hello first" });
   host.store.touchNode(attachment.nodeId, Date.now());
   if (msg.type === "disk") return onDisk(host, attachment.nodeId, msg.disk);
+  if (msg.type === "leave") return onLeave(host, attachment.nodeId, msg.reason);
+  if (msg.type === "probe-result") {
+    host.probes.settle(msg.id, { nodeId: attachment.nodeId, agentTime: msg.agentTime, receivedAt: Date.now(), checks: msg.checks });
+    return;
+  }
   if (host.store.unit(msg.unit)?.node !== attachment.nodeId) {
     return refuse(ws, { code: "not_assigned", message: `unit ${msg.unit} is not assigned to node ${attachment.nodeId}` });
   }
   log("unit:rejected", { unit: msg.unit, node: attachment.nodeId, code: msg.error.code });
+  // Sent before its leave arrived: the unit goes back to the queue, for another node.
+  if (msg.error.code === "node_leaving") return requeueFromLeaving(host, attachment.nodeId, msg.unit);
   await host.unit(msg.unit).fail(`node ${attachment.nodeId} refused the unit: ${msg.error.message}`);
 }
 

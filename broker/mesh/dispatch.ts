@@ -1,17 +1,20 @@
 /**
- * Routing decisions, as a pure function of the queue and the nodes. A unit with a target node
- * waits for that node; any other goes to the least-loaded connected node offering its work type.
- * A node whose work dir is below its --min-free takes nothing (shared/disk.ts): its units wait for
- * it or go elsewhere instead of failing on a full disk. Units that cannot be placed stay queued
- * without blocking the ones behind them.
+ * Routing decisions, as a pure function of the queue and the nodes. A unit goes to the
+ * least-loaded connected node that offers its work type, is its target node if it names one, and
+ * has every tag it asks for (shared/placement.ts). A node takes nothing while its work dir is below
+ * its --min-free (shared/disk.ts) or while it is held (`hold`: paused by an admin, leaving, or its
+ * last health check failed): its units wait for it or go elsewhere. Units that cannot be placed
+ * stay queued without blocking the ones behind them.
+ *
+ * Order: higher priority first, FIFO within a priority, and overdue units (ready for STARVE_MS)
+ * before all, oldest first (queue.ts). The queue is an index of classes, so a dispatch costs
+ * O(classes × nodes) plus O(placements × (classes + nodes)), whatever the number of pending units.
  */
 import { type DiskSpace, isLowDisk } from "../../shared/disk.js";
+import { matchesTags } from "../../shared/placement.js";
+import { type QueueClass, type QueuedUnit, type Rank, ReadyQueue, outranks } from "./queue.js";
 
-export interface QueuedUnit {
-  id: string;
-  worktype: string;
-  targetNode: string | null;
-}
+export type { QueuedUnit };
 
 export interface NodeSlots {
   id: string;
@@ -20,6 +23,10 @@ export interface NodeSlots {
   active: number;
   /** As the node last reported it; absent from agents that do not report it. */
   disk?: DiskSpace | null;
+  /** The node's advertised tags; absent: none. */
+  tags?: Readonly<Record<string, string>>;
+  /** Why the node takes no new units now (paused, leaving, failed check); absent or null: it takes them. */
+  hold?: string | null;
 }
 
 export interface Placement {
@@ -37,19 +44,57 @@ function better(a: NodeSlots, b: NodeSlots): boolean {
   return a.id < b.id;
 }
 
-export function planDispatch(queue: readonly QueuedUnit[], nodes: readonly NodeSlots[]): Placement[] {
+/** Whether `node` may take a unit of `cls` now. */
+export function fits(node: NodeSlots, cls: Pick<QueueClass, "worktype" | "targetNode" | "tags">): boolean {
+  if (node.active >= node.capacity || node.hold || isLowDisk(node.disk)) return false;
+  if (!node.workTypes.includes(cls.worktype)) return false;
+  if (cls.targetNode !== null && node.id !== cls.targetNode) return false;
+  return matchesTags(cls.tags, node.tags ?? {});
+}
+
+function bestNode(nodes: readonly NodeSlots[], cls: QueueClass): NodeSlots | undefined {
+  let best: NodeSlots | undefined;
+  for (const node of nodes) if (fits(node, cls) && (!best || better(node, best))) best = node;
+  return best;
+}
+
+/** Placements for a queue given as a list (tests, small queues): indexes it, then planQueue. */
+export function planDispatch(queue: readonly QueuedUnit[], nodes: readonly NodeSlots[], now = 0): Placement[] {
+  const index = new ReadyQueue();
+  for (const unit of queue) index.add(unit);
+  return planQueue(index, nodes, now);
+}
+
+/** Placements for the ready-queue index; reads it, never changes it. */
+export function planQueue(queue: ReadyQueue, nodes: readonly NodeSlots[], now: number): Placement[] {
   const slots = nodes.map((n) => ({ ...n }));
+  if (!slots.some((n) => n.active < n.capacity && !n.hold)) return [];
+  // Classes some node fits now, each with a cursor over its lanes (a copy: the index is not touched).
+  const live = queue
+    .classList()
+    .filter((cls) => slots.some((n) => fits(n, cls)))
+    .map((cls) => ({ cls, view: cls.view() }));
   const placements: Placement[] = [];
-  for (const unit of queue) {
-    let best: NodeSlots | undefined;
-    for (const node of slots) {
-      if (node.active >= node.capacity || !node.workTypes.includes(unit.worktype) || isLowDisk(node.disk)) continue;
-      if (unit.targetNode !== null && node.id !== unit.targetNode) continue;
-      if (!best || better(node, best)) best = node;
+  while (live.length > 0) {
+    let pick = -1;
+    let pickRank: Rank | null = null;
+    for (let i = 0; i < live.length; i++) {
+      const rank = live[i]!.view.head(now);
+      if (rank && (!pickRank || outranks(rank, pickRank))) {
+        pick = i;
+        pickRank = rank;
+      }
     }
-    if (!best) continue;
-    best.active += 1;
-    placements.push({ unitId: unit.id, nodeId: best.id });
+    if (pick < 0 || !pickRank) break;
+    const chosen = live[pick]!;
+    const node = bestNode(slots, chosen.cls);
+    if (!node) {
+      live.splice(pick, 1);
+      continue;
+    }
+    node.active += 1;
+    chosen.view.take(pickRank);
+    placements.push({ unitId: pickRank.entry.unit.id, nodeId: node.id });
   }
   return placements;
 }

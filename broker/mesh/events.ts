@@ -6,7 +6,7 @@ import type { UnitState } from "../../shared/states.js";
 import type { UnitIndexRow } from "./store.js";
 import { type FeedEvent, type FeedQuery, Waiters, badResumePoint, feedResponse, renderEvent, resumePoint } from "../feed.js";
 
-export type NodeChange = "joined" | "left" | "unreachable" | "lost" | "removed";
+export type NodeChange = "joined" | "left" | "unreachable" | "lost" | "removed" | "paused" | "resumed" | "leaving" | "healthy" | "unhealthy";
 
 export type MeshEvent =
   | { kind: "unit"; id: string; worktype: string; node: string | null; state: UnitState | "Forgotten"; detail: string }

@@ -3,9 +3,11 @@
  * its storage, event log, settings and the objects it talks to. Passed in, like the Unit
  * object's UnitHost, so each part says what it needs.
  */
-import type { BrokerConfig } from "../config.js";
+import type { BrokerConfig } from "../../shared/broker-config.js";
 import type { AccessStub, UnitStub } from "../stubs.js";
 import type { MeshEventLog } from "./events.js";
+import type { MeshMetrics } from "./metrics.js";
+import type { Probes } from "./probes.js";
 import type { LeaseTimes } from "./lease.js";
 import { pingedAt } from "./sockets.js";
 import type { MeshStore } from "./store.js";
@@ -15,6 +17,10 @@ export interface MeshHost {
   readonly store: MeshStore;
   readonly events: MeshEventLog;
   readonly config: BrokerConfig;
+  /** Counters and histograms for GET …/metrics (metrics.ts). */
+  readonly metrics: MeshMetrics;
+  /** Health checks waiting for their node's answer (probes.ts). */
+  readonly probes: Probes;
   /**
    * When this instance started (a restart, a deploy, a wake from eviction). Kept in memory only,
    * on purpose: node silence is counted from no earlier than this, because before it nobody was

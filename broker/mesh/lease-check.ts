@@ -75,9 +75,11 @@ export async function armLeaseCheck(host: MeshHost): Promise<void> {
 export function nodeStatuses(host: MeshHost): NodeStatus[] {
   const now = Date.now();
   const times = leaseTimes(host.config);
-  return host.store.nodes(liveNodes(host.ctx)).map(({ outageSince, ...node }) => {
+  return host.store.nodes(liveNodes(host.ctx)).map(({ outageSince, leftAt, ...node }) => {
     const seen = Math.max(node.lastSeen ? Date.parse(node.lastSeen) : 0, pingedAt(host.ctx, node.nodeId) ?? 0);
-    const verdict = node.connected ? "alive" : leaseVerdict(silence(seen || null, host.startedAt, now), times);
+    // A node that said it was leaving, and went, is neither unreachable nor lost.
+    const left = !node.connected && leftAt !== null;
+    const verdict = node.connected || left ? "alive" : leaseVerdict(silence(seen || null, host.startedAt, now), times);
     const since = outageSince ?? (verdict === "alive" ? null : unreachableSince(seen || null, host.startedAt, times));
     return {
       ...node,
@@ -85,6 +87,7 @@ export function nodeStatuses(host: MeshHost): NodeStatus[] {
       unreachable: verdict !== "alive",
       unreachableSince: verdict === "alive" || since === null ? null : new Date(since).toISOString(),
       lost: verdict === "lost",
+      left,
     };
   });
 }

@@ -11,8 +11,9 @@ import { type Result, fail, ok } from "../../shared/errors.js";
 import { newUnitId } from "../../shared/ids.js";
 import { PING, PONG } from "../../shared/protocol.js";
 import { canTransition, isTerminal, type UnitState } from "../../shared/states.js";
+import type { HealthReport } from "../../shared/health.js";
 import type { MeshStatus, UnitSummary } from "../../shared/unit.js";
-import { type BrokerConfig, brokerConfig } from "../config.js";
+import { type BrokerConfig, brokerConfig } from "../../shared/broker-config.js";
 import type { FeedQuery } from "../feed.js";
 import { type Guarded, guard } from "../guard.js";
 import { log, logError } from "../log.js";
@@ -24,7 +25,11 @@ import { MeshEventLog } from "./events.js";
 import type { MeshHost } from "./host.js";
 import { armLeaseCheck, checkLeases, nodeStatuses } from "./lease-check.js";
 import { RateLimiter } from "./limits.js";
+import { admitTags } from "./fleet.js";
+import { MeshMetrics } from "./metrics.js";
+import { checkNode, pauseNode } from "./node-ops.js";
 import { dispatch } from "./placement.js";
+import { Probes } from "./probes.js";
 import { closeOpenedBy, removeNode } from "./removal.js";
 import type { SocketAttachment } from "./sockets.js";
 import { MeshStore, type UnitIndexRow } from "./store.js";
@@ -35,7 +40,12 @@ export interface UnitChange {
   detail: string;
   /** Set once the payload is stored: the unit may now be dispatched. */
   ready?: boolean;
+  /** Results bytes stored so far (metrics count them once the unit is final). */
+  resultsBytes?: number;
 }
+
+/** How long a unit ran, from when the index saw it start. */
+const ranFor = (startedAt: number | null) => (startedAt === null ? null : Date.now() - startedAt);
 
 export class MeshObject extends DurableObject<Env> {
   private readonly store: MeshStore;
@@ -62,6 +72,8 @@ export class MeshObject extends DurableObject<Env> {
       store: this.store,
       events: this.eventLog,
       config: this.config,
+      metrics: new MeshMetrics(ctx.storage.sql),
+      probes: new Probes(),
       startedAt: Date.now(),
       joining: new Set(),
       mesh,
@@ -140,6 +152,8 @@ export class MeshObject extends DurableObject<Env> {
         this.config,
       );
       if (!admitted.ok) return admitted;
+      const tagged = admitTags({ ...input, mesh }, store.knownNodes());
+      if (!tagged.ok) return tagged;
       let id = input.unitId ?? newUnitId();
       while (store.unit(id)) id = newUnitId();
       const now = Date.now();
@@ -151,6 +165,8 @@ export class MeshObject extends DurableObject<Env> {
         state: "Pending",
         detail: "receiving payload",
         origin: input.origin,
+        tags: input.tags,
+        priority: input.priority,
         ready: false,
         lostAfterMs: input.lostAfterMs,
         createdAt: now,
@@ -179,6 +195,7 @@ export class MeshObject extends DurableObject<Env> {
       this.store.updateUnit(change.id, change, Date.now());
       if (current.state !== change.state || current.detail !== change.detail) this.eventLog.unit(this.store.unit(change.id));
       const freed = isTerminal(change.state) && !isTerminal(current.state);
+      if (freed) this.host.metrics.finished(current.worktype, change.state, ranFor(this.store.startedAt(change.id)), change.resultsBytes ?? 0);
       if ((change.ready && !current.ready) || freed) await dispatch(this.host);
     });
   }
@@ -224,15 +241,37 @@ export class MeshObject extends DurableObject<Env> {
     return this.guarded("status", () => ({ mesh: this.host.mesh(), nodes: nodeStatuses(this.host), units: this.store.counts() }));
   }
 
+  /** An admin paused or resumed a node (node-ops.ts). */
+  pauseNode(nodeId: string, paused: boolean): Promise<Result<{ node: string; paused: boolean }>> {
+    return this.guarded("pauseNode", () => pauseNode(this.host, nodeId, paused));
+  }
+
+  /** A health check through the node (node-ops.ts, shared/health.ts). */
+  checkNode(nodeId: string): Promise<Result<HealthReport>> {
+    return this.guarded("checkNode", () => checkNode(this.host, nodeId));
+  }
+
+  /** The mesh's metrics in Prometheus' text format (metrics.ts). */
+  metricsText(): Promise<string> {
+    return this.guarded("metricsText", () =>
+      this.host.metrics.render({
+        queue: this.store.readyQueue().depth(),
+        nodes: nodeStatuses(this.host),
+        units: this.store.counts(),
+        meshEvents: this.eventLog.lastSeq(),
+      }),
+    );
+  }
+
   /** Mesh-wide events for dashboards (SSE or JSON pages). */
   events(query: FeedQuery): Promise<Response> {
     return this.guarded("events", () => this.eventLog.response(query, this.config.sseKeepaliveMs));
   }
 
   private async initUnit(id: string, input: CreateUnitInput): Promise<Result<void>> {
-    const { worktype, targetNode, params, ttlMs, lostAfterMs, signature, origin } = input;
+    const { worktype, targetNode, params, ttlMs, lostAfterMs, signature, origin, tags, priority } = input;
     try {
-      await this.host.unit(id).init({ mesh: this.host.mesh(), id, worktype, targetNode, params, ttlMs, lostAfterMs, signature, origin });
+      await this.host.unit(id).init({ mesh: this.host.mesh(), id, worktype, targetNode, params, ttlMs, lostAfterMs, signature, origin, tags, priority });
       return ok(undefined);
     } catch (error) {
       logError("unit:init-failed", error, { unit: id });

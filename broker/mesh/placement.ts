@@ -7,15 +7,15 @@ import { fail } from "../../shared/errors.js";
 import type { HelloMessage } from "../../shared/protocol.js";
 import { log } from "../log.js";
 import { sendMessage } from "../socket.js";
-import { planDispatch } from "./dispatch.js";
+import { planQueue } from "./dispatch.js";
 import { type MeshHost, observe, unassign } from "./host.js";
 import { ensureLeaseCheck } from "./lease-check.js";
 import { helloedSockets, liveNodes } from "./sockets.js";
 
 export async function dispatch(host: MeshHost): Promise<void> {
   const { store, events } = host;
-  const placements = planDispatch(store.queue(), store.connectedSlots(liveNodes(host.ctx)));
   const now = Date.now();
+  const placements = planQueue(store.readyQueue(), store.connectedSlots(liveNodes(host.ctx)), now);
   for (const p of placements) store.assignUnit(p.unitId, p.nodeId, now);
   for (const p of placements) {
     const unit = store.unit(p.unitId);
@@ -31,6 +31,7 @@ export async function dispatch(host: MeshHost): Promise<void> {
       continue;
     }
     log("unit:assign", { unit: p.unitId, node: p.nodeId });
+    host.metrics.pickedUp(unit.worktype, now - unit.createdAt);
     events.unit(store.unit(p.unitId), `assigned to ${p.nodeId}`);
     const start = accepted.value ? { start: accepted.value } : {};
     for (const ws of helloedSockets(host.ctx, p.nodeId)) sendMessage(ws, { type: "assign", unitId: p.unitId, worktype: unit.worktype, ...start });

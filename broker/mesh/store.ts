@@ -3,7 +3,10 @@ import { type DiskSpace, lowDiskReason } from "../../shared/disk.js";
 import type { HelloMessage } from "../../shared/protocol.js";
 import type { UnitState } from "../../shared/states.js";
 import type { NodeStatus, UnitSummary } from "../../shared/unit.js";
-import type { NodeSlots, QueuedUnit } from "./dispatch.js";
+import type { HealthReport } from "../../shared/health.js";
+import type { NodeSlots } from "./dispatch.js";
+import { FLAG_COLUMNS, type FlagColumns, type KnownNode, nodeHold, storedFlags as flags } from "./fleet.js";
+import { CachedReadyQueue, type QueuedUnit, type ReadyQueue } from "./queue.js";
 
 /** A stored index row: the public summary with epoch-ms times, plus whether the payload is in. */
 export interface UnitIndexRow extends Omit<UnitSummary, "createdAt" | "updatedAt"> {
@@ -37,16 +40,43 @@ const ADDED_COLUMNS = [
   // Who submitted a unit (per-principal quotas), and what its idempotent request was.
   ["units", "submitter", "TEXT"],
   ["units", "idem_request", "TEXT"],
+  // Issue 17: what a unit asks of its node (tags, JSON), its priority, when it started (run time).
+  ["units", "tags", "TEXT"],
+  ["units", "priority", "INTEGER NOT NULL DEFAULT 0"],
+  ["units", "started_at", "INTEGER"],
+  // Broker-side holds on a node: paused by an admin; leaving (one-shot agent) until its next hello.
+  ["nodes", "paused", "INTEGER NOT NULL DEFAULT 0"],
+  ["nodes", "left_at", "INTEGER"],
+  // The last health check's report (JSON, shared/health.ts).
+  ["nodes", "health", "TEXT"],
 ] as const;
 
 const UNIT_COLUMNS =
-  "id, worktype, target_node AS targetNode, node, state, detail, origin, ready, lost_after AS lostAfterMs, created_at AS createdAt, updated_at AS updatedAt";
+  "id, worktype, target_node AS targetNode, node, state, detail, origin, ready, lost_after AS lostAfterMs, tags, priority, created_at AS createdAt, updated_at AS updatedAt";
 
 function toUnit(row: Record<string, SqlStorageValue>): UnitIndexRow {
-  return { ...(row as unknown as UnitIndexRow), ready: row.ready === 1 };
+  return { ...(row as unknown as UnitIndexRow), ready: row.ready === 1, tags: row.tags ? (JSON.parse(row.tags as string) as string[]) : [] };
 }
 
+const isQueued = (row: UnitIndexRow) => row.state === "Pending" && row.ready && row.node === null;
+const queued = (row: UnitIndexRow): QueuedUnit => ({
+  id: row.id,
+  worktype: row.worktype,
+  targetNode: row.targetNode,
+  tags: row.tags,
+  priority: row.priority,
+  createdAt: row.createdAt,
+});
+
 export class MeshStore {
+  /** The ready queue's index (queue.ts): every method below that changes a unit keeps it in step. */
+  private readonly ready = new CachedReadyQueue(() =>
+    this.sql
+      .exec(`SELECT ${UNIT_COLUMNS} FROM units WHERE state = 'Pending' AND ready = 1 AND node IS NULL ORDER BY created_at, id`)
+      .toArray()
+      .map((row) => queued(toUnit(row))),
+  );
+
   constructor(private readonly sql: SqlStorage) {
     sql.exec(SCHEMA);
     for (const [table, column, type] of ADDED_COLUMNS) {
@@ -73,7 +103,7 @@ export class MeshStore {
     this.sql.exec(
       `INSERT INTO nodes (id, info, connected_at, last_seen) VALUES (?, ?, ?, ?)
        ON CONFLICT (id) DO UPDATE SET info = excluded.info, connected_at = excluded.connected_at, last_seen = excluded.last_seen,
-         unreachable_since = NULL, lost_reported = 0`,
+         unreachable_since = NULL, lost_reported = 0, left_at = NULL`,
       id,
       JSON.stringify(info),
       now,
@@ -142,6 +172,37 @@ export class MeshStore {
       .map((row) => row.node);
   }
 
+  /** Every node the mesh knows (connected or not): what admission checks a unit's tags against. */
+  knownNodes(): KnownNode[] {
+    return this.sql
+      .exec<{ id: string; info: string }>("SELECT id, info FROM nodes")
+      .toArray()
+      .map((row) => {
+        const info = JSON.parse(row.info) as NodeInfo;
+        return { id: row.id, workTypes: new Set(info.workTypes.map((w) => w.worktype)), tags: info.tags };
+      });
+  }
+
+  /** Paused by an admin: takes no new units until resumed. Returns false for an unknown node. */
+  setPaused(id: string, paused: boolean): boolean {
+    this.sql.exec("UPDATE nodes SET paused = ? WHERE id = ?", paused ? 1 : 0, id);
+    return this.hasNode(id);
+  }
+
+  /** The agent said it is leaving: it takes nothing more, and its going is not a loss. */
+  markLeaving(id: string, now: number): void {
+    this.sql.exec("UPDATE nodes SET left_at = ? WHERE id = ?", now, id);
+  }
+
+  setHealth(id: string, report: string): void {
+    this.sql.exec("UPDATE nodes SET health = ? WHERE id = ?", report, id);
+  }
+
+  health(id: string): HealthReport | null {
+    const row = this.sql.exec<{ health: string | null }>("SELECT health FROM nodes WHERE id = ?", id).toArray()[0];
+    return row?.health ? (JSON.parse(row.health) as HealthReport) : null;
+  }
+
   /** Work types offered by any node this mesh has seen, connected or not. */
   knownWorkTypes(): Map<string, Set<string>> {
     const byNode = new Map<string, Set<string>>();
@@ -156,11 +217,13 @@ export class MeshStore {
    * Connection state is not stored: it is whether a live socket exists (`live`), because a broker
    * restart drops every socket without running any close handler.
    */
-  nodes(live: ReadonlySet<string>): (Omit<NodeStatus, "lost" | "unreachable" | "unreachableSince"> & { outageSince: number | null })[] {
+  nodes(
+    live: ReadonlySet<string>,
+  ): (Omit<NodeStatus, "lost" | "unreachable" | "unreachableSince" | "left"> & { outageSince: number | null; leftAt: number | null })[] {
     const active = this.activeCounts();
     return this.sql
-      .exec<{ id: string; info: string; connected_at: number | null; last_seen: number | null; unreachable_since: number | null }>(
-        "SELECT id, info, connected_at, last_seen, unreachable_since FROM nodes ORDER BY id",
+      .exec<{ id: string; info: string; connected_at: number | null; last_seen: number | null; unreachable_since: number | null } & FlagColumns>(
+        `SELECT id, info, connected_at, last_seen, unreachable_since, ${FLAG_COLUMNS} FROM nodes ORDER BY id`,
       )
       .toArray()
       .map((row) => {
@@ -178,6 +241,10 @@ export class MeshStore {
           outageSince: row.unreachable_since,
           disk: info.disk ?? null,
           lowDisk: lowDiskReason(info.disk),
+          paused: row.paused === 1,
+          leftAt: row.left_at,
+          health: row.health ? (JSON.parse(row.health) as HealthReport) : null,
+          hold: nodeHold(flags(row)),
         };
       });
   }
@@ -185,7 +252,7 @@ export class MeshStore {
   connectedSlots(live: ReadonlySet<string>): NodeSlots[] {
     const active = this.activeCounts();
     return this.sql
-      .exec<{ id: string; info: string }>("SELECT id, info FROM nodes")
+      .exec<{ id: string; info: string } & FlagColumns>(`SELECT id, info, ${FLAG_COLUMNS} FROM nodes`)
       .toArray()
       .filter((row) => live.has(row.id))
       .map((row) => {
@@ -196,6 +263,8 @@ export class MeshStore {
           capacity: info.capacity,
           active: active.get(row.id) ?? 0,
           disk: info.disk ?? null,
+          tags: info.tags,
+          hold: nodeHold(flags(row)),
         };
       });
   }
@@ -213,8 +282,8 @@ export class MeshStore {
   /** `idempotency`: the key scoped to its submitter, and the request it was given for. */
   insertUnit(row: Omit<UnitIndexRow, "updatedAt">, idempotency: { key: string; request: string } | null, submitter: string): void {
     this.sql.exec(
-      `INSERT INTO units (id, worktype, target_node, node, state, detail, origin, ready, lost_after, idem_key, created_at, updated_at, submitter, idem_request)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO units (id, worktype, target_node, node, state, detail, origin, ready, lost_after, idem_key, created_at, updated_at, submitter, idem_request, tags, priority)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       row.id,
       row.worktype,
       row.targetNode,
@@ -229,7 +298,10 @@ export class MeshStore {
       row.createdAt,
       submitter,
       idempotency?.request ?? null,
+      row.tags.length > 0 ? JSON.stringify(row.tags) : null,
+      row.priority,
     );
+    this.requeue(row.id);
   }
 
   unit(id: string): UnitIndexRow | null {
@@ -259,23 +331,35 @@ export class MeshStore {
     return rows.toArray().map(toUnit);
   }
 
+  /** `started_at` is set when the unit first reaches Running (the run-time histogram reads it). */
   updateUnit(id: string, change: { state: UnitState; detail: string; ready?: boolean }, now: number): void {
     this.sql.exec(
-      "UPDATE units SET state = ?, detail = ?, ready = COALESCE(?, ready), updated_at = ? WHERE id = ?",
+      `UPDATE units SET state = ?, detail = ?, ready = COALESCE(?, ready), updated_at = ?,
+         started_at = CASE WHEN ? = 'Running' AND started_at IS NULL THEN ? ELSE started_at END WHERE id = ?`,
       change.state,
       change.detail,
       change.ready === undefined ? null : change.ready ? 1 : 0,
       now,
+      change.state,
+      now,
       id,
     );
+    this.requeue(id);
+  }
+
+  /** When the unit started running, if it did (epoch ms). */
+  startedAt(id: string): number | null {
+    return this.sql.exec<{ t: number | null }>("SELECT started_at AS t FROM units WHERE id = ?", id).toArray()[0]?.t ?? null;
   }
 
   assignUnit(id: string, node: string, now: number): void {
     this.sql.exec("UPDATE units SET node = ?, detail = ?, updated_at = ? WHERE id = ?", node, `assigned to ${node}`, now, id);
+    this.ready.sync(id, () => null);
   }
 
   deleteUnit(id: string): void {
     this.sql.exec("DELETE FROM units WHERE id = ?", id);
+    this.ready.sync(id, () => null);
   }
 
   /** A retried submit whose first attempt failed before its payload was stored gets a new unit. */
@@ -285,16 +369,20 @@ export class MeshStore {
 
   unassignUnit(id: string, now: number): void {
     this.sql.exec("UPDATE units SET node = NULL, updated_at = ? WHERE id = ?", now, id);
+    this.requeue(id);
   }
 
-  /** Ready, unassigned Pending units, oldest first: the dispatch queue. */
-  queue(): QueuedUnit[] {
-    return this.sql
-      .exec<{ id: string; worktype: string; targetNode: string | null }>(
-        `SELECT id, worktype, target_node AS targetNode FROM units
-         WHERE state = 'Pending' AND ready = 1 AND node IS NULL ORDER BY created_at, id`,
-      )
-      .toArray();
+  /** Ready, unassigned Pending units, indexed for dispatch (queue.ts). */
+  readyQueue(): ReadyQueue {
+    return this.ready.get();
+  }
+
+  /** Keeps the index in step with one unit's row. */
+  private requeue(id: string): void {
+    this.ready.sync(id, () => {
+      const row = this.unit(id);
+      return row && isQueued(row) ? queued(row) : null;
+    });
   }
 
   /** Units placed on a node and not finished: what a reconnecting agent should hold. */

@@ -1,5 +1,6 @@
 /** The mesh as a whole: its status, its event feed, and who the caller is in it. */
 import { may } from "../auth.js";
+import { CONTENT_TYPE as METRICS_CONTENT_TYPE } from "../metrics.js";
 import { meshObject } from "../stubs.js";
 import { type App, can, feedQuery, meshName } from "./context.js";
 import { whileAuthorized } from "./follow.js";
@@ -9,6 +10,13 @@ export function meshRoutes(app: App): void {
     const mesh = meshName(c);
     can(c, "read");
     return c.json(await meshObject(c.env, mesh).status());
+  });
+
+  /** The mesh's metrics for Prometheus (text format 0.0.4): queue, pickup and run times, nodes, capacity. */
+  app.get("/v1/meshes/:mesh/metrics", async (c) => {
+    const mesh = meshName(c);
+    can(c, "read");
+    return c.body(await meshObject(c.env, mesh).metricsText(), 200, { "content-type": METRICS_CONTENT_TYPE });
   });
 
   /** Mesh-wide events for dashboards: unit state changes, node joins and leaves. */

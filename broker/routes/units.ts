@@ -2,6 +2,7 @@
 import { parseDuration } from "../../shared/duration.js";
 import { MeshError, unwrap } from "../../shared/errors.js";
 import { NAME_PATTERN, UNIT_ID_PATTERN } from "../../shared/ids.js";
+import { parsePriority, parseTagSelector } from "../../shared/placement.js";
 import { MAX_SIGNATURE_CHARS } from "../../shared/protocol.js";
 import type { Principal } from "../../shared/roles.js";
 import type { UnitRecord, UnitSummary } from "../../shared/unit.js";
@@ -60,6 +61,8 @@ export function unitRoutes(app: App): void {
         signature,
         origin,
         payloadLength: length,
+        tags: unwrap(parseTagSelector(c.req.queries("tag") ?? [])),
+        priority: unwrap(parsePriority(c.req.query("priority"))),
       }),
     );
     const unit = unitObject(c.env, mesh, created.unit.id);

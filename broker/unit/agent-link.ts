@@ -12,6 +12,7 @@ import type { SocketGrant } from "../stubs.js";
 import { finishEvents, ingestEvents } from "./event-log.js";
 import { lateExitDetail, outcome, planFrame, planPull } from "./logic.js";
 import type { PendingResults } from "./results-batch.js";
+import { expiredDetail, isExpired } from "./schedule.js";
 import type { UnitDoc, UnitStore } from "./store.js";
 
 export const AGENT_TAG = "agent";
@@ -69,7 +70,11 @@ export async function onAgentMessage(host: UnitHost, ws: WebSocket, doc0: UnitDo
       return sendPayload(host.store, ws, msg.offset, plan.end);
     }
     case "started":
-      if (doc.state === "Pending") {
+      if (isExpired(doc, Date.now())) {
+        // Placed before its expiry alarm was lost (schedule.ts): it must not run after its TTL.
+        await host.move(doc, "Failed", expiredDetail(doc));
+        sendMessage(ws, { type: "cancel" });
+      } else if (doc.state === "Pending") {
         await host.move(doc, "Running", `running on ${nodeId}`, { startedAt: new Date().toISOString() });
       } else if (isTerminal(doc.state)) {
         sendMessage(ws, { type: "cancel" });
@@ -214,7 +219,7 @@ async function onFinished(host: UnitHost, ws: WebSocket, doc: UnitDoc, msg: Extr
   const { state, detail } = outcome(msg, doc.cancelRequested);
   // A `started` lost with a dropped link leaves the unit Pending; it did run, so pass through Running.
   if (doc.state === "Pending" && !msg.detail) await host.move(doc, "Running", `running on ${doc.node}`, { startedAt: new Date().toISOString() });
-  await host.move(host.store.doc()!, state, detail, { exitCode: msg.exitCode, exitReported: true });
+  await host.move(host.store.doc()!, state, detail, { exitCode: msg.exitCode, exitReported: true, outputCut: msg.outputCut ?? null });
   log("unit:finished", { unit: doc.id, state, detail, bytes: doc.stdoutSize, resultsFrames: host.pending.frames, resultsWrites: host.pending.writes });
 }
 

@@ -7,7 +7,7 @@
 import { formatDuration } from "../../shared/duration.js";
 import type { BrokerDataMessage } from "../../shared/protocol.js";
 import { STATE_NUMBER, type UnitState, isTerminal, transition } from "../../shared/states.js";
-import type { BrokerConfig } from "../config.js";
+import type { BrokerConfig } from "../../shared/broker-config.js";
 import { PageCache, Waiters } from "../feed.js";
 import { log, logError } from "../log.js";
 import { sendMessage } from "../socket.js";
@@ -15,7 +15,7 @@ import { meshObject } from "../stubs.js";
 import { AGENT_TAG, type UnitHost, isAttached } from "./agent-link.js";
 import { finishEvents } from "./event-log.js";
 import { PendingResults } from "./results-batch.js";
-import { SYNC_RETRY_MS, dueActions, nextAlarm } from "./schedule.js";
+import { SYNC_RETRY_MS, dueActions, expiredDetail, nextAlarm } from "./schedule.js";
 import type { UnitDoc, UnitStore } from "./store.js";
 
 export class UnitLifecycle implements UnitHost {
@@ -77,7 +77,13 @@ export class UnitLifecycle implements UnitHost {
   async notifyMesh(doc: UnitDoc): Promise<void> {
     let synced = true;
     try {
-      await meshObject(this.env, doc.mesh).unitChanged({ id: doc.id, state: doc.state, detail: doc.detail, ready: doc.payloadComplete });
+      await meshObject(this.env, doc.mesh).unitChanged({
+        id: doc.id,
+        state: doc.state,
+        detail: doc.detail,
+        ready: doc.payloadComplete,
+        resultsBytes: doc.stdoutSize,
+      });
     } catch (error) {
       synced = false;
       logError("unit:notify-mesh-failed", error, { unit: doc.id });
@@ -105,6 +111,20 @@ export class UnitLifecycle implements UnitHost {
 
   /** The alarm: does what is due (schedule.ts), then sets the alarm for what comes next. */
   async runDue(): Promise<void> {
+    try {
+      await this.doDue();
+    } catch (error) {
+      // The runtime retries a failed alarm only a few times, then never runs it again (guard.ts;
+      // seen on workerd: not even an alarm set later from another entry point ran before a
+      // restart). Set our own retry first, so expiry and retention are never given up; the alarm
+      // set here replaces the runtime's retry. If storage itself fails this throws too, and the
+      // runtime's retries are what is left.
+      await this.ctx.storage.setAlarm(Date.now() + SYNC_RETRY_MS);
+      throw error;
+    }
+  }
+
+  private async doDue(): Promise<void> {
     const start = this.store.doc();
     if (!start) return;
     for (const action of dueActions(start, this.config, Date.now())) {
@@ -114,11 +134,7 @@ export class UnitLifecycle implements UnitHost {
           await this.notifyMesh(doc);
           break;
         case "expire":
-          await this.move(
-            doc,
-            "Failed",
-            `expired: not started within its time to live (${formatDuration(Date.parse(doc.expiresAt!) - Date.parse(doc.createdAt))})`,
-          );
+          await this.move(doc, "Failed", expiredDetail(doc));
           break;
         case "reap":
           await this.release(doc, `released after the ${formatDuration(this.config.unitRetentionMs)} retention`);

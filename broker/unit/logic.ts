@@ -110,6 +110,17 @@ export function planNodeRemoved(doc: Placed, nodeId: string): LostPlan {
   return { action: "fail", detail: removed };
 }
 
+/**
+ * The node's agent is leaving (one-shot, idle) and refused the unit, assigned before its leave
+ * arrived: one it never attached to waits for another node; one it did is refused for good.
+ */
+export function planNodeLeaving(doc: Placed, nodeId: string): LostPlan {
+  if (doc.node !== nodeId || (doc.state !== "Pending" && doc.state !== "Running")) return { action: "ignore" };
+  const leaving = `node ${nodeId} is leaving`;
+  if (doc.state === "Pending" && doc.attachedAt === null) return { action: "requeue", detail: `${waitingFor(doc)} (${leaving})` };
+  return { action: "fail", detail: `${leaving} and refused the unit` };
+}
+
 const waitingFor = (doc: Pick<Placed, "targetNode">) => `waiting for ${doc.targetNode === null ? "a node" : `node ${doc.targetNode}`}`;
 
 type Placed = { state: UnitState; node: string | null; targetNode: string | null; attachedAt: string | null };

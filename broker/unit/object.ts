@@ -10,7 +10,7 @@ import { type Result, fail, ok } from "../../shared/errors.js";
 import { type InlineStart, PING, PONG, decodeAgentData, fitsInline, toBase64 } from "../../shared/protocol.js";
 import { isTerminal } from "../../shared/states.js";
 import type { UnitRecord } from "../../shared/unit.js";
-import { type BrokerConfig, brokerConfig } from "../config.js";
+import { type BrokerConfig, brokerConfig } from "../../shared/broker-config.js";
 import type { FeedQuery } from "../feed.js";
 import { type Guarded, guard } from "../guard.js";
 import { log, logError } from "../log.js";
@@ -20,8 +20,18 @@ import { acceptAgent, assignmentOf, isAttached, onAgentMessage, onAgentResults }
 import { artifactsResponse } from "./artifacts.js";
 import { eventsResponse } from "./event-log.js";
 import { UnitLifecycle } from "./lifecycle.js";
-import { type LostPlan, type UnreachablePlan, placedDetail, planInlineStart, planNodeLost, planNodeRemoved, planNodeUnreachable } from "./logic.js";
+import {
+  type LostPlan,
+  type UnreachablePlan,
+  placedDetail,
+  planInlineStart,
+  planNodeLeaving,
+  planNodeLost,
+  planNodeRemoved,
+  planNodeUnreachable,
+} from "./logic.js";
 import { resultsStream } from "./results.js";
+import { isExpired } from "./schedule.js";
 import { type InitUnit, type UnitDoc, UnitStore, newUnitDoc, publicRecord } from "./store.js";
 import { type PayloadUpload, PayloadReceiver } from "./upload.js";
 
@@ -113,10 +123,17 @@ export class UnitObject extends DurableObject<Env> {
    * assignment needs to start the unit at once (planInlineStart), else null.
    */
   assign(nodeId: string, { inline = false }: { inline?: boolean } = {}): Promise<Result<InlineStart | null>> {
-    return this.guarded("assign", () => {
+    return this.guarded("assign", async () => {
       const doc = this.store.doc();
       if (!doc) return fail("unknown_unit", "no such unit");
       if (doc.state !== "Pending") return fail("illegal_transition", `unit is ${doc.state}`);
+      if (isExpired(doc, Date.now())) {
+        // Its expiry alarm was lost (schedule.ts): expire it once this answer is back with the Mesh
+        // (the move tells the Mesh, which is waiting on this call). Not by setting the alarm again:
+        // workerd 1.20261117.1 did not run an alarm set after the runtime gave up retrying it.
+        this.ctx.waitUntil(this.guarded("expire", () => this.life.runDue()).catch(() => {}));
+        return fail("illegal_transition", "unit is past its time to live");
+      }
       const assigned: UnitDoc = { ...doc, node: nodeId, detail: `assigned to ${nodeId}` };
       const start = planInlineStart(doc, inline)
         ? { unit: assignmentOf(assigned), payload: toBase64(this.store.readRange("payload", 0, doc.payloadSize)) }
@@ -194,6 +211,11 @@ export class UnitObject extends DurableObject<Env> {
   /** An admin removed `nodeId`; the unit decides whether that ends it. */
   nodeRemoved(nodeId: string): Promise<LostPlan> {
     return this.guarded("nodeRemoved", () => this.nodeGone(nodeId, "unit:node-removed", (doc) => planNodeRemoved(doc, nodeId)));
+  }
+
+  /** The node's agent is leaving and refused the unit (planNodeLeaving). */
+  nodeLeaving(nodeId: string): Promise<LostPlan> {
+    return this.guarded("nodeLeaving", () => this.nodeGone(nodeId, "unit:node-leaving", (doc) => planNodeLeaving(doc, nodeId)));
   }
 
   override alarm(): Promise<void> {

@@ -4,6 +4,7 @@
  * Released tombstone after its own retention, and retrying a Mesh notification that failed.
  * Each unit carries its own alarm, so nothing ever scans all units.
  */
+import { formatDuration } from "../../shared/duration.js";
 import type { UnitState } from "../../shared/states.js";
 
 export interface ScheduleDoc {
@@ -50,4 +51,18 @@ export function dueActions(doc: ScheduleDoc, retention: Retention, now: number):
 export function nextAlarm(doc: ScheduleDoc, retention: Retention, now: number): number | null {
   const times = deadlines(doc, retention, now).map(([, at]) => at);
   return times.length === 0 ? null : Math.max(now, Math.min(...times));
+}
+
+/**
+ * A Pending unit past its TTL. The alarm expires it, but the runtime drops an alarm after a few
+ * failed runs (guard.ts): placing and starting check this too, so a lost alarm never lets a unit
+ * start after its time to live.
+ */
+export function isExpired(doc: ScheduleDoc, now: number): boolean {
+  return doc.state === "Pending" && doc.expiresAt !== null && Date.parse(doc.expiresAt) <= now;
+}
+
+/** The detail of a unit that expired, naming its time to live. */
+export function expiredDetail(doc: { expiresAt: string | null; createdAt: string }): string {
+  return `expired: not started within its time to live (${formatDuration(Date.parse(doc.expiresAt!) - Date.parse(doc.createdAt))})`;
 }

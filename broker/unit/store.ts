@@ -40,6 +40,9 @@ export interface InitUnit {
   lostAfterMs: number | null;
   signature: string | null;
   origin: string | null;
+  /** Tags its node must have (shared/placement.ts), and its priority: shown in its record. */
+  tags: string[];
+  priority: number;
 }
 
 /** A new unit's status document: Pending, receiving its payload. */
@@ -61,6 +64,7 @@ export function newUnitDoc(input: InitUnit, now: number): UnitDoc {
     signed: fields.signature !== null,
     nodeUnreachableSince: null,
     lateExit: null,
+    outputCut: null,
     exitReported: false,
     resultsAtVerdict: null,
     payloadComplete: false,
@@ -75,7 +79,10 @@ export function newUnitDoc(input: InitUnit, now: number): UnitDoc {
 export const STREAM = { payload: 1, results: 2 } as const;
 export type StreamName = keyof typeof STREAM;
 
-const NEUTRAL = {
+const NEUTRAL: Partial<UnitDoc> = {
+  tags: [],
+  priority: 0,
+  outputCut: null,
   expiresAt: null,
   attachedAt: null,
   releasedAt: null,
@@ -89,7 +96,7 @@ const NEUTRAL = {
   lateExit: null,
   exitReported: false,
   resultsAtVerdict: null,
-} as const;
+};
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS unit (k INTEGER PRIMARY KEY CHECK (k = 1), doc TEXT NOT NULL);

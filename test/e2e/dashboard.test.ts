@@ -2,7 +2,8 @@
  * The web dashboard in a real browser (Debian's chromium driven by playwright-core): sign in with a
  * read token, see the node connected, watch a unit's ANSI-coloured output arrive live and its final
  * state, the play recap of a real ansible-runner unit, no Cancel/Release for a reader but working
- * ones for a submitter, the artifacts download, and the phone-sized layout. `MESH_SCREENSHOTS=1` writes the screenshots to docs/ for the README.
+ * ones for a submitter, the artifacts download, the phone-sized layout, and the fleet chart and
+ * node buttons for admins. `MESH_SCREENSHOTS=1` writes the screenshots to docs/ for the README.
  */
 import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
@@ -182,6 +183,29 @@ describe.skipIf(skipped)("the web dashboard", () => {
     await page.locator("#login-token").waitFor({ timeout: 20_000 });
     expect(Date.now() - revokedAt).toBeLessThan(7_000);
     await page.getByRole("alert").getByText("revoked").waitFor(WAIT);
+    await page.close();
+  });
+
+  it("charts queue depth and pickup time; an admin pauses, resumes and checks a node, a reader gets no such buttons", async () => {
+    const reader = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    await signIn(reader);
+    await reader.locator("section.nodes .badge-connected").waitFor(WAIT);
+    await reader.locator("section.charts figure.chart").first().waitFor(WAIT);
+    await expect(reader.getByRole("button", { name: "Pause" }).count()).resolves.toBe(0);
+    await reader.close();
+
+    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    await signIn(page, broker().token, "admin");
+    await expect(page.locator("section.charts figure.chart").count()).resolves.toBe(2);
+    // The first metrics sample is taken as the page opens: queue depth is a number at once.
+    await page.locator("section.charts .chart-value", { hasText: /^\d+$/ }).first().waitFor(WAIT);
+    await page.getByRole("button", { name: "Pause" }).click();
+    await page.locator("section.nodes .badge-paused").waitFor(WAIT);
+    expect((await api<{ nodes: { nodeId: string; paused: boolean }[] }>(mesh, "GET", "/status")).body.nodes.find((n) => n.nodeId === NODE)?.paused).toBe(true);
+    await page.getByRole("button", { name: "Resume" }).click();
+    await page.locator("section.nodes .badge-connected").waitFor(WAIT);
+    await page.getByRole("button", { name: "Check" }).click();
+    await page.locator("section.nodes .note", { hasText: /check (ok|failed)/ }).waitFor(WAIT);
     await page.close();
   });
 

@@ -192,3 +192,19 @@ describe("mesh-broker serve over TLS", () => {
     ).toBe("700");
   });
 });
+
+describe("mesh-broker serve with a malformed var", () => {
+  it("refuses to start, exit 2, naming the var and its value; no workerd is left", async () => {
+    const state = await tempDir("serve-misconfigured");
+    const run = spawn(process.execPath, [join(ROOT, "dist/serve/cli.js"), "serve", "--state", state, "--listen", "127.0.0.1:0", "--var", "MAX_NODES=lots"], {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, MESH_ADMIN_TOKEN: "unused-admin-token" },
+    });
+    let stderr = "";
+    run.stderr?.on("data", (d) => (stderr += d));
+    const code = await new Promise<number | null>((done) => run.once("exit", (c) => done(c)));
+    expect(code).toBe(2);
+    expect(stderr.trim()).toBe('mesh-broker: broker misconfigured: MAX_NODES must be a positive integer, got "lots"');
+    expect(await readdir(state)).not.toContain("workerd.capnp");
+  });
+});

@@ -15,6 +15,8 @@ const record = (id: string, overrides: Partial<UnitRecord> = {}): UnitRecord => 
   worktype: "cat",
   targetNode: null,
   node: "edge-1",
+  tags: [],
+  priority: 0,
   params: {},
   state: "Succeeded",
   stateNumber: 2,
@@ -31,6 +33,7 @@ const record = (id: string, overrides: Partial<UnitRecord> = {}): UnitRecord => 
   lostAfterMs: null,
   nodeUnreachableSince: null,
   lateExit: null,
+  outputCut: null,
   ...overrides,
 });
 

@@ -8,6 +8,8 @@ const unit = (overrides: Partial<UnitRecord> = {}): UnitRecord => ({
   worktype: "ansible-runner",
   targetNode: "edge-1",
   node: "edge-1",
+  tags: [],
+  priority: 0,
   params: { params: "--worker-info" },
   state: "Running",
   stateNumber: 1,
@@ -24,6 +26,7 @@ const unit = (overrides: Partial<UnitRecord> = {}): UnitRecord => ({
   lostAfterMs: null,
   nodeUnreachableSince: null,
   lateExit: null,
+  outputCut: null,
   ...overrides,
 });
 
@@ -42,6 +45,10 @@ const node = (nodeId: string, overrides: Partial<NodeStatus> = {}): NodeStatus =
   lastSeen: "2026-01-01T00:00:05.000Z",
   disk: null,
   lowDisk: null,
+  paused: false,
+  left: false,
+  hold: null,
+  health: null,
   ...overrides,
 });
 

@@ -2,6 +2,7 @@
 import { describe, expect, it } from "vitest";
 import { formatAge, formatDuration, unitDurationMs } from "../../broker/dashboard/format.js";
 import { playRecap } from "../../broker/dashboard/recap.js";
+import { linePath, readMetrics, samplePoint } from "../../broker/dashboard/chart-data.js";
 
 describe("playRecap", () => {
   const stats = {
@@ -93,5 +94,36 @@ describe("unitDurationMs", () => {
   it("falls back to creation and last update for index rows without start and finish times", () => {
     expect(unitDurationMs({ ...base, state: "Failed" }, now)).toBe(1_800_000);
     expect(unitDurationMs({ ...base, state: "Running" }, now)).toBe(3_600_000);
+  });
+});
+
+describe("the overview's chart (chart.js)", () => {
+  const text = [
+    "# TYPE mesh_queue_depth gauge",
+    'mesh_queue_depth{worktype="sh",priority="0"} 3',
+    'mesh_queue_depth{worktype="ansible-runner",priority="5"} 2',
+    'mesh_pickup_seconds_bucket{worktype="sh",le="+Inf"} 4',
+    'mesh_pickup_seconds_sum{worktype="sh"} 2',
+    'mesh_pickup_seconds_count{worktype="sh"} 4',
+    'mesh_pickup_seconds_sum{worktype="ansible-runner"} 6',
+    'mesh_pickup_seconds_count{worktype="ansible-runner"} 1',
+    "",
+  ].join("\n");
+
+  it("reads queue depth and the pickup histogram's sum and count, over all labels", () => {
+    expect(readMetrics(text)).toEqual({ queued: 5, pickupSum: 8, pickupCount: 5 });
+  });
+
+  it("samples the mean pickup of the units assigned since the last sample", () => {
+    expect(samplePoint(null, { queued: 5, pickupSum: 8, pickupCount: 5 })).toEqual({ queued: 5, pickup: null });
+    expect(samplePoint({ pickupSum: 8, pickupCount: 5 }, { queued: 1, pickupSum: 14, pickupCount: 8 })).toEqual({ queued: 1, pickup: 2 });
+    expect(samplePoint({ pickupSum: 8, pickupCount: 5 }, { queued: 0, pickupSum: 8, pickupCount: 5 })).toEqual({ queued: 0, pickup: null });
+  });
+
+  it("draws lines right-aligned, broken where there is no value", () => {
+    expect(linePath([], 300, 40)).toBe("");
+    expect(linePath([0, 2], 300, 40)).toMatch(/^M\d+(\.\d)? 39\.0L300\.0 1\.0$/);
+    expect(linePath([1, null, 1], 300, 40)).toMatch(/^M[\d.]+ [\d.]+l0 0M300\.0 [\d.]+l0 0$/);
+    expect(linePath([3], 300, 40)).toBe("M300.0 1.0l0 0");
   });
 });

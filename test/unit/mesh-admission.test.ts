@@ -15,6 +15,8 @@ const input = (more: Partial<CreateUnitInput> = {}): CreateUnitInput => ({
   signature: null,
   origin: null,
   payloadLength: 10,
+  tags: [],
+  priority: 0,
   ...more,
 });
 

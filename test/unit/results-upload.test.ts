@@ -128,3 +128,26 @@ describe("ResultsUpload", () => {
     expect([a, b]).toEqual([null, null]);
   });
 });
+
+describe("ResultsUpload with an output cap", () => {
+  const text = Array.from({ length: 40 }, (_, i) => `line ${String(i).padStart(2, "0")}\n`).join("");
+  it("sends the head while the command runs, the capped stream once it ended, and reports the capped size", async () => {
+    const file = results(new TextEncoder().encode(text));
+    const upload = new ResultsUpload({ path: "stdout", window: 1000, chunk: 7, file: file.source, cap: 60 });
+    const link = new FakeLink();
+    upload.useLink(link);
+    upload.resume(0);
+    expect(await upload.pump(false)).toBeNull();
+    expect(new TextDecoder().decode(joined(link))).toBe("line 00\nline 01\nline 02\n");
+    expect(await upload.pump(true)).toBeNull();
+    const sent = new TextDecoder().decode(joined(link));
+    expect(sent).toMatch(
+      /^line 00\nline 01\nline 02\n\[mesh-agent: output cap: \d+ lines \(\d+ bytes\) cut here; the head and the tail are kept\]\nline 3\d\n/,
+    );
+    expect(sent.endsWith("line 38\nline 39\n")).toBe(true);
+    upload.ack(sent.length);
+    expect(await upload.pump(true)).toBe(sent.length);
+    // Head: lines 00-02 (24 bytes of 30); tail: lines 37-39 (24 of 30); the 34 between are cut.
+    expect(upload.cut).toEqual({ lines: 34, bytes: 34 * 8 });
+  });
+});

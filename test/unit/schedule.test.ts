@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { type ScheduleDoc, SYNC_RETRY_MS, dueActions, nextAlarm } from "../../broker/unit/schedule.js";
+import { type ScheduleDoc, SYNC_RETRY_MS, dueActions, expiredDetail, isExpired, nextAlarm } from "../../broker/unit/schedule.js";
 import { UNIT_STATES } from "../../shared/states.js";
 
 const retention = { unitRetentionMs: 1_000_000, tombstoneRetentionMs: 50_000 };
@@ -44,5 +44,13 @@ describe("unit alarm schedule", () => {
       const at = nextAlarm(doc({ state, expiresAt: t(0), finishedAt: t(0), releasedAt: t(0) }), retention, 10 ** 9);
       if (at !== null) expect(at).toBeGreaterThanOrEqual(10 ** 9);
     }
+  });
+
+  it("a Pending unit past its TTL is expired without its alarm: placing and starting check it (the runtime drops an alarm after its retries fail)", () => {
+    expect(isExpired(doc({ expiresAt: t(5_000) }), 4_999)).toBe(false);
+    expect(isExpired(doc({ expiresAt: t(5_000) }), 5_000)).toBe(true);
+    expect(isExpired(doc({}), 10 ** 12)).toBe(false);
+    expect(isExpired(doc({ state: "Running", expiresAt: t(5_000) }), 10 ** 12)).toBe(false);
+    expect(expiredDetail({ createdAt: t(0), expiresAt: t(20_000) })).toBe("expired: not started within its time to live (20s)");
   });
 });

@@ -6,6 +6,7 @@ import {
   outcome,
   placedDetail,
   planFrame,
+  planNodeLeaving,
   planNodeLost,
   planNodeRemoved,
   planNodeUnreachable,
@@ -265,4 +266,21 @@ describe("planNodeUnreachable", () => {
     );
     expect(lateExitDetail("canceled", null, "exit status 1", 0)).toBe("canceled; the node reported later: exit status 1 (0 more bytes of results stored)");
   });
+});
+
+describe("planNodeLeaving", () => {
+  const doc = (more: Partial<Parameters<typeof planNodeLeaving>[0]> = {}) => ({
+    state: "Pending" as const,
+    node: "n",
+    targetNode: null,
+    attachedAt: null,
+    ...more,
+  });
+  it.each([
+    ["never attached: back to the queue", doc(), { action: "requeue", detail: "waiting for a node (node n is leaving)" }],
+    ["pinned: waits for its node", doc({ targetNode: "n" }), { action: "requeue", detail: "waiting for node n (node n is leaving)" }],
+    ["attached: refused for good", doc({ attachedAt: "2026-01-01T00:00:00Z" }), { action: "fail", detail: "node n is leaving and refused the unit" }],
+    ["on another node", doc({ node: "m" }), { action: "ignore" }],
+    ["finished", doc({ state: "Succeeded" as never }), { action: "ignore" }],
+  ])("%s", (_what, unit, plan) => expect(planNodeLeaving(unit, "n")).toEqual(plan));
 });

@@ -162,7 +162,8 @@ describe("hello first", () => {
   it("a join for a connected node id is refused at the socket, before any hello", async () => {
     const intruder = await spy("guarded", tokens.agent!);
     await waitFor(() => intruder.closedWith() !== null, "the refusal");
-    expect(intruder.heard.map((m) => (JSON.parse(m) as { error?: { code: string } }).error?.code)).toEqual(["node_taken"]);
+    // The spy pings every 500 ms; on a loaded machine the runtime's "pong" can come before the refusal.
+    expect(intruder.heard.filter((m) => m !== "pong").map((m) => (JSON.parse(m) as { error?: { code: string } }).error?.code)).toEqual(["node_taken"]);
   });
 });
 
