@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { CONTROL_RECONNECT, reconnectDelay, sleep } from "../shared/backoff.js";
 import { type DiskSpace, isLowDisk, lowDiskReason } from "../shared/disk.js";
 import type { ErrorBody } from "../shared/errors.js";
-import { type AgentControlMessage, PROTOCOL_VERSION, type Versions, decodeBrokerControl, encode } from "../shared/protocol.js";
+import { type AgentControlMessage, type InlineStart, PROTOCOL_VERSION, type Versions, decodeBrokerControl, encode } from "../shared/protocol.js";
 import type { WorkCommand } from "./config.js";
 import { DISK_CHECK_MS, sampleDisk, shouldReport } from "./disk.js";
 import { credentialBrokerElsewhere, credentialPath, loadCredential, saveCredential } from "./credential.js";
@@ -183,6 +183,7 @@ export class Agent {
         worktype: w.worktype,
         verifySignature: w.verifysignature,
         allowRuntimeParams: w.allowruntimeparams,
+        ...(w.inlinestart ? { inlineStart: true } : {}),
       })),
       capacity: opts.capacity,
       tags: opts.tags,
@@ -251,7 +252,7 @@ export class Agent {
         this.opts.log.info("control:connected", { node: msg.nodeId, mesh: this.opts.mesh });
         return;
       case "assign":
-        return this.onAssign(msg.unitId, msg.worktype);
+        return this.onAssign(msg.unitId, msg.worktype, false, msg.start);
       case "probe":
         void this.onProbe(msg.id);
         return;
@@ -290,8 +291,11 @@ export class Agent {
     }
   }
 
-  /** `fromSpool`: taken up again after a restart, so not counted against --max-units. */
-  private onAssign(unitId: string, worktype: string, fromSpool = false): void {
+  /**
+   * `fromSpool`: taken up again after a restart, so not counted against --max-units. `start`: the
+   * payload came inline, so the unit may start before its data socket is attached (runner.ts).
+   */
+  private onAssign(unitId: string, worktype: string, fromSpool = false, start?: InlineStart): void {
     if (this.runners.has(unitId) || this.waiting.some((w) => w.unitId === unitId)) return;
     // Sent before the broker heard this agent is leaving: back to the queue, for another node.
     if (this.leaving) return this.reject(unitId, { code: "node_leaving", message: `this agent is leaving: ${this.leaving}` });
@@ -304,15 +308,17 @@ export class Agent {
     if (this.runners.size >= this.opts.capacity) {
       // The broker frees a slot when a unit ends, which can reach us before this agent has
       // finished closing that unit: hold the assignment until the slot is free here too.
+      // Without its inline start: by the time a slot frees the unit may have been canceled, which
+      // only its data socket would tell.
       this.waiting.push({ unitId, work });
       this.checkLifetime();
       return;
     }
-    this.startRunner(unitId, work);
+    this.startRunner(unitId, work, undefined, start);
     this.checkLifetime();
   }
 
-  private startRunner(unitId: string, work: WorkCommand, resumed?: Extract<Recovery, { action: "report" | "adopt" }>): void {
+  private startRunner(unitId: string, work: WorkCommand, resumed?: Extract<Recovery, { action: "report" | "adopt" }>, inline?: InlineStart): void {
     const runner = new UnitRunner({
       unitId,
       workCommand: work,
@@ -328,9 +334,10 @@ export class Agent {
       log: this.opts.log,
       dispatcher: this.opts.dispatcher,
       ...(resumed ? { resumed } : {}),
+      ...(inline ? { inline } : {}),
     });
     this.runners.set(unitId, runner);
-    this.opts.log.info("unit:assigned", { unit: unitId, worktype: work.worktype });
+    this.opts.log.info("unit:assigned", { unit: unitId, worktype: work.worktype, ...(inline ? { inline: true } : {}) });
     runner
       .run()
       .catch((error) => {

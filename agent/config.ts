@@ -24,6 +24,13 @@ export const WorkCommand = z
     params: z.string().default(""),
     allowruntimeparams: z.boolean().default(false),
     verifysignature: z.boolean().default(false),
+    /**
+     * A payload of at most 32 KiB may come inside the assignment, and the unit starts at once (no
+     * round trip first). The price: from its assignment the broker counts the unit as possibly
+     * started, so a node that goes silent or is removed then fails it rather than losing it to
+     * another node (it never runs twice). Off by default.
+     */
+    inlinestart: z.boolean().optional(),
     /** Environment variables the command gets besides unit-env.ts's defaults: names, or prefixes ending in `*`. */
     envallow: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*\*?$/, "envallow entries are variable names, or prefixes ending in *")).default([]),
     /** The agent's own: keep about this much of a unit's results, head and tail (shared/output-cap.ts), e.g. 4MiB. */

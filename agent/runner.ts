@@ -1,7 +1,7 @@
-import { mkdir, rm } from "node:fs/promises";
+import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { errorMessage } from "../shared/node/log.js";
-import { type AgentDataMessage, type Assignment, PROTOCOL_VERSION, encode } from "../shared/protocol.js";
+import { type AgentDataMessage, type Assignment, type InlineStart, PROTOCOL_VERSION, encode } from "../shared/protocol.js";
 import { type UnitState, isTerminal } from "../shared/states.js";
 import { explainExit, localFailureDetail } from "./disk.js";
 import type { Exit } from "./exit-file.js";
@@ -21,9 +21,21 @@ export interface RunnerOptions extends UnitStartOptions, Pick<UnitLinkOptions, "
   cancelGraceMs: number;
   /** Set for a unit an earlier run of this agent started. */
   resumed?: Extract<Recovery, { action: "report" | "adopt" }>;
+  /** The assignment carried the unit and its whole payload: start it now, attach alongside. */
+  inline?: InlineStart;
 }
 
 const POLL_MS = 250;
+
+/**
+ * The inline payload, if it is whole: exactly the unit's payloadSize bytes, for this unit. Anything
+ * else is ignored and the unit takes the usual way (attach, download), so it never runs on a prefix.
+ */
+export function inlinePayload(unitId: string, start: InlineStart): { unit: Assignment; payload: Buffer } | null {
+  if (start.unit.id !== unitId) return null;
+  const payload = Buffer.from(start.payload, "base64");
+  return payload.byteLength === start.unit.payloadSize ? { unit: start.unit, payload } : null;
+}
 
 export class UnitRunner {
   readonly done: Promise<void>;
@@ -80,6 +92,8 @@ export class UnitRunner {
       if (!resumed) this.abort(error);
     }
     if (resumed?.action === "adopt") this.follow(adoptProcess(resumed.process, this.opts.unitDir, POLL_MS));
+    const inline = !resumed && this.exit === null && this.opts.inline ? inlinePayload(this.id, this.opts.inline) : null;
+    if (inline) void this.startInline(inline.unit, inline.payload).catch((error) => this.abort(error));
     await keepLinked({
       ...this.opts,
       handlers: unitMessages(this.id, this.handlers(), this.opts.log),
@@ -167,10 +181,27 @@ export class UnitRunner {
     // From here the payload file is final: a re-attach must not reopen (truncate) it.
     this.to("starting");
     await this.download.close();
+    await this.start(this.unit);
+  }
+
+  /**
+   * The payload came whole with the assignment: write it and start, with no round trip first. The
+   * phase is starting before the first await, so an `attached` meanwhile waits (ON_ATTACH) and the
+   * download never opens the file; `started` goes out on the data socket once it is attached.
+   */
+  private async startInline(unit: Assignment, payload: Buffer): Promise<void> {
+    this.unit = unit;
+    this.to("downloading");
+    this.to("starting");
+    await writeFile(this.payloadPath, payload, { mode: 0o600 });
+    await this.start(unit);
+  }
+
+  private async start(unit: Assignment): Promise<void> {
     // A re-attach during the signature check replaces this.unit: run exactly the unit that was checked.
     const start = await startUnit({
       ...this.opts,
-      unit: this.unit,
+      unit,
       payloadPath: this.payloadPath,
       resultsPath: this.resultsPath,
       record: this.record,

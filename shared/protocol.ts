@@ -42,6 +42,11 @@ export const WorkTypeAd = z.object({
   /** receptor's "Secure": the node verifies signatures for this work type. */
   verifySignature: z.boolean(),
   allowRuntimeParams: z.boolean(),
+  /**
+   * The node starts a unit of this type from an assignment that carries its payload inline (`start`
+   * below). Optional: agents before it send none and always attach and download first.
+   */
+  inlineStart: z.boolean().optional(),
 });
 export type WorkTypeAd = z.infer<typeof WorkTypeAd>;
 
@@ -113,6 +118,33 @@ export const Assignment = z.object({
 });
 export type Assignment = z.infer<typeof Assignment>;
 
+/**
+ * Payloads up to this size may go inline in the assignment (base64, 4/3 of it), so the command
+ * starts without a round trip; the whole `assign` must still fit a text frame (MAX_TEXT_FRAME), with
+ * the unit's params and signature, else it goes without (fitsInline).
+ */
+export const INLINE_PAYLOAD_BYTES = 32 * 1024;
+
+/** An assignment with everything needed to start the unit: what `attached` would say, and the payload. */
+export const InlineStart = z.object({
+  unit: Assignment,
+  /** The whole payload, base64; its decoded length must be unit.payloadSize. */
+  payload: z.string().max(Math.ceil(INLINE_PAYLOAD_BYTES / 3) * 4),
+});
+export type InlineStart = z.infer<typeof InlineStart>;
+
+/** Base64 of `bytes`, with the btoa both the Worker and Node have (in slices: one call per byte would overflow the stack). */
+export function toBase64(bytes: Uint8Array): string {
+  let binary = "";
+  for (let i = 0; i < bytes.byteLength; i += 8192) binary += String.fromCharCode(...bytes.subarray(i, i + 8192));
+  return btoa(binary);
+}
+
+/** Whether an `assign` carrying `start` fits one text frame (the ids and names around it: < 512 characters). */
+export function fitsInline(start: InlineStart): boolean {
+  return JSON.stringify(start).length + 512 <= MAX_TEXT_FRAME;
+}
+
 export const BrokerControlMessage = z.discriminatedUnion("type", [
   z.object({
     type: z.literal("welcome"),
@@ -124,8 +156,12 @@ export const BrokerControlMessage = z.discriminatedUnion("type", [
       .regex(/^mnc_[A-Za-z0-9_-]{43}$/)
       .optional(),
   }),
-  /** The agent answers by opening the unit's data socket, or with `reject`. */
-  z.object({ type: z.literal("assign"), unitId, worktype: z.string() }),
+  /**
+   * The agent answers by opening the unit's data socket, or with `reject`. With `start` (a small
+   * payload, to a node whose work type has inlineStart), it may run the unit at once, before its
+   * data socket is attached: the payload is whole (`payloadSize` bytes, checked), never a prefix.
+   */
+  z.object({ type: z.literal("assign"), unitId, worktype: z.string(), start: InlineStart.optional() }),
   /** A health check (`meshctl node check`): the agent answers with `probe-result`. */
   z.object({ type: z.literal("probe"), id: probeId }),
   z.object({ type: z.literal("error"), error: errorBody }),

@@ -31,7 +31,7 @@ export async function dispatch(host: MeshHost, onlyNode: string | null = null): 
     if (!unit) continue;
     const accepted = await host
       .unit(p.unitId)
-      .assign(p.nodeId)
+      .assign(p.nodeId, { inline: store.startsInline(p.nodeId, unit.worktype) })
       .catch((error: unknown) => fail("internal", error instanceof Error ? error.message : String(error)));
     if (!accepted.ok) {
       // Leave the index as the Unit object sees it: unplaced, so a later dispatch may retry.
@@ -42,7 +42,8 @@ export async function dispatch(host: MeshHost, onlyNode: string | null = null): 
     log("unit:assign", { unit: p.unitId, node: p.nodeId });
     host.metrics.pickedUp(unit.worktype, now - unit.createdAt);
     events.unit(store.unit(p.unitId), `assigned to ${p.nodeId}`);
-    for (const ws of helloedSockets(host.ctx, p.nodeId)) sendMessage(ws, { type: "assign", unitId: p.unitId, worktype: unit.worktype });
+    const start = accepted.value ? { start: accepted.value } : {};
+    for (const ws of helloedSockets(host.ctx, p.nodeId)) sendMessage(ws, { type: "assign", unitId: p.unitId, worktype: unit.worktype, ...start });
     // The node's stored last_seen may be hours old (pings are not stored as they come): bring it
     // up to date before its lease starts to matter.
     observe(host, p.nodeId);

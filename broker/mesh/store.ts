@@ -121,6 +121,13 @@ export class MeshStore {
     return info.disk ?? null;
   }
 
+  /** The node said its work type starts from an inline payload (WorkTypeAd.inlineStart). */
+  startsInline(id: string, worktype: string): boolean {
+    const row = this.sql.exec<{ info: string }>("SELECT info FROM nodes WHERE id = ?", id).toArray()[0];
+    if (!row) return false;
+    return (JSON.parse(row.info) as NodeInfo).workTypes.some((w) => w.worktype === worktype && w.inlineStart === true);
+  }
+
   touchNode(id: string, now: number): void {
     this.sql.exec("UPDATE nodes SET last_seen = ? WHERE id = ?", now, id);
   }

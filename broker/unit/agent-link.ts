@@ -4,13 +4,14 @@
  * what it owns (storage, sockets, the one `move` that changes state) as a UnitHost.
  */
 import { CHUNK_BYTES, decodeFrame, encodeFrame } from "../../shared/frames.js";
-import { type AgentDataMessage, PROTOCOL_VERSION } from "../../shared/protocol.js";
+import { type AgentDataMessage, type Assignment, PROTOCOL_VERSION } from "../../shared/protocol.js";
 import { type UnitState, isTerminal } from "../../shared/states.js";
-import { log } from "../log.js";
+import { log, logError } from "../log.js";
 import { refuse, refuseAndClose, sendMessage } from "../socket.js";
 import type { SocketGrant } from "../stubs.js";
 import { finishEvents, ingestEvents } from "./event-log.js";
 import { lateExitDetail, outcome, planFrame, planPull } from "./logic.js";
+import type { PendingResults } from "./results-batch.js";
 import { expiredDetail, isExpired } from "./schedule.js";
 import type { UnitDoc, UnitStore } from "./store.js";
 
@@ -32,6 +33,8 @@ export interface UnitHost {
   annotate(doc: UnitDoc): Promise<void>;
   /** Followers waiting for new results. */
   wake(): void;
+  /** Results frames taken in, not yet written nor acknowledged (results-batch.ts). */
+  readonly pending: PendingResults;
 }
 
 export function isAttached(ws: WebSocket): boolean {
@@ -47,8 +50,15 @@ export function acceptAgent(ctx: DurableObjectState, grant: SocketGrant): Respon
   return new Response(null, { status: 101, webSocket: pair[0] });
 }
 
-export async function onAgentMessage(host: UnitHost, ws: WebSocket, doc: UnitDoc, msg: AgentDataMessage): Promise<void> {
+export async function onAgentMessage(host: UnitHost, ws: WebSocket, doc0: UnitDoc, msg: AgentDataMessage): Promise<void> {
+  let doc = doc0;
   const { nodeId, attached } = ws.deserializeAttachment() as AgentAttachment;
+  // Every other message sees the results as they stand: an attach resumes from the stored end, a
+  // finished is checked against it.
+  if (host.pending.size > 0) {
+    await writePending(host);
+    doc = host.store.doc() ?? doc;
+  }
   if (msg.type === "attach") return attach(host, ws, doc, nodeId, msg);
   if (!attached) return refuseAndClose(ws, { code: "not_assigned", message: "attach first" });
   switch (msg.type) {
@@ -90,20 +100,25 @@ function attach(host: UnitHost, ws: WebSocket, doc: UnitDoc, nodeId: string, msg
   if (doc.attachedAt === null) host.store.save({ ...doc, attachedAt: new Date().toISOString() });
   sendMessage(ws, {
     type: "attached",
-    unit: {
-      id: doc.id,
-      mesh: doc.mesh,
-      worktype: doc.worktype,
-      params: doc.params,
-      payloadSize: doc.payloadSize,
-      signature: doc.signature,
-      targetNode: doc.targetNode,
-    },
+    unit: assignmentOf(doc),
     state: doc.state,
     resultsOffset: doc.stdoutSize,
     cancel: doc.cancelRequested || isTerminal(doc.state),
     exitRecorded: doc.exitReported,
   });
+}
+
+/** What a node needs to know of the unit to run it (in `attached`, and in an inline start). */
+export function assignmentOf(doc: UnitDoc): Assignment {
+  return {
+    id: doc.id,
+    mesh: doc.mesh,
+    worktype: doc.worktype,
+    params: doc.params,
+    payloadSize: doc.payloadSize,
+    signature: doc.signature,
+    targetNode: doc.targetNode,
+  };
 }
 
 function sendPayload(store: UnitStore, ws: WebSocket, offset: number, end: number): void {
@@ -127,7 +142,7 @@ export async function onAgentResults(host: UnitHost, ws: WebSocket, doc: UnitDoc
   if (doc.state === "Released" || (isTerminal(doc.state) && doc.exitReported)) {
     return sendMessage(ws, { type: "closed", state: doc.state, exitRecorded: doc.exitReported });
   }
-  const plan = planFrame(doc.stdoutSize, frame.offset, frame.data.byteLength);
+  const plan = planFrame(host.pending.end(doc.stdoutSize), frame.offset, frame.data.byteLength);
   if (plan.action === "window") {
     return refuseAndClose(ws, { code: "window_exceeded", message: `results frame at ${frame.offset} is behind the ack window (from ${plan.oldest})` });
   }
@@ -135,17 +150,61 @@ export async function onAgentResults(host: UnitHost, ws: WebSocket, doc: UnitDoc
     return refuse(ws, { code: "results_gap", message: `results frame at ${frame.offset}, expected ${plan.expected}: resend from the last ack` });
   }
   if (plan.action === "append") {
-    const data = frame.data.subarray(plan.skip);
-    const end = doc.stdoutSize + data.byteLength;
-    host.store.append("results", doc.stdoutSize, data);
-    host.store.save({ ...doc, stdoutSize: end });
-    ingestEvents(host.store, { offset: doc.stdoutSize, data });
-    // Acknowledge only what is durable: wait for the write to be committed before the ack leaves.
-    await host.ctx.storage.sync();
-    host.wake();
-    return sendMessage(ws, { type: "results-ack", offset: end });
+    host.pending.add(doc.stdoutSize, host.pending.end(doc.stdoutSize), frame.data.subarray(plan.skip));
+    // Not awaited: the next frames must come in while this write's sync is under way, to join the next write.
+    void writePending(host);
+    return;
   }
-  sendMessage(ws, { type: "results-ack", offset: doc.stdoutSize });
+  // A resend of bytes already taken: acknowledge what is durable, once the pending ones are.
+  await writePending(host);
+  sendMessage(ws, { type: "results-ack", offset: host.store.doc()?.stdoutSize ?? doc.stdoutSize });
+}
+
+/**
+ * Writes the pending results frames and acknowledges them once durable: an ack never covers a byte
+ * a crash could lose. Frames that arrive meanwhile are written next, together (group commit, see
+ * results-batch.ts). Settles when nothing is pending any more.
+ */
+export function writePending(host: UnitHost): Promise<void> {
+  const pending = host.pending;
+  if (pending.writing) return pending.writing;
+  if (pending.size === 0) return Promise.resolve();
+  pending.writing = (async () => {
+    try {
+      while (pending.size > 0) await writeBatch(host);
+    } catch (error) {
+      // Its frames are lost and never acknowledged: drop the agent's socket, so that it comes back
+      // and sends them again from the last ack rather than wait for an ack that will never come.
+      pending.take();
+      logError("unit:results-write-failed", error, { unit: host.store.doc()?.id });
+      for (const agent of host.ctx.getWebSockets(AGENT_TAG)) agent.close(1011, "results write failed");
+    } finally {
+      // Never before the assignment below: with frames pending the loop awaits at least once.
+      pending.writing = null;
+    }
+  })();
+  return pending.writing;
+}
+
+/** One transaction of what is pending, then its ack. Dropped once the unit takes no more results (released, or its exit is in). */
+async function writeBatch(host: UnitHost): Promise<void> {
+  const chunks = host.pending.take();
+  const doc = host.store.doc();
+  if (!doc || doc.state === "Released" || (isTerminal(doc.state) && doc.exitReported)) return;
+  let end = doc.stdoutSize;
+  for (const chunk of chunks) {
+    // Taken against this same end: pending frames start where the stored ones stop.
+    if (chunk.offset !== end) throw new Error(`pending results at ${chunk.offset}, stored end ${end}`);
+    host.store.append("results", end, chunk.data);
+    end += chunk.data.byteLength;
+  }
+  host.store.save({ ...doc, stdoutSize: end });
+  for (const chunk of chunks) ingestEvents(host.store, chunk);
+  await host.ctx.storage.sync();
+  host.wake();
+  for (const agent of host.ctx.getWebSockets(AGENT_TAG)) {
+    if (agent.readyState === WebSocket.OPEN && isAttached(agent)) sendMessage(agent, { type: "results-ack", offset: end });
+  }
 }
 
 async function onFinished(host: UnitHost, ws: WebSocket, doc: UnitDoc, msg: Extract<AgentDataMessage, { type: "finished" }>): Promise<void> {
@@ -161,7 +220,7 @@ async function onFinished(host: UnitHost, ws: WebSocket, doc: UnitDoc, msg: Extr
   // A `started` lost with a dropped link leaves the unit Pending; it did run, so pass through Running.
   if (doc.state === "Pending" && !msg.detail) await host.move(doc, "Running", `running on ${doc.node}`, { startedAt: new Date().toISOString() });
   await host.move(host.store.doc()!, state, detail, { exitCode: msg.exitCode, exitReported: true, outputCut: msg.outputCut ?? null });
-  log("unit:finished", { unit: doc.id, state, detail, bytes: doc.stdoutSize });
+  log("unit:finished", { unit: doc.id, state, detail, bytes: doc.stdoutSize, resultsFrames: host.pending.frames, resultsWrites: host.pending.writes });
 }
 
 /**

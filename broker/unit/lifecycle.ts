@@ -14,6 +14,7 @@ import { sendMessage } from "../socket.js";
 import { meshObject } from "../stubs.js";
 import { AGENT_TAG, type UnitHost, isAttached } from "./agent-link.js";
 import { finishEvents } from "./event-log.js";
+import { PendingResults } from "./results-batch.js";
 import { SYNC_RETRY_MS, dueActions, expiredDetail, nextAlarm } from "./schedule.js";
 import type { UnitDoc, UnitStore } from "./store.js";
 
@@ -22,6 +23,8 @@ export class UnitLifecycle implements UnitHost {
   readonly waiters = new Waiters();
   /** Event pages rendered for followers; dropped with the results they were read from. */
   readonly pages = new PageCache();
+  /** Results frames taken in, written and acknowledged in batches (results-batch.ts). */
+  readonly pending = new PendingResults();
 
   constructor(
     readonly ctx: DurableObjectState,

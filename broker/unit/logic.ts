@@ -1,5 +1,5 @@
 /** Decisions of the Unit object, kept free of storage and sockets so they are tested alone. */
-import type { AgentDataMessage } from "../../shared/protocol.js";
+import { type AgentDataMessage, INLINE_PAYLOAD_BYTES } from "../../shared/protocol.js";
 import type { UnitState } from "../../shared/states.js";
 
 export type FramePlan =
@@ -24,6 +24,16 @@ export function planFrame(end: number, offset: number, length: number): FramePla
   if (offset < end - RESULTS_WINDOW) return { action: "window", oldest: end - RESULTS_WINDOW };
   if (offset + length <= end) return { action: "duplicate" };
   return { action: "append", skip: end - offset };
+}
+
+/**
+ * Whether an assignment carries the payload inline, so that the node may start the unit before it
+ * attaches: only to a node that asks for it (`wanted`: its work type has inlineStart), for a whole
+ * payload small enough, and never for a unit with a cancel on the way. Such a unit counts as
+ * attached from then on (planNodeLost): it may be running before the node says anything.
+ */
+export function planInlineStart(doc: { payloadComplete: boolean; payloadSize: number; cancelRequested: boolean }, wanted: boolean): boolean {
+  return wanted && doc.payloadComplete && !doc.cancelRequested && doc.payloadSize <= INLINE_PAYLOAD_BYTES;
 }
 
 type Finished = Extract<AgentDataMessage, { type: "finished" }>;

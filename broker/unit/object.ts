@@ -7,7 +7,7 @@
  */
 import { DurableObject } from "cloudflare:workers";
 import { type Result, fail, ok } from "../../shared/errors.js";
-import { PING, PONG, decodeAgentData } from "../../shared/protocol.js";
+import { type InlineStart, PING, PONG, decodeAgentData, fitsInline, toBase64 } from "../../shared/protocol.js";
 import { isTerminal } from "../../shared/states.js";
 import type { UnitRecord } from "../../shared/unit.js";
 import { type BrokerConfig, brokerConfig } from "../../shared/broker-config.js";
@@ -16,11 +16,20 @@ import { type Guarded, guard } from "../guard.js";
 import { log, logError } from "../log.js";
 import { completeClose, refuse, refuseAndClose, refusedSocket } from "../socket.js";
 import { socketGrant } from "../stubs.js";
-import { acceptAgent, isAttached, onAgentMessage, onAgentResults } from "./agent-link.js";
+import { acceptAgent, assignmentOf, isAttached, onAgentMessage, onAgentResults } from "./agent-link.js";
 import { artifactsResponse } from "./artifacts.js";
 import { eventsResponse } from "./event-log.js";
 import { UnitLifecycle } from "./lifecycle.js";
-import { type LostPlan, type UnreachablePlan, placedDetail, planNodeLeaving, planNodeLost, planNodeRemoved, planNodeUnreachable } from "./logic.js";
+import {
+  type LostPlan,
+  type UnreachablePlan,
+  placedDetail,
+  planInlineStart,
+  planNodeLeaving,
+  planNodeLost,
+  planNodeRemoved,
+  planNodeUnreachable,
+} from "./logic.js";
 import { resultsStream } from "./results.js";
 import { isExpired } from "./schedule.js";
 import { type InitUnit, type UnitDoc, UnitStore, newUnitDoc, publicRecord } from "./store.js";
@@ -108,8 +117,12 @@ export class UnitObject extends DurableObject<Env> {
     });
   }
 
-  /** Called by the Mesh when it places the unit on a node. Refused once the unit left Pending. */
-  assign(nodeId: string): Promise<Result<void>> {
+  /**
+   * Called by the Mesh when it places the unit on a node. Refused once the unit left Pending. With
+   * `inline` (the node's work type starts from an inline payload), the answer may carry what the
+   * assignment needs to start the unit at once (planInlineStart), else null.
+   */
+  assign(nodeId: string, { inline = false }: { inline?: boolean } = {}): Promise<Result<InlineStart | null>> {
     return this.guarded("assign", async () => {
       const doc = this.store.doc();
       if (!doc) return fail("unknown_unit", "no such unit");
@@ -121,8 +134,13 @@ export class UnitObject extends DurableObject<Env> {
         this.ctx.waitUntil(this.guarded("expire", () => this.life.runDue()).catch(() => {}));
         return fail("illegal_transition", "unit is past its time to live");
       }
-      this.store.save({ ...doc, node: nodeId, detail: `assigned to ${nodeId}` });
-      return ok(undefined);
+      const assigned: UnitDoc = { ...doc, node: nodeId, detail: `assigned to ${nodeId}` };
+      const start = planInlineStart(doc, inline)
+        ? { unit: assignmentOf(assigned), payload: toBase64(this.store.readRange("payload", 0, doc.payloadSize)) }
+        : null;
+      const sent = start && fitsInline(start) ? start : null;
+      this.store.save(sent ? { ...assigned, attachedAt: new Date().toISOString() } : assigned);
+      return ok(sent);
     });
   }
 

@@ -2,6 +2,7 @@
  * Item 2: submit → first result byte, one small unit at a time on a connected idle agent, broken
  * down by where the time goes. The work command is `date +%s%N`, so its one line of output says when
  * it really ran; the agent's log says when it got the assignment and when it spawned the command.
+ * Its work type has inlinestart (docs/agent.md): the empty payload comes in the assignment.
  */
 import type { BenchEnv } from "./env.js";
 import type { Row } from "./report.js";
@@ -19,7 +20,7 @@ interface Sample {
 }
 
 export async function latency(env: BenchEnv, units: number): Promise<Row> {
-  const agent = await env.startAgent(MESH, ["{worktype: now, command: date, params: '+%s%N'}"]);
+  const agent = await env.startAgent(MESH, ["{worktype: now, command: date, params: '+%s%N', inlinestart: true}"]);
   const timings: { id: string; submitted: number; accepted: number; firstByte: number; ranAt: number }[] = [];
   try {
     // Unmeasured: the first units also pay for the broker's and agent's code paths warming up.

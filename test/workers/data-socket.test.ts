@@ -57,6 +57,66 @@ describe("results frames", () => {
   });
 });
 
+describe("group commit of results (broker/unit/results-batch.ts)", () => {
+  /** As large as a frame may be (shared/frames.ts CHUNK_BYTES), as the agent sends them. */
+  const MIB = 1024 * 1024 - 1024;
+  /** `n` full frames, each filled with its own letter. */
+  const frames = (n: number) => Array.from({ length: n }, (_, i) => String.fromCharCode(97 + (i % 26)).repeat(MIB));
+
+  it("frames sent back to back are acknowledged together, an ack never past the bytes sent, the last at the end", async () => {
+    const id = await assigned(control);
+    const { data } = await attachUnit(endpoint, id, "hand");
+    data.ws.send(JSON.stringify({ type: "started", pid: 1 }));
+    const sent = frames(6);
+    for (const [i, text] of sent.entries()) data.results(i * MIB, text);
+    const acks: number[] = [];
+    while (acks.at(-1) !== 6 * MIB) {
+      const ack = await data.next();
+      expect(ack.type).toBe("results-ack");
+      acks.push((ack as { offset: number }).offset);
+    }
+    // At most one ack a frame (fewer when frames came in during a write: results-batch.ts), increasing.
+    console.log(`batched acks: ${acks.length} for 6 frames`);
+    expect(acks.length).toBeLessThanOrEqual(6);
+    expect(acks).toEqual([...acks].sort((a, b) => a - b));
+    expect((await api(mesh, "GET", `/units/${id}/results`)).body).toBe(sent.join(""));
+    expect(await unit(id)).toMatchObject({ state: "Running", stdoutSize: 6 * MIB });
+    data.close();
+  });
+
+  it("a link cut between the write and its ack: the next attach resumes from what is stored, the resend completes the stream byte for byte", async () => {
+    const id = await assigned(control);
+    const first = await attachUnit(endpoint, id, "hand");
+    first.data.ws.send(JSON.stringify({ type: "started", pid: 1 }));
+    const sent = frames(5);
+    // The socket goes while writes and acks are under way.
+    for (const [i, text] of sent.entries()) first.data.results(i * MIB, text);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    first.data.close();
+    const { data, attached } = await attachUnit(endpoint, id, "hand");
+    if (attached.type !== "attached") throw new Error("not attached");
+    const from = attached.resultsOffset;
+    // Whatever was stored is a prefix of what was sent, on a frame boundary, and nothing more.
+    expect(from % MIB).toBe(0);
+    expect(from).toBeLessThanOrEqual(5 * MIB);
+    expect(await unit(id)).toMatchObject({ stdoutSize: from });
+    for (let i = from / MIB; i < 5; i++) data.results(i * MIB, sent[i]!);
+    // And one frame from before the resume point, as a resend after a lost ack would be: dropped.
+    if (from > 0) data.results(from - MIB, sent[from / MIB - 1]!);
+    let last = from;
+    while (last !== 5 * MIB) {
+      const ack = await data.next();
+      expect(ack.type).toBe("results-ack");
+      last = (ack as { offset: number }).offset;
+      expect(last).toBeLessThanOrEqual(5 * MIB);
+    }
+    data.ws.send(JSON.stringify({ type: "finished", exitCode: 0, signal: null, resultsSize: 5 * MIB, canceled: false }));
+    await waitFor(async () => (await unit(id)).state === "Succeeded", "the unit to succeed");
+    expect((await api(mesh, "GET", `/units/${id}/results`)).body).toBe(sent.join(""));
+    data.close();
+  });
+});
+
 describe("finished", () => {
   it("is refused results_incomplete while the broker holds fewer bytes than it claims; the unit runs on", async () => {
     const id = await assigned(control);
