@@ -50,7 +50,12 @@ export default defineConfig({
         // Routes, auth, validation and each object's behaviour through the Worker's fetch and WebSockets,
         // no agent process: test/workers/harness.ts.
         plugins: [worker()],
-        test: { ...workers, name: "workers", include: ["test/workers/**/*.test.ts"], exclude: ["test/workers/quotas.test.ts"] },
+        test: {
+          ...workers,
+          name: "workers",
+          include: ["test/workers/**/*.test.ts"],
+          exclude: ["test/workers/quotas.test.ts"],
+        },
       },
       {
         // Quotas small enough to reach, on a Worker of their own.

@@ -10,7 +10,14 @@ import { join } from "node:path";
 import { CONTROL_RECONNECT, reconnectDelay, sleep } from "../shared/backoff.js";
 import { type DiskSpace, isLowDisk, lowDiskReason } from "../shared/disk.js";
 import type { ErrorBody } from "../shared/errors.js";
-import { type AgentControlMessage, type InlineStart, PROTOCOL_VERSION, type Versions, decodeBrokerControl, encode } from "../shared/protocol.js";
+import {
+  type AgentControlMessage,
+  type InlineStart,
+  PROTOCOL_VERSION,
+  type Versions,
+  decodeBrokerControl,
+  encode,
+} from "../shared/protocol.js";
 import type { WorkCommand } from "./config.js";
 import { DISK_CHECK_MS, sampleDisk, shouldReport } from "./disk.js";
 import { credentialBrokerElsewhere, credentialPath, loadCredential, saveCredential } from "./credential.js";
@@ -129,7 +136,10 @@ export class Agent {
         if (this.helloRefusal) failure = { kind: "refused", error: this.helloRefusal };
         else if (!this.stopped && !this.switchingToCredential) log.warn("control:disconnected", { code });
       } catch (error) {
-        failure = error instanceof SilentPeer ? { kind: "unreachable", error: error.message } : await probeHandshake(url, this.token);
+        failure =
+          error instanceof SilentPeer
+            ? { kind: "unreachable", error: error.message }
+            : await probeHandshake(url, this.token);
       }
       this.link = null;
       downSince ??= Date.now();
@@ -156,7 +166,11 @@ export class Agent {
     if (verdict.action === "stop") throw new AgentRefused(verdict.line);
     const event = failure.kind === "unreachable" ? "control:broker-unreachable" : "control:connect-failed";
     const message = `${verdict.reason}, retrying in ${(delay / 1000).toFixed(1)} s`;
-    this.opts.log.warn(event, { message, retryInMs: delay, ...(failure.kind === "unreachable" ? { error: failure.error } : {}) });
+    this.opts.log.warn(event, {
+      message,
+      retryInMs: delay,
+      ...(failure.kind === "unreachable" ? { error: failure.error } : {}),
+    });
   }
 
   /** Closes the control link; units already running finish and report first. */
@@ -203,18 +217,32 @@ export class Agent {
   /** Leaves when a lifetime limit is reached: tells the broker, then stops once nothing is held. */
   private checkLifetime(): void {
     if (this.leaving || this.stopped) return;
-    const state = { startedAt: this.startedAt, now: Date.now(), taken: this.taken, held: this.held, idleSince: this.idleSince };
+    const state = {
+      startedAt: this.startedAt,
+      now: Date.now(),
+      taken: this.taken,
+      held: this.held,
+      idleSince: this.idleSince,
+    };
     const reason = leaveReason(this.opts.lifetime ?? NO_LIMITS, state);
     if (!reason) return;
     this.leaving = reason;
-    this.opts.log.info("agent:leaving", { reason, held: this.held, hint: "the units held finish first; then the agent exits 0" });
+    this.opts.log.info("agent:leaving", {
+      reason,
+      held: this.held,
+      hint: "the units held finish first; then the agent exits 0",
+    });
     if (this.welcomed) this.send({ type: "leave", reason });
     if (this.held === 0) void this.stop();
   }
 
   /** A health check from the broker (health.ts): run the checks, answer with the agent's clock. */
   private async onProbe(id: string): Promise<void> {
-    const checks = await runHealthChecks({ workCommands: this.opts.workCommands, workDir: this.opts.workDir, minFreeBytes: this.opts.minFreeBytes });
+    const checks = await runHealthChecks({
+      workCommands: this.opts.workCommands,
+      workDir: this.opts.workDir,
+      minFreeBytes: this.opts.minFreeBytes,
+    });
     this.opts.log.info("agent:health-check", { failed: checks.filter((c) => !c.ok).map((c) => c.name) });
     this.send({ type: "probe-result", id, agentTime: Date.now(), checks });
   }
@@ -225,7 +253,10 @@ export class Agent {
     if (!disk) return;
     if (isLowDisk(disk) !== isLowDisk(this.disk)) {
       if (isLowDisk(disk))
-        this.opts.log.warn("disk:low", { message: `${lowDiskReason(disk)}: this node takes no units until space is freed`, dir: this.opts.workDir });
+        this.opts.log.warn("disk:low", {
+          message: `${lowDiskReason(disk)}: this node takes no units until space is freed`,
+          dir: this.opts.workDir,
+        });
       else if (this.disk) this.opts.log.info("disk:ok", { freeBytes: disk.freeBytes, minFreeBytes: disk.minFreeBytes });
     }
     this.disk = disk;
@@ -279,7 +310,8 @@ export class Agent {
         ...(action === "report" ? recovery.exit : {}),
         ...(action === "adopt" ? { pid: recovery.process.pid } : {}),
       });
-      if (recovery.action === "report" || recovery.action === "adopt") this.startRunner(unitId, recovery.work, recovery);
+      if (recovery.action === "report" || recovery.action === "adopt")
+        this.startRunner(unitId, recovery.work, recovery);
     }
     for (const { unitId, dir, recovery } of found) {
       if (recovery.action === "rerun" && this.opts.workCommands.some((w) => w.worktype === recovery.work.worktype)) {
@@ -298,12 +330,14 @@ export class Agent {
   private onAssign(unitId: string, worktype: string, fromSpool = false, start?: InlineStart): void {
     if (this.runners.has(unitId) || this.waiting.some((w) => w.unitId === unitId)) return;
     // Sent before the broker heard this agent is leaving: back to the queue, for another node.
-    if (this.leaving) return this.reject(unitId, { code: "node_leaving", message: `this agent is leaving: ${this.leaving}` });
+    if (this.leaving)
+      return this.reject(unitId, { code: "node_leaving", message: `this agent is leaving: ${this.leaving}` });
     // Sampled at each assignment too, so that a crossing of --min-free (the last unit's output
     // filling the disk) reaches the broker before its next dispatch rather than up to 5 s later.
     void this.checkDisk();
     const work = this.opts.workCommands.find((w) => w.worktype === worktype);
-    if (!work) return this.reject(unitId, { code: "unknown_worktype", message: `this node has no work type ${worktype}` });
+    if (!work)
+      return this.reject(unitId, { code: "unknown_worktype", message: `this node has no work type ${worktype}` });
     if (!fromSpool) this.taken += 1;
     if (this.runners.size >= this.opts.capacity) {
       // The broker frees a slot when a unit ends, which can reach us before this agent has
@@ -318,7 +352,12 @@ export class Agent {
     this.checkLifetime();
   }
 
-  private startRunner(unitId: string, work: WorkCommand, resumed?: Extract<Recovery, { action: "report" | "adopt" }>, inline?: InlineStart): void {
+  private startRunner(
+    unitId: string,
+    work: WorkCommand,
+    resumed?: Extract<Recovery, { action: "report" | "adopt" }>,
+    inline?: InlineStart,
+  ): void {
     const runner = new UnitRunner({
       unitId,
       workCommand: work,

@@ -6,7 +6,18 @@ import { parseArgs } from "node:util";
 import { NAME_PATTERN } from "../shared/ids.js";
 import { loadCaFile, plainHttpWarning } from "../shared/node/tls.js";
 import { Agent } from "./agent.js";
-import { AGENT_DEFAULTS, ANSIBLE_RUNNER_WORK, type WorkCommand, bytes, capacity, duration, loadConfig, outputCap, positiveInt, setting } from "./config.js";
+import {
+  AGENT_DEFAULTS,
+  ANSIBLE_RUNNER_WORK,
+  type WorkCommand,
+  bytes,
+  capacity,
+  duration,
+  loadConfig,
+  outputCap,
+  positiveInt,
+  setting,
+} from "./config.js";
 import { LEVELS, type Level, createLogger } from "../shared/node/log.js";
 import { onPath, probeVersions } from "./probe.js";
 import { REPLAY_FILE, ReplayCache } from "./replay.js";
@@ -87,7 +98,8 @@ async function main(argv: string[]): Promise<void> {
   const token = values.token ?? env.MESH_TOKEN ?? fail("give a token: --token TOKEN or MESH_TOKEN");
   if (!/^https?:\/\//.test(broker)) fail(`--broker must be an http(s) URL, got "${broker}"`);
   const level = values["log-level"] ?? env.MESH_LOG_LEVEL ?? D.logLevel;
-  if (!(LEVELS as readonly string[]).includes(level)) fail(`--log-level must be one of ${LEVELS.join(", ")}, got "${level}"`);
+  if (!(LEVELS as readonly string[]).includes(level))
+    fail(`--log-level must be one of ${LEVELS.join(", ")}, got "${level}"`);
   const log = createLogger(level as Level);
   const insecure = plainHttpWarning(broker);
   if (insecure) {
@@ -97,12 +109,17 @@ async function main(argv: string[]): Promise<void> {
   const caFile = values["ca-file"] ?? env.MESH_CA_FILE;
   // The undici package only with --ca-file: an idle agent otherwise never loads it (socket.ts).
   const dispatcher = caFile
-    ? new (await import("undici")).Agent({ connect: { ca: await loadCaFile(caFile).catch((e: Error) => fail(`--ca-file: ${e.message}`)) } })
+    ? new (await import("undici")).Agent({
+        connect: { ca: await loadCaFile(caFile).catch((e: Error) => fail(`--ca-file: ${e.message}`)) },
+      })
     : undefined;
 
   const configPath = values.config ?? env.MESH_AGENT_CONFIG;
-  const config = configPath ? await loadConfig(configPath) : { nodeId: null, workCommands: [], verifyKey: null, ignored: [] };
-  for (const key of new Set(config.ignored)) log.info("config:ignored-entry", { entry: key, reason: "not used by mesh-agent" });
+  const config = configPath
+    ? await loadConfig(configPath)
+    : { nodeId: null, workCommands: [], verifyKey: null, ignored: [] };
+  for (const key of new Set(config.ignored))
+    log.info("config:ignored-entry", { entry: key, reason: "not used by mesh-agent" });
   let workCommands: WorkCommand[] = config.workCommands;
   if (!configPath && (await onPath("ansible-runner"))) {
     workCommands = [ANSIBLE_RUNNER_WORK];
@@ -113,7 +130,11 @@ async function main(argv: string[]): Promise<void> {
     workCommands = workCommands.map((w) => ({ ...w, outputcap: w.outputcap ?? cap.raw }));
   }
   if (workCommands.length === 0) {
-    fail(configPath ? `${configPath} defines no work-command entries` : "no work types: ansible-runner is not on PATH and no --config was given");
+    fail(
+      configPath
+        ? `${configPath} defines no work-command entries`
+        : "no work types: ansible-runner is not on PATH and no --config was given",
+    );
   }
 
   const nodeId =
@@ -129,7 +150,8 @@ async function main(argv: string[]): Promise<void> {
   const tagItems = values.tag ?? (env.MESH_TAGS ? env.MESH_TAGS.split(",").filter(Boolean) : []);
   const workDir = values["work-dir"] ?? env.MESH_WORK_DIR ?? D.workDir;
 
-  const keyPaths = values["verify-key"] ?? (env.MESH_VERIFY_KEY ? [env.MESH_VERIFY_KEY] : config.verifyKey ? [config.verifyKey] : []);
+  const keyPaths =
+    values["verify-key"] ?? (env.MESH_VERIFY_KEY ? [env.MESH_VERIFY_KEY] : config.verifyKey ? [config.verifyKey] : []);
   const verifying = workCommands.filter((w) => w.verifysignature).map((w) => w.worktype);
   if (verifying.length > 0 && keyPaths.length === 0) {
     fail(
@@ -137,7 +159,8 @@ async function main(argv: string[]): Promise<void> {
     );
   }
   const keys = await Promise.all(keyPaths.map(loadVerifyKey));
-  const verifier = keys.length > 0 ? new WorkVerifier(keys, { nodeId, mesh }, new ReplayCache(join(workDir, REPLAY_FILE))) : null;
+  const verifier =
+    keys.length > 0 ? new WorkVerifier(keys, { nodeId, mesh }, new ReplayCache(join(workDir, REPLAY_FILE))) : null;
 
   const cancelGrace = setting(values["cancel-grace"], "--cancel-grace", env, "MESH_CANCEL_GRACE");
   const minFree = setting(values["min-free"], "--min-free", env, "MESH_MIN_FREE");
@@ -150,7 +173,12 @@ async function main(argv: string[]): Promise<void> {
     token,
     nodeId,
     workDir,
-    capacity: capacity(setting(values.capacity, "--capacity", env, "MESH_CAPACITY") ?? { raw: String(availableParallelism()), from: "the CPU count" }),
+    capacity: capacity(
+      setting(values.capacity, "--capacity", env, "MESH_CAPACITY") ?? {
+        raw: String(availableParallelism()),
+        from: "the CPU count",
+      },
+    ),
     tags: keyValues("--tag", tagItems),
     workCommands,
     versions: await probeVersions(packageVersion()),
@@ -177,7 +205,14 @@ async function main(argv: string[]): Promise<void> {
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
-  log.info("agent:start", { broker, mesh, node: nodeId, workTypes: workCommands.map((w) => w.worktype), verifying, verifyKeys: keyPaths });
+  log.info("agent:start", {
+    broker,
+    mesh,
+    node: nodeId,
+    workTypes: workCommands.map((w) => w.worktype),
+    verifying,
+    verifyKeys: keyPaths,
+  });
   await agent.run();
   // Left by a lifetime limit (lifetime.ts): drained, the broker told; nothing is left to do.
   if (agent.leaving) {

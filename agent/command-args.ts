@@ -7,9 +7,13 @@ import type { WorkCommand } from "./config.js";
 import { unitEnvironment } from "./unit-env.js";
 
 /** Command-line arguments of a work command: its params, then runtime params where allowed. */
-export function commandArgs(work: WorkCommand, unitParams: Record<string, string>): { args: string[] } | { error: string } {
+export function commandArgs(
+  work: WorkCommand,
+  unitParams: Record<string, string>,
+): { args: string[] } | { error: string } {
   const runtime = unitParams.params ?? "";
-  if (runtime !== "" && !work.allowruntimeparams) return { error: `work type ${work.worktype} does not allow runtime params` };
+  if (runtime !== "" && !work.allowruntimeparams)
+    return { error: `work type ${work.worktype} does not allow runtime params` };
   const texts = runtime === "" ? [work.params] : [work.params, runtime];
   // shell-quote drops the braces of ${X} before we could keep it literal; refuse rather than alter it.
   if (texts.some((t) => t.includes("${"))) return { error: "params may not contain ${…}" };

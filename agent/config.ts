@@ -32,11 +32,18 @@ export const WorkCommand = z
      */
     inlinestart: z.boolean().optional(),
     /** Environment variables the command gets besides unit-env.ts's defaults: names, or prefixes ending in `*`. */
-    envallow: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*\*?$/, "envallow entries are variable names, or prefixes ending in *")).default([]),
+    envallow: z
+      .array(
+        z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*\*?$/, "envallow entries are variable names, or prefixes ending in *"),
+      )
+      .default([]),
     /** The agent's own: keep about this much of a unit's results, head and tail (shared/output-cap.ts), e.g. 4MiB. */
     outputcap: z
       .string()
-      .refine((text) => (parseBytes(text) ?? 0) >= MIN_OUTPUT_CAP, `outputcap is a size of at least ${MIN_OUTPUT_CAP / 1024} KiB, such as 4MiB`)
+      .refine(
+        (text) => (parseBytes(text) ?? 0) >= MIN_OUTPUT_CAP,
+        `outputcap is a size of at least ${MIN_OUTPUT_CAP / 1024} KiB, such as 4MiB`,
+      )
       .optional(),
   })
   // A misspelt key (allowRuntimeParams) would silently keep a default: refuse it instead.
@@ -67,7 +74,8 @@ export function parseConfig(text: string, source = "config"): FileConfig {
     throw new ConfigError(`${source}: not valid YAML (${error instanceof Error ? error.message : String(error)})`);
   }
   if (doc === null || doc === undefined) doc = [];
-  if (!Array.isArray(doc)) throw new ConfigError(`${source}: expected a list of entries such as "- work-command: {...}"`);
+  if (!Array.isArray(doc))
+    throw new ConfigError(`${source}: expected a list of entries such as "- work-command: {...}"`);
   const config: FileConfig = { nodeId: null, workCommands: [], verifyKey: null, ignored: [] };
   doc.forEach((entry: unknown, index) => {
     if (typeof entry !== "object" || entry === null || Array.isArray(entry) || Object.keys(entry).length !== 1) {
@@ -78,7 +86,9 @@ export function parseConfig(text: string, source = "config"): FileConfig {
       const parsed = WorkCommand.safeParse(value);
       if (!parsed.success) {
         const issue = parsed.error.issues[0];
-        throw new ConfigError(`${source}: work-command ${index + 1}: ${issue?.path.join(".") || "entry"}: ${issue?.message}`);
+        throw new ConfigError(
+          `${source}: work-command ${index + 1}: ${issue?.path.join(".") || "entry"}: ${issue?.message}`,
+        );
       }
       if (config.workCommands.some((w) => w.worktype === parsed.data.worktype)) {
         throw new ConfigError(`${source}: work type ${parsed.data.worktype} is defined twice`);
@@ -86,11 +96,13 @@ export function parseConfig(text: string, source = "config"): FileConfig {
       config.workCommands.push(parsed.data);
     } else if (key === "node") {
       const id = (value as { id?: unknown } | null)?.id;
-      if (typeof id !== "string" || !NAME_PATTERN.test(id)) throw new ConfigError(`${source}: node.id must be 1-64 characters of [A-Za-z0-9._-]`);
+      if (typeof id !== "string" || !NAME_PATTERN.test(id))
+        throw new ConfigError(`${source}: node.id must be 1-64 characters of [A-Za-z0-9._-]`);
       config.nodeId = id;
     } else if (key === "work-verification") {
       const path = typeof value === "string" ? value : (value as { publickey?: unknown } | null)?.publickey;
-      if (typeof path !== "string" || path === "") throw new ConfigError(`${source}: work-verification needs publickey: PATH (an Ed25519 public key in PEM)`);
+      if (typeof path !== "string" || path === "")
+        throw new ConfigError(`${source}: work-verification needs publickey: PATH (an Ed25519 public key in PEM)`);
       config.verifyKey = path;
     } else {
       config.ignored.push(key);
@@ -136,14 +148,20 @@ export interface Setting {
 }
 
 /** The flag's value, else the environment variable's, else undefined. */
-export function setting(flagValue: string | undefined, flag: string, env: NodeJS.ProcessEnv, variable: string): Setting | undefined {
+export function setting(
+  flagValue: string | undefined,
+  flag: string,
+  env: NodeJS.ProcessEnv,
+  variable: string,
+): Setting | undefined {
   if (flagValue !== undefined) return { raw: flagValue, from: flag };
   const raw = env[variable];
   return raw === undefined ? undefined : { raw, from: variable };
 }
 
 export function positiveInt(value: Setting): number {
-  if (!/^\d+$/.test(value.raw) || Number(value.raw) < 1) usage(`${value.from} must be a positive integer, got "${value.raw}"`);
+  if (!/^\d+$/.test(value.raw) || Number(value.raw) < 1)
+    usage(`${value.from} must be a positive integer, got "${value.raw}"`);
   return Number(value.raw);
 }
 

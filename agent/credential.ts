@@ -13,7 +13,12 @@ export interface CredentialScope {
   nodeId: string;
 }
 
-const Stored = z.object({ broker: z.string(), mesh: z.string(), nodeId: z.string(), credential: z.string().regex(/^mnc_[A-Za-z0-9_-]{43}$/) });
+const Stored = z.object({
+  broker: z.string(),
+  mesh: z.string(),
+  nodeId: z.string(),
+  credential: z.string().regex(/^mnc_[A-Za-z0-9_-]{43}$/),
+});
 
 export function credentialPath(workDir: string): string {
   return join(workDir, "credential.json");
@@ -41,7 +46,9 @@ export async function loadCredential(workDir: string, scope: CredentialScope): P
  */
 export async function credentialBrokerElsewhere(workDir: string, scope: CredentialScope): Promise<string | null> {
   const stored = await readStored(workDir);
-  return stored && stored.mesh === scope.mesh && stored.nodeId === scope.nodeId && stored.broker !== scope.broker ? stored.broker : null;
+  return stored && stored.mesh === scope.mesh && stored.nodeId === scope.nodeId && stored.broker !== scope.broker
+    ? stored.broker
+    : null;
 }
 
 /** Written whole or not at all, readable by this user only, and on disk before it is relied on. */
@@ -65,7 +72,8 @@ export async function saveCredential(workDir: string, scope: CredentialScope, cr
  */
 export async function rebindCredential(workDir: string, scope: CredentialScope): Promise<string | null> {
   const stored = await readStored(workDir);
-  if (!stored || stored.mesh !== scope.mesh || stored.nodeId !== scope.nodeId || stored.broker === scope.broker) return null;
+  if (!stored || stored.mesh !== scope.mesh || stored.nodeId !== scope.nodeId || stored.broker === scope.broker)
+    return null;
   await saveCredential(workDir, scope, stored.credential);
   return stored.broker;
 }

@@ -59,7 +59,8 @@ export function localFailureDetail(nodeId: string, doing: string, error: unknown
 export async function writeAll(file: Pick<FileHandle, "write">, data: Uint8Array, position: number): Promise<void> {
   for (let done = 0; done < data.byteLength; ) {
     const { bytesWritten } = await file.write(data, done, data.byteLength - done, position + done);
-    if (bytesWritten === 0) throw Object.assign(new Error("no space left on device (a write made no progress)"), { code: "ENOSPC" });
+    if (bytesWritten === 0)
+      throw Object.assign(new Error("no space left on device (a write made no progress)"), { code: "ENOSPC" });
     done += bytesWritten;
   }
 }

@@ -20,7 +20,9 @@ export const EXIT_FILE = "exit";
 /** The outcome of a process that ended while no agent watched and left no exit file. */
 export const NO_EXIT_STATUS = "agent restarted; the unit's process ended without recording its exit status";
 
-const Signal = z.custom<NodeJS.Signals>((value) => typeof value === "string" && Object.hasOwn(constants.signals, value));
+const Signal = z.custom<NodeJS.Signals>(
+  (value) => typeof value === "string" && Object.hasOwn(constants.signals, value),
+);
 
 /** The exit file supervise.js writes: how the command ended, or why it never started. */
 const ExitFile = z
@@ -29,7 +31,9 @@ const ExitFile = z
     z.strictObject({ code: z.null(), signal: Signal }),
     z.strictObject({ code: z.null(), signal: z.null(), error: z.string().min(1) }),
   ])
-  .transform((exit): Exit => ({ exitCode: exit.code, signal: exit.signal, error: "error" in exit ? exit.error : null })) satisfies z.ZodType<Exit, ExitRecord>;
+  .transform(
+    (exit): Exit => ({ exitCode: exit.code, signal: exit.signal, error: "error" in exit ? exit.error : null }),
+  ) satisfies z.ZodType<Exit, ExitRecord>;
 
 /** Anything but what supervise.js writes (a torn write, a file from an older agent) is no status. */
 export function parseExitFile(text: string): Exit | null {

@@ -12,7 +12,11 @@ import type { WorkCommand } from "./config.js";
 import { sampleDisk } from "./disk.js";
 import { commandOutput } from "./probe.js";
 
-export async function runHealthChecks(opts: { workCommands: readonly WorkCommand[]; workDir: string; minFreeBytes: number }): Promise<HealthCheck[]> {
+export async function runHealthChecks(opts: {
+  workCommands: readonly WorkCommand[];
+  workDir: string;
+  minFreeBytes: number;
+}): Promise<HealthCheck[]> {
   const needsRunner = opts.workCommands.some((w) => basename(w.command) === "ansible-runner");
   const [runner, podmanVersion, podmanInfo, disk] = await Promise.all([
     commandOutput("ansible-runner", ["--version"]),
@@ -23,7 +27,11 @@ export async function runHealthChecks(opts: { workCommands: readonly WorkCommand
   return [
     runner.ok
       ? { name: "ansible-runner", ok: true, detail: `ansible-runner ${runner.output.split(/\s+/).pop() ?? ""}`.trim() }
-      : { name: "ansible-runner", ok: !needsRunner, detail: `--version: ${runner.error}${needsRunner ? "" : " (no work type of this node runs it)"}` },
+      : {
+          name: "ansible-runner",
+          ok: !needsRunner,
+          detail: `--version: ${runner.error}${needsRunner ? "" : " (no work type of this node runs it)"}`,
+        },
     podmanCheck(
       podmanVersion,
       podmanInfo,
@@ -34,7 +42,9 @@ export async function runHealthChecks(opts: { workCommands: readonly WorkCommand
       : {
           name: "disk",
           ok: !isLowDisk(disk),
-          detail: lowDiskReason(disk) ?? `${Math.floor(disk.freeBytes / 2 ** 20)} MiB free (--min-free ${Math.floor(disk.minFreeBytes / 2 ** 20)} MiB)`,
+          detail:
+            lowDiskReason(disk) ??
+            `${Math.floor(disk.freeBytes / 2 ** 20)} MiB free (--min-free ${Math.floor(disk.minFreeBytes / 2 ** 20)} MiB)`,
         },
   ];
 }

@@ -27,7 +27,8 @@ export const NO_LIMITS: LifetimeLimits = { maxUnits: null, idleExitMs: null, max
 
 /** Why the agent should leave now, or null to stay. */
 export function leaveReason(limits: LifetimeLimits, state: LifetimeState): string | null {
-  if (limits.maxUnits !== null && state.taken >= limits.maxUnits) return `took its ${limits.maxUnits} unit${limits.maxUnits === 1 ? "" : "s"} (--max-units)`;
+  if (limits.maxUnits !== null && state.taken >= limits.maxUnits)
+    return `took its ${limits.maxUnits} unit${limits.maxUnits === 1 ? "" : "s"} (--max-units)`;
   if (limits.maxUptimeMs !== null && state.now - state.startedAt >= limits.maxUptimeMs)
     return `ran for ${Math.round(limits.maxUptimeMs / 1000)} s (--max-uptime)`;
   if (limits.idleExitMs !== null && state.held === 0 && state.now - state.idleSince >= limits.idleExitMs) {
@@ -36,4 +37,5 @@ export function leaveReason(limits: LifetimeLimits, state: LifetimeState): strin
   return null;
 }
 
-export const hasLimits = (limits: LifetimeLimits) => limits.maxUnits !== null || limits.idleExitMs !== null || limits.maxUptimeMs !== null;
+export const hasLimits = (limits: LifetimeLimits) =>
+  limits.maxUnits !== null || limits.idleExitMs !== null || limits.maxUptimeMs !== null;

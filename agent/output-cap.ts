@@ -27,7 +27,13 @@ export class ResultsSource {
   }
 
   /** Reads up to `length` stream bytes at `at` into `buffer`; 0 when none are available (yet). */
-  async read(file: PositionalReader, buffer: Buffer, length: number, at: number, ended: { size: () => Promise<number> } | null): Promise<number> {
+  async read(
+    file: PositionalReader,
+    buffer: Buffer,
+    length: number,
+    at: number,
+    ended: { size: () => Promise<number> } | null,
+  ): Promise<number> {
     if (this.cap === null) return (await file.read(buffer, 0, length, at)).bytesRead;
     await this.findHead(file);
     if (at < this.head) return (await file.read(buffer, 0, Math.min(length, this.head - at), at)).bytesRead;

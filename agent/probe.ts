@@ -11,7 +11,10 @@ async function output(command: string, args: string[]): Promise<string | null> {
 }
 
 /** A command's trimmed stdout, or why it gave none (not found on PATH, exit status, timeout), in one line without the command. */
-export async function commandOutput(command: string, args: string[]): Promise<{ ok: true; output: string } | { ok: false; error: string }> {
+export async function commandOutput(
+  command: string,
+  args: string[],
+): Promise<{ ok: true; output: string } | { ok: false; error: string }> {
   try {
     const { stdout } = await run(command, args, { timeout: 15_000 });
     return { ok: true, output: stdout.trim() };

@@ -40,7 +40,8 @@ async function isExecutableFile(path: string): Promise<boolean> {
 
 /** Why `command` could not start; checked before spawning so that the unit's detail says it plainly. */
 async function cannotRun(command: string, cwd: string): Promise<string | null> {
-  if (command.includes("/")) return (await isExecutableFile(resolvePath(cwd, command))) ? null : "not an executable file";
+  if (command.includes("/"))
+    return (await isExecutableFile(resolvePath(cwd, command))) ? null : "not an executable file";
   for (const dir of (process.env.PATH ?? "").split(delimiter).filter(Boolean)) {
     if (await isExecutableFile(resolvePath(cwd, dir, command))) return null;
   }
@@ -69,7 +70,12 @@ const supervisorEnv = () => unitEnvironment(process.env, [], []);
  * leader of a new process group (detached: setsid), so that a cancel reaches the whole group.
  */
 export function spawnSupervisor(): ChildProcess {
-  return spawn(process.execPath, [SUPERVISOR], { cwd: "/", stdio: ["pipe", "ignore", "ignore"], detached: true, env: supervisorEnv() });
+  return spawn(process.execPath, [SUPERVISOR], {
+    cwd: "/",
+    stdio: ["pipe", "ignore", "ignore"],
+    detached: true,
+    env: supervisorEnv(),
+  });
 }
 
 export async function startProcess(opts: {
@@ -120,7 +126,11 @@ export async function startProcess(opts: {
         signal: null,
         error: `cannot start ${opts.command}: its supervisor ended before it got the command (${undelivered})`,
       };
-      resolve(readExitFile(opts.spoolDir).then((exit) => exit ?? (undelivered === null ? { exitCode: code, signal, error: null } : lost)));
+      resolve(
+        readExitFile(opts.spoolDir).then(
+          (exit) => exit ?? (undelivered === null ? { exitCode: code, signal, error: null } : lost),
+        ),
+      );
     });
   });
   const signalGroup = (signal: NodeJS.Signals) => {

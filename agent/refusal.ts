@@ -45,8 +45,13 @@ export function judgeFailure(failure: ControlFailure, node: NodeIdentity): Verdi
       );
     }
     if (status === 401)
-      return stop(`the broker refused the join token${said(error)}; give a token of role agent with --token or MESH_TOKEN (meshctl token create --role agent)`);
-    if (status === 403) return stop(`the broker refused to let this agent join${said(error)}; give a token of role agent with --token or MESH_TOKEN`);
+      return stop(
+        `the broker refused the join token${said(error)}; give a token of role agent with --token or MESH_TOKEN (meshctl token create --role agent)`,
+      );
+    if (status === 403)
+      return stop(
+        `the broker refused to let this agent join${said(error)}; give a token of role agent with --token or MESH_TOKEN`,
+      );
     // 5xx, 429, a proxy's 502, or a handshake that failed for another reason: passing states.
     return retry(`broker answered ${status}${said(error)}`);
   }
@@ -57,9 +62,12 @@ export function judgeFailure(failure: ControlFailure, node: NodeIdentity): Verdi
     );
   }
   if (error.code === "node_taken") {
-    return stop(`${error.message}; start with another --node-id, or have an admin run \`${removeNode}\` and start again to join anew`);
+    return stop(
+      `${error.message}; start with another --node-id, or have an admin run \`${removeNode}\` and start again to join anew`,
+    );
   }
-  if (error.code === "unsupported_protocol") return stop(`${error.message}; run a mesh-agent version that matches the broker`);
+  if (error.code === "unsupported_protocol")
+    return stop(`${error.message}; run a mesh-agent version that matches the broker`);
   return retry(`broker refused the hello: ${error.code}: ${error.message}`);
 }
 

@@ -53,7 +53,8 @@ export class ReplayCache {
       throw new Error(`${this.path} is not JSON; remove it only if no signed unit is still valid`);
     }
     const parsed = CacheFile.safeParse(json);
-    if (!parsed.success) throw new Error(`${this.path} is not a signed-units file; remove it only if no signed unit is still valid`);
+    if (!parsed.success)
+      throw new Error(`${this.path} is not a signed-units file; remove it only if no signed unit is still valid`);
     return parsed.data.units;
   }
 

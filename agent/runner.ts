@@ -1,7 +1,13 @@
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { errorMessage } from "../shared/node/log.js";
-import { type AgentDataMessage, type Assignment, type InlineStart, PROTOCOL_VERSION, encode } from "../shared/protocol.js";
+import {
+  type AgentDataMessage,
+  type Assignment,
+  type InlineStart,
+  PROTOCOL_VERSION,
+  encode,
+} from "../shared/protocol.js";
 import { type UnitState, isTerminal } from "../shared/states.js";
 import { explainExit, localFailureDetail } from "./disk.js";
 import type { Exit } from "./exit-file.js";
@@ -16,7 +22,9 @@ import { type UnitLinkOptions, keepLinked } from "./unit-link.js";
 import { type Attached, type UnitHandlers, unitMessages } from "./unit-messages.js";
 import { type UnitStartOptions, startUnit } from "./unit-start.js";
 
-export interface RunnerOptions extends UnitStartOptions, Pick<UnitLinkOptions, "dataUrl" | "token" | "pingIntervalMs" | "dispatcher"> {
+export interface RunnerOptions
+  extends UnitStartOptions,
+    Pick<UnitLinkOptions, "dataUrl" | "token" | "pingIntervalMs" | "dispatcher"> {
   nodeId: string;
   cancelGraceMs: number;
   /** Set for a unit an earlier run of this agent started. */
@@ -61,7 +69,11 @@ export class UnitRunner {
     this.payloadPath = join(opts.unitDir, "payload");
     this.resultsPath = join(opts.unitDir, "stdout");
     this.record = new SpoolRecord(opts.unitDir, newRecord(opts.unitId, opts.workCommand));
-    this.download = new PayloadDownload({ path: this.payloadPath, onComplete: () => this.payloadComplete(), onError: (e) => this.abort(e) });
+    this.download = new PayloadDownload({
+      path: this.payloadPath,
+      onComplete: () => this.payloadComplete(),
+      onError: (e) => this.abort(e),
+    });
     const { outputcap } = opts.workCommand;
     this.upload = new ResultsUpload({ path: this.resultsPath, cap: outputcap ? parseBytes(outputcap) : null });
     // Never start a resumed unit again: an earlier run of the agent did (adopt: run() follows its process).
@@ -137,7 +149,8 @@ export class UnitRunner {
   /** The unit is final at the broker: drop the spool, or stop the command and report what is left (decideOnClosed). */
   private unitClosed(state: UnitState, exitRecorded: boolean, attaching = false): void {
     // Ran: the command ran here (or its outcome is known), so its spool holds finished work.
-    if (decideOnClosed(state, exitRecorded, this.process !== null || this.exit !== null) === "drop") return void this.close(`unit is ${state}`);
+    if (decideOnClosed(state, exitRecorded, this.process !== null || this.exit !== null) === "drop")
+      return void this.close(`unit is ${state}`);
     if (this.judged) return;
     this.judged = true;
     this.opts.log.warn("unit:judged-while-away", {
@@ -249,7 +262,15 @@ export class UnitRunner {
     this.to("reported");
     const { exitCode, signal, error } = exit;
     const cut = this.upload.cut;
-    this.send({ type: "finished", exitCode, signal, resultsSize, canceled, ...(error ? { detail: error } : {}), ...(cut ? { outputCut: cut } : {}) });
+    this.send({
+      type: "finished",
+      exitCode,
+      signal,
+      resultsSize,
+      canceled,
+      ...(error ? { detail: error } : {}),
+      ...(cut ? { outputCut: cut } : {}),
+    });
   }
 
   /** Ends a unit that cannot run here; the report goes out now, or on the next attach. */
@@ -263,7 +284,12 @@ export class UnitRunner {
   private abort(error: unknown): void {
     const doing = DOING[this.phase];
     const detail = beforeRun(this.phase) ? localFailureDetail(this.opts.nodeId, doing, error) : undefined;
-    this.opts.log.error("unit:failed-locally", { unit: this.id, doing, error: errorMessage(error), ...(detail ? { detail } : {}) });
+    this.opts.log.error("unit:failed-locally", {
+      unit: this.id,
+      doing,
+      error: errorMessage(error),
+      ...(detail ? { detail } : {}),
+    });
     if (detail) this.reportWithoutRunning(detail, false);
   }
 

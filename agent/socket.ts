@@ -40,16 +40,28 @@ type WebSocketClass = typeof WebSocket;
  * Agent of the package, which the built-in WebSocket is not guaranteed to accept: the package's
  * WebSocket takes it.
  */
-export async function webSocketClass(dispatcher: Dispatcher | undefined, builtIn: unknown = globalThis.WebSocket): Promise<WebSocketClass> {
+export async function webSocketClass(
+  dispatcher: Dispatcher | undefined,
+  builtIn: unknown = globalThis.WebSocket,
+): Promise<WebSocketClass> {
   if (dispatcher === undefined && typeof builtIn === "function") return builtIn as WebSocketClass;
   return (await import("undici")).WebSocket;
 }
 
-export async function openLink(url: string, token: string, handlers: LinkHandlers, pingIntervalMs: number, dispatcher?: Dispatcher): Promise<Link> {
+export async function openLink(
+  url: string,
+  token: string,
+  handlers: LinkHandlers,
+  pingIntervalMs: number,
+  dispatcher?: Dispatcher,
+): Promise<Link> {
   const WebSocket = await webSocketClass(dispatcher);
   return new Promise((resolve, reject) => {
     // The dispatcher carries --ca-file's CAs (an undici Agent with connect.ca); without it, Node's roots and NODE_EXTRA_CA_CERTS.
-    const ws = new WebSocket(url, { headers: { authorization: `Bearer ${token}` }, ...(dispatcher ? { dispatcher } : {}) });
+    const ws = new WebSocket(url, {
+      headers: { authorization: `Bearer ${token}` },
+      ...(dispatcher ? { dispatcher } : {}),
+    });
     ws.binaryType = "arraybuffer";
     let lastHeard = Date.now();
     let opened = false;
@@ -138,7 +150,10 @@ export async function probeHandshake(url: string, token: string, timeoutMs = 5_0
   http.protocol = http.protocol === "wss:" ? "https:" : "http:";
   let response: Response;
   try {
-    response = await fetch(http, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(timeoutMs) });
+    response = await fetch(http, {
+      headers: { authorization: `Bearer ${token}` },
+      signal: AbortSignal.timeout(timeoutMs),
+    });
   } catch (error) {
     // fetch says only "fetch failed"; the cause says why (ECONNREFUSED, a DNS failure…).
     const cause = error instanceof Error && error.cause instanceof Error ? error.cause.message : null;
@@ -146,6 +161,9 @@ export async function probeHandshake(url: string, token: string, timeoutMs = 5_0
   }
   const body = (await response.json().catch(() => null)) as { error?: unknown } | null;
   const error = body?.error as Partial<ErrorBody> | undefined;
-  const known = error && isErrorCode(error.code) && typeof error.message === "string" ? { code: error.code, message: error.message } : null;
+  const known =
+    error && isErrorCode(error.code) && typeof error.message === "string"
+      ? { code: error.code, message: error.message }
+      : null;
   return { kind: "answered", status: response.status, error: known };
 }

@@ -66,7 +66,11 @@ export function decideRecovery(record: UnitRecord | null, exit: Exit | null, run
   if (!record) return { action: "drop", reason: `no readable ${RECORD_FILE}` };
   const { work } = record;
   if (exit) return { action: "report", work, exit };
-  const lost = (detail: string): Recovery => ({ action: "report", work, exit: { exitCode: null, signal: null, error: detail } });
+  const lost = (detail: string): Recovery => ({
+    action: "report",
+    work,
+    exit: { exitCode: null, signal: null, error: detail },
+  });
   switch (record.phase) {
     case "assigned":
       return { action: "rerun", work };

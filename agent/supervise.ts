@@ -70,7 +70,8 @@ function exitLike(code: number | null, signal: NodeJS.Signals | null): void {
   process.exit(128 + constants.signals[signal]);
 }
 
-const isStrings = (value: unknown): value is string[] => Array.isArray(value) && value.every((v) => typeof v === "string");
+const isStrings = (value: unknown): value is string[] =>
+  Array.isArray(value) && value.every((v) => typeof v === "string");
 
 function parseSpec(line: string): SuperviseSpec | null {
   try {

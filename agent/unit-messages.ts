@@ -45,7 +45,8 @@ export function unitMessages(unit: string, h: UnitHandlers, log: Logger): LinkHa
           return h.unitClosed(msg.state, msg.exitRecorded);
         case "error":
           log.warn("unit:broker-error", { unit, ...msg.error });
-          if (msg.error.code === "not_assigned" || msg.error.code === "unknown_unit") return h.refused(msg.error.message);
+          if (msg.error.code === "not_assigned" || msg.error.code === "unknown_unit")
+            return h.refused(msg.error.message);
           return h.fault(msg.error.code);
       }
     },

@@ -44,7 +44,13 @@ export type Started = { started: true } | { refused: string } | { closed: true }
 export async function startUnit(ctx: StartContext): Promise<Started> {
   const { unit, workCommand: work } = ctx;
   if (work.verifysignature) {
-    const refusal = await checkSignature(ctx.verifier, unit, { unitId: ctx.unitId, worktype: work.worktype }, ctx.payloadPath, ctx.log);
+    const refusal = await checkSignature(
+      ctx.verifier,
+      unit,
+      { unitId: ctx.unitId, worktype: work.worktype },
+      ctx.payloadPath,
+      ctx.log,
+    );
     if (ctx.isClosed()) return { closed: true };
     if (refusal) return { refused: refusal };
   }
@@ -62,7 +68,11 @@ export async function startUnit(ctx: StartContext): Promise<Started> {
   });
   ctx.onSpawned(child);
   if (child.pid !== null) {
-    await ctx.record.save({ phase: "started", process: await identifyProcess(child.pid), startedAt: new Date().toISOString() });
+    await ctx.record.save({
+      phase: "started",
+      process: await identifyProcess(child.pid),
+      startedAt: new Date().toISOString(),
+    });
   }
   return { started: true };
 }

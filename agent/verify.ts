@@ -8,7 +8,15 @@ import { createPublicKey, type KeyObject, verify } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { CliError, EXIT_USAGE } from "../shared/node/cli.js";
 import type { Logger } from "../shared/node/log.js";
-import { type Checked, type ClaimedUnit, type UnitClaims, checkClaims, parseSignature, refuse, refusalDetail } from "../shared/signing.js";
+import {
+  type Checked,
+  type ClaimedUnit,
+  type UnitClaims,
+  checkClaims,
+  parseSignature,
+  refuse,
+  refusalDetail,
+} from "../shared/signing.js";
 import type { ReplayCache } from "./replay.js";
 
 /** A --verify-key that is no usable public key: exits 2, as a wrong option does. */
@@ -28,7 +36,9 @@ export async function loadVerifyKey(path: string): Promise<KeyObject> {
     throw new KeyError(`cannot read verify key ${path}: ${error instanceof Error ? error.message : String(error)}`);
   }
   if (pem.includes("PRIVATE KEY"))
-    throw new KeyError(`${path} holds a private key; give the agent only the public key (meshctl keygen writes it as verify-key.pem)`);
+    throw new KeyError(
+      `${path} holds a private key; give the agent only the public key (meshctl keygen writes it as verify-key.pem)`,
+    );
   let key: KeyObject;
   try {
     key = createPublicKey(pem);
@@ -36,7 +46,9 @@ export async function loadVerifyKey(path: string): Promise<KeyObject> {
     throw new KeyError(`${path} is not a PEM public key`);
   }
   if (key.asymmetricKeyType !== "ed25519")
-    throw new KeyError(`${path} is an ${key.asymmetricKeyType ?? "unknown"} key; signed work uses Ed25519 (make one with meshctl keygen)`);
+    throw new KeyError(
+      `${path} is an ${key.asymmetricKeyType ?? "unknown"} key; signed work uses Ed25519 (make one with meshctl keygen)`,
+    );
   return key;
 }
 
@@ -47,7 +59,11 @@ export interface SignedUnit extends ClaimedUnit {
 
 /** What a runner needs: a verdict on one unit whose payload is complete at `payloadPath`. */
 export interface UnitVerifier {
-  verify(unit: SignedUnit, local: { unitId: string; worktype: string }, payloadPath: string): Promise<Checked<UnitClaims>>;
+  verify(
+    unit: SignedUnit,
+    local: { unitId: string; worktype: string },
+    payloadPath: string,
+  ): Promise<Checked<UnitClaims>>;
 }
 
 export class WorkVerifier implements UnitVerifier {
@@ -58,23 +74,37 @@ export class WorkVerifier implements UnitVerifier {
     private readonly now: () => number = Date.now,
   ) {}
 
-  async verify(unit: SignedUnit, local: { unitId: string; worktype: string }, payloadPath: string): Promise<Checked<UnitClaims>> {
-    if (unit.signature === null) return refuse("unsigned", `work type ${local.worktype} runs only signed units (meshctl work submit --sign-key)`);
+  async verify(
+    unit: SignedUnit,
+    local: { unitId: string; worktype: string },
+    payloadPath: string,
+  ): Promise<Checked<UnitClaims>> {
+    if (unit.signature === null)
+      return refuse("unsigned", `work type ${local.worktype} runs only signed units (meshctl work submit --sign-key)`);
     const parsed = parseSignature(unit.signature);
     if (!parsed.ok) return parsed;
     const { claims, signed, signature } = parsed.value;
     if (!this.keys.some((key) => verify(null, signed, key, signature))) {
       return refuse("bad_signature", "the signature does not verify with this agent's public key");
     }
-    const checked = checkClaims(claims, unit, { ...this.node, ...local, payloadSha256: await sha256File(payloadPath), now: this.now() });
+    const checked = checkClaims(claims, unit, {
+      ...this.node,
+      ...local,
+      payloadSha256: await sha256File(payloadPath),
+      now: this.now(),
+    });
     if (!checked.ok) return checked;
     let fresh: boolean;
     try {
       fresh = await this.replay.claim(`${claims.mesh}/${claims.unitId}`, claims.exp, this.now());
     } catch (error) {
-      return refuse("replay_cache_failed", `cannot record the unit as used: ${error instanceof Error ? error.message : String(error)}`);
+      return refuse(
+        "replay_cache_failed",
+        `cannot record the unit as used: ${error instanceof Error ? error.message : String(error)}`,
+      );
     }
-    if (!fresh) return refuse("replayed", `unit ${claims.unitId} was already accepted by this node; a signed unit runs once`);
+    if (!fresh)
+      return refuse("replayed", `unit ${claims.unitId} was already accepted by this node; a signed unit runs once`);
     return checked;
   }
 }

@@ -26,7 +26,8 @@ async function isBootstrapToken(presented: string, expected: string | undefined)
 export async function authenticate(header: string | undefined, env: Env, mesh: string): Promise<Principal> {
   const presented = bearerToken(header);
   if (!presented) throw new MeshError("unauthorized", "missing bearer token: send `Authorization: Bearer <token>`");
-  if (await isBootstrapToken(presented, env.ADMIN_TOKEN)) return { kind: "token", tokenId: "bootstrap", role: "admin", mesh: null };
+  if (await isBootstrapToken(presented, env.ADMIN_TOKEN))
+    return { kind: "token", tokenId: "bootstrap", role: "admin", mesh: null };
   if (SECRET_PATTERN.test(presented)) {
     const principal = await accessObject(env, mesh).authenticate(mesh, await secretDigest(presented));
     if (principal) return principal;
@@ -40,7 +41,10 @@ export function authorize(principal: Principal, permission: Permission): void {
     throw new MeshError("forbidden", `a node credential (node ${principal.nodeId}) may only connect as its own node`);
   }
   if (!roleAllows(principal.role, permission)) {
-    const what = permission === "results" ? "read raw results (they carry the job's environment unmasked); read the unit's events or artifacts" : permission;
+    const what =
+      permission === "results"
+        ? "read raw results (they carry the job's environment unmasked); read the unit's events or artifacts"
+        : permission;
     throw new MeshError("forbidden", `${article(principal.role)} ${principal.role} token may not ${what}`);
   }
 }
@@ -53,10 +57,12 @@ export function may(principal: Principal, permission: Permission): boolean {
 /** The agent sockets: a node credential acts only as its own node; a join token (agent/admin) may join. */
 export function authorizeNode(principal: Principal, nodeId: string): { joining: boolean } {
   if (principal.kind === "node") {
-    if (principal.nodeId !== nodeId) throw new MeshError("forbidden", `this credential belongs to node ${principal.nodeId}, not ${nodeId}`);
+    if (principal.nodeId !== nodeId)
+      throw new MeshError("forbidden", `this credential belongs to node ${principal.nodeId}, not ${nodeId}`);
     return { joining: false };
   }
-  if (!roleAllows(principal.role, "join")) throw new MeshError("forbidden", `${article(principal.role)} ${principal.role} token may not join`);
+  if (!roleAllows(principal.role, "join"))
+    throw new MeshError("forbidden", `${article(principal.role)} ${principal.role} token may not join`);
   return { joining: true };
 }
 

@@ -68,14 +68,24 @@ export interface FeedQuery {
 }
 
 /** The answer to a feed request: SSE when the client accepts it, else one JSON page. */
-export function feedResponse(feed: Feed, query: FeedQuery, after: number, keepaliveMs: number, extra: Record<string, unknown>): Response {
-  if (wantsEventStream(query.accept)) return new Response(sseStream(feed, after, keepaliveMs), { headers: SSE_HEADERS });
+export function feedResponse(
+  feed: Feed,
+  query: FeedQuery,
+  after: number,
+  keepaliveMs: number,
+  extra: Record<string, unknown>,
+): Response {
+  if (wantsEventStream(query.accept))
+    return new Response(sseStream(feed, after, keepaliveMs), { headers: SSE_HEADERS });
   const limit = Number(query.limit ?? 100);
   return new Response(jsonPage(feed, after, limit, extra), { headers: { "content-type": "application/json" } });
 }
 
 export function badResumePoint(): Response {
-  return Response.json({ error: { code: "bad_request", message: "after / Last-Event-ID must be a non-negative integer" } }, { status: 400 });
+  return Response.json(
+    { error: { code: "bad_request", message: "after / Last-Event-ID must be a non-negative integer" } },
+    { status: 400 },
+  );
 }
 
 /**

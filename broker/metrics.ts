@@ -39,7 +39,8 @@ export function formatValue(value: number): string {
 function formatLabels(labels: Labels | undefined): string {
   const entries = Object.entries(labels ?? {});
   if (entries.length === 0) return "";
-  for (const [key] of entries) if (!LABEL.test(key) || key.startsWith("__")) throw new Error(`invalid label name ${key}`);
+  for (const [key] of entries)
+    if (!LABEL.test(key) || key.startsWith("__")) throw new Error(`invalid label name ${key}`);
   return `{${entries.map(([k, v]) => `${k}="${escapeValue(v)}"`).join(",")}}`;
 }
 
@@ -49,7 +50,8 @@ export function renderExposition(families: readonly Family[]): string {
   for (const family of families) {
     if (!NAME.test(family.name)) throw new Error(`invalid metric name ${family.name}`);
     lines.push(`# HELP ${family.name} ${escapeHelp(family.help)}`, `# TYPE ${family.name} ${family.type}`);
-    for (const sample of family.samples) lines.push(`${family.name}${sample.suffix ?? ""}${formatLabels(sample.labels)} ${formatValue(sample.value)}`);
+    for (const sample of family.samples)
+      lines.push(`${family.name}${sample.suffix ?? ""}${formatLabels(sample.labels)} ${formatValue(sample.value)}`);
   }
   return `${lines.join("\n")}\n`;
 }
@@ -64,12 +66,21 @@ export function bucketOf(bounds: readonly number[], value: number): number {
  * A histogram's samples from per-bucket counts (not cumulative: `counts[i]` observations fell in
  * bucket i, the last one being +Inf), as the format wants them: cumulative `_bucket`s, `_sum`, `_count`.
  */
-export function histogramSamples(bounds: readonly number[], counts: readonly number[], sum: number, labels: Labels = {}): Sample[] {
+export function histogramSamples(
+  bounds: readonly number[],
+  counts: readonly number[],
+  sum: number,
+  labels: Labels = {},
+): Sample[] {
   const samples: Sample[] = [];
   let running = 0;
   for (let i = 0; i <= bounds.length; i++) {
     running += counts[i] ?? 0;
-    samples.push({ suffix: "_bucket", labels: { ...labels, le: i < bounds.length ? formatValue(bounds[i]!) : "+Inf" }, value: running });
+    samples.push({
+      suffix: "_bucket",
+      labels: { ...labels, le: i < bounds.length ? formatValue(bounds[i]!) : "+Inf" },
+      value: running,
+    });
   }
   samples.push({ suffix: "_sum", labels, value: sum }, { suffix: "_count", labels, value: running });
   return samples;

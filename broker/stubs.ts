@@ -13,7 +13,8 @@ export const meshObject = (env: Env, mesh: string) => env.MESH.get(env.MESH.idFr
 
 export const accessObject = (env: Env, mesh: string) => env.ACCESS.get(env.ACCESS.idFromName(mesh));
 
-export const unitObject = (env: Env, mesh: string, unit: string) => env.UNIT.get(env.UNIT.idFromName(`${mesh}/${unit}`));
+export const unitObject = (env: Env, mesh: string, unit: string) =>
+  env.UNIT.get(env.UNIT.idFromName(`${mesh}/${unit}`));
 
 export type MeshStub = ReturnType<typeof meshObject>;
 export type UnitStub = ReturnType<typeof unitObject>;
@@ -32,7 +33,9 @@ const GRANT_HEADER = "mesh-socket-grant";
 
 /** The upgrade request the Worker sends an object: nothing of the client's request but the upgrade. */
 export function upgradeRequest(grant: SocketGrant): Request {
-  return new Request("https://object/socket", { headers: { upgrade: "websocket", [GRANT_HEADER]: JSON.stringify(grant) } });
+  return new Request("https://object/socket", {
+    headers: { upgrade: "websocket", [GRANT_HEADER]: JSON.stringify(grant) },
+  });
 }
 
 /** The grant of an upgrade request from the Worker; null if it carries none (a programming error). */

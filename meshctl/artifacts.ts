@@ -16,7 +16,8 @@ export async function saveArtifacts(client: EventsClient, id: string, file: stri
   const response = await client.get(`/units/${encodeURIComponent(id)}/artifacts`, {});
   const checked = checkedTar(response.body);
   if (file === "-") {
-    for await (const chunk of checked) if (!stdout.write(chunk)) await new Promise((resolve) => stdout.once("drain", resolve));
+    for await (const chunk of checked)
+      if (!stdout.write(chunk)) await new Promise((resolve) => stdout.once("drain", resolve));
     return;
   }
   const temp = join(dirname(file), `.${basename(file)}.${randomBytes(4).toString("hex")}.part`);

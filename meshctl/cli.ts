@@ -87,7 +87,8 @@ async function trustingFetch(caFile: string): Promise<typeof fetch> {
   const ca = await loadCaFile(caFile).catch((e: Error) => usage(`--ca-file: ${e.message}`));
   const undici = await import("undici");
   const dispatcher = new undici.Agent({ connect: { ca } });
-  return ((input: string, init?: RequestInit) => undici.fetch(input, { ...(init as object), dispatcher })) as unknown as typeof fetch;
+  return ((input: string, init?: RequestInit) =>
+    undici.fetch(input, { ...(init as object), dispatcher })) as unknown as typeof fetch;
 }
 
 const printJson = (value: unknown) => process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
@@ -257,7 +258,12 @@ async function main(argv: string[]): Promise<number> {
     }
     case "artifacts": {
       const id = rest[0] ?? usage("work artifacts needs a unit id");
-      await saveArtifacts(client, id, values.out ?? usage("give the file: -o FILE, or -o - for stdout"), process.stdout);
+      await saveArtifacts(
+        client,
+        id,
+        values.out ?? usage("give the file: -o FILE, or -o - for stdout"),
+        process.stdout,
+      );
       return 0;
     }
     case "cancel":
@@ -289,10 +295,20 @@ async function nodeCommand(client: MeshClient, sub: string | undefined, rest: st
   return 0;
 }
 
-async function tokenCommand(client: MeshClient, sub: string | undefined, rest: string[], values: { role?: string; name?: string }): Promise<number> {
+async function tokenCommand(
+  client: MeshClient,
+  sub: string | undefined,
+  rest: string[],
+  values: { role?: string; name?: string },
+): Promise<number> {
   switch (sub) {
     case "create":
-      printJson(await client.createToken(values.role ?? usage("token create needs --role admin|submit|read|agent"), values.name));
+      printJson(
+        await client.createToken(
+          values.role ?? usage("token create needs --role admin|submit|read|agent"),
+          values.name,
+        ),
+      );
       return 0;
     case "list":
       printJson(await client.tokens());

@@ -75,7 +75,11 @@ export class MeshClient {
     private readonly fetcher: typeof fetch = fetch,
   ) {}
 
-  private url(path: string, query: Record<string, string | undefined> = {}, repeated: Record<string, readonly string[]> = {}): string {
+  private url(
+    path: string,
+    query: Record<string, string | undefined> = {},
+    repeated: Record<string, readonly string[]> = {},
+  ): string {
     const url = new URL(this.broker);
     url.pathname = `${url.pathname.replace(/\/$/, "")}/v1/meshes/${encodeURIComponent(this.mesh)}${path}`;
     for (const [k, v] of Object.entries(query)) if (v !== undefined) url.searchParams.set(k, v);
@@ -111,7 +115,11 @@ export class MeshClient {
       if (options.signal?.aborted) throw error;
       // fetch says only "fetch failed"; the cause says why (ECONNREFUSED, a DNS failure…).
       const cause = error instanceof Error && error.cause instanceof Error ? error.cause : error;
-      throw new MeshApiError("unreachable", `cannot reach the broker at ${this.broker}: ${cause instanceof Error ? cause.message : String(cause)}`, 0);
+      throw new MeshApiError(
+        "unreachable",
+        `cannot reach the broker at ${this.broker}: ${cause instanceof Error ? cause.message : String(cause)}`,
+        0,
+      );
     }
     if (response.status >= 400) {
       const text = await response.text();
@@ -129,7 +137,11 @@ export class MeshClient {
     return response;
   }
 
-  private async json<T>(method: "GET" | "POST" | "DELETE", path: string, query?: Record<string, string | undefined>): Promise<T> {
+  private async json<T>(
+    method: "GET" | "POST" | "DELETE",
+    path: string,
+    query?: Record<string, string | undefined>,
+  ): Promise<T> {
     const response = await this.call(method, path, query ? { query } : {});
     return (await response.json()) as T;
   }
@@ -143,15 +155,24 @@ export class MeshClient {
   release = (id: string) => this.json<UnitRecord>("DELETE", `/units/${encodeURIComponent(id)}`);
   tokens = () => this.json<TokenInfo[]>("GET", "/tokens");
   revokeToken = (id: string) => this.json<TokenInfo>("DELETE", `/tokens/${encodeURIComponent(id)}`);
-  removeNode = (id: string) => this.json<{ node: string; revoked: boolean; removed: boolean }>("DELETE", `/nodes/${encodeURIComponent(id)}`);
-  pauseNode = (id: string) => this.json<{ node: string; paused: boolean }>("POST", `/nodes/${encodeURIComponent(id)}/pause`);
-  resumeNode = (id: string) => this.json<{ node: string; paused: boolean }>("POST", `/nodes/${encodeURIComponent(id)}/resume`);
+  removeNode = (id: string) =>
+    this.json<{ node: string; revoked: boolean; removed: boolean }>("DELETE", `/nodes/${encodeURIComponent(id)}`);
+  pauseNode = (id: string) =>
+    this.json<{ node: string; paused: boolean }>("POST", `/nodes/${encodeURIComponent(id)}/pause`);
+  resumeNode = (id: string) =>
+    this.json<{ node: string; paused: boolean }>("POST", `/nodes/${encodeURIComponent(id)}/resume`);
   checkNode = (id: string) => this.json<HealthReport>("POST", `/nodes/${encodeURIComponent(id)}/check`);
   metrics = async () => (await this.call("GET", "/metrics")).text();
 
   /** A GET whose body the caller reads as it arrives (events, artifacts); errors as for every call. */
-  get = (path: string, options: { query?: Record<string, string | undefined>; headers?: Record<string, string>; signal?: AbortSignal } = {}) =>
-    this.call("GET", path, options);
+  get = (
+    path: string,
+    options: {
+      query?: Record<string, string | undefined>;
+      headers?: Record<string, string>;
+      signal?: AbortSignal;
+    } = {},
+  ) => this.call("GET", path, options);
 
   async createToken(role: string, name?: string): Promise<TokenInfo & { token: string }> {
     const response = await this.call("POST", "/tokens", {
@@ -192,7 +213,11 @@ export class MeshClient {
    * the unit is final. Returns the offset reached. Aborting `signal` (the reader went away) ends
    * it with the signal's reason, also while it waits for `out` to drain.
    */
-  async results(id: string, out: Writable, options: { offset?: number; follow?: boolean; signal?: AbortSignal } = {}): Promise<number> {
+  async results(
+    id: string,
+    out: Writable,
+    options: { offset?: number; follow?: boolean; signal?: AbortSignal } = {},
+  ): Promise<number> {
     const { signal } = options;
     let offset = options.offset ?? 0;
     const outage = new Outage(this.ride);

@@ -14,7 +14,10 @@ import { Outage, type RidePolicy } from "./ride.js";
 /** What printing events needs from the client (client.ts). */
 export interface EventsClient {
   readonly ride: RidePolicy;
-  get(path: string, options: { query?: Record<string, string | undefined>; headers?: Record<string, string>; signal?: AbortSignal }): Promise<Response>;
+  get(
+    path: string,
+    options: { query?: Record<string, string | undefined>; headers?: Record<string, string>; signal?: AbortSignal },
+  ): Promise<Response>;
 }
 
 export interface EventsPage {
@@ -70,7 +73,12 @@ export class SseParser {
 }
 
 /** Prints each event as one line of compact JSON; with `follow`, until the unit has ended. */
-export async function printEvents(client: EventsClient, id: string, out: Writable, options: { after: number; follow: boolean }): Promise<void> {
+export async function printEvents(
+  client: EventsClient,
+  id: string,
+  out: Writable,
+  options: { after: number; follow: boolean },
+): Promise<void> {
   const path = `/units/${encodeURIComponent(id)}/events`;
   if (!options.follow) {
     for (let after = options.after; ; ) {

@@ -35,7 +35,8 @@ export function printStatus(status: MeshStatus, out: Writable): void {
     );
   // Why a node takes no units; `lowDisk` is absent from brokers before the disk report.
   for (const n of status.nodes) if (n.lowDisk) out.write(`\nnode ${n.nodeId} takes no units: ${n.lowDisk}`);
-  for (const n of status.nodes) if (n.connected && n.hold && !n.lowDisk) out.write(`\nnode ${n.nodeId} takes no new units: ${n.hold}`);
+  for (const n of status.nodes)
+    if (n.connected && n.hold && !n.lowDisk) out.write(`\nnode ${n.nodeId} takes no new units: ${n.hold}`);
   out.write(`\nmesh ${status.mesh}: ${status.units.pending} pending, ${status.units.running} running\n`);
 }
 

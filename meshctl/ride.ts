@@ -56,7 +56,9 @@ export class Outage {
     if (!this.told && now - this.since >= NOTICE_AFTER_MS) {
       this.told = true;
       const reason = error instanceof Error ? error.message : String(error);
-      this.policy.notice(`broker unreachable (${reason}); retrying for up to ${formatDuration(this.policy.retryForMs)}`);
+      this.policy.notice(
+        `broker unreachable (${reason}); retrying for up to ${formatDuration(this.policy.retryForMs)}`,
+      );
     }
     await this.wait(Math.max(100, backoffDelay(this.attempt++, BACKOFF)));
   }

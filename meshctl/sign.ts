@@ -35,7 +35,8 @@ async function writeNew(path: string, text: string, mode: number): Promise<void>
   try {
     file = await open(path, "wx", mode);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "EEXIST") throw new SigningError(`${path} exists already; choose another --out directory`);
+    if ((error as NodeJS.ErrnoException).code === "EEXIST")
+      throw new SigningError(`${path} exists already; choose another --out directory`);
     throw error;
   }
   try {
@@ -50,7 +51,9 @@ export async function loadSigningKey(path: string): Promise<KeyObject> {
   try {
     pem = await readFile(path, "utf8");
   } catch (error) {
-    throw new SigningError(`cannot read signing key ${path}: ${error instanceof Error ? error.message : String(error)}`);
+    throw new SigningError(
+      `cannot read signing key ${path}: ${error instanceof Error ? error.message : String(error)}`,
+    );
   }
   let key: KeyObject;
   try {
@@ -59,7 +62,9 @@ export async function loadSigningKey(path: string): Promise<KeyObject> {
     throw new SigningError(`${path} is not a PEM private key (meshctl keygen makes one)`);
   }
   if (key.asymmetricKeyType !== "ed25519")
-    throw new SigningError(`${path} is an ${key.asymmetricKeyType ?? "unknown"} key; signed work uses Ed25519 (meshctl keygen makes one)`);
+    throw new SigningError(
+      `${path} is an ${key.asymmetricKeyType ?? "unknown"} key; signed work uses Ed25519 (meshctl keygen makes one)`,
+    );
   return key;
 }
 

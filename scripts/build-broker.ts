@@ -22,22 +22,30 @@ const TYPES: Record<string, string> = {
 
 async function main(): Promise<void> {
   await rm(OUT, { recursive: true, force: true });
-  const built = spawnSync(process.execPath, [join(ROOT, "node_modules/wrangler/bin/wrangler.js"), "deploy", "--dry-run", "--outdir", OUT], {
-    cwd: ROOT,
-    stdio: ["ignore", "pipe", "inherit"],
-    env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "1", NO_COLOR: "1" },
-  });
+  const built = spawnSync(
+    process.execPath,
+    [join(ROOT, "node_modules/wrangler/bin/wrangler.js"), "deploy", "--dry-run", "--outdir", OUT],
+    {
+      cwd: ROOT,
+      stdio: ["ignore", "pipe", "inherit"],
+      env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "1", NO_COLOR: "1" },
+    },
+  );
   if (built.status !== 0) throw new Error(`wrangler deploy --dry-run failed (${built.status})`);
   await rm(join(OUT, "README.md"), { force: true });
 
   const config = unstable_readConfig({ config: join(ROOT, "wrangler.toml") });
-  if (!config.assets?.directory || !config.assets.binding) throw new Error("wrangler.toml has no [assets] directory and binding");
+  if (!config.assets?.directory || !config.assets.binding)
+    throw new Error("wrangler.toml has no [assets] directory and binding");
   const manifest = Manifest.parse({
     name: config.name,
     compatibilityDate: config.compatibility_date,
     compatibilityFlags: config.compatibility_flags,
     vars: Object.fromEntries(Object.entries(config.vars).map(([k, v]) => [k, String(v)])),
-    durableObjects: config.durable_objects.bindings.map((b: { name: string; class_name: string }) => ({ binding: b.name, className: b.class_name })),
+    durableObjects: config.durable_objects.bindings.map((b: { name: string; class_name: string }) => ({
+      binding: b.name,
+      className: b.class_name,
+    })),
     sqliteClasses: config.migrations.flatMap((m: { new_sqlite_classes?: string[] }) => m.new_sqlite_classes ?? []),
     assetsBinding: config.assets.binding,
     // Declared in wrangler.toml's comments and README: `wrangler secret put ADMIN_TOKEN`.

@@ -32,7 +32,16 @@ export async function startServe(opts: ServeOptions): Promise<LocalBroker> {
   const tls = opts.tls ? ["--tls-cert", opts.tls.cert, "--tls-key", opts.tls.key] : [];
   const child = spawn(
     process.execPath,
-    [join(opts.root, SERVE_BIN), "serve", "--state", opts.stateDir, "--listen", `127.0.0.1:${opts.port ?? 0}`, ...tls, ...vars],
+    [
+      join(opts.root, SERVE_BIN),
+      "serve",
+      "--state",
+      opts.stateDir,
+      "--listen",
+      `127.0.0.1:${opts.port ?? 0}`,
+      ...tls,
+      ...vars,
+    ],
     {
       // Its own process group, so stop() ends serve and its workerd, and nothing else.
       detached: true,

@@ -34,7 +34,9 @@ async function agentToken(brokerUrl: string, admin: string): Promise<string> {
   if (existsSync(file)) {
     const kept = (await readFile(file, "utf8")).trim();
     // 403: a token the broker knows (an agent token may not read status); 401: made for state since deleted.
-    const known = await fetch(`${brokerUrl}/v1/meshes/default/status`, { headers: { authorization: `Bearer ${kept}` } });
+    const known = await fetch(`${brokerUrl}/v1/meshes/default/status`, {
+      headers: { authorization: `Bearer ${kept}` },
+    });
     if (known.status !== 401) return kept;
   }
   const response = await fetch(`${brokerUrl}/v1/meshes/default/tokens`, {
@@ -42,7 +44,8 @@ async function agentToken(brokerUrl: string, admin: string): Promise<string> {
     headers: { authorization: `Bearer ${admin}`, "content-type": "application/json" },
     body: JSON.stringify({ role: "agent", name: "npm start's local agent" }),
   });
-  if (response.status !== 201) throw new Error(`could not create the local agent's token: HTTP ${response.status} ${await response.text()}`);
+  if (response.status !== 201)
+    throw new Error(`could not create the local agent's token: HTTP ${response.status} ${await response.text()}`);
   const { token } = (await response.json()) as { token: string };
   await writeFile(file, `${token}\n`, { mode: 0o600 });
   return token;
@@ -89,7 +92,9 @@ async function main(): Promise<void> {
   // or one made by an earlier version on wrangler dev, which kept them in state/v3): a credential
   // the local agent holds was issued by another broker's state, and would be refused.
   const freshBroker = !existsSync(join(STATE, "state", "do"));
-  console.log(`Starting the broker (mesh-broker serve on workerd; state in ${shown(join(STATE, "state"))}, log in ${shown(join(STATE, "broker.log"))}) …`);
+  console.log(
+    `Starting the broker (mesh-broker serve on workerd; state in ${shown(join(STATE, "state"))}, log in ${shown(join(STATE, "broker.log"))}) …`,
+  );
   const broker = await startBroker({ stateDir: join(STATE, "state"), token, logFile: join(STATE, "broker.log"), port });
 
   const hasRunner = await onPath("ansible-runner");
@@ -109,7 +114,9 @@ async function main(): Promise<void> {
   const credential = credentialPath(workDir);
   if (freshBroker && existsSync(credential)) {
     await rename(credential, `${credential}.old`);
-    console.log(`The broker's state is new: the local agent joins anew (its old credential is kept in ${shown(`${credential}.old`)}).`);
+    console.log(
+      `The broker's state is new: the local agent joins anew (its old credential is kept in ${shown(`${credential}.old`)}).`,
+    );
   }
   // The same state dir is the same broker on whatever port it listens now: the local node's
   // credential stays valid for it (else the agent's join would be refused: the node has joined).
@@ -119,7 +126,12 @@ async function main(): Promise<void> {
   const agentLog = createWriteStream(agentLogPath, { flags: "a" });
   const agent: ChildProcess = spawn(process.execPath, [AGENT, "--config", config, "--work-dir", workDir], {
     stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, MESH_BROKER: broker.url, MESH_TOKEN: await agentToken(broker.url, token), MESH_ID: "default" },
+    env: {
+      ...process.env,
+      MESH_BROKER: broker.url,
+      MESH_TOKEN: await agentToken(broker.url, token),
+      MESH_ID: "default",
+    },
   });
   agent.stdout?.pipe(agentLog);
   agent.stderr?.pipe(agentLog);
@@ -145,13 +157,19 @@ async function main(): Promise<void> {
   process.on("SIGINT", () => void shutdown(0));
   process.on("SIGTERM", () => void shutdown(0));
 
-  for (let i = 0; i < 50 && (await run(`node ${MESHCTL} status --json | grep -q '"connected": true'`, env)) !== 0; i++) {
+  for (
+    let i = 0;
+    i < 50 && (await run(`node ${MESHCTL} status --json | grep -q '"connected": true'`, env)) !== 0;
+    i++
+  ) {
     await new Promise((r) => setTimeout(r, 200));
   }
   await run(`node ${MESHCTL} status`, env);
   if (hasRunner) {
     const out = shown(join(STATE, "demo-out"));
-    console.log(`\nDemo: ansible-runner transmit demo -p site.yml | meshctl work submit ansible-runner -f -p - | ansible-runner process ${out}\n`);
+    console.log(
+      `\nDemo: ansible-runner transmit demo -p site.yml | meshctl work submit ansible-runner -f -p - | ansible-runner process ${out}\n`,
+    );
     await run(
       `rm -rf "${out}" && ansible-runner transmit demo -p site.yml | node ${MESHCTL} work submit ansible-runner -f -p - | ansible-runner process "${out}"`,
       env,
@@ -159,7 +177,9 @@ async function main(): Promise<void> {
     await run(`echo "status: $(cat "${out}"/artifacts/*/status 2>/dev/null || cat "${out}"/artifacts/status)"`, env);
   } else {
     console.log("\nansible-runner is not installed, so the demo uses the generic work type `cat`.");
-    console.log("To run playbooks: apt-get install -y ansible-core python3-ansible-runner (Debian/Ubuntu), or pip install ansible-runner.\n");
+    console.log(
+      "To run playbooks: apt-get install -y ansible-core python3-ansible-runner (Debian/Ubuntu), or pip install ansible-runner.\n",
+    );
     console.log("Demo: meshctl work submit cat -f -p demo/project/site.yml\n");
     await run(`node ${MESHCTL} work submit cat -f -p demo/project/site.yml`, env);
   }
@@ -168,7 +188,9 @@ async function main(): Promise<void> {
   console.log(`MESH_TOKEN=${token}`);
   console.log(`\n  export MESH_BROKER=${broker.url} MESH_TOKEN=${token}`);
   console.log("  node dist/meshctl/cli.js status     # or: npx meshctl status");
-  console.log(`\nDashboard: open ${broker.url}/ and sign in with mesh "default" and the token above (or a read token).`);
+  console.log(
+    `\nDashboard: open ${broker.url}/ and sign in with mesh "default" and the token above (or a read token).`,
+  );
   console.log("\nCtrl-C stops both.");
 }
 

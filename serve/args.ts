@@ -44,10 +44,15 @@ export function parseServeArgs(argv: readonly string[], knownVars: readonly stri
   for (let i = 1; i < argv.length; i++) {
     const flag = argv[i]!;
     const [name, inline] =
-      flag.startsWith("--") && flag.includes("=") ? [flag.slice(0, flag.indexOf("=")), flag.slice(flag.indexOf("=") + 1)] : [flag, undefined];
+      flag.startsWith("--") && flag.includes("=")
+        ? [flag.slice(0, flag.indexOf("=")), flag.slice(flag.indexOf("=") + 1)]
+        : [flag, undefined];
     const takesValue = ["--state", "--listen", "--tls-cert", "--tls-key", "--admin-token-file", "--var"].includes(name);
     if (name === "--admin-token" || name === "--token") {
-      return { ok: false, error: `${name} is refused: a command line is readable by every local user; use MESH_ADMIN_TOKEN or --admin-token-file` };
+      return {
+        ok: false,
+        error: `${name} is refused: a command line is readable by every local user; use MESH_ADMIN_TOKEN or --admin-token-file`,
+      };
     }
     if (!takesValue) return { ok: false, error: `unknown option ${flag}` };
     const value = inline ?? argv[++i];
@@ -73,7 +78,8 @@ export function parseServeArgs(argv: readonly string[], knownVars: readonly stri
         const eq = value.indexOf("=");
         const varName = eq > 0 ? value.slice(0, eq) : "";
         if (!VAR_NAME.test(varName)) return { ok: false, error: `--var wants NAME=VALUE, got ${value}` };
-        if (!knownVars.includes(varName)) return { ok: false, error: `--var ${varName}: not one of wrangler.toml's vars (${knownVars.join(", ")})` };
+        if (!knownVars.includes(varName))
+          return { ok: false, error: `--var ${varName}: not one of wrangler.toml's vars (${knownVars.join(", ")})` };
         vars[varName] = value.slice(eq + 1);
         break;
       }
@@ -82,5 +88,14 @@ export function parseServeArgs(argv: readonly string[], knownVars: readonly stri
   if (!state) return { ok: false, error: "--state DIR is required" };
   if (!listen) return { ok: false, error: "--listen HOST:PORT is required" };
   if ((cert === undefined) !== (key === undefined)) return { ok: false, error: "--tls-cert and --tls-key go together" };
-  return { ok: true, value: { state, listen, ...(cert && key ? { tls: { cert, key } } : {}), ...(adminTokenFile ? { adminTokenFile } : {}), vars } };
+  return {
+    ok: true,
+    value: {
+      state,
+      listen,
+      ...(cert && key ? { tls: { cert, key } } : {}),
+      ...(adminTokenFile ? { adminTokenFile } : {}),
+      vars,
+    },
+  };
 }

@@ -40,14 +40,18 @@ function workerdBinary(): string {
     // The `workerd` package's main module exports the path of the platform's binary.
     return (createRequire(import.meta.url)("workerd") as { default: string }).default;
   } catch {
-    return fail("the workerd package is not installed: npm install workerd (the version in package.json's devDependencies)");
+    return fail(
+      "the workerd package is not installed: npm install workerd (the version in package.json's devDependencies)",
+    );
   }
 }
 
 async function adminToken(file: string | undefined): Promise<string> {
   const fromEnv = process.env[secretEnv("ADMIN_TOKEN")];
   if (file && fromEnv) fail("both MESH_ADMIN_TOKEN and --admin-token-file are set; give one", 2);
-  const token = file ? (await readFile(file, "utf8").catch((e: Error) => fail(`--admin-token-file: ${e.message}`))).trim() : fromEnv?.trim();
+  const token = file
+    ? (await readFile(file, "utf8").catch((e: Error) => fail(`--admin-token-file: ${e.message}`))).trim()
+    : fromEnv?.trim();
   if (!token) fail("no admin token: set MESH_ADMIN_TOKEN or --admin-token-file FILE", 2);
   if (/\s/.test(token)) fail("the admin token must not contain whitespace", 2);
   return token;
@@ -68,7 +72,11 @@ async function stateDir(path: string): Promise<string> {
 
 async function main(): Promise<void> {
   const manifest = Manifest.parse(
-    JSON.parse(await readFile(join(BUNDLE_DIR, MANIFEST_FILE), "utf8").catch(() => fail(`no built broker in ${BUNDLE_DIR}: npm run build`))),
+    JSON.parse(
+      await readFile(join(BUNDLE_DIR, MANIFEST_FILE), "utf8").catch(() =>
+        fail(`no built broker in ${BUNDLE_DIR}: npm run build`),
+      ),
+    ),
   );
   const parsed = parseServeArgs(process.argv.slice(2), Object.keys(manifest.vars));
   if (!parsed.ok) {
@@ -85,12 +93,21 @@ async function main(): Promise<void> {
   const token = await adminToken(args.adminTokenFile);
   const dir = await stateDir(args.state);
   const tls = args.tls && { cert: resolve(args.tls.cert), key: resolve(args.tls.key) };
-  for (const file of tls ? [tls.cert, tls.key] : []) await readFile(file).catch((e: Error) => fail(`TLS: ${e.message}`));
+  for (const file of tls ? [tls.cert, tls.key] : [])
+    await readFile(file).catch((e: Error) => fail(`TLS: ${e.message}`));
   const config = join(dir, "workerd.capnp");
   const listen = `${args.listen.host}:${args.listen.port}`;
-  await writeFile(config, workerdConfig({ ...manifest, vars: { ...manifest.vars, ...args.vars } }, BUNDLE_DIR, { doDir: join(dir, "do"), listen, tls }), {
-    mode: 0o600,
-  });
+  await writeFile(
+    config,
+    workerdConfig({ ...manifest, vars: { ...manifest.vars, ...args.vars } }, BUNDLE_DIR, {
+      doDir: join(dir, "do"),
+      listen,
+      tls,
+    }),
+    {
+      mode: 0o600,
+    },
+  );
 
   // -I /: the config embeds the bundle and the PEM files by absolute path. fd 3: workerd reports
   // each socket's port there once it listens. No --inspector-addr, --watch, --debug-port, --verbose.
@@ -98,10 +115,14 @@ async function main(): Promise<void> {
   // descriptors per agent connection, and a 1,024 soft limit would cap a broker at ~140 agents
   // (raise the hard limit itself with systemd's LimitNOFILE=). exec keeps workerd's PID.
   const raiseFiles = 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@"';
-  const child: ChildProcess = spawn("sh", ["-c", raiseFiles, "sh", workerdBinary(), "serve", "-I", "/", "--control-fd", "3", config], {
-    stdio: ["ignore", "pipe", "pipe", "pipe"],
-    env: { ...process.env, [secretEnv("ADMIN_TOKEN")]: token },
-  });
+  const child: ChildProcess = spawn(
+    "sh",
+    ["-c", raiseFiles, "sh", workerdBinary(), "serve", "-I", "/", "--control-fd", "3", config],
+    {
+      stdio: ["ignore", "pipe", "pipe", "pipe"],
+      env: { ...process.env, [secretEnv("ADMIN_TOKEN")]: token },
+    },
+  );
   for (const stream of ["stdout", "stderr"] as const) {
     createInterface({ input: child[stream]! }).on("line", (line) => {
       const record = workerdLine(line, stream, new Date());
@@ -112,7 +133,10 @@ async function main(): Promise<void> {
   createInterface({ input: child.stdio[3] as NodeJS.ReadableStream }).on("line", (line) => {
     try {
       const message = JSON.parse(line) as { event?: string; port?: number };
-      if (message.event === "listen") emit(serveLine("info", "serve:listening", { url: `${scheme}://${args.listen.host}:${message.port}`, state: dir }));
+      if (message.event === "listen")
+        emit(
+          serveLine("info", "serve:listening", { url: `${scheme}://${args.listen.host}:${message.port}`, state: dir }),
+        );
     } catch {
       // Not a control message we know.
     }

@@ -24,7 +24,13 @@ export function workerdLine(line: string, stream: "stdout" | "stderr", now: Date
   const trimmed = line.trim();
   if (trimmed === "") return undefined;
   const outer = parseObject(trimmed);
-  if (!outer) return { time: now.toISOString(), level: stream === "stderr" ? "error" : "info", source: "workerd", message: trimmed };
+  if (!outer)
+    return {
+      time: now.toISOString(),
+      level: stream === "stderr" ? "error" : "info",
+      source: "workerd",
+      message: trimmed,
+    };
   // workerd's own `source` is a file of its code: kept as `origin`, since `source` says who logged.
   const { timestamp, level, message, source: origin, ...rest } = outer;
   const millis = typeof timestamp === "string" || typeof timestamp === "number" ? Number(timestamp) : Number.NaN;
@@ -33,9 +39,21 @@ export function workerdLine(line: string, stream: "stdout" | "stderr", now: Date
   // console.log is level "log" in workerd's lines; console.error "error".
   const normalized = level === "log" || level === undefined ? "info" : String(level);
   if (inner) return { ...inner, time, level: normalized, source: "broker" };
-  return { ...rest, time, level: normalized, source: "workerd", ...(origin === undefined ? {} : { origin }), ...(message === undefined ? {} : { message }) };
+  return {
+    ...rest,
+    time,
+    level: normalized,
+    source: "workerd",
+    ...(origin === undefined ? {} : { origin }),
+    ...(message === undefined ? {} : { message }),
+  };
 }
 
-export function serveLine(level: "info" | "warn" | "error", event: string, fields: Record<string, unknown> = {}, now = new Date()): LogRecord {
+export function serveLine(
+  level: "info" | "warn" | "error",
+  event: string,
+  fields: Record<string, unknown> = {},
+  now = new Date(),
+): LogRecord {
   return { time: now.toISOString(), level, source: "serve", event, ...fields };
 }

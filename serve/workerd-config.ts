@@ -34,7 +34,8 @@ function embed(path: string): string {
 export function workerdConfig(manifest: Manifest, bundleDir: string, layout: ServeLayout): string {
   const sqlite = new Set(manifest.sqliteClasses);
   const namespaces = manifest.durableObjects.map(
-    (d) => `(className = ${text(d.className)}, uniqueKey = ${text(`${manifest.name}-${d.className}`)}, enableSql = ${sqlite.has(d.className)})`,
+    (d) =>
+      `(className = ${text(d.className)}, uniqueKey = ${text(`${manifest.name}-${d.className}`)}, enableSql = ${sqlite.has(d.className)})`,
   );
   const bindings = [
     ...manifest.durableObjects.map((d) => `(name = ${text(d.binding)}, durableObjectNamespace = ${text(d.className)})`),

@@ -10,7 +10,8 @@ const PART = /(\d+(?:\.\d+)?)(ms|s|m|h|d)/gy;
 const MAX_MS = 366 * UNIT_MS.d;
 
 export function parseDuration(text: string): Result<number> {
-  const invalid = () => fail<number>("bad_request", `bad duration ${JSON.stringify(text)}: use e.g. 90, 90s, 1h20m30s or 500ms`);
+  const invalid = () =>
+    fail<number>("bad_request", `bad duration ${JSON.stringify(text)}: use e.g. 90, 90s, 1h20m30s or 500ms`);
   if (/^\d{1,12}$/.test(text)) return checked(Number(text) * 1000, text);
   if (text === "") return invalid();
   PART.lastIndex = 0;

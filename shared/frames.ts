@@ -36,7 +36,8 @@ export function encodeFrame(kind: StreamKind, offset: number, data: Uint8Array):
 
 export function decodeFrame(bytes: ArrayBuffer | Uint8Array): Result<DataFrame> {
   const frame = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
-  if (frame.byteLength < FRAME_HEADER) return fail("bad_frame", `binary frame shorter than its ${FRAME_HEADER}-byte header`);
+  if (frame.byteLength < FRAME_HEADER)
+    return fail("bad_frame", `binary frame shorter than its ${FRAME_HEADER}-byte header`);
   if (frame.byteLength > MAX_FRAME_BYTES) return fail("frame_too_large", `binary frame over ${MAX_FRAME_BYTES} bytes`);
   const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
   const version = view.getUint8(0);

@@ -27,7 +27,10 @@ export interface HealthReport {
 export const MAX_SKEW_MS = 30_000;
 
 /** The broker's verdict on an agent's checks, adding the clock check from the round trip's times. */
-export function judgeHealth(checks: readonly HealthCheck[], times: { sentAt: number; receivedAt: number; agentTime: number }): HealthReport {
+export function judgeHealth(
+  checks: readonly HealthCheck[],
+  times: { sentAt: number; receivedAt: number; agentTime: number },
+): HealthReport {
   const skewMs = Math.round(times.agentTime - (times.sentAt + times.receivedAt) / 2);
   const clock: HealthCheck = {
     name: "clock",

@@ -191,5 +191,7 @@ export function marker(runner: boolean, cut: { bytes: number; lines: number }, c
   if (!runner) return new TextEncoder().encode(`${note}\n`);
   // A counter the cut freed, and a uuid no runner makes (version nibble 0): its job_events file is its own.
   const uuid = `00000000-0000-0000-0000-${counter.toString(16).padStart(12, "0").slice(-12)}`;
-  return new TextEncoder().encode(`${JSON.stringify({ uuid, counter, event: "verbose", stdout: note, start_line: 0, end_line: 0, event_data: {} })}\n`);
+  return new TextEncoder().encode(
+    `${JSON.stringify({ uuid, counter, event: "verbose", stdout: note, start_line: 0, end_line: 0, event_data: {} })}\n`,
+  );
 }

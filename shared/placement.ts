@@ -17,13 +17,15 @@ export type TagSelector = readonly string[];
 
 /** Checks and normalises `k=v` / `k` items. */
 export function parseTagSelector(items: readonly string[]): Result<string[]> {
-  if (items.length > MAX_SELECTOR_ITEMS) return fail("bad_request", `a unit may ask for at most ${MAX_SELECTOR_ITEMS} tags`);
+  if (items.length > MAX_SELECTOR_ITEMS)
+    return fail("bad_request", `a unit may ask for at most ${MAX_SELECTOR_ITEMS} tags`);
   const seen = new Set<string>();
   for (const item of items) {
     const eq = item.indexOf("=");
     const key = eq < 0 ? item : item.slice(0, eq);
     const value = eq < 0 ? "" : item.slice(eq + 1);
-    if (!KEY_PATTERN.test(key)) return fail("bad_request", `tag "${item}": the key must be 1-64 characters of [A-Za-z0-9._/-]; use k=v or k`);
+    if (!KEY_PATTERN.test(key))
+      return fail("bad_request", `tag "${item}": the key must be 1-64 characters of [A-Za-z0-9._/-]; use k=v or k`);
     // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what a value may not hold.
     if (value.length > MAX_TAG_VALUE || /[\x00-\x1f]/.test(value))
       return fail("bad_request", `tag "${key}": the value must be at most ${MAX_TAG_VALUE} printable characters`);
@@ -34,7 +36,8 @@ export function parseTagSelector(items: readonly string[]): Result<string[]> {
     const key = item.split("=", 1)[0]!;
     const other = keys.get(key);
     // `k=a` with `k=b` can never match; `k` with `k=a` is just `k=a`.
-    if (other?.includes("=") && item.includes("=")) return fail("bad_request", `tags ${other} and ${item} can never both match`);
+    if (other?.includes("=") && item.includes("="))
+      return fail("bad_request", `tags ${other} and ${item} can never both match`);
     if (other === undefined || item.includes("=")) keys.set(key, item);
   }
   return ok([...keys.values()].sort());

@@ -241,4 +241,5 @@ export const decodeBrokerControl = (text: string) => decodeWith(BrokerControlMes
 export const decodeAgentData = (text: string) => decodeWith(AgentDataMessage, text);
 export const decodeBrokerData = (text: string) => decodeWith(BrokerDataMessage, text);
 
-export const encode = (message: AgentControlMessage | BrokerControlMessage | AgentDataMessage | BrokerDataMessage) => JSON.stringify(message);
+export const encode = (message: AgentControlMessage | BrokerControlMessage | AgentDataMessage | BrokerDataMessage) =>
+  JSON.stringify(message);

@@ -28,7 +28,9 @@ export function isRole(value: unknown): value is Role {
 }
 
 /** What a request authenticated as. `mesh` is null only for the bootstrap admin token (all meshes). */
-export type Principal = { kind: "token"; tokenId: string; role: Role; mesh: string | null } | { kind: "node"; nodeId: string; mesh: string };
+export type Principal =
+  | { kind: "token"; tokenId: string; role: Role; mesh: string | null }
+  | { kind: "node"; nodeId: string; mesh: string };
 
 /** Token and credential shapes: a prefix says what a leaked string is; 32 random bytes say nothing else. */
 export const TOKEN_PREFIX = "mtk_";

@@ -50,7 +50,11 @@ export type SignatureProblem = (typeof SIGNATURE_PROBLEMS)[number];
 export type Checked<T> = { ok: true; value: T } | { ok: false; problem: SignatureProblem; message: string };
 
 const accept = <T>(value: T): Checked<T> => ({ ok: true, value });
-export const refuse = <T = never>(problem: SignatureProblem, message: string): Checked<T> => ({ ok: false, problem, message });
+export const refuse = <T = never>(problem: SignatureProblem, message: string): Checked<T> => ({
+  ok: false,
+  problem,
+  message,
+});
 
 /** The unit's detail when an agent refuses it. */
 export function refusalDetail(refusal: { problem: SignatureProblem; message: string }): string {
@@ -90,12 +94,16 @@ const ED25519_SIGNATURE_BYTES = 64;
 
 export function parseSignature(text: string): Checked<ParsedSignature> {
   const parts = text.split(".");
-  if (parts.length !== 2) return refuse("malformed", `expected two base64url parts joined by a dot, got ${parts.length} part(s)`);
+  if (parts.length !== 2)
+    return refuse("malformed", `expected two base64url parts joined by a dot, got ${parts.length} part(s)`);
   const signed = fromBase64Url(parts[0]!);
   const signature = fromBase64Url(parts[1]!);
   if (!signed || !signature) return refuse("malformed", "not base64url (unpadded, alphabet A-Z a-z 0-9 - _)");
   if (signature.byteLength !== ED25519_SIGNATURE_BYTES) {
-    return refuse("malformed", `an Ed25519 signature has ${ED25519_SIGNATURE_BYTES} bytes, got ${signature.byteLength}`);
+    return refuse(
+      "malformed",
+      `an Ed25519 signature has ${ED25519_SIGNATURE_BYTES} bytes, got ${signature.byteLength}`,
+    );
   }
   let text8: string;
   let json: unknown;
@@ -109,9 +117,13 @@ export function parseSignature(text: string): Checked<ParsedSignature> {
   const parsed = UnitClaims.safeParse(json);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    return refuse("malformed", `claims${issue?.path.length ? `.${issue.path.join(".")}` : ""}: ${issue?.message ?? "invalid"}`);
+    return refuse(
+      "malformed",
+      `claims${issue?.path.length ? `.${issue.path.join(".")}` : ""}: ${issue?.message ?? "invalid"}`,
+    );
   }
-  if (canonicalJson(parsed.data) !== text8) return refuse("malformed", "the claims are not in canonical form (sorted keys, no whitespace)");
+  if (canonicalJson(parsed.data) !== text8)
+    return refuse("malformed", "the claims are not in canonical form (sorted keys, no whitespace)");
   return accept({ claims: parsed.data, signed, signature });
 }
 
@@ -147,16 +159,22 @@ export function checkClaims(claims: UnitClaims, unit: ClaimedUnit, ctx: ClaimsCo
     if (claims.mesh !== got) return refuse("mesh_mismatch", `signed for mesh ${claims.mesh}, not ${got}`);
   }
   for (const got of new Set([unit.worktype, ctx.worktype])) {
-    if (claims.worktype !== got) return refuse("worktype_mismatch", `signed for work type ${claims.worktype}, not ${got}`);
+    if (claims.worktype !== got)
+      return refuse("worktype_mismatch", `signed for work type ${claims.worktype}, not ${got}`);
   }
   const signedFor = claims.node ?? "any node";
   if (claims.node !== unit.targetNode) {
-    return refuse("node_mismatch", `signed for ${signedFor}, but the unit was submitted for ${unit.targetNode ?? "any node"}`);
+    return refuse(
+      "node_mismatch",
+      `signed for ${signedFor}, but the unit was submitted for ${unit.targetNode ?? "any node"}`,
+    );
   }
   if (claims.node !== null && claims.node !== ctx.nodeId) {
     return refuse("node_mismatch", `signed for node ${claims.node}, not this node (${ctx.nodeId})`);
   }
-  const differing = [...new Set([...Object.keys(claims.params), ...Object.keys(unit.params)])].filter((k) => claims.params[k] !== unit.params[k]).sort();
+  const differing = [...new Set([...Object.keys(claims.params), ...Object.keys(unit.params)])]
+    .filter((k) => claims.params[k] !== unit.params[k])
+    .sort();
   if (differing.length > 0) {
     return refuse(
       "params_mismatch",
@@ -171,7 +189,10 @@ export function checkClaims(claims: UnitClaims, unit: ClaimedUnit, ctx: ClaimsCo
   }
   const now = Math.floor(ctx.now / 1000);
   if (claims.exp <= now) {
-    return refuse("expired", `the signature expired at ${new Date(claims.exp * 1000).toISOString()}, ${now - claims.exp} s ago`);
+    return refuse(
+      "expired",
+      `the signature expired at ${new Date(claims.exp * 1000).toISOString()}, ${now - claims.exp} s ago`,
+    );
   }
   return accept(claims);
 }

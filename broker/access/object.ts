@@ -46,7 +46,8 @@ export class AccessObject extends DurableObject<Env> {
 
   createToken(role: Role, name: string): Promise<Result<TokenInfo & { token: string }>> {
     return this.guarded("createToken", async () => {
-      if (this.store.countTokens() >= MAX_TOKENS) return fail("limit_exceeded", `a mesh holds at most ${MAX_TOKENS} tokens; revoke and remove old ones`);
+      if (this.store.countTokens() >= MAX_TOKENS)
+        return fail("limit_exceeded", `a mesh holds at most ${MAX_TOKENS} tokens; revoke and remove old ones`);
       const secret = newSecret("token");
       const digest = await secretDigest(secret);
       let id = newUnitId();
@@ -81,7 +82,10 @@ export class AccessObject extends DurableObject<Env> {
       const digest = await secretDigest(secret);
       // Check and insert with no await between them, so two agents joining at once cannot both win.
       if (this.store.usedCredential(nodeId)) {
-        return fail("node_taken", `node ${nodeId} has already joined this mesh; connect with its credential, or have an admin remove the node first`);
+        return fail(
+          "node_taken",
+          `node ${nodeId} has already joined this mesh; connect with its credential, or have an admin remove the node first`,
+        );
       }
       this.store.putCredential(nodeId, digest, Date.now());
       log("node:credential-issued", { node: nodeId });

@@ -29,19 +29,35 @@ export class AccessStore {
   }
 
   tokenByDigest(digest: string): TokenRow | null {
-    return (this.sql.exec(`SELECT ${TOKEN_COLUMNS} FROM tokens WHERE digest = ?`, digest).toArray()[0] as TokenRow | undefined) ?? null;
+    return (
+      (this.sql.exec(`SELECT ${TOKEN_COLUMNS} FROM tokens WHERE digest = ?`, digest).toArray()[0] as
+        | TokenRow
+        | undefined) ?? null
+    );
   }
 
   insertToken(row: Omit<TokenRow, "revokedAt">, digest: string): void {
-    this.sql.exec("INSERT INTO tokens (id, name, role, digest, created_at) VALUES (?, ?, ?, ?, ?)", row.id, row.name, row.role, digest, row.createdAt);
+    this.sql.exec(
+      "INSERT INTO tokens (id, name, role, digest, created_at) VALUES (?, ?, ?, ?, ?)",
+      row.id,
+      row.name,
+      row.role,
+      digest,
+      row.createdAt,
+    );
   }
 
   tokens(): TokenRow[] {
-    return this.sql.exec(`SELECT ${TOKEN_COLUMNS} FROM tokens ORDER BY created_at, id`).toArray() as unknown as TokenRow[];
+    return this.sql
+      .exec(`SELECT ${TOKEN_COLUMNS} FROM tokens ORDER BY created_at, id`)
+      .toArray() as unknown as TokenRow[];
   }
 
   token(id: string): TokenRow | null {
-    return (this.sql.exec(`SELECT ${TOKEN_COLUMNS} FROM tokens WHERE id = ?`, id).toArray()[0] as TokenRow | undefined) ?? null;
+    return (
+      (this.sql.exec(`SELECT ${TOKEN_COLUMNS} FROM tokens WHERE id = ?`, id).toArray()[0] as TokenRow | undefined) ??
+      null
+    );
   }
 
   revokeToken(id: string, now: number): void {
@@ -54,14 +70,20 @@ export class AccessStore {
 
   /** The node a credential belongs to; its first use is recorded (see usedCredential). */
   nodeByDigest(digest: string, now: number): string | null {
-    const node = this.sql.exec<{ node_id: string }>("SELECT node_id FROM node_credentials WHERE digest = ?", digest).toArray()[0]?.node_id ?? null;
-    if (node !== null) this.sql.exec("UPDATE node_credentials SET used_at = ? WHERE node_id = ? AND used_at IS NULL", now, node);
+    const node =
+      this.sql.exec<{ node_id: string }>("SELECT node_id FROM node_credentials WHERE digest = ?", digest).toArray()[0]
+        ?.node_id ?? null;
+    if (node !== null)
+      this.sql.exec("UPDATE node_credentials SET used_at = ? WHERE node_id = ? AND used_at IS NULL", now, node);
     return node;
   }
 
   /** Whether the node has a credential that an agent has connected with at least once. */
   usedCredential(nodeId: string): boolean {
-    return this.sql.exec("SELECT 1 FROM node_credentials WHERE node_id = ? AND used_at IS NOT NULL", nodeId).toArray().length > 0;
+    return (
+      this.sql.exec("SELECT 1 FROM node_credentials WHERE node_id = ? AND used_at IS NOT NULL", nodeId).toArray()
+        .length > 0
+    );
   }
 
   /** Sets the node's credential, replacing one that was never used. */
@@ -76,6 +98,8 @@ export class AccessStore {
   }
 
   deleteCredential(nodeId: string): boolean {
-    return this.sql.exec("DELETE FROM node_credentials WHERE node_id = ? RETURNING node_id", nodeId).toArray().length > 0;
+    return (
+      this.sql.exec("DELETE FROM node_credentials WHERE node_id = ? RETURNING node_id", nodeId).toArray().length > 0
+    );
   }
 }

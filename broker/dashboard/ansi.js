@@ -19,7 +19,13 @@
 /** @returns {Style} */
 const plain = () => ({ bold: false, dim: false, italic: false, underline: false, fg: null, bg: null });
 
-const ESCAPES = /** @type {Record<string, string>} */ ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" });
+const ESCAPES = /** @type {Record<string, string>} */ ({
+  "&": "&amp;",
+  "<": "&lt;",
+  ">": "&gt;",
+  '"': "&quot;",
+  "'": "&#39;",
+});
 
 /** @param {string} text */
 export function escapeHtml(text) {

@@ -114,7 +114,10 @@ export class Api {
    * @returns {Promise<Response>}
    */
   async fetch(path, init = {}) {
-    const response = await fetch(this.base + path, { ...init, headers: { authorization: `Bearer ${this.token}`, ...init.headers } });
+    const response = await fetch(this.base + path, {
+      ...init,
+      headers: { authorization: `Bearer ${this.token}`, ...init.headers },
+    });
     if (!response.ok) {
       noteUnauthorized(response.status);
       throw await readError(response);

@@ -52,7 +52,13 @@ export function table(columns, rows, empty) {
       "table",
       { class: "cards" },
       el("thead", {}, el("tr", {}, ...columns.map((c) => el("th", { scope: "col" }, c)))),
-      el("tbody", {}, ...rows.map((cells) => el("tr", {}, ...cells.map((cell, i) => el("td", { "data-label": columns[i] ?? "" }, cell))))),
+      el(
+        "tbody",
+        {},
+        ...rows.map((cells) =>
+          el("tr", {}, ...cells.map((cell, i) => el("td", { "data-label": columns[i] ?? "" }, cell))),
+        ),
+      ),
     ),
   );
 }

@@ -11,8 +11,22 @@ import { el } from "./dom.js";
  * @returns {HTMLElement}
  */
 export function loginView(onLogin, message) {
-  const mesh = el("input", { id: "login-mesh", name: "mesh", value: "default", required: true, autocomplete: "off", spellcheck: "false" });
-  const token = el("input", { id: "login-token", name: "token", type: "password", required: true, autocomplete: "off", placeholder: "mtk_…" });
+  const mesh = el("input", {
+    id: "login-mesh",
+    name: "mesh",
+    value: "default",
+    required: true,
+    autocomplete: "off",
+    spellcheck: "false",
+  });
+  const token = el("input", {
+    id: "login-token",
+    name: "token",
+    type: "password",
+    required: true,
+    autocomplete: "off",
+    placeholder: "mtk_…",
+  });
   const error = el("p", { class: "error", role: "alert" }, message ?? "");
   const button = el("button", { type: "submit" }, "Sign in");
   const form = el(
@@ -33,7 +47,8 @@ export function loginView(onLogin, message) {
     const api = new Api(mesh.value.trim(), token.value.trim());
     try {
       const whoami = await api.whoami();
-      if (!whoami.may.read) throw new Error("this token may not read the mesh (use a token of role read, submit or admin)");
+      if (!whoami.may.read)
+        throw new Error("this token may not read the mesh (use a token of role read, submit or admin)");
       onLogin(api, whoami);
     } catch (e) {
       error.textContent = e instanceof Error ? e.message : String(e);

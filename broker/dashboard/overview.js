@@ -22,7 +22,17 @@ const MAX_UNITS = 200;
 
 /** @param {NodeStatus} node */
 const nodeState = (node) =>
-  node.left ? "left" : node.lost ? "lost" : node.unreachable ? "unreachable" : !node.connected ? "disconnected" : node.paused ? "paused" : "connected";
+  node.left
+    ? "left"
+    : node.lost
+      ? "lost"
+      : node.unreachable
+        ? "unreachable"
+        : !node.connected
+          ? "disconnected"
+          : node.paused
+            ? "paused"
+            : "connected";
 
 /**
  * @param {NodeStatus} node
@@ -65,7 +75,9 @@ function nodeRow(node, now, act) {
     // Unreachable: since when, on hover. A node below its --min-free takes no units; say why beside its state.
     el(
       "span",
-      node.unreachable && node.unreachableSince ? { title: `unreachable since ${new Date(node.unreachableSince).toLocaleString()}` } : {},
+      node.unreachable && node.unreachableSince
+        ? { title: `unreachable since ${new Date(node.unreachableSince).toLocaleString()}` }
+        : {},
       badge(nodeState(node)),
       node.lowDisk ? el("span", { class: "note" }, ` ${node.lowDisk}`) : null,
       node.connected && node.hold === "leaving" ? el("span", { class: "note" }, " leaving") : null,
@@ -185,7 +197,8 @@ export function overviewView(api, whoami) {
     signal: abort.signal,
     onEvent: soon,
     onState: (state, detail) => {
-      live.textContent = state === "open" ? "live" : state === "retrying" ? "reconnecting…" : `not live (${detail ?? state})`;
+      live.textContent =
+        state === "open" ? "live" : state === "retrying" ? "reconnecting…" : `not live (${detail ?? state})`;
       live.dataset.state = state;
       if (state === "open") soon();
     },

@@ -5,7 +5,15 @@
  */
 
 /** The columns, in the order ansible prints them; `dark` is "unreachable". */
-export const RECAP_COLUMNS = /** @type {const} */ (["ok", "changed", "dark", "failures", "skipped", "rescued", "ignored"]);
+export const RECAP_COLUMNS = /** @type {const} */ ([
+  "ok",
+  "changed",
+  "dark",
+  "failures",
+  "skipped",
+  "rescued",
+  "ignored",
+]);
 
 /** @typedef {{ host: string } & Record<(typeof RECAP_COLUMNS)[number], number>} RecapRow */
 

@@ -9,7 +9,8 @@ const KEY = "mesh-dashboard-session";
 export function loadSession() {
   try {
     const value = JSON.parse(sessionStorage.getItem(KEY) ?? "null");
-    if (typeof value?.mesh === "string" && typeof value?.token === "string") return { mesh: value.mesh, token: value.token };
+    if (typeof value?.mesh === "string" && typeof value?.token === "string")
+      return { mesh: value.mesh, token: value.token };
   } catch {
     // Unreadable: sign in again.
   }

@@ -14,7 +14,15 @@ import { followStream } from "./stream.js";
 /** @typedef {import("./api.js").UnitRecord} UnitRecord */
 /** @typedef {import("./recap.js").UnitEvent} UnitEvent */
 
-const RECAP_TITLES = { ok: "ok", changed: "changed", dark: "unreachable", failures: "failed", skipped: "skipped", rescued: "rescued", ignored: "ignored" };
+const RECAP_TITLES = {
+  ok: "ok",
+  changed: "changed",
+  dark: "unreachable",
+  failures: "failed",
+  skipped: "skipped",
+  rescued: "rescued",
+  ignored: "ignored",
+};
 
 /** @param {string | null} iso */
 const time = (iso) => (iso ? new Date(iso).toLocaleString() : "–");
@@ -68,8 +76,14 @@ export function unitView(api, whoami, id) {
       ["Detail", unit.detail || "–"],
     ]);
     // The node reported how the command really ended after the unit was judged: shown beside the verdict.
-    if (unit.lateExit) rows.push(["Late exit", `${unit.lateExit.detail} at ${time(unit.lateExit.at)} (+${unit.lateExit.lateBytes} bytes)`]);
-    record.replaceChildren(...rows.flatMap(([k, v]) => [el("dt", {}, k), el("dd", { "data-field": k.toLowerCase().replace(" ", "-") }, v)]));
+    if (unit.lateExit)
+      rows.push([
+        "Late exit",
+        `${unit.lateExit.detail} at ${time(unit.lateExit.at)} (+${unit.lateExit.lateBytes} bytes)`,
+      ]);
+    record.replaceChildren(
+      ...rows.flatMap(([k, v]) => [el("dt", {}, k), el("dd", { "data-field": k.toLowerCase().replace(" ", "-") }, v)]),
+    );
     renderActions(unit);
   };
 
@@ -78,13 +92,17 @@ export function unitView(api, whoami, id) {
     /** @type {HTMLButtonElement[]} */
     const buttons = [];
     if (whoami.may.submit && (unit.state === "Pending" || unit.state === "Running")) {
-      buttons.push(el("button", { type: "button", class: "cancel", onclick: () => act(() => api.cancel(id)) }, "Cancel"));
+      buttons.push(
+        el("button", { type: "button", class: "cancel", onclick: () => act(() => api.cancel(id)) }, "Cancel"),
+      );
     }
     if (whoami.may.submit && unit.state !== "Released") {
-      const release = () => confirm(`Release unit ${id}? Its results and artifacts are deleted.`) && act(() => api.release(id));
+      const release = () =>
+        confirm(`Release unit ${id}? Its results and artifacts are deleted.`) && act(() => api.release(id));
       buttons.push(el("button", { type: "button", class: "release danger", onclick: release }, "Release"));
     }
-    if (unit.state !== "Released") buttons.push(el("button", { type: "button", class: "download", onclick: download }, "Download artifacts"));
+    if (unit.state !== "Released")
+      buttons.push(el("button", { type: "button", class: "download", onclick: download }, "Download artifacts"));
     actions.replaceChildren(...buttons);
   };
 
@@ -167,7 +185,14 @@ export function unitView(api, whoami, id) {
     signal: abort.signal,
     onEvent,
     onState: (s, detail) => {
-      live.textContent = s === "open" ? "live" : s === "ended" ? "complete" : s === "retrying" ? "reconnecting…" : `not live (${detail ?? s})`;
+      live.textContent =
+        s === "open"
+          ? "live"
+          : s === "ended"
+            ? "complete"
+            : s === "retrying"
+              ? "reconnecting…"
+              : `not live (${detail ?? s})`;
       live.dataset.state = s;
     },
   });

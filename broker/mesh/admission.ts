@@ -55,7 +55,11 @@ export type IdempotencyPlan<Row extends KeyedUnit> =
   | { action: "reuse"; unit: Omit<Row, "request"> }
   | { action: "refuse"; error: ErrorBody };
 
-export function planIdempotency<Row extends KeyedUnit>(key: string, request: string, existing: Row | null): IdempotencyPlan<Row> {
+export function planIdempotency<Row extends KeyedUnit>(
+  key: string,
+  request: string,
+  existing: Row | null,
+): IdempotencyPlan<Row> {
   if (!existing) return { action: "create" };
   if (existing.request !== null && existing.request !== request) {
     return {
@@ -92,27 +96,41 @@ export interface SubmitLimits {
 export function admit(input: CreateUnitInput, facts: SubmitFacts, limits: SubmitLimits): Result<void> {
   const { mesh } = facts;
   if (!facts.rate.ok) {
-    return fail("rate_limited", `this token may submit ${limits.submitsPerMinute} units a minute; retry in ${Math.ceil(facts.rate.retryAfterMs / 1000)} s`);
+    return fail(
+      "rate_limited",
+      `this token may submit ${limits.submitsPerMinute} units a minute; retry in ${Math.ceil(facts.rate.retryAfterMs / 1000)} s`,
+    );
   }
   if (facts.pending >= limits.maxPendingUnits) {
-    return fail("limit_exceeded", `mesh ${mesh} already holds ${limits.maxPendingUnits} pending units; wait for some to start`);
+    return fail(
+      "limit_exceeded",
+      `mesh ${mesh} already holds ${limits.maxPendingUnits} pending units; wait for some to start`,
+    );
   }
   // Per submitter too, so that one token cannot fill the mesh's queue for everyone.
   if (facts.pendingOfSubmitter >= limits.maxPendingPerSubmitter) {
-    return fail("limit_exceeded", `this token already has ${limits.maxPendingPerSubmitter} pending units; wait for some to start`);
+    return fail(
+      "limit_exceeded",
+      `this token already has ${limits.maxPendingPerSubmitter} pending units; wait for some to start`,
+    );
   }
   if (input.targetNode !== null) {
     const types = facts.workTypes.get(input.targetNode);
-    if (types && !types.has(input.worktype)) return fail("node_lacks_worktype", `node ${input.targetNode} does not offer work type ${input.worktype}`);
+    if (types && !types.has(input.worktype))
+      return fail("node_lacks_worktype", `node ${input.targetNode} does not offer work type ${input.worktype}`);
     // A node the mesh has never seen: a typo would wait forever. Waiting for a node still to come
     // needs a time to live.
     if (!types && input.ttlMs === null) {
-      return fail("unknown_node", `node ${input.targetNode} has never joined mesh ${mesh}; check the id, or give a ttl to wait for it`);
+      return fail(
+        "unknown_node",
+        `node ${input.targetNode} has never joined mesh ${mesh}; check the id, or give a ttl to wait for it`,
+      );
     }
   } else if (![...facts.workTypes.values()].some((types) => types.has(input.worktype))) {
     return fail("unknown_worktype", `no node of mesh ${mesh} offers work type ${input.worktype}`);
   }
-  if (facts.idTaken) return fail("unit_exists", `unit ${input.unitId} already exists in mesh ${mesh}; a signed unit id is used once`);
+  if (facts.idTaken)
+    return fail("unit_exists", `unit ${input.unitId} already exists in mesh ${mesh}; a signed unit id is used once`);
   return ok(undefined);
 }
 
@@ -130,7 +148,10 @@ export interface NodeFacts {
   maxNodes: number;
 }
 
-const tooMany = (maxNodes: number): ErrorBody => ({ code: "limit_exceeded", message: `mesh holds ${maxNodes} nodes (MAX_NODES); remove one first` });
+const tooMany = (maxNodes: number): ErrorBody => ({
+  code: "limit_exceeded",
+  message: `mesh holds ${maxNodes} nodes (MAX_NODES); remove one first`,
+});
 
 /**
  * A join's socket, refused before it is tagged with the node's id: a join can never succeed for a
@@ -138,21 +159,33 @@ const tooMany = (maxNodes: number): ErrorBody => ({ code: "limit_exceeded", mess
  */
 export function checkJoin(nodeId: string, facts: NodeFacts & { credentialInUse: boolean }): Result<void> {
   if (facts.live || facts.credentialInUse) {
-    return fail("node_taken", `node ${nodeId} is connected or has joined already; a second agent cannot take over its id`);
+    return fail(
+      "node_taken",
+      `node ${nodeId} is connected or has joined already; a second agent cannot take over its id`,
+    );
   }
   if (!facts.known && facts.nodes >= facts.maxNodes) return { ok: false, error: tooMany(facts.maxNodes) };
   return ok(undefined);
 }
 
 /** A hello on a socket opened for `socketNode`; `joining`: opened with a join token. */
-export function checkHello(hello: HelloMessage, socket: { nodeId: string; joining: boolean }, facts: NodeFacts): Result<void> {
+export function checkHello(
+  hello: HelloMessage,
+  socket: { nodeId: string; joining: boolean },
+  facts: NodeFacts,
+): Result<void> {
   if (hello.protocol !== PROTOCOL_VERSION) {
-    return fail("unsupported_protocol", `protocol ${hello.protocol} is not supported; this broker speaks ${PROTOCOL_VERSION}`);
+    return fail(
+      "unsupported_protocol",
+      `protocol ${hello.protocol} is not supported; this broker speaks ${PROTOCOL_VERSION}`,
+    );
   }
-  if (hello.nodeId !== socket.nodeId) return fail("bad_message", `hello names node ${hello.nodeId} but the socket was opened for ${socket.nodeId}`);
+  if (hello.nodeId !== socket.nodeId)
+    return fail("bad_message", `hello names node ${hello.nodeId} but the socket was opened for ${socket.nodeId}`);
   if (!socket.joining) return ok(undefined);
   // A join may not take over a node that is connected (its credential is checked when issued).
-  if (facts.live) return fail("node_taken", `node ${hello.nodeId} is connected; a second agent cannot take over its id`);
+  if (facts.live)
+    return fail("node_taken", `node ${hello.nodeId} is connected; a second agent cannot take over its id`);
   // MAX_NODES again here, counting joins whose credential is being issued: sockets opened at once
   // all passed checkJoin, and the credential's issue lets their hellos interleave.
   if (!facts.known && facts.nodes >= facts.maxNodes) return { ok: false, error: tooMany(facts.maxNodes) };

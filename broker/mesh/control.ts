@@ -24,7 +24,13 @@ export async function acceptControl(host: MeshHost, grant: SocketGrant): Promise
     const credentialInUse = !live && (await host.access().credentialInUse(nodeId));
     const known = store.hasNode(nodeId);
     // Counted only for a node new to the mesh, the one case MAX_NODES is checked.
-    const admitted = checkJoin(nodeId, { live, credentialInUse, known, nodes: known ? 0 : store.nodeCount(), maxNodes: host.config.maxNodes });
+    const admitted = checkJoin(nodeId, {
+      live,
+      credentialInUse,
+      known,
+      nodes: known ? 0 : store.nodeCount(),
+      maxNodes: host.config.maxNodes,
+    });
     if (!admitted.ok) return refusedSocket(admitted.error);
   }
   const pair = new WebSocketPair();
@@ -36,14 +42,16 @@ export async function acceptControl(host: MeshHost, grant: SocketGrant): Promise
   // and the sockets it watches do not outlive the object anyway (a restart drops them all).
   setTimeout(() => {
     const { helloed } = server.deserializeAttachment() as SocketAttachment;
-    if (!helloed && server.readyState === WebSocket.OPEN) server.close(4408, `no hello within ${host.config.helloTimeoutMs} ms`);
+    if (!helloed && server.readyState === WebSocket.OPEN)
+      server.close(4408, `no hello within ${host.config.helloTimeoutMs} ms`);
   }, host.config.helloTimeoutMs);
   return new Response(null, { status: 101, webSocket: pair[0] });
 }
 
 export async function onControlMessage(host: MeshHost, ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
   const attachment = ws.deserializeAttachment() as SocketAttachment;
-  if (typeof message !== "string") return refuse(ws, { code: "bad_frame", message: "the control socket carries text frames only" });
+  if (typeof message !== "string")
+    return refuse(ws, { code: "bad_frame", message: "the control socket carries text frames only" });
   const decoded = decodeAgentControl(message);
   if (!decoded.ok) return refuse(ws, decoded.error);
   const msg = decoded.value;
@@ -53,11 +61,19 @@ export async function onControlMessage(host: MeshHost, ws: WebSocket, message: s
   if (msg.type === "disk") return onDisk(host, attachment.nodeId, msg.disk);
   if (msg.type === "leave") return onLeave(host, attachment.nodeId, msg.reason);
   if (msg.type === "probe-result") {
-    host.probes.settle(msg.id, { nodeId: attachment.nodeId, agentTime: msg.agentTime, receivedAt: Date.now(), checks: msg.checks });
+    host.probes.settle(msg.id, {
+      nodeId: attachment.nodeId,
+      agentTime: msg.agentTime,
+      receivedAt: Date.now(),
+      checks: msg.checks,
+    });
     return;
   }
   if (host.store.unit(msg.unit)?.node !== attachment.nodeId) {
-    return refuse(ws, { code: "not_assigned", message: `unit ${msg.unit} is not assigned to node ${attachment.nodeId}` });
+    return refuse(ws, {
+      code: "not_assigned",
+      message: `unit ${msg.unit} is not assigned to node ${attachment.nodeId}`,
+    });
   }
   log("unit:rejected", { unit: msg.unit, node: attachment.nodeId, code: msg.error.code });
   // Sent before its leave arrived: the unit goes back to the queue, for another node.
@@ -76,7 +92,12 @@ export async function onControlClose(host: MeshHost, ws: WebSocket, code: number
   await ensureLeaseCheck(host);
 }
 
-async function onHello(host: MeshHost, ws: WebSocket, attachment: SocketAttachment, hello: HelloMessage): Promise<void> {
+async function onHello(
+  host: MeshHost,
+  ws: WebSocket,
+  attachment: SocketAttachment,
+  hello: HelloMessage,
+): Promise<void> {
   const { store, joining } = host;
   // Per node lookups only (its tag, its row): a hello costs the same at 10 or 10,000 nodes.
   const known = store.hasNode(hello.nodeId);
@@ -111,8 +132,18 @@ async function onHello(host: MeshHost, ws: WebSocket, attachment: SocketAttachme
   // A join stored the node already, before its hello could be counted twice against MAX_NODES.
   if (credential === undefined) store.upsertNode(hello.nodeId, hello, Date.now());
   host.events.node(hello.nodeId, "joined");
-  log("node:hello", { node: hello.nodeId, workTypes: hello.workTypes.map((w) => w.worktype), capacity: hello.capacity, joined: attachment.joining });
-  sendMessage(ws, { type: "welcome", nodeId: hello.nodeId, pingIntervalMs: host.config.pingIntervalMs, ...(credential ? { credential } : {}) });
+  log("node:hello", {
+    node: hello.nodeId,
+    workTypes: hello.workTypes.map((w) => w.worktype),
+    capacity: hello.capacity,
+    joined: attachment.joining,
+  });
+  sendMessage(ws, {
+    type: "welcome",
+    nodeId: hello.nodeId,
+    pingIntervalMs: host.config.pingIntervalMs,
+    ...(credential ? { credential } : {}),
+  });
   // Back from an outage: its units are no longer "unreachable" (those it no longer holds fail below).
   if (outage) {
     for (const unit of store.activeOn(hello.nodeId)) await host.unit(unit.id).nodeReachable(hello.nodeId);
@@ -125,6 +156,11 @@ async function onHello(host: MeshHost, ws: WebSocket, attachment: SocketAttachme
 async function onDisk(host: MeshHost, nodeId: string, disk: DiskSpace): Promise<void> {
   const before = host.store.setNodeDisk(nodeId, disk);
   if (isLowDisk(before) !== isLowDisk(disk))
-    log("node:disk", { node: nodeId, freeBytes: disk.freeBytes, minFreeBytes: disk.minFreeBytes, low: isLowDisk(disk) });
+    log("node:disk", {
+      node: nodeId,
+      freeBytes: disk.freeBytes,
+      minFreeBytes: disk.minFreeBytes,
+      low: isLowDisk(disk),
+    });
   if (isLowDisk(before) && !isLowDisk(disk)) await dispatch(host);
 }

@@ -4,9 +4,27 @@
  */
 import type { UnitState } from "../../shared/states.js";
 import type { UnitIndexRow } from "./store.js";
-import { type FeedEvent, type FeedQuery, Waiters, badResumePoint, feedResponse, renderEvent, resumePoint } from "../feed.js";
+import {
+  type FeedEvent,
+  type FeedQuery,
+  Waiters,
+  badResumePoint,
+  feedResponse,
+  renderEvent,
+  resumePoint,
+} from "../feed.js";
 
-export type NodeChange = "joined" | "left" | "unreachable" | "lost" | "removed" | "paused" | "resumed" | "leaving" | "healthy" | "unhealthy";
+export type NodeChange =
+  | "joined"
+  | "left"
+  | "unreachable"
+  | "lost"
+  | "removed"
+  | "paused"
+  | "resumed"
+  | "leaving"
+  | "healthy"
+  | "unhealthy";
 
 export type MeshEvent =
   | { kind: "unit"; id: string; worktype: string; node: string | null; state: UnitState | "Forgotten"; detail: string }
@@ -32,7 +50,12 @@ export class MeshEventLog {
   append(event: MeshEvent, at = Date.now()): number {
     const { kind, ...body } = event;
     const seq = this.sql
-      .exec<{ seq: number }>("INSERT INTO mesh_events (at, kind, body) VALUES (?, ?, ?) RETURNING seq", at, kind, JSON.stringify(body))
+      .exec<{ seq: number }>(
+        "INSERT INTO mesh_events (at, kind, body) VALUES (?, ?, ?) RETURNING seq",
+        at,
+        kind,
+        JSON.stringify(body),
+      )
       .one().seq;
     if (seq % TRIM_EVERY === 0) this.sql.exec("DELETE FROM mesh_events WHERE seq <= ?", seq - this.retention);
     this.waiters.wake();
@@ -41,7 +64,15 @@ export class MeshEventLog {
 
   /** A unit's index row as it now stands; `detail`: what the row does not say (an assignment keeps it Pending). */
   unit(row: UnitIndexRow | null, detail?: string): void {
-    if (row) this.append({ kind: "unit", id: row.id, worktype: row.worktype, node: row.node, state: row.state, detail: detail ?? row.detail });
+    if (row)
+      this.append({
+        kind: "unit",
+        id: row.id,
+        worktype: row.worktype,
+        node: row.node,
+        state: row.state,
+        detail: detail ?? row.detail,
+      });
   }
 
   node(nodeId: string, change: NodeChange): void {
@@ -60,7 +91,9 @@ export class MeshEventLog {
     const feed = {
       page: (from: number, limit: number) => this.page(from, limit),
       lastSeq: () => this.lastSeq(),
-      firstSeq: () => this.sql.exec<{ seq: number | null }>("SELECT min(seq) AS seq FROM mesh_events").one().seq ?? this.lastSeq() + 1,
+      firstSeq: () =>
+        this.sql.exec<{ seq: number | null }>("SELECT min(seq) AS seq FROM mesh_events").one().seq ??
+        this.lastSeq() + 1,
       end: () => null,
       changed: (signal: AbortSignal) => this.waiters.wait(signal),
     };

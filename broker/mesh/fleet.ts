@@ -22,10 +22,19 @@ export function admitTags(
   nodes: readonly KnownNode[],
 ): Result<void> {
   if (unit.tags.length === 0 || unit.ttlMs !== null) return ok(undefined);
-  const fits = nodes.some((n) => n.workTypes.has(unit.worktype) && (unit.targetNode === null || n.id === unit.targetNode) && matchesTags(unit.tags, n.tags));
+  const fits = nodes.some(
+    (n) =>
+      n.workTypes.has(unit.worktype) &&
+      (unit.targetNode === null || n.id === unit.targetNode) &&
+      matchesTags(unit.tags, n.tags),
+  );
   if (fits) return ok(undefined);
-  const where = unit.targetNode === null ? `no node of mesh ${unit.mesh} offering ${unit.worktype}` : `node ${unit.targetNode}`;
-  return fail("no_matching_node", `${where} has tags ${unit.tags.join(", ")}; check them, or give a ttl to wait for such a node`);
+  const where =
+    unit.targetNode === null ? `no node of mesh ${unit.mesh} offering ${unit.worktype}` : `node ${unit.targetNode}`;
+  return fail(
+    "no_matching_node",
+    `${where} has tags ${unit.tags.join(", ")}; check them, or give a ttl to wait for such a node`,
+  );
 }
 
 export interface NodeFlags {

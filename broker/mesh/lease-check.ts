@@ -21,7 +21,10 @@ export async function checkLeases(host: MeshHost): Promise<boolean> {
     const silentMs = silence(seen, host.startedAt, now);
     const outage = store.outage(nodeId);
     const units = store.activeOn(nodeId);
-    const plan = planLease({ silentMs, markedUnreachable: outage !== null, reportedLost: outage?.reportedLost ?? false, units }, times);
+    const plan = planLease(
+      { silentMs, markedUnreachable: outage !== null, reportedLost: outage?.reportedLost ?? false, units },
+      times,
+    );
     if (plan.markUnreachable) {
       const since = unreachableSince(seen, host.startedAt, times);
       store.markUnreachable(nodeId, since);
@@ -65,7 +68,10 @@ export async function armLeaseCheck(host: MeshHost): Promise<void> {
   const times = leaseTimes(host.config);
   const nodes = store.nodesWithActiveUnits();
   const silences = nodes.map((node) => silence(observe(host, node) ?? now, host.startedAt, now));
-  const lostAfters = new Set([times.lostAfterMs, ...nodes.flatMap((node) => store.activeOn(node).map((u) => u.lostAfterMs ?? times.lostAfterMs))]);
+  const lostAfters = new Set([
+    times.lostAfterMs,
+    ...nodes.flatMap((node) => store.activeOn(node).map((u) => u.lostAfterMs ?? times.lostAfterMs)),
+  ]);
   const at = nextLeaseCheck(silences, now, times.leaseMs, [...lostAfters]);
   if (at === null) await host.ctx.storage.deleteAlarm();
   else await host.ctx.storage.setAlarm(at);

@@ -29,7 +29,11 @@ export function leaseVerdict(silentMs: number, times: LeaseTimes): LeaseVerdict 
 }
 
 /** The instant the node became unreachable (its silence passed the lease), for "unreachable since …". */
-export function unreachableSince(lastSeen: number | null, brokerSince: number, times: Pick<LeaseTimes, "leaseMs">): number {
+export function unreachableSince(
+  lastSeen: number | null,
+  brokerSince: number,
+  times: Pick<LeaseTimes, "leaseMs">,
+): number {
   return Math.max(lastSeen ?? 0, brokerSince) + times.leaseMs;
 }
 
@@ -38,7 +42,12 @@ export function unreachableSince(lastSeen: number | null, brokerSince: number, t
  * use) a watched node crosses next, but no later than a lease/3 heartbeat, because the Mesh object
  * also persists what live sockets tell it at each check.
  */
-export function nextLeaseCheck(silences: readonly number[], now: number, leaseMs: number, lostAfters: readonly number[]): number | null {
+export function nextLeaseCheck(
+  silences: readonly number[],
+  now: number,
+  leaseMs: number,
+  lostAfters: readonly number[],
+): number | null {
   if (silences.length === 0) return null;
   let next = now + Math.max(1000, Math.floor(leaseMs / 3));
   for (const silent of silences) {
@@ -74,7 +83,10 @@ export function planLease(node: WatchedNode, times: LeaseTimes): LeasePlan {
   const verdict = leaseVerdict(node.silentMs, times);
   if (verdict === "alive") return { markUnreachable: false, reportLost: false, fail: [] };
   const fail = node.units
-    .filter((unit) => leaseVerdict(node.silentMs, { ...times, lostAfterMs: unit.lostAfterMs ?? times.lostAfterMs }) === "lost")
+    .filter(
+      (unit) =>
+        leaseVerdict(node.silentMs, { ...times, lostAfterMs: unit.lostAfterMs ?? times.lostAfterMs }) === "lost",
+    )
     .map((unit) => unit.id);
   return { markUnreachable: !node.markedUnreachable, reportLost: verdict === "lost" && !node.reportedLost, fail };
 }

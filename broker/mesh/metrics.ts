@@ -12,7 +12,8 @@ export const PICKUP_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300,
 /** Start → end of the command, in seconds. */
 export const RUN_BUCKETS = [0.5, 1, 5, 10, 30, 60, 300, 900, 1800, 3600, 10800, 43200] as const;
 
-const SCHEMA = "CREATE TABLE IF NOT EXISTS metrics (name TEXT NOT NULL, labels TEXT NOT NULL, value REAL NOT NULL, PRIMARY KEY (name, labels))";
+const SCHEMA =
+  "CREATE TABLE IF NOT EXISTS metrics (name TEXT NOT NULL, labels TEXT NOT NULL, value REAL NOT NULL, PRIMARY KEY (name, labels))";
 
 const key = (labels: Labels) => JSON.stringify(Object.entries(labels).sort(([a], [b]) => (a < b ? -1 : 1)));
 
@@ -62,7 +63,11 @@ export class MeshMetrics {
         `${prefix}:%`,
       )
       .toArray()
-      .map((row) => ({ name: row.name, labels: Object.fromEntries(JSON.parse(row.labels) as [string, string][]), value: row.value }));
+      .map((row) => ({
+        name: row.name,
+        labels: Object.fromEntries(JSON.parse(row.labels) as [string, string][]),
+        value: row.value,
+      }));
   }
 
   private histogram(name: string, bounds: readonly number[]): Sample[] {
@@ -111,7 +116,10 @@ function families(
       name: "mesh_queue_depth",
       help: "Units ready and waiting for a node, by work type and priority.",
       type: "gauge",
-      samples: now.queue.map((q) => ({ labels: { worktype: q.worktype, priority: String(q.priority) }, value: q.count })),
+      samples: now.queue.map((q) => ({
+        labels: { worktype: q.worktype, priority: String(q.priority) },
+        value: q.count,
+      })),
     },
     {
       name: "mesh_units_pending",
@@ -119,11 +127,36 @@ function families(
       type: "gauge",
       samples: [{ value: now.units.pending }],
     },
-    { name: "mesh_units_running", help: "Units in state Running.", type: "gauge", samples: [{ value: now.units.running }] },
-    { name: "mesh_pickup_seconds", help: "Time from submit to assignment to a node.", type: "histogram", samples: histogram("pickup", PICKUP_BUCKETS) },
-    { name: "mesh_run_seconds", help: "Time from start to end of units that started.", type: "histogram", samples: histogram("run", RUN_BUCKETS) },
-    { name: "mesh_units_finished_total", help: "Units that reached a final state, by work type and state.", type: "counter", samples: rows("finished") },
-    { name: "mesh_results_bytes_total", help: "Results bytes of finished units, by work type.", type: "counter", samples: rows("results_bytes") },
+    {
+      name: "mesh_units_running",
+      help: "Units in state Running.",
+      type: "gauge",
+      samples: [{ value: now.units.running }],
+    },
+    {
+      name: "mesh_pickup_seconds",
+      help: "Time from submit to assignment to a node.",
+      type: "histogram",
+      samples: histogram("pickup", PICKUP_BUCKETS),
+    },
+    {
+      name: "mesh_run_seconds",
+      help: "Time from start to end of units that started.",
+      type: "histogram",
+      samples: histogram("run", RUN_BUCKETS),
+    },
+    {
+      name: "mesh_units_finished_total",
+      help: "Units that reached a final state, by work type and state.",
+      type: "counter",
+      samples: rows("finished"),
+    },
+    {
+      name: "mesh_results_bytes_total",
+      help: "Results bytes of finished units, by work type.",
+      type: "counter",
+      samples: rows("results_bytes"),
+    },
     {
       name: "mesh_events_total",
       help: "Events appended to the mesh's event feed (unit and node changes).",
@@ -136,7 +169,12 @@ function families(
       type: "gauge",
       samples: [...byState].map(([state, value]) => ({ labels: { state }, value })),
     },
-    { name: "mesh_nodes_paused", help: "Nodes paused by an admin.", type: "gauge", samples: [{ value: now.nodes.filter((n) => n.paused).length }] },
+    {
+      name: "mesh_nodes_paused",
+      help: "Nodes paused by an admin.",
+      type: "gauge",
+      samples: [{ value: now.nodes.filter((n) => n.paused).length }],
+    },
     {
       name: "mesh_nodes_held",
       help: "Connected nodes that take no new units (paused, leaving, failed health check).",

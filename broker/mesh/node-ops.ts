@@ -12,7 +12,11 @@ import { dispatch } from "./placement.js";
 import { helloedSockets } from "./sockets.js";
 
 /** A paused node finishes its units and takes no new ones; resumed, it may take the queue's. */
-export async function pauseNode(host: MeshHost, nodeId: string, paused: boolean): Promise<Result<{ node: string; paused: boolean }>> {
+export async function pauseNode(
+  host: MeshHost,
+  nodeId: string,
+  paused: boolean,
+): Promise<Result<{ node: string; paused: boolean }>> {
   if (!host.store.setPaused(nodeId, paused)) return fail("unknown_node", `no node ${nodeId} in mesh ${host.mesh()}`);
   host.events.node(nodeId, paused ? "paused" : "resumed");
   log(paused ? "node:paused" : "node:resumed", { node: nodeId });
@@ -40,12 +44,14 @@ export async function requeueFromLeaving(host: MeshHost, nodeId: string, unitId:
  */
 export async function checkNode(host: MeshHost, nodeId: string): Promise<Result<HealthReport>> {
   const sockets = helloedSockets(host.ctx, nodeId);
-  if (sockets.length === 0) return fail("node_not_connected", `node ${nodeId} is not connected; a health check runs on the node`);
+  if (sockets.length === 0)
+    return fail("node_not_connected", `node ${nodeId} is not connected; a health check runs on the node`);
   const sentAt = Date.now();
   const probe = host.probes.start(nodeId);
   for (const ws of sockets) sendMessage(ws, { type: "probe", id: probe.id });
   const answer = await probe.answer;
-  if (!answer) return fail("probe_timeout", `node ${nodeId} did not answer the health check (is its agent older than the check?)`);
+  if (!answer)
+    return fail("probe_timeout", `node ${nodeId} did not answer the health check (is its agent older than the check?)`);
   const report = judgeHealth(answer.checks, { sentAt, receivedAt: answer.receivedAt, agentTime: answer.agentTime });
   const before = host.store.health(nodeId);
   host.store.setHealth(nodeId, JSON.stringify(report));

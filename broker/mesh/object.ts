@@ -88,7 +88,11 @@ export class MeshObject extends DurableObject<Env> {
   override fetch(request: Request): Promise<Response> {
     return this.guarded("fetch", () => {
       const grant = socketGrant(request);
-      if (!grant) return Response.json({ error: { code: "unknown_route", message: "a Mesh object takes socket upgrades only" } }, { status: 404 });
+      if (!grant)
+        return Response.json(
+          { error: { code: "unknown_route", message: "a Mesh object takes socket upgrades only" } },
+          { status: 404 },
+        );
       return acceptControl(this.host, grant);
     });
   }
@@ -106,7 +110,9 @@ export class MeshObject extends DurableObject<Env> {
   }
 
   override webSocketError(ws: WebSocket, error: unknown): Promise<void> {
-    return this.guarded("socketError", () => logError("node:socket-error", error, { node: (ws.deserializeAttachment() as SocketAttachment).nodeId }));
+    return this.guarded("socketError", () =>
+      logError("node:socket-error", error, { node: (ws.deserializeAttachment() as SocketAttachment).nodeId }),
+    );
   }
 
   /** Lease check (lease-check.ts). Runs only while some node holds active units. */
@@ -190,12 +196,22 @@ export class MeshObject extends DurableObject<Env> {
       const current = this.store.unit(change.id);
       if (!current) return;
       // Notifications from the Unit object may arrive out of order: the index only moves forward.
-      const forward = current.state === change.state || canTransition(current.state, change.state) || (!isTerminal(current.state) && isTerminal(change.state));
+      const forward =
+        current.state === change.state ||
+        canTransition(current.state, change.state) ||
+        (!isTerminal(current.state) && isTerminal(change.state));
       if (!forward) return;
       this.store.updateUnit(change.id, change, Date.now());
-      if (current.state !== change.state || current.detail !== change.detail) this.eventLog.unit(this.store.unit(change.id));
+      if (current.state !== change.state || current.detail !== change.detail)
+        this.eventLog.unit(this.store.unit(change.id));
       const freed = isTerminal(change.state) && !isTerminal(current.state);
-      if (freed) this.host.metrics.finished(current.worktype, change.state, ranFor(this.store.startedAt(change.id)), change.resultsBytes ?? 0);
+      if (freed)
+        this.host.metrics.finished(
+          current.worktype,
+          change.state,
+          ranFor(this.store.startedAt(change.id)),
+          change.resultsBytes ?? 0,
+        );
       if ((change.ready && !current.ready) || freed) await dispatch(this.host);
     });
   }
@@ -238,7 +254,11 @@ export class MeshObject extends DurableObject<Env> {
   }
 
   status(): Promise<MeshStatus> {
-    return this.guarded("status", () => ({ mesh: this.host.mesh(), nodes: nodeStatuses(this.host), units: this.store.counts() }));
+    return this.guarded("status", () => ({
+      mesh: this.host.mesh(),
+      nodes: nodeStatuses(this.host),
+      units: this.store.counts(),
+    }));
   }
 
   /** An admin paused or resumed a node (node-ops.ts). */
@@ -271,7 +291,19 @@ export class MeshObject extends DurableObject<Env> {
   private async initUnit(id: string, input: CreateUnitInput): Promise<Result<void>> {
     const { worktype, targetNode, params, ttlMs, lostAfterMs, signature, origin, tags, priority } = input;
     try {
-      await this.host.unit(id).init({ mesh: this.host.mesh(), id, worktype, targetNode, params, ttlMs, lostAfterMs, signature, origin, tags, priority });
+      await this.host.unit(id).init({
+        mesh: this.host.mesh(),
+        id,
+        worktype,
+        targetNode,
+        params,
+        ttlMs,
+        lostAfterMs,
+        signature,
+        origin,
+        tags,
+        priority,
+      });
       return ok(undefined);
     } catch (error) {
       logError("unit:init-failed", error, { unit: id });

@@ -43,7 +43,8 @@ export async function dispatch(host: MeshHost, onlyNode: string | null = null): 
     host.metrics.pickedUp(unit.worktype, now - unit.createdAt);
     events.unit(store.unit(p.unitId), `assigned to ${p.nodeId}`);
     const start = accepted.value ? { start: accepted.value } : {};
-    for (const ws of helloedSockets(host.ctx, p.nodeId)) sendMessage(ws, { type: "assign", unitId: p.unitId, worktype: unit.worktype, ...start });
+    for (const ws of helloedSockets(host.ctx, p.nodeId))
+      sendMessage(ws, { type: "assign", unitId: p.unitId, worktype: unit.worktype, ...start });
     // The node's stored last_seen may be hours old (pings are not stored as they come): bring it
     // up to date before its lease starts to matter.
     observe(host, p.nodeId);

@@ -222,6 +222,8 @@ export class ReadyQueue {
         sums.set(key, row);
       }
     }
-    return [...sums.values()].sort((a, b) => (a.worktype < b.worktype ? -1 : a.worktype > b.worktype ? 1 : b.priority - a.priority));
+    return [...sums.values()].sort((a, b) =>
+      a.worktype < b.worktype ? -1 : a.worktype > b.worktype ? 1 : b.priority - a.priority,
+    );
   }
 }

@@ -30,7 +30,8 @@ export async function closeOpenedBy(host: MeshHost, tag: string): Promise<number
 export async function removeNode(host: MeshHost, nodeId: string): Promise<boolean> {
   const { store } = host;
   const known = store.hasNode(nodeId);
-  for (const ws of host.ctx.getWebSockets(nodeId)) if (ws.readyState === WebSocket.OPEN) ws.close(4403, "node removed by an admin");
+  for (const ws of host.ctx.getWebSockets(nodeId))
+    if (ws.readyState === WebSocket.OPEN) ws.close(4403, "node removed by an admin");
   if (known) host.events.node(nodeId, "removed");
   for (const unit of store.activeOn(nodeId)) {
     // Not started there: it may run elsewhere (or wait for a node of that id to join again).

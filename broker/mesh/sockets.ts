@@ -31,7 +31,9 @@ export function liveNodes(ctx: DurableObjectState): Set<string> {
  * a dead node "alive".
  */
 export function helloedSockets(ctx: DurableObjectState, nodeId: string): WebSocket[] {
-  return ctx.getWebSockets(nodeId).filter((ws) => ws.readyState === WebSocket.OPEN && (ws.deserializeAttachment() as SocketAttachment).helloed);
+  return ctx
+    .getWebSockets(nodeId)
+    .filter((ws) => ws.readyState === WebSocket.OPEN && (ws.deserializeAttachment() as SocketAttachment).helloed);
 }
 
 /** Whether the node has an open socket that said hello: a lookup of its tag, not a scan of every socket. */

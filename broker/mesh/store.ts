@@ -56,7 +56,11 @@ const UNIT_COLUMNS =
   "id, worktype, target_node AS targetNode, node, state, detail, origin, ready, lost_after AS lostAfterMs, tags, priority, created_at AS createdAt, updated_at AS updatedAt";
 
 function toUnit(row: Record<string, SqlStorageValue>): UnitIndexRow {
-  return { ...(row as unknown as UnitIndexRow), ready: row.ready === 1, tags: row.tags ? (JSON.parse(row.tags as string) as string[]) : [] };
+  return {
+    ...(row as unknown as UnitIndexRow),
+    ready: row.ready === 1,
+    tags: row.tags ? (JSON.parse(row.tags as string) as string[]) : [],
+  };
 }
 
 const isQueued = (row: UnitIndexRow) => row.state === "Pending" && row.ready && row.node === null;
@@ -73,7 +77,9 @@ export class MeshStore {
   /** The ready queue's index (queue.ts): every method below that changes a unit keeps it in step. */
   private readonly ready = new CachedReadyQueue(() =>
     this.sql
-      .exec(`SELECT ${UNIT_COLUMNS} FROM units WHERE state = 'Pending' AND ready = 1 AND node IS NULL ORDER BY created_at, id`)
+      .exec(
+        `SELECT ${UNIT_COLUMNS} FROM units WHERE state = 'Pending' AND ready = 1 AND node IS NULL ORDER BY created_at, id`,
+      )
       .toArray()
       .map((row) => queued(toUnit(row))),
   );
@@ -142,13 +148,21 @@ export class MeshStore {
 
   /** Moves last_seen forward only: pings observed late must not make a node look older. */
   observeNode(id: string, seen: number): void {
-    this.sql.exec("UPDATE nodes SET last_seen = ? WHERE id = ? AND (last_seen IS NULL OR last_seen < ?)", seen, id, seen);
+    this.sql.exec(
+      "UPDATE nodes SET last_seen = ? WHERE id = ? AND (last_seen IS NULL OR last_seen < ?)",
+      seen,
+      id,
+      seen,
+    );
   }
 
   /** The node's current outage, if the lease check marked one (cleared by its next hello). */
   outage(id: string): { since: number; reportedLost: boolean } | null {
     const row = this.sql
-      .exec<{ since: number | null; lost: number }>("SELECT unreachable_since AS since, lost_reported AS lost FROM nodes WHERE id = ?", id)
+      .exec<{ since: number | null; lost: number }>(
+        "SELECT unreachable_since AS since, lost_reported AS lost FROM nodes WHERE id = ?",
+        id,
+      )
       .toArray()[0];
     return row?.since == null ? null : { since: row.since, reportedLost: row.lost === 1 };
   }
@@ -162,13 +176,18 @@ export class MeshStore {
   }
 
   lastSeen(id: string): number | null {
-    return this.sql.exec<{ last_seen: number | null }>("SELECT last_seen FROM nodes WHERE id = ?", id).toArray()[0]?.last_seen ?? null;
+    return (
+      this.sql.exec<{ last_seen: number | null }>("SELECT last_seen FROM nodes WHERE id = ?", id).toArray()[0]
+        ?.last_seen ?? null
+    );
   }
 
   /** Nodes holding Pending or Running units: the ones whose leases matter. */
   nodesWithActiveUnits(): string[] {
     return this.sql
-      .exec<{ node: string }>("SELECT DISTINCT node FROM units WHERE node IS NOT NULL AND state IN ('Pending', 'Running')")
+      .exec<{ node: string }>(
+        "SELECT DISTINCT node FROM units WHERE node IS NOT NULL AND state IN ('Pending', 'Running')",
+      )
       .toArray()
       .map((row) => row.node);
   }
@@ -218,12 +237,21 @@ export class MeshStore {
    * Connection state is not stored: it is whether a live socket exists (`live`), because a broker
    * restart drops every socket without running any close handler.
    */
-  nodes(live: LiveSet): (Omit<NodeStatus, "lost" | "unreachable" | "unreachableSince" | "left"> & { outageSince: number | null; leftAt: number | null })[] {
+  nodes(live: LiveSet): (Omit<NodeStatus, "lost" | "unreachable" | "unreachableSince" | "left"> & {
+    outageSince: number | null;
+    leftAt: number | null;
+  })[] {
     const active = this.activeCounts();
     return this.sql
-      .exec<{ id: string; info: string; connected_at: number | null; last_seen: number | null; unreachable_since: number | null } & FlagColumns>(
-        `SELECT id, info, connected_at, last_seen, unreachable_since, ${FLAG_COLUMNS} FROM nodes ORDER BY id`,
-      )
+      .exec<
+        {
+          id: string;
+          info: string;
+          connected_at: number | null;
+          last_seen: number | null;
+          unreachable_since: number | null;
+        } & FlagColumns
+      >(`SELECT id, info, connected_at, last_seen, unreachable_since, ${FLAG_COLUMNS} FROM nodes ORDER BY id`)
       .toArray()
       .map((row) => {
         const info = JSON.parse(row.info) as NodeInfo;
@@ -290,7 +318,11 @@ export class MeshStore {
   }
 
   /** `idempotency`: the key scoped to its submitter, and the request it was given for. */
-  insertUnit(row: Omit<UnitIndexRow, "updatedAt">, idempotency: { key: string; request: string } | null, submitter: string): void {
+  insertUnit(
+    row: Omit<UnitIndexRow, "updatedAt">,
+    idempotency: { key: string; request: string } | null,
+    submitter: string,
+  ): void {
     this.sql.exec(
       `INSERT INTO units (id, worktype, target_node, node, state, detail, origin, ready, lost_after, idem_key, created_at, updated_at, submitter, idem_request, tags, priority)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -320,12 +352,16 @@ export class MeshStore {
   }
 
   unitByIdempotencyKey(key: string): (UnitIndexRow & { request: string | null }) | null {
-    const row = this.sql.exec(`SELECT ${UNIT_COLUMNS}, idem_request AS request FROM units WHERE idem_key = ?`, key).toArray()[0];
+    const row = this.sql
+      .exec(`SELECT ${UNIT_COLUMNS}, idem_request AS request FROM units WHERE idem_key = ?`, key)
+      .toArray()[0];
     return row ? { ...toUnit(row), request: (row.request as string | null) ?? null } : null;
   }
 
   pendingOf(submitter: string): number {
-    return this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM units WHERE submitter = ? AND state = 'Pending'", submitter).one().n;
+    return this.sql
+      .exec<{ n: number }>("SELECT COUNT(*) AS n FROM units WHERE submitter = ? AND state = 'Pending'", submitter)
+      .one().n;
   }
 
   nodeCount(): number {
@@ -359,11 +395,19 @@ export class MeshStore {
 
   /** When the unit started running, if it did (epoch ms). */
   startedAt(id: string): number | null {
-    return this.sql.exec<{ t: number | null }>("SELECT started_at AS t FROM units WHERE id = ?", id).toArray()[0]?.t ?? null;
+    return (
+      this.sql.exec<{ t: number | null }>("SELECT started_at AS t FROM units WHERE id = ?", id).toArray()[0]?.t ?? null
+    );
   }
 
   assignUnit(id: string, node: string, now: number): void {
-    this.sql.exec("UPDATE units SET node = ?, detail = ?, updated_at = ? WHERE id = ?", node, `assigned to ${node}`, now, id);
+    this.sql.exec(
+      "UPDATE units SET node = ?, detail = ?, updated_at = ? WHERE id = ?",
+      node,
+      `assigned to ${node}`,
+      now,
+      id,
+    );
     this.ready.sync(id, () => null);
   }
 

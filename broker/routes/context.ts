@@ -31,7 +31,8 @@ export function requireUpgrade(c: Ctx): void {
 }
 
 /** Who opened an agent socket, as its object tags it, so revoking that credential can close it. */
-export const openerTag = (principal: Principal) => (principal.kind === "token" ? `by:token:${principal.tokenId}` : `by:node:${principal.nodeId}`);
+export const openerTag = (principal: Principal) =>
+  principal.kind === "token" ? `by:token:${principal.tokenId}` : `by:node:${principal.nodeId}`;
 
 /**
  * RPC stubs wrap return types in the runtime's serialisation types, which defeats inference of
@@ -51,7 +52,10 @@ export function feedQuery(c: Ctx, { latest }: { latest: boolean }): FeedQuery {
     if (value === undefined) continue;
     const word = latest && key === "after" && value === "latest";
     if (!word && !/^\d{1,15}$/.test(value))
-      throw new MeshError("bad_request", `${key} must be a non-negative integer${latest && key === "after" ? " or latest" : ""}`);
+      throw new MeshError(
+        "bad_request",
+        `${key} must be a non-negative integer${latest && key === "after" ? " or latest" : ""}`,
+      );
   }
   return {
     after: c.req.query("after") ?? null,

@@ -35,7 +35,12 @@ export function meshRoutes(app: App): void {
       role: principal.kind === "token" ? principal.role : null,
       tokenId: principal.kind === "token" ? principal.tokenId : null,
       nodeId: principal.kind === "node" ? principal.nodeId : null,
-      may: { read: may(principal, "read"), results: may(principal, "results"), submit: may(principal, "submit"), manage: may(principal, "manage") },
+      may: {
+        read: may(principal, "read"),
+        results: may(principal, "results"),
+        submit: may(principal, "submit"),
+        manage: may(principal, "manage"),
+      },
     });
   });
 }

@@ -17,7 +17,11 @@ export function nodeRoutes(app: App): void {
     app.post(`/v1/meshes/:mesh/nodes/:node/${action}`, async (c) => {
       const mesh = meshName(c);
       can(c, "manage");
-      return c.json(asResult<{ node: string; paused: boolean }>(await meshObject(c.env, mesh).pauseNode(nodeName(c), action === "pause")));
+      return c.json(
+        asResult<{ node: string; paused: boolean }>(
+          await meshObject(c.env, mesh).pauseNode(nodeName(c), action === "pause"),
+        ),
+      );
     });
   }
 

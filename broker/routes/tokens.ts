@@ -22,7 +22,12 @@ export function tokenRoutes(app: App): void {
     if (name !== undefined && (typeof name !== "string" || name.length > 100 || /[\x00-\x1f]/.test(name))) {
       throw new MeshError("bad_request", "name must be a string of at most 100 printable characters");
     }
-    return c.json(asResult<TokenInfo & { token: string }>(await accessObject(c.env, mesh).createToken(role, (name as string | undefined) ?? role)), 201);
+    return c.json(
+      asResult<TokenInfo & { token: string }>(
+        await accessObject(c.env, mesh).createToken(role, (name as string | undefined) ?? role),
+      ),
+      201,
+    );
   });
 
   app.get("/v1/meshes/:mesh/tokens", async (c) => {

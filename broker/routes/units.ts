@@ -16,7 +16,8 @@ import { type App, asResult, can, meshName, unitId } from "./context.js";
  */
 const MAX_LISTED_RECORDS = 500;
 const RECORD_BATCH = 16;
-const submitterOf = (principal: Principal) => (principal.kind === "token" ? `token:${principal.tokenId}` : `node:${principal.nodeId}`);
+const submitterOf = (principal: Principal) =>
+  principal.kind === "token" ? `token:${principal.tokenId}` : `node:${principal.nodeId}`;
 
 export function unitRoutes(app: App): void {
   app.post("/v1/meshes/:mesh/units", async (c) => {
@@ -25,7 +26,10 @@ export function unitRoutes(app: App): void {
     // A chunked body cut short can arrive looking complete (wrangler dev forwards it so); only a
     // declared length lets the broker tell, and a unit must never run on a truncated stdin.
     if (!/^\d{1,15}$/.test(c.req.header("content-length") ?? "")) {
-      throw new MeshError("length_required", "send the payload with a Content-Length header (meshctl does; with curl use --data-binary @FILE)");
+      throw new MeshError(
+        "length_required",
+        "send the payload with a Content-Length header (meshctl does; with curl use --data-binary @FILE)",
+      );
     }
     const worktype = c.req.query("worktype") ?? "";
     if (!NAME_PATTERN.test(worktype)) throw new MeshError("bad_request", "give the work type: ?worktype=NAME");
@@ -40,12 +44,17 @@ export function unitRoutes(app: App): void {
     const lostAfter = c.req.query("lostAfter");
     const lostAfterMs = lostAfter === undefined ? null : unwrap(parseDuration(lostAfter));
     const chosenId = c.req.query("id") ?? null;
-    if (chosenId !== null && !UNIT_ID_PATTERN.test(chosenId)) throw new MeshError("bad_unit_id", "unit ids are 8 characters of [0-9a-zA-Z]");
+    if (chosenId !== null && !UNIT_ID_PATTERN.test(chosenId))
+      throw new MeshError("bad_unit_id", "unit ids are 8 characters of [0-9a-zA-Z]");
     const origin = c.req.query("origin") || null;
-    if (origin !== null && !NAME_PATTERN.test(origin)) throw new MeshError("bad_request", "origin names are 1-64 characters of [A-Za-z0-9._-]");
+    if (origin !== null && !NAME_PATTERN.test(origin))
+      throw new MeshError("bad_request", "origin names are 1-64 characters of [A-Za-z0-9._-]");
     const signature = c.req.header("mesh-signature") ?? null;
     if (signature !== null && (signature.length > MAX_SIGNATURE_CHARS || !/^[A-Za-z0-9_.-]+$/.test(signature))) {
-      throw new MeshError("bad_request", `the Mesh-Signature header must be at most ${MAX_SIGNATURE_CHARS} characters of base64url and dots`);
+      throw new MeshError(
+        "bad_request",
+        `the Mesh-Signature header must be at most ${MAX_SIGNATURE_CHARS} characters of base64url and dots`,
+      );
     }
     const length = Number(c.req.header("content-length"));
     const created = asResult<{ unit: UnitIndexRow; created: boolean }>(
@@ -71,7 +80,9 @@ export function unitRoutes(app: App): void {
     if (!created.created && created.unit.ready) return c.json(asResult<UnitRecord>(await unit.status()), 200);
     // The body goes to the Unit object as a stream argument of an RPC call: it reads it chunk by
     // chunk into storage, so a payload is never held whole in memory on either side.
-    const stored = asResult<{ record: UnitRecord; created: boolean }>(await unit.receivePayload(c.req.raw.body, { length, retry: !created.created }));
+    const stored = asResult<{ record: UnitRecord; created: boolean }>(
+      await unit.receivePayload(c.req.raw.body, { length, retry: !created.created }),
+    );
     return c.json(stored.record, stored.created ? 201 : 200);
   });
 
@@ -79,7 +90,8 @@ export function unitRoutes(app: App): void {
     const mesh = meshName(c);
     can(c, "read");
     const origin = c.req.query("origin") ?? null;
-    if (origin !== null && !NAME_PATTERN.test(origin)) throw new MeshError("bad_request", "origin names are 1-64 characters of [A-Za-z0-9._-]");
+    if (origin !== null && !NAME_PATTERN.test(origin))
+      throw new MeshError("bad_request", "origin names are 1-64 characters of [A-Za-z0-9._-]");
     const units = await meshObject(c.env, mesh).listUnits(origin);
     if (c.req.query("records") !== "1") return c.json(units);
     // Whole status records in one answer (the control-service bridge's `work list`): one RPC per
@@ -93,7 +105,9 @@ export function unitRoutes(app: App): void {
     }
     const records: UnitRecord[] = [];
     for (let i = 0; i < live.length; i += RECORD_BATCH) {
-      const batch = await Promise.all(live.slice(i, i + RECORD_BATCH).map((u: UnitSummary) => unitObject(c.env, mesh, u.id).status()));
+      const batch = await Promise.all(
+        live.slice(i, i + RECORD_BATCH).map((u: UnitSummary) => unitObject(c.env, mesh, u.id).status()),
+      );
       for (const result of batch) if (result.ok && result.value.state !== "Released") records.push(result.value);
     }
     return c.json(records);

@@ -50,7 +50,12 @@ export function acceptAgent(ctx: DurableObjectState, grant: SocketGrant): Respon
   return new Response(null, { status: 101, webSocket: pair[0] });
 }
 
-export async function onAgentMessage(host: UnitHost, ws: WebSocket, doc0: UnitDoc, msg: AgentDataMessage): Promise<void> {
+export async function onAgentMessage(
+  host: UnitHost,
+  ws: WebSocket,
+  doc0: UnitDoc,
+  msg: AgentDataMessage,
+): Promise<void> {
   let doc = doc0;
   const { nodeId, attached } = ws.deserializeAttachment() as AgentAttachment;
   // Every other message sees the results as they stand: an attach resumes from the stored end, a
@@ -85,12 +90,21 @@ export async function onAgentMessage(host: UnitHost, ws: WebSocket, doc0: UnitDo
   }
 }
 
-function attach(host: UnitHost, ws: WebSocket, doc: UnitDoc, nodeId: string, msg: Extract<AgentDataMessage, { type: "attach" }>): void {
+function attach(
+  host: UnitHost,
+  ws: WebSocket,
+  doc: UnitDoc,
+  nodeId: string,
+  msg: Extract<AgentDataMessage, { type: "attach" }>,
+): void {
   if (msg.protocol !== PROTOCOL_VERSION) {
     return refuseAndClose(ws, { code: "unsupported_protocol", message: `protocol ${msg.protocol} is not supported` });
   }
   if (doc.node !== nodeId || msg.nodeId !== nodeId) {
-    return refuseAndClose(ws, { code: "not_assigned", message: `unit ${doc.id} is not assigned to node ${msg.nodeId}` });
+    return refuseAndClose(ws, {
+      code: "not_assigned",
+      message: `unit ${doc.id} is not assigned to node ${msg.nodeId}`,
+    });
   }
   // A reconnecting agent may find its previous socket still half-open: the newest one wins.
   for (const other of host.ctx.getWebSockets(AGENT_TAG)) {
@@ -144,10 +158,16 @@ export async function onAgentResults(host: UnitHost, ws: WebSocket, doc: UnitDoc
   }
   const plan = planFrame(host.pending.end(doc.stdoutSize), frame.offset, frame.data.byteLength);
   if (plan.action === "window") {
-    return refuseAndClose(ws, { code: "window_exceeded", message: `results frame at ${frame.offset} is behind the ack window (from ${plan.oldest})` });
+    return refuseAndClose(ws, {
+      code: "window_exceeded",
+      message: `results frame at ${frame.offset} is behind the ack window (from ${plan.oldest})`,
+    });
   }
   if (plan.action === "gap") {
-    return refuse(ws, { code: "results_gap", message: `results frame at ${frame.offset}, expected ${plan.expected}: resend from the last ack` });
+    return refuse(ws, {
+      code: "results_gap",
+      message: `results frame at ${frame.offset}, expected ${plan.expected}: resend from the last ack`,
+    });
   }
   if (plan.action === "append") {
     host.pending.add(doc.stdoutSize, host.pending.end(doc.stdoutSize), frame.data.subarray(plan.skip));
@@ -203,35 +223,74 @@ async function writeBatch(host: UnitHost): Promise<void> {
   await host.ctx.storage.sync();
   host.wake();
   for (const agent of host.ctx.getWebSockets(AGENT_TAG)) {
-    if (agent.readyState === WebSocket.OPEN && isAttached(agent)) sendMessage(agent, { type: "results-ack", offset: end });
+    if (agent.readyState === WebSocket.OPEN && isAttached(agent))
+      sendMessage(agent, { type: "results-ack", offset: end });
   }
 }
 
-async function onFinished(host: UnitHost, ws: WebSocket, doc: UnitDoc, msg: Extract<AgentDataMessage, { type: "finished" }>): Promise<void> {
+async function onFinished(
+  host: UnitHost,
+  ws: WebSocket,
+  doc: UnitDoc,
+  msg: Extract<AgentDataMessage, { type: "finished" }>,
+): Promise<void> {
   if (doc.state === "Released" || (isTerminal(doc.state) && doc.exitReported)) {
     return sendMessage(ws, { type: "closed", state: doc.state, exitRecorded: doc.exitReported });
   }
   if (msg.resultsSize !== doc.stdoutSize) {
-    return refuse(ws, { code: "results_incomplete", message: `finished with ${msg.resultsSize} bytes of results but ${doc.stdoutSize} are stored` });
+    return refuse(ws, {
+      code: "results_incomplete",
+      message: `finished with ${msg.resultsSize} bytes of results but ${doc.stdoutSize} are stored`,
+    });
   }
   // Late: how the command itself ended, whatever was asked of it meanwhile.
-  if (isTerminal(doc.state)) return onLateFinish(host, ws, doc, msg, outcome({ ...msg, canceled: false }, false).detail);
+  if (isTerminal(doc.state))
+    return onLateFinish(host, ws, doc, msg, outcome({ ...msg, canceled: false }, false).detail);
   const { state, detail } = outcome(msg, doc.cancelRequested);
   // A `started` lost with a dropped link leaves the unit Pending; it did run, so pass through Running.
-  if (doc.state === "Pending" && !msg.detail) await host.move(doc, "Running", `running on ${doc.node}`, { startedAt: new Date().toISOString() });
-  await host.move(host.store.doc()!, state, detail, { exitCode: msg.exitCode, exitReported: true, outputCut: msg.outputCut ?? null });
-  log("unit:finished", { unit: doc.id, state, detail, bytes: doc.stdoutSize, resultsFrames: host.pending.frames, resultsWrites: host.pending.writes });
+  if (doc.state === "Pending" && !msg.detail)
+    await host.move(doc, "Running", `running on ${doc.node}`, { startedAt: new Date().toISOString() });
+  await host.move(host.store.doc()!, state, detail, {
+    exitCode: msg.exitCode,
+    exitReported: true,
+    outputCut: msg.outputCut ?? null,
+  });
+  log("unit:finished", {
+    unit: doc.id,
+    state,
+    detail,
+    bytes: doc.stdoutSize,
+    resultsFrames: host.pending.frames,
+    resultsWrites: host.pending.writes,
+  });
 }
 
 /**
  * The node reports how the command ended after the unit was judged (failed "node lost" while the
  * node was away). The state stays as judged; the real exit is kept beside it, with every byte.
  */
-async function onLateFinish(host: UnitHost, ws: WebSocket, doc: UnitDoc, msg: Extract<AgentDataMessage, { type: "finished" }>, exit: string): Promise<void> {
+async function onLateFinish(
+  host: UnitHost,
+  ws: WebSocket,
+  doc: UnitDoc,
+  msg: Extract<AgentDataMessage, { type: "finished" }>,
+  exit: string,
+): Promise<void> {
   const lateBytes = doc.stdoutSize - (doc.resultsAtVerdict ?? doc.stdoutSize);
-  const lateExit = { exitCode: msg.exitCode, signal: msg.signal, detail: exit, at: new Date().toISOString(), lateBytes };
+  const lateExit = {
+    exitCode: msg.exitCode,
+    signal: msg.signal,
+    detail: exit,
+    at: new Date().toISOString(),
+    lateBytes,
+  };
   finishEvents(host.store);
-  await host.annotate({ ...doc, lateExit, exitReported: true, detail: lateExitDetail(doc.detail, doc.node, exit, lateBytes) });
+  await host.annotate({
+    ...doc,
+    lateExit,
+    exitReported: true,
+    detail: lateExitDetail(doc.detail, doc.node, exit, lateBytes),
+  });
   await host.ctx.storage.sync();
   sendMessage(ws, { type: "closed", state: doc.state, exitRecorded: true });
   log("unit:late-exit", { unit: doc.id, state: doc.state, exit, lateBytes });

@@ -14,7 +14,15 @@ import { log, logError } from "../log.js";
 import type { EventRow, ParseState } from "./events.js";
 import { redactEnv } from "./redact.js";
 import { type TarFile, tarStream } from "./tar.js";
-import { type ByteSource, type ZipEntry, ZipError, base64Source, entryBytes, entryChunks, readZipEntries } from "./zip.js";
+import {
+  type ByteSource,
+  type ZipEntry,
+  ZipError,
+  base64Source,
+  entryBytes,
+  entryChunks,
+  readZipEntries,
+} from "./zip.js";
 
 /** What building the tar needs from the Unit object's store (store.ts). */
 export interface ArtifactStore {
@@ -25,13 +33,21 @@ export interface ArtifactStore {
 }
 
 /** What building the tar needs from the unit's document. */
-export type ArtifactUnit = Pick<UnitRecord, "id" | "state" | "exitCode" | "finishedAt" | "stdoutSize"> & { parse: ParseState | null };
+export type ArtifactUnit = Pick<UnitRecord, "id" | "state" | "exitCode" | "finishedAt" | "stdoutSize"> & {
+  parse: ParseState | null;
+};
 
 /** The tar as the HTTP answer: a download named after the unit. */
 export function artifactsResponse(store: ArtifactStore, doc: ArtifactUnit, redact: boolean): Response {
-  const body = tarStream(artifactFiles(store, doc, redact), (error) => logError("unit:artifacts-failed", error, { unit: doc.id }));
+  const body = tarStream(artifactFiles(store, doc, redact), (error) =>
+    logError("unit:artifacts-failed", error, { unit: doc.id }),
+  );
   return new Response(body, {
-    headers: { "content-type": "application/x-tar", "content-disposition": `attachment; filename="${doc.id}-artifacts.tar"`, "x-unit-state": doc.state },
+    headers: {
+      "content-type": "application/x-tar",
+      "content-disposition": `attachment; filename="${doc.id}-artifacts.tar"`,
+      "x-unit-state": doc.state,
+    },
   });
 }
 
@@ -56,7 +72,12 @@ const decoder = new TextDecoder();
  * a running unit, events that arrive while the tar streams are left out. `redact`: the reader may
  * not see secrets, so the environment in `command` is masked as in the events.
  */
-export function* artifactFiles(store: ArtifactStore, doc: ArtifactUnit, redact: boolean, now = new Date()): Generator<TarFile> {
+export function* artifactFiles(
+  store: ArtifactStore,
+  doc: ArtifactUnit,
+  redact: boolean,
+  now = new Date(),
+): Generator<TarFile> {
   const mtime = doc.finishedAt ? new Date(doc.finishedAt) : now;
   const end = doc.stdoutSize;
   yield directory("artifacts/", 0o755, mtime);
@@ -78,7 +99,9 @@ export function* artifactFiles(store: ArtifactStore, doc: ArtifactUnit, redact: 
       const masked = maskCommand(entryBytes(zip!.source, entry));
       if (masked) yield file(name, entry.mode & 0o7777 || 0o600, entry.mtime, masked.byteLength, () => [masked]);
     } else {
-      yield file(name, entry.mode & 0o7777 || 0o600, entry.mtime, entry.size, () => entryChunks(zip!.source, entry, INFLATE_STEP));
+      yield file(name, entry.mode & 0o7777 || 0o600, entry.mtime, entry.size, () =>
+        entryChunks(zip!.source, entry, INFLATE_STEP),
+      );
     }
   }
   if (!eventsDir) yield directory("artifacts/job_events/", 0o700, mtime);
@@ -88,7 +111,10 @@ export function* artifactFiles(store: ArtifactStore, doc: ArtifactUnit, redact: 
     const meta = JSON.parse(row.meta) as { counter?: number; uuid?: string; status?: string };
     if (row.kind === "status" && meta.status) lastStatus = meta.status;
     const name = row.kind === "event" ? jobEventName(meta) : null;
-    if (name) yield file(`artifacts/job_events/${name}`, 0o600, new Date(row.at), row.len, () => [exactRange(read, row.off, row.len)]);
+    if (name)
+      yield file(`artifacts/job_events/${name}`, 0o600, new Date(row.at), row.len, () => [
+        exactRange(read, row.off, row.len),
+      ]);
   }
   if (!zip) yield* outcome(doc, lastStatus, mtime);
 }
@@ -115,8 +141,14 @@ export function jobEventName(meta: { counter?: number; uuid?: string }): string 
 
 /** A relative path that stays inside the artifacts directory when extracted. */
 export function safeName(name: string): boolean {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters have no place in an archived name.
-  return name !== "" && !name.startsWith("/") && !name.includes("\\") && !/[\x00-\x1f]/.test(name) && !name.split("/").some((p) => p === "..");
+  return (
+    name !== "" &&
+    !name.startsWith("/") &&
+    !name.includes("\\") &&
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters have no place in an archived name.
+    !/[\x00-\x1f]/.test(name) &&
+    !name.split("/").some((p) => p === "..")
+  );
 }
 
 /** `command` with the environment's values masked; null if it is not the JSON object expected. */
@@ -166,7 +198,14 @@ function exactRange(read: (offset: number, length: number) => Uint8Array, offset
   return bytes;
 }
 
-const directory = (name: string, mode: number, mtime: Date): TarFile => ({ name, type: "directory", mode, mtime, size: 0, body: () => [] });
+const directory = (name: string, mode: number, mtime: Date): TarFile => ({
+  name,
+  type: "directory",
+  mode,
+  mtime,
+  size: 0,
+  body: () => [],
+});
 
 const file = (name: string, mode: number, mtime: Date, size: number, body: () => Iterable<Uint8Array>): TarFile => ({
   name,

@@ -24,7 +24,9 @@ const decoder = new TextDecoder();
 
 /** Where parsing stands; a unit stored before events existed starts at its current end. */
 function parseState(doc: UnitDoc): ParseState {
-  return doc.parse ?? (doc.stdoutSize === 0 ? INITIAL_PARSE : { ...INITIAL_PARSE, offset: doc.stdoutSize, mode: "lines" });
+  return (
+    doc.parse ?? (doc.stdoutSize === 0 ? INITIAL_PARSE : { ...INITIAL_PARSE, offset: doc.stdoutSize, mode: "lines" })
+  );
 }
 
 /**
@@ -42,7 +44,12 @@ export function finishEvents(store: UnitStore, now = Date.now()): number {
 }
 
 /** `final`: no byte will follow, so a last unfinished line is an event too. */
-function ingest(store: UnitStore, final: boolean, fresh: { offset: number; data: Uint8Array } | undefined, now: number): number {
+function ingest(
+  store: UnitStore,
+  final: boolean,
+  fresh: { offset: number; data: Uint8Array } | undefined,
+  now: number,
+): number {
   const doc = store.doc();
   if (!doc) return 0;
   let state = parseState(doc);
@@ -68,7 +75,8 @@ function ingest(store: UnitStore, final: boolean, fresh: { offset: number; data:
       const step = parseEvents(state, read(store, state.offset, take, fresh), final && take === available);
       store.addEvents(step.events, now);
       added += step.events.length;
-      const moved = step.state.offset !== state.offset || step.state.ended !== state.ended || step.state.mode !== state.mode;
+      const moved =
+        step.state.offset !== state.offset || step.state.ended !== state.ended || step.state.mode !== state.mode;
       state = step.state;
       if (!moved) break;
     }
@@ -83,9 +91,15 @@ function ingest(store: UnitStore, final: boolean, fresh: { offset: number; data:
 }
 
 /** `length` results bytes from `offset`: the unparsed tail of earlier frames from storage, the rest from `fresh`. */
-function read(store: UnitStore, offset: number, length: number, fresh?: { offset: number; data: Uint8Array }): Uint8Array {
+function read(
+  store: UnitStore,
+  offset: number,
+  length: number,
+  fresh?: { offset: number; data: Uint8Array },
+): Uint8Array {
   const end = offset + length;
-  if (!fresh || end !== fresh.offset + fresh.data.byteLength || offset < fresh.offset - MAX_LINE_BYTES) return store.readRange("results", offset, length);
+  if (!fresh || end !== fresh.offset + fresh.data.byteLength || offset < fresh.offset - MAX_LINE_BYTES)
+    return store.readRange("results", offset, length);
   if (offset >= fresh.offset) return fresh.data.subarray(offset - fresh.offset);
   const out = new Uint8Array(length);
   out.set(store.readRange("results", offset, fresh.offset - offset));

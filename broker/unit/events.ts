@@ -75,7 +75,12 @@ export const MAX_LINE_BYTES = 8 * 1024 * 1024;
 export const MAX_STDOUT_CHARS = 64 * 1024;
 
 const NEWLINE = 0x0a;
-const FAILED_EVENTS = new Set(["runner_on_failed", "runner_on_unreachable", "runner_item_on_failed", "runner_on_async_failed"]);
+const FAILED_EVENTS = new Set([
+  "runner_on_failed",
+  "runner_on_unreachable",
+  "runner_item_on_failed",
+  "runner_on_async_failed",
+]);
 const decoder = new TextDecoder();
 
 /**
@@ -83,7 +88,11 @@ const decoder = new TextDecoder();
  * last line is left for the next call unless `final` (the unit ended), or unless it is already
  * longer than MAX_LINE_BYTES.
  */
-export function parseEvents(state: ParseState, bytes: Uint8Array, final: boolean): { state: ParseState; events: ParsedEvent[] } {
+export function parseEvents(
+  state: ParseState,
+  bytes: Uint8Array,
+  final: boolean,
+): { state: ParseState; events: ParsedEvent[] } {
   const base = state.offset;
   const next = { ...state };
   const events: ParsedEvent[] = [];
@@ -99,7 +108,13 @@ export function parseEvents(state: ParseState, bytes: Uint8Array, final: boolean
       if (looksLikeRunner(line)) next.mode = "runner";
       else if (newline === -1 || base + position >= PREAMBLE_BYTES) next.mode = "lines";
       else {
-        events.push({ kind: "line", offset: base + position, length: newline + 1 - position, meta: {}, secret: holdsEnv(line) });
+        events.push({
+          kind: "line",
+          offset: base + position,
+          length: newline + 1 - position,
+          meta: {},
+          secret: holdsEnv(line),
+        });
         position = newline + 1;
         continue;
       }
@@ -142,19 +157,26 @@ function holdsEnv(line: Uint8Array): boolean {
 function looksLikeRunner(line: Uint8Array): boolean {
   if (line[0] !== 0x7b) return false;
   const value = parseObject(line);
-  return value !== null && ("status" in value || "uuid" in value || "event" in value || "zipfile" in value || "eof" in value);
+  return (
+    value !== null && ("status" in value || "uuid" in value || "event" in value || "zipfile" in value || "eof" in value)
+  );
 }
 
 function parseObject(line: Uint8Array): Record<string, unknown> | null {
   try {
     const value: unknown = JSON.parse(decoder.decode(line));
-    return value !== null && typeof value === "object" && !Array.isArray(value) ? (value as Record<string, unknown>) : null;
+    return value !== null && typeof value === "object" && !Array.isArray(value)
+      ? (value as Record<string, unknown>)
+      : null;
   } catch {
     return null;
   }
 }
 
-function runnerLine(line: Uint8Array, offset: number): ParsedEvent | { zip: ParseState["zip"] & object } | "eof" | null {
+function runnerLine(
+  line: Uint8Array,
+  offset: number,
+): ParsedEvent | { zip: ParseState["zip"] & object } | "eof" | null {
   if (line.byteLength === 0 || (line.byteLength === 1 && line[0] === 0x0d)) return null;
   const value = line[0] === 0x7b ? parseObject(line) : null;
   // Not JSON: ansible-runner's process would fail the stream here; show the line rather than drop
@@ -165,14 +187,23 @@ function runnerLine(line: Uint8Array, offset: number): ParsedEvent | { zip: Pars
     return { zip: { offset: offset + line.byteLength + 1, length: 4 * Math.ceil(value.zipfile / 3) } };
   }
   if (typeof value.status === "string") {
-    return { kind: "status", offset, length: line.byteLength, meta: { status: value.status }, secret: value.status === "starting" || "env" in value };
+    return {
+      kind: "status",
+      offset,
+      length: line.byteLength,
+      meta: { status: value.status },
+      secret: value.status === "starting" || "env" in value,
+    };
   }
   if (value.event === "keepalive") return null;
   return { kind: "event", offset, length: line.byteLength, meta: eventMeta(value), secret: false };
 }
 
 function eventMeta(value: Record<string, unknown>): EventMeta {
-  const data = (typeof value.event_data === "object" && value.event_data !== null ? value.event_data : {}) as Record<string, unknown>;
+  const data = (typeof value.event_data === "object" && value.event_data !== null ? value.event_data : {}) as Record<
+    string,
+    unknown
+  >;
   const res = (typeof data.res === "object" && data.res !== null ? data.res : {}) as Record<string, unknown>;
   const meta: EventMeta = {};
   if (typeof value.event === "string") meta.event = short(value.event);
@@ -184,7 +215,8 @@ function eventMeta(value: Record<string, unknown>): EventMeta {
   if (typeof data.play === "string") meta.play = short(data.play);
   if (typeof data.task === "string") meta.task = short(data.task);
   if (res.changed === true || data.changed === true) meta.changed = true;
-  if (typeof value.event === "string" && FAILED_EVENTS.has(value.event) && data.ignore_errors !== true) meta.failed = true;
+  if (typeof value.event === "string" && FAILED_EVENTS.has(value.event) && data.ignore_errors !== true)
+    meta.failed = true;
   if (typeof value.stdout === "string" && value.stdout !== "") Object.assign(meta, stdoutOf(value.stdout));
   return meta;
 }
@@ -195,7 +227,9 @@ function short(text: string): string {
 }
 
 export function stdoutOf(text: string): Pick<EventMeta, "stdout" | "stdout_truncated"> {
-  return text.length > MAX_STDOUT_CHARS ? { stdout: text.slice(0, MAX_STDOUT_CHARS), stdout_truncated: true } : { stdout: text };
+  return text.length > MAX_STDOUT_CHARS
+    ? { stdout: text.slice(0, MAX_STDOUT_CHARS), stdout_truncated: true }
+    : { stdout: text };
 }
 
 /**

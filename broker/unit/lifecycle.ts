@@ -90,7 +90,12 @@ export class UnitLifecycle implements UnitHost {
     }
     const current = this.store.doc();
     // Another move may have run during the RPC: what was sent is in sync only if it is still current.
-    if (synced && current && (current.state !== doc.state || current.detail !== doc.detail || current.payloadComplete !== doc.payloadComplete)) return;
+    if (
+      synced &&
+      current &&
+      (current.state !== doc.state || current.detail !== doc.detail || current.payloadComplete !== doc.payloadComplete)
+    )
+      return;
     if (current && current.meshSynced !== synced) {
       this.store.save({ ...current, meshSynced: synced });
       await this.schedule();

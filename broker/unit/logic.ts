@@ -32,7 +32,10 @@ export function planFrame(end: number, offset: number, length: number): FramePla
  * payload small enough, and never for a unit with a cancel on the way. Such a unit counts as
  * attached from then on (planNodeLost): it may be running before the node says anything.
  */
-export function planInlineStart(doc: { payloadComplete: boolean; payloadSize: number; cancelRequested: boolean }, wanted: boolean): boolean {
+export function planInlineStart(
+  doc: { payloadComplete: boolean; payloadSize: number; cancelRequested: boolean },
+  wanted: boolean,
+): boolean {
   return wanted && doc.payloadComplete && !doc.cancelRequested && doc.payloadSize <= INLINE_PAYLOAD_BYTES;
 }
 
@@ -79,7 +82,10 @@ export function outcome(finished: Finished, cancelRequested: boolean): { state: 
   return { state: "Failed", detail: `exit status ${finished.exitCode ?? "unknown"}` };
 }
 
-export type LostPlan = { action: "ignore" } | { action: "requeue"; detail: string } | { action: "fail"; detail: string };
+export type LostPlan =
+  | { action: "ignore" }
+  | { action: "requeue"; detail: string }
+  | { action: "fail"; detail: string };
 
 /**
  * What a unit does when the Mesh declares its node lost. A unit the node never attached to
@@ -106,7 +112,8 @@ export function planNodeLost(doc: Placed, nodeId: string, silentMs: number): Los
 export function planNodeRemoved(doc: Placed, nodeId: string): LostPlan {
   if (doc.node !== nodeId || (doc.state !== "Pending" && doc.state !== "Running")) return { action: "ignore" };
   const removed = `node ${nodeId} was removed by an admin`;
-  if (doc.state === "Pending" && doc.attachedAt === null) return { action: "requeue", detail: `${waitingFor(doc)} (${removed})` };
+  if (doc.state === "Pending" && doc.attachedAt === null)
+    return { action: "requeue", detail: `${waitingFor(doc)} (${removed})` };
   return { action: "fail", detail: removed };
 }
 
@@ -117,15 +124,20 @@ export function planNodeRemoved(doc: Placed, nodeId: string): LostPlan {
 export function planNodeLeaving(doc: Placed, nodeId: string): LostPlan {
   if (doc.node !== nodeId || (doc.state !== "Pending" && doc.state !== "Running")) return { action: "ignore" };
   const leaving = `node ${nodeId} is leaving`;
-  if (doc.state === "Pending" && doc.attachedAt === null) return { action: "requeue", detail: `${waitingFor(doc)} (${leaving})` };
+  if (doc.state === "Pending" && doc.attachedAt === null)
+    return { action: "requeue", detail: `${waitingFor(doc)} (${leaving})` };
   return { action: "fail", detail: `${leaving} and refused the unit` };
 }
 
-const waitingFor = (doc: Pick<Placed, "targetNode">) => `waiting for ${doc.targetNode === null ? "a node" : `node ${doc.targetNode}`}`;
+const waitingFor = (doc: Pick<Placed, "targetNode">) =>
+  `waiting for ${doc.targetNode === null ? "a node" : `node ${doc.targetNode}`}`;
 
 type Placed = { state: UnitState; node: string | null; targetNode: string | null; attachedAt: string | null };
 
-export type UnreachablePlan = { action: "ignore" } | { action: "requeue"; detail: string } | { action: "mark"; detail: string };
+export type UnreachablePlan =
+  | { action: "ignore" }
+  | { action: "requeue"; detail: string }
+  | { action: "mark"; detail: string };
 
 /**
  * What a unit does when its node becomes unreachable. One the node never attached to goes back to
@@ -169,9 +181,14 @@ export type PullPlan = { action: "send"; end: number } | { action: "refuse"; mes
  * next pull must start (null before its first).
  */
 export function planPull(next: number | null, payloadSize: number, offset: number, length: number): PullPlan {
-  if (length > PULL_MAX) return { action: "refuse", message: `a payload pull asks for at most ${PULL_MAX} bytes, not ${length}` };
+  if (length > PULL_MAX)
+    return { action: "refuse", message: `a payload pull asks for at most ${PULL_MAX} bytes, not ${length}` };
   if (next !== null && offset !== next)
-    return { action: "refuse", message: `payload pulls follow each other on a socket: the next starts at ${next}, not ${offset}` };
-  if (offset > payloadSize) return { action: "refuse", message: `the payload has ${payloadSize} bytes; a pull at ${offset} is past its end` };
+    return {
+      action: "refuse",
+      message: `payload pulls follow each other on a socket: the next starts at ${next}, not ${offset}`,
+    };
+  if (offset > payloadSize)
+    return { action: "refuse", message: `the payload has ${payloadSize} bytes; a pull at ${offset} is past its end` };
   return { action: "send", end: Math.min(offset + length, payloadSize) };
 }

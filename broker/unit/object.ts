@@ -68,15 +68,23 @@ export class UnitObject extends DurableObject<Env> {
   override fetch(request: Request): Promise<Response> {
     return this.guarded("fetch", () => {
       const grant = socketGrant(request);
-      if (!grant) return Response.json({ error: { code: "unknown_route", message: "a Unit object takes socket upgrades only" } }, { status: 404 });
+      if (!grant)
+        return Response.json(
+          { error: { code: "unknown_route", message: "a Unit object takes socket upgrades only" } },
+          { status: 404 },
+        );
       // An agent must hear "unknown unit" to let go of it; a refused handshake only makes it retry.
-      if (!this.store.doc()) return refusedSocket({ code: "unknown_unit", message: "no such unit: it was released and forgotten" });
+      if (!this.store.doc())
+        return refusedSocket({ code: "unknown_unit", message: "no such unit: it was released and forgotten" });
       return acceptAgent(this.ctx, grant);
     });
   }
 
   /** The submit's body, streamed over RPC (a ReadableStream argument), into the payload. */
-  receivePayload(body: ReadableStream<Uint8Array> | null, upload: PayloadUpload): Promise<Result<{ record: UnitRecord; created: boolean }>> {
+  receivePayload(
+    body: ReadableStream<Uint8Array> | null,
+    upload: PayloadUpload,
+  ): Promise<Result<{ record: UnitRecord; created: boolean }>> {
     return this.guarded("receivePayload", () => this.payload.receive(body, upload));
   }
 
@@ -85,7 +93,9 @@ export class UnitObject extends DurableObject<Env> {
     return this.guarded("results", () =>
       this.reading("results", (doc) => {
         const stream = resultsStream(this.store, offset, follow, (signal) => this.life.waiters.wait(signal));
-        return new Response(stream, { headers: { "content-type": "application/octet-stream", "x-unit-state": doc.state } });
+        return new Response(stream, {
+          headers: { "content-type": "application/octet-stream", "x-unit-state": doc.state },
+        });
       }),
     );
   }
@@ -93,12 +103,19 @@ export class UnitObject extends DurableObject<Env> {
   /** The event feed; `redact`: the reader may not see secrets (the Worker decides who may). */
   events(query: FeedQuery, { redact }: { redact: boolean }): Promise<Result<Response>> {
     return this.guarded("events", () =>
-      this.reading("events", () => eventsResponse(this.store, this.life.pages, this.life.waiters, query, { redact, keepaliveMs: this.config.sseKeepaliveMs })),
+      this.reading("events", () =>
+        eventsResponse(this.store, this.life.pages, this.life.waiters, query, {
+          redact,
+          keepaliveMs: this.config.sseKeepaliveMs,
+        }),
+      ),
     );
   }
 
   artifacts({ redact }: { redact: boolean }): Promise<Result<Response>> {
-    return this.guarded("artifacts", () => this.reading("artifacts", (doc) => artifactsResponse(this.store, doc, redact)));
+    return this.guarded("artifacts", () =>
+      this.reading("artifacts", (doc) => artifactsResponse(this.store, doc, redact)),
+    );
   }
 
   /** The Mesh object passes on a revocation: close the data sockets that credential opened. */
@@ -188,7 +205,8 @@ export class UnitObject extends DurableObject<Env> {
       if (!doc) return { action: "ignore" };
       const plan = planNodeUnreachable(doc, nodeId, since);
       if (plan.action === "requeue") await this.life.annotate({ ...doc, node: null, detail: plan.detail });
-      else if (plan.action === "mark") await this.life.annotate({ ...doc, nodeUnreachableSince: since, detail: plan.detail });
+      else if (plan.action === "mark")
+        await this.life.annotate({ ...doc, nodeUnreachableSince: since, detail: plan.detail });
       if (plan.action !== "ignore") log("unit:node-unreachable", { unit: doc.id, node: nodeId, action: plan.action });
       return plan;
     });
@@ -205,17 +223,23 @@ export class UnitObject extends DurableObject<Env> {
 
   /** The Mesh declared `nodeId` lost after `silentMs` of silence; the unit decides whether that ends it. */
   nodeLost(nodeId: string, silentMs: number): Promise<LostPlan> {
-    return this.guarded("nodeLost", () => this.nodeGone(nodeId, "unit:node-lost", (doc) => planNodeLost(doc, nodeId, silentMs)));
+    return this.guarded("nodeLost", () =>
+      this.nodeGone(nodeId, "unit:node-lost", (doc) => planNodeLost(doc, nodeId, silentMs)),
+    );
   }
 
   /** An admin removed `nodeId`; the unit decides whether that ends it. */
   nodeRemoved(nodeId: string): Promise<LostPlan> {
-    return this.guarded("nodeRemoved", () => this.nodeGone(nodeId, "unit:node-removed", (doc) => planNodeRemoved(doc, nodeId)));
+    return this.guarded("nodeRemoved", () =>
+      this.nodeGone(nodeId, "unit:node-removed", (doc) => planNodeRemoved(doc, nodeId)),
+    );
   }
 
   /** The node's agent is leaving and refused the unit (planNodeLeaving). */
   nodeLeaving(nodeId: string): Promise<LostPlan> {
-    return this.guarded("nodeLeaving", () => this.nodeGone(nodeId, "unit:node-leaving", (doc) => planNodeLeaving(doc, nodeId)));
+    return this.guarded("nodeLeaving", () =>
+      this.nodeGone(nodeId, "unit:node-leaving", (doc) => planNodeLeaving(doc, nodeId)),
+    );
   }
 
   override alarm(): Promise<void> {

@@ -17,7 +17,11 @@ export interface PayloadSource {
   readonly headers: Pick<Headers, "get">;
 }
 
-export async function ingestPayload(store: PayloadSink, request: PayloadSource, maxBytes: number): Promise<Result<number>> {
+export async function ingestPayload(
+  store: PayloadSink,
+  request: PayloadSource,
+  maxBytes: number,
+): Promise<Result<number>> {
   const declared = request.headers.get("content-length");
   if (declared !== null && Number(declared) > maxBytes) {
     return fail("payload_too_large", `payload of ${declared} bytes exceeds the ${maxBytes}-byte limit`);
@@ -52,7 +56,10 @@ export async function ingestPayload(store: PayloadSink, request: PayloadSource, 
         }
       }
     } catch (error) {
-      return fail("payload_incomplete", `payload stream broke after ${total} bytes (${error instanceof Error ? error.message : String(error)})`);
+      return fail(
+        "payload_incomplete",
+        `payload stream broke after ${total} bytes (${error instanceof Error ? error.message : String(error)})`,
+      );
     }
   }
   flush();

@@ -15,5 +15,7 @@ export function redactEnv(line: Record<string, unknown>): Record<string, unknown
 
 /** receptor's convention: a param named `secret_…` (any case: receptor lowercases before it compares) is for the node only. */
 export function redactParams(params: Readonly<Record<string, string>>): Record<string, string> {
-  return Object.fromEntries(Object.entries(params).map(([k, v]) => [k, k.toLowerCase().startsWith("secret_") ? REDACTED : v]));
+  return Object.fromEntries(
+    Object.entries(params).map(([k, v]) => [k, k.toLowerCase().startsWith("secret_") ? REDACTED : v]),
+  );
 }

@@ -34,7 +34,8 @@ export class PendingResults {
 
   /** Takes `data`, which must start at `end(durable)` (the caller plans frames against end()). */
   add(durable: number, offset: number, data: Uint8Array): void {
-    if (offset !== this.end(durable)) throw new Error(`pending results frame at ${offset}, expected ${this.end(durable)}`);
+    if (offset !== this.end(durable))
+      throw new Error(`pending results frame at ${offset}, expected ${this.end(durable)}`);
     if (data.byteLength === 0) return;
     this.chunks.push({ offset, data });
     this.frames++;

@@ -6,7 +6,12 @@
 import { isTerminal } from "../../shared/states.js";
 import type { UnitStore } from "./store.js";
 
-export function resultsStream(store: UnitStore, offset: number, follow: boolean, changed: (signal: AbortSignal) => Promise<void>): ReadableStream<Uint8Array> {
+export function resultsStream(
+  store: UnitStore,
+  offset: number,
+  follow: boolean,
+  changed: (signal: AbortSignal) => Promise<void>,
+): ReadableStream<Uint8Array> {
   let position = offset;
   const gone = new AbortController();
   return new ReadableStream<Uint8Array>(

@@ -32,7 +32,10 @@ function deadlines(doc: ScheduleDoc, retention: Retention, now: number): [UnitDu
     due.push(["reap", Date.parse(doc.finishedAt) + retention.unitRetentionMs]);
   }
   if (doc.state === "Released") {
-    due.push(["purge", Date.parse(doc.releasedAt ?? doc.finishedAt ?? new Date(now).toISOString()) + retention.tombstoneRetentionMs]);
+    due.push([
+      "purge",
+      Date.parse(doc.releasedAt ?? doc.finishedAt ?? new Date(now).toISOString()) + retention.tombstoneRetentionMs,
+    ]);
   }
   if (!doc.meshSynced) due.push(["sync", now + SYNC_RETRY_MS]);
   return due;

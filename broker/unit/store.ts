@@ -124,7 +124,10 @@ export class UnitStore {
   }
 
   save(doc: UnitDoc): void {
-    this.sql.exec("INSERT INTO unit (k, doc) VALUES (1, ?) ON CONFLICT (k) DO UPDATE SET doc = excluded.doc", JSON.stringify(doc));
+    this.sql.exec(
+      "INSERT INTO unit (k, doc) VALUES (1, ?) ON CONFLICT (k) DO UPDATE SET doc = excluded.doc",
+      JSON.stringify(doc),
+    );
     this.cached = doc;
   }
 
@@ -135,7 +138,11 @@ export class UnitStore {
   /** The bytes of `stream` from `offset` to the end of the chunk holding it, or null past the end. */
   readAt(stream: StreamName, offset: number): Uint8Array | null {
     const row = this.sql
-      .exec<{ off: number; data: ArrayBuffer }>("SELECT off, data FROM chunks WHERE stream = ? AND off <= ? ORDER BY off DESC LIMIT 1", STREAM[stream], offset)
+      .exec<{ off: number; data: ArrayBuffer }>(
+        "SELECT off, data FROM chunks WHERE stream = ? AND off <= ? ORDER BY off DESC LIMIT 1",
+        STREAM[stream],
+        offset,
+      )
       .toArray()[0];
     if (!row) return null;
     const data = new Uint8Array(row.data);
@@ -201,7 +208,13 @@ export class UnitStore {
   }
 
   eventsAfter(after: number, limit: number): EventRow[] {
-    return this.sql.exec<EventRow & Record<string, SqlStorageValue>>("SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?", after, limit).toArray();
+    return this.sql
+      .exec<EventRow & Record<string, SqlStorageValue>>(
+        "SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+        after,
+        limit,
+      )
+      .toArray();
   }
 
   deleteStreams(): void {

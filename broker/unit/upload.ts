@@ -30,7 +30,10 @@ export class PayloadReceiver {
   ) {}
 
   /** `created`: this upload stored the payload (201); else a retry found it stored already (200). */
-  async receive(body: ReadableStream<Uint8Array> | null, upload: PayloadUpload): Promise<Result<{ record: UnitRecord; created: boolean }>> {
+  async receive(
+    body: ReadableStream<Uint8Array> | null,
+    upload: PayloadUpload,
+  ): Promise<Result<{ record: UnitRecord; created: boolean }>> {
     const { store } = this.life;
     const doc = store.doc();
     // A body left unread would break the client's connection: every early answer cancels it.
@@ -39,12 +42,20 @@ export class PayloadReceiver {
       if (upload.retry) return refused(body, ok({ record: publicRecord(doc), created: false }));
       return refused(body, fail("illegal_transition", "the payload was already received"));
     }
-    if (this.uploading) return refused(body, fail("upload_in_progress", "the unit's payload is still being uploaded by an earlier request"));
+    if (this.uploading)
+      return refused(
+        body,
+        fail("upload_in_progress", "the unit's payload is still being uploaded by an earlier request"),
+      );
     this.uploading = true;
     let result: Result<number>;
     try {
       store.deleteStream("payload");
-      result = await ingestPayload(store, { body, headers: new Headers({ "content-length": String(upload.length) }) }, this.maxBytes);
+      result = await ingestPayload(
+        store,
+        { body, headers: new Headers({ "content-length": String(upload.length) }) },
+        this.maxBytes,
+      );
     } finally {
       this.uploading = false;
     }
@@ -59,7 +70,12 @@ export class PayloadReceiver {
       await this.life.move(current, "Failed", `${result.error.code}: ${result.error.message}`);
       return result;
     }
-    const ready: UnitDoc = { ...current, payloadSize: result.value, payloadComplete: true, detail: "waiting for a node" };
+    const ready: UnitDoc = {
+      ...current,
+      payloadSize: result.value,
+      payloadComplete: true,
+      detail: "waiting for a node",
+    };
     store.save(ready);
     await this.life.notifyMesh(ready);
     return ok({ record: publicRecord(store.doc()!), created: true });

@@ -42,7 +42,8 @@ const view = (bytes: Uint8Array) => new DataView(bytes.buffer, bytes.byteOffset,
 
 function readExactly(source: ByteSource, offset: number, length: number, what: string): Uint8Array {
   // Sizes come from the archive: check them against it before anything is allocated for them.
-  if (offset < 0 || offset + length > source.size) throw new ZipError(`the zip is cut short: ${what} at byte ${offset} is missing`);
+  if (offset < 0 || offset + length > source.size)
+    throw new ZipError(`the zip is cut short: ${what} at byte ${offset} is missing`);
   const bytes = source.read(offset, length);
   if (bytes.byteLength !== length) throw new ZipError(`the zip is cut short: ${what} at byte ${offset} is missing`);
   return bytes;
@@ -64,19 +65,22 @@ export function readZipEntries(source: ByteSource): ZipEntry[] {
   const count = tailView.getUint16(end + 10, true);
   const directorySize = tailView.getUint32(end + 12, true);
   const directoryOffset = tailView.getUint32(end + 16, true);
-  if (count === 0xffff || directorySize === 0xffffffff || directoryOffset === 0xffffffff) throw new ZipError("ZIP64 archives are not supported");
+  if (count === 0xffff || directorySize === 0xffffffff || directoryOffset === 0xffffffff)
+    throw new ZipError("ZIP64 archives are not supported");
   const directory = readExactly(source, directoryOffset, directorySize, "the central directory");
   const dir = view(directory);
   const entries: ZipEntry[] = [];
   let at = 0;
   for (let i = 0; i < count; i++) {
-    if (at + 46 > directory.byteLength || dir.getUint32(at, true) !== CENTRAL) throw new ZipError(`bad central directory record ${i}`);
+    if (at + 46 > directory.byteLength || dir.getUint32(at, true) !== CENTRAL)
+      throw new ZipError(`bad central directory record ${i}`);
     const flags = dir.getUint16(at + 8, true);
     if (flags & 1) throw new ZipError("encrypted zip entries are not supported");
     const nameLength = dir.getUint16(at + 28, true);
     const name = decoder.decode(directory.subarray(at + 46, at + 46 + nameLength));
     const method = dir.getUint16(at + 10, true);
-    if (method !== 0 && method !== 8) throw new ZipError(`zip entry ${name} uses compression method ${method}; only stored and deflated are supported`);
+    if (method !== 0 && method !== 8)
+      throw new ZipError(`zip entry ${name} uses compression method ${method}; only stored and deflated are supported`);
     entries.push({
       name,
       directory: name.endsWith("/"),
@@ -94,7 +98,9 @@ export function readZipEntries(source: ByteSource): ZipEntry[] {
 
 /** zip's MS-DOS date and time (2-second steps, no zone: read as UTC). */
 function dosTime(date: number, time: number): Date {
-  return new Date(Date.UTC((date >> 9) + 1980, ((date >> 5) & 15) - 1, date & 31, time >> 11, (time >> 5) & 63, (time & 31) * 2));
+  return new Date(
+    Date.UTC((date >> 9) + 1980, ((date >> 5) & 15) - 1, date & 31, time >> 11, (time >> 5) & 63, (time & 31) * 2),
+  );
 }
 
 /**
@@ -110,17 +116,24 @@ export function* entryChunks(source: ByteSource, entry: ZipEntry, chunkSize = 64
   const inflate = entry.method === 8 ? new Inflate((data) => pending.push(data)) : null;
   let read = 0;
   do {
-    const piece = readExactly(source, start + read, Math.min(chunkSize, entry.compressedSize - read), `the data of ${entry.name}`);
+    const piece = readExactly(
+      source,
+      start + read,
+      Math.min(chunkSize, entry.compressedSize - read),
+      `the data of ${entry.name}`,
+    );
     read += piece.byteLength;
     if (!inflate) pending.push(piece);
     else if (entry.compressedSize > 0) inflate.push(piece, read >= entry.compressedSize);
     for (const chunk of pending.splice(0)) {
       produced += chunk.byteLength;
-      if (produced > entry.size) throw new ZipError(`zip entry ${entry.name} inflates to more than the ${entry.size} bytes its directory says`);
+      if (produced > entry.size)
+        throw new ZipError(`zip entry ${entry.name} inflates to more than the ${entry.size} bytes its directory says`);
       if (chunk.byteLength > 0) yield chunk;
     }
   } while (read < entry.compressedSize);
-  if (produced !== entry.size) throw new ZipError(`zip entry ${entry.name} holds ${produced} bytes, not the ${entry.size} its directory says`);
+  if (produced !== entry.size)
+    throw new ZipError(`zip entry ${entry.name} holds ${produced} bytes, not the ${entry.size} its directory says`);
 }
 
 /** Entries read whole (to be rewritten, like `command`) may be at most this big. */
@@ -128,7 +141,8 @@ export const MAX_WHOLE_ENTRY = 16 * 1024 * 1024;
 
 /** The whole contents of a (small) entry. */
 export function entryBytes(source: ByteSource, entry: ZipEntry): Uint8Array {
-  if (entry.size > MAX_WHOLE_ENTRY) throw new ZipError(`zip entry ${entry.name} is ${entry.size} bytes, over the ${MAX_WHOLE_ENTRY} read whole`);
+  if (entry.size > MAX_WHOLE_ENTRY)
+    throw new ZipError(`zip entry ${entry.name} is ${entry.size} bytes, over the ${MAX_WHOLE_ENTRY} read whole`);
   const out = new Uint8Array(entry.size);
   let at = 0;
   for (const chunk of entryChunks(source, entry)) {

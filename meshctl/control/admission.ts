@@ -46,14 +46,18 @@ export function admit(request: SubmitRequest, status: MeshStatus, bridge: Bridge
   const node = (local ? reachableNodes(status) : status.nodes).find((n) => n.nodeId === target);
   if (!node) {
     // receptor's local node always exists, so its one refusal here is the work type it lacks.
-    if (local) return refuse(`unknown work type ${request.worktype} (no agent with node id ${target}, this control service's own node, is connected)`);
+    if (local)
+      return refuse(
+        `unknown work type ${request.worktype} (no agent with node id ${target}, this control service's own node, is connected)`,
+      );
     // A node the mesh has never seen: the unit waits Pending for it, as a receptor remote unit does.
     if (request.signwork && !bridge.hasSigningKey) return refuse(NO_KEY);
     return { ok: true, node: target, sign: request.signwork };
   }
   const workType = node.workTypes.find((w) => w.worktype === request.worktype);
   if (!workType) return refuse(`unknown work type ${request.worktype}`);
-  if ((request.params.params ?? "") !== "" && !workType.allowRuntimeParams) return refuse("extra params provided but not allowed");
+  if ((request.params.params ?? "") !== "" && !workType.allowRuntimeParams)
+    return refuse("extra params provided but not allowed");
   if (local) {
     // receptor ignores signwork for local work (AWX sets it on every submit when signing is on);
     // the local agent verifies only if its work type says so, and then it needs a signature.

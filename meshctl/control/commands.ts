@@ -16,7 +16,15 @@ import { spool } from "../payload.js";
 import { signUnit } from "../sign.js";
 import { admit } from "./admission.js";
 import { type Command, errorLine, resultsHeaderLine, submitCreatedLine } from "./protocol.js";
-import { type BridgeInfo, goJson, meshStatusReply, pingReply, reachableNodes, unitStatusRecord, workListReply } from "./records.js";
+import {
+  type BridgeInfo,
+  goJson,
+  meshStatusReply,
+  pingReply,
+  reachableNodes,
+  unitStatusRecord,
+  workListReply,
+} from "./records.js";
 
 /** The part of the HTTP client the control service uses. */
 export type Broker = Pick<MeshClient, "status" | "records" | "unit" | "cancel" | "release" | "submit" | "results">;
@@ -103,7 +111,8 @@ async function dispatch(command: Command, session: Session, ctx: CommandContext)
         await broker.results(unit.id, session.out, { offset: command.startpos, follow: true, signal: session.signal });
       } catch (error) {
         // The header is out, so an error line would read as results: close, as receptor does.
-        if (session.signal.aborted) ctx.log.info("control:results-abandoned", { unit: unit.id, reason: "the client went away" });
+        if (session.signal.aborted)
+          ctx.log.info("control:results-abandoned", { unit: unit.id, reason: "the client went away" });
         else ctx.log.warn("control:results-failed", { unit: unit.id, error: describe(error, unit.id) });
       }
       return "close";
@@ -112,7 +121,9 @@ async function dispatch(command: Command, session: Session, ctx: CommandContext)
       const unit = await broker.unit(command.unitId);
       // Another controller's unit: not this node's to cancel, as it is not this node's to release.
       if (unit.origin !== null && unit.origin !== self) {
-        throw new Error(`unknown work unit ${unit.id} (submitted through control service ${unit.origin}; cancel it there)`);
+        throw new Error(
+          `unknown work unit ${unit.id} (submitted through control service ${unit.origin}; cancel it there)`,
+        );
       }
       try {
         await broker.cancel(command.unitId);
@@ -128,7 +139,9 @@ async function dispatch(command: Command, session: Session, ctx: CommandContext)
       const unit = await broker.unit(command.unitId);
       // Another controller's unit: not this node's to release (its reaper would release the other's).
       if (unit.origin !== null && unit.origin !== self) {
-        throw new Error(`unknown work unit ${unit.id} (submitted through control service ${unit.origin}; release it there)`);
+        throw new Error(
+          `unknown work unit ${unit.id} (submitted through control service ${unit.origin}; release it there)`,
+        );
       }
       // The broker holds the unit's data and never waits for the node, so force changes nothing;
       // releasing a released unit answers "released" again, so AWX's reaper and races never err.
@@ -153,11 +166,19 @@ async function known(broker: Broker, unitId: string): Promise<UnitRecord> {
  * `work status` of that id answers "unknown work unit", which receptor's own relay reads as
  * "Remote work unit is gone". The reply is always "Job Submitted": nothing runs on this node.
  */
-async function submit(command: Extract<Command, { kind: "work-submit" }>, session: Session, ctx: CommandContext): Promise<After> {
+async function submit(
+  command: Extract<Command, { kind: "work-submit" }>,
+  session: Session,
+  ctx: CommandContext,
+): Promise<After> {
   const self = ctx.bridge().nodeId;
   const ttl = command.ttl === null ? null : parseDuration(command.ttl);
   if (ttl && !ttl.ok) throw new MeshApiError(ttl.error.code, ttl.error.message, 400);
-  const admission = admit(command, await ctx.broker.status(), { nodeId: self, secureLink: ctx.secureLink, hasSigningKey: ctx.signingKey !== null });
+  const admission = admit(command, await ctx.broker.status(), {
+    nodeId: self,
+    secureLink: ctx.secureLink,
+    hasSigningKey: ctx.signingKey !== null,
+  });
   if (!admission.ok) throw new MeshApiError("bad_request", admission.error, 400);
   // A signed unit may wait as long as its ttl allows, and the signature lives exactly as long.
   const waitMs = ttl?.ok ? ttl.value : admission.sign ? (ctx.signedWaitMs ?? SIGNED_WAIT_MS) : null;
@@ -167,7 +188,10 @@ async function submit(command: Extract<Command, { kind: "work-submit" }>, sessio
   try {
     spooled = await spool(session.payload());
   } catch (error) {
-    ctx.log.warn("control:submit-abandoned", { unit: unitId, error: error instanceof Error ? error.message : String(error) });
+    ctx.log.warn("control:submit-abandoned", {
+      unit: unitId,
+      error: error instanceof Error ? error.message : String(error),
+    });
     return "close";
   }
   try {
@@ -207,14 +231,18 @@ async function ping(broker: Broker, self: string, target: string) {
   const status = await broker.status();
   // The broker answered for its nodes: that round trip is the reachability this bridge can measure.
   const ns = Number(hrtime.bigint() - start);
-  if (target === self || reachableNodes(status).some((n) => n.nodeId === target)) return { ok: true as const, from: target, ns };
+  if (target === self || reachableNodes(status).some((n) => n.nodeId === target))
+    return { ok: true as const, from: target, ns };
   return { ok: false as const, error: `node ${target} is not connected to mesh ${status.mesh}` };
 }
 
 /** receptor's wording where clients match on it; otherwise the broker's message. */
 function describe(error: unknown, unitId: string | null): string {
   if (error instanceof MeshApiError) {
-    if (unitId !== null && (error.code === "unknown_unit" || error.code === "bad_unit_id" || error.code === "unit_released"))
+    if (
+      unitId !== null &&
+      (error.code === "unknown_unit" || error.code === "bad_unit_id" || error.code === "unit_released")
+    )
       return `unknown work unit ${unitId}`;
     return error.message;
   }

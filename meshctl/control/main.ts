@@ -19,7 +19,9 @@ export function parseTcpAddress(text: string): { host: string; port: number } | 
   const port = Number(match[2]);
   if (port > 65535) return { error: `--tcp: port ${port} is out of range` };
   if (!LOOPBACK.has(host))
-    return { error: `--tcp: ${host} is not a loopback address; the control socket is unauthenticated, so it listens on 127.0.0.1, ::1 or localhost only` };
+    return {
+      error: `--tcp: ${host} is not a loopback address; the control socket is unauthenticated, so it listens on 127.0.0.1, ::1 or localhost only`,
+    };
   return { host, port };
 }
 
@@ -49,7 +51,12 @@ export async function runControlService(opts: {
     signingKey,
     secureLink: isSecureLink(opts.brokerUrl),
     log,
-    bridge: () => ({ nodeId, cpuCount: availableParallelism(), memoryMiB: Math.floor(totalmem() / 1024 / 1024), now: new Date() }),
+    bridge: () => ({
+      nodeId,
+      cpuCount: availableParallelism(),
+      memoryMiB: Math.floor(totalmem() / 1024 / 1024),
+      now: new Date(),
+    }),
   });
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once("SIGINT", () => resolve("SIGINT"));

@@ -11,7 +11,14 @@ export type Command =
   | { kind: "status"; requestedFields: string[] | null }
   | { kind: "ping"; target: string }
   | { kind: "reload" }
-  | { kind: "work-submit"; node: string; worktype: string; params: Record<string, string>; ttl: string | null; signwork: boolean }
+  | {
+      kind: "work-submit";
+      node: string;
+      worktype: string;
+      params: Record<string, string>;
+      ttl: string | null;
+      signwork: boolean;
+    }
   | { kind: "work-list"; unitId: string | null }
   | { kind: "work-status" | "work-cancel" | "work-release" | "work-force-release"; unitId: string }
   | { kind: "work-results"; unitId: string; startpos: number };
@@ -22,7 +29,16 @@ const ok = (command: Command): Parsed => ({ ok: true, command });
 const error = (message: string): Parsed => ({ ok: false, error: message });
 
 /** Keys of a JSON `work submit` that are not passed on as params (receptor's nonParams). */
-const SUBMIT_FIELDS = new Set(["command", "subcommand", "node", "worktype", "tlsclient", "ttl", "signwork", "signature"]);
+const SUBMIT_FIELDS = new Set([
+  "command",
+  "subcommand",
+  "node",
+  "worktype",
+  "tlsclient",
+  "ttl",
+  "signwork",
+  "signature",
+]);
 /** receptor commands this bridge has no mesh of its own for. */
 const UNSUPPORTED = new Set(["connect", "traceroute"]);
 
@@ -53,7 +69,9 @@ export function parseCommand(line: string): Parsed {
   const rest = space < 0 ? "" : line.slice(space + 1);
   switch (verb) {
     case "status":
-      return rest === "" ? ok({ kind: "status", requestedFields: null }) : error("status command does not take parameters");
+      return rest === ""
+        ? ok({ kind: "status", requestedFields: null })
+        : error("status command does not take parameters");
     case "ping":
       return rest === "" ? error("no ping target") : ok({ kind: "ping", target: rest });
     case "reload":
@@ -66,7 +84,9 @@ export function parseCommand(line: string): Parsed {
 }
 
 function unknown(verb: string): Parsed {
-  return UNSUPPORTED.has(verb) ? error(`${verb} is not supported by meshctl control-service`) : error("Unknown command");
+  return UNSUPPORTED.has(verb)
+    ? error(`${verb} is not supported by meshctl control-service`)
+    : error("Unknown command");
 }
 
 function parseWorkWords(tokens: string[]): Parsed {
@@ -74,7 +94,11 @@ function parseWorkWords(tokens: string[]): Parsed {
   switch (sub) {
     case "submit":
       if (tokens.length < 3) return error("work submit requires a target node and work type");
-      return submit({ node: tokens[1]!, worktype: tokens[2]!, ...(tokens.length > 3 ? { params: tokens.slice(3).join(" ") } : {}) });
+      return submit({
+        node: tokens[1]!,
+        worktype: tokens[2]!,
+        ...(tokens.length > 3 ? { params: tokens.slice(3).join(" ") } : {}),
+      });
     case "list":
       return ok({ kind: "work-list", unitId: tokens[1] ?? null });
     case "status":
@@ -88,7 +112,9 @@ function parseWorkWords(tokens: string[]): Parsed {
       if (tokens.length < 2) return error("work results requires a unit ID");
       if (tokens.length > 3) return error("work results only takes a unit ID and optional start position");
       const startpos = tokens.length > 2 ? startPosition(tokens[2]!) : 0;
-      return startpos === null ? error(`error converting start position to integer: ${tokens[2]}`) : ok({ kind: "work-results", unitId: tokens[1]!, startpos });
+      return startpos === null
+        ? error(`error converting start position to integer: ${tokens[2]}`)
+        : ok({ kind: "work-results", unitId: tokens[1]!, startpos });
     }
     default:
       return error("bad command");
@@ -102,7 +128,8 @@ function parseJson(line: string): Parsed {
   } catch (e) {
     return error(`invalid JSON command: ${e instanceof Error ? e.message : String(e)}`);
   }
-  if (typeof value !== "object" || value === null || Array.isArray(value)) return error("invalid JSON command: not an object");
+  if (typeof value !== "object" || value === null || Array.isArray(value))
+    return error("invalid JSON command: not an object");
   const json = value as Record<string, unknown>;
   if (!("command" in json)) return error("JSON did not contain a command");
   if (typeof json.command !== "string") return error("command must be a string");
@@ -112,7 +139,9 @@ function parseJson(line: string): Parsed {
       return parseStatusJson(json.requested_fields);
     case "ping":
       if (!("target" in json)) return error("no ping target");
-      return typeof json.target === "string" ? ok({ kind: "ping", target: json.target }) : error("ping target must be string");
+      return typeof json.target === "string"
+        ? ok({ kind: "ping", target: json.target })
+        : error("ping target must be string");
     case "reload":
       return ok({ kind: "reload" });
     case "work":
@@ -124,7 +153,8 @@ function parseJson(line: string): Parsed {
 
 function parseStatusJson(fields: unknown): Parsed {
   if (fields === undefined) return ok({ kind: "status", requestedFields: null });
-  if (!Array.isArray(fields) || fields.some((f) => typeof f !== "string")) return error("each element of requested_fields must be a string");
+  if (!Array.isArray(fields) || fields.some((f) => typeof f !== "string"))
+    return error("each element of requested_fields must be a string");
   return ok({ kind: "status", requestedFields: fields as string[] });
 }
 
@@ -176,8 +206,10 @@ function submit(fields: Record<string, string>): Parsed {
   if (typeof node !== "string") return error(node.missing);
   const worktype = field(fields, "worktype");
   if (typeof worktype !== "string") return error(worktype.missing);
-  if (!NAME_PATTERN.test(worktype)) return error(`unknown work type ${worktype}: work type names are 1-64 characters of [A-Za-z0-9._-]`);
-  if (node !== "" && !NAME_PATTERN.test(node)) return error(`invalid node ID ${node}: node ids are 1-64 characters of [A-Za-z0-9._-]`);
+  if (!NAME_PATTERN.test(worktype))
+    return error(`unknown work type ${worktype}: work type names are 1-64 characters of [A-Za-z0-9._-]`);
+  if (node !== "" && !NAME_PATTERN.test(node))
+    return error(`invalid node ID ${node}: node ids are 1-64 characters of [A-Za-z0-9._-]`);
   const params: Record<string, string> = {};
   for (const [key, value] of Object.entries(fields)) if (!SUBMIT_FIELDS.has(key)) params[key] = value;
   return ok({

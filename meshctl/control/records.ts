@@ -113,10 +113,21 @@ export function reachableNodes(status: MeshStatus): MeshStatus["nodes"] {
  * that are gone or lost are left out, as receptor drops a node once its advertisements lapse.
  * `requestedFields` (receptorctl sends ["Version"] first) keeps only the fields asked for.
  */
-export function meshStatusReply(status: MeshStatus, bridge: BridgeInfo, requestedFields: string[] | null): Record<string, unknown> {
+export function meshStatusReply(
+  status: MeshStatus,
+  bridge: BridgeInfo,
+  requestedFields: string[] | null,
+): Record<string, unknown> {
   const nodes = reachableNodes(status).filter((n) => n.nodeId !== bridge.nodeId);
   const ads = [
-    { NodeID: bridge.nodeId, Service: "control", Time: bridge.now.toISOString(), ConnType: CONN_TYPE_STREAM, Tags: null, WorkCommands: null },
+    {
+      NodeID: bridge.nodeId,
+      Service: "control",
+      Time: bridge.now.toISOString(),
+      ConnType: CONN_TYPE_STREAM,
+      Tags: null,
+      WorkCommands: null,
+    },
     ...nodes.map((n) => ({
       NodeID: n.nodeId,
       Service: "control",
@@ -124,7 +135,8 @@ export function meshStatusReply(status: MeshStatus, bridge: BridgeInfo, requeste
       ConnType: CONN_TYPE_STREAM,
       // Go writes a nil map or slice as null.
       Tags: Object.keys(n.tags).length > 0 ? goMap(Object.entries(n.tags)) : null,
-      WorkCommands: n.workTypes.length > 0 ? n.workTypes.map((w) => ({ WorkType: w.worktype, Secure: w.verifySignature })) : null,
+      WorkCommands:
+        n.workTypes.length > 0 ? n.workTypes.map((w) => ({ WorkType: w.worktype, Secure: w.verifySignature })) : null,
     })),
   ].sort((a, b) => (a.NodeID < b.NodeID ? -1 : a.NodeID > b.NodeID ? 1 : 0));
   const fields: Record<string, unknown> = {
@@ -147,5 +159,7 @@ export function meshStatusReply(status: MeshStatus, bridge: BridgeInfo, requeste
 export type PingOutcome = { ok: true; from: string; ns: number } | { ok: false; error: string };
 
 export function pingReply(outcome: PingOutcome): Record<string, unknown> {
-  return outcome.ok ? { From: outcome.from, Success: true, Time: outcome.ns, TimeStr: goDuration(outcome.ns) } : { Error: outcome.error, Success: false };
+  return outcome.ok
+    ? { From: outcome.from, Success: true, Time: outcome.ns, TimeStr: goDuration(outcome.ns) }
+    : { Error: outcome.error, Success: false };
 }

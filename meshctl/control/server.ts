@@ -97,7 +97,8 @@ async function clearStaleSocket(path: string): Promise<void> {
     if ((error as NodeJS.ErrnoException).code === "ENOENT") return;
     throw error;
   }
-  if (!stat.isSocket()) throw new ControlServiceError(`${path} exists and is not a socket; remove it or choose another --socket`);
+  if (!stat.isSocket())
+    throw new ControlServiceError(`${path} exists and is not a socket; remove it or choose another --socket`);
   const live = await new Promise<boolean>((resolve) => {
     const probe = connect(path);
     probe.once("connect", () => {

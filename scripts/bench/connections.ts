@@ -57,7 +57,8 @@ export async function connections(env: BenchEnv, first: number, max: number): Pr
       if (Date.now() > deadline) return `time budget of ${budgetMs / 1000} s spent`;
       if (freemem() < MIN_FREE_BYTES) return `free memory below ${MIN_FREE_BYTES / 2 ** 30} GiB`;
       const full = workerd().find((pid) => openFileLimit(pid) - openFiles([pid]) < BATCH_FDS);
-      if (full !== undefined) return `workerd pid ${full} near its open-file limit: ${openFiles([full])} of ${openFileLimit(full)} in use`;
+      if (full !== undefined)
+        return `workerd pid ${full} near its open-file limit: ${openFiles([full])} of ${openFileLimit(full)} in use`;
       if (openFileLimit(process.pid) - ownOpenFiles() < OWN_FDS_SPARE) {
         return `the bench process near its own open-file limit (one a simulated node): ${ownOpenFiles()} of ${openFileLimit(process.pid)}`;
       }
@@ -147,7 +148,21 @@ export async function connections(env: BenchEnv, first: number, max: number): Pr
         goal: `${first}, then up to ${max} as memory allows`,
         met: held >= first,
         headline: { value: held, unit: "connections held" },
-        data: { first, max, tried: nodes.length, held, stoppedBy, baseline, atFirst, restarted, atMax, atEnd, joinSeconds, growSeconds, perThousand },
+        data: {
+          first,
+          max,
+          tried: nodes.length,
+          held,
+          stoppedBy,
+          baseline,
+          atFirst,
+          restarted,
+          atMax,
+          atEnd,
+          joinSeconds,
+          growSeconds,
+          perThousand,
+        },
       },
       stormRow(firstStorm, "≤ 10 s", 10),
       stormRow(allStorm, "measured", null),
@@ -157,6 +172,7 @@ export async function connections(env: BenchEnv, first: number, max: number): Pr
     // All of a service's objects share one thread in workerd: a next run's joins would wait behind
     // this mesh's thousands of close handlers, so let them drain first.
     const deadline = Date.now() + RECONNECT_TIMEOUT_MS;
-    while (Date.now() < deadline && (await connectedCount().catch(() => 0)) > 0) await new Promise((r) => setTimeout(r, 1000));
+    while (Date.now() < deadline && (await connectedCount().catch(() => 0)) > 0)
+      await new Promise((r) => setTimeout(r, 1000));
   }
 }

@@ -41,7 +41,13 @@ export class BenchEnv {
   ) {}
 
   static async start(dir: string, token: string, runtime: "serve" | "wrangler" = "serve"): Promise<BenchEnv> {
-    const broker = await startBroker({ stateDir: join(dir, "state"), token, logFile: join(dir, "broker.log"), vars: BROKER_VARS, runtime });
+    const broker = await startBroker({
+      stateDir: join(dir, "state"),
+      token,
+      logFile: join(dir, "broker.log"),
+      vars: BROKER_VARS,
+      runtime,
+    });
     return new BenchEnv(dir, broker, runtime);
   }
 
@@ -136,7 +142,13 @@ export class BenchEnv {
 
   /** Environment for meshctl in a shell pipeline. */
   shellEnv(mesh: string): NodeJS.ProcessEnv {
-    return { ...process.env, MESH_BROKER: this.broker.url, MESH_TOKEN: this.broker.token, MESH_ID: mesh, MESHCTL: `${process.execPath} ${MESHCTL_BIN}` };
+    return {
+      ...process.env,
+      MESH_BROKER: this.broker.url,
+      MESH_TOKEN: this.broker.token,
+      MESH_ID: mesh,
+      MESHCTL: `${process.execPath} ${MESHCTL_BIN}`,
+    };
   }
 
   async stop(): Promise<void> {

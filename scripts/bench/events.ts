@@ -39,7 +39,8 @@ async function followEvents(env: BenchEnv, id: string): Promise<Followed> {
       headers: { ...env.auth(), accept: "text/event-stream", "last-event-id": String(got.events) },
       bodyTimeout: 300_000,
     });
-    if (response.statusCode !== 200) throw new Error(`events of ${id}: HTTP ${response.statusCode}: ${await response.body.text()}`);
+    if (response.statusCode !== 200)
+      throw new Error(`events of ${id}: HTTP ${response.statusCode}: ${await response.body.text()}`);
     let tail = "";
     for await (const chunk of response.body as AsyncIterable<Buffer>) {
       const text = tail + chunk.toString();
@@ -88,7 +89,9 @@ async function run(env: BenchEnv, events: number, followers: number) {
 }
 
 export async function eventRate(env: BenchEnv, events: number, runs: number): Promise<Row> {
-  const agent = await env.startAgent(MESH, [`{worktype: runner-stream, command: ${process.execPath}, params: ${GENERATOR}, allowruntimeparams: true}`]);
+  const agent = await env.startAgent(MESH, [
+    `{worktype: runner-stream, command: ${process.execPath}, params: ${GENERATOR}, allowruntimeparams: true}`,
+  ]);
   const alone: number[] = [];
   const followed: number[] = [];
   let delivered = 0;

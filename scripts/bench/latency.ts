@@ -30,14 +30,22 @@ export async function latency(env: BenchEnv, units: number): Promise<Row> {
       const accepted = now();
       const got = await follow(env, MESH, id);
       if (got.firstByteAt === null) throw new Error(`unit ${id} gave no results`);
-      if (i >= 5) timings.push({ id, submitted, accepted, firstByte: got.firstByteAt, ranAt: Number(BigInt(got.firstChunk.trim()) / 1000n) / 1000 });
+      if (i >= 5)
+        timings.push({
+          id,
+          submitted,
+          accepted,
+          firstByte: got.firstByteAt,
+          ranAt: Number(BigInt(got.firstChunk.trim()) / 1000n) / 1000,
+        });
     }
   } finally {
     await agent.stop();
   }
   const logged = new Map<string, number>();
   for (const e of agent.events())
-    if (e.unit && (e.event === "unit:assigned" || e.event === "unit:started")) logged.set(`${e.event} ${e.unit}`, Date.parse(e.time));
+    if (e.unit && (e.event === "unit:assigned" || e.event === "unit:started"))
+      logged.set(`${e.event} ${e.unit}`, Date.parse(e.time));
   const samples: Sample[] = timings.map((t) => ({
     accepted: t.accepted - t.submitted,
     assigned: (logged.get(`unit:assigned ${t.id}`) ?? Number.NaN) - t.submitted,

@@ -52,7 +52,9 @@ async function main(): Promise<void> {
       const began = Date.now();
       try {
         attempts.push({ rows: [await run()].flat().filter((r) => only.has(r.item)) });
-        console.error(`bench: item ${items.join(", ")} run ${n}/${repeat} done in ${Math.round((Date.now() - began) / 1000)} s`);
+        console.error(
+          `bench: item ${items.join(", ")} run ${n}/${repeat} done in ${Math.round((Date.now() - began) / 1000)} s`,
+        );
       } catch (error) {
         // One failed run still leaves the other runs' and items' figures; the row says what went wrong.
         const message = error instanceof Error ? error.message : String(error);
@@ -67,30 +69,52 @@ async function main(): Promise<void> {
       rows.push(
         ...items
           .filter((i) => only.has(i))
-          .map((item) => ({ item, measure: "—", result: `failed in all ${repeat} runs: ${attempts[0]?.error}`, comparedWith: "—", goal: "—", met: null })),
+          .map((item) => ({
+            item,
+            measure: "—",
+            result: `failed in all ${repeat} runs: ${attempts[0]?.error}`,
+            comparedWith: "—",
+            goal: "—",
+            met: null,
+          })),
       );
   };
   try {
     await step([1], async () => {
-      if (spawnSync("sh", ["-c", "command -v ansible-runner"]).status === 0) return playbook(env, numbers("BENCH_PLAYBOOK_RUNS", [5])[0]!);
-      return { item: 1, measure: "demo playbook", result: "n/a: ansible-runner is not installed", comparedWith: "—", goal: "≤ 1.05×", met: null };
+      if (spawnSync("sh", ["-c", "command -v ansible-runner"]).status === 0)
+        return playbook(env, numbers("BENCH_PLAYBOOK_RUNS", [5])[0]!);
+      return {
+        item: 1,
+        measure: "demo playbook",
+        result: "n/a: ansible-runner is not installed",
+        comparedWith: "—",
+        goal: "≤ 1.05×",
+        met: null,
+      };
     });
     await step([2], () => latency(env, numbers("BENCH_LATENCY_UNITS", [200])[0]!));
-    await step([3, 6], () => throughput(env, numbers("BENCH_STREAM_MIB", [200])[0]!, numbers("BENCH_STREAM_RUNS", [2])[0]!));
+    await step([3, 6], () =>
+      throughput(env, numbers("BENCH_STREAM_MIB", [200])[0]!, numbers("BENCH_STREAM_RUNS", [2])[0]!),
+    );
     await step([4], () => eventRate(env, numbers("BENCH_EVENTS", [100_000])[0]!, numbers("BENCH_EVENT_RUNS", [3])[0]!));
     await step([7], () => {
       const [small, large] = numbers("BENCH_SCALING", [100, 1000]);
       return scaling(env, small!, large!);
     });
     const [first, max] = numbers("BENCH_CONNECTIONS", [1000, 10000]);
-    await step([5], async () => (await connections(env, first!, max!)).map((r) => ({ ...r, measure: `${r.measure} — mesh-broker serve` })));
+    await step([5], async () =>
+      (await connections(env, first!, max!)).map((r) => ({ ...r, measure: `${r.measure} — mesh-broker serve` })),
+    );
     // The same on wrangler dev, the Cloudflare toolchain's local runtime, in a broker of its own.
     if (process.env.BENCH_WRANGLER !== "0")
       await step([5], async () => {
         const wranglerDir = join(dir, "wrangler");
         const other = await BenchEnv.start(wranglerDir, randomBytes(24).toString("base64url"), "wrangler");
         try {
-          return (await connections(other, first!, max!)).map((r) => ({ ...r, measure: `${r.measure} — wrangler dev` }));
+          return (await connections(other, first!, max!)).map((r) => ({
+            ...r,
+            measure: `${r.measure} — wrangler dev`,
+          }));
         } finally {
           await other.stop();
         }

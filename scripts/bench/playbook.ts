@@ -17,9 +17,15 @@ function timed(script: string, env: NodeJS.ProcessEnv): Promise<number> {
   return new Promise((resolve, reject) => {
     const started = now();
     let stderr = "";
-    const child = spawn("bash", ["-o", "pipefail", "-c", script], { cwd: ROOT, env, stdio: ["ignore", "ignore", "pipe"] });
+    const child = spawn("bash", ["-o", "pipefail", "-c", script], {
+      cwd: ROOT,
+      env,
+      stdio: ["ignore", "ignore", "pipe"],
+    });
     child.stderr.on("data", (d) => (stderr += d));
-    child.once("exit", (code) => (code === 0 ? resolve(now() - started) : reject(new Error(`${script} exited ${code}: ${stderr.slice(-500)}`))));
+    child.once("exit", (code) =>
+      code === 0 ? resolve(now() - started) : reject(new Error(`${script} exited ${code}: ${stderr.slice(-500)}`)),
+    );
   });
 }
 
@@ -53,6 +59,10 @@ export async function playbook(env: BenchEnv, runs: number): Promise<Row> {
     goal: "≤ 1.05×",
     met: ratio <= 1.05,
     headline: { value: ratio, unit: "×" },
-    data: { directMs: times.direct.map((t) => round(t)), meshMs: times.mesh.map((t) => round(t)), ratio: round(ratio, 3) },
+    data: {
+      directMs: times.direct.map((t) => round(t)),
+      meshMs: times.mesh.map((t) => round(t)),
+      ratio: round(ratio, 3),
+    },
   };
 }

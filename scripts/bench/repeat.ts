@@ -31,7 +31,8 @@ function combine(runs: Row[], failures: string[]): Row {
   const values = runs.map((r) => r.headline?.value).filter((v): v is number => v !== undefined && Number.isFinite(v));
   // The run whose headline is the median speaks for the item (its text, its goal verdict).
   const middle = values.length === runs.length && values.length > 0 ? pickMedianRun(runs) : runs[0]!;
-  if (runs.length === 1 || values.length !== runs.length) return { ...middle, result: middle.result + failedNote, data: { runs: runs.map((r) => r.data) } };
+  if (runs.length === 1 || values.length !== runs.length)
+    return { ...middle, result: middle.result + failedNote, data: { runs: runs.map((r) => r.data) } };
   const unit = middle.headline!.unit;
   const spread = `median ${round(median(values), 2)} ${unit} (min ${round(Math.min(...values), 2)}, max ${round(Math.max(...values), 2)}; ${runs.length} runs)`;
   return {

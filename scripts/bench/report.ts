@@ -44,6 +44,9 @@ export function markdown(m: Machine, rows: Row[], startedAt: string): string {
     "",
     "| # | measure | result | compared with | goal | met |",
     "|---|---|---|---|---|---|",
-    ...rows.map((r) => `| ${r.item} | ${cell(r.measure)} | ${cell(r.result)} | ${cell(r.comparedWith)} | ${cell(r.goal)} | ${mark(r.met)} |`),
+    ...rows.map(
+      (r) =>
+        `| ${r.item} | ${cell(r.measure)} | ${cell(r.result)} | ${cell(r.comparedWith)} | ${cell(r.goal)} | ${mark(r.met)} |`,
+    ),
   ].join("\n");
 }

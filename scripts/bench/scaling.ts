@@ -52,6 +52,12 @@ export async function scaling(env: BenchEnv, small: number, large: number): Prom
     goal: `≤ ${large / small}×`,
     met: ratio <= large / small,
     headline: { value: ratio, unit: "×" },
-    data: { small, large, cpuSeconds: { small: round(cpu.small, 2), large: round(cpu.large, 2) }, wallSeconds: wall, ratio: round(ratio, 2) },
+    data: {
+      small,
+      large,
+      cpuSeconds: { small: round(cpu.small, 2), large: round(cpu.large, 2) },
+      wallSeconds: wall,
+      ratio: round(ratio, 2),
+    },
   };
 }

@@ -36,7 +36,9 @@ export class SimNode {
   private connect(): Promise<boolean> {
     return new Promise((resolve) => {
       let opened = false;
-      const ws = new WebSocket(this.wsUrl, { headers: { authorization: `Bearer ${this.credential ?? this.joinToken}` } });
+      const ws = new WebSocket(this.wsUrl, {
+        headers: { authorization: `Bearer ${this.credential ?? this.joinToken}` },
+      });
       this.ws = ws;
       ws.addEventListener("open", () => {
         opened = true;
@@ -48,7 +50,13 @@ export class SimNode {
             workTypes: [{ worktype: "idle", verifySignature: false, allowRuntimeParams: false }],
             capacity: 1,
             tags: {},
-            versions: { agent: "bench-sim", node: process.version, ansibleRunner: null, podman: null, podmanUsable: false },
+            versions: {
+              agent: "bench-sim",
+              node: process.version,
+              ansibleRunner: null,
+              podman: null,
+              podmanUsable: false,
+            },
             units: [],
           }),
         );

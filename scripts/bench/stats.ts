@@ -25,5 +25,8 @@ export function arrivalRate(times: number[], windowMs = 1000): { peakPerSecond: 
     peak = Math.max(peak, end - start + 1);
   }
   const span = sorted[sorted.length - 1]! - sorted[0]!;
-  return { peakPerSecond: (peak * 1000) / windowMs, meanPerSecond: span > 0 ? ((sorted.length - 1) * 1000) / span : sorted.length };
+  return {
+    peakPerSecond: (peak * 1000) / windowMs,
+    meanPerSecond: span > 0 ? ((sorted.length - 1) * 1000) / span : sorted.length,
+  };
 }

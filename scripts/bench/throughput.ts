@@ -36,7 +36,11 @@ export async function throughput(env: BenchEnv, mib: number, runs: number): Prom
     idlePrivate = privateMiB(agent.pid) ?? Number.NaN;
     // The agent's spare supervisor (agent/spare.ts), waiting for the next unit's command.
     const spares = descendants(agent.pid);
-    spare = { count: spares.length, rss: totalRssMiB(spares) ?? 0, private: spares.reduce((sum, pid) => sum + (privateMiB(pid) ?? 0), 0) };
+    spare = {
+      count: spares.length,
+      rss: totalRssMiB(spares) ?? 0,
+      private: spares.reduce((sum, pid) => sum + (privateMiB(pid) ?? 0), 0),
+    };
     for (let i = 0; i < runs; i++) {
       times.tcp.push(await rawTcp(total));
       times.ws.push(await rawWebSocket(sink.url.replace(/^http/, "ws"), total));
@@ -56,7 +60,9 @@ export async function throughput(env: BenchEnv, mib: number, runs: number): Prom
       if (got.bytes !== total) {
         const unit = await unitState(env, MESH, id);
         const log = agent.events().filter((e) => e.unit === id);
-        throw new Error(`mesh results: got ${got.bytes} of ${total} bytes; unit ${unit.state}: ${unit.detail}; agent: ${JSON.stringify(log)}`);
+        throw new Error(
+          `mesh results: got ${got.bytes} of ${total} bytes; unit ${unit.state}: ${unit.detail}; agent: ${JSON.stringify(log)}`,
+        );
       }
     }
   } finally {
@@ -94,7 +100,12 @@ export async function throughput(env: BenchEnv, mib: number, runs: number): Prom
       goal: "idle ≤ 50 MiB; bounded while streaming",
       met: idleRss <= 50 && streamingRss - idleRss < mib / 2,
       headline: { value: idleRss, unit: "MiB idle RSS" },
-      data: { idleMiB: round(idleRss), idlePrivateMiB: round(idlePrivate), streamingPeakMiB: round(streamingRss), spare },
+      data: {
+        idleMiB: round(idleRss),
+        idlePrivateMiB: round(idlePrivate),
+        streamingPeakMiB: round(streamingRss),
+        spare,
+      },
     },
   ];
 }

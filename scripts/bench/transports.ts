@@ -17,7 +17,11 @@ export async function rawWebSocket(url: string, total: number): Promise<number> 
   ws.binaryType = "arraybuffer";
   await new Promise<void>((resolve, reject) => {
     ws.addEventListener("open", () => resolve(), { once: true });
-    ws.addEventListener("close", (e) => reject(new Error(`raw WebSocket to ${url} closed before it opened (${e.code})`)), { once: true });
+    ws.addEventListener(
+      "close",
+      (e) => reject(new Error(`raw WebSocket to ${url} closed before it opened (${e.code})`)),
+      { once: true },
+    );
   });
   const chunk = new Uint8Array(CHUNK_BYTES);
   const started = now();
@@ -25,7 +29,9 @@ export async function rawWebSocket(url: string, total: number): Promise<number> 
     while (ws.bufferedAmount > HIGH_WATER) await new Promise((r) => setTimeout(r, 1));
     ws.send(chunk.subarray(0, Math.min(CHUNK_BYTES, total - sent)));
   }
-  const counted = new Promise<number>((resolve) => ws.addEventListener("message", (e) => resolve(Number(e.data)), { once: true }));
+  const counted = new Promise<number>((resolve) =>
+    ws.addEventListener("message", (e) => resolve(Number(e.data)), { once: true }),
+  );
   ws.send("end");
   const received = await counted;
   const elapsed = now() - started;

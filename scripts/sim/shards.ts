@@ -101,7 +101,8 @@ export function simulate(m: Model, random: () => number): Outcome {
   let admitted = 0;
   let lastAdmitted = 0;
   const meshWork = new Map<number, number>();
-  const addMeshWork = (at: number, ms: number) => meshWork.set(Math.floor(at / 1000), (meshWork.get(Math.floor(at / 1000)) ?? 0) + ms);
+  const addMeshWork = (at: number, ms: number) =>
+    meshWork.set(Math.floor(at / 1000), (meshWork.get(Math.floor(at / 1000)) ?? 0) + ms);
   const batches = new Map<string, number>();
   for (let t = tries.pop(); t; t = tries.pop()) {
     const shard = shards[t.agent % m.shards]!;
@@ -128,7 +129,9 @@ export function simulate(m: Model, random: () => number): Outcome {
     }
   }
   // The Mesh object takes the batches one at a time, in the order they are sent.
-  const sent = [...batches].map(([key, nodes]) => ({ at: Number(key.split(":")[1]), nodes })).sort((a, b) => a.at - b.at);
+  const sent = [...batches]
+    .map(([key, nodes]) => ({ at: Number(key.split(":")[1]), nodes }))
+    .sort((a, b) => a.at - b.at);
   let meshBusyUntil = 0;
   for (const b of sent) {
     const cost = m.batchBaseMs + m.batchPerNodeMs * b.nodes;
@@ -159,7 +162,9 @@ function main(): void {
   for (const agents of [1_000, 10_000, 30_000, 100_000]) {
     const cells = [1, 4, 16, 64].map((shards) => {
       const o = simulate({ ...CLOUDFLARE, agents, shards }, seeded(agents + shards));
-      const back = Number.isNaN(o.allBackMs) ? `${o.admitted.toLocaleString("en")} fit` : `${(o.allBackMs / 1000).toFixed(1)} s`;
+      const back = Number.isNaN(o.allBackMs)
+        ? `${o.admitted.toLocaleString("en")} fit`
+        : `${(o.allBackMs / 1000).toFixed(1)} s`;
       return `${back}, Mesh object offered ${Math.round(o.meshBusiestSecondMs / 10)} % of a second at peak`;
     });
     rows.push(`| ${agents.toLocaleString("en")} | ${cells.join(" | ")} |`);

@@ -45,21 +45,31 @@ export const usage = (message: string): never => {
 
 /** node:util parseArgs reports unknown or malformed options with ERR_PARSE_ARGS_* codes. */
 function isParseArgsError(error: unknown): error is Error {
-  return error instanceof Error && "code" in error && typeof error.code === "string" && error.code.startsWith("ERR_PARSE_ARGS");
+  return (
+    error instanceof Error &&
+    "code" in error &&
+    typeof error.code === "string" &&
+    error.code.startsWith("ERR_PARSE_ARGS")
+  );
 }
 
 /**
  * What a CLI prints (to stderr) and exits with for an error its main threw. Anything not a
  * CliError is a bug or an unforeseen fault: `unexpected` says how much of it to print.
  */
-export function cliFailure(program: string, error: unknown, unexpected: "message" | "stack" = "message"): { lines: string[]; exitCode: number } {
+export function cliFailure(
+  program: string,
+  error: unknown,
+  unexpected: "message" | "stack" = "message",
+): { lines: string[]; exitCode: number } {
   if (isParseArgsError(error)) return cliFailure(program, new UsageError(error.message));
   if (error instanceof CliError) {
     const lines = [`${program}: ${error.describe()}`];
     if (error.exitCode === EXIT_USAGE) lines.push(`Try '${program} --help'.`);
     return { lines, exitCode: error.exitCode };
   }
-  const text = error instanceof Error ? ((unexpected === "stack" ? error.stack : undefined) ?? error.message) : String(error);
+  const text =
+    error instanceof Error ? ((unexpected === "stack" ? error.stack : undefined) ?? error.message) : String(error);
   return { lines: [`${program}: ${text}`], exitCode: EXIT_FAILED };
 }
 

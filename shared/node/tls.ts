@@ -8,7 +8,13 @@ import { rootCertificates } from "node:tls";
 /** True for names and addresses that never leave the machine. */
 export function isLoopback(hostname: string): boolean {
   const host = hostname.replace(/^\[|\]$/g, "").toLowerCase();
-  return host === "localhost" || host.endsWith(".localhost") || /^127(\.\d{1,3}){3}$/.test(host) || host === "::1" || host === "::ffff:127.0.0.1";
+  return (
+    host === "localhost" ||
+    host.endsWith(".localhost") ||
+    /^127(\.\d{1,3}){3}$/.test(host) ||
+    host === "::1" ||
+    host === "::ffff:127.0.0.1"
+  );
 }
 
 /** The warning to print for a broker URL, or undefined when the link is encrypted or local. */

@@ -26,9 +26,13 @@ interface Agent {
 }
 
 function spawnAgent(url: string, workDir: string): Agent {
-  const child = spawn(process.execPath, agentArgv({ broker: url, token: broker().token, mesh, nodeId, config, workDir }), {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const child = spawn(
+    process.execPath,
+    agentArgv({ broker: url, token: broker().token, mesh, nodeId, config, workDir }),
+    {
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
   children.add(child);
   let output = "";
   child.stdout?.on("data", (d) => (output += d));
@@ -37,7 +41,8 @@ function spawnAgent(url: string, workDir: string): Agent {
   return { child, logs: () => output, exited };
 }
 
-const connected = async () => Boolean((await api<MeshStatus>(mesh, "GET", "/status")).body.nodes.find((n) => n.nodeId === nodeId)?.connected);
+const connected = async () =>
+  Boolean((await api<MeshStatus>(mesh, "GET", "/status")).body.nodes.find((n) => n.nodeId === nodeId)?.connected);
 const lines = (agent: Agent, event: string) =>
   agent
     .logs()
@@ -73,11 +78,18 @@ describe("agent facing a broker that is down or says no", () => {
     const agent = spawnAgent(proxy.url, workDir());
     await waitFor(connected, "the node to join through the proxy");
     // Joined, then back with its credential: only a used credential makes the node id taken.
-    await waitFor(() => lines(agent, "control:connected").length >= 2, "the agent to reconnect with its credential", 60_000);
+    await waitFor(
+      () => lines(agent, "control:connected").length >= 2,
+      "the agent to reconnect with its credential",
+      60_000,
+    );
     proxy.down();
     await waitFor(() => lines(agent, "control:broker-unreachable").length >= 5, "five failed reconnects", 40_000);
     for (const line of lines(agent, "control:broker-unreachable")) {
-      expect(JSON.parse(line)).toMatchObject({ level: "warn", message: expect.stringMatching(/^broker unreachable, retrying in \d+\.\d s$/) });
+      expect(JSON.parse(line)).toMatchObject({
+        level: "warn",
+        message: expect.stringMatching(/^broker unreachable, retrying in \d+\.\d s$/),
+      });
     }
     expect(agent.logs()).not.toMatch(/credential\.json|revoked/);
     expect(agent.child.exitCode).toBeNull();

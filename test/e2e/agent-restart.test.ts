@@ -45,18 +45,26 @@ async function crash(agent: RunningAgent, nodeId: string): Promise<void> {
 
 /** Runs `sh -c SCRIPT` on `node` (the file's nodes share one mesh). */
 async function submit(node: string, script: string): Promise<string> {
-  const reply = await api<UnitRecord>(mesh, "POST", `/units?worktype=sh&node=${node}&param.params=${encodeURIComponent(`'${script}'`)}`, { body: "" });
+  const reply = await api<UnitRecord>(
+    mesh,
+    "POST",
+    `/units?worktype=sh&node=${node}&param.params=${encodeURIComponent(`'${script}'`)}`,
+    { body: "" },
+  );
   expect(reply.status).toBe(201);
   return reply.body.id;
 }
 
 const unit = async (id: string) => (await api<UnitRecord>(mesh, "GET", `/units/${id}`)).body;
-const until = (id: string, states: string[]) => waitFor(async () => states.includes((await unit(id)).state), `unit ${id} to be ${states.join("/")}`);
+const until = (id: string, states: string[]) =>
+  waitFor(async () => states.includes((await unit(id)).state), `unit ${id} to be ${states.join("/")}`);
 const ended = (id: string) => until(id, ["Succeeded", "Failed", "Canceled"]);
 
 async function results(id: string): Promise<string> {
   const { url, token } = broker();
-  const response = await request(`${url}/v1/meshes/${mesh}/units/${id}/results`, { headers: { authorization: `Bearer ${token}` } });
+  const response = await request(`${url}/v1/meshes/${mesh}/units/${id}/results`, {
+    headers: { authorization: `Bearer ${token}` },
+  });
   return response.body.text();
 }
 
@@ -67,7 +75,9 @@ const spool = (agent: RunningAgent, id: string, file = "") => join(agent.workDir
 async function groupLeader(agent: RunningAgent, id: string): Promise<number> {
   let pid = 0;
   await waitFor(async () => {
-    const record = JSON.parse(await readFile(spool(agent, id, "unit.json"), "utf8")) as { process: { pid: number } | null };
+    const record = JSON.parse(await readFile(spool(agent, id, "unit.json"), "utf8")) as {
+      process: { pid: number } | null;
+    };
     pid = record.process?.pid ?? 0;
     return pid !== 0;
   }, "the agent to record the unit's process");
@@ -81,7 +91,8 @@ async function gone(pid: number): Promise<boolean> {
 }
 
 /** A script that prints, waits until `gate` exists, then prints more. */
-const gated = (gate: string, before: string, after: string) => `${before}; while [ ! -e ${gate} ]; do sleep 0.05; done; ${after}`;
+const gated = (gate: string, before: string, after: string) =>
+  `${before}; while [ ! -e ${gate} ]; do sleep 0.05; done; ${after}`;
 
 describe("agent restart", () => {
   it("a command that ends while the agent is down is reported with its real status and every byte", async () => {
@@ -106,7 +117,10 @@ describe("agent restart", () => {
     const first = await start("phoenix-2");
     const id = await submit("phoenix-2", gated(gate, "seq 1 5000", "echo unreachable"));
     await until(id, ["Running"]);
-    await waitFor(async () => (await readFile(spool(first, id, "stdout"), "utf8")) === seq(1, 5000), "the command to write its output");
+    await waitFor(
+      async () => (await readFile(spool(first, id, "stdout"), "utf8")) === seq(1, 5000),
+      "the command to write its output",
+    );
     const leader = await groupLeader(first, id);
     // The leader is the supervisor the agent started for this very unit: check before killing its group.
     expect(await readlink(`/proc/${leader}/cwd`)).toBe(spool(first, id, "work"));

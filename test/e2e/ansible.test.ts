@@ -21,7 +21,10 @@ async function artifacts(out: string) {
   const root = entries.some((e) => e.name === "status") ? base : join(base, nested!.name);
   const events = await Promise.all(
     (await readdir(join(root, "job_events"))).map(async (f) => {
-      const event = JSON.parse(await readFile(join(root, "job_events", f), "utf8")) as { counter: number; event: string };
+      const event = JSON.parse(await readFile(join(root, "job_events", f), "utf8")) as {
+        counter: number;
+        event: string;
+      };
       return `${event.counter}:${event.event}`;
     }),
   );
@@ -34,7 +37,8 @@ async function artifacts(out: string) {
 
 beforeAll(async () => {
   const check = await sh(mesh, "command -v ansible-runner");
-  if (check.code !== 0) throw new Error("ansible-runner is not installed: apt-get install -y ansible-core python3-ansible-runner");
+  if (check.code !== 0)
+    throw new Error("ansible-runner is not installed: apt-get install -y ansible-core python3-ansible-runner");
   dir = await tempDir();
   agent = await startAgent({
     mesh,
@@ -64,7 +68,10 @@ describe("ansible-runner through the mesh", () => {
       `ansible-runner transmit demo -p site.yml | $MESHCTL work submit ansible-runner -f -p - | tee ${dir}/client.out | ansible-runner process ${dir}/mesh-out`,
     );
     expect(viaMesh.code, viaMesh.stderr).toBe(0);
-    const direct = await sh(mesh, `ansible-runner transmit demo -p site.yml | ansible-runner worker | ansible-runner process ${dir}/direct-out`);
+    const direct = await sh(
+      mesh,
+      `ansible-runner transmit demo -p site.yml | ansible-runner worker | ansible-runner process ${dir}/direct-out`,
+    );
     expect(direct.code, direct.stderr).toBe(0);
 
     const [a, b] = await Promise.all([artifacts(join(dir, "mesh-out")), artifacts(join(dir, "direct-out"))]);
@@ -93,13 +100,24 @@ describe("ansible-runner through the mesh", () => {
 
   it("a canceled playbook still returns its final status and artifacts", async () => {
     const slow = join(ROOT, "test/fixtures/slow");
-    const submitted = await sh(mesh, `ansible-runner transmit ${slow} -p site.yml | $MESHCTL work submit ansible-worker -p -`);
+    const submitted = await sh(
+      mesh,
+      `ansible-runner transmit ${slow} -p site.yml | $MESHCTL work submit ansible-worker -p -`,
+    );
     expect(submitted.code, submitted.stderr).toBe(0);
     const { id } = JSON.parse(submitted.stdout.toString()) as { id: string };
     // Cancel once the long task has started, so the cancel interrupts a real play.
-    await waitFor(async () => String((await api(mesh, "GET", `/units/${id}/results`)).body).includes("wait for the cancel"), "the long task to start", 60_000);
+    await waitFor(
+      async () => String((await api(mesh, "GET", `/units/${id}/results`)).body).includes("wait for the cancel"),
+      "the long task to start",
+      60_000,
+    );
     expect((await sh(mesh, `$MESHCTL work cancel ${id}`)).code).toBe(0);
-    await waitFor(async () => (await api<UnitRecord>(mesh, "GET", `/units/${id}`)).body.state === "Canceled", "the unit to be Canceled", 60_000);
+    await waitFor(
+      async () => (await api<UnitRecord>(mesh, "GET", `/units/${id}`)).body.state === "Canceled",
+      "the unit to be Canceled",
+      60_000,
+    );
     const processed = await sh(mesh, `$MESHCTL work results ${id} | ansible-runner process ${dir}/cancel-out`);
     expect(processed.code, processed.stderr).toBe(0);
     const out = await artifacts(join(dir, "cancel-out"));

@@ -12,11 +12,26 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ROOT } from "../../scripts/local-broker.js";
 import type { UnitRecord, UnitSummary } from "../../shared/unit.js";
 import { startCutProxy } from "./cut-proxy.js";
-import { type RunningAgent, api, broker, createToken, newMesh, sh, startAgent, submitScript, tempDir, waitFinished, waitFor } from "./harness.js";
+import {
+  type RunningAgent,
+  api,
+  broker,
+  createToken,
+  newMesh,
+  sh,
+  startAgent,
+  submitScript,
+  tempDir,
+  waitFinished,
+  waitFor,
+} from "./harness.js";
 
 const mesh = newMesh();
 const RUNNER = spawnSync("sh", ["-c", "command -v ansible-runner"]).status === 0;
-if (!RUNNER) console.warn("artifacts.test.ts: ansible-runner is not installed (apt-get install -y ansible-core python3-ansible-runner): its tests are skipped");
+if (!RUNNER)
+  console.warn(
+    "artifacts.test.ts: ansible-runner is not installed (apt-get install -y ansible-core python3-ansible-runner): its tests are skipped",
+  );
 let agent: RunningAgent;
 let dir: string;
 let readToken: string;
@@ -58,7 +73,11 @@ async function filesUnder(base: string, root = base): Promise<string[]> {
 async function pagedEvents(id: string, after = 0): Promise<UnitEvent[]> {
   const events: UnitEvent[] = [];
   for (;;) {
-    const page = await api<{ events: UnitEvent[]; last: number }>(mesh, "GET", `/units/${id}/events?after=${after}&limit=1000`);
+    const page = await api<{ events: UnitEvent[]; last: number }>(
+      mesh,
+      "GET",
+      `/units/${id}/events?after=${after}&limit=1000`,
+    );
     events.push(...page.body.events);
     if (page.body.events.length < 1000) return events;
     after = page.body.last;
@@ -94,39 +113,47 @@ describe(`artifacts of an ansible-runner unit${RUNNER ? "" : " (skipped: ansible
 
   beforeAll(async () => {
     if (!RUNNER) return;
-    const run = await sh(mesh, `ansible-runner transmit demo -p site.yml | $MESHCTL work submit ansible-runner -f -p - > ${dir}/results`);
+    const run = await sh(
+      mesh,
+      `ansible-runner transmit demo -p site.yml | $MESHCTL work submit ansible-runner -f -p - > ${dir}/results`,
+    );
     expect(run.code, run.stderr).toBe(0);
     const units = (await api<UnitSummary[]>(mesh, "GET", "/units")).body;
     id = units.find((u) => u.worktype === "ansible-runner")!.id;
   });
 
-  it.skipIf(!RUNNER)("are what ansible-runner process writes from the results, file for file and byte for byte", async () => {
-    const saved = await sh(mesh, `$MESHCTL work artifacts ${id} -o ${dir}/a.tar`);
-    expect(saved.code, saved.stderr).toBe(0);
-    const processed = await sh(mesh, `ansible-runner process ${dir}/out < ${dir}/results`);
-    expect(processed.code, processed.stderr).toBe(0);
+  it.skipIf(!RUNNER)(
+    "are what ansible-runner process writes from the results, file for file and byte for byte",
+    async () => {
+      const saved = await sh(mesh, `$MESHCTL work artifacts ${id} -o ${dir}/a.tar`);
+      expect(saved.code, saved.stderr).toBe(0);
+      const processed = await sh(mesh, `ansible-runner process ${dir}/out < ${dir}/results`);
+      expect(processed.code, processed.stderr).toBe(0);
 
-    const tar = await untar(await readFile(join(dir, "a.tar")));
-    const expected = (await filesUnder(join(dir, "out"))).filter((f) => f !== "daemon.log");
-    expect([...tar.keys()].sort()).toEqual(expected);
-    const events = expected.filter((f) => f.startsWith("artifacts/job_events/"));
-    expect(events.length).toBeGreaterThan(3);
-    expect(events.some((f) => /^artifacts\/job_events\/1-[0-9a-f-]+\.json$/.test(f))).toBe(true);
-    for (const name of expected) {
-      const want = await readFile(join(dir, "out", name));
-      expect(tar.get(name)!.equals(want), `${name} differs`).toBe(true);
-    }
-    expect(tar.get("artifacts/status")!.toString()).toBe("successful");
-    expect(tar.get("artifacts/rc")!.toString()).toBe("0");
-    expect((await stat(join(dir, "a.tar"))).mode & 0o777).toBe(0o600);
-  });
+      const tar = await untar(await readFile(join(dir, "a.tar")));
+      const expected = (await filesUnder(join(dir, "out"))).filter((f) => f !== "daemon.log");
+      expect([...tar.keys()].sort()).toEqual(expected);
+      const events = expected.filter((f) => f.startsWith("artifacts/job_events/"));
+      expect(events.length).toBeGreaterThan(3);
+      expect(events.some((f) => /^artifacts\/job_events\/1-[0-9a-f-]+\.json$/.test(f))).toBe(true);
+      for (const name of expected) {
+        const want = await readFile(join(dir, "out", name));
+        expect(tar.get(name)!.equals(want), `${name} differs`).toBe(true);
+      }
+      expect(tar.get("artifacts/status")!.toString()).toBe("successful");
+      expect(tar.get("artifacts/rc")!.toString()).toBe("0");
+      expect((await stat(join(dir, "a.tar"))).mode & 0o777).toBe(0o600);
+    },
+  );
 
   it.skipIf(!RUNNER)("mask the environment in command for a read token", async () => {
     const full = await sh(mesh, `$MESHCTL work artifacts ${id} -o -`);
     const masked = await sh(mesh, `MESH_TOKEN=${readToken} $MESHCTL work artifacts ${id} -o -`);
     expect(masked.code, masked.stderr).toBe(0);
     const command = (out: Buffer) =>
-      untar(out).then((t) => JSON.parse(t.get("artifacts/command")!.toString()) as { env: Record<string, string>; command: string[] });
+      untar(out).then(
+        (t) => JSON.parse(t.get("artifacts/command")!.toString()) as { env: Record<string, string>; command: string[] },
+      );
     const [mine, theirs] = await Promise.all([command(full.stdout), command(masked.stdout)]);
     expect(Object.keys(theirs.env)).toEqual(Object.keys(mine.env));
     expect(Object.values(theirs.env).every((v) => v === "********")).toBe(true);
@@ -134,15 +161,18 @@ describe(`artifacts of an ansible-runner unit${RUNNER ? "" : " (skipped: ansible
     expect(theirs.command).toEqual(mine.command);
   });
 
-  it.skipIf(!RUNNER)("`meshctl work events` prints the events the JSON API pages through, from --after on", async () => {
-    const all = await sh(mesh, `$MESHCTL work events ${id}`);
-    expect(all.code, all.stderr).toBe(0);
-    const api = await pagedEvents(id);
-    expect(jsonLines(all.stdout)).toEqual(api);
-    expect(api.map((e) => e.kind)).toContain("event");
-    const tail = await sh(mesh, `$MESHCTL work events ${id} --after 3`);
-    expect(jsonLines(tail.stdout)).toEqual(api.slice(3));
-  });
+  it.skipIf(!RUNNER)(
+    "`meshctl work events` prints the events the JSON API pages through, from --after on",
+    async () => {
+      const all = await sh(mesh, `$MESHCTL work events ${id}`);
+      expect(all.code, all.stderr).toBe(0);
+      const api = await pagedEvents(id);
+      expect(jsonLines(all.stdout)).toEqual(api);
+      expect(api.map((e) => e.kind)).toContain("event");
+      const tail = await sh(mesh, `$MESHCTL work events ${id} --after 3`);
+      expect(jsonLines(tail.stdout)).toEqual(api.slice(3));
+    },
+  );
 });
 
 describe("artifacts of a 10,000-event runner stream", () => {
@@ -203,7 +233,9 @@ describe("meshctl work events -f", () => {
       const followed = await following;
       expect(followed.code, followed.stderr).toBe(0);
       const printed = jsonLines(followed.stdout);
-      expect(printed.map((e) => e.stdout).join("\n")).toBe(Array.from({ length: 12 }, (_, i) => `line ${i + 1}`).join("\n"));
+      expect(printed.map((e) => e.stdout).join("\n")).toBe(
+        Array.from({ length: 12 }, (_, i) => `line ${i + 1}`).join("\n"),
+      );
       expect(printed).toEqual(await pagedEvents(unit.id));
     } finally {
       await proxy.close();
@@ -216,7 +248,11 @@ describe("errors", () => {
     const reply = await api<{ error: { code: string } }>(mesh, "GET", "/units/AAAAAAAA/artifacts");
     expect(reply.status).toBe(404);
     expect(reply.body.error.code).toBe("unknown_unit");
-    for (const command of ["work events AAAAAAAA", "work events AAAAAAAA -f", `work artifacts AAAAAAAA -o ${dir}/unknown.tar`]) {
+    for (const command of [
+      "work events AAAAAAAA",
+      "work events AAAAAAAA -f",
+      `work artifacts AAAAAAAA -o ${dir}/unknown.tar`,
+    ]) {
       const run = await sh(mesh, `$MESHCTL ${command}`);
       expect(run.code, command).toBe(1);
       expect(run.stderr).toMatch(/meshctl: unknown_unit: /);
@@ -228,7 +264,9 @@ describe("errors", () => {
     const unit = await submitScript(mesh, "echo bye");
     await waitFinished(mesh, unit.id);
     expect((await api(mesh, "DELETE", `/units/${unit.id}`)).status).toBe(200);
-    const reply = await api<{ error: { code: string } }>(mesh, "GET", `/units/${unit.id}/artifacts`, { token: readToken });
+    const reply = await api<{ error: { code: string } }>(mesh, "GET", `/units/${unit.id}/artifacts`, {
+      token: readToken,
+    });
     expect(reply.status).toBe(410);
     expect(reply.body.error.code).toBe("unit_released");
     for (const command of [`work events ${unit.id} -f`, `work artifacts ${unit.id} -o ${dir}/released.tar`]) {

@@ -22,10 +22,14 @@ let dir: string;
 
 function startBridge(nodeId: string, socket: string, key: string) {
   const { url, token } = broker();
-  const child = spawn(process.execPath, [MESHCTL_BIN, "control-service", "--socket", socket, "--node-id", nodeId, "--sign-key", key], {
-    env: { ...process.env, MESH_BROKER: url, MESH_TOKEN: token, MESH_ID: mesh },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const child = spawn(
+    process.execPath,
+    [MESHCTL_BIN, "control-service", "--socket", socket, "--node-id", nodeId, "--sign-key", key],
+    {
+      env: { ...process.env, MESH_BROKER: url, MESH_TOKEN: token, MESH_ID: mesh },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
   let log = "";
   child.stderr?.on("data", (d) => (log += d));
   bridges.push({ process: child, log: () => log });
@@ -37,7 +41,10 @@ function startBridge(nodeId: string, socket: string, key: string) {
 
 beforeAll(async () => {
   const check = await sh(mesh, "command -v ansible-runner && /usr/bin/python3 -c 'import ansible_runner, yaml'");
-  if (check.code !== 0) throw new Error("Debian's python3-ansible-runner is not installed: apt-get install -y ansible-core python3-ansible-runner");
+  if (check.code !== 0)
+    throw new Error(
+      "Debian's python3-ansible-runner is not installed: apt-get install -y ansible-core python3-ansible-runner",
+    );
   dir = await tempDir("mesh-awx-");
   const keys = await sh(mesh, `$MESHCTL keygen --out ${join(dir, "keys")}`);
   expect(keys.code, keys.stderr).toBe(0);
@@ -60,7 +67,8 @@ beforeAll(async () => {
         mesh,
         nodeId: id,
         capacity: "unlimited",
-        config: "- work-command: {worktype: local, command: ansible-runner, params: worker, allowruntimeparams: true}\n",
+        config:
+          "- work-command: {worktype: local, command: ansible-runner, params: worker, allowruntimeparams: true}\n",
       }),
     );
     await startBridge(id, join(dir, `${id}.sock`), join(dir, "keys", "signing-key.pem"));
@@ -86,9 +94,15 @@ describe("AWX drop-in", () => {
     const config = join(dir, "replay.json");
     await writeFile(
       config,
-      JSON.stringify({ controllers: CONTROLLERS.map((node) => ({ node, socket: join(dir, `${node}.sock`) })), exec_node: EXEC, work_dir: join(dir, "pdd") }),
+      JSON.stringify({
+        controllers: CONTROLLERS.map((node) => ({ node, socket: join(dir, `${node}.sock`) })),
+        exec_node: EXEC,
+        work_dir: join(dir, "pdd"),
+      }),
     );
-    const child = spawn("/usr/bin/python3", [join(ROOT, "test/e2e/fixtures/awx_replay.py"), config], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn("/usr/bin/python3", [join(ROOT, "test/e2e/fixtures/awx_replay.py"), config], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d) => (stdout += d));

@@ -60,7 +60,8 @@ class Client {
   private async until(ready: () => boolean, what: string): Promise<void> {
     const deadline = Date.now() + WAIT_MS;
     while (!ready()) {
-      if (this.ended) throw new Error(`connection ended while waiting for ${what}; got ${JSON.stringify(this.buffer.toString())}`);
+      if (this.ended)
+        throw new Error(`connection ended while waiting for ${what}; got ${JSON.stringify(this.buffer.toString())}`);
       const left = deadline - Date.now();
       if (left <= 0) throw new Error(`timed out waiting for ${what}`);
       await new Promise<void>((resolve) => {
@@ -129,7 +130,11 @@ async function results(id: string, startpos?: number): Promise<Buffer> {
 
 const unitState = async (id: string) => (await api<UnitRecord>(mesh, "GET", `/units/${id}`)).body.state;
 
-function run(command: string, args: string[], input?: Buffer): Promise<{ code: number; stdout: Buffer; stderr: string }> {
+function run(
+  command: string,
+  args: string[],
+  input?: Buffer,
+): Promise<{ code: number; stdout: Buffer; stderr: string }> {
   return new Promise((resolve) => {
     const child = spawn(command, args, { cwd: ROOT });
     const out: Buffer[] = [];
@@ -143,7 +148,8 @@ function run(command: string, args: string[], input?: Buffer): Promise<{ code: n
 
 beforeAll(async () => {
   const check = await sh(mesh, "command -v ansible-runner");
-  if (check.code !== 0) throw new Error("ansible-runner is not installed: apt-get install -y ansible-core python3-ansible-runner");
+  if (check.code !== 0)
+    throw new Error("ansible-runner is not installed: apt-get install -y ansible-core python3-ansible-runner");
   dir = await tempDir("mesh-control-");
   keyDir = join(dir, "keys");
   const keys = await sh(mesh, `$MESHCTL keygen --out ${keyDir}`);
@@ -161,7 +167,16 @@ beforeAll(async () => {
 `,
   });
   socketPath = join(dir, "control.sock");
-  service = startService(["--socket", socketPath, "--tcp", "127.0.0.1:0", "--node-id", BRIDGE, "--sign-key", join(keyDir, "signing-key.pem")]);
+  service = startService([
+    "--socket",
+    socketPath,
+    "--tcp",
+    "127.0.0.1:0",
+    "--node-id",
+    BRIDGE,
+    "--sign-key",
+    join(keyDir, "signing-key.pem"),
+  ]);
   service.stderr?.on("data", (d) => (serviceLog += d));
   await waitFor(() => {
     if (service.exitCode !== null) throw new Error(`control-service exited:\n${serviceLog}`);
@@ -192,9 +207,9 @@ describe("receptor control socket", () => {
     expect(status.NodeID).toBe(BRIDGE);
     expect(status.Connections).toEqual([{ NodeID: NODE, Cost: 1 }]);
     expect(status.RoutingTable).toEqual({ [NODE]: NODE });
-    const ad = (status.Advertisements as { NodeID: string; Time: string; WorkCommands: { WorkType: string; Secure: boolean }[] }[]).find(
-      (a) => a.NodeID === NODE,
-    )!;
+    const ad = (
+      status.Advertisements as { NodeID: string; Time: string; WorkCommands: { WorkType: string; Secure: boolean }[] }[]
+    ).find((a) => a.NodeID === NODE)!;
     expect(ad.WorkCommands).toEqual([
       { WorkType: "cat", Secure: false },
       { WorkType: "ansible-runner", Secure: false },
@@ -208,7 +223,10 @@ describe("receptor control socket", () => {
     expect(pong).toMatchObject({ Success: true, From: NODE });
     expect(typeof pong.Time).toBe("number");
     expect(typeof pong.TimeStr).toBe("string");
-    expect(await client.json("ping nowhere\n")).toEqual({ Success: false, Error: `node nowhere is not connected to mesh ${mesh}` });
+    expect(await client.json("ping nowhere\n")).toEqual({
+      Success: false,
+      Error: `node nowhere is not connected to mesh ${mesh}`,
+    });
     client.socket.end();
     expect((await client.rest()).byteLength).toBe(0);
   });
@@ -232,13 +250,18 @@ describe("receptor control socket", () => {
     // localhost is this bridge's own agent (node bridge-1), which is not connected: refused at once.
     const local = await session();
     local.socket.write('{"command":"work","subcommand":"submit","node":"localhost","worktype":"cat"}\n');
-    expect(await local.line()).toBe(`ERROR: unknown work type cat (no agent with node id ${BRIDGE}, this control service's own node, is connected)\n`);
+    expect(await local.line()).toBe(
+      `ERROR: unknown work type cat (no agent with node id ${BRIDGE}, this control service's own node, is connected)\n`,
+    );
   });
 
   it("runs an ansible-runner transmit payload, and its results give `ansible-runner process` a successful run", async () => {
     const transmit = await run("ansible-runner", ["transmit", "demo", "-p", "site.yml"]);
     expect(transmit.code, transmit.stderr).toBe(0);
-    const id = await submit({ command: "work", subcommand: "submit", node: NODE, worktype: "ansible-runner", ttl: "10m" }, transmit.stdout);
+    const id = await submit(
+      { command: "work", subcommand: "submit", node: NODE, worktype: "ansible-runner", ttl: "10m" },
+      transmit.stdout,
+    );
     const record = (await api<UnitRecord>(mesh, "GET", `/units/${id}`)).body;
     expect(record.payloadSize).toBe(transmit.stdout.byteLength);
     expect(record.targetNode).toBe(NODE);
@@ -253,7 +276,12 @@ describe("receptor control socket", () => {
     const client = await session();
     const unit = await client.json(`work status ${id}\n`);
     expect(unit).toMatchObject({ State: 2, StateName: "Succeeded", StdoutSize: output.byteLength, WorkType: "remote" });
-    expect(unit.ExtraData).toMatchObject({ RemoteNode: NODE, RemoteWorkType: "ansible-runner", RemoteUnitID: id, LocalReleased: false });
+    expect(unit.ExtraData).toMatchObject({
+      RemoteNode: NODE,
+      RemoteWorkType: "ansible-runner",
+      RemoteUnitID: id,
+      LocalReleased: false,
+    });
     expect(Object.keys(await client.json("work list\n"))).toContain(id);
     expect((await results(id, 100)).equals(output.subarray(100))).toBe(true);
   });
@@ -298,7 +326,10 @@ describe("receptor control socket", () => {
 
     await waitFor(async () => (await unitState(kept)) === "Succeeded", "the unaffected unit to succeed", WAIT_MS);
     expect((await results(kept)).toString()).toBe("hello world\n");
-    await waitFor(() => serviceLog.includes(`"event":"control:submit-abandoned","unit":"${abandoned}"`), "the bridge to drop the submission");
+    await waitFor(
+      () => serviceLog.includes(`"event":"control:submit-abandoned","unit":"${abandoned}"`),
+      "the bridge to drop the submission",
+    );
     const gone = await api<{ error: { code: string } }>(mesh, "GET", `/units/${abandoned}`);
     expect(gone.status).toBe(404);
     expect(gone.body.error.code).toBe("unknown_unit");
@@ -309,15 +340,22 @@ describe("receptor control socket", () => {
   });
 
   it("signs units submitted with signwork, as AWX submits them; refuses unsigned work to a verifying work type at submit", async () => {
-    const signed = await submit({ command: "work", subcommand: "submit", node: NODE, worktype: "signed-cat", signwork: "true" }, "signed\n");
+    const signed = await submit(
+      { command: "work", subcommand: "submit", node: NODE, worktype: "signed-cat", signwork: "true" },
+      "signed\n",
+    );
     await waitFor(async () => (await unitState(signed)) === "Succeeded", "the signed unit to succeed", WAIT_MS);
     expect((await results(signed)).toString()).toBe("signed\n");
     const client = await session();
     expect(await client.json(`work status ${signed}\n`)).toMatchObject({ ExtraData: { SignWork: true } });
-    client.socket.write(`{"command":"work","subcommand":"submit","node":"${NODE}","worktype":"signed-cat","signwork":"false"}\n`);
+    client.socket.write(
+      `{"command":"work","subcommand":"submit","node":"${NODE}","worktype":"signed-cat","signwork":"false"}\n`,
+    );
     expect(await client.line()).toBe("ERROR: could not verify signature: signature is empty\n");
     const again = await session();
-    again.socket.write(`{"command":"work","subcommand":"submit","node":"${NODE}","worktype":"cat","signwork":"true"}\n`);
+    again.socket.write(
+      `{"command":"work","subcommand":"submit","node":"${NODE}","worktype":"cat","signwork":"true"}\n`,
+    );
     expect(await again.line()).toBe("ERROR: work type did not expect a signature\n");
   });
 
@@ -327,7 +365,10 @@ describe("receptor control socket", () => {
     follower.socket.write(`work results ${id}\n`);
     expect(await follower.line()).toBe(`Streaming results for work unit ${id}\n`);
     follower.socket.destroy();
-    await waitFor(() => serviceLog.includes(`"event":"control:results-abandoned","unit":"${id}"`), "the bridge to stop following");
+    await waitFor(
+      () => serviceLog.includes(`"event":"control:results-abandoned","unit":"${id}"`),
+      "the bridge to stop following",
+    );
     const client = await session();
     expect(await client.json(`work release ${id}\n`)).toEqual({ released: id });
     client.socket.end();
@@ -339,7 +380,10 @@ describe("receptor control socket", () => {
     const id = /ID ([0-9a-zA-Z]{8})\./.exec(await client.line())![1]!;
     client.socket.write("half a payl");
     client.socket.resetAndDestroy();
-    await waitFor(() => serviceLog.includes(`"event":"control:submit-abandoned","unit":"${id}"`), "the bridge to drop the submission");
+    await waitFor(
+      () => serviceLog.includes(`"event":"control:submit-abandoned","unit":"${id}"`),
+      "the bridge to drop the submission",
+    );
     expect((await api(mesh, "GET", `/units/${id}`)).status).toBe(404);
   });
 

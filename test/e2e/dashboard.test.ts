@@ -12,7 +12,16 @@ import { type Browser, type Page, chromium } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ROOT } from "../../scripts/local-broker.js";
 import type { UnitRecord } from "../../shared/unit.js";
-import { type RunningAgent, api, broker, newMesh, createToken as newToken, sh, startAgent, tempDir } from "./harness.js";
+import {
+  type RunningAgent,
+  api,
+  broker,
+  newMesh,
+  createToken as newToken,
+  sh,
+  startAgent,
+  tempDir,
+} from "./harness.js";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const haveBrowser = existsSync(CHROMIUM);
@@ -56,7 +65,9 @@ async function submit(worktype: string, payload: string): Promise<string> {
 describe.skipIf(skipped)("the web dashboard", () => {
   beforeAll(async () => {
     if (!haveBrowser) {
-      throw new Error(`no browser at ${CHROMIUM}: apt-get install -y chromium (or set CHROMIUM_PATH; MESH_SKIP_BROWSER=1 skips this test)`);
+      throw new Error(
+        `no browser at ${CHROMIUM}: apt-get install -y chromium (or set CHROMIUM_PATH; MESH_SKIP_BROWSER=1 skips this test)`,
+      );
     }
     hasAnsible = (await sh(mesh, "command -v ansible-runner")).code === 0;
     shots = process.env.MESH_SCREENSHOTS === "1" ? join(ROOT, "docs") : await tempDir("mesh-dashboard-");
@@ -114,7 +125,10 @@ describe.skipIf(skipped)("the web dashboard", () => {
     await expect(page.locator("dd[data-field=node]").textContent()).resolves.toBe(NODE);
     // A read token may not cancel or release; it may download.
     await expect(page.locator("button.cancel, button.release").count()).resolves.toBe(0);
-    const [download] = await Promise.all([page.waitForEvent("download", WAIT), page.getByRole("button", { name: "Download artifacts" }).click(WAIT)]);
+    const [download] = await Promise.all([
+      page.waitForEvent("download", WAIT),
+      page.getByRole("button", { name: "Download artifacts" }).click(WAIT),
+    ]);
     expect(download.suggestedFilename()).toBe(`${id}-artifacts.tar`);
     const tar = await readFile(await download.path());
     expect(tar.subarray(257, 262).toString()).toBe("ustar");
@@ -125,8 +139,12 @@ describe.skipIf(skipped)("the web dashboard", () => {
   });
 
   it("shows a playbook's recap per host", async (context) => {
-    if (!hasAnsible) context.skip("ansible-runner is not installed: apt-get install -y ansible-core python3-ansible-runner");
-    const submitted = await sh(mesh, "ansible-runner transmit demo -p site.yml | $MESHCTL work submit ansible-runner -p -");
+    if (!hasAnsible)
+      context.skip("ansible-runner is not installed: apt-get install -y ansible-core python3-ansible-runner");
+    const submitted = await sh(
+      mesh,
+      "ansible-runner transmit demo -p site.yml | $MESHCTL work submit ansible-runner -p -",
+    );
     expect(submitted.code, submitted.stderr).toBe(0);
     const { id } = JSON.parse(submitted.stdout.toString()) as { id: string };
     const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
@@ -159,13 +177,20 @@ describe.skipIf(skipped)("the web dashboard", () => {
   });
 
   it("fits a phone: tables become cards, nothing scrolls sideways", async () => {
-    const context = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true });
+    const context = await browser.newContext({
+      viewport: { width: 390, height: 844 },
+      deviceScaleFactor: 2,
+      isMobile: true,
+      hasTouch: true,
+    });
     const page = await context.newPage();
     await signIn(page);
     await page.locator("section.nodes .badge-connected").waitFor(WAIT);
     await page.locator("section.units tbody tr").first().waitFor(WAIT);
     await expect(page.locator("section.units thead").isHidden()).resolves.toBe(true);
-    const widths = await page.evaluate<{ page: number; screen: number }>("({ page: document.documentElement.scrollWidth, screen: window.innerWidth })");
+    const widths = await page.evaluate<{ page: number; screen: number }>(
+      "({ page: document.documentElement.scrollWidth, screen: window.innerWidth })",
+    );
     expect(widths.page).toBeLessThanOrEqual(widths.screen);
     await page.screenshot({ path: join(shots, "dashboard-phone.png") });
     await context.close();
@@ -201,7 +226,11 @@ describe.skipIf(skipped)("the web dashboard", () => {
     await page.locator("section.charts .chart-value", { hasText: /^\d+$/ }).first().waitFor(WAIT);
     await page.getByRole("button", { name: "Pause" }).click();
     await page.locator("section.nodes .badge-paused").waitFor(WAIT);
-    expect((await api<{ nodes: { nodeId: string; paused: boolean }[] }>(mesh, "GET", "/status")).body.nodes.find((n) => n.nodeId === NODE)?.paused).toBe(true);
+    expect(
+      (await api<{ nodes: { nodeId: string; paused: boolean }[] }>(mesh, "GET", "/status")).body.nodes.find(
+        (n) => n.nodeId === NODE,
+      )?.paused,
+    ).toBe(true);
     await page.getByRole("button", { name: "Resume" }).click();
     await page.locator("section.nodes .badge-connected").waitFor(WAIT);
     await page.getByRole("button", { name: "Check" }).click();

@@ -20,7 +20,9 @@ async function tmpfs(size: string): Promise<string | null> {
   try {
     execFileSync("mount", ["-t", "tmpfs", "-o", `size=${size}`, "tmpfs", dir], { stdio: "pipe" });
   } catch (error) {
-    console.warn(`disk.test.ts: SKIPPED, cannot mount a tmpfs (needs root): ${error instanceof Error ? error.message : String(error)}`);
+    console.warn(
+      `disk.test.ts: SKIPPED, cannot mount a tmpfs (needs root): ${error instanceof Error ? error.message : String(error)}`,
+    );
     return null;
   }
   mounts.push(dir);
@@ -43,7 +45,12 @@ async function fill(path: string, bytes = Number.POSITIVE_INFINITY): Promise<voi
 async function submit(mesh: string, script: string, node?: string): Promise<UnitRecord> {
   const quoted = `'${script.replaceAll("'", `'\\''`)}'`;
   const target = node ? `&node=${node}` : "";
-  const reply = await api<UnitRecord>(mesh, "POST", `/units?worktype=sh${target}&param.params=${encodeURIComponent(quoted)}`, { body: "" });
+  const reply = await api<UnitRecord>(
+    mesh,
+    "POST",
+    `/units?worktype=sh${target}&param.params=${encodeURIComponent(quoted)}`,
+    { body: "" },
+  );
   if (reply.status !== 201) throw new Error(`submit: HTTP ${reply.status}: ${JSON.stringify(reply.body)}`);
   return reply.body;
 }
@@ -69,7 +76,16 @@ describe("a full work dir", () => {
     if (!dir) return;
     nodeId = "full-1";
     // --min-free 0: the node takes units whatever its disk says, so the writes themselves fail.
-    agents.push(await startAgent({ mesh, nodeId, config: SH, capacity: 1, workDir: join(dir, "work"), extraArgs: ["--min-free", "0"] }));
+    agents.push(
+      await startAgent({
+        mesh,
+        nodeId,
+        config: SH,
+        capacity: 1,
+        workDir: join(dir, "work"),
+        extraArgs: ["--min-free", "0"],
+      }),
+    );
   });
 
   it("before the assignment: the unit fails within seconds naming it, and the slot is freed", async (ctx) => {
@@ -80,7 +96,9 @@ describe("a full work dir", () => {
     const unit = await submit(mesh, "echo never");
     const done = await waitFinished(mesh, unit.id, 15_000);
     expect(done.state).toBe("Failed");
-    expect(done.detail).toMatch(new RegExp(`^node ${nodeId}: no space left on device while (taking the assignment|writing the payload)$`));
+    expect(done.detail).toMatch(
+      new RegExp(`^node ${nodeId}: no space left on device while (taking the assignment|writing the payload)$`),
+    );
     expect(Date.now() - started).toBeLessThan(10_000);
 
     await rm(filler);
@@ -110,13 +128,23 @@ describe("a node below its --min-free", () => {
   let dir: string | null;
   const low = "a-low";
   const roomy = "b-roomy";
-  const node = async (id: string) => (await api<MeshStatus>(mesh, "GET", "/status")).body.nodes.find((n) => n.nodeId === id);
+  const node = async (id: string) =>
+    (await api<MeshStatus>(mesh, "GET", "/status")).body.nodes.find((n) => n.nodeId === id);
 
   beforeAll(async () => {
     dir = await tmpfs("16m");
     if (!dir) return;
     await fill(join(dir, "filler"), 12 * MiB);
-    agents.push(await startAgent({ mesh, nodeId: low, config: SH, capacity: 4, workDir: join(dir, "work"), extraArgs: ["--min-free", "8MiB"] }));
+    agents.push(
+      await startAgent({
+        mesh,
+        nodeId: low,
+        config: SH,
+        capacity: 4,
+        workDir: join(dir, "work"),
+        extraArgs: ["--min-free", "8MiB"],
+      }),
+    );
     agents.push(await startAgent({ mesh, nodeId: roomy, config: SH, capacity: 4, extraArgs: ["--min-free", "0"] }));
   });
 
@@ -137,7 +165,10 @@ describe("a node below its --min-free", () => {
     if (!dir) return ctx.skip();
     const unit = await submit(mesh, "echo pinned", low);
     await new Promise((r) => setTimeout(r, 2_000));
-    expect((await api<UnitRecord>(mesh, "GET", `/units/${unit.id}`)).body).toMatchObject({ state: "Pending", node: null });
+    expect((await api<UnitRecord>(mesh, "GET", `/units/${unit.id}`)).body).toMatchObject({
+      state: "Pending",
+      node: null,
+    });
     await rm(join(dir!, "filler"));
     // The agent samples every 5 s and reports the crossing at once.
     await waitFor(async () => (await node(low))?.lowDisk === null, "the node to report space again", 15_000);

@@ -22,7 +22,9 @@ type ErrorReply = { error: { code: string; message: string } };
 /** Opens a raw socket and collects the text frames the broker sends until it closes or we stop. */
 function rawSocket(path: string) {
   const { url, token } = broker();
-  const ws = new WebSocket(`${url.replace("http", "ws")}/v1/meshes/${mesh}${path}`, { headers: { authorization: `Bearer ${token}` } });
+  const ws = new WebSocket(`${url.replace("http", "ws")}/v1/meshes/${mesh}${path}`, {
+    headers: { authorization: `Bearer ${token}` },
+  });
   const received: string[] = [];
   let closeCode: number | null = null;
   ws.addEventListener("message", (e) => typeof e.data === "string" && received.push(e.data));

@@ -3,7 +3,17 @@ import { join } from "node:path";
 import { request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ROOT } from "../../scripts/local-broker.js";
-import { type RunningAgent, api, broker, createToken, newMesh, startAgent, submitScript, waitFinished, waitFor } from "./harness.js";
+import {
+  type RunningAgent,
+  api,
+  broker,
+  createToken,
+  newMesh,
+  startAgent,
+  submitScript,
+  waitFinished,
+  waitFor,
+} from "./harness.js";
 
 const mesh = newMesh();
 const GENERATOR = join(ROOT, "test/e2e/fixtures/runner-stream.mjs");
@@ -28,7 +38,10 @@ interface UnitEvent {
 }
 
 /** Reads an SSE stream to its end; `pause` ms after each chunk makes a deliberately slow reader. */
-async function readSse(path: string, options: { token?: string; lastEventId?: string; pause?: number; until?: (m: SseMessage) => boolean } = {}) {
+async function readSse(
+  path: string,
+  options: { token?: string; lastEventId?: string; pause?: number; until?: (m: SseMessage) => boolean } = {},
+) {
   const { url, token } = broker();
   const response = await request(`${url}/v1/meshes/${mesh}${path}`, {
     headers: {
@@ -72,10 +85,15 @@ async function readSse(path: string, options: { token?: string; lastEventId?: st
   return { messages, comments };
 }
 
-const eventsOf = (messages: SseMessage[]) => messages.filter((m) => m.event !== "end").map((m) => JSON.parse(m.data) as UnitEvent);
+const eventsOf = (messages: SseMessage[]) =>
+  messages.filter((m) => m.event !== "end").map((m) => JSON.parse(m.data) as UnitEvent);
 
 beforeAll(async () => {
-  agent = await startAgent({ mesh, nodeId: "eventful", config: `- work-command: {worktype: sh, command: sh, params: "-c", allowruntimeparams: true}\n` });
+  agent = await startAgent({
+    mesh,
+    nodeId: "eventful",
+    config: `- work-command: {worktype: sh, command: sh, params: "-c", allowruntimeparams: true}\n`,
+  });
   readToken = (await createToken(mesh, "read", { name: "dashboard" })).token;
 });
 
@@ -87,7 +105,10 @@ describe("unit events", () => {
   it("a slow and a fast SSE follower both receive every event of a 10,000-event unit, in order; pages agree; resume gets exactly the rest", async () => {
     // Events arrive over about a second, in bursts, while both followers are attached.
     const unit = await submitScript(mesh, `node ${GENERATOR} 10000 500 40`);
-    const [fast, slow] = await Promise.all([readSse(`/units/${unit.id}/events`), readSse(`/units/${unit.id}/events`, { pause: 25 })]);
+    const [fast, slow] = await Promise.all([
+      readSse(`/units/${unit.id}/events`),
+      readSse(`/units/${unit.id}/events`, { pause: 25 }),
+    ]);
     const record = await waitFinished(mesh, unit.id);
     expect(record.state).toBe("Succeeded");
     for (const stream of [fast, slow]) {
@@ -96,14 +117,22 @@ describe("unit events", () => {
       expect(events).toHaveLength(10_003);
       expect(events.map((e) => e.seq)).toEqual(Array.from({ length: 10_003 }, (_, i) => i + 1));
       expect(stream.messages.slice(0, -1).map((m) => Number(m.id))).toEqual(events.map((e) => e.seq));
-      expect(events.filter((e) => e.kind === "event").map((e) => e.counter)).toEqual(Array.from({ length: 10_000 }, (_, i) => i + 1));
+      expect(events.filter((e) => e.kind === "event").map((e) => e.counter)).toEqual(
+        Array.from({ length: 10_000 }, (_, i) => i + 1),
+      );
       expect(events.map((e) => e.status).filter(Boolean)).toEqual(["starting", "running", "successful"]);
       expect(stream.messages.at(-1)).toMatchObject({ event: "end" });
       expect(JSON.parse(stream.messages.at(-1)!.data)).toMatchObject({ state: "Succeeded", exitCode: 0 });
     }
     expect(slow.messages.map((m) => m.data)).toEqual(fast.messages.map((m) => m.data));
     const all = eventsOf(fast.messages);
-    expect(all[5]).toMatchObject({ kind: "event", event: "runner_on_ok", counter: 4, host: "host0", stdout: "\u001b[0;33mchanged: [host0]\u001b[0m event 4" });
+    expect(all[5]).toMatchObject({
+      kind: "event",
+      event: "runner_on_ok",
+      counter: 4,
+      host: "host0",
+      stdout: "\u001b[0;33mchanged: [host0]\u001b[0m event 4",
+    });
     expect(all.at(-2)?.data).toMatchObject({ event: "playbook_on_stats", event_data: { ok: { host0: 1, host1: 2 } } });
 
     // Resume mid-stream: exactly the events after 5,000, then the end.
@@ -133,12 +162,16 @@ describe("unit events", () => {
     const unit = await submitScript(mesh, `node ${GENERATOR} 200 50 300`);
     let early: { events: UnitEvent[]; done: boolean } | undefined;
     await waitFor(async () => {
-      early = (await api<{ events: UnitEvent[]; done: boolean }>(mesh, "GET", `/units/${unit.id}/events?after=0&limit=1000`)).body;
+      early = (
+        await api<{ events: UnitEvent[]; done: boolean }>(mesh, "GET", `/units/${unit.id}/events?after=0&limit=1000`)
+      ).body;
       return early.events.length > 0;
     }, "the first events");
     expect(early?.done).toBe(false);
     await waitFinished(mesh, unit.id);
-    const late = (await api<{ events: UnitEvent[]; done: boolean }>(mesh, "GET", `/units/${unit.id}/events?after=0&limit=1000`)).body;
+    const late = (
+      await api<{ events: UnitEvent[]; done: boolean }>(mesh, "GET", `/units/${unit.id}/events?after=0&limit=1000`)
+    ).body;
     expect(late.events.map((e) => e.seq)).toEqual(Array.from({ length: 203 }, (_, i) => i + 1));
     expect(late.done).toBe(true);
   });
@@ -146,8 +179,11 @@ describe("unit events", () => {
   it("masks the worker's environment for a read token, not for a submitter", async () => {
     const unit = await submitScript(mesh, `node ${GENERATOR} 3`);
     await waitFinished(mesh, unit.id);
-    const asRead = (await api<{ events: UnitEvent[] }>(mesh, "GET", `/units/${unit.id}/events?limit=1`, { token: readToken })).body.events[0];
-    const asAdmin = (await api<{ events: UnitEvent[] }>(mesh, "GET", `/units/${unit.id}/events?limit=1`)).body.events[0];
+    const asRead = (
+      await api<{ events: UnitEvent[] }>(mesh, "GET", `/units/${unit.id}/events?limit=1`, { token: readToken })
+    ).body.events[0];
+    const asAdmin = (await api<{ events: UnitEvent[] }>(mesh, "GET", `/units/${unit.id}/events?limit=1`)).body
+      .events[0];
     expect(asAdmin?.data?.env).toEqual({ MESH_SECRET: "hunter2", HOME: "/root" });
     expect(asRead?.data?.env).toEqual({ MESH_SECRET: "********", HOME: "********" });
     const stream = await readSse(`/units/${unit.id}/events`, { token: readToken });
@@ -185,20 +221,33 @@ describe("mesh events", () => {
     const start = before.body.last;
     const unit = await submitScript(mesh, "echo hi");
     await waitFinished(mesh, unit.id);
-    const isDone = (m: SseMessage) => m.event === "unit" && JSON.parse(m.data).id === unit.id && JSON.parse(m.data).state === "Succeeded";
+    const isDone = (m: SseMessage) =>
+      m.event === "unit" && JSON.parse(m.data).id === unit.id && JSON.parse(m.data).state === "Succeeded";
     const stream = await readSse("/events", { token: readToken, lastEventId: String(start), until: isDone });
     const mine = stream.messages.map((m) => JSON.parse(m.data)).filter((e) => e.id === unit.id);
     expect(mine.map((e) => e.state)).toEqual(["Pending", "Pending", "Pending", "Running", "Succeeded"]);
     expect(mine[2]).toMatchObject({ node: "eventful", detail: "assigned to eventful", worktype: "sh" });
-    expect(stream.messages.map((m) => Number(m.id))).toEqual(Array.from({ length: stream.messages.length }, (_, i) => start + 1 + i));
+    expect(stream.messages.map((m) => Number(m.id))).toEqual(
+      Array.from({ length: stream.messages.length }, (_, i) => start + 1 + i),
+    );
 
-    const history = await api<{ events: { kind: string; nodeId?: string; change?: string }[] }>(mesh, "GET", "/events?after=0&limit=5", { token: readToken });
-    expect(history.body.events.some((e) => e.kind === "node" && e.nodeId === "eventful" && e.change === "joined")).toBe(true);
+    const history = await api<{ events: { kind: string; nodeId?: string; change?: string }[] }>(
+      mesh,
+      "GET",
+      "/events?after=0&limit=5",
+      { token: readToken },
+    );
+    expect(history.body.events.some((e) => e.kind === "node" && e.nodeId === "eventful" && e.change === "joined")).toBe(
+      true,
+    );
   });
 
   it("after=latest starts at the newest event, while a reconnect's Last-Event-ID still resumes", async () => {
-    const newest = (await api<{ last: number }>(mesh, "GET", "/events?after=0&limit=1000", { token: readToken })).body.last;
-    const fromNow = await api<{ events: unknown[]; last: number }>(mesh, "GET", "/events?after=latest", { token: readToken });
+    const newest = (await api<{ last: number }>(mesh, "GET", "/events?after=0&limit=1000", { token: readToken })).body
+      .last;
+    const fromNow = await api<{ events: unknown[]; last: number }>(mesh, "GET", "/events?after=latest", {
+      token: readToken,
+    });
     expect(fromNow.body).toMatchObject({ events: [], last: newest });
     const resumed = await api<{ events: { seq: number }[] }>(mesh, "GET", "/events?after=latest&limit=2", {
       token: readToken,
@@ -209,8 +258,14 @@ describe("mesh events", () => {
   });
 
   it("whoami tells a dashboard what the token may do", async () => {
-    const read = await api<{ role: string; may: Record<string, boolean> }>(mesh, "GET", "/whoami", { token: readToken });
-    expect(read.body).toMatchObject({ kind: "token", role: "read", may: { read: true, results: false, submit: false, manage: false } });
+    const read = await api<{ role: string; may: Record<string, boolean> }>(mesh, "GET", "/whoami", {
+      token: readToken,
+    });
+    expect(read.body).toMatchObject({
+      kind: "token",
+      role: "read",
+      may: { read: true, results: false, submit: false, manage: false },
+    });
     const admin = await api<{ role: string; may: Record<string, boolean> }>(mesh, "GET", "/whoami");
     expect(admin.body.may).toEqual({ read: true, results: true, submit: true, manage: true });
   });

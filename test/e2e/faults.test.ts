@@ -15,7 +15,17 @@ import { seeded } from "../../scripts/sim/shards.js";
 import { isTerminal } from "../../shared/states.js";
 import type { MeshStatus, UnitRecord, UnitSummary } from "../../shared/unit.js";
 import { type CutProxy, startCutProxy } from "./cut-proxy.js";
-import { agentArgv, MESHCTL_BIN, type RunningAgent, api, broker, newMesh, startAgent, tempDir, waitFor } from "./harness.js";
+import {
+  agentArgv,
+  MESHCTL_BIN,
+  type RunningAgent,
+  api,
+  broker,
+  newMesh,
+  startAgent,
+  tempDir,
+  waitFor,
+} from "./harness.js";
 
 const MiB = 1024 * 1024;
 const SH = `- work-command: {worktype: sh, command: sh, params: "-c", allowruntimeparams: true}\n`;
@@ -46,7 +56,12 @@ const sha256 = (data: Buffer) => createHash("sha256").update(data).digest("hex")
 
 /** `sh -c SCRIPT` on the agent, submitted straight to the broker. */
 async function submit(script: string): Promise<UnitRecord> {
-  const reply = await api<UnitRecord>(mesh, "POST", `/units?worktype=sh&param.params=${encodeURIComponent(`'${script}'`)}`, { body: "" });
+  const reply = await api<UnitRecord>(
+    mesh,
+    "POST",
+    `/units?worktype=sh&param.params=${encodeURIComponent(`'${script}'`)}`,
+    { body: "" },
+  );
   expect(reply.status).toBe(201);
   return reply.body;
 }
@@ -63,7 +78,12 @@ interface Followed {
 }
 
 /** meshctl against `brokerUrl`, hashing what it prints as it arrives. */
-function meshctl(brokerUrl: string, token: string, meshId: string, args: string[]): { child: ChildProcess; done: Promise<Followed> } {
+function meshctl(
+  brokerUrl: string,
+  token: string,
+  meshId: string,
+  args: string[],
+): { child: ChildProcess; done: Promise<Followed> } {
   const child = spawn(process.execPath, [MESHCTL_BIN, ...args], {
     env: { ...process.env, MESH_BROKER: brokerUrl, MESH_TOKEN: token, MESH_ID: meshId },
     stdio: ["ignore", "pipe", "pipe"],
@@ -77,16 +97,21 @@ function meshctl(brokerUrl: string, token: string, meshId: string, args: string[
     bytes += d.byteLength;
   });
   child.stderr!.on("data", (d) => (stderr += d));
-  const done = new Promise<Followed>((resolve) => child.once("close", (code) => resolve({ code: code ?? 1, bytes, sha256: hash.digest("hex"), stderr })));
+  const done = new Promise<Followed>((resolve) =>
+    child.once("close", (code) => resolve({ code: code ?? 1, bytes, sha256: hash.digest("hex"), stderr })),
+  );
   return { child, done };
 }
 
-const follow = (brokerUrl: string, token: string, meshId: string, id: string) => meshctl(brokerUrl, token, meshId, ["work", "results", id, "-f"]);
+const follow = (brokerUrl: string, token: string, meshId: string, id: string) =>
+  meshctl(brokerUrl, token, meshId, ["work", "results", id, "-f"]);
 
 /** Bounded wait for a promise; the bound is a hang detector, not a performance assertion. */
 async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms)));
+  const timeout = new Promise<never>(
+    (_, reject) => (timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms)),
+  );
   try {
     return await Promise.race([promise, timeout]);
   } finally {
@@ -95,7 +120,9 @@ async function within<T>(promise: Promise<T>, ms: number, what: string): Promise
 }
 
 describe("faults", () => {
-  it("100 link cuts during a 50 MiB results stream: the follower gets exactly the bytes written", { timeout: 90_000 }, async () => {
+  it("100 link cuts during a 50 MiB results stream: the follower gets exactly the bytes written", {
+    timeout: 90_000,
+  }, async () => {
     const size = 50 * MiB;
     const cuts = 100;
     const written = join(dir, "cut-written.bin");
@@ -155,7 +182,11 @@ describe("faults", () => {
         proxy.cutAll();
       }
     });
-    const read = await within(meshctl(proxy.url, broker().token, mesh, ["work", "results", id]).done, 60_000, "the plain read");
+    const read = await within(
+      meshctl(proxy.url, broker().token, mesh, ["work", "results", id]).done,
+      60_000,
+      "the plain read",
+    );
     proxy.onBytes(null);
     expect(read.code).toBe(0);
     expect(read.bytes).toBe(size);
@@ -163,7 +194,9 @@ describe("faults", () => {
     expect(readCuts).toEqual([]);
   });
 
-  it("50 link cuts while the agent pulls a 20 MiB payload: the work command reads exactly the bytes sent", { timeout: 90_000 }, async () => {
+  it("50 link cuts while the agent pulls a 20 MiB payload: the work command reads exactly the bytes sent", {
+    timeout: 90_000,
+  }, async () => {
     const size = 20 * MiB;
     const cuts = 50;
     const payload = randomBytes(size);
@@ -180,7 +213,9 @@ describe("faults", () => {
       }),
     );
     const started = Date.now();
-    const reply = await api<UnitRecord>(mesh, "POST", "/units?worktype=sh&param.params=%27sha256sum%27", { body: payload });
+    const reply = await api<UnitRecord>(mesh, "POST", "/units?worktype=sh&param.params=%27sha256sum%27", {
+      body: payload,
+    });
     expect(reply.status).toBe(201);
     const { id } = reply.body;
     await within(allCut, 60_000, `${cuts} cuts`).catch((error: Error) => {
@@ -193,10 +228,15 @@ describe("faults", () => {
     expect((await api(mesh, "GET", `/units/${id}/results`)).body).toBe(`${sha256(payload)}  -\n`);
   });
 
-  it("a cancel issued while the agent's link is down reaches the unit after it reconnects", { timeout: 60_000 }, async () => {
+  it("a cancel issued while the agent's link is down reaches the unit after it reconnects", {
+    timeout: 60_000,
+  }, async () => {
     const { id } = await submit(`trap "echo got-int; exit 130" INT; echo ready; while :; do sleep 0.1; done`);
     await until(id, ["Running"]);
-    await waitFor(async () => (await api(mesh, "GET", `/units/${id}/results`)).body === "ready\n", "the trap to be set");
+    await waitFor(
+      async () => (await api(mesh, "GET", `/units/${id}/results`)).body === "ready\n",
+      "the trap to be set",
+    );
     proxy.down();
     const canceled = await api<UnitRecord>(mesh, "POST", `/units/${id}/cancel`);
     expect(canceled.status).toBe(200);
@@ -212,14 +252,18 @@ describe("faults", () => {
     expect((await api(mesh, "GET", `/units/${id}/results`)).body).toBe("ready\ngot-int\n");
   });
 
-  it("a link that goes silent, with no RST or FIN, is dropped by keepalive and the unit completes", { timeout: 90_000 }, async () => {
+  it("a link that goes silent, with no RST or FIN, is dropped by keepalive and the unit completes", {
+    timeout: 90_000,
+  }, async () => {
     const written = join(dir, "silent-written.bin");
     const { id } = await submit(`for i in $(seq 40); do head -c 65536 /dev/urandom; sleep 0.1; done | tee ${written}`);
     await waitFor(async () => (await unit(id)).stdoutSize > 0, "the first results");
     const frozenAt = Date.now();
     proxy.freeze();
     await until(id, ["Succeeded", "Failed", "Canceled"], 60_000);
-    console.log(`faults: a silent link was replaced and the unit finished ${((Date.now() - frozenAt) / 1000).toFixed(1)} s after the freeze`);
+    console.log(
+      `faults: a silent link was replaced and the unit finished ${((Date.now() - frozenAt) / 1000).toFixed(1)} s after the freeze`,
+    );
     const record = await unit(id);
     expect(record.state).toBe("Succeeded");
     const mine = await readFile(written);
@@ -227,7 +271,9 @@ describe("faults", () => {
     expect(sha256(Buffer.from(await fetchResults(broker().url, broker().token, mesh, id)))).toBe(sha256(mine));
   });
 
-  it("a handshake the broker never answers is given up and retried, and the unit runs", { timeout: 60_000 }, async () => {
+  it("a handshake the broker never answers is given up and retried, and the unit runs", {
+    timeout: 60_000,
+  }, async () => {
     proxy.blackhole(true);
     const heldBefore = proxy.held;
     const { id } = await submit("echo through");
@@ -242,9 +288,13 @@ describe("faults", () => {
     const size = 20 * MiB;
     const written = join(dir, "slow-written.bin");
     // Throttled so the unit is still writing while both followers are attached.
-    const { id } = await submit(`for i in $(seq 20); do head -c ${MiB} /dev/urandom; sleep 0.05; done | tee ${written}`);
+    const { id } = await submit(
+      `for i in $(seq 20); do head -c ${MiB} /dev/urandom; sleep 0.05; done | tee ${written}`,
+    );
     const { url, token } = broker();
-    const stuck = await request(`${url}/v1/meshes/${mesh}/units/${id}/results?follow=1`, { headers: { authorization: `Bearer ${token}` } });
+    const stuck = await request(`${url}/v1/meshes/${mesh}/units/${id}/results?follow=1`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
     cleanup.push(() => void stuck.body.destroy());
     expect(stuck.statusCode).toBe(200);
     stuck.body.pause();
@@ -259,10 +309,14 @@ describe("faults", () => {
     expect(followed.bytes).toBe(size);
     expect(followed.sha256).toBe(sha256(mine));
     // Once it reads again, the slow follower gets every byte too.
-    expect(sha256(Buffer.from(await within(stuck.body.arrayBuffer(), 30_000, "the slow follower to catch up")))).toBe(sha256(mine));
+    expect(sha256(Buffer.from(await within(stuck.body.arrayBuffer(), 30_000, "the slow follower to catch up")))).toBe(
+      sha256(mine),
+    );
   });
 
-  it("status polled in a tight loop while a running unit is released never answers unknown", { timeout: 60_000 }, async () => {
+  it("status polled in a tight loop while a running unit is released never answers unknown", {
+    timeout: 60_000,
+  }, async () => {
     const { id } = await submit("while :; do sleep 0.1; done");
     await until(id, ["Running"]);
     type Answer = { status: number; state: string };
@@ -306,30 +360,52 @@ describe("broker restart", () => {
     await own?.stop();
   });
 
-  it("a unit running across a broker restart completes byte-exact, and a follower from before resumes", { timeout: 120_000 }, async () => {
+  it("a unit running across a broker restart completes byte-exact, and a follower from before resumes", {
+    timeout: 120_000,
+  }, async () => {
     const ownDir = await tempDir("mesh-faults-restart-");
     const token = "restart-token";
     const meshId = "restart";
     const port = await freePort();
-    const start = () => startBroker({ stateDir: join(ownDir, "state"), token, logFile: join(ownDir, "broker.log"), port });
+    const start = () =>
+      startBroker({ stateDir: join(ownDir, "state"), token, logFile: join(ownDir, "broker.log"), port });
     own = await start();
     const url = own.url;
     const call = async <T>(method: "GET" | "POST", path: string, body?: string) => {
-      const response = await request(`${url}/v1/meshes/${meshId}${path}`, { method, headers: { authorization: `Bearer ${token}` }, body: body ?? null });
+      const response = await request(`${url}/v1/meshes/${meshId}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${token}` },
+        body: body ?? null,
+      });
       return { status: response.statusCode, body: (await response.body.json()) as T };
     };
     await writeFile(join(ownDir, "agent.yml"), SH);
     child = spawn(
       process.execPath,
-      agentArgv({ broker: url, token, mesh: meshId, nodeId: "survivor", config: join(ownDir, "agent.yml"), workDir: join(ownDir, "work") }),
+      agentArgv({
+        broker: url,
+        token,
+        mesh: meshId,
+        nodeId: "survivor",
+        config: join(ownDir, "agent.yml"),
+        workDir: join(ownDir, "work"),
+      }),
       { stdio: "ignore" },
     );
-    await waitFor(async () => (await call<MeshStatus>("GET", "/status")).body.nodes.some((n) => n.nodeId === "survivor" && n.connected), "the node to connect");
+    await waitFor(
+      async () =>
+        (await call<MeshStatus>("GET", "/status")).body.nodes.some((n) => n.nodeId === "survivor" && n.connected),
+      "the node to connect",
+    );
 
     const written = join(ownDir, "written.bin");
     // About 8 MiB over about 8 s: the restart falls in the middle, and output keeps coming after it.
     const script = `for i in $(seq 64); do head -c 131072 /dev/urandom; sleep 0.125; done | tee ${written}`;
-    const created = await call<UnitRecord>("POST", `/units?worktype=sh&param.params=${encodeURIComponent(`'${script}'`)}`, "");
+    const created = await call<UnitRecord>(
+      "POST",
+      `/units?worktype=sh&param.params=${encodeURIComponent(`'${script}'`)}`,
+      "",
+    );
     expect(created.status).toBe(201);
     const id = created.body.id;
     const status = async () => (await call<UnitRecord>("GET", `/units/${id}`)).body;
@@ -357,6 +433,8 @@ describe("broker restart", () => {
 });
 
 async function fetchResults(url: string, token: string, meshId: string, id: string): Promise<ArrayBuffer> {
-  const response = await request(`${url}/v1/meshes/${meshId}/units/${id}/results`, { headers: { authorization: `Bearer ${token}` } });
+  const response = await request(`${url}/v1/meshes/${meshId}/units/${id}/results`, {
+    headers: { authorization: `Bearer ${token}` },
+  });
   return response.body.arrayBuffer();
 }

@@ -4,7 +4,17 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import type { HealthReport } from "../../shared/health.js";
 import type { MeshStatus, NodeStatus, UnitRecord } from "../../shared/unit.js";
-import { type RunningAgent, api, newMesh, sh, startAgent, submitScript, tempDir, waitFinished, waitFor } from "./harness.js";
+import {
+  type RunningAgent,
+  api,
+  newMesh,
+  sh,
+  startAgent,
+  submitScript,
+  tempDir,
+  waitFinished,
+  waitFor,
+} from "./harness.js";
 
 const agents: RunningAgent[] = [];
 const CONFIG = `- work-command: {worktype: sh, command: sh, params: "-c", allowruntimeparams: true}
@@ -16,7 +26,8 @@ afterAll(async () => {
   await Promise.all(agents.map((a) => a.stop()));
 });
 
-const nodeOf = async (mesh: string, id: string) => (await api<MeshStatus>(mesh, "GET", "/status")).body.nodes.find((n) => n.nodeId === id);
+const nodeOf = async (mesh: string, id: string) =>
+  (await api<MeshStatus>(mesh, "GET", "/status")).body.nodes.find((n) => n.nodeId === id);
 const exited = (agent: RunningAgent) =>
   new Promise<number | null>((resolve) => {
     if (agent.process.exitCode !== null) resolve(agent.process.exitCode);
@@ -38,7 +49,11 @@ describe("health check", () => {
     expect(sick.code).toBe(1);
     const report = JSON.parse(sick.stdout.toString()) as HealthReport & { node: string };
     expect(report).toMatchObject({ node: "a-sick", ok: false });
-    expect(report.checks.find((c) => c.name === "ansible-runner")).toEqual({ name: "ansible-runner", ok: false, detail: "--version: not found on PATH" });
+    expect(report.checks.find((c) => c.name === "ansible-runner")).toEqual({
+      name: "ansible-runner",
+      ok: false,
+      detail: "--version: not found on PATH",
+    });
     expect(report.checks.find((c) => c.name === "clock")?.ok).toBe(true);
     expect(report.checks.find((c) => c.name === "disk")?.ok).toBe(true);
     const status: NodeStatus | undefined = await nodeOf(mesh, "a-sick");
@@ -77,8 +92,15 @@ describe("one-shot and ephemeral agents", () => {
     expect(once.logs()).toContain("agent:left");
     await waitFor(async () => (await nodeOf(mesh, "once"))?.connected === false, "the node to disconnect");
     expect(await nodeOf(mesh, "once")).toMatchObject({ connected: false, left: true, lost: false, unreachable: false });
-    expect((await api<UnitRecord>(mesh, "GET", `/units/${second.id}`)).body).toMatchObject({ state: "Pending", node: null });
-    const events = await api<{ events: { kind: string; nodeId?: string; change?: string }[] }>(mesh, "GET", "/events?limit=1000");
+    expect((await api<UnitRecord>(mesh, "GET", `/units/${second.id}`)).body).toMatchObject({
+      state: "Pending",
+      node: null,
+    });
+    const events = await api<{ events: { kind: string; nodeId?: string; change?: string }[] }>(
+      mesh,
+      "GET",
+      "/events?limit=1000",
+    );
     const changes = events.body.events.filter((e) => e.kind === "node" && e.nodeId === "once").map((e) => e.change);
     // A join reconnects once with the credential it was issued (joined, left, joined): read from the last join.
     expect(changes.slice(changes.lastIndexOf("joined"))).toEqual(["joined", "leaving", "left"]);

@@ -31,9 +31,20 @@ const metrics = async () => {
 
 describe("fleet operations", () => {
   it("routes by tags: each unit runs on the node whose tags match, --node and tags combine", async () => {
-    agents.push(await startAgent({ mesh, nodeId: "eu-1", config: SH, capacity: 2, extraArgs: ["--tag", "zone=eu", "--tag", "gpu=a100"] }));
+    agents.push(
+      await startAgent({
+        mesh,
+        nodeId: "eu-1",
+        config: SH,
+        capacity: 2,
+        extraArgs: ["--tag", "zone=eu", "--tag", "gpu=a100"],
+      }),
+    );
     agents.push(await startAgent({ mesh, nodeId: "us-1", config: SH, capacity: 2, extraArgs: ["--tag", "zone=us"] }));
-    const cli = await sh(mesh, `$MESHCTL work submit sh --tag zone=us --priority 3 -a "params='echo on-us'" -p /dev/null`);
+    const cli = await sh(
+      mesh,
+      `$MESHCTL work submit sh --tag zone=us --priority 3 -a "params='echo on-us'" -p /dev/null`,
+    );
     expect(cli.code).toBe(0);
     const submitted = JSON.parse(cli.stdout.toString()) as UnitRecord;
     expect(submitted).toMatchObject({ tags: ["zone=us"], priority: 3 });
@@ -43,18 +54,34 @@ describe("fleet operations", () => {
     const both = await submit("echo both", "&tag=zone%3Deu&tag=gpu%3Da100&node=eu-1");
     expect(byGpu.tags).toEqual(["gpu"]);
     expect((await waitFinished(mesh, byGpu.id)).node).toBe("eu-1");
-    expect(await waitFinished(mesh, both.id)).toMatchObject({ state: "Succeeded", node: "eu-1", tags: ["gpu=a100", "zone=eu"] });
+    expect(await waitFinished(mesh, both.id)).toMatchObject({
+      state: "Succeeded",
+      node: "eu-1",
+      tags: ["gpu=a100", "zone=eu"],
+    });
     const list = (await sh(mesh, "$MESHCTL work list")).stdout.toString();
-    expect(JSON.parse(list).find((u: { id: string }) => u.id === both.id)).toMatchObject({ tags: ["gpu=a100", "zone=eu"], priority: 0 });
+    expect(JSON.parse(list).find((u: { id: string }) => u.id === both.id)).toMatchObject({
+      tags: ["gpu=a100", "zone=eu"],
+      priority: 0,
+    });
   });
 
   it("refuses a unit no node could ever match, unless it has a ttl to wait for one", async () => {
-    const refused = await api<{ error: { code: string; message: string } }>(mesh, "POST", "/units?worktype=sh&tag=zone%3Dmars", { body: "" });
+    const refused = await api<{ error: { code: string; message: string } }>(
+      mesh,
+      "POST",
+      "/units?worktype=sh&tag=zone%3Dmars",
+      { body: "" },
+    );
     expect(refused.status).toBe(400);
     expect(refused.body.error.code).toBe("no_matching_node");
-    const mixed = await api<{ error: { code: string } }>(mesh, "POST", "/units?worktype=sh&tag=zone%3Deu&node=us-1", { body: "" });
+    const mixed = await api<{ error: { code: string } }>(mesh, "POST", "/units?worktype=sh&tag=zone%3Deu&node=us-1", {
+      body: "",
+    });
     expect(mixed.body.error.code).toBe("no_matching_node");
-    const bad = await api<{ error: { code: string } }>(mesh, "POST", "/units?worktype=sh&tag=a%3D1&tag=a%3D2", { body: "" });
+    const bad = await api<{ error: { code: string } }>(mesh, "POST", "/units?worktype=sh&tag=a%3D1&tag=a%3D2", {
+      body: "",
+    });
     expect(bad.status).toBe(400);
     const waiting = await submit("echo mars", "&tag=zone%3Dmars&ttl=1m");
     await new Promise((r) => setTimeout(r, 300));
@@ -88,12 +115,11 @@ describe("fleet operations", () => {
     const [lo, hi] = [await waitFinished(mesh, low.id), await waitFinished(mesh, high.id)];
     expect([lo.node, hi.node]).toEqual(["us-1", "us-1"]);
     // Both placed by one dispatch: the mesh feed's assignment events show the order.
-    const events = await api<{ events: { seq: number; kind: string; id?: string; detail?: string; nodeId?: string; change?: string }[] }>(
-      mesh,
-      "GET",
-      "/events?limit=1000",
-    );
-    const assigned = (id: string) => events.body.events.find((e) => e.kind === "unit" && e.id === id && e.detail === "assigned to us-1")?.seq ?? -1;
+    const events = await api<{
+      events: { seq: number; kind: string; id?: string; detail?: string; nodeId?: string; change?: string }[];
+    }>(mesh, "GET", "/events?limit=1000");
+    const assigned = (id: string) =>
+      events.body.events.find((e) => e.kind === "unit" && e.id === id && e.detail === "assigned to us-1")?.seq ?? -1;
     expect(assigned(high.id)).toBeGreaterThan(0);
     expect(assigned(high.id)).toBeLessThan(assigned(low.id));
     const changes = events.body.events.filter((e) => e.kind === "node" && e.nodeId === "us-1").map((e) => e.change);
@@ -105,7 +131,8 @@ describe("fleet operations", () => {
     const units = await Promise.all([submit("echo a; exit 0"), submit("exit 3"), submit("printf 12345")]);
     for (const u of units) await waitFinished(mesh, u.id);
     const after = await metrics();
-    const delta = (name: string, labels: Record<string, string> = {}) => sampleValue(after, name, labels) - sampleValue(before, name, labels);
+    const delta = (name: string, labels: Record<string, string> = {}) =>
+      sampleValue(after, name, labels) - sampleValue(before, name, labels);
     expect(delta("mesh_units_finished_total", { worktype: "sh", state: "Succeeded" })).toBe(2);
     expect(delta("mesh_units_finished_total", { worktype: "sh", state: "Failed" })).toBe(1);
     expect(delta("mesh_pickup_seconds_count", { worktype: "sh" })).toBe(3);

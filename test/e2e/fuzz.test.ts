@@ -25,16 +25,37 @@ afterAll(async () => {
 
 const weird = fc.oneof(
   fc.string({ maxLength: 20 }),
-  fc.constantFrom("", "..", "%2e%2e", "%2F", "%00", "-1", "1e3", "NaN", "9".repeat(40), "a".repeat(300), "ünïcødé", "AAAAAAAA", "default"),
+  fc.constantFrom(
+    "",
+    "..",
+    "%2e%2e",
+    "%2F",
+    "%00",
+    "-1",
+    "1e3",
+    "NaN",
+    "9".repeat(40),
+    "a".repeat(300),
+    "ünïcødé",
+    "AAAAAAAA",
+    "default",
+  ),
 );
 const id = fc.oneof(fc.constant("UNIT"), weird);
 /** The real routes with fuzzed parameters, plus some paths that match nothing. */
 const target = fc.oneof(
-  fc.tuple(id, weird, weird).map(([u, offset, follow]) => `units/${u}/results?offset=${encodeURIComponent(offset)}&follow=${encodeURIComponent(follow)}`),
+  fc
+    .tuple(id, weird, weird)
+    .map(
+      ([u, offset, follow]) =>
+        `units/${u}/results?offset=${encodeURIComponent(offset)}&follow=${encodeURIComponent(follow)}`,
+    ),
   fc
     .dictionary(fc.constantFrom("worktype", "node", "ttl", "id", "param.params", "param.x"), weird, { maxKeys: 4 })
     .map((q) => `units?${new URLSearchParams({ worktype: "cat", ...q }).toString()}`),
-  fc.tuple(fc.constantFrom("", "/cancel", "/data", "/results", "/events", "/artifacts"), id).map(([tail, u]) => `units/${encodeURIComponent(u)}${tail}`),
+  fc
+    .tuple(fc.constantFrom("", "/cancel", "/data", "/results", "/events", "/artifacts"), id)
+    .map(([tail, u]) => `units/${encodeURIComponent(u)}${tail}`),
   fc.constantFrom("status", "units", "tokens", "connect", "connect?node=fuzzed", "nodes/"),
   fc.tuple(fc.constantFrom("tokens", "nodes"), weird).map(([kind, x]) => `${kind}/${encodeURIComponent(x)}`),
   fc.array(weird, { maxLength: 4 }).map((parts) => parts.map(encodeURIComponent).join("/")),
@@ -48,7 +69,13 @@ const body = fc.oneof(
 );
 const headers = fc.record(
   {
-    "content-type": fc.constantFrom("application/json", "text/plain", "application/octet-stream", "multipart/form-data; boundary=x", "garbage"),
+    "content-type": fc.constantFrom(
+      "application/json",
+      "text/plain",
+      "application/octet-stream",
+      "multipart/form-data; boundary=x",
+      "garbage",
+    ),
     "idempotency-key": fc.string({ minLength: 1, maxLength: 300 }).filter((s) => /^[\x21-\x7e]+$/.test(s)),
     "mesh-signature": fc.oneof(
       fc.string({ maxLength: 50 }).filter((s) => /^[\x21-\x7e]*$/.test(s)),

@@ -19,7 +19,12 @@ export function setupOn(runtime: "serve" | "wrangler") {
   return async (project: TestProject) => {
     const dir = await mkdtemp(join(tmpdir(), `mesh-e2e-${runtime}-`));
     const token = `e2e-${Math.random().toString(36).slice(2)}`;
-    const broker = await startBroker({ runtime, stateDir: join(dir, "state"), token, logFile: join(dir, "broker.log") });
+    const broker = await startBroker({
+      runtime,
+      stateDir: join(dir, "state"),
+      token,
+      logFile: join(dir, "broker.log"),
+    });
     project.provide("broker", { url: broker.url, token, stateDir: dir });
     return async () => {
       await broker.stop();

@@ -60,12 +60,23 @@ export async function startAgent(opts: {
   await writeFile(configPath, opts.config);
   const { url } = broker();
   const token = opts.token ?? broker().token;
-  const argv = agentArgv({ broker: opts.via ?? url, token, mesh: opts.mesh, nodeId: opts.nodeId, config: configPath, workDir });
-  if (opts.tokenInEnv) argv.splice(argv.indexOf("--token"), 2);
-  const child = spawn(opts.node ?? process.execPath, [...argv, "--capacity", String(opts.capacity ?? 2), "--log-level", "debug", ...(opts.extraArgs ?? [])], {
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, ...opts.env, ...(opts.tokenInEnv ? { MESH_TOKEN: token } : {}) },
+  const argv = agentArgv({
+    broker: opts.via ?? url,
+    token,
+    mesh: opts.mesh,
+    nodeId: opts.nodeId,
+    config: configPath,
+    workDir,
   });
+  if (opts.tokenInEnv) argv.splice(argv.indexOf("--token"), 2);
+  const child = spawn(
+    opts.node ?? process.execPath,
+    [...argv, "--capacity", String(opts.capacity ?? 2), "--log-level", "debug", ...(opts.extraArgs ?? [])],
+    {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, ...opts.env, ...(opts.tokenInEnv ? { MESH_TOKEN: token } : {}) },
+    },
+  );
   started.add(child);
   let output = "";
   child.stdout?.on("data", (d) => (output += d));
@@ -91,7 +102,11 @@ export async function startAgent(opts: {
   return agent;
 }
 
-export async function waitFor(check: () => Promise<boolean> | boolean, what: string, timeoutMs = 30_000): Promise<void> {
+export async function waitFor(
+  check: () => Promise<boolean> | boolean,
+  what: string,
+  timeoutMs = 30_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
@@ -100,7 +115,14 @@ export async function waitFor(check: () => Promise<boolean> | boolean, what: str
 }
 
 /** The built agent's command line, for tests that start agents of their own (`node ...argv`). */
-export function agentArgv(opts: { broker: string; token: string; mesh: string; nodeId: string; config: string; workDir: string }): string[] {
+export function agentArgv(opts: {
+  broker: string;
+  token: string;
+  mesh: string;
+  nodeId: string;
+  config: string;
+  workDir: string;
+}): string[] {
   return [
     AGENT_BIN,
     "--broker",
@@ -119,7 +141,9 @@ export function agentArgv(opts: { broker: string; token: string; mesh: string; n
 }
 
 /** Status and body of an answer: JSON where it parses, raw text (results) otherwise. */
-export async function readReply<T>(response: Awaited<ReturnType<typeof request>>): Promise<{ status: number; body: T }> {
+export async function readReply<T>(
+  response: Awaited<ReturnType<typeof request>>,
+): Promise<{ status: number; body: T }> {
   const text = await response.body.text();
   let body: unknown = text;
   try {
@@ -138,17 +162,28 @@ export async function api<T = unknown>(
 ): Promise<{ status: number; body: T }> {
   const { url, token } = broker();
   const auth = options.token === null ? {} : { authorization: `Bearer ${options.token ?? token}` };
-  return readReply<T>(await request(`${url}/v1/meshes/${mesh}${path}`, { method, headers: { ...auth, ...options.headers }, body: options.body ?? null }));
+  return readReply<T>(
+    await request(`${url}/v1/meshes/${mesh}${path}`, {
+      method,
+      headers: { ...auth, ...options.headers },
+      body: options.body ?? null,
+    }),
+  );
 }
 
 /** Creates a token of `role` in `mesh` (with the admin token, or the token `as`). */
-export async function createToken(mesh: string, role: string, opts: { name?: string; as?: string } = {}): Promise<{ id: string; token: string }> {
+export async function createToken(
+  mesh: string,
+  role: string,
+  opts: { name?: string; as?: string } = {},
+): Promise<{ id: string; token: string }> {
   const created = await api<{ id: string; token: string }>(mesh, "POST", "/tokens", {
     body: JSON.stringify({ role, name: opts.name ?? `test ${role}` }),
     headers: { "content-type": "application/json" },
     ...(opts.as ? { token: opts.as } : {}),
   });
-  if (created.status !== 201) throw new Error(`create ${role} token: HTTP ${created.status}: ${JSON.stringify(created.body)}`);
+  if (created.status !== 201)
+    throw new Error(`create ${role} token: HTTP ${created.status}: ${JSON.stringify(created.body)}`);
   return created.body;
 }
 
@@ -158,7 +193,12 @@ export async function createToken(mesh: string, role: string, opts: { name?: str
  */
 export async function submitScript(mesh: string, command: string, worktype = "sh"): Promise<UnitRecord> {
   const quoted = `'${command.replaceAll("'", `'\\''`)}'`;
-  const reply = await api<UnitRecord>(mesh, "POST", `/units?worktype=${worktype}&param.params=${encodeURIComponent(quoted)}`, { body: "" });
+  const reply = await api<UnitRecord>(
+    mesh,
+    "POST",
+    `/units?worktype=${worktype}&param.params=${encodeURIComponent(quoted)}`,
+    { body: "" },
+  );
   if (reply.status !== 201) throw new Error(`submit: HTTP ${reply.status}: ${JSON.stringify(reply.body)}`);
   return reply.body;
 }
@@ -189,7 +229,13 @@ export function sh(mesh: string, script: string, cwd = ROOT): Promise<CliResult>
   return new Promise((resolve) => {
     const child = spawn("bash", ["-o", "pipefail", "-c", script], {
       cwd,
-      env: { ...process.env, MESH_BROKER: url, MESH_TOKEN: token, MESH_ID: mesh, MESHCTL: `${process.execPath} ${MESHCTL_BIN}` },
+      env: {
+        ...process.env,
+        MESH_BROKER: url,
+        MESH_TOKEN: token,
+        MESH_ID: mesh,
+        MESHCTL: `${process.execPath} ${MESHCTL_BIN}`,
+      },
     });
     const out: Buffer[] = [];
     let err = "";

@@ -65,7 +65,14 @@ async function agent(mesh: string, nodeId: string): Promise<ChildProcess> {
   const child = spawn(
     process.execPath,
     [
-      ...agentArgv({ broker: broker.url, token, mesh, nodeId, config: join(dir, "agent.yml"), workDir: join(dir, `work-${mesh}-${nodeId}`) }),
+      ...agentArgv({
+        broker: broker.url,
+        token,
+        mesh,
+        nodeId,
+        config: join(dir, "agent.yml"),
+        workDir: join(dir, `work-${mesh}-${nodeId}`),
+      }),
       "--capacity",
       "2",
     ],
@@ -73,14 +80,20 @@ async function agent(mesh: string, nodeId: string): Promise<ChildProcess> {
   );
   children.push(child);
   await waitFor(
-    async () => (await call<MeshStatus>(mesh, "GET", "/status")).body.nodes.some((n) => n.nodeId === nodeId && n.connected),
+    async () =>
+      (await call<MeshStatus>(mesh, "GET", "/status")).body.nodes.some((n) => n.nodeId === nodeId && n.connected),
     `node ${nodeId} to connect`,
   );
   return child;
 }
 
 async function submit(mesh: string, script: string, query = ""): Promise<UnitRecord> {
-  const reply = await call<UnitRecord>(mesh, "POST", `/units?worktype=sh&param.params=${encodeURIComponent(`'${script}'`)}${query}`, "");
+  const reply = await call<UnitRecord>(
+    mesh,
+    "POST",
+    `/units?worktype=sh&param.params=${encodeURIComponent(`'${script}'`)}${query}`,
+    "",
+  );
   expect(reply.status).toBe(201);
   return reply.body;
 }
@@ -95,19 +108,30 @@ describe("leases", () => {
     const node = await agent(mesh, "doomed");
     const pidFile = join(dir, "doomed.pid");
     const running = await submit(mesh, `echo $$ > ${pidFile}; echo before-the-crash; sleep 60`);
-    await waitFor(async () => (await call(mesh, "GET", `/units/${running.id}/results`)).body === "before-the-crash\n", "the first output");
+    await waitFor(
+      async () => (await call(mesh, "GET", `/units/${running.id}/results`)).body === "before-the-crash\n",
+      "the first output",
+    );
     node.kill("SIGKILL");
     // The unit's process group outlives the agent (as it should); it is this test's to end.
-    const pgid = Number(execFileSync("ps", ["-o", "pgid=", "-p", (await readFile(pidFile, "utf8")).trim()], { encoding: "utf8" }).trim());
+    const pgid = Number(
+      execFileSync("ps", ["-o", "pgid=", "-p", (await readFile(pidFile, "utf8")).trim()], { encoding: "utf8" }).trim(),
+    );
     process.kill(-pgid, "SIGKILL");
     await until(mesh, running.id, ["Failed"], 20_000);
     const failed = await unit(mesh, running.id);
     expect(failed.detail).toMatch(/^node lost: no word from node doomed for \d+ s$/);
     expect((await call(mesh, "GET", `/units/${running.id}/results`)).body).toBe("before-the-crash\n");
     const status = (await call<MeshStatus>(mesh, "GET", "/status")).body;
-    expect(status.nodes.find((n) => n.nodeId === "doomed")).toMatchObject({ connected: false, lost: true, activeUnits: 0 });
+    expect(status.nodes.find((n) => n.nodeId === "doomed")).toMatchObject({
+      connected: false,
+      lost: true,
+      activeUnits: 0,
+    });
     // One outage, one of each: the node's socket closing and later checks announce nothing again.
-    const events = (await call<{ events: { kind: string; nodeId?: string; change?: string }[] }>(mesh, "GET", "/events?after=0")).body.events;
+    const events = (
+      await call<{ events: { kind: string; nodeId?: string; change?: string }[] }>(mesh, "GET", "/events?after=0")
+    ).body.events;
     const changes = events.filter((e) => e.kind === "node" && e.nodeId === "doomed").map((e) => e.change);
     expect(changes.filter((c) => c === "unreachable")).toEqual(["unreachable"]);
     expect(changes.filter((c) => c === "lost")).toEqual(["lost"]);
@@ -138,7 +162,10 @@ describe("leases", () => {
     // Silent for longer than the lease but shorter than lost-after, then back.
     node.kill("SIGSTOP");
     await waitFor(
-      async () => (await call<MeshStatus>(mesh, "GET", "/status")).body.nodes.some((n) => n.nodeId === "blinker" && n.unreachable && !n.lost),
+      async () =>
+        (await call<MeshStatus>(mesh, "GET", "/status")).body.nodes.some(
+          (n) => n.nodeId === "blinker" && n.unreachable && !n.lost,
+        ),
       "the node to be unreachable",
       20_000,
     );
@@ -147,7 +174,11 @@ describe("leases", () => {
     expect(marked.detail).toMatch(/^node blinker unreachable since \S+; the unit may still be running there$/);
     expect(marked.nodeUnreachableSince).not.toBeNull();
     node.kill("SIGCONT");
-    await waitFor(async () => (await unit(mesh, running.id)).nodeUnreachableSince === null, "the unit's node to be reachable again", 20_000);
+    await waitFor(
+      async () => (await unit(mesh, running.id)).nodeUnreachableSince === null,
+      "the unit's node to be reachable again",
+      20_000,
+    );
     await until(mesh, running.id, ["Succeeded", "Failed"], 30_000);
     expect(await unit(mesh, running.id)).toMatchObject({ state: "Succeeded", node: "blinker" });
     expect((await call(mesh, "GET", `/units/${running.id}/results`)).body).toBe("survived\n");
@@ -162,7 +193,12 @@ describe("ttl and retention", () => {
     expect(waiting.expiresAt).not.toBeNull();
     await until(mesh, waiting.id, ["Failed"], 20_000);
     expect((await unit(mesh, waiting.id)).detail).toBe("expired: not started within its time to live (2s)");
-    const bad = await call<{ error: { code: string; message: string } }>(mesh, "POST", "/units?worktype=sh&ttl=soon", "");
+    const bad = await call<{ error: { code: string; message: string } }>(
+      mesh,
+      "POST",
+      "/units?worktype=sh&ttl=soon",
+      "",
+    );
     expect(bad.status).toBe(400);
     expect(bad.body.error.code).toBe("bad_request");
   });
@@ -176,7 +212,11 @@ describe("ttl and retention", () => {
     await until(mesh, done.id, ["Released"], 30_000);
     expect((await unit(mesh, done.id)).detail).toBe("released after the 4s retention");
     expect((await call(mesh, "GET", `/units/${done.id}/results`)).status).toBe(410);
-    await waitFor(async () => (await call(mesh, "GET", `/units/${done.id}`)).status === 404, "the tombstone to be purged", 30_000);
+    await waitFor(
+      async () => (await call(mesh, "GET", `/units/${done.id}`)).status === 404,
+      "the tombstone to be purged",
+      30_000,
+    );
     expect((await call<UnitSummary[]>(mesh, "GET", "/units")).body.map((u) => u.id)).not.toContain(done.id);
   });
 });
@@ -191,7 +231,11 @@ describe("limits", () => {
       }),
     );
   const newToken = async (mesh: string) =>
-    (await call<{ token: string }>(mesh, "POST", "/tokens", JSON.stringify({ role: "submit" }), { "content-type": "application/json" })).body.token;
+    (
+      await call<{ token: string }>(mesh, "POST", "/tokens", JSON.stringify({ role: "submit" }), {
+        "content-type": "application/json",
+      })
+    ).body.token;
 
   it("each token may submit SUBMITS_PER_MINUTE units a minute; the next gets 429 rate_limited, others are unaffected", async () => {
     const mesh = "rate";
@@ -249,9 +293,15 @@ describe("idempotent submit", () => {
     // The stream-error check fired (not the declared-length one: that is test/unit/payload.test.ts).
     expect(first!.detail).toMatch(/^payload_incomplete: payload stream broke after 10 bytes \(.+\)$/);
 
-    const retry = await call<UnitRecord>(mesh, "POST", `/units?worktype=sh&param.params=${encodeURIComponent("'wc -c'")}`, "x".repeat(1000), {
-      "idempotency-key": key,
-    });
+    const retry = await call<UnitRecord>(
+      mesh,
+      "POST",
+      `/units?worktype=sh&param.params=${encodeURIComponent("'wc -c'")}`,
+      "x".repeat(1000),
+      {
+        "idempotency-key": key,
+      },
+    );
     expect(retry.status).toBe(201);
     expect(retry.body.id).not.toBe(first!.id);
     await until(mesh, retry.body.id, ["Succeeded"]);
@@ -259,9 +309,15 @@ describe("idempotent submit", () => {
 
     // A retry is the same request (the key is bound to its work type, node, params and length): it
     // answers the unit, the body unread.
-    const again = await call<UnitRecord>(mesh, "POST", `/units?worktype=sh&param.params=${encodeURIComponent("'wc -c'")}`, "y".repeat(1000), {
-      "idempotency-key": key,
-    });
+    const again = await call<UnitRecord>(
+      mesh,
+      "POST",
+      `/units?worktype=sh&param.params=${encodeURIComponent("'wc -c'")}`,
+      "y".repeat(1000),
+      {
+        "idempotency-key": key,
+      },
+    );
     expect(again.status).toBe(200);
     expect(again.body.id).toBe(retry.body.id);
     expect((await call<UnitSummary[]>(mesh, "GET", "/units")).body).toHaveLength(2);

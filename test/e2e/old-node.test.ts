@@ -27,22 +27,36 @@ const reason = !floor
     ? `${SYSTEM_NODE} is missing`
     : `${SYSTEM_NODE} is ${version}, not Node ${floor[1]}`;
 
-describe.skipIf(!oldest)(`the agent on the oldest Node it supports${oldest ? ` (${version})` : ` — skipped: ${reason}`}`, () => {
-  it("is at or above the engines floor, joins and runs a unit", async () => {
-    expect([major! - Number(floor![1]), minor! - Number(floor![2]), patch! - Number(floor![3])].find((d) => d !== 0) ?? 0).toBeGreaterThanOrEqual(0);
-    const mesh = newMesh();
-    const agent = await startAgent({ mesh, nodeId: "old-node", node: SYSTEM_NODE, config: "- work-command: {worktype: cat, command: cat}\n" });
-    try {
-      const created = await api<{ id: string }>(mesh, "POST", "/units?worktype=cat", { body: "hello from an old node\n" });
-      expect(created.status).toBe(201);
-      expect((await waitFinished(mesh, created.body.id)).state).toBe("Succeeded");
-      expect((await api<string>(mesh, "GET", `/units/${created.body.id}/results`)).body).toBe("hello from an old node\n");
-      // The broker lists the Node the agent said it runs on: the old one, not the tests' own.
-      const status = await api<MeshStatus>(mesh, "GET", "/status");
-      expect(status.body.nodes.find((n) => n.nodeId === "old-node")?.versions.node).toBe(version);
-      expect(version).not.toBe(process.version);
-    } finally {
-      await agent.stop();
-    }
-  });
-});
+describe.skipIf(!oldest)(
+  `the agent on the oldest Node it supports${oldest ? ` (${version})` : ` — skipped: ${reason}`}`,
+  () => {
+    it("is at or above the engines floor, joins and runs a unit", async () => {
+      expect(
+        [major! - Number(floor![1]), minor! - Number(floor![2]), patch! - Number(floor![3])].find((d) => d !== 0) ?? 0,
+      ).toBeGreaterThanOrEqual(0);
+      const mesh = newMesh();
+      const agent = await startAgent({
+        mesh,
+        nodeId: "old-node",
+        node: SYSTEM_NODE,
+        config: "- work-command: {worktype: cat, command: cat}\n",
+      });
+      try {
+        const created = await api<{ id: string }>(mesh, "POST", "/units?worktype=cat", {
+          body: "hello from an old node\n",
+        });
+        expect(created.status).toBe(201);
+        expect((await waitFinished(mesh, created.body.id)).state).toBe("Succeeded");
+        expect((await api<string>(mesh, "GET", `/units/${created.body.id}/results`)).body).toBe(
+          "hello from an old node\n",
+        );
+        // The broker lists the Node the agent said it runs on: the old one, not the tests' own.
+        const status = await api<MeshStatus>(mesh, "GET", "/status");
+        expect(status.body.nodes.find((n) => n.nodeId === "old-node")?.versions.node).toBe(version);
+        expect(version).not.toBe(process.version);
+      } finally {
+        await agent.stop();
+      }
+    });
+  },
+);

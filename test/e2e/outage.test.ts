@@ -75,16 +75,23 @@ async function call<T>(mesh: string, method: "GET" | "POST", path: string): Prom
 }
 
 async function results(mesh: string, id: string): Promise<Buffer> {
-  const response = await request(`${broker.url}/v1/meshes/${mesh}/units/${id}/results`, { headers: { authorization: `Bearer ${token}` } });
+  const response = await request(`${broker.url}/v1/meshes/${mesh}/units/${id}/results`, {
+    headers: { authorization: `Bearer ${token}` },
+  });
   return Buffer.from(await response.body.arrayBuffer());
 }
 
 async function agent(mesh: string, nodeId: string): Promise<{ child: ChildProcess; workDir: string }> {
   const workDir = join(dir, `work-${mesh}-${nodeId}`);
-  const child = spawn(process.execPath, agentArgv({ broker: broker.url, token, mesh, nodeId, config: join(dir, "agent.yml"), workDir }), { stdio: "ignore" });
+  const child = spawn(
+    process.execPath,
+    agentArgv({ broker: broker.url, token, mesh, nodeId, config: join(dir, "agent.yml"), workDir }),
+    { stdio: "ignore" },
+  );
   children.push(child);
   await waitFor(
-    async () => (await call<MeshStatus>(mesh, "GET", "/status")).body.nodes.some((n) => n.nodeId === nodeId && n.connected),
+    async () =>
+      (await call<MeshStatus>(mesh, "GET", "/status")).body.nodes.some((n) => n.nodeId === nodeId && n.connected),
     `node ${nodeId} to connect`,
   );
   return { child, workDir };
@@ -110,7 +117,10 @@ describe("outages longer than the lease", () => {
         "-c",
         `ansible-runner transmit ${project} -p site.yml | ${process.execPath} ${MESHCTL_BIN} work submit ansible-runner -f -p - > ${dir}/client.out`,
       ],
-      { env: { ...process.env, MESH_BROKER: broker.url, MESH_TOKEN: token, MESH_ID: mesh }, stdio: ["ignore", "ignore", "pipe"] },
+      {
+        env: { ...process.env, MESH_BROKER: broker.url, MESH_TOKEN: token, MESH_ID: mesh },
+        stdio: ["ignore", "ignore", "pipe"],
+      },
     );
     children.push(follower);
     let stderr = "";
@@ -158,14 +168,22 @@ describe("outages longer than the lease", () => {
     const { child, workDir } = await agent(mesh, "sleeper");
     const written = join(dir, "away-written");
     const script = `(echo before; sleep 2; seq 1 20000; echo after) | tee ${written}`;
-    const created = await call<UnitRecord>(mesh, "POST", `/units?worktype=sh&lostAfter=${UNIT_LOST_AFTER}&param.params=${encodeURIComponent(`'${script}'`)}`);
+    const created = await call<UnitRecord>(
+      mesh,
+      "POST",
+      `/units?worktype=sh&lostAfter=${UNIT_LOST_AFTER}&param.params=${encodeURIComponent(`'${script}'`)}`,
+    );
     expect(created.status).toBe(201);
     const { id } = created.body;
     expect(created.body.lostAfterMs).toBe(6_000);
     await waitFor(async () => (await results(mesh, id)).toString() === "before\n", "the first output");
     child.kill("SIGSTOP");
     try {
-      await waitFor(async () => (await unit(mesh, id)).nodeUnreachableSince !== null, "the unit to see its node unreachable", 20_000);
+      await waitFor(
+        async () => (await unit(mesh, id)).nodeUnreachableSince !== null,
+        "the unit to see its node unreachable",
+        20_000,
+      );
       const marked = await unit(mesh, id);
       expect(marked.state).toBe("Running");
       expect(marked.detail).toMatch(/^node sleeper unreachable since /);
@@ -184,7 +202,12 @@ describe("outages longer than the lease", () => {
     const record = await unit(mesh, id);
     const mine = await readFile(written);
     expect(record.state).toBe("Failed");
-    expect(record.lateExit).toMatchObject({ exitCode: 0, signal: null, detail: "exit status 0", lateBytes: mine.byteLength - "before\n".length });
+    expect(record.lateExit).toMatchObject({
+      exitCode: 0,
+      signal: null,
+      detail: "exit status 0",
+      lateBytes: mine.byteLength - "before\n".length,
+    });
     expect(record.detail).toMatch(
       new RegExp(
         `^node lost: no word from node sleeper for \\d+ s; node sleeper reported later: exit status 0 \\(${mine.byteLength - 7} more bytes of results stored\\)$`,
@@ -192,16 +215,26 @@ describe("outages longer than the lease", () => {
     );
     expect(record.stdoutSize).toBe(mine.byteLength);
     expect((await results(mesh, id)).equals(mine)).toBe(true);
-    await waitFor(() => !existsSync(join(workDir, "units", id)), "the agent to drop the spool once the broker holds it all");
+    await waitFor(
+      () => !existsSync(join(workDir, "units", id)),
+      "the agent to drop the spool once the broker holds it all",
+    );
 
     // One unreachable event for this outage (not yet silent past the broker's lost-after: no node
     // `lost`, only the unit's own verdict), and the late exit is announced.
-    const events = (await call<{ events: { kind: string; nodeId?: string; change?: string; id?: string; detail?: string }[] }>(mesh, "GET", "/events?after=0"))
-      .body.events;
+    const events = (
+      await call<{ events: { kind: string; nodeId?: string; change?: string; id?: string; detail?: string }[] }>(
+        mesh,
+        "GET",
+        "/events?after=0",
+      )
+    ).body.events;
     const changes = events.filter((e) => e.kind === "node" && e.nodeId === "sleeper").map((e) => e.change);
     expect(changes.filter((c) => c === "unreachable")).toHaveLength(1);
     expect(changes.filter((c) => c === "lost")).toHaveLength(0);
-    expect(events.some((e) => e.kind === "unit" && e.id === id && e.detail?.includes("reported later: exit status 0"))).toBe(true);
+    expect(
+      events.some((e) => e.kind === "unit" && e.id === id && e.detail?.includes("reported later: exit status 0")),
+    ).toBe(true);
     // Back: connected, no longer unreachable.
     await waitFor(async () => {
       const node = (await call<MeshStatus>(mesh, "GET", "/status")).body.nodes.find((n) => n.nodeId === "sleeper");

@@ -36,9 +36,19 @@ async function processed(out: string) {
   const root = entries.some((e) => e.name === "status") ? base : join(base, nested!.name);
   const files = await readdir(join(root, "job_events"));
   const events = await Promise.all(
-    files.map(async (f) => JSON.parse(await readFile(join(root, "job_events", f), "utf8")) as { counter: number; event: string; stdout?: string }),
+    files.map(
+      async (f) =>
+        JSON.parse(await readFile(join(root, "job_events", f), "utf8")) as {
+          counter: number;
+          event: string;
+          stdout?: string;
+        },
+    ),
   );
-  return { status: (await readFile(join(root, "status"), "utf8")).trim(), events: events.sort((a, b) => a.counter - b.counter) };
+  return {
+    status: (await readFile(join(root, "status"), "utf8")).trim(),
+    events: events.sort((a, b) => a.counter - b.counter),
+  };
 }
 
 describe("output cap", () => {
@@ -54,7 +64,9 @@ describe("output cap", () => {
     expect(lines[0]).toMatch(/^line 00000 x+$/);
     expect(lines.at(-2)).toMatch(/^line 04999 x+$/);
     const marker = lines.find((l) => l.startsWith("[mesh-agent: output cap:"));
-    expect(marker).toMatch(/^\[mesh-agent: output cap: \d+ lines \(\d+ bytes\) cut here; the head and the tail are kept\]$/);
+    expect(marker).toMatch(
+      /^\[mesh-agent: output cap: \d+ lines \(\d+ bytes\) cut here; the head and the tail are kept\]$/,
+    );
     expect(results.length).toBeLessThanOrEqual(CAP + marker!.length + 1);
     expect(done.outputCut).toMatchObject({ lines: expect.any(Number), bytes: expect.any(Number) });
     expect(done.outputCut!.bytes + results.length - marker!.length - 1).toBe(5000 * (lines[0]!.length + 1));
@@ -80,13 +92,17 @@ describe("output cap", () => {
     const names = a.events.map((e) => e.event);
     expect(names[0]).toBe("playbook_on_start");
     expect(names).toContain("playbook_on_stats");
-    expect(a.events.find((e) => e.event === "verbose" && e.stdout?.startsWith("[mesh-agent: output cap:"))).toBeDefined();
+    expect(
+      a.events.find((e) => e.event === "verbose" && e.stdout?.startsWith("[mesh-agent: output cap:")),
+    ).toBeDefined();
     expect(JSON.stringify(a.events)).toContain("the beginning");
     expect(JSON.stringify(a.events)).toContain("the end");
     const bytes = (await readFile(join(dir, "capped.out"))).byteLength;
     // The cap counts event lines; the framing (status lines, the artifacts zip, eof) comes on top.
     expect(bytes).toBeLessThan(CAP + 64 * 1024);
-    const list = (await api<UnitRecord[]>(mesh, "GET", "/units?records=1")).body.filter((u) => u.worktype === "ansible-worker");
+    const list = (await api<UnitRecord[]>(mesh, "GET", "/units?records=1")).body.filter(
+      (u) => u.worktype === "ansible-worker",
+    );
     expect(list[0]?.outputCut?.lines).toBeGreaterThan(100);
   });
 });

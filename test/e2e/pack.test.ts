@@ -23,14 +23,19 @@ describe("npm package", () => {
     expect(listing).toContain("package/dist/agent/cli.js");
     expect(listing).toContain("package/dist/agent/supervise.js");
     expect(listing).toContain("package/dist/meshctl/cli.js");
-    expect(listing.filter((f) => f.startsWith("package/dist/") && f.endsWith(".ts") && !f.endsWith(".d.ts"))).toEqual([]);
+    expect(listing.filter((f) => f.startsWith("package/dist/") && f.endsWith(".ts") && !f.endsWith(".d.ts"))).toEqual(
+      [],
+    );
 
     expect(listing).toContain("package/node_modules/undici/package.json");
     // A fresh cache: nothing can come from what `npm ci` fetched for the repository itself.
     const env = { ...process.env, npm_config_cache: `${dir}/npm-cache` };
     const agent = await run("npx", ["--yes", "--offline", `./${tarball}`, "--help"], { cwd: dir, env });
     expect(agent.stdout).toMatch(/^Usage: mesh-agent --broker URL --token TOKEN/);
-    const meshctl = await run("npx", ["--yes", "--offline", "--package", `./${tarball}`, "meshctl", "--help"], { cwd: dir, env });
+    const meshctl = await run("npx", ["--yes", "--offline", "--package", `./${tarball}`, "meshctl", "--help"], {
+      cwd: dir,
+      env,
+    });
     expect(meshctl.stdout).toMatch(/^Usage: meshctl/);
   });
 });

@@ -31,7 +31,8 @@ let dir: string;
 
 async function importImage(): Promise<void> {
   const root = join(dir, "rootfs");
-  for (const d of ["etc", "runner", "proc", "root", "dev", "sys", "usr", "tmp", "var/tmp", "run"]) await mkdir(join(root, d), { recursive: true });
+  for (const d of ["etc", "runner", "proc", "root", "dev", "sys", "usr", "tmp", "var/tmp", "run"])
+    await mkdir(join(root, d), { recursive: true });
   for (const d of ["bin", "sbin", "lib", "lib64"]) await symlink(`usr/${d}`, join(root, d));
   await run("sh", ["-c", `tar -C ${root} -c . | podman import - ${IMAGE}`]);
 }
@@ -78,7 +79,10 @@ describe.skipIf(!podman)(
     - debug: msg="pid1={{ init.stdout }}"
 `,
       );
-      await writeFile(join(pdd, "inventory/hosts"), "localhost ansible_connection=local ansible_python_interpreter=/usr/bin/python3\n");
+      await writeFile(
+        join(pdd, "inventory/hosts"),
+        "localhost ansible_connection=local ansible_python_interpreter=/usr/bin/python3\n",
+      );
       await writeFile(
         join(pdd, "env/settings"),
         `process_isolation: true\nprocess_isolation_executable: podman\ncontainer_image: ${IMAGE}\ncontainer_options: ["-v=/usr:/usr:ro"]\n`,
@@ -89,7 +93,9 @@ describe.skipIf(!podman)(
       );
       expect(result.code, result.stderr).toBe(0);
       const artifacts = join(dir, "out/artifacts");
-      const ident = (await readdir(artifacts, { withFileTypes: true })).find((e) => e.isDirectory() && e.name !== "job_events");
+      const ident = (await readdir(artifacts, { withFileTypes: true })).find(
+        (e) => e.isDirectory() && e.name !== "job_events",
+      );
       const base = (await readdir(artifacts)).includes("status") ? artifacts : join(artifacts, ident!.name);
       expect((await readFile(join(base, "status"), "utf8")).trim()).toBe("successful");
       const command = JSON.parse(await readFile(join(base, "command"), "utf8")) as { command: string[] };

@@ -26,10 +26,19 @@ async function get<T>(url: string, path: string): Promise<T> {
 }
 
 async function submitAndWait(url: string): Promise<string> {
-  const created = await request(`${url}/v1/meshes/r/units?worktype=cat`, { method: "POST", headers: { authorization: `Bearer ${token}` }, body: "again" });
+  const created = await request(`${url}/v1/meshes/r/units?worktype=cat`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${token}` },
+    body: "again",
+  });
   const { id } = (await created.body.json()) as { id: string };
-  await waitFor(async () => (await get<{ state: string }>(url, `/units/${id}`)).state === "Succeeded", `unit ${id} to succeed`);
-  const results = await request(`${url}/v1/meshes/r/units/${id}/results`, { headers: { authorization: `Bearer ${token}` } });
+  await waitFor(
+    async () => (await get<{ state: string }>(url, `/units/${id}`)).state === "Succeeded",
+    `unit ${id} to succeed`,
+  );
+  const results = await request(`${url}/v1/meshes/r/units/${id}/results`, {
+    headers: { authorization: `Bearer ${token}` },
+  });
   return results.body.text();
 }
 
@@ -43,11 +52,19 @@ describe("reconnect", () => {
     await writeFile(join(dir, "agent.yml"), "- work-command: {worktype: cat, command: cat}\n");
     const child = spawn(
       process.execPath,
-      agentArgv({ broker: url, token, mesh: "r", nodeId: "phoenix", config: join(dir, "agent.yml"), workDir: join(dir, "work") }),
+      agentArgv({
+        broker: url,
+        token,
+        mesh: "r",
+        nodeId: "phoenix",
+        config: join(dir, "agent.yml"),
+        workDir: join(dir, "work"),
+      }),
       { stdio: "ignore" },
     );
     agent.stop = () => void child.kill("SIGKILL");
-    const connected = async () => (await get<MeshStatus>(url, "/status")).nodes.some((n) => n.nodeId === "phoenix" && n.connected);
+    const connected = async () =>
+      (await get<MeshStatus>(url, "/status")).nodes.some((n) => n.nodeId === "phoenix" && n.connected);
     await waitFor(connected, "the node to connect");
     expect(await submitAndWait(url)).toBe("again");
 

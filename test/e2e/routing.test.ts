@@ -34,7 +34,8 @@ function alive(pid: number): boolean {
 }
 
 const unit = async (id: string) => (await api<UnitRecord>(mesh, "GET", `/units/${id}`)).body;
-const until = (id: string, states: string[]) => waitFor(async () => states.includes((await unit(id)).state), `unit ${id} to be ${states.join("/")}`);
+const until = (id: string, states: string[]) =>
+  waitFor(async () => states.includes((await unit(id)).state), `unit ${id} to be ${states.join("/")}`);
 
 describe("routing", () => {
   it("a unit for a node that has not joined waits Pending (given a ttl), then runs when it connects", async () => {
@@ -90,7 +91,10 @@ describe("routing", () => {
     await writeFile(join(dir, "inner.sh"), `echo $$ > ${pidFile}\necho started\nsleep 60\n`);
     const running = await submit(`sh ${join(dir, "inner.sh")}`);
     await until(running.id, ["Running"]);
-    await waitFor(async () => (await api(mesh, "GET", `/units/${running.id}/results`)).body === "started\n", "the unit's output");
+    await waitFor(
+      async () => (await api(mesh, "GET", `/units/${running.id}/results`)).body === "started\n",
+      "the unit's output",
+    );
     const inner = Number((await readFile(pidFile, "utf8")).trim());
     const canceled = await sh(mesh, `$MESHCTL work cancel ${running.id}`);
     expect(canceled.code).toBe(0);
@@ -117,7 +121,12 @@ describe("routing", () => {
     const list = await sh(mesh, "$MESHCTL work list");
     expect(JSON.parse(list.stdout.toString()).map((u: { id: string }) => u.id)).toContain(done.id);
     const status = await sh(mesh, `$MESHCTL work status ${done.id}`);
-    expect(JSON.parse(status.stdout.toString())).toMatchObject({ id: done.id, state: "Succeeded", stdoutSize: 10, worktype: "sh" });
+    expect(JSON.parse(status.stdout.toString())).toMatchObject({
+      id: done.id,
+      state: "Succeeded",
+      stdoutSize: 10,
+      worktype: "sh",
+    });
     const tail = await sh(mesh, `$MESHCTL work results ${done.id} --offset 4`);
     expect(tail.stdout.toString()).toBe("456789");
     const following = await sh(mesh, `$MESHCTL work results ${done.id} -f --offset 8`);
@@ -142,8 +151,14 @@ describe("routing", () => {
 
   it("the same Idempotency-Key twice gives one unit", async () => {
     const headers = { "idempotency-key": `key-${mesh}` };
-    const first = await api<UnitRecord>(mesh, "POST", "/units?worktype=sh&param.params=%27echo%20once%27", { body: "", headers });
-    const second = await api<UnitRecord>(mesh, "POST", "/units?worktype=sh&param.params=%27echo%20once%27", { body: "", headers });
+    const first = await api<UnitRecord>(mesh, "POST", "/units?worktype=sh&param.params=%27echo%20once%27", {
+      body: "",
+      headers,
+    });
+    const second = await api<UnitRecord>(mesh, "POST", "/units?worktype=sh&param.params=%27echo%20once%27", {
+      body: "",
+      headers,
+    });
     expect(first.status).toBe(201);
     expect(second.status).toBe(200);
     expect(second.body.id).toBe(first.body.id);
@@ -173,10 +188,17 @@ describe("routing", () => {
     body.write("first part\n");
     const id = await receivingUnit();
     // The same request again (same length: an Idempotency-Key is bound to the request).
-    const retry = await request(path, { method: "POST", headers: { ...headers, "content-length": "24" }, body: "the retry's own body!!!\n" });
+    const retry = await request(path, {
+      method: "POST",
+      headers: { ...headers, "content-length": "24" },
+      body: "the retry's own body!!!\n",
+    });
     expect(retry.statusCode).toBe(409);
     expect(await retry.body.json()).toEqual({
-      error: { code: "upload_in_progress", message: "the unit's payload is still being uploaded by an earlier request" },
+      error: {
+        code: "upload_in_progress",
+        message: "the unit's payload is still being uploaded by an earlier request",
+      },
     });
     body.end("second part\n\n");
     const answered = await first;

@@ -14,7 +14,18 @@ import { WebSocket, request } from "undici";
 import { PROTOCOL_VERSION } from "../../shared/protocol.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { MeshStatus, UnitRecord } from "../../shared/unit.js";
-import { agentArgv, type RunningAgent, api, broker, createToken as newToken, newMesh, sh, startAgent, tempDir, waitFor } from "./harness.js";
+import {
+  agentArgv,
+  type RunningAgent,
+  api,
+  broker,
+  createToken as newToken,
+  newMesh,
+  sh,
+  startAgent,
+  tempDir,
+  waitFor,
+} from "./harness.js";
 
 const mesh = newMesh();
 const otherMesh = newMesh();
@@ -60,7 +71,8 @@ describe("roles", () => {
       expect(`${pid}: ${cmdline.includes(broker().token)}`).toBe(`${pid}: false`);
     }
     expect(brokers).toBeGreaterThan(1);
-    if (process.env.MESH_BROKER_RUNTIME === "wrangler") expect((await stat(join(broker().stateDir, "state", "secrets.env"))).mode & 0o777).toBe(0o600);
+    if (process.env.MESH_BROKER_RUNTIME === "wrangler")
+      expect((await stat(join(broker().stateDir, "state", "secrets.env"))).mode & 0o777).toBe(0o600);
   });
 });
 
@@ -82,13 +94,20 @@ describe("agent hardening", () => {
       tokenInEnv: true,
       // The agent's own settings, and a variable of an allowed prefix smuggling the token.
       env: { MESH_LOG_LEVEL: "debug", ANSIBLE_SMUGGLED: join_.token },
-      config: "- work-command: {worktype: env, command: env}\n- work-command: {worktype: ansible-runner, command: ansible-runner, params: worker}\n",
+      config:
+        "- work-command: {worktype: env, command: env}\n- work-command: {worktype: ansible-runner, command: ansible-runner, params: worker}\n",
     });
     agents.push(spy);
     // Joined: the agent now also holds its node credential.
-    await waitFor(async () => (await stat(join(spy.workDir, "credential.json")).catch(() => null)) !== null, "the credential");
+    await waitFor(
+      async () => (await stat(join(spy.workDir, "credential.json")).catch(() => null)) !== null,
+      "the credential",
+    );
     const env = await api<UnitRecord>(mesh, "POST", "/units?worktype=env&node=envspy", { body: "" });
-    await waitFor(async () => (await api<UnitRecord>(mesh, "GET", `/units/${env.body.id}`)).body.state === "Succeeded", "the env unit");
+    await waitFor(
+      async () => (await api<UnitRecord>(mesh, "GET", `/units/${env.body.id}`)).body.state === "Succeeded",
+      "the env unit",
+    );
     const printed = (await api<string>(mesh, "GET", `/units/${env.body.id}/results`)).body;
     expect(printed).toMatch(/^PATH=/m);
     expect(printed).not.toMatch(/ANSIBLE_SMUGGLED/);
@@ -96,11 +115,19 @@ describe("agent hardening", () => {
 
     const payload = await sh(mesh, "ansible-runner transmit demo -p site.yml");
     expect(payload.code).toBe(0);
-    const runner = await api<UnitRecord>(mesh, "POST", "/units?worktype=ansible-runner&node=envspy", { body: payload.stdout });
+    const runner = await api<UnitRecord>(mesh, "POST", "/units?worktype=ansible-runner&node=envspy", {
+      body: payload.stdout,
+    });
     expect(runner.status).toBe(201);
-    await waitFor(async () => (await api<UnitRecord>(mesh, "GET", `/units/${runner.body.id}`)).body.state === "Succeeded", "the playbook", 90_000);
+    await waitFor(
+      async () => (await api<UnitRecord>(mesh, "GET", `/units/${runner.body.id}`)).body.state === "Succeeded",
+      "the playbook",
+      90_000,
+    );
     const results = (await api<string>(mesh, "GET", `/units/${runner.body.id}/results`)).body;
-    const starting = results.split("\n").find((line) => line.includes('"status": "starting"') || line.includes('"status":"starting"'));
+    const starting = results
+      .split("\n")
+      .find((line) => line.includes('"status": "starting"') || line.includes('"status":"starting"'));
     expect(starting).toBeDefined();
     expect(starting).toContain('"PATH"');
     expectNoSecret(results, "ansible-runner results");
@@ -124,13 +151,18 @@ describe("agent hardening", () => {
     );
     expect(secretive.status).toBe(201);
     expect(secretive.body.params).toMatchObject({ secret_vault: "********", secret_token: "********" });
-    await waitFor(async () => (await api<UnitRecord>(mesh, "GET", `/units/${secretive.body.id}`)).body.state === "Succeeded", "the secretive unit");
+    await waitFor(
+      async () => (await api<UnitRecord>(mesh, "GET", `/units/${secretive.body.id}`)).body.state === "Succeeded",
+      "the secretive unit",
+    );
     const read = tokens.read!;
     const units = await api<{ id: string }[]>(mesh, "GET", "/units", { token: read });
     expect(units.body.length).toBeGreaterThan(5);
     const seen: string[] = [];
     const look = async (path: string, headers: Record<string, string> = {}) => {
-      const { statusCode, body } = await request(`${broker().url}/v1/meshes/${mesh}${path}`, { headers: { authorization: `Bearer ${read}`, ...headers } });
+      const { statusCode, body } = await request(`${broker().url}/v1/meshes/${mesh}${path}`, {
+        headers: { authorization: `Bearer ${read}`, ...headers },
+      });
       const text = Buffer.from(await body.arrayBuffer()).toString("latin1");
       seen.push(path);
       expectNoSecret(text, `${path} (${statusCode})`);
@@ -145,7 +177,9 @@ describe("agent hardening", () => {
       expect(await look(`/units/${id}/results`)).toBe(403);
     }
     // The admin sees secret_* params masked too: they are for the node only.
-    expect((await api<UnitRecord>(mesh, "GET", `/units/${secretive.body.id}`)).body.params.secret_vault).toBe("********");
+    expect((await api<UnitRecord>(mesh, "GET", `/units/${secretive.body.id}`)).body.params.secret_vault).toBe(
+      "********",
+    );
     // And the broker wrote none of it to its log.
     const log = await readFile(join(broker().stateDir, "broker.log"), "utf8");
     expectNoSecret(log, "the broker's log");
@@ -163,18 +197,38 @@ describe("agent hardening", () => {
     agents.push(node);
     const marker = join(node.workDir, "pwned");
     const params = encodeURIComponent(`'$(touch ${marker})' '; touch ${marker}' "\`touch ${marker}\`"`);
-    const created = await api<UnitRecord>(mesh, "POST", `/units?worktype=echo&node=hardened&param.params=${params}`, { body: "" });
+    const created = await api<UnitRecord>(mesh, "POST", `/units?worktype=echo&node=hardened&param.params=${params}`, {
+      body: "",
+    });
     expect(created.status).toBe(201);
-    await waitFor(async () => (await api<UnitRecord>(mesh, "GET", `/units/${created.body.id}`)).body.state === "Succeeded", "the echo unit");
-    expect((await api(mesh, "GET", `/units/${created.body.id}/results`)).body).toBe(`$(touch ${marker}) ; touch ${marker} \`touch ${marker}\`\n`);
+    await waitFor(
+      async () => (await api<UnitRecord>(mesh, "GET", `/units/${created.body.id}`)).body.state === "Succeeded",
+      "the echo unit",
+    );
+    expect((await api(mesh, "GET", `/units/${created.body.id}/results`)).body).toBe(
+      `$(touch ${marker}) ; touch ${marker} \`touch ${marker}\`\n`,
+    );
     expect(await stat(marker).catch(() => null)).toBeNull();
 
-    const refused = await api<UnitRecord>(mesh, "POST", `/units?worktype=fixed&node=hardened&param.params=${encodeURIComponent("extra")}`, { body: "" });
-    await waitFor(async () => (await api<UnitRecord>(mesh, "GET", `/units/${refused.body.id}`)).body.state === "Failed", "the refused unit");
-    expect((await api<UnitRecord>(mesh, "GET", `/units/${refused.body.id}`)).body.detail).toBe("work type fixed does not allow runtime params");
+    const refused = await api<UnitRecord>(
+      mesh,
+      "POST",
+      `/units?worktype=fixed&node=hardened&param.params=${encodeURIComponent("extra")}`,
+      { body: "" },
+    );
+    await waitFor(
+      async () => (await api<UnitRecord>(mesh, "GET", `/units/${refused.body.id}`)).body.state === "Failed",
+      "the refused unit",
+    );
+    expect((await api<UnitRecord>(mesh, "GET", `/units/${refused.body.id}`)).body.detail).toBe(
+      "work type fixed does not allow runtime params",
+    );
 
     const napping = await api<UnitRecord>(mesh, "POST", "/units?worktype=nap&node=hardened", { body: "" });
-    await waitFor(async () => (await api<UnitRecord>(mesh, "GET", `/units/${napping.body.id}`)).body.state === "Running", "the nap to start");
+    await waitFor(
+      async () => (await api<UnitRecord>(mesh, "GET", `/units/${napping.body.id}`)).body.state === "Running",
+      "the nap to start",
+    );
     expect((await stat(join(node.workDir, "units", napping.body.id))).mode & 0o777).toBe(0o700);
   });
 });
@@ -187,7 +241,18 @@ describe("node credentials", () => {
   const spawnAgent = (dir: string, token: string) => {
     const child = spawn(
       process.execPath,
-      [...agentArgv({ broker: broker().url, token, mesh, nodeId, config: join(workDir, "..", "agent.yml"), workDir: dir }), "--log-level", "debug"],
+      [
+        ...agentArgv({
+          broker: broker().url,
+          token,
+          mesh,
+          nodeId,
+          config: join(workDir, "..", "agent.yml"),
+          workDir: dir,
+        }),
+        "--log-level",
+        "debug",
+      ],
       { stdio: ["ignore", "ignore", "pipe"] },
     );
     let logs = "";
@@ -241,10 +306,15 @@ describe("node credentials", () => {
   it("removing a node revokes its credential; the node may join again only with a join token", async () => {
     first = spawnAgent(workDir, "unused-join-token").child;
     await waitFor(async () => Boolean((await node())?.connected), "the node to reconnect");
-    const { credential } = JSON.parse(await readFile(join(workDir, "credential.json"), "utf8")) as { credential: string };
+    const { credential } = JSON.parse(await readFile(join(workDir, "credential.json"), "utf8")) as {
+      credential: string;
+    };
     const removed = await api<{ revoked: boolean; removed: boolean }>(mesh, "DELETE", `/nodes/${nodeId}`);
     expect(removed.body).toMatchObject({ revoked: true, removed: true });
-    await waitFor(async () => (await node()) === undefined || !(await node())?.connected, "the node to be disconnected");
+    await waitFor(
+      async () => (await node()) === undefined || !(await node())?.connected,
+      "the node to be disconnected",
+    );
     // Its credential is refused from now on (401 before anything else is looked at).
     expect((await api(mesh, "GET", `/connect?node=${nodeId}`, { token: credential })).status).toBe(401);
     first.kill("SIGKILL");
@@ -256,7 +326,9 @@ describe("node credentials", () => {
 
 /** A control socket that never says hello: it records what it is sent and how it ends, and pings. */
 function spy(node: string, token: string) {
-  const ws = new WebSocket(`${broker().url.replace("http", "ws")}/v1/meshes/${mesh}/connect?node=${node}`, { headers: { authorization: `Bearer ${token}` } });
+  const ws = new WebSocket(`${broker().url.replace("http", "ws")}/v1/meshes/${mesh}/connect?node=${node}`, {
+    headers: { authorization: `Bearer ${token}` },
+  });
   const heard: string[] = [];
   let closedWith: number | null = null;
   const pinger = setInterval(() => ws.readyState === WebSocket.OPEN && ws.send("ping"), 500);
@@ -272,10 +344,23 @@ describe("hello first", () => {
   // The hello deadline and a join for a connected node id: test/workers/security.test.ts.
   it("a dead node whose credential keeps pinging without hello is still unreachable on time", async () => {
     const mortal = await startAgent({ mesh, nodeId: "mortal", config: SH, token: tokens.agent! });
-    await waitFor(async () => (await stat(join(mortal.workDir, "credential.json")).catch(() => null)) !== null, "the credential");
-    const { credential } = JSON.parse(await readFile(join(mortal.workDir, "credential.json"), "utf8")) as { credential: string };
-    const unit = await api<UnitRecord>(mesh, "POST", `/units?worktype=sh&node=mortal&param.params=${encodeURIComponent("'sleep 300'")}`, { body: "" });
-    await waitFor(async () => (await api<UnitRecord>(mesh, "GET", `/units/${unit.body.id}`)).body.state === "Running", "the unit to run");
+    await waitFor(
+      async () => (await stat(join(mortal.workDir, "credential.json")).catch(() => null)) !== null,
+      "the credential",
+    );
+    const { credential } = JSON.parse(await readFile(join(mortal.workDir, "credential.json"), "utf8")) as {
+      credential: string;
+    };
+    const unit = await api<UnitRecord>(
+      mesh,
+      "POST",
+      `/units?worktype=sh&node=mortal&param.params=${encodeURIComponent("'sleep 300'")}`,
+      { body: "" },
+    );
+    await waitFor(
+      async () => (await api<UnitRecord>(mesh, "GET", `/units/${unit.body.id}`)).body.state === "Running",
+      "the unit to run",
+    );
     mortal.process.kill("SIGKILL");
     const died = Date.now();
     // The spy reconnects whenever the hello deadline closes it, pinging all the while.
@@ -295,7 +380,9 @@ describe("hello first", () => {
       clearInterval(respawn);
       current.close();
     }
-    expect((await api<UnitRecord>(mesh, "GET", `/units/${unit.body.id}`)).body.detail).toMatch(/^node mortal unreachable since /);
+    expect((await api<UnitRecord>(mesh, "GET", `/units/${unit.body.id}`)).body.detail).toMatch(
+      /^node mortal unreachable since /,
+    );
     expect(Date.now() - died).toBeLessThan(45_000);
   });
 });
@@ -304,10 +391,12 @@ describe("hello first", () => {
 async function brokerRssKiB(): Promise<number> {
   const { readdir } = await import("node:fs/promises");
   const pids = (await readdir("/proc")).filter((name) => /^\d+$/.test(name));
-  const group = async (pid: string) => (await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "")).replace(/^.*\) /, "").split(" ")[2];
+  const group = async (pid: string) =>
+    (await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "")).replace(/^.*\) /, "").split(" ")[2];
   let leader: string | undefined;
   for (const pid of pids) {
-    if ((await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "")).includes(`${broker().stateDir}/state`)) leader = await group(pid);
+    if ((await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "")).includes(`${broker().stateDir}/state`))
+      leader = await group(pid);
   }
   let total = 0;
   for (const pid of pids) {
@@ -358,7 +447,9 @@ describe("windows the broker enforces", () => {
       headers: { authorization: `Bearer ${tokens.agent}` },
     });
     const heard: Record<string, unknown>[] = [];
-    control.addEventListener("message", (event) => heard.push(JSON.parse(String(event.data)) as Record<string, unknown>));
+    control.addEventListener("message", (event) =>
+      heard.push(JSON.parse(String(event.data)) as Record<string, unknown>),
+    );
     await new Promise((resolve) => control.addEventListener("open", resolve));
     control.send(
       JSON.stringify({
@@ -374,7 +465,9 @@ describe("windows the broker enforces", () => {
     );
     await waitFor(() => heard.some((m) => m.type === "welcome"), "the welcome");
     const credential = heard.find((m) => m.type === "welcome")!.credential as string;
-    const unit = await api<UnitRecord>(mesh, "POST", "/units?worktype=bulk&node=hoarder", { body: randomBytes(16 * MiB) });
+    const unit = await api<UnitRecord>(mesh, "POST", "/units?worktype=bulk&node=hoarder", {
+      body: randomBytes(16 * MiB),
+    });
     expect(unit.status).toBe(201);
     await waitFor(() => heard.some((m) => m.type === "assign"), "the assignment");
     await new Promise((r) => setTimeout(r, 1000));
@@ -400,9 +493,12 @@ describe("windows the broker enforces", () => {
     hoarder.destroy();
 
     // Read this time: a pull of 16 MiB at once (the issue's attack) is refused with a protocol error.
-    const reader = new WebSocket(`${broker().url.replace("http", "ws")}/v1/meshes/${mesh}/units/${unit.body.id}/data?node=hoarder`, {
-      headers: { authorization: `Bearer ${credential}` },
-    });
+    const reader = new WebSocket(
+      `${broker().url.replace("http", "ws")}/v1/meshes/${mesh}/units/${unit.body.id}/data?node=hoarder`,
+      {
+        headers: { authorization: `Bearer ${credential}` },
+      },
+    );
     const frames: string[] = [];
     let closed: number | null = null;
     reader.addEventListener("message", (event) => typeof event.data === "string" && frames.push(event.data));
@@ -411,10 +507,13 @@ describe("windows the broker enforces", () => {
     reader.send(JSON.stringify({ type: "attach", protocol: PROTOCOL_VERSION, nodeId: "hoarder" }));
     reader.send(JSON.stringify({ type: "payload-pull", offset: 0, length: 16 * MiB }));
     await waitFor(() => closed !== null, "the refusal");
-    expect(frames.map((f) => (JSON.parse(f) as { type: string; error?: { code: string } }).error?.code ?? (JSON.parse(f) as { type: string }).type)).toEqual([
-      "attached",
-      "window_exceeded",
-    ]);
+    expect(
+      frames.map(
+        (f) =>
+          (JSON.parse(f) as { type: string; error?: { code: string } }).error?.code ??
+          (JSON.parse(f) as { type: string }).type,
+      ),
+    ).toEqual(["attached", "window_exceeded"]);
     control.close();
   });
 });

@@ -44,7 +44,14 @@ function sh(script: string, env: Record<string, string> = {}): Promise<CliResult
   return new Promise((resolve) => {
     const child = spawn("bash", ["-o", "pipefail", "-c", script], {
       cwd: ROOT,
-      env: { ...process.env, MESH_BROKER: broker.url, MESH_TOKEN: adminToken, MESH_ID: mesh, MESHCTL: `${process.execPath} ${MESHCTL_BIN}`, ...env },
+      env: {
+        ...process.env,
+        MESH_BROKER: broker.url,
+        MESH_TOKEN: adminToken,
+        MESH_ID: mesh,
+        MESHCTL: `${process.execPath} ${MESHCTL_BIN}`,
+        ...env,
+      },
     });
     const out: Buffer[] = [];
     let err = "";
@@ -57,7 +64,9 @@ function sh(script: string, env: Record<string, string> = {}): Promise<CliResult
 /** Children of `pid` (from /proc/PID/task/*\/children). */
 async function children(pid: number): Promise<number[]> {
   const tasks = await readdir(`/proc/${pid}/task`).catch(() => []);
-  const lists = await Promise.all(tasks.map((t) => readFile(`/proc/${pid}/task/${t}/children`, "utf8").catch(() => "")));
+  const lists = await Promise.all(
+    tasks.map((t) => readFile(`/proc/${pid}/task/${t}/children`, "utf8").catch(() => "")),
+  );
   return lists.flatMap((l) => l.split(/\s+/).filter(Boolean).map(Number));
 }
 
@@ -86,14 +95,30 @@ beforeAll(async () => {
   execFileSync(
     "openssl",
     [
-      ...["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1", "-subj", "/CN=mesh-test"],
+      ...[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=mesh-test",
+      ],
       ...["-keyout", join(dir, "key.pem"), "-out", cert, "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
     ],
     { stdio: "ignore" },
   );
   broker = await start();
   dispatcher = new Agent({ connect: { ca: await readFile(cert, "utf8") } });
-  const agentToken = await call<{ token: string }>("POST", "/tokens", JSON.stringify({ role: "agent", name: "tls agent" }));
+  const agentToken = await call<{ token: string }>(
+    "POST",
+    "/tokens",
+    JSON.stringify({ role: "agent", name: "tls agent" }),
+  );
   expect(agentToken.status).toBe(201);
   await writeFile(
     join(dir, "agent.yml"),
@@ -104,8 +129,23 @@ beforeAll(async () => {
   // The agent's token in its environment, so that no secret at all is on a command line below.
   agent = spawn(
     process.execPath,
-    [AGENT_BIN, "--mesh", mesh, "--node-id", "tls-node", "--config", join(dir, "agent.yml"), "--work-dir", join(dir, "work"), "--ca-file", cert],
-    { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, MESH_BROKER: broker.url, MESH_TOKEN: agentToken.body.token } },
+    [
+      AGENT_BIN,
+      "--mesh",
+      mesh,
+      "--node-id",
+      "tls-node",
+      "--config",
+      join(dir, "agent.yml"),
+      "--work-dir",
+      join(dir, "work"),
+      "--ca-file",
+      cert,
+    ],
+    {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, MESH_BROKER: broker.url, MESH_TOKEN: agentToken.body.token },
+    },
   );
   agent.stdout?.on("data", (d) => (agentLog += d));
   agent.stderr?.on("data", (d) => (agentLog += d));
@@ -140,7 +180,9 @@ describe("mesh-broker serve over TLS", () => {
     expect(piped.code, piped.stderr).toBe(0);
     const artifacts = join(out, "artifacts");
     const nested = (await readdir(artifacts)).find((e) => e !== "status" && e !== "job_events");
-    const status = await readFile(join(artifacts, ...(nested ? [nested] : []), "status"), "utf8").catch(() => readFile(join(artifacts, "status"), "utf8"));
+    const status = await readFile(join(artifacts, ...(nested ? [nested] : []), "status"), "utf8").catch(() =>
+      readFile(join(artifacts, "status"), "utf8"),
+    );
     expect(status.trim()).toBe("successful");
 
     const refused = await sh("$MESHCTL status");
@@ -153,7 +195,9 @@ describe("mesh-broker serve over TLS", () => {
 
   it("keeps the admin token off every command line, and workerd listens on the broker's port only (no inspector)", async () => {
     const cmdlines = await Promise.all(
-      (await readdir("/proc")).filter((p) => /^\d+$/.test(p)).map((p) => readFile(`/proc/${p}/cmdline`, "utf8").catch(() => "")),
+      (await readdir("/proc"))
+        .filter((p) => /^\d+$/.test(p))
+        .map((p) => readFile(`/proc/${p}/cmdline`, "utf8").catch(() => "")),
     );
     expect(cmdlines.filter((c) => c.includes("mesh-broker") || c.includes("workerd")).length).toBeGreaterThan(0);
     expect(cmdlines.filter((c) => c.includes(adminToken))).toEqual([]);
@@ -166,7 +210,11 @@ describe("mesh-broker serve over TLS", () => {
 
   it("a restart of serve mid-unit keeps the unit: it finishes with every line, and the state dir is 0700", async () => {
     const script = "for i in $(seq 30); do echo line $i; sleep 0.2; done";
-    const created = await call<UnitRecord>("POST", `/units?worktype=sh&param.params=${encodeURIComponent(`'${script}'`)}`, "");
+    const created = await call<UnitRecord>(
+      "POST",
+      `/units?worktype=sh&param.params=${encodeURIComponent(`'${script}'`)}`,
+      "",
+    );
     expect(created.status).toBe(201);
     const id = created.body.id;
     await waitFor(async () => (await call<UnitRecord>("GET", `/units/${id}`)).body.stdoutSize > 0, "the first output");
@@ -177,12 +225,16 @@ describe("mesh-broker serve over TLS", () => {
     expect(before.stdoutSize).toBeLessThan("line 30\n".length * 30);
     broker = await start(broker.port);
     await waitFor(
-      async () => ["Succeeded", "Failed", "Canceled"].includes((await call<UnitRecord>("GET", `/units/${id}`)).body.state),
+      async () =>
+        ["Succeeded", "Failed", "Canceled"].includes((await call<UnitRecord>("GET", `/units/${id}`)).body.state),
       "the unit to finish",
       60_000,
     );
     expect((await call<UnitRecord>("GET", `/units/${id}`)).body.state).toBe("Succeeded");
-    const results = await request(`${broker.url}/v1/meshes/${mesh}/units/${id}/results`, { dispatcher, headers: { authorization: `Bearer ${adminToken}` } });
+    const results = await request(`${broker.url}/v1/meshes/${mesh}/units/${id}/results`, {
+      dispatcher,
+      headers: { authorization: `Bearer ${adminToken}` },
+    });
     const text = await results.body.text();
     expect(text.trim().split("\n")).toEqual(Array.from({ length: 30 }, (_, i) => `line ${i + 1}`));
     expect(
@@ -196,10 +248,23 @@ describe("mesh-broker serve over TLS", () => {
 describe("mesh-broker serve with a malformed var", () => {
   it("refuses to start, exit 2, naming the var and its value; no workerd is left", async () => {
     const state = await tempDir("serve-misconfigured");
-    const run = spawn(process.execPath, [join(ROOT, "dist/serve/cli.js"), "serve", "--state", state, "--listen", "127.0.0.1:0", "--var", "MAX_NODES=lots"], {
-      stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, MESH_ADMIN_TOKEN: "unused-admin-token" },
-    });
+    const run = spawn(
+      process.execPath,
+      [
+        join(ROOT, "dist/serve/cli.js"),
+        "serve",
+        "--state",
+        state,
+        "--listen",
+        "127.0.0.1:0",
+        "--var",
+        "MAX_NODES=lots",
+      ],
+      {
+        stdio: ["ignore", "pipe", "pipe"],
+        env: { ...process.env, MESH_ADMIN_TOKEN: "unused-admin-token" },
+      },
+    );
     let stderr = "";
     run.stderr?.on("data", (d) => (stderr += d));
     const code = await new Promise<number | null>((done) => run.once("exit", (c) => done(c)));

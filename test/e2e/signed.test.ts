@@ -21,7 +21,9 @@ let keyDir: string;
 let otherKeyDir: string;
 let signingKey: KeyObject;
 
-const config = (publicKey: string) => `- work-command: {worktype: sh, command: sh, params: "-c", allowruntimeparams: true, verifysignature: true}
+const config = (
+  publicKey: string,
+) => `- work-command: {worktype: sh, command: sh, params: "-c", allowruntimeparams: true, verifysignature: true}
 - work-command: {worktype: plain, command: sh, params: "-c", allowruntimeparams: true}
 - work-verification:
     publickey: ${publicKey}
@@ -33,7 +35,10 @@ beforeAll(async () => {
   for (const dir of [keyDir, otherKeyDir]) {
     const made = await sh(mesh, `$MESHCTL keygen --out ${dir}`);
     expect(made.code, made.stderr).toBe(0);
-    expect(JSON.parse(made.stdout.toString())).toEqual({ privateKey: join(dir, "signing-key.pem"), publicKey: join(dir, "verify-key.pem") });
+    expect(JSON.parse(made.stdout.toString())).toEqual({
+      privateKey: join(dir, "signing-key.pem"),
+      publicKey: join(dir, "verify-key.pem"),
+    });
   }
   signingKey = createPrivateKey(await readFile(join(keyDir, "signing-key.pem")));
   agent = await startAgent({ mesh, nodeId: NODE, config: config(join(keyDir, "verify-key.pem")), capacity: 2 });
@@ -72,7 +77,11 @@ async function submitSigned(opts: {
     ...opts.claims,
   };
   const signature = signClaims(claims, signingKey);
-  return { id, signature, reply: await post(id, signature, opts.sent?.script ?? opts.script, opts.sent?.payload ?? payload) };
+  return {
+    id,
+    signature,
+    reply: await post(id, signature, opts.sent?.script ?? opts.script, opts.sent?.payload ?? payload),
+  };
 }
 
 function post(id: string, signature: string | null, script: string, payload: string) {
@@ -111,7 +120,10 @@ describe("signed work", () => {
   it("signs a payload file, and without --node lets any node with the key run it", async () => {
     const file = join(await tempDir(), "payload");
     await writeFile(file, "from a file\n");
-    const run = await sh(mesh, `$MESHCTL work submit sh --sign-key ${keyDir}/signing-key.pem --sign-ttl 1m -a params=cat -p ${file} -f`);
+    const run = await sh(
+      mesh,
+      `$MESHCTL work submit sh --sign-key ${keyDir}/signing-key.pem --sign-ttl 1m -a params=cat -p ${file} -f`,
+    );
     expect(run.code, run.stderr).toBe(0);
     expect(run.stdout.toString()).toBe("from a file\n");
   });
@@ -129,23 +141,38 @@ describe("signed work", () => {
     );
     expect(run.code).toBe(1);
     expect(run.stdout.toString()).toBe("");
-    expect(run.stderr).toMatch(/Failed: signature refused: bad_signature: the signature does not verify with this agent's public key/);
+    expect(run.stderr).toMatch(
+      /Failed: signature refused: bad_signature: the signature does not verify with this agent's public key/,
+    );
   });
 
   it("refuses a payload other than the one signed", async () => {
-    const { id, reply } = await submitSigned({ script: "cat", payload: "echo harmless\n", sent: { payload: "echo tampered\n" } });
+    const { id, reply } = await submitSigned({
+      script: "cat",
+      payload: "echo harmless\n",
+      sent: { payload: "echo tampered\n" },
+    });
     expect(reply.status).toBe(201);
-    await expectRefused(id, /^signature refused: payload_mismatch: payload sha256 is [0-9a-f]{64}, but [0-9a-f]{64} was signed$/);
+    await expectRefused(
+      id,
+      /^signature refused: payload_mismatch: payload sha256 is [0-9a-f]{64}, but [0-9a-f]{64} was signed$/,
+    );
   });
 
   it("refuses params other than the ones signed", async () => {
-    const { id, reply } = await submitSigned({ script: "'echo signed-params'", sent: { script: "'echo changed-params'" } });
+    const { id, reply } = await submitSigned({
+      script: "'echo signed-params'",
+      sent: { script: "'echo changed-params'" },
+    });
     expect(reply.status).toBe(201);
     await expectRefused(id, /^signature refused: params_mismatch: params differ from the signed ones in "params"$/);
   });
 
   it("refuses an expired signature", async () => {
-    const { id, reply } = await submitSigned({ script: "'echo expired-ran'", claims: { exp: Math.floor(Date.now() / 1000) - 60 } });
+    const { id, reply } = await submitSigned({
+      script: "'echo expired-ran'",
+      claims: { exp: Math.floor(Date.now() / 1000) - 60 },
+    });
     expect(reply.status).toBe(201);
     await expectRefused(id, /^signature refused: expired: the signature expired at \S+, \d+ s ago$/);
   });
@@ -153,7 +180,10 @@ describe("signed work", () => {
   it("refuses a unit signed for another node", async () => {
     const { id, reply } = await submitSigned({ script: "'echo other-node-ran'", claims: { node: "elsewhere" } });
     expect(reply.status).toBe(201);
-    await expectRefused(id, /^signature refused: node_mismatch: signed for elsewhere, but the unit was submitted for signer$/);
+    await expectRefused(
+      id,
+      /^signature refused: node_mismatch: signed for elsewhere, but the unit was submitted for signer$/,
+    );
   });
 
   it("a signed unit id is used once: the same signature again is refused by the broker (the agent's own record is in test/unit/verify.test.ts)", async () => {
@@ -170,7 +200,12 @@ describe("signed work", () => {
     const { id } = await submitSigned({ script: "'echo still-serving'" });
     expect(await final(id)).toMatchObject({ state: "Succeeded" });
     expect((await api(mesh, "GET", `/units/${id}/results`)).body).toBe("still-serving\n");
-    const plain = await api<UnitRecord>(mesh, "POST", `/units?worktype=plain&param.params=${encodeURIComponent("'echo plain'")}`, { body: "" });
+    const plain = await api<UnitRecord>(
+      mesh,
+      "POST",
+      `/units?worktype=plain&param.params=${encodeURIComponent("'echo plain'")}`,
+      { body: "" },
+    );
     expect(await final(plain.body.id)).toMatchObject({ state: "Succeeded" });
     expect(agent.logs()).toMatch(/"event":"unit:signature-refused".*"problem":"unsigned"/);
   });
@@ -192,7 +227,17 @@ describe("signed work", () => {
     await writeFile(configPath, "- work-command: {worktype: sh, command: sh, verifysignature: true}\n");
     const child = spawn(
       process.execPath,
-      [...agentArgv({ broker: broker().url, token: "t", mesh, nodeId: "keyless", config: configPath, workDir: join(dir, "work") }), ...args()],
+      [
+        ...agentArgv({
+          broker: broker().url,
+          token: "t",
+          mesh,
+          nodeId: "keyless",
+          config: configPath,
+          workDir: join(dir, "work"),
+        }),
+        ...args(),
+      ],
       {
         stdio: ["ignore", "ignore", "pipe"],
       },

@@ -43,7 +43,8 @@ function npmStart(port: number): Start {
 async function ready(start: Start): Promise<void> {
   await waitFor(
     () => {
-      if (start.child.exitCode !== null) throw new Error(`npm start exited ${start.child.exitCode}:\n${start.output()}`);
+      if (start.child.exitCode !== null)
+        throw new Error(`npm start exited ${start.child.exitCode}:\n${start.output()}`);
       return start.output().includes("Ctrl-C stops both.");
     },
     "npm start to be ready",
@@ -79,10 +80,13 @@ describe("npm start", { timeout: 300_000 }, () => {
     const port = await freePort();
     const start = npmStart(port);
     await ready(start);
-    expect(start.output()).toContain(`The local node's credential now names http://127.0.0.1:${port} (it named http://127.0.0.1:${firstPort}).`);
+    expect(start.output()).toContain(
+      `The local node's credential now names http://127.0.0.1:${port} (it named http://127.0.0.1:${firstPort}).`,
+    );
     expect(start.output()).toMatch(/local\s+connected/);
     // The demo ran on the agent (ansible-runner's when installed).
-    if (!start.output().includes("ansible-runner is not installed")) expect(start.output()).toContain("status: successful");
+    if (!start.output().includes("ansible-runner is not installed"))
+      expect(start.output()).toContain("status: successful");
     expect(await readFile(join(home, "agent.log"), "utf8")).not.toContain("node_taken");
 
     const token = (await readFile(join(home, "admin-token"), "utf8")).trim();

@@ -39,11 +39,16 @@ describe("large streams", () => {
 
   it("50 MiB of results come back byte for byte, the same bytes the worker wrote", async () => {
     const produced = join(dir, "produced");
-    const result = await sh(mesh, `$MESHCTL work submit sh -f -p /dev/null -a params="'head -c 52428800 /dev/urandom | tee ${produced}'"`);
+    const result = await sh(
+      mesh,
+      `$MESHCTL work submit sh -f -p /dev/null -a params="'head -c 52428800 /dev/urandom | tee ${produced}'"`,
+    );
     expect(result.code).toBe(0);
     const written = await readFile(produced);
     expect(written.byteLength).toBe(50 * 1024 * 1024);
     expect(result.stdout.byteLength).toBe(written.byteLength);
-    expect(createHash("sha256").update(result.stdout).digest("hex")).toBe(createHash("sha256").update(written).digest("hex"));
+    expect(createHash("sha256").update(result.stdout).digest("hex")).toBe(
+      createHash("sha256").update(written).digest("hex"),
+    );
   });
 });

@@ -26,8 +26,14 @@ describe("shouldReport", () => {
 describe("localFailureDetail", () => {
   const errno = (code: string, message: string) => Object.assign(new Error(message), { code });
   it.each([
-    [errno("ENOSPC", "ENOSPC: no space left on device, write"), "node a3: no space left on device while writing the payload"],
-    [errno("EDQUOT", "EDQUOT: disk quota exceeded, write"), "node a3: no space left on device while writing the payload"],
+    [
+      errno("ENOSPC", "ENOSPC: no space left on device, write"),
+      "node a3: no space left on device while writing the payload",
+    ],
+    [
+      errno("EDQUOT", "EDQUOT: disk quota exceeded, write"),
+      "node a3: no space left on device while writing the payload",
+    ],
     [errno("EIO", "EIO: i/o error, write"), "node a3: agent error while writing the payload: EIO: i/o error, write"],
     ["a string", "node a3: agent error while writing the payload: a string"],
   ])("%s", (error, detail) => {

@@ -8,7 +8,10 @@ const env = { MESH_CANCEL_GRACE: "x", MESH_CAPACITY: "", MESH_MIN_FREE: "1G" };
 describe("agent option values", () => {
   it("takes the flag, else the environment variable, else nothing (the default applies)", () => {
     expect(setting("5", "--cancel-grace", env, "MESH_CANCEL_GRACE")).toEqual({ raw: "5", from: "--cancel-grace" });
-    expect(setting(undefined, "--cancel-grace", env, "MESH_CANCEL_GRACE")).toEqual({ raw: "x", from: "MESH_CANCEL_GRACE" });
+    expect(setting(undefined, "--cancel-grace", env, "MESH_CANCEL_GRACE")).toEqual({
+      raw: "x",
+      from: "MESH_CANCEL_GRACE",
+    });
     expect(setting(undefined, "--work-dir", env, "MESH_WORK_DIR")).toBeUndefined();
   });
 
@@ -35,11 +38,18 @@ describe("agent option values", () => {
 
   it("bytes: a size, or a clear error", () => {
     expect(bytes({ raw: "1G", from: "MESH_MIN_FREE" })).toBe(1024 ** 3);
-    expect(() => bytes({ raw: "lots", from: "--min-free" })).toThrow(new UsageError('--min-free takes a size such as 256MiB, 1G or 500MB, got "lots"'));
+    expect(() => bytes({ raw: "lots", from: "--min-free" })).toThrow(
+      new UsageError('--min-free takes a size such as 256MiB, 1G or 500MB, got "lots"'),
+    );
   });
 
   it("defaults are written once", () => {
-    expect(AGENT_DEFAULTS).toMatchObject({ mesh: "default", logLevel: "info", cancelGraceSeconds: 10, minFreeBytes: 256 * 1024 * 1024 });
+    expect(AGENT_DEFAULTS).toMatchObject({
+      mesh: "default",
+      logLevel: "info",
+      cancelGraceSeconds: 10,
+      minFreeBytes: 256 * 1024 * 1024,
+    });
     expect(AGENT_DEFAULTS.workDir).toMatch(/\.local\/state\/mesh-agent$/);
   });
 });

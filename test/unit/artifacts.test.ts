@@ -2,7 +2,14 @@ import { Readable } from "node:stream";
 import { zipSync } from "fflate";
 import { extract } from "tar-stream";
 import { describe, expect, it } from "vitest";
-import { type ArtifactStore, type ArtifactUnit, artifactFiles, jobEventName, maskCommand, safeName } from "../../broker/unit/artifacts.js";
+import {
+  type ArtifactStore,
+  type ArtifactUnit,
+  artifactFiles,
+  jobEventName,
+  maskCommand,
+  safeName,
+} from "../../broker/unit/artifacts.js";
 import type { EventRow } from "../../broker/unit/events.js";
 import { INITIAL_PARSE, parseEvents } from "../../broker/unit/events.js";
 import { REDACTED } from "../../broker/unit/redact.js";
@@ -11,7 +18,11 @@ import { type TarFile, tarStream } from "../../broker/unit/tar.js";
 const encoder = new TextEncoder();
 const ascii = (text: string) => encoder.encode(text);
 const unix = (mode: number) => ({ os: 3, attrs: mode * 0x10000 });
-const COMMAND = JSON.stringify({ command: ["ansible-playbook", "site.yml"], cwd: "/tmp/p", env: { SECRET: "hunter2", HOME: "/root" } });
+const COMMAND = JSON.stringify({
+  command: ["ansible-playbook", "site.yml"],
+  cwd: "/tmp/p",
+  env: { SECRET: "hunter2", HOME: "/root" },
+});
 
 function eventLine(counter: number, uuid = `uuid-${counter}`): string {
   return JSON.stringify({ uuid, counter, stdout: `ok ${counter}`, event: "runner_on_ok", event_data: { host: "h" } });
@@ -19,7 +30,14 @@ function eventLine(counter: number, uuid = `uuid-${counter}`): string {
 
 /** A worker stream shaped like ansible-runner's, with a real artifacts zip unless `zip` is given. */
 function runnerResults(options: { events?: number; zip?: Uint8Array | null; eof?: boolean } = {}): Uint8Array {
-  const lines = [JSON.stringify({ status: "starting", runner_ident: "r", command: ["ansible-playbook"], env: { SECRET: "hunter2" } })];
+  const lines = [
+    JSON.stringify({
+      status: "starting",
+      runner_ident: "r",
+      command: ["ansible-playbook"],
+      env: { SECRET: "hunter2" },
+    }),
+  ];
   lines.push(JSON.stringify({ status: "running", runner_ident: "r" }));
   for (let i = 1; i <= (options.events ?? 3); i++) lines.push(eventLine(i));
   lines.push(JSON.stringify({ status: "failed", runner_ident: "r" }));
@@ -56,7 +74,9 @@ function fakeStore(results: Uint8Array, chunk = 1000): ArtifactStore {
   }));
   return {
     readAt: (_stream, offset) =>
-      offset < results.byteLength ? results.slice(offset, Math.min(results.byteLength, (Math.floor(offset / chunk) + 1) * chunk)) : null,
+      offset < results.byteLength
+        ? results.slice(offset, Math.min(results.byteLength, (Math.floor(offset / chunk) + 1) * chunk))
+        : null,
     rangeReader: () => (offset, length) => results.slice(offset, Math.min(results.byteLength, offset + length)),
     eventsAfter: (after, limit) => rows.filter((r) => r.seq > after).slice(0, limit),
   };
@@ -64,7 +84,15 @@ function fakeStore(results: Uint8Array, chunk = 1000): ArtifactStore {
 
 function unitDoc(results: Uint8Array, fields: Partial<ArtifactUnit> = {}): ArtifactUnit {
   const { state } = parseEvents(INITIAL_PARSE, results, true);
-  return { id: "abcd1234", state: "Failed", stdoutSize: results.byteLength, exitCode: 2, finishedAt: "2026-01-01T00:00:01.000Z", parse: state, ...fields };
+  return {
+    id: "abcd1234",
+    state: "Failed",
+    stdoutSize: results.byteLength,
+    exitCode: 2,
+    finishedAt: "2026-01-01T00:00:01.000Z",
+    parse: state,
+    ...fields,
+  };
 }
 
 /** The tar's entries: name → contents (directories as null), in order. */
@@ -83,7 +111,8 @@ async function untar(stream: ReadableStream<Uint8Array>): Promise<Map<string, st
   return files;
 }
 
-const tarOf = (store: ArtifactStore, doc: ArtifactUnit, redact = false) => untar(tarStream(artifactFiles(store, doc, redact), () => undefined));
+const tarOf = (store: ArtifactStore, doc: ArtifactUnit, redact = false) =>
+  untar(tarStream(artifactFiles(store, doc, redact), () => undefined));
 
 describe("artifacts of an ansible-runner unit", () => {
   it("are the zip's files plus one job_events file per event, byte for byte its line", async () => {
@@ -145,7 +174,10 @@ describe("artifacts of an ansible-runner unit", () => {
   it("leave out events stored after the snapshot", async () => {
     const results = runnerResults({ zip: null, eof: false, events: 5 });
     const cut = results.indexOf(0x0a, Buffer.from(results).indexOf(eventLine(3))) + 1;
-    const files = await tarOf(fakeStore(results), unitDoc(results, { stdoutSize: cut, state: "Running", exitCode: null }));
+    const files = await tarOf(
+      fakeStore(results),
+      unitDoc(results, { stdoutSize: cut, state: "Running", exitCode: null }),
+    );
     expect([...files.keys()].filter((k) => k.includes(".json"))).toEqual([
       "artifacts/job_events/1-uuid-1.json",
       "artifacts/job_events/2-uuid-2.json",
@@ -157,7 +189,9 @@ describe("artifacts of an ansible-runner unit", () => {
   it("read 10,000 events a page at a time", async () => {
     const results = runnerResults({ events: 10_000 });
     const files = await tarOf(fakeStore(results, 64 * 1024), unitDoc(results));
-    expect([...files.keys()].filter((k) => k.startsWith("artifacts/job_events/") && k.endsWith(".json")).length).toBe(10_000);
+    expect([...files.keys()].filter((k) => k.startsWith("artifacts/job_events/") && k.endsWith(".json")).length).toBe(
+      10_000,
+    );
     expect(files.get("artifacts/job_events/10000-uuid-10000.json")).toBe(eventLine(10_000));
   });
 });
@@ -174,7 +208,10 @@ describe("artifacts of any other command", () => {
 
   it("are empty stdout for a unit that wrote nothing", async () => {
     const results = new Uint8Array();
-    const files = await tarOf(fakeStore(results), unitDoc(results, { state: "Canceled", exitCode: null, parse: INITIAL_PARSE }));
+    const files = await tarOf(
+      fakeStore(results),
+      unitDoc(results, { state: "Canceled", exitCode: null, parse: INITIAL_PARSE }),
+    );
     expect(files.get("artifacts/stdout")).toBe("");
     expect(files.get("artifacts/status")).toBe("canceled");
   });

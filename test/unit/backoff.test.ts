@@ -76,9 +76,9 @@ describe("reconnectDelay", () => {
   });
 
   it("waits at most as long as the link has been down, up to maxMs", () => {
-    expect([2000, 5000, 20_000, 30_000, 60_000, 10 ** 9].map((down) => reconnectDelay(down, draw(ALMOST_ONE)))).toEqual([
-      1999, 4999, 19_999, 29_999, 29_999, 29_999,
-    ]);
+    expect([2000, 5000, 20_000, 30_000, 60_000, 10 ** 9].map((down) => reconnectDelay(down, draw(ALMOST_ONE)))).toEqual(
+      [1999, 4999, 19_999, 29_999, 29_999, 29_999],
+    );
   });
 
   it("property: an integer in [0, min(maxMs, max(baseMs, downMs)))", () => {
@@ -100,14 +100,18 @@ describe("reconnectDelay", () => {
 
   it("property: an agent is back within max(baseMs, outage) of the broker's return, whatever it draws", () => {
     fc.assert(
-      fc.property(fc.integer({ min: 0, max: 30_000 }), fc.infiniteStream(fc.double({ min: 0, max: ALMOST_ONE, noNaN: true })), (outageMs, draws) => {
-        const random = () => draws.next().value as number;
-        const options = { baseMs: 2000, maxMs: 30_000, random };
-        // Tries at t ms after the drop until one finds the broker up again (t >= outageMs).
-        let t = reconnectDelay(0, options);
-        while (t < outageMs) t += reconnectDelay(t, options);
-        expect(t - outageMs).toBeLessThan(Math.max(2000, outageMs));
-      }),
+      fc.property(
+        fc.integer({ min: 0, max: 30_000 }),
+        fc.infiniteStream(fc.double({ min: 0, max: ALMOST_ONE, noNaN: true })),
+        (outageMs, draws) => {
+          const random = () => draws.next().value as number;
+          const options = { baseMs: 2000, maxMs: 30_000, random };
+          // Tries at t ms after the drop until one finds the broker up again (t >= outageMs).
+          let t = reconnectDelay(0, options);
+          while (t < outageMs) t += reconnectDelay(t, options);
+          expect(t - outageMs).toBeLessThan(Math.max(2000, outageMs));
+        },
+      ),
     );
   });
 });

@@ -33,7 +33,9 @@ describe("bench runs summarised", () => {
       { rows: [row(2, true, 3), row(72, true, 6)] },
     ]);
     expect(rows.map((r) => r.item)).toEqual([3, 6]);
-    expect(rows[1]!.result).toMatch(/^median 70 × \(min 70, max 72; 2 runs\)\. Median run: run 70; 1 run\(s\) failed: broker answered 503$/);
+    expect(rows[1]!.result).toMatch(
+      /^median 70 × \(min 70, max 72; 2 runs\)\. Median run: run 70; 1 run\(s\) failed: broker answered 503$/,
+    );
   });
 
   it("gives nothing when every run failed (the caller reports the failure)", () => {

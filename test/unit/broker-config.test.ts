@@ -11,17 +11,32 @@ describe("broker config", () => {
     expect(misconfiguredBroker({})).toBeNull();
   });
 
-  it.each([["abc"], [""], [" "], ["0"], ["-5"], ["1.5"], ["1e400"], ["9007199254740993"], ["0x10"], ["1e3"], [" 5"], ["5 "], ["1.0"], ["+5"], ["0b101"]])(
-    "refuses MAX_NODES=%j with a line naming the var and the value",
-    (value) => {
-      const { config, problems } = parseBrokerConfig({ MAX_NODES: value, NODE_LEASE_MS: "2000" });
-      expect(problems).toEqual([`MAX_NODES must be a positive integer, got ${JSON.stringify(value)}`]);
-      // The well-formed var still applies; the malformed one keeps its default for what keeps running.
-      expect(config.nodeLeaseMs).toBe(2000);
-      expect(config.maxNodes).toBe(1000);
-      expect(misconfiguredBroker({ MAX_NODES: value })).toBe(`broker misconfigured: MAX_NODES must be a positive integer, got ${JSON.stringify(value)}`);
-    },
-  );
+  it.each([
+    ["abc"],
+    [""],
+    [" "],
+    ["0"],
+    ["-5"],
+    ["1.5"],
+    ["1e400"],
+    ["9007199254740993"],
+    ["0x10"],
+    ["1e3"],
+    [" 5"],
+    ["5 "],
+    ["1.0"],
+    ["+5"],
+    ["0b101"],
+  ])("refuses MAX_NODES=%j with a line naming the var and the value", (value) => {
+    const { config, problems } = parseBrokerConfig({ MAX_NODES: value, NODE_LEASE_MS: "2000" });
+    expect(problems).toEqual([`MAX_NODES must be a positive integer, got ${JSON.stringify(value)}`]);
+    // The well-formed var still applies; the malformed one keeps its default for what keeps running.
+    expect(config.nodeLeaseMs).toBe(2000);
+    expect(config.maxNodes).toBe(1000);
+    expect(misconfiguredBroker({ MAX_NODES: value })).toBe(
+      `broker misconfigured: MAX_NODES must be a positive integer, got ${JSON.stringify(value)}`,
+    );
+  });
 
   it("names every malformed var in one line", () => {
     expect(misconfiguredBroker({ MAX_NODES: "x", PING_INTERVAL_MS: "0" })).toBe(

@@ -28,7 +28,11 @@ describe("commandArgs", () => {
 
   it("splits params on whitespace", () => {
     expectArgs(commandArgs(work("worker"), {}), ["worker"]);
-    expectArgs(commandArgs(work("worker --private-data-dir=/tmp/x  -v"), {}), ["worker", "--private-data-dir=/tmp/x", "-v"]);
+    expectArgs(commandArgs(work("worker --private-data-dir=/tmp/x  -v"), {}), [
+      "worker",
+      "--private-data-dir=/tmp/x",
+      "-v",
+    ]);
   });
 
   it("respects quotes and escapes like a shell", () => {
@@ -41,7 +45,11 @@ describe("commandArgs", () => {
   it("expands nothing: $ words stay literal", () => {
     expectArgs(commandArgs(work("$HOME x$BAR/y a=$5 $1 $$ $"), {}), ["$HOME", "x$BAR/y", "a=$5", "$1", "$$", "$"]);
     expectArgs(commandArgs(work(`'$x' "$y" \\$z`), {}), ["$x", "$y", "$z"]);
-    expectArgs(commandArgs(work("worker", true), { params: "--extra-vars price=$5" }), ["worker", "--extra-vars", "price=$5"]);
+    expectArgs(commandArgs(work("worker", true), { params: "--extra-vars price=$5" }), [
+      "worker",
+      "--extra-vars",
+      "price=$5",
+    ]);
   });
 
   it("appends runtime params when the work type allows them", () => {
@@ -84,14 +92,20 @@ describe("commandArgs", () => {
     expect(expectError(commandArgs(work(params), {}))).toMatch(/shell operators, globs or comments/);
   });
 
-  it.each([["x; rm -rf /"], ["x | tee y"], ["*.yml"], ["x # y"]])("refuses them in runtime params too: %j", (params) => {
-    expect(expectError(commandArgs(work("worker", true), { params }))).toMatch(/shell operators, globs or comments/);
-  });
+  it.each([["x; rm -rf /"], ["x | tee y"], ["*.yml"], ["x # y"]])(
+    "refuses them in runtime params too: %j",
+    (params) => {
+      expect(expectError(commandArgs(work("worker", true), { params }))).toMatch(/shell operators, globs or comments/);
+    },
+  );
 
-  it.each([["${HOME}"], ["a ${X:-d}"], ["'${HOME}'"]])("refuses ${…}, which the splitter cannot keep literal: %j", (params) => {
-    expect(expectError(commandArgs(work(params), {}))).toMatch(/may not contain \$\{/);
-    expect(expectError(commandArgs(work("worker", true), { params }))).toMatch(/may not contain \$\{/);
-  });
+  it.each([["${HOME}"], ["a ${X:-d}"], ["'${HOME}'"]])(
+    "refuses ${…}, which the splitter cannot keep literal: %j",
+    (params) => {
+      expect(expectError(commandArgs(work(params), {}))).toMatch(/may not contain \$\{/);
+      expect(expectError(commandArgs(work("worker", true), { params }))).toMatch(/may not contain \$\{/);
+    },
+  );
 
   it("refuses NUL bytes, which spawn would throw on", () => {
     expect(expectError(commandArgs(work("a\0b"), {}))).toMatch(/NUL/);

@@ -37,7 +37,14 @@ describe("parseConfig", () => {
     expect(parseConfig(RECEPTOR_CONF)).toEqual({
       nodeId: "execution",
       workCommands: [
-        { worktype: "ansible-runner", command: "ansible-runner", params: "worker", allowruntimeparams: true, verifysignature: false, envallow: [] },
+        {
+          worktype: "ansible-runner",
+          command: "ansible-runner",
+          params: "worker",
+          allowruntimeparams: true,
+          verifysignature: false,
+          envallow: [],
+        },
       ],
       verifyKey: null,
       ignored: ["log-level", "tcp-listener", "control-service"],
@@ -87,7 +94,14 @@ describe("parseConfig", () => {
     expect(config).toEqual({
       nodeId: "exec-1.example.com",
       workCommands: [
-        { worktype: "ansible-runner", command: "ansible-runner", params: "worker", allowruntimeparams: true, verifysignature: true, envallow: [] },
+        {
+          worktype: "ansible-runner",
+          command: "ansible-runner",
+          params: "worker",
+          allowruntimeparams: true,
+          verifysignature: true,
+          envallow: [],
+        },
       ],
       verifyKey: "/etc/receptor/work_public_key.pem",
       ignored: ["log-level", "tls-server", "tls-client", "tcp-listener", "control-service"],
@@ -126,23 +140,41 @@ describe("parseConfig", () => {
 `);
     expect(config.nodeId).toBe("awx-1");
     expect(config.workCommands).toEqual([
-      { worktype: "local", command: "ansible-runner", params: "worker", allowruntimeparams: true, verifysignature: false, envallow: [] },
+      {
+        worktype: "local",
+        command: "ansible-runner",
+        params: "worker",
+        allowruntimeparams: true,
+        verifysignature: false,
+        envallow: [],
+      },
     ]);
-    expect(config.ignored).toEqual(["log-level", "local-only", "tcp-peer", "work-signing", "control-service", "work-kubernetes"]);
+    expect(config.ignored).toEqual([
+      "log-level",
+      "local-only",
+      "tcp-peer",
+      "work-signing",
+      "control-service",
+      "work-kubernetes",
+    ]);
   });
 
   it("reads receptor's work-verification entry, in its mapping and bare forms", () => {
-    expect(parseConfig("- work-verification:\n    publickey: /etc/receptor/work-public.pem\n").verifyKey).toBe("/etc/receptor/work-public.pem");
+    expect(parseConfig("- work-verification:\n    publickey: /etc/receptor/work-public.pem\n").verifyKey).toBe(
+      "/etc/receptor/work-public.pem",
+    );
     expect(parseConfig("- work-verification: keys/verify-key.pem\n").verifyKey).toBe("keys/verify-key.pem");
     expect(parseConfig("- work-signing: {privatekey: /k.pem}\n").ignored).toEqual(["work-signing"]);
   });
 
-  it.each([["- work-verification:"], ["- work-verification: {}"], ["- work-verification: {publickey: ''}"], ["- work-verification: {publickey: [a]}"]])(
-    "rejects a work-verification entry without a key path: %j",
-    (text) => {
-      expect(configError(text).message).toMatch(/work-verification needs publickey: PATH/);
-    },
-  );
+  it.each([
+    ["- work-verification:"],
+    ["- work-verification: {}"],
+    ["- work-verification: {publickey: ''}"],
+    ["- work-verification: {publickey: [a]}"],
+  ])("rejects a work-verification entry without a key path: %j", (text) => {
+    expect(configError(text).message).toMatch(/work-verification needs publickey: PATH/);
+  });
 
   it("reads flow-style entries and applies defaults", () => {
     const config = parseConfig(`
@@ -159,7 +191,14 @@ describe("parseConfig", () => {
     expect(config.nodeId).toBe("x");
     expect(config.ignored).toEqual([]);
     expect(config.workCommands).toEqual([
-      { worktype: "echo", command: "/bin/cat", params: "", allowruntimeparams: false, verifysignature: false, envallow: [] },
+      {
+        worktype: "echo",
+        command: "/bin/cat",
+        params: "",
+        allowruntimeparams: false,
+        verifysignature: false,
+        envallow: [],
+      },
       {
         worktype: "signed",
         command: "ansible-runner",
@@ -169,7 +208,9 @@ describe("parseConfig", () => {
         envallow: ["SSH_AUTH_SOCK", "AWS_*"],
       },
     ]);
-    expect(() => parseConfig('- work-command: {worktype: x, command: y, envallow: ["A=B"]}')).toThrow(/envallow entries are variable names/);
+    expect(() => parseConfig('- work-command: {worktype: x, command: y, envallow: ["A=B"]}')).toThrow(
+      /envallow entries are variable names/,
+    );
   });
 
   it("reports other receptor entries as ignored, in order", () => {
@@ -208,9 +249,12 @@ describe("parseConfig", () => {
     expect(error.message).toMatch(/one key/);
   });
 
-  it.each([["- just-a-string"], ["- [a, b]"], ["- {}"], ["- null"]])("rejects a non-mapping or empty entry %j", (text) => {
-    expect(configError(text).message).toMatch(/entry 1 must be a mapping with one key/);
-  });
+  it.each([["- just-a-string"], ["- [a, b]"], ["- {}"], ["- null"]])(
+    "rejects a non-mapping or empty entry %j",
+    (text) => {
+      expect(configError(text).message).toMatch(/entry 1 must be a mapping with one key/);
+    },
+  );
 
   it("rejects a duplicate work type", () => {
     const error = configError(`
@@ -241,7 +285,9 @@ describe("parseConfig", () => {
   });
 
   it("rejects wrongly typed fields", () => {
-    expect(configError("- work-command: {worktype: echo, command: cat, allowruntimeparams: 'yes'}").message).toMatch(/allowruntimeparams/);
+    expect(configError("- work-command: {worktype: echo, command: cat, allowruntimeparams: 'yes'}").message).toMatch(
+      /allowruntimeparams/,
+    );
     expect(configError("- work-command: {worktype: echo, command: cat, params: [a, b]}").message).toMatch(/params/);
     expect(configError("- work-command:").message).toMatch(/work-command 1/);
   });

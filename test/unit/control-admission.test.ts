@@ -15,7 +15,13 @@ const status: MeshStatus = {
   units: { pending: 0, running: 0 },
 };
 const bridge: BridgeSide = { nodeId: "awx-1", secureLink: true, hasSigningKey: true };
-const req = (node: string, worktype: string, more: Partial<SubmitRequest> = {}): SubmitRequest => ({ node, worktype, params: {}, signwork: false, ...more });
+const req = (node: string, worktype: string, more: Partial<SubmitRequest> = {}): SubmitRequest => ({
+  node,
+  worktype,
+  params: {},
+  signwork: false,
+  ...more,
+});
 
 describe("admit", () => {
   it.each<[string, SubmitRequest, Partial<BridgeSide>, ReturnType<typeof admit>]>([
@@ -43,7 +49,10 @@ describe("admit", () => {
       "local work with the own agent away fails at once",
       req("localhost", "local"),
       { nodeId: "awx-3" },
-      { ok: false, error: "unknown work type local (no agent with node id awx-3, this control service's own node, is connected)" },
+      {
+        ok: false,
+        error: "unknown work type local (no agent with node id awx-3, this control service's own node, is connected)",
+      },
     ],
     [
       "another controller's agent does not count as local",
@@ -75,7 +84,12 @@ describe("admit", () => {
       {},
       { ok: false, error: "extra params provided but not allowed" },
     ],
-    ["an empty params is no runtime params", req("edge-1", "plain", { params: { params: "" } }), {}, { ok: true, node: "edge-1", sign: false }],
+    [
+      "an empty params is no runtime params",
+      req("edge-1", "plain", { params: { params: "" } }),
+      {},
+      { ok: true, node: "edge-1", sign: false },
+    ],
     ["a work type the node lacks", req("edge-1", "nope"), {}, { ok: false, error: "unknown work type nope" }],
     [
       "signwork without a key",
@@ -89,14 +103,24 @@ describe("admit", () => {
       {},
       { ok: true, node: "edge-gone", sign: false },
     ],
-    ["a node never seen: the unit waits for it", req("edge-new", "anything", { signwork: true }), {}, { ok: true, node: "edge-new", sign: true }],
+    [
+      "a node never seen: the unit waits for it",
+      req("edge-new", "anything", { signwork: true }),
+      {},
+      { ok: true, node: "edge-new", sign: true },
+    ],
     [
       "secret_* params over plain HTTP",
       req("edge-1", "plain", { params: { secret_kube_pod: "p" } }),
       { secureLink: false },
       { ok: false, error: "cannot send secrets over a non-TLS connection" },
     ],
-    ["secret_* params over HTTPS or loopback", req("edge-1", "plain", { params: { secret_kube_pod: "p" } }), {}, { ok: true, node: "edge-1", sign: false }],
+    [
+      "secret_* params over HTTPS or loopback",
+      req("edge-1", "plain", { params: { secret_kube_pod: "p" } }),
+      {},
+      { ok: true, node: "edge-1", sign: false },
+    ],
   ])("%s", (_name, request, side, expected) => {
     expect(admit(request, status, { ...bridge, ...side })).toEqual(expected);
   });

@@ -4,7 +4,13 @@ import { PassThrough, Readable } from "node:stream";
 import { describe, expect, it } from "vitest";
 import { createLogger } from "../../shared/node/log.js";
 import { MeshApiError, type SubmitOptions } from "../../meshctl/client.js";
-import { type Broker, type CommandContext, SIGNED_WAIT_MS, type Session, runCommand } from "../../meshctl/control/commands.js";
+import {
+  type Broker,
+  type CommandContext,
+  SIGNED_WAIT_MS,
+  type Session,
+  runCommand,
+} from "../../meshctl/control/commands.js";
 import { parseCommand } from "../../meshctl/control/protocol.js";
 import type { MeshStatus, UnitRecord } from "../../shared/unit.js";
 import { node, wt } from "./fixtures/node-status.js";
@@ -52,7 +58,9 @@ class FakeBroker implements Broker {
   status = async (): Promise<MeshStatus> => ({ mesh: "m", nodes: this.nodes, units: { pending: 0, running: 0 } });
   records = async (origin: string): Promise<UnitRecord[]> => {
     this.listed.push(origin);
-    return [...this.units.values()].filter((u): u is UnitRecord => !(u instanceof MeshApiError) && u.origin === origin && u.state !== "Released");
+    return [...this.units.values()].filter(
+      (u): u is UnitRecord => !(u instanceof MeshApiError) && u.origin === origin && u.state !== "Released",
+    );
   };
   unit = async (id: string): Promise<UnitRecord> => {
     const unit = this.units.get(id);
@@ -74,7 +82,12 @@ class FakeBroker implements Broker {
   results: Broker["results"] = async () => 0;
 }
 
-async function run(line: string, broker: FakeBroker, payload: Readable = Readable.from([]), more: Partial<CommandContext> = {}) {
+async function run(
+  line: string,
+  broker: FakeBroker,
+  payload: Readable = Readable.from([]),
+  more: Partial<CommandContext> = {},
+) {
   const parsed = parseCommand(line);
   if (!parsed.ok) throw new Error(parsed.error);
   let written = "";
@@ -128,18 +141,35 @@ describe("work submit", () => {
     ]);
   });
 
-  it.each(["localhost", "LOCALHOST", "bridge", ""])("sends work for node %j to the agent with the bridge's node id only", async (target) => {
-    const broker = new FakeBroker();
-    await run(JSON.stringify({ command: "work", subcommand: "submit", node: target, worktype: "local", params: "--private-data-dir=/tmp/x" }), broker);
-    expect(broker.submitted[0]!.options.node).toBe("bridge");
-  });
+  it.each(["localhost", "LOCALHOST", "bridge", ""])(
+    "sends work for node %j to the agent with the bridge's node id only",
+    async (target) => {
+      const broker = new FakeBroker();
+      await run(
+        JSON.stringify({
+          command: "work",
+          subcommand: "submit",
+          node: target,
+          worktype: "local",
+          params: "--private-data-dir=/tmp/x",
+        }),
+        broker,
+      );
+      expect(broker.submitted[0]!.options.node).toBe("bridge");
+    },
+  );
 
   it("refuses local work at once when the bridge's own agent is not connected", async () => {
     const broker = new FakeBroker();
     broker.nodes = [node("edge-1", [wt("local")]), node("bridge", [wt("local")], { connected: false })];
-    const { after, written } = await run('{"command":"work","subcommand":"submit","node":"localhost","worktype":"local"}', broker);
+    const { after, written } = await run(
+      '{"command":"work","subcommand":"submit","node":"localhost","worktype":"local"}',
+      broker,
+    );
     expect(after).toBe("close");
-    expect(written).toMatch(/^ERROR: unknown work type local \(no agent with node id bridge, this control service's own node, is connected\)\n$/);
+    expect(written).toMatch(
+      /^ERROR: unknown work type local \(no agent with node id bridge, this control service's own node, is connected\)\n$/,
+    );
     expect(broker.submitted).toEqual([]);
   });
 
@@ -157,23 +187,29 @@ describe("work submit", () => {
 
   it("refuses signwork without a signing key, and a bad ttl, before taking a payload", async () => {
     const broker = new FakeBroker();
-    expect(await run('{"command":"work","subcommand":"submit","node":"edge-9","worktype":"cat","signwork":"true"}', broker)).toEqual({
+    expect(
+      await run('{"command":"work","subcommand":"submit","node":"edge-9","worktype":"cat","signwork":"true"}', broker),
+    ).toEqual({
       after: "close",
       written: "ERROR: cannot sign work: signing key is empty\n",
     });
-    expect((await run('{"command":"work","subcommand":"submit","node":"edge-1","worktype":"cat","signwork":"true"}', broker)).written).toBe(
-      "ERROR: work type did not expect a signature\n",
-    );
-    expect((await run('{"command":"work","subcommand":"submit","node":"edge-1","worktype":"cat","ttl":"later"}', broker)).written).toMatch(
-      /^ERROR: bad duration "later"/,
-    );
+    expect(
+      (await run('{"command":"work","subcommand":"submit","node":"edge-1","worktype":"cat","signwork":"true"}', broker))
+        .written,
+    ).toBe("ERROR: work type did not expect a signature\n");
+    expect(
+      (await run('{"command":"work","subcommand":"submit","node":"edge-1","worktype":"cat","ttl":"later"}', broker))
+        .written,
+    ).toMatch(/^ERROR: bad duration "later"/);
     expect(broker.submitted).toEqual([]);
   });
 
   it("refuses secret_* params over a plain-HTTP broker link, before taking a payload", async () => {
     const broker = new FakeBroker();
     const line = '{"command":"work","subcommand":"submit","node":"edge-1","worktype":"cat","Secret_kube_config":"x"}';
-    expect((await run(line, broker, Readable.from([]), { secureLink: false })).written).toBe("ERROR: cannot send secrets over a non-TLS connection\n");
+    expect((await run(line, broker, Readable.from([]), { secureLink: false })).written).toBe(
+      "ERROR: cannot send secrets over a non-TLS connection\n",
+    );
     expect(broker.submitted).toEqual([]);
     await run(line, broker);
     expect(broker.submitted[0]!.options.params).toEqual({ Secret_kube_config: "x" });
@@ -191,15 +227,21 @@ describe("work submit", () => {
 
 describe("signed work", () => {
   const key = generateKeyPairSync("ed25519").privateKey;
-  const claimsOf = (signature: string) => JSON.parse(Buffer.from(signature.split(".")[0]!, "base64url").toString()) as { exp: number; node: string };
+  const claimsOf = (signature: string) =>
+    JSON.parse(Buffer.from(signature.split(".")[0]!, "base64url").toString()) as { exp: number; node: string };
 
   it("signs for the unit's whole wait: no ttl gives SIGNED_WAIT_MS as both the ttl and the signature's lifetime", async () => {
     const broker = new FakeBroker();
     broker.nodes = [node("edge-1", [wt("ansible-runner", { verifySignature: true, allowRuntimeParams: true })])];
     const before = Math.floor(Date.now() / 1000);
-    await run('{"command":"work","subcommand":"submit","node":"edge-1","worktype":"ansible-runner","signwork":"true"}', broker, Readable.from(["x"]), {
-      signingKey: key,
-    });
+    await run(
+      '{"command":"work","subcommand":"submit","node":"edge-1","worktype":"ansible-runner","signwork":"true"}',
+      broker,
+      Readable.from(["x"]),
+      {
+        signingKey: key,
+      },
+    );
     const { options } = broker.submitted[0]!;
     expect(options.ttl).toBe(`${SIGNED_WAIT_MS / 1000}s`);
     const claims = claimsOf(options.signature!);
@@ -211,9 +253,14 @@ describe("signed work", () => {
   it("a ttl bounds both", async () => {
     const broker = new FakeBroker();
     broker.nodes = [node("edge-1", [wt("ansible-runner", { verifySignature: true, allowRuntimeParams: true })])];
-    await run('{"command":"work","subcommand":"submit","node":"edge-1","worktype":"ansible-runner","signwork":"true","ttl":"20s"}', broker, Readable.from([]), {
-      signingKey: key,
-    });
+    await run(
+      '{"command":"work","subcommand":"submit","node":"edge-1","worktype":"ansible-runner","signwork":"true","ttl":"20s"}',
+      broker,
+      Readable.from([]),
+      {
+        signingKey: key,
+      },
+    );
     const { options } = broker.submitted[0]!;
     expect(options.ttl).toBe("20s");
     expect(claimsOf(options.signature!).exp - Date.now() / 1000).toBeLessThanOrEqual(20);
@@ -248,7 +295,10 @@ describe("unit commands", () => {
   });
 
   it("says unknown work unit in receptor's words, and keeps the connection", async () => {
-    expect(await run("work status Zz000000", new FakeBroker())).toEqual({ after: "next", written: "ERROR: unknown work unit Zz000000\n" });
+    expect(await run("work status Zz000000", new FakeBroker())).toEqual({
+      after: "next",
+      written: "ERROR: unknown work unit Zz000000\n",
+    });
   });
 
   it("refuses to cancel another bridge's unit, and cancels its own and meshctl's", async () => {
@@ -289,7 +339,10 @@ describe("unit commands", () => {
       asked.push({ id, offset: options?.offset, follow: options?.follow });
       return 0;
     };
-    expect(await run("work results Aa000001 7", broker)).toEqual({ after: "close", written: "Streaming results for work unit Aa000001\n" });
+    expect(await run("work results Aa000001 7", broker)).toEqual({
+      after: "close",
+      written: "Streaming results for work unit Aa000001\n",
+    });
     expect(asked).toEqual([{ id: "Aa000001", offset: 7, follow: true }]);
   });
 });
@@ -298,7 +351,11 @@ describe("ping", () => {
   it("reaches itself and connected nodes, and reports the rest", async () => {
     const broker = new FakeBroker();
     broker.nodes = [node("edge-1", [])];
-    for (const target of ["bridge", "edge-1"]) expect(JSON.parse((await run(`ping ${target}`, broker)).written)).toMatchObject({ Success: true, From: target });
-    expect(JSON.parse((await run("ping edge-2", broker)).written)).toEqual({ Success: false, Error: "node edge-2 is not connected to mesh m" });
+    for (const target of ["bridge", "edge-1"])
+      expect(JSON.parse((await run(`ping ${target}`, broker)).written)).toMatchObject({ Success: true, From: target });
+    expect(JSON.parse((await run("ping edge-2", broker)).written)).toEqual({
+      Success: false,
+      Error: "node edge-2 is not connected to mesh m",
+    });
   });
 });

@@ -1,5 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { type Parsed, errorLine, greeting, parseCommand, resultsHeaderLine, submitCreatedLine } from "../../meshctl/control/protocol.js";
+import {
+  type Parsed,
+  errorLine,
+  greeting,
+  parseCommand,
+  resultsHeaderLine,
+  submitCreatedLine,
+} from "../../meshctl/control/protocol.js";
 import { isSecureLink, parseTcpAddress } from "../../meshctl/control/main.js";
 
 const command = (line: string) => {
@@ -39,10 +46,20 @@ describe("word commands", () => {
     ["work force-release AbCd1234", { kind: "work-force-release", unitId: "AbCd1234" }],
     ["work results AbCd1234", { kind: "work-results", unitId: "AbCd1234", startpos: 0 }],
     ["work results AbCd1234 1024", { kind: "work-results", unitId: "AbCd1234", startpos: 1024 }],
-    ["work submit localhost cat", { kind: "work-submit", node: "localhost", worktype: "cat", params: {}, ttl: null, signwork: false }],
+    [
+      "work submit localhost cat",
+      { kind: "work-submit", node: "localhost", worktype: "cat", params: {}, ttl: null, signwork: false },
+    ],
     [
       "work submit edge-1 ansible-runner --worker-info x",
-      { kind: "work-submit", node: "edge-1", worktype: "ansible-runner", params: { params: "--worker-info x" }, ttl: null, signwork: false },
+      {
+        kind: "work-submit",
+        node: "edge-1",
+        worktype: "ansible-runner",
+        params: { params: "--worker-info x" },
+        ttl: null,
+        signwork: false,
+      },
     ],
   ])("%s", (line, expected) => {
     expect(command(line)).toEqual(expected);
@@ -77,7 +94,10 @@ describe("reload", () => {
 
 describe("JSON commands", () => {
   it("reads receptorctl's version probe", () => {
-    expect(command('{"command":"status","requested_fields":["Version"]}')).toEqual({ kind: "status", requestedFields: ["Version"] });
+    expect(command('{"command":"status","requested_fields":["Version"]}')).toEqual({
+      kind: "status",
+      requestedFields: ["Version"],
+    });
   });
 
   it("reads a receptorctl work submit, passing unknown keys on as params", () => {
@@ -105,7 +125,9 @@ describe("JSON commands", () => {
 
   it('reads any signwork but "true" as false, as receptor does', () => {
     for (const signwork of ["false", "yes", "True", ""]) {
-      expect(command(JSON.stringify({ command: "work", subcommand: "submit", node: "n", worktype: "w", signwork }))).toMatchObject({ signwork: false });
+      expect(
+        command(JSON.stringify({ command: "work", subcommand: "submit", node: "n", worktype: "w", signwork })),
+      ).toMatchObject({ signwork: false });
     }
   });
 
@@ -114,11 +136,20 @@ describe("JSON commands", () => {
     ['{"command":"work","subcommand":"list"}', { kind: "work-list", unitId: null }],
     ['{"command":"work","subcommand":"list","unitid":"AbCd1234"}', { kind: "work-list", unitId: "AbCd1234" }],
     ['{"command":"work","subcommand":"RELEASE","unitid":"AbCd1234"}', { kind: "work-release", unitId: "AbCd1234" }],
-    ['{"command":"work","subcommand":"results","unitid":"AbCd1234","startpos":7}', { kind: "work-results", unitId: "AbCd1234", startpos: 7 }],
-    ['{"command":"work","subcommand":"results","unitid":"AbCd1234","startpos":"7"}', { kind: "work-results", unitId: "AbCd1234", startpos: 7 }],
+    [
+      '{"command":"work","subcommand":"results","unitid":"AbCd1234","startpos":7}',
+      { kind: "work-results", unitId: "AbCd1234", startpos: 7 },
+    ],
+    [
+      '{"command":"work","subcommand":"results","unitid":"AbCd1234","startpos":"7"}',
+      { kind: "work-results", unitId: "AbCd1234", startpos: 7 },
+    ],
     ['{"command":"ping","target":"edge-1"}', { kind: "ping", target: "edge-1" }],
     ['{"command":"status"}', { kind: "status", requestedFields: null }],
-    ['{"command":"work","subcommand":"results","unitid":"AbCd1234","startpos":0}', { kind: "work-results", unitId: "AbCd1234", startpos: 0 }],
+    [
+      '{"command":"work","subcommand":"results","unitid":"AbCd1234","startpos":0}',
+      { kind: "work-results", unitId: "AbCd1234", startpos: 0 },
+    ],
   ])("%s", (line, expected) => {
     expect(command(line)).toEqual(expected);
   });
@@ -133,17 +164,32 @@ describe("JSON commands", () => {
     ['{"command":"status","requested_fields":[1]}', /^each element of requested_fields must be a string$/],
     ['{"command":"status","requested_fields":["Version",1]}', /^each element of requested_fields must be a string$/],
     ['{"command":"work","subcommand":"frobnicate","unitid":"a"}', /^bad command$/],
-    ['{"command":"work","subcommand":"results","unitid":"a","startpos":true}', /^field startpos value true is not convertible to an int$/],
-    ['{"command":"work","subcommand":"results","unitid":"a","startpos":"7x"}', /^field startpos value "7x" is not convertible to an int$/],
-    ['{"command":"work","subcommand":"results","unitid":"a","startpos":"x7"}', /^field startpos value "x7" is not convertible to an int$/],
+    [
+      '{"command":"work","subcommand":"results","unitid":"a","startpos":true}',
+      /^field startpos value true is not convertible to an int$/,
+    ],
+    [
+      '{"command":"work","subcommand":"results","unitid":"a","startpos":"7x"}',
+      /^field startpos value "7x" is not convertible to an int$/,
+    ],
+    [
+      '{"command":"work","subcommand":"results","unitid":"a","startpos":"x7"}',
+      /^field startpos value "x7" is not convertible to an int$/,
+    ],
     ['{"command":"ping"}', /^no ping target$/],
     ['{"command":"ping","target":1}', /^ping target must be string$/],
     ['{"command":"work"}', /^field subcommand missing$/],
     ['{"command":"work","subcommand":"status"}', /^field unitid missing$/],
     ['{"command":"work","subcommand":"cancel","unitid":5}', /^field unitid must be a string$/],
     ['{"command":"work","subcommand":"results","unitid":"a"}', /^field startpos missing$/],
-    ['{"command":"work","subcommand":"results","unitid":"a","startpos":-1}', /^field startpos value -1 is not convertible to an int$/],
-    ['{"command":"work","subcommand":"submit","node":"n","worktype":"w","ttl":30}', /^submit parameters must all be strings and ttl is not$/],
+    [
+      '{"command":"work","subcommand":"results","unitid":"a","startpos":-1}',
+      /^field startpos value -1 is not convertible to an int$/,
+    ],
+    [
+      '{"command":"work","subcommand":"submit","node":"n","worktype":"w","ttl":30}',
+      /^submit parameters must all be strings and ttl is not$/,
+    ],
     ['{"command":"work","subcommand":"submit","worktype":"w"}', /^field node missing$/],
     ['{"command":"work","subcommand":"submit","node":"n"}', /^field worktype missing$/],
     ['{"command":"work","subcommand":"submit","node":"n","worktype":"../x"}', /^unknown work type \.\.\/x: /],

@@ -1,5 +1,13 @@
 import { describe, expect, it } from "vitest";
-import { RECEPTOR_PROTOCOL_VERSION, goDuration, goJson, meshStatusReply, pingReply, unitStatusRecord, workListReply } from "../../meshctl/control/records.js";
+import {
+  RECEPTOR_PROTOCOL_VERSION,
+  goDuration,
+  goJson,
+  meshStatusReply,
+  pingReply,
+  unitStatusRecord,
+  workListReply,
+} from "../../meshctl/control/records.js";
 import type { MeshStatus, NodeStatus, UnitRecord } from "../../shared/unit.js";
 
 const unit = (overrides: Partial<UnitRecord> = {}): UnitRecord => ({
@@ -86,12 +94,16 @@ describe("unit status record", () => {
   });
 
   it("leaves secret_* params out, as receptor's Status() does", () => {
-    const record = unitStatusRecord(unit({ params: { params: "x", secret_kube_pod: "pod", SECRET_kube_config: "cfg" } }));
+    const record = unitStatusRecord(
+      unit({ params: { params: "x", secret_kube_pod: "pod", SECRET_kube_config: "cfg" } }),
+    );
     expect(record.ExtraData).toMatchObject({ RemoteParams: { params: "x" } });
   });
 
   it("names the requested node until one takes the unit, and carries the ttl as Expiration", () => {
-    const record = unitStatusRecord(unit({ node: null, state: "Pending", stateNumber: 0, expiresAt: "2026-01-01T01:00:00.000Z", signed: true }));
+    const record = unitStatusRecord(
+      unit({ node: null, state: "Pending", stateNumber: 0, expiresAt: "2026-01-01T01:00:00.000Z", signed: true }),
+    );
     expect(record.ExtraData).toMatchObject({
       RemoteNode: "edge-1",
       RemoteUnitID: "",
@@ -123,7 +135,12 @@ describe("unit status record", () => {
 describe("status", () => {
   const status: MeshStatus = {
     mesh: "m",
-    nodes: [node("edge-2", { tags: { site: "b" } }), node("edge-1"), node("gone", { connected: false }), node("lost", { lost: true })],
+    nodes: [
+      node("edge-2", { tags: { site: "b" } }),
+      node("edge-1"),
+      node("gone", { connected: false }),
+      node("lost", { lost: true }),
+    ],
     units: { pending: 0, running: 0 },
   };
 
@@ -152,7 +169,14 @@ describe("status", () => {
       KnownConnectionCosts: { bridge: { "edge-1": 1, "edge-2": 1 }, "edge-1": { bridge: 1 }, "edge-2": { bridge: 1 } },
     });
     expect(reply.Advertisements).toEqual([
-      { NodeID: "bridge", Service: "control", Time: "2026-01-01T00:00:10.000Z", ConnType: 1, Tags: null, WorkCommands: null },
+      {
+        NodeID: "bridge",
+        Service: "control",
+        Time: "2026-01-01T00:00:10.000Z",
+        ConnType: 1,
+        Tags: null,
+        WorkCommands: null,
+      },
       {
         NodeID: "edge-1",
         Service: "control",
@@ -182,7 +206,11 @@ describe("status", () => {
 
 describe("ping", () => {
   it("answers as receptor's ping does", () => {
-    expect(goJson(pingReply({ ok: true, from: "edge-1", ns: 1_500_000 }))).toBe('{"From":"edge-1","Success":true,"Time":1500000,"TimeStr":"1.5ms"}');
-    expect(goJson(pingReply({ ok: false, error: "node x is not connected to mesh m" }))).toBe('{"Error":"node x is not connected to mesh m","Success":false}');
+    expect(goJson(pingReply({ ok: true, from: "edge-1", ns: 1_500_000 }))).toBe(
+      '{"From":"edge-1","Success":true,"Time":1500000,"TimeStr":"1.5ms"}',
+    );
+    expect(goJson(pingReply({ ok: false, error: "node x is not connected to mesh m" }))).toBe(
+      '{"Error":"node x is not connected to mesh m","Success":false}',
+    );
   });
 });

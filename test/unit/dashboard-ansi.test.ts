@@ -6,8 +6,12 @@ const E = "\x1b";
 
 describe("ansiToHtml", () => {
   it("escapes HTML in plain and coloured text, so markup in output stays text", () => {
-    expect(ansiToHtml(`<script>alert("x")</script> & 'y'`)).toBe("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;y&#39;");
-    expect(ansiToHtml(`${E}[31m<img src=x onerror=alert(1)>${E}[0m`)).toBe('<span class="ansi-fg-1">&lt;img src=x onerror=alert(1)&gt;</span>');
+    expect(ansiToHtml(`<script>alert("x")</script> & 'y'`)).toBe(
+      "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;y&#39;",
+    );
+    expect(ansiToHtml(`${E}[31m<img src=x onerror=alert(1)>${E}[0m`)).toBe(
+      '<span class="ansi-fg-1">&lt;img src=x onerror=alert(1)&gt;</span>',
+    );
   });
 
   it("leaves text without escapes alone", () => {
@@ -38,12 +42,16 @@ describe("ansiToHtml", () => {
     expect(ansiToHtml(`${E}[38;5;208mx`)).toBe('<span style="color:#ff8700">x</span>');
     expect(ansiToHtml(`${E}[38;5;244mx`)).toBe('<span style="color:#808080">x</span>');
     expect(ansiToHtml(`${E}[38;2;1;2;255mx`)).toBe('<span style="color:#0102ff">x</span>');
-    expect(ansiToHtml(`${E}[48;2;255;0;0;1mx`)).toBe('<span class="ansi-bold" style="background-color:#ff0000">x</span>');
+    expect(ansiToHtml(`${E}[48;2;255;0;0;1mx`)).toBe(
+      '<span class="ansi-bold" style="background-color:#ff0000">x</span>',
+    );
     expect(ansiToHtml(`${E}[38;2;999;0;0mx`)).toBe("x");
   });
 
   it("resets with 0, an empty SGR, 22, 23, 24, 39 and 49", () => {
-    expect(ansiToHtml(`${E}[31ma${E}[0mb${E}[32mc${E}[md`)).toBe('<span class="ansi-fg-1">a</span>b<span class="ansi-fg-2">c</span>d');
+    expect(ansiToHtml(`${E}[31ma${E}[0mb${E}[32mc${E}[md`)).toBe(
+      '<span class="ansi-fg-1">a</span>b<span class="ansi-fg-2">c</span>d',
+    );
     expect(ansiToHtml(`${E}[1;2;3;4;31;41ma${E}[22;23;24;39;49mb`)).toBe(
       '<span class="ansi-bold ansi-dim ansi-italic ansi-underline ansi-fg-1 ansi-bg-1">a</span>b',
     );

@@ -20,7 +20,8 @@ describe("SseParser", () => {
   });
 
   it("gives the same events however the text is cut, with LF, CR or CRLF line ends", () => {
-    const text = "id: 7\r\nevent: event\r\ndata: x\r\n\r\nid: 8\revent: status\rdata: y\r\rid: 9\nevent: line\ndata: z\n\n";
+    const text =
+      "id: 7\r\nevent: event\r\ndata: x\r\n\r\nid: 8\revent: status\rdata: y\r\rid: 9\nevent: line\ndata: z\n\n";
     const whole = new SseParser().push(text);
     expect(whole.map((e) => `${e.id}/${e.type}/${e.data}`)).toEqual(["7/event/x", "8/status/y", "9/line/z"]);
     for (let size = 1; size <= 5; size++) {
@@ -101,7 +102,13 @@ describe("followStream", () => {
   it("gives up on an answer that retrying cannot fix, with the broker's message", async () => {
     fakeFetch([() => Response.json({ error: { code: "unauthorized", message: "unknown token" } }, { status: 401 })]);
     const states: string[] = [];
-    await followStream({ url: "/events", token: "t", signal: new AbortController().signal, onEvent: () => {}, onState: (s, d) => states.push(`${s} ${d}`) });
+    await followStream({
+      url: "/events",
+      token: "t",
+      signal: new AbortController().signal,
+      onEvent: () => {},
+      onState: (s, d) => states.push(`${s} ${d}`),
+    });
     expect(states).toEqual(["failed unauthorized: unknown token"]);
   });
 
@@ -118,7 +125,13 @@ describe("followStream", () => {
       },
     ]);
     const states: string[] = [];
-    await followStream({ url: "/events", token: "t", signal: abort.signal, onEvent: () => {}, onState: (s, d) => states.push(`${s} ${d}`) });
+    await followStream({
+      url: "/events",
+      token: "t",
+      signal: abort.signal,
+      onEvent: () => {},
+      onState: (s, d) => states.push(`${s} ${d}`),
+    });
     expect(states).toEqual(["retrying http_error: HTTP 502", "retrying network down"]);
   });
 });

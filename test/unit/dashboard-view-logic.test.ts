@@ -42,9 +42,9 @@ describe("playRecap", () => {
   });
 
   it("ignores counts that are not numbers", () => {
-    expect(playRecap({ seq: 1, kind: "event", event: "playbook_on_stats", data: { event_data: { ok: { h: "3" } } } })).toEqual([
-      { host: "h", ok: 0, changed: 0, dark: 0, failures: 0, skipped: 0, rescued: 0, ignored: 0 },
-    ]);
+    expect(
+      playRecap({ seq: 1, kind: "event", event: "playbook_on_stats", data: { event_data: { ok: { h: "3" } } } }),
+    ).toEqual([{ host: "h", ok: 0, changed: 0, dark: 0, failures: 0, skipped: 0, rescued: 0, ignored: 0 }]);
   });
 });
 
@@ -81,7 +81,12 @@ describe("unitDurationMs", () => {
   const now = Date.parse("2026-01-01T12:00:00Z");
   const base = { createdAt: "2026-01-01T11:00:00Z", updatedAt: "2026-01-01T11:30:00Z" };
   it("runs from start to finish, or to now while running", () => {
-    const record = { ...base, state: "Succeeded", startedAt: "2026-01-01T11:00:10Z", finishedAt: "2026-01-01T11:01:10Z" };
+    const record = {
+      ...base,
+      state: "Succeeded",
+      startedAt: "2026-01-01T11:00:10Z",
+      finishedAt: "2026-01-01T11:01:10Z",
+    };
     expect(unitDurationMs(record, now)).toBe(60_000);
     expect(unitDurationMs({ ...record, state: "Running", finishedAt: null }, now)).toBe(3_590_000);
   });
@@ -116,8 +121,14 @@ describe("the overview's chart (chart.js)", () => {
 
   it("samples the mean pickup of the units assigned since the last sample", () => {
     expect(samplePoint(null, { queued: 5, pickupSum: 8, pickupCount: 5 })).toEqual({ queued: 5, pickup: null });
-    expect(samplePoint({ pickupSum: 8, pickupCount: 5 }, { queued: 1, pickupSum: 14, pickupCount: 8 })).toEqual({ queued: 1, pickup: 2 });
-    expect(samplePoint({ pickupSum: 8, pickupCount: 5 }, { queued: 0, pickupSum: 8, pickupCount: 5 })).toEqual({ queued: 0, pickup: null });
+    expect(samplePoint({ pickupSum: 8, pickupCount: 5 }, { queued: 1, pickupSum: 14, pickupCount: 8 })).toEqual({
+      queued: 1,
+      pickup: 2,
+    });
+    expect(samplePoint({ pickupSum: 8, pickupCount: 5 }, { queued: 0, pickupSum: 8, pickupCount: 5 })).toEqual({
+      queued: 0,
+      pickup: null,
+    });
   });
 
   it("draws lines right-aligned, broken where there is no value", () => {

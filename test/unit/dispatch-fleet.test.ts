@@ -5,8 +5,19 @@ import { type KnownNode, admitTags, nodeHold } from "../../broker/mesh/fleet.js"
 import { CachedReadyQueue, ReadyQueue, STARVE_MS } from "../../broker/mesh/queue.js";
 import { matchesTags, parsePriority, parseTagSelector } from "../../shared/placement.js";
 
-const unit = (id: string, fields: Partial<QueuedUnit> = {}): QueuedUnit => ({ id, worktype: "echo", targetNode: null, ...fields });
-const node = (id: string, fields: Partial<NodeSlots> = {}): NodeSlots => ({ id, workTypes: ["echo"], capacity: 1, active: 0, ...fields });
+const unit = (id: string, fields: Partial<QueuedUnit> = {}): QueuedUnit => ({
+  id,
+  worktype: "echo",
+  targetNode: null,
+  ...fields,
+});
+const node = (id: string, fields: Partial<NodeSlots> = {}): NodeSlots => ({
+  id,
+  workTypes: ["echo"],
+  capacity: 1,
+  active: 0,
+  ...fields,
+});
 
 describe("parseTagSelector", () => {
   it.each([
@@ -23,7 +34,13 @@ describe("parseTagSelector", () => {
     expect(parseTagSelector(items)).toEqual({ ok: true, value: normal });
   });
 
-  it.each([[["=v"]], [["a=1", "a=2"]], [["bad key"]], [[`k=${"x".repeat(300)}`]], [Array.from({ length: 17 }, (_, i) => `k${i}`)]])("refuses %j", (items) => {
+  it.each([
+    [["=v"]],
+    [["a=1", "a=2"]],
+    [["bad key"]],
+    [[`k=${"x".repeat(300)}`]],
+    [Array.from({ length: 17 }, (_, i) => `k${i}`)],
+  ])("refuses %j", (items) => {
     expect(parseTagSelector(items)).toMatchObject({ ok: false, error: { code: "bad_request" } });
   });
 });
@@ -89,16 +106,30 @@ describe("planDispatch with tags", () => {
 describe("planDispatch with held nodes", () => {
   it.each(["paused by an admin", "leaving", "health check failed"])("a node held (%s) takes nothing", (hold) => {
     expect(planDispatch([unit("u")], [node("a", { hold })])).toEqual([]);
-    expect(planDispatch([unit("u")], [node("a", { hold }), node("b", { active: 0, capacity: 9 })])).toEqual([{ unitId: "u", nodeId: "b" }]);
+    expect(planDispatch([unit("u")], [node("a", { hold }), node("b", { active: 0, capacity: 9 })])).toEqual([
+      { unitId: "u", nodeId: "b" },
+    ]);
   });
 });
 
 describe("planDispatch with priorities", () => {
   const one = [node("n", { capacity: 1 })];
   it.each([
-    ["higher priority first", [unit("lo", { priority: 0, createdAt: STARVE_MS }), unit("hi", { priority: 5, createdAt: STARVE_MS + 1 })], "hi"],
-    ["FIFO within a priority", [unit("new", { priority: 1, createdAt: 9 }), unit("old", { priority: 1, createdAt: 3 })], "old"],
-    ["negative priority last", [unit("neg", { priority: -1, createdAt: STARVE_MS }), unit("zero", { createdAt: STARVE_MS + 1 })], "zero"],
+    [
+      "higher priority first",
+      [unit("lo", { priority: 0, createdAt: STARVE_MS }), unit("hi", { priority: 5, createdAt: STARVE_MS + 1 })],
+      "hi",
+    ],
+    [
+      "FIFO within a priority",
+      [unit("new", { priority: 1, createdAt: 9 }), unit("old", { priority: 1, createdAt: 3 })],
+      "old",
+    ],
+    [
+      "negative priority last",
+      [unit("neg", { priority: -1, createdAt: STARVE_MS }), unit("zero", { createdAt: STARVE_MS + 1 })],
+      "zero",
+    ],
     [
       "an overdue unit goes before any priority",
       [unit("hi", { priority: 1000, createdAt: STARVE_MS }), unit("starved", { priority: -5, createdAt: 0 })],
@@ -178,7 +209,9 @@ describe("ReadyQueue", () => {
         }),
       );
     }
-    const nodes = Array.from({ length: 200 }, (_, i) => node(`n${i}`, { capacity: 4, active: 4, workTypes: worktypes, tags: { zone: i % 2 ? "eu" : "us" } }));
+    const nodes = Array.from({ length: 200 }, (_, i) =>
+      node(`n${i}`, { capacity: 4, active: 4, workTypes: worktypes, tags: { zone: i % 2 ? "eu" : "us" } }),
+    );
     const time = (free: number) => {
       const withFree = nodes.map((n, i) => (i < free ? { ...n, active: 3 } : n));
       const rounds = 200;
@@ -213,7 +246,10 @@ describe("admitTags and nodeHold (fleet.ts)", () => {
     { id: "eu-1", workTypes: new Set(["sh"]), tags: { zone: "eu" } },
     { id: "us-1", workTypes: new Set(["sh", "ansible-runner"]), tags: { zone: "us", gpu: "a100" } },
   ];
-  const submit = (tags: string[], more: Partial<{ worktype: string; targetNode: string | null; ttlMs: number | null }> = {}) => ({
+  const submit = (
+    tags: string[],
+    more: Partial<{ worktype: string; targetNode: string | null; ttlMs: number | null }> = {},
+  ) => ({
     mesh: "m",
     worktype: "sh",
     targetNode: null,

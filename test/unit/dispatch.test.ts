@@ -1,8 +1,17 @@
 import { describe, expect, it } from "vitest";
 import { type NodeSlots, type QueuedUnit, planDispatch } from "../../broker/mesh/dispatch.js";
 
-const unit = (id: string, worktype = "echo", targetNode: string | null = null): QueuedUnit => ({ id, worktype, targetNode });
-const node = (id: string, capacity: number, active = 0, workTypes: string[] = ["echo"]): NodeSlots => ({ id, workTypes, capacity, active });
+const unit = (id: string, worktype = "echo", targetNode: string | null = null): QueuedUnit => ({
+  id,
+  worktype,
+  targetNode,
+});
+const node = (id: string, capacity: number, active = 0, workTypes: string[] = ["echo"]): NodeSlots => ({
+  id,
+  workTypes,
+  capacity,
+  active,
+});
 
 describe("planDispatch", () => {
   it("places nothing without nodes or units", () => {
@@ -66,8 +75,12 @@ describe("planDispatch", () => {
     });
 
     it("breaks full ties by node id, independent of input order", () => {
-      expect(planDispatch([unit("u1")], [node("b", 4, 1), node("a", 4, 1), node("c", 4, 1)])).toEqual([{ unitId: "u1", nodeId: "a" }]);
-      expect(planDispatch([unit("u1")], [node("c", 4, 1), node("b", 4, 1), node("a", 4, 1)])).toEqual([{ unitId: "u1", nodeId: "a" }]);
+      expect(planDispatch([unit("u1")], [node("b", 4, 1), node("a", 4, 1), node("c", 4, 1)])).toEqual([
+        { unitId: "u1", nodeId: "a" },
+      ]);
+      expect(planDispatch([unit("u1")], [node("c", 4, 1), node("b", 4, 1), node("a", 4, 1)])).toEqual([
+        { unitId: "u1", nodeId: "a" },
+      ]);
     });
 
     it("skips nodes lacking the work type", () => {
@@ -162,11 +175,15 @@ describe("planDispatch", () => {
 
     it("a unit pinned to a low-disk node waits; units behind it still go elsewhere", () => {
       const queue = [unit("u1", "echo", "a"), unit("u2")];
-      expect(planDispatch(queue, [withDisk(node("a", 4), disk(1)), node("b", 4)])).toEqual([{ unitId: "u2", nodeId: "b" }]);
+      expect(planDispatch(queue, [withDisk(node("a", 4), disk(1)), node("b", 4)])).toEqual([
+        { unitId: "u2", nodeId: "b" },
+      ]);
     });
 
     it("with every node low, everything waits", () => {
-      expect(planDispatch([unit("u1")], [withDisk(node("a", 4), disk(1)), withDisk(node("b", 4), disk(100))])).toEqual([]);
+      expect(planDispatch([unit("u1")], [withDisk(node("a", 4), disk(1)), withDisk(node("b", 4), disk(100))])).toEqual(
+        [],
+      );
     });
   });
 

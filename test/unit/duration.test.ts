@@ -15,14 +15,17 @@ describe("parseDuration", () => {
     expect(parseDuration(text)).toEqual({ ok: true, value: ms });
   });
 
-  it.each(["", "0", "0s", "-5s", "5x", "s", "1h 2m", "1h2", "abc", "9999d", "1e3s", " 5s"])("refuses %j with a code", (text) => {
-    const result = parseDuration(text);
-    expect(result.ok).toBe(false);
-    if (!result.ok) {
-      expect(result.error.code).toBe("bad_request");
-      expect(result.error.message).not.toContain("\n");
-    }
-  });
+  it.each(["", "0", "0s", "-5s", "5x", "s", "1h 2m", "1h2", "abc", "9999d", "1e3s", " 5s"])(
+    "refuses %j with a code",
+    (text) => {
+      const result = parseDuration(text);
+      expect(result.ok).toBe(false);
+      if (!result.ok) {
+        expect(result.error.code).toBe("bad_request");
+        expect(result.error.message).not.toContain("\n");
+      }
+    },
+  );
 });
 
 describe("formatDuration", () => {

@@ -55,9 +55,12 @@ describe("isErrorCode", () => {
   it("accepts every code", () => {
     for (const code of CODES) expect(isErrorCode(code)).toBe(true);
   });
-  it.each([["nope"], [""], ["toString"], ["__proto__"], ["hasOwnProperty"], [400], [null], [undefined], [{}]])("rejects %j", (value) => {
-    expect(isErrorCode(value)).toBe(false);
-  });
+  it.each([["nope"], [""], ["toString"], ["__proto__"], ["hasOwnProperty"], [400], [null], [undefined], [{}]])(
+    "rejects %j",
+    (value) => {
+      expect(isErrorCode(value)).toBe(false);
+    },
+  );
 });
 
 describe("Result helpers", () => {

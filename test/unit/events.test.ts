@@ -15,7 +15,15 @@ const encoder = new TextEncoder();
 
 /** A worker stream shaped like ansible-runner 2.3.1's, zip and eof included. */
 function runnerStream(events: number, zipBytes = 100): Uint8Array {
-  const lines = [JSON.stringify({ status: "starting", runner_ident: "r1", command: ["ansible-playbook"], env: { SECRET: "x" }, cwd: "/tmp" })];
+  const lines = [
+    JSON.stringify({
+      status: "starting",
+      runner_ident: "r1",
+      command: ["ansible-playbook"],
+      env: { SECRET: "x" },
+      cwd: "/tmp",
+    }),
+  ];
   lines.push(JSON.stringify({ status: "running", runner_ident: "r1" }));
   for (let i = 1; i <= events; i++) {
     lines.push(
@@ -47,13 +55,23 @@ function feed(bytes: Uint8Array, cuts: number[], final = true): { state: ParseSt
   return { state, events };
 }
 
-const text = (bytes: Uint8Array, e: ParsedEvent) => new TextDecoder().decode(bytes.subarray(e.offset, e.offset + e.length));
+const text = (bytes: Uint8Array, e: ParsedEvent) =>
+  new TextDecoder().decode(bytes.subarray(e.offset, e.offset + e.length));
 
 describe("ansible-runner worker streams", () => {
   it("gives one event per status and runner line, skips the zip, and stops at eof", () => {
     const bytes = runnerStream(5);
     const { state, events } = feed(bytes, []);
-    expect(events.map((e) => e.kind)).toEqual(["status", "status", "event", "event", "event", "event", "event", "status"]);
+    expect(events.map((e) => e.kind)).toEqual([
+      "status",
+      "status",
+      "event",
+      "event",
+      "event",
+      "event",
+      "event",
+      "status",
+    ]);
     expect(events.map((e) => e.meta.status ?? e.meta.event)).toEqual([
       "starting",
       "running",
@@ -66,7 +84,15 @@ describe("ansible-runner worker streams", () => {
     ]);
     expect(events[0]?.secret).toBe(true);
     expect(events.slice(1).some((e) => e.secret)).toBe(false);
-    expect(events[3]?.meta).toMatchObject({ counter: 2, uuid: "u-2", host: "h2", play: "p", task: "t", changed: true, parent_uuid: "p" });
+    expect(events[3]?.meta).toMatchObject({
+      counter: 2,
+      uuid: "u-2",
+      host: "h2",
+      play: "p",
+      task: "t",
+      changed: true,
+      parent_uuid: "p",
+    });
     expect(events[2]?.meta.changed).toBeUndefined();
     for (const e of events) expect(() => JSON.parse(text(bytes, e))).not.toThrow();
     expect(state.ended).toBe(true);
@@ -100,7 +126,9 @@ describe("ansible-runner worker streams", () => {
   it("lets warnings on stderr come first, and masks a line cut out of a status line", () => {
     const starting = JSON.stringify({ status: "starting", runner_ident: "r", env: { SECRET: "x" } });
     // stderr interleaved into a status line breaks its JSON, but it still holds the environment.
-    const bytes = encoder.encode(`WARNING: deprecated\n${starting}\n${starting.slice(0, starting.indexOf("SECRET"))}oops\n`);
+    const bytes = encoder.encode(
+      `WARNING: deprecated\n${starting}\n${starting.slice(0, starting.indexOf("SECRET"))}oops\n`,
+    );
     const whole = new Uint8Array([...bytes, ...runnerStream(1)]);
     const { events } = feed(whole, [5, 40]);
     expect(events.map((e) => e.kind).slice(0, 3)).toEqual(["line", "status", "line"]);
@@ -109,9 +137,13 @@ describe("ansible-runner worker streams", () => {
   });
 
   it("shows a line that is not JSON instead of dropping it, and skips keepalives", () => {
-    const bytes = encoder.encode('{"status": "running"}\nTraceback (most recent call last):\n{"event": "keepalive", "counter": 0, "uuid": 0}\n[1, 2]\n');
+    const bytes = encoder.encode(
+      '{"status": "running"}\nTraceback (most recent call last):\n{"event": "keepalive", "counter": 0, "uuid": 0}\n[1, 2]\n',
+    );
     const { events } = feed(bytes, []);
-    expect(events.map((e) => [e.kind, e.meta.status ?? lineText(bytes.subarray(e.offset, e.offset + e.length)).stdout])).toEqual([
+    expect(
+      events.map((e) => [e.kind, e.meta.status ?? lineText(bytes.subarray(e.offset, e.offset + e.length)).stdout]),
+    ).toEqual([
       ["status", "running"],
       ["line", "Traceback (most recent call last):"],
       ["line", "[1, 2]"],
@@ -128,8 +160,11 @@ describe("ansible-runner worker streams", () => {
   });
 
   it("marks failures unless ignored", () => {
-    const line = (event: string, ignore: boolean) => JSON.stringify({ event, counter: 1, uuid: "a", event_data: { ignore_errors: ignore } });
-    const bytes = encoder.encode(`${[line("runner_on_failed", false), line("runner_on_failed", true), line("runner_on_unreachable", false)].join("\n")}\n`);
+    const line = (event: string, ignore: boolean) =>
+      JSON.stringify({ event, counter: 1, uuid: "a", event_data: { ignore_errors: ignore } });
+    const bytes = encoder.encode(
+      `${[line("runner_on_failed", false), line("runner_on_failed", true), line("runner_on_unreachable", false)].join("\n")}\n`,
+    );
     expect(feed(bytes, []).events.map((e) => e.meta.failed ?? false)).toEqual([true, false, true]);
   });
 });
@@ -161,16 +196,20 @@ describe("other output", () => {
 
   it("keeps every byte of output in events of bounded size, whatever the frames", () => {
     fc.assert(
-      fc.property(fc.string({ unit: fc.constantFrom("a", "b", "\n", "é"), maxLength: 400 }), fc.array(fc.nat(), { maxLength: 6 }), (output, cuts) => {
-        const bytes = encoder.encode(`plain\n${output}`);
-        const { events } = feed(bytes, cuts);
-        let position = 0;
-        for (const e of events) {
-          expect(e.offset).toBe(position);
-          position += e.length;
-        }
-        expect(position).toBe(bytes.byteLength);
-      }),
+      fc.property(
+        fc.string({ unit: fc.constantFrom("a", "b", "\n", "é"), maxLength: 400 }),
+        fc.array(fc.nat(), { maxLength: 6 }),
+        (output, cuts) => {
+          const bytes = encoder.encode(`plain\n${output}`);
+          const { events } = feed(bytes, cuts);
+          let position = 0;
+          for (const e of events) {
+            expect(e.offset).toBe(position);
+            position += e.length;
+          }
+          expect(position).toBe(bytes.byteLength);
+        },
+      ),
       { numRuns: 200 },
     );
   });

@@ -1,5 +1,15 @@
 import { describe, expect, it } from "vitest";
-import { type Feed, type FeedEvent, PAGE_BYTES, PageCache, fillPage, jsonPage, renderEvent, resumePoint, sseStream } from "../../broker/feed.js";
+import {
+  type Feed,
+  type FeedEvent,
+  PAGE_BYTES,
+  PageCache,
+  fillPage,
+  jsonPage,
+  renderEvent,
+  resumePoint,
+  sseStream,
+} from "../../broker/feed.js";
 
 /** An in-memory feed: `push` appends and wakes waiters, `finish` sets the end record. */
 function memoryFeed() {
@@ -44,8 +54,12 @@ async function readAll(stream: ReadableStream<Uint8Array>): Promise<string> {
 
 describe("event feeds", () => {
   it("render events with seq, kind, time and the stored fields", () => {
-    expect(renderEvent(3, "unit", 0, '{"id":"a"}')).toBe('{"seq":3,"kind":"unit","time":"1970-01-01T00:00:00.000Z","id":"a"}');
-    expect(renderEvent(1, "line", 0, "{}", ',"data":{}')).toBe('{"seq":1,"kind":"line","time":"1970-01-01T00:00:00.000Z","data":{}}');
+    expect(renderEvent(3, "unit", 0, '{"id":"a"}')).toBe(
+      '{"seq":3,"kind":"unit","time":"1970-01-01T00:00:00.000Z","id":"a"}',
+    );
+    expect(renderEvent(1, "line", 0, "{}", ',"data":{}')).toBe(
+      '{"seq":1,"kind":"line","time":"1970-01-01T00:00:00.000Z","data":{}}',
+    );
   });
 
   it("resume from a reconnect's Last-Event-ID, else ?after, else the start; refuse anything but a number", () => {
@@ -142,7 +156,11 @@ describe("event feeds", () => {
   it("tell a reader resuming from before the kept window that it missed events", async () => {
     const m = memoryFeed();
     for (let i = 0; i < 10; i++) m.push("unit");
-    const trimmed: Feed = { ...m.feed, firstSeq: () => 6, page: (after, limit) => m.feed.page(Math.max(after, 5), limit) };
+    const trimmed: Feed = {
+      ...m.feed,
+      firstSeq: () => 6,
+      page: (after, limit) => m.feed.page(Math.max(after, 5), limit),
+    };
     expect(JSON.parse(jsonPage(trimmed, 2, 100, {}))).toMatchObject({ gap: { after: 2, oldest: 6 }, last: 10 });
     expect(JSON.parse(jsonPage(trimmed, 5, 100, {})).gap).toBeUndefined();
     expect(JSON.parse(jsonPage(trimmed, 0, 100, {})).gap).toBeUndefined();

@@ -1,7 +1,15 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { isErrorCode } from "../../shared/errors.js";
-import { CHUNK_BYTES, FRAME_HEADER, FRAME_VERSION, MAX_FRAME_BYTES, type StreamKind, decodeFrame, encodeFrame } from "../../shared/frames.js";
+import {
+  CHUNK_BYTES,
+  FRAME_HEADER,
+  FRAME_VERSION,
+  MAX_FRAME_BYTES,
+  type StreamKind,
+  decodeFrame,
+  encodeFrame,
+} from "../../shared/frames.js";
 
 /** A frame built byte by byte, independent of encodeFrame. */
 function rawFrame(version: number, kind: number, offset: bigint, data: number[] = []): Uint8Array {
@@ -154,7 +162,11 @@ describe("properties", () => {
   });
 
   it("byte arrays with a valid header prefix and random tails decode or fail typed", () => {
-    const header = fc.tuple(fc.constantFrom(0, 1, 2), fc.constantFrom(0, 1, 2, 3), fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }));
+    const header = fc.tuple(
+      fc.constantFrom(0, 1, 2),
+      fc.constantFrom(0, 1, 2, 3),
+      fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }),
+    );
     fc.assert(
       fc.property(header, fc.uint8Array({ maxLength: 32 }), ([version, kind, offset], tail) => {
         const bytes = rawFrame(version, kind, offset, [...tail]);

@@ -54,9 +54,12 @@ describe("decoders never throw", () => {
   for (const [name, decode] of Object.entries(DECODERS)) {
     it(`${name}: arbitrary text, arbitrary JSON, and message-shaped JSON`, () => {
       fc.assert(
-        fc.property(fc.oneof(fc.string(), fc.json(), messageLike, fc.string({ unit: "binary", maxLength: 200 })), (text) => {
-          typedOrValue(decode(text));
-        }),
+        fc.property(
+          fc.oneof(fc.string(), fc.json(), messageLike, fc.string({ unit: "binary", maxLength: 200 })),
+          (text) => {
+            typedOrValue(decode(text));
+          },
+        ),
         { numRuns: 2000, seed: 42 },
       );
     });

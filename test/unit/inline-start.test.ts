@@ -1,9 +1,25 @@
 import { describe, expect, it } from "vitest";
 import { inlinePayload } from "../../agent/runner.js";
 import { planInlineStart } from "../../broker/unit/logic.js";
-import { type Assignment, INLINE_PAYLOAD_BYTES, MAX_TEXT_FRAME, decodeBrokerControl, encode, fitsInline, toBase64 } from "../../shared/protocol.js";
+import {
+  type Assignment,
+  INLINE_PAYLOAD_BYTES,
+  MAX_TEXT_FRAME,
+  decodeBrokerControl,
+  encode,
+  fitsInline,
+  toBase64,
+} from "../../shared/protocol.js";
 
-const unit = (payloadSize: number): Assignment => ({ id: "u1", mesh: "m", worktype: "w", params: {}, payloadSize, signature: null, targetNode: null });
+const unit = (payloadSize: number): Assignment => ({
+  id: "u1",
+  mesh: "m",
+  worktype: "w",
+  params: {},
+  payloadSize,
+  signature: null,
+  targetNode: null,
+});
 
 describe("planInlineStart", () => {
   const doc = { payloadComplete: true, payloadSize: 10, cancelRequested: false };
@@ -47,7 +63,10 @@ describe("fitsInline", () => {
     expect(decodeBrokerControl(text).ok).toBe(true);
   });
   it("params or a signature that would push the assign past a text frame leave the payload out", () => {
-    const start = { unit: { ...unit(INLINE_PAYLOAD_BYTES), params: { params: "x".repeat(30_000) } }, payload: toBase64(new Uint8Array(INLINE_PAYLOAD_BYTES)) };
+    const start = {
+      unit: { ...unit(INLINE_PAYLOAD_BYTES), params: { params: "x".repeat(30_000) } },
+      payload: toBase64(new Uint8Array(INLINE_PAYLOAD_BYTES)),
+    };
     expect(fitsInline(start)).toBe(false);
   });
 });

@@ -61,8 +61,16 @@ describe("planLease", () => {
   });
   it.each([
     ["alive: nothing", node(10_000), { markUnreachable: false, reportLost: false, fail: [] }],
-    ["just past the lease: unreachable once, nothing fails", node(15_001), { markUnreachable: true, reportLost: false, fail: [] }],
-    ["already marked: not announced again", node(30_000, { markedUnreachable: true }), { markUnreachable: false, reportLost: false, fail: [] }],
+    [
+      "just past the lease: unreachable once, nothing fails",
+      node(15_001),
+      { markUnreachable: true, reportLost: false, fail: [] },
+    ],
+    [
+      "already marked: not announced again",
+      node(30_000, { markedUnreachable: true }),
+      { markUnreachable: false, reportLost: false, fail: [] },
+    ],
     [
       "past a unit's own short lost-after: that unit fails",
       node(60_001, { markedUnreachable: true }),

@@ -9,11 +9,21 @@ describe("leaveReason", () => {
   it.each([
     ["no limits", NO_LIMITS, { now: 1e9, taken: 99 }, null],
     ["--max-units not reached", limits({ maxUnits: 2 }), { taken: 1, held: 1 }, null],
-    ["--max-units reached, even while it runs", limits({ maxUnits: 1 }), { taken: 1, held: 1 }, /took its 1 unit \(--max-units\)/],
+    [
+      "--max-units reached, even while it runs",
+      limits({ maxUnits: 1 }),
+      { taken: 1, held: 1 },
+      /took its 1 unit \(--max-units\)/,
+    ],
     ["--max-uptime reached", limits({ maxUptimeMs: 60_000 }), { now: 60_000, held: 3 }, /ran for 60 s/],
     ["--max-uptime not reached", limits({ maxUptimeMs: 60_000 }), { now: 59_999 }, null],
     ["--idle-exit while holding a unit", limits({ idleExitMs: 1000 }), { now: 5000, held: 1 }, null],
-    ["--idle-exit after idling long enough", limits({ idleExitMs: 1000 }), { now: 5000, idleSince: 4000 }, /idle for 1 s/],
+    [
+      "--idle-exit after idling long enough",
+      limits({ idleExitMs: 1000 }),
+      { now: 5000, idleSince: 4000 },
+      /idle for 1 s/,
+    ],
     ["--idle-exit not yet", limits({ idleExitMs: 1000 }), { now: 4999, idleSince: 4000 }, null],
   ])("%s", (_what, l, s, expected) => {
     const reason = leaveReason(l, { ...state, ...s });
@@ -55,7 +65,11 @@ describe("judgeHealth", () => {
   });
 
   it("ignores a clock check the agent made up", () => {
-    const report = judgeHealth([{ name: "clock", ok: true, detail: "trust me" }], { sentAt: 0, receivedAt: 0, agentTime: 10 * MAX_SKEW_MS });
+    const report = judgeHealth([{ name: "clock", ok: true, detail: "trust me" }], {
+      sentAt: 0,
+      receivedAt: 0,
+      agentTime: 10 * MAX_SKEW_MS,
+    });
     expect(report.checks).toHaveLength(1);
     expect(report.ok).toBe(false);
   });

@@ -1,6 +1,14 @@
 /** Who the Mesh object lets in: submits (quotas, idempotency, who could run it) and agents' sockets and hellos. */
 import { describe, expect, it } from "vitest";
-import { type CreateUnitInput, type SubmitFacts, admit, checkHello, checkJoin, idempotentRequest, planIdempotency } from "../../broker/mesh/admission.js";
+import {
+  type CreateUnitInput,
+  type SubmitFacts,
+  admit,
+  checkHello,
+  checkJoin,
+  idempotentRequest,
+  planIdempotency,
+} from "../../broker/mesh/admission.js";
 import { type HelloMessage, PROTOCOL_VERSION } from "../../shared/protocol.js";
 
 const input = (more: Partial<CreateUnitInput> = {}): CreateUnitInput => ({
@@ -52,7 +60,10 @@ describe("admit", () => {
 
   it("says when to retry a rate-limited submit, in whole seconds", () => {
     const result = admit(input(), facts({ rate: { ok: false, retryAfterMs: 1500 } }), limits);
-    expect(result).toEqual({ ok: false, error: { code: "rate_limited", message: "this token may submit 60 units a minute; retry in 2 s" } });
+    expect(result).toEqual({
+      ok: false,
+      error: { code: "rate_limited", message: "this token may submit 60 units a minute; retry in 2 s" },
+    });
   });
 });
 
@@ -89,11 +100,16 @@ describe("planIdempotency", () => {
   });
 
   it("starts afresh when the first attempt ended before its payload was stored", () => {
-    expect(planIdempotency("k", same, row({ state: "Failed", ready: false }))).toEqual({ action: "forget-and-create", id: "AbCd1234" });
+    expect(planIdempotency("k", same, row({ state: "Failed", ready: false }))).toEqual({
+      action: "forget-and-create",
+      id: "AbCd1234",
+    });
   });
 
   it("binds params in any order to the same request", () => {
-    expect(idempotentRequest(input({ params: { a: "1", b: "2" } }))).toBe(idempotentRequest(input({ params: { b: "2", a: "1" } })));
+    expect(idempotentRequest(input({ params: { a: "1", b: "2" } }))).toBe(
+      idempotentRequest(input({ params: { b: "2", a: "1" } })),
+    );
   });
 });
 
@@ -128,7 +144,13 @@ describe("checkHello", () => {
 
   it.each<[string, Partial<HelloMessage>, { nodeId: string; joining: boolean }, Partial<typeof node>, string | null]>([
     ["a join", {}, joining, {}, null],
-    ["a reconnect with the node's credential, even while its old socket is live", {}, { nodeId: "n1", joining: false }, { live: true }, null],
+    [
+      "a reconnect with the node's credential, even while its old socket is live",
+      {},
+      { nodeId: "n1", joining: false },
+      { live: true },
+      null,
+    ],
     ["another protocol version", { protocol: PROTOCOL_VERSION + 1 }, joining, {}, "unsupported_protocol"],
     ["a hello for another node than the socket's", { nodeId: "n2" }, joining, {}, "bad_message"],
     ["a join for a connected node", {}, joining, { live: true }, "node_taken"],

@@ -85,7 +85,10 @@ describe("printEvents", () => {
 
   it("a blip is ridden out without a word", async () => {
     const notices: string[] = [];
-    const { client } = fakeClient([new MeshApiError("unreachable", "cannot reach the broker", 0), sse([event(1), "event: end\ndata: {}\n\n"])], notices);
+    const { client } = fakeClient(
+      [new MeshApiError("unreachable", "cannot reach the broker", 0), sse([event(1), "event: end\ndata: {}\n\n"])],
+      notices,
+    );
     expect(await printed(client, { after: 0, follow: true })).toEqual([1]);
     expect(notices).toEqual([]);
   });
@@ -97,9 +100,17 @@ describe("printEvents", () => {
 
   it("without follow, pages from --after to the events there are now", async () => {
     const page = (from: number, count: number) =>
-      Response.json({ events: Array.from({ length: count }, (_, i) => ({ seq: from + i })), last: from + count - 1, done: false });
+      Response.json({
+        events: Array.from({ length: count }, (_, i) => ({ seq: from + i })),
+        last: from + count - 1,
+        done: false,
+      });
     // A page may be short for its size in bytes: only an empty page ends the listing.
-    const { client, asked } = fakeClient([page(6, 1000), page(1006, 2), Response.json({ events: [], last: 1007, done: false })]);
+    const { client, asked } = fakeClient([
+      page(6, 1000),
+      page(1006, 2),
+      Response.json({ events: [], last: 1007, done: false }),
+    ]);
     const seqs = await printed(client, { after: 5, follow: false });
     expect(seqs).toEqual(Array.from({ length: 1002 }, (_, i) => i + 6));
     expect(asked.map((a) => a.query.after)).toEqual(["5", "1005", "1007"]);

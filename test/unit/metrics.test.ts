@@ -5,9 +5,19 @@ import { parsePrometheusText, sampleValue } from "./prometheus-parser.js";
 describe("renderExposition", () => {
   it("writes HELP, TYPE and samples that a strict parser reads back", () => {
     const text = renderExposition([
-      { name: "q_depth", help: "Queue depth\nper type \\ priority", type: "gauge", samples: [{ labels: { worktype: 'a"b\\c\nd', priority: "-1" }, value: 3 }] },
+      {
+        name: "q_depth",
+        help: "Queue depth\nper type \\ priority",
+        type: "gauge",
+        samples: [{ labels: { worktype: 'a"b\\c\nd', priority: "-1" }, value: 3 }],
+      },
       { name: "done_total", help: "Done.", type: "counter", samples: [{ value: 7 }] },
-      { name: "wait_seconds", help: "Wait.", type: "histogram", samples: histogramSamples([0.5, 1], [1, 0, 2], 10.25, { worktype: "sh" }) },
+      {
+        name: "wait_seconds",
+        help: "Wait.",
+        type: "histogram",
+        samples: histogramSamples([0.5, 1], [1, 0, 2], 10.25, { worktype: "sh" }),
+      },
     ]);
     expect(text).toBe(
       [
@@ -34,9 +44,15 @@ describe("renderExposition", () => {
   });
 
   it("refuses names and labels the format does not allow", () => {
-    expect(() => renderExposition([{ name: "bad-name", help: "", type: "gauge", samples: [] }])).toThrow(/invalid metric name/);
-    expect(() => renderExposition([{ name: "ok", help: "", type: "gauge", samples: [{ labels: { "x-y": "1" }, value: 1 }] }])).toThrow(/invalid label/);
-    expect(() => renderExposition([{ name: "ok", help: "", type: "gauge", samples: [{ labels: { __x: "1" }, value: 1 }] }])).toThrow(/invalid label/);
+    expect(() => renderExposition([{ name: "bad-name", help: "", type: "gauge", samples: [] }])).toThrow(
+      /invalid metric name/,
+    );
+    expect(() =>
+      renderExposition([{ name: "ok", help: "", type: "gauge", samples: [{ labels: { "x-y": "1" }, value: 1 }] }]),
+    ).toThrow(/invalid label/);
+    expect(() =>
+      renderExposition([{ name: "ok", help: "", type: "gauge", samples: [{ labels: { __x: "1" }, value: 1 }] }]),
+    ).toThrow(/invalid label/);
   });
 
   it.each([

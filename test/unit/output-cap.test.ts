@@ -11,7 +11,10 @@ const chunks = (bytes: Uint8Array, size: number) =>
   };
 
 function apply(bytes: Uint8Array, head: number, plan: CapPlan): string {
-  return dec.decode(bytes.subarray(0, head)) + plan.pieces.map((p) => ("text" in p ? dec.decode(p.text) : dec.decode(bytes.subarray(p.from, p.to)))).join("");
+  return (
+    dec.decode(bytes.subarray(0, head)) +
+    plan.pieces.map((p) => ("text" in p ? dec.decode(p.text) : dec.decode(bytes.subarray(p.from, p.to)))).join("")
+  );
 }
 
 async function cap(text: string, limit: number, chunk = 7): Promise<{ out: string; plan: CapPlan }> {
@@ -22,8 +25,20 @@ async function cap(text: string, limit: number, chunk = 7): Promise<{ out: strin
 }
 
 /** What `ansible-runner process` does with a stream (streaming.py Processor.run), as far as parsing goes. */
-function processLike(stream: string): { statuses: string[]; counters: number[]; stdout: string[]; zip: string | null; eof: boolean } {
-  const seen = { statuses: [] as string[], counters: [] as number[], stdout: [] as string[], zip: null as string | null, eof: false };
+function processLike(stream: string): {
+  statuses: string[];
+  counters: number[];
+  stdout: string[];
+  zip: string | null;
+  eof: boolean;
+} {
+  const seen = {
+    statuses: [] as string[],
+    counters: [] as number[],
+    stdout: [] as string[],
+    zip: null as string | null,
+    eof: false,
+  };
   let rest = stream;
   while (rest.length > 0) {
     const nl = rest.indexOf("\n");
@@ -40,7 +55,8 @@ function processLike(stream: string): { statuses: string[]; counters: number[]; 
       break;
     } else {
       // event_callback: counter and uuid are required (job_events/{counter}-{uuid}.json).
-      if (typeof data.counter !== "number" || typeof data.uuid !== "string") throw new Error(`event without counter/uuid: ${line}`);
+      if (typeof data.counter !== "number" || typeof data.uuid !== "string")
+        throw new Error(`event without counter/uuid: ${line}`);
       seen.counters.push(data.counter);
       seen.stdout.push(String(data.stdout ?? ""));
     }
@@ -52,7 +68,14 @@ function runnerStream(events: number, stdoutBytes = 40): string {
   const zip = Buffer.from("PK\u0003\u0004 not really a zip, but base64 all the same").toString("base64");
   const lines = [JSON.stringify({ status: "starting", runner_ident: "x", command: ["ansible-playbook"], env: {} })];
   for (let i = 1; i <= events; i++) {
-    lines.push(JSON.stringify({ uuid: `u-${i}`, counter: i, event: "runner_on_ok", stdout: `line ${i} ${"x".repeat(stdoutBytes)}` }));
+    lines.push(
+      JSON.stringify({
+        uuid: `u-${i}`,
+        counter: i,
+        event: "runner_on_ok",
+        stdout: `line ${i} ${"x".repeat(stdoutBytes)}`,
+      }),
+    );
     if (i === Math.floor(events / 2)) lines.push(JSON.stringify({ status: "running" }));
   }
   lines.push(JSON.stringify({ status: "successful", runner_ident: "x" }));
@@ -74,7 +97,9 @@ describe("output cap: plain lines", () => {
     const lines = out.split("\n");
     expect(lines.slice(0, 5)).toEqual(["line 000", "line 001", "line 002", "line 003", "line 004"]);
     expect(lines.at(-2)).toBe("line 099");
-    expect(out).toMatch(/\n\[mesh-agent: output cap: \d+ lines \(\d+ bytes\) cut here; the head and the tail are kept\]\n/);
+    expect(out).toMatch(
+      /\n\[mesh-agent: output cap: \d+ lines \(\d+ bytes\) cut here; the head and the tail are kept\]\n/,
+    );
     expect(plan.cut?.bytes).toBe(text.length - (out.length - dec.decode(marker(false, plan.cut!)).length));
     expect(out.length).toBeLessThan(100 + 100);
   });
@@ -141,7 +166,13 @@ describe("ResultsSource (agent/output-cap.ts)", () => {
       const read = async (ended: boolean) => {
         let out = "";
         for (let at = 0; ; ) {
-          const n = await source.read(file, buffer, buffer.length, at, ended ? { size: async () => text.length } : null);
+          const n = await source.read(
+            file,
+            buffer,
+            buffer.length,
+            at,
+            ended ? { size: async () => text.length } : null,
+          );
           if (n === 0) return out;
           out += buffer.subarray(0, n).toString();
           at += n;

@@ -21,7 +21,8 @@ const settle = () => new Promise((resolve) => setTimeout(resolve, 0));
 
 /** Answers every pull on `link` from `payload`, as the broker would. */
 function answer(download: PayloadDownload, link: FakeLink, payload: Uint8Array, from = 0): void {
-  for (const pull of pulls(link).slice(from)) download.accept(pull.offset, payload.subarray(pull.offset, pull.offset + pull.length));
+  for (const pull of pulls(link).slice(from))
+    download.accept(pull.offset, payload.subarray(pull.offset, pull.offset + pull.length));
 }
 
 /** Answers each pull on `link` as it comes, one at a time, until no more are asked for. */

@@ -30,7 +30,11 @@ const bytes = (n: number, fill = 0x61) => new Uint8Array(n).fill(fill);
 describe("ingestPayload", () => {
   it("stores a body of its declared length as chunks of CHUNK_BYTES at their offsets", async () => {
     const { store, chunks } = sink();
-    const result = await ingestPayload(store, upload([bytes(CHUNK_BYTES - 3), bytes(8, 0x62)], CHUNK_BYTES + 5), 2 * CHUNK_BYTES);
+    const result = await ingestPayload(
+      store,
+      upload([bytes(CHUNK_BYTES - 3), bytes(8, 0x62)], CHUNK_BYTES + 5),
+      2 * CHUNK_BYTES,
+    );
     expect(result).toEqual({ ok: true, value: CHUNK_BYTES + 5 });
     expect(chunks.map((c) => [c.offset, c.data.byteLength])).toEqual([
       [0, CHUNK_BYTES],

@@ -19,7 +19,9 @@ const BUILT = ["process", "spare", "spool", "supervise"].map((name) => ({
   built: join(ROOT, "dist/agent", `${name}.js`),
 }));
 const SUPERVISOR = join(ROOT, "dist/agent/supervise.js");
-const { startProcess, adoptProcess, spawnSupervisor }: typeof import("../../agent/process.js") = await import(join(ROOT, "dist/agent/process.js"));
+const { startProcess, adoptProcess, spawnSupervisor }: typeof import("../../agent/process.js") = await import(
+  join(ROOT, "dist/agent/process.js")
+);
 const { SpareSupervisor }: typeof import("../../agent/spare.js") = await import(join(ROOT, "dist/agent/spare.js"));
 
 const dirs: string[] = [];
@@ -28,7 +30,8 @@ let dir = "";
 beforeAll(async () => {
   for (const { source, built } of BUILT) {
     const [from, to] = await Promise.all([stat(source), stat(built).catch(() => null)]);
-    if (!to || to.mtimeMs < from.mtimeMs) throw new Error(`${built} is missing or older than ${source}: run npm run build`);
+    if (!to || to.mtimeMs < from.mtimeMs)
+      throw new Error(`${built} is missing or older than ${source}: run npm run build`);
   }
 });
 
@@ -110,7 +113,10 @@ describe("startProcess", () => {
 
   it("a command that handles the cancel's SIGINT by exiting 130 is reported as exit 130", async () => {
     const ready = join(dir, "ready");
-    const child = await start("sh", ["-c", `trap "echo got-int; exit 130" INT; touch ${ready}; while :; do sleep 0.05; done`]);
+    const child = await start("sh", [
+      "-c",
+      `trap "echo got-int; exit 130" INT; touch ${ready}; while :; do sleep 0.05; done`,
+    ]);
     await appears(ready);
     child.cancel(30_000);
     expect(await child.exited).toEqual({ exitCode: 130, signal: null, error: null });
@@ -129,8 +135,14 @@ describe("startProcess", () => {
   it("a missing command is named plainly and never spawned", async () => {
     const child = await start("no-such-command-here", []);
     expect(child.pid).toBeNull();
-    expect(await child.exited).toEqual({ exitCode: null, signal: null, error: "cannot start no-such-command-here: not found on PATH" });
-    expect((await (await start("../payload", [])).exited).error).toBe("cannot start ../payload: not an executable file");
+    expect(await child.exited).toEqual({
+      exitCode: null,
+      signal: null,
+      error: "cannot start no-such-command-here: not found on PATH",
+    });
+    expect((await (await start("../payload", [])).exited).error).toBe(
+      "cannot start ../payload: not an executable file",
+    );
   });
 });
 
@@ -149,12 +161,20 @@ describe("supervise.js", () => {
     const input = `${JSON.stringify(spec("no-such-command-here"))}\n`;
     const supervisor = spawnSync(process.execPath, [SUPERVISOR], { input, encoding: "utf8" });
     expect(supervisor).toMatchObject({ status: 127, stdout: "", stderr: "" });
-    expect(await readExitFile(dir)).toEqual({ exitCode: null, signal: null, error: "cannot start no-such-command-here: spawn no-such-command-here ENOENT" });
+    expect(await readExitFile(dir)).toEqual({
+      exitCode: null,
+      signal: null,
+      error: "cannot start no-such-command-here: spawn no-such-command-here ENOENT",
+    });
   });
 
   it("exits without a trace when its stdin ends before a command came", async () => {
     for (const input of ["", JSON.stringify(spec("true")).slice(0, 20)]) {
-      expect(spawnSync(process.execPath, [SUPERVISOR], { input, encoding: "utf8" })).toMatchObject({ status: 0, stdout: "", stderr: "" });
+      expect(spawnSync(process.execPath, [SUPERVISOR], { input, encoding: "utf8" })).toMatchObject({
+        status: 0,
+        stdout: "",
+        stderr: "",
+      });
     }
     expect(await readExitFile(dir)).toBeNull();
   });
@@ -184,7 +204,8 @@ describe("SpareSupervisor", () => {
     process.env.NODE_MESH_TEST = "for the agent";
     process.env.MESH_TEST_SECRET = "the agent's";
     try {
-      const script = 'echo "$GIVEN/$MESH_TEST_SECRET/$NODE_MESH_TEST"; tr "\\0" "\\n" < /proc/$PPID/environ | grep -c -e ^NODE_ -e ^MESH_';
+      const script =
+        'echo "$GIVEN/$MESH_TEST_SECRET/$NODE_MESH_TEST"; tr "\\0" "\\n" < /proc/$PPID/environ | grep -c -e ^NODE_ -e ^MESH_';
       const child = await startProcess({
         command: "sh",
         args: ["-c", script],

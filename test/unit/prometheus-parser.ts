@@ -73,7 +73,8 @@ export function parsePrometheusText(text: string): Map<string, ParsedFamily> {
     const m = SAMPLE.exec(line);
     if (!m) throw new Error(`bad sample line: ${line}`);
     const name = m[1]!;
-    const family = current && SUFFIXES[current.type]!.some((suffix) => `${current!.name}${suffix}` === name) ? current : null;
+    const family =
+      current && SUFFIXES[current.type]!.some((suffix) => `${current!.name}${suffix}` === name) ? current : null;
     if (!family) throw new Error(`sample ${name} outside its family`);
     family.samples.push({ name, labels: m[2] ? parseLabels(m[2]) : {}, value: parseValue(m[3]!) });
   }
@@ -92,17 +93,23 @@ function checkHistogram(family: ParsedFamily): void {
   for (const samples of series.values()) {
     const buckets = samples.filter((s) => s.name.endsWith("_bucket"));
     for (let i = 1; i < buckets.length; i++) {
-      if (parseValue(buckets[i]!.labels.le!) <= parseValue(buckets[i - 1]!.labels.le!)) throw new Error(`${family.name}: le not increasing`);
+      if (parseValue(buckets[i]!.labels.le!) <= parseValue(buckets[i - 1]!.labels.le!))
+        throw new Error(`${family.name}: le not increasing`);
       if (buckets[i]!.value < buckets[i - 1]!.value) throw new Error(`${family.name}: buckets not cumulative`);
     }
     const last = buckets.at(-1);
     const count = samples.find((s) => s.name.endsWith("_count"));
-    if (last?.labels.le !== "+Inf" || !count || count.value !== last.value) throw new Error(`${family.name}: +Inf bucket must equal _count`);
+    if (last?.labels.le !== "+Inf" || !count || count.value !== last.value)
+      throw new Error(`${family.name}: +Inf bucket must equal _count`);
   }
 }
 
 /** The value of the one sample of `name` whose labels include `labels`; 0 if none (a counter not yet seen). */
-export function sampleValue(families: Map<string, ParsedFamily>, name: string, labels: Record<string, string> = {}): number {
+export function sampleValue(
+  families: Map<string, ParsedFamily>,
+  name: string,
+  labels: Record<string, string> = {},
+): number {
   for (const family of families.values()) {
     for (const s of family.samples) {
       if (s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v)) return s.value;

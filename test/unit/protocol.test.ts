@@ -1,7 +1,15 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { type Result, isErrorCode } from "../../shared/errors.js";
-import { MAX_TEXT_FRAME, PROTOCOL_VERSION, decodeAgentControl, decodeAgentData, decodeBrokerControl, decodeBrokerData, encode } from "../../shared/protocol.js";
+import {
+  MAX_TEXT_FRAME,
+  PROTOCOL_VERSION,
+  decodeAgentControl,
+  decodeAgentData,
+  decodeBrokerControl,
+  decodeBrokerData,
+  encode,
+} from "../../shared/protocol.js";
 
 type Decoder = (text: string) => Result<unknown>;
 const DECODERS: [string, Decoder][] = [
@@ -32,7 +40,15 @@ const started = { type: "started", pid: 1234 };
 const finished = { type: "finished", exitCode: 0, signal: null, resultsSize: 10, canceled: false };
 const attached = {
   type: "attached",
-  unit: { id: "abcDEF12", mesh: "default", worktype: "echo", params: { params: "-v" }, payloadSize: 5, signature: null, targetNode: null },
+  unit: {
+    id: "abcDEF12",
+    mesh: "default",
+    worktype: "echo",
+    params: { params: "-v" },
+    payloadSize: 5,
+    signature: null,
+    targetNode: null,
+  },
   state: "Pending",
   resultsOffset: 0,
   cancel: false,
@@ -57,7 +73,10 @@ const j = (value: unknown) => JSON.stringify(value);
 describe("valid messages decode", () => {
   it.each([
     ["hello", hello],
-    ["hello with no work types/units and null podman", { ...hello, workTypes: [], units: [], versions: { ...versions, podman: null, podmanUsable: false } }],
+    [
+      "hello with no work types/units and null podman",
+      { ...hello, workTypes: [], units: [], versions: { ...versions, podman: null, podmanUsable: false } },
+    ],
     ["reject", reject],
   ])("agent control: %s", (_, message) => {
     expectOk(decodeAgentControl(j(message)), message);
@@ -77,7 +96,10 @@ describe("valid messages decode", () => {
     ["started", started],
     ["started with null pid", { type: "started", pid: null }],
     ["finished", finished],
-    ["finished by signal with detail", { type: "finished", exitCode: null, signal: "SIGKILL", resultsSize: 0, canceled: true, detail: "x" }],
+    [
+      "finished by signal with detail",
+      { type: "finished", exitCode: null, signal: "SIGKILL", resultsSize: 0, canceled: true, detail: "x" },
+    ],
     ["finished at MAX_SAFE_INTEGER", { ...finished, resultsSize: Number.MAX_SAFE_INTEGER }],
   ])("agent data: %s", (_, message) => {
     expectOk(decodeAgentData(j(message)), message);
@@ -129,7 +151,8 @@ describe("malformed text", () => {
 });
 
 describe("invalid fields are bad_message", () => {
-  const without = (o: Record<string, unknown>, key: string) => Object.fromEntries(Object.entries(o).filter(([k]) => k !== key));
+  const without = (o: Record<string, unknown>, key: string) =>
+    Object.fromEntries(Object.entries(o).filter(([k]) => k !== key));
 
   it.each(Object.keys(hello).filter((k) => k !== "type"))("hello without %s", (key) => {
     expectCode(decodeAgentControl(j(without(hello, key))), "bad_message");
@@ -143,11 +166,14 @@ describe("invalid fields are bad_message", () => {
     expectCode(decodeBrokerData(j(without(attached, key))), "bad_message");
   });
 
-  it.each(["../x", "", "a".repeat(65), "-lead", ".hidden", "a/b", "a b", "nöde", 5, null])("bad node id %j", (nodeId) => {
-    expectCode(decodeAgentControl(j({ ...hello, nodeId })), "bad_message");
-    expectCode(decodeBrokerControl(j({ ...welcome, nodeId })), "bad_message");
-    expectCode(decodeAgentData(j({ ...attach, nodeId })), "bad_message");
-  });
+  it.each(["../x", "", "a".repeat(65), "-lead", ".hidden", "a/b", "a b", "nöde", 5, null])(
+    "bad node id %j",
+    (nodeId) => {
+      expectCode(decodeAgentControl(j({ ...hello, nodeId })), "bad_message");
+      expectCode(decodeBrokerControl(j({ ...welcome, nodeId })), "bad_message");
+      expectCode(decodeAgentData(j({ ...attach, nodeId })), "bad_message");
+    },
+  );
 
   it.each(["abc", "abcDEF123", "abcDEF1!", "../abcde", "", "abc DEF1", 12345678])("bad unit id %j", (id) => {
     expectCode(decodeAgentControl(j({ ...reject, unit: id })), "bad_message");

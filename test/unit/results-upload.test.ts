@@ -26,7 +26,8 @@ function results(initial?: Uint8Array) {
   };
 }
 
-const setup = (file: ResultsFile, window = 30, chunk = 10) => new ResultsUpload({ path: "stdout", window, chunk, file });
+const setup = (file: ResultsFile, window = 30, chunk = 10) =>
+  new ResultsUpload({ path: "stdout", window, chunk, file });
 const joined = (link: FakeLink) => Uint8Array.from(link.frames.flatMap((f) => [...f.data]));
 
 describe("ResultsUpload", () => {

@@ -47,7 +47,9 @@ describe("Outage", () => {
     expect(at()).toBeGreaterThanOrEqual(5 * 60_000);
     expect(at()).toBeLessThan(5 * 60_000 + 10_000);
     expect(failures).toBeGreaterThan(20);
-    expect(notices).toEqual(["broker unreachable (cannot reach the broker at http://b: ECONNREFUSED); retrying for up to 5m"]);
+    expect(notices).toEqual([
+      "broker unreachable (cannot reach the broker at http://b: ECONNREFUSED); retrying for up to 5m",
+    ]);
   });
 
   it("backs off: waits grow towards 10 s and never exceed it", async () => {

@@ -1,10 +1,24 @@
 import { describe, expect, it } from "vitest";
-import { type ScheduleDoc, SYNC_RETRY_MS, dueActions, expiredDetail, isExpired, nextAlarm } from "../../broker/unit/schedule.js";
+import {
+  type ScheduleDoc,
+  SYNC_RETRY_MS,
+  dueActions,
+  expiredDetail,
+  isExpired,
+  nextAlarm,
+} from "../../broker/unit/schedule.js";
 import { UNIT_STATES } from "../../shared/states.js";
 
 const retention = { unitRetentionMs: 1_000_000, tombstoneRetentionMs: 50_000 };
 const t = (ms: number) => new Date(ms).toISOString();
-const doc = (over: Partial<ScheduleDoc>): ScheduleDoc => ({ state: "Pending", expiresAt: null, finishedAt: null, releasedAt: null, meshSynced: true, ...over });
+const doc = (over: Partial<ScheduleDoc>): ScheduleDoc => ({
+  state: "Pending",
+  expiresAt: null,
+  finishedAt: null,
+  releasedAt: null,
+  meshSynced: true,
+  ...over,
+});
 
 describe("unit alarm schedule", () => {
   it("a Pending unit without a TTL needs no alarm", () => {
@@ -51,6 +65,8 @@ describe("unit alarm schedule", () => {
     expect(isExpired(doc({ expiresAt: t(5_000) }), 5_000)).toBe(true);
     expect(isExpired(doc({}), 10 ** 12)).toBe(false);
     expect(isExpired(doc({ state: "Running", expiresAt: t(5_000) }), 10 ** 12)).toBe(false);
-    expect(expiredDetail({ createdAt: t(0), expiresAt: t(20_000) })).toBe("expired: not started within its time to live (20s)");
+    expect(expiredDetail({ createdAt: t(0), expiresAt: t(20_000) })).toBe(
+      "expired: not started within its time to live (20s)",
+    );
   });
 });

@@ -16,18 +16,39 @@ describe("mesh-broker serve arguments", () => {
     expect(parseListen(text)).toEqual(want);
   });
 
-  it.each(["8787", ":8787", "127.0.0.1", "127.0.0.1:65536", "::1:80", "host:port", "a b:1"])("--listen refuses %j", (text) => {
-    expect(parseListen(text)).toBeUndefined();
-  });
+  it.each(["8787", ":8787", "127.0.0.1", "127.0.0.1:65536", "::1:80", "host:port", "a b:1"])(
+    "--listen refuses %j",
+    (text) => {
+      expect(parseListen(text)).toBeUndefined();
+    },
+  );
 
   it("takes state, listen, TLS pair, token file and vars, in either flag form", () => {
     const parsed = parseServeArgs(
-      ["serve", "--state", "s", "--listen=127.0.0.1:0", "--tls-cert", "c.pem", "--tls-key=k.pem", "--admin-token-file", "t", "--var", "NODE_LEASE_MS=500"],
+      [
+        "serve",
+        "--state",
+        "s",
+        "--listen=127.0.0.1:0",
+        "--tls-cert",
+        "c.pem",
+        "--tls-key=k.pem",
+        "--admin-token-file",
+        "t",
+        "--var",
+        "NODE_LEASE_MS=500",
+      ],
       VARS,
     );
     expect(parsed).toEqual({
       ok: true,
-      value: { state: "s", listen: { host: "127.0.0.1", port: 0 }, tls: { cert: "c.pem", key: "k.pem" }, adminTokenFile: "t", vars: { NODE_LEASE_MS: "500" } },
+      value: {
+        state: "s",
+        listen: { host: "127.0.0.1", port: 0 },
+        tls: { cert: "c.pem", key: "k.pem" },
+        adminTokenFile: "t",
+        vars: { NODE_LEASE_MS: "500" },
+      },
     });
   });
 
@@ -82,8 +103,14 @@ describe("the workerd config", () => {
 
   it("listens plain HTTP without TLS files, HTTPS with them, and never configures an inspector", () => {
     expect(plain).toContain('address = "127.0.0.1:8787", http = (), service = "broker"');
-    const tls = workerdConfig(MANIFEST, "/opt/b", { doDir: "/d", listen: "0.0.0.0:443", tls: { cert: "/etc/c.pem", key: "/etc/k.pem" } });
-    expect(tls).toContain('https = (options = (), tlsOptions = (keypair = (privateKey = embed "/etc/k.pem", certificateChain = embed "/etc/c.pem")))');
+    const tls = workerdConfig(MANIFEST, "/opt/b", {
+      doDir: "/d",
+      listen: "0.0.0.0:443",
+      tls: { cert: "/etc/c.pem", key: "/etc/k.pem" },
+    });
+    expect(tls).toContain(
+      'https = (options = (), tlsOptions = (keypair = (privateKey = embed "/etc/k.pem", certificateChain = embed "/etc/c.pem")))',
+    );
     for (const text of [plain, tls]) expect(text).not.toMatch(/inspector|debug/i);
   });
 
@@ -103,7 +130,14 @@ describe("serve's log lines", () => {
     [
       "a workerd warning",
       '{"timestamp":"1796183191187","level":"warn","source":"entry.rs:170","message":"flag is default","context_depth":0}',
-      { time: "2026-12-02T03:46:31.187Z", level: "warn", source: "workerd", origin: "entry.rs:170", message: "flag is default", context_depth: 0 },
+      {
+        time: "2026-12-02T03:46:31.187Z",
+        level: "warn",
+        source: "workerd",
+        origin: "entry.rs:170",
+        message: "flag is default",
+        context_depth: 0,
+      },
     ],
     [
       "plain text on stderr",

@@ -17,7 +17,14 @@ import {
   writeRecord,
 } from "../../agent/spool.js";
 
-const work: WorkCommand = { worktype: "sh", command: "sh", params: "-c", allowruntimeparams: true, verifysignature: false, envallow: [] };
+const work: WorkCommand = {
+  worktype: "sh",
+  command: "sh",
+  params: "-c",
+  allowruntimeparams: true,
+  verifysignature: false,
+  envallow: [],
+};
 const proc: ProcessIdentity = { pid: 4242, startTime: 54532, bootId: "boot-a" };
 const record = (change: Partial<UnitRecord> = {}): UnitRecord => ({ ...newRecord("AbCd1234", work), ...change });
 const started = record({ phase: "started", process: proc, startedAt: "2026-01-01T00:00:00.000Z" });
@@ -25,7 +32,8 @@ const lost = (error: string): Recovery => ({ action: "report", work, exit: { exi
 
 describe("parseProcStat", () => {
   it("reads the state (field 3) and start time (field 22)", () => {
-    const line = "12691 (cat) R 12689 12689 6492 0 -1 4194304 99 0 0 0 0 0 0 0 20 0 1 0 54532 3133440 392 18446744073709551615";
+    const line =
+      "12691 (cat) R 12689 12689 6492 0 -1 4194304 99 0 0 0 0 0 0 0 20 0 1 0 54532 3133440 392 18446744073709551615";
     expect(parseProcStat(line)).toEqual({ state: "R", startTime: 54532 });
   });
 
@@ -42,8 +50,12 @@ describe("parseProcStat", () => {
 
   it("refuses a line with no command name, or an empty state field", () => {
     // Full length, so only the missing ")" (or the empty state) can be why it is refused.
-    expect(parseProcStat("12691 cat R 12689 12689 6492 0 -1 4194304 99 0 0 0 0 0 0 0 20 0 1 0 54532 3133440")).toBeNull();
-    expect(parseProcStat("12691 (cat)  12689 12689 6492 0 -1 4194304 99 0 0 0 0 0 0 0 20 0 1 0 54532 3133440")).toBeNull();
+    expect(
+      parseProcStat("12691 cat R 12689 12689 6492 0 -1 4194304 99 0 0 0 0 0 0 0 20 0 1 0 54532 3133440"),
+    ).toBeNull();
+    expect(
+      parseProcStat("12691 (cat)  12689 12689 6492 0 -1 4194304 99 0 0 0 0 0 0 0 20 0 1 0 54532 3133440"),
+    ).toBeNull();
   });
 });
 
@@ -53,12 +65,30 @@ describe("isSameProcess", () => {
     ["no such PID", proc, "boot-a", null, false],
     ["a zombie", proc, "boot-a", { state: "Z", startTime: 54532 }, false],
     ["dead (X)", proc, "boot-a", { state: "X", startTime: 54532 }, false],
-    ["no boot id recorded: the start time decides", { ...proc, bootId: null }, "boot-b", { state: "S", startTime: 54532 }, true],
+    [
+      "no boot id recorded: the start time decides",
+      { ...proc, bootId: null },
+      "boot-b",
+      { state: "S", startTime: 54532 },
+      true,
+    ],
     ["no boot id readable now: the start time decides", proc, null, { state: "S", startTime: 54532 }, true],
-    ["no start time recorded, one readable now: existence", { ...proc, startTime: null }, "boot-a", { state: "S", startTime: 777 }, true],
+    [
+      "no start time recorded, one readable now: existence",
+      { ...proc, startTime: null },
+      "boot-a",
+      { state: "S", startTime: 777 },
+      true,
+    ],
     ["a reused PID (other start time)", proc, "boot-a", { state: "S", startTime: 60000 }, false],
     ["another boot, even with the same start time", proc, "boot-b", { state: "S", startTime: 54532 }, false],
-    ["no start time recorded (no /proc): existence", { ...proc, startTime: null, bootId: null }, null, { state: "?", startTime: null }, true],
+    [
+      "no start time recorded (no /proc): existence",
+      { ...proc, startTime: null, bootId: null },
+      null,
+      { state: "?", startTime: null },
+      true,
+    ],
   ] as const)("%s", (_name, recorded, bootId, stat, same) => {
     expect(isSameProcess(recorded, bootId, stat)).toBe(same);
   });
@@ -70,7 +100,10 @@ describe("parseExitFile", () => {
     ['{"code":130,"signal":null}', { exitCode: 130, signal: null, error: null }],
     ['{"code":null,"signal":"SIGINT"}', { exitCode: null, signal: "SIGINT", error: null }],
     ['{"code":null,"signal":"SIGKILL"}', { exitCode: null, signal: "SIGKILL", error: null }],
-    ['{"code":null,"signal":null,"error":"cannot start x: spawn x EACCES"}', { exitCode: null, signal: null, error: "cannot start x: spawn x EACCES" }],
+    [
+      '{"code":null,"signal":null,"error":"cannot start x: spawn x EACCES"}',
+      { exitCode: null, signal: null, error: "cannot start x: spawn x EACCES" },
+    ],
   ])("reads %s", (text, exit) => {
     expect(parseExitFile(text)).toEqual(exit);
   });
@@ -101,8 +134,20 @@ describe("decideRecovery", () => {
     ["no record", null, null, false, { action: "drop", reason: "no readable unit.json" }],
     ["never started", record(), null, false, { action: "rerun", work }],
     ["ended while the agent was down", started, status(0), false, { action: "report", work, exit: status(0) }],
-    ["exit file written, supervisor not yet gone", started, status(3), true, { action: "report", work, exit: status(3) }],
-    ["killed by a signal while the agent was down", started, status(null, "SIGTERM"), false, { action: "report", work, exit: status(null, "SIGTERM") }],
+    [
+      "exit file written, supervisor not yet gone",
+      started,
+      status(3),
+      true,
+      { action: "report", work, exit: status(3) },
+    ],
+    [
+      "killed by a signal while the agent was down",
+      started,
+      status(null, "SIGTERM"),
+      false,
+      { action: "report", work, exit: status(null, "SIGTERM") },
+    ],
     [
       "could not start while the agent was down",
       started,
@@ -113,7 +158,13 @@ describe("decideRecovery", () => {
     ["still running", started, null, true, { action: "adopt", work, process: proc }],
     ["killed with the agent", started, null, false, lost(PROCESS_GONE)],
     ["killed while starting", record({ phase: "starting" }), null, false, lost(START_UNRECORDED)],
-    ["started and ended while starting was recorded", record({ phase: "starting" }), status(1), false, { action: "report", work, exit: status(1) }],
+    [
+      "started and ended while starting was recorded",
+      record({ phase: "starting" }),
+      status(1),
+      false,
+      { action: "report", work, exit: status(1) },
+    ],
   ])("%s", (_name, rec, exit, running, expected) => {
     expect(decideRecovery(rec, exit, running)).toEqual(expected);
   });

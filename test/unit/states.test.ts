@@ -1,5 +1,13 @@
 import { describe, expect, it } from "vitest";
-import { STATE_NUMBER, UNIT_STATES, type UnitState, canTransition, isActive, isTerminal, transition } from "../../shared/states.js";
+import {
+  STATE_NUMBER,
+  UNIT_STATES,
+  type UnitState,
+  canTransition,
+  isActive,
+  isTerminal,
+  transition,
+} from "../../shared/states.js";
 
 // biome-ignore format: short names keep the table below one row per state
 const P = "Pending", R = "Running", S = "Succeeded", F = "Failed", C = "Canceled", X = "Released";

@@ -19,12 +19,15 @@ describe("plain http warning", () => {
     expect(plainHttpWarning(url)).toBeUndefined();
   });
 
-  it.each(["http://broker.example.com", "http://10.0.0.5:8787", "http://[fe80::1]:80", "http://127.0.0.1.example.com", "http://localhost.example.com"])(
-    "loud for %s",
-    (url) => {
-      expect(plainHttpWarning(url)).toMatch(/^WARNING: .* plain http: tokens .* unencrypted; use https:\/\//);
-    },
-  );
+  it.each([
+    "http://broker.example.com",
+    "http://10.0.0.5:8787",
+    "http://[fe80::1]:80",
+    "http://127.0.0.1.example.com",
+    "http://localhost.example.com",
+  ])("loud for %s", (url) => {
+    expect(plainHttpWarning(url)).toMatch(/^WARNING: .* plain http: tokens .* unencrypted; use https:\/\//);
+  });
 });
 
 describe("--ca-file", () => {

@@ -24,13 +24,34 @@ describe("unitEnvironment", () => {
   // [case, extra allow list, variables expected]
   const TABLE: [string, string[], string[]][] = [
     ["defaults", [], ["PATH", "HOME", "LC_ALL", "ANSIBLE_FORCE_COLOR", "XDG_RUNTIME_DIR"]],
-    ["a work command adds a name", ["SSH_AUTH_SOCK"], ["PATH", "HOME", "LC_ALL", "ANSIBLE_FORCE_COLOR", "XDG_RUNTIME_DIR", "SSH_AUTH_SOCK"]],
-    ["a prefix", ["AWS_*"], ["PATH", "HOME", "LC_ALL", "ANSIBLE_FORCE_COLOR", "XDG_RUNTIME_DIR", "AWS_SECRET_ACCESS_KEY"]],
-    ["MESH_* never, even asked for", ["MESH_*", "MESH_TOKEN"], ["PATH", "HOME", "LC_ALL", "ANSIBLE_FORCE_COLOR", "XDG_RUNTIME_DIR"]],
+    [
+      "a work command adds a name",
+      ["SSH_AUTH_SOCK"],
+      ["PATH", "HOME", "LC_ALL", "ANSIBLE_FORCE_COLOR", "XDG_RUNTIME_DIR", "SSH_AUTH_SOCK"],
+    ],
+    [
+      "a prefix",
+      ["AWS_*"],
+      ["PATH", "HOME", "LC_ALL", "ANSIBLE_FORCE_COLOR", "XDG_RUNTIME_DIR", "AWS_SECRET_ACCESS_KEY"],
+    ],
+    [
+      "MESH_* never, even asked for",
+      ["MESH_*", "MESH_TOKEN"],
+      ["PATH", "HOME", "LC_ALL", "ANSIBLE_FORCE_COLOR", "XDG_RUNTIME_DIR"],
+    ],
     [
       "everything asked: still no MESH_* and no secret value",
       ["*"],
-      ["PATH", "HOME", "LC_ALL", "ANSIBLE_FORCE_COLOR", "XDG_RUNTIME_DIR", "NODE_OPTIONS", "AWS_SECRET_ACCESS_KEY", "SSH_AUTH_SOCK"],
+      [
+        "PATH",
+        "HOME",
+        "LC_ALL",
+        "ANSIBLE_FORCE_COLOR",
+        "XDG_RUNTIME_DIR",
+        "NODE_OPTIONS",
+        "AWS_SECRET_ACCESS_KEY",
+        "SSH_AUTH_SOCK",
+      ],
     ],
   ];
 

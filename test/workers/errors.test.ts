@@ -23,7 +23,14 @@ describe("HTTP errors", () => {
     ["a wrong token", "GET", "/status", { token: "nope" }, 401, "unauthorized"],
     ["an unknown work type", "POST", "/units?worktype=nosuch", { body: "x" }, 400, "unknown_worktype"],
     ["no work type", "POST", "/units", { body: "x" }, 400, "bad_request"],
-    ["a work type the target node lacks", "POST", "/units?worktype=sh&node=steady", { body: "x" }, 400, "node_lacks_worktype"],
+    [
+      "a work type the target node lacks",
+      "POST",
+      "/units?worktype=sh&node=steady",
+      { body: "x" },
+      400,
+      "node_lacks_worktype",
+    ],
     ["a path-like unit id", "GET", "/units/..%2F..%2Fx", {}, 400, "bad_unit_id"],
     ["an unknown unit", "GET", "/units/ZZZZZZZZ", {}, 404, "unknown_unit"],
     ["results of an unknown unit", "GET", "/units/ZZZZZZZZ/results", {}, 404, "unknown_unit"],
@@ -40,7 +47,12 @@ describe("HTTP errors", () => {
   });
 
   it("a unit for a node not seen yet, given a ttl, is accepted and waits for it", async () => {
-    const reply = await api<{ state: string; targetNode: string }>(mesh, "POST", "/units?worktype=cat&node=later&ttl=1h", { body: "ok" });
+    const reply = await api<{ state: string; targetNode: string }>(
+      mesh,
+      "POST",
+      "/units?worktype=cat&node=later&ttl=1h",
+      { body: "ok" },
+    );
     expect(reply.status).toBe(201);
     expect(reply.body).toMatchObject({ state: "Pending", targetNode: "later" });
   });

@@ -41,21 +41,33 @@ export async function api<T = unknown>(
   mesh: string,
   method: "GET" | "POST" | "DELETE",
   path: string,
-  options: { body?: string | Uint8Array | ReadableStream; token?: string | null; headers?: Record<string, string> } = {},
+  options: {
+    body?: string | Uint8Array | ReadableStream;
+    token?: string | null;
+    headers?: Record<string, string>;
+  } = {},
 ): Promise<{ status: number; body: T }> {
-  const auth: Record<string, string> = options.token === null ? {} : { authorization: `Bearer ${options.token ?? ADMIN}` };
+  const auth: Record<string, string> =
+    options.token === null ? {} : { authorization: `Bearer ${options.token ?? ADMIN}` };
   const body = method === "GET" ? null : (options.body ?? null);
-  return readReply<T>(await workerFetch(`/v1/meshes/${mesh}${path}`, { method, headers: { ...auth, ...options.headers }, body }));
+  return readReply<T>(
+    await workerFetch(`/v1/meshes/${mesh}${path}`, { method, headers: { ...auth, ...options.headers }, body }),
+  );
 }
 
 /** Creates a token of `role` in `mesh` (with the admin token, or the token `as`). */
-export async function createToken(mesh: string, role: string, opts: { name?: string; as?: string } = {}): Promise<{ id: string; token: string }> {
+export async function createToken(
+  mesh: string,
+  role: string,
+  opts: { name?: string; as?: string } = {},
+): Promise<{ id: string; token: string }> {
   const created = await api<{ id: string; token: string }>(mesh, "POST", "/tokens", {
     body: JSON.stringify({ role, name: opts.name ?? `test ${role}` }),
     headers: { "content-type": "application/json" },
     ...(opts.as ? { token: opts.as } : {}),
   });
-  if (created.status !== 201) throw new Error(`create ${role} token: HTTP ${created.status}: ${JSON.stringify(created.body)}`);
+  if (created.status !== 201)
+    throw new Error(`create ${role} token: HTTP ${created.status}: ${JSON.stringify(created.body)}`);
   return created.body;
 }
 
@@ -69,7 +81,9 @@ export async function waitFor(check: () => Promise<boolean> | boolean, what: str
 
 /** Opens a WebSocket route of `mesh` as a client would (an Upgrade request) and accepts our end. */
 export async function openSocket(mesh: string, path: string, token: string): Promise<WebSocket> {
-  const response = await workerFetch(`/v1/meshes/${mesh}${path}`, { headers: { upgrade: "websocket", authorization: `Bearer ${token}` } });
+  const response = await workerFetch(`/v1/meshes/${mesh}${path}`, {
+    headers: { upgrade: "websocket", authorization: `Bearer ${token}` },
+  });
   const ws = response.webSocket;
   if (!ws) throw new Error(`socket ${path} refused: HTTP ${response.status} ${await response.text()}`);
   ws.accept();
@@ -110,7 +124,11 @@ export class RawSocket<T extends { type: string }> {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiting.splice(this.waiting.indexOf(done), 1);
-        reject(new Error(`no message within ${timeoutMs} ms${this.closed ? ` (closed ${this.closed.code} ${this.closed.reason})` : ""}`));
+        reject(
+          new Error(
+            `no message within ${timeoutMs} ms${this.closed ? ` (closed ${this.closed.code} ${this.closed.reason})` : ""}`,
+          ),
+        );
       }, timeoutMs);
       const done = (message: T) => {
         clearTimeout(timer);
@@ -145,12 +163,28 @@ export interface Endpoint {
 export async function joinNode(endpoint: Endpoint, nodeId: string, worktypes: string[], capacity = 1) {
   const socket = await RawSocket.open<BrokerControlMessage>(endpoint, `/connect?node=${nodeId}`);
   const workTypes = worktypes.map((worktype) => ({ worktype, verifySignature: false, allowRuntimeParams: true }));
-  socket.ws.send(encode({ type: "hello", protocol: PROTOCOL_VERSION, nodeId, workTypes, capacity, tags: {}, versions: VERSIONS, units: [] }));
+  socket.ws.send(
+    encode({
+      type: "hello",
+      protocol: PROTOCOL_VERSION,
+      nodeId,
+      workTypes,
+      capacity,
+      tags: {},
+      versions: VERSIONS,
+      units: [],
+    }),
+  );
   return { socket, first: await socket.next() };
 }
 
 /** Joins as `nodeId` on a control socket and waits for the welcome. */
-export async function rawNode(endpoint: Endpoint, nodeId: string, worktypes: string[], capacity = 1): Promise<RawSocket<BrokerControlMessage>> {
+export async function rawNode(
+  endpoint: Endpoint,
+  nodeId: string,
+  worktypes: string[],
+  capacity = 1,
+): Promise<RawSocket<BrokerControlMessage>> {
   const { socket, first } = await joinNode(endpoint, nodeId, worktypes, capacity);
   if (first.type !== "welcome") throw new Error(`expected welcome, got ${JSON.stringify(first)}`);
   return socket;
@@ -160,7 +194,10 @@ export type DataSocket = RawSocket<BrokerDataMessage> & { results(offset: number
 
 /** Opens the unit's data socket as `nodeId` and attaches; returns the socket and the `attached` answer. */
 export async function attachUnit(endpoint: Endpoint, unitId: string, nodeId: string) {
-  const data = (await RawSocket.open<BrokerDataMessage>(endpoint, `/units/${unitId}/data?node=${nodeId}`)) as DataSocket;
+  const data = (await RawSocket.open<BrokerDataMessage>(
+    endpoint,
+    `/units/${unitId}/data?node=${nodeId}`,
+  )) as DataSocket;
   data.results = (offset, text) => data.ws.send(encodeFrame("results", offset, new TextEncoder().encode(text)));
   data.ws.send(encode({ type: "attach", protocol: PROTOCOL_VERSION, nodeId }));
   const attached = await data.next();

@@ -17,7 +17,18 @@ let node: RawSocket<BrokerControlMessage>;
 async function inlineNode(nodeId: string, capacity = 4): Promise<RawSocket<BrokerControlMessage>> {
   const socket = await RawSocket.open<BrokerControlMessage>(endpoint, `/connect?node=${nodeId}`);
   const workTypes = [{ worktype: "inline", verifySignature: false, allowRuntimeParams: true, inlineStart: true }];
-  socket.ws.send(encode({ type: "hello", protocol: PROTOCOL_VERSION, nodeId, workTypes, capacity, tags: {}, versions: VERSIONS, units: [] }));
+  socket.ws.send(
+    encode({
+      type: "hello",
+      protocol: PROTOCOL_VERSION,
+      nodeId,
+      workTypes,
+      capacity,
+      tags: {},
+      versions: VERSIONS,
+      units: [],
+    }),
+  );
   expect((await socket.next()).type).toBe("welcome");
   return socket;
 }
@@ -40,7 +51,14 @@ describe("inline start", () => {
     const assign = await node.next();
     expect(assign).toMatchObject({ type: "assign", unitId: id, worktype: "inline" });
     if (assign.type !== "assign" || !assign.start) throw new Error(`no inline start: ${JSON.stringify(assign)}`);
-    expect(assign.start.unit).toMatchObject({ id, mesh, worktype: "inline", payloadSize: 10, signature: null, targetNode: null });
+    expect(assign.start.unit).toMatchObject({
+      id,
+      mesh,
+      worktype: "inline",
+      payloadSize: 10,
+      signature: null,
+      targetNode: null,
+    });
     expect(Buffer.from(assign.start.payload, "base64").toString()).toBe("echo hello");
     // What `attached` says of the unit is what the inline start said.
     const { data, attached } = await attachUnit(endpoint, id, "quick");
@@ -61,7 +79,10 @@ describe("inline start", () => {
     const id = await submit("payload", "&node=doomed-inline");
     expect(await doomed.next()).toMatchObject({ type: "assign", unitId: id, start: { unit: { id } } });
     expect((await api(mesh, "DELETE", "/nodes/doomed-inline")).status).toBe(200);
-    expect((await api<UnitRecord>(mesh, "GET", `/units/${id}`)).body).toMatchObject({ state: "Failed", detail: "node doomed-inline was removed by an admin" });
+    expect((await api<UnitRecord>(mesh, "GET", `/units/${id}`)).body).toMatchObject({
+      state: "Failed",
+      detail: "node doomed-inline was removed by an admin",
+    });
     doomed.close();
   });
 });

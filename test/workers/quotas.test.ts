@@ -16,7 +16,12 @@ afterAll(() => {
   for (const socket of sockets) socket.close();
 });
 
-async function call<T>(method: "GET" | "POST" | "DELETE", path: string, token: string, body?: string): Promise<{ status: number; body: T }> {
+async function call<T>(
+  method: "GET" | "POST" | "DELETE",
+  path: string,
+  token: string,
+  body?: string,
+): Promise<{ status: number; body: T }> {
   const headers: Record<string, string> = {};
   if (body !== undefined && path === "/tokens") headers["content-type"] = "application/json";
   return api<T>(mesh, method, path, { token, headers, ...(body !== undefined ? { body } : {}) });
@@ -29,10 +34,14 @@ async function token(role: string): Promise<string> {
 }
 
 /** A unit that stays pending: pinned, with a ttl, to a node that never comes. */
-const park = (as: string) => call<{ error?: { code: string } }>("POST", "/units?worktype=sh&node=never-comes&ttl=1h", as, "");
+const park = (as: string) =>
+  call<{ error?: { code: string } }>("POST", "/units?worktype=sh&node=never-comes&ttl=1h", as, "");
 
 /** Opens a control socket for `nodeId` and says hello; answers the first thing the broker says. */
-async function joinNode(nodeId: string, as: string): Promise<{ socket: RawSocket<BrokerControlMessage>; first: BrokerControlMessage }> {
+async function joinNode(
+  nodeId: string,
+  as: string,
+): Promise<{ socket: RawSocket<BrokerControlMessage>; first: BrokerControlMessage }> {
   const joined = await join({ mesh, token: as }, nodeId, ["sh"]);
   sockets.push(joined.socket);
   return joined;

@@ -8,7 +8,18 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { BrokerControlMessage } from "../../shared/protocol.js";
 import type { UnitRecord } from "../../shared/unit.js";
-import { type RawSocket, api, attachUnit, joinNode, createToken as newToken, newMesh, openSocket, rawNode, waitFor, workerFetch } from "./harness.js";
+import {
+  type RawSocket,
+  api,
+  attachUnit,
+  joinNode,
+  createToken as newToken,
+  newMesh,
+  openSocket,
+  rawNode,
+  waitFor,
+  workerFetch,
+} from "./harness.js";
 
 const mesh = newMesh();
 const otherMesh = newMesh();
@@ -79,7 +90,10 @@ describe("roles", () => {
       ["garbage", "garbage"],
       ["a well-formed unknown token", `mtk_${"A".repeat(43)}`],
     ] as const) {
-      const reply = await api<Reply>(mesh, method, path.replace("UNIT", "AAAAAAAA"), { token, ...(body !== undefined ? { body } : {}) });
+      const reply = await api<Reply>(mesh, method, path.replace("UNIT", "AAAAAAAA"), {
+        token,
+        ...(body !== undefined ? { body } : {}),
+      });
       expect(`${who}: ${reply.status}`).toBe(`${who}: 401`);
       expect(reply.body.error?.code).toBe("unauthorized");
     }
@@ -120,8 +134,15 @@ describe("roles", () => {
   });
 
   it("bad token requests get clear 400s", async () => {
-    for (const body of ["not json", JSON.stringify({ role: "root" }), JSON.stringify({ role: "read", name: "x".repeat(101) })]) {
-      const reply = await api<Reply>(mesh, "POST", "/tokens", { body, headers: { "content-type": "application/json" } });
+    for (const body of [
+      "not json",
+      JSON.stringify({ role: "root" }),
+      JSON.stringify({ role: "read", name: "x".repeat(101) }),
+    ]) {
+      const reply = await api<Reply>(mesh, "POST", "/tokens", {
+        body,
+        headers: { "content-type": "application/json" },
+      });
       expect(reply.status).toBe(400);
       expect(reply.body.error?.code).toBe("bad_request");
     }
@@ -163,7 +184,11 @@ describe("hello first", () => {
     const intruder = await spy("guarded", tokens.agent!);
     await waitFor(() => intruder.closedWith() !== null, "the refusal");
     // The spy pings every 500 ms; on a loaded machine the runtime's "pong" can come before the refusal.
-    expect(intruder.heard.filter((m) => m !== "pong").map((m) => (JSON.parse(m) as { error?: { code: string } }).error?.code)).toEqual(["node_taken"]);
+    expect(
+      intruder.heard
+        .filter((m) => m !== "pong")
+        .map((m) => (JSON.parse(m) as { error?: { code: string } }).error?.code),
+    ).toEqual(["node_taken"]);
   });
 });
 
@@ -184,9 +209,33 @@ describe("quotas and request binding", () => {
       409,
       "idempotency_mismatch",
     ],
-    ["the key with another payload length", `/units?worktype=sh${script}`, "submit", "xy", { "idempotency-key": "k-1" }, 409, "idempotency_mismatch"],
-    ["the key with another node", `/units?worktype=sh&node=guarded${script}`, "submit", "x", { "idempotency-key": "k-1" }, 409, "idempotency_mismatch"],
-    ["the key from another token: a unit of its own", `/units?worktype=sh${script}`, "admin", "x", { "idempotency-key": "k-1" }, 201, null],
+    [
+      "the key with another payload length",
+      `/units?worktype=sh${script}`,
+      "submit",
+      "xy",
+      { "idempotency-key": "k-1" },
+      409,
+      "idempotency_mismatch",
+    ],
+    [
+      "the key with another node",
+      `/units?worktype=sh&node=guarded${script}`,
+      "submit",
+      "x",
+      { "idempotency-key": "k-1" },
+      409,
+      "idempotency_mismatch",
+    ],
+    [
+      "the key from another token: a unit of its own",
+      `/units?worktype=sh${script}`,
+      "admin",
+      "x",
+      { "idempotency-key": "k-1" },
+      201,
+      null,
+    ],
   ];
 
   it("a submit without Content-Length (chunked) is the Worker's JSON 411 length_required", async () => {
@@ -212,8 +261,14 @@ describe("quotas and request binding", () => {
 });
 
 /** Reads a long-lived answer to its end; resolves with when it ended. */
-async function openLongLived(path: string, token: string, headers: Record<string, string> = {}): Promise<() => Promise<number>> {
-  const response = await workerFetch(`/v1/meshes/${mesh}${path}`, { headers: { authorization: `Bearer ${token}`, ...headers } });
+async function openLongLived(
+  path: string,
+  token: string,
+  headers: Record<string, string> = {},
+): Promise<() => Promise<number>> {
+  const response = await workerFetch(`/v1/meshes/${mesh}${path}`, {
+    headers: { authorization: `Bearer ${token}`, ...headers },
+  });
   expect(response.status).toBe(200);
   const ended = (async () => {
     const reader = response.body!.getReader();
@@ -263,7 +318,8 @@ describe("revocation ends what a credential opened", () => {
     };
     await new Promise((r) => setTimeout(r, 500));
     const revokedAt = Date.now();
-    for (const doomed of [watcher, joiner]) expect((await api(mesh, "DELETE", `/tokens/${doomed.id}`)).status).toBe(200);
+    for (const doomed of [watcher, joiner])
+      expect((await api(mesh, "DELETE", `/tokens/${doomed.id}`)).status).toBe(200);
     const sockets = { control: control.closedWith(), data: unit.data.closedWith() };
     for (const [what, ended] of Object.entries(streams)) {
       expect({ what, afterMs: (await ended()) - revokedAt < WITHIN_MS }).toEqual({ what, afterMs: true });
@@ -273,7 +329,9 @@ describe("revocation ends what a credential opened", () => {
     }
     expect(Date.now() - revokedAt).toBeLessThan(WITHIN_MS);
     // A stream opened again is refused: the token is gone, not just its connections.
-    const again = await workerFetch(`/v1/meshes/${mesh}/events`, { headers: { authorization: `Bearer ${watcher.token}` } });
+    const again = await workerFetch(`/v1/meshes/${mesh}/events`, {
+      headers: { authorization: `Bearer ${watcher.token}` },
+    });
     expect(again.status).toBe(401);
     await again.body?.cancel();
     await api(mesh, "POST", `/units/${unit.id}/cancel`);
