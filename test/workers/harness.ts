@@ -160,9 +160,20 @@ export interface Endpoint {
 }
 
 /** Says hello as `nodeId` on a control socket and answers the socket and the first thing the broker says. */
-export async function joinNode(endpoint: Endpoint, nodeId: string, worktypes: string[], capacity = 1) {
+export async function joinNode(
+  endpoint: Endpoint,
+  nodeId: string,
+  worktypes: string[],
+  capacity = 1,
+  options: { inlineStart?: boolean } = {},
+) {
   const socket = await RawSocket.open<BrokerControlMessage>(endpoint, `/connect?node=${nodeId}`);
-  const workTypes = worktypes.map((worktype) => ({ worktype, verifySignature: false, allowRuntimeParams: true }));
+  const workTypes = worktypes.map((worktype) => ({
+    worktype,
+    verifySignature: false,
+    allowRuntimeParams: true,
+    ...options,
+  }));
   socket.ws.send(
     encode({
       type: "hello",

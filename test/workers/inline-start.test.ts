@@ -5,9 +5,9 @@
  * does not ask, or a payload over INLINE_PAYLOAD_BYTES, gets the plain assignment as before.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type BrokerControlMessage, INLINE_PAYLOAD_BYTES, PROTOCOL_VERSION, encode } from "../../shared/protocol.js";
+import { type BrokerControlMessage, INLINE_PAYLOAD_BYTES } from "../../shared/protocol.js";
 import type { UnitRecord } from "../../shared/unit.js";
-import { ADMIN, type Endpoint, RawSocket, VERSIONS, api, attachUnit, newMesh } from "./harness.js";
+import { ADMIN, type Endpoint, type RawSocket, api, attachUnit, joinNode, newMesh } from "./harness.js";
 
 const mesh = newMesh();
 const endpoint: Endpoint = { token: ADMIN, mesh };
@@ -15,21 +15,8 @@ let node: RawSocket<BrokerControlMessage>;
 
 /** Joins as `nodeId` offering work type `inline` with inlineStart. */
 async function inlineNode(nodeId: string, capacity = 4): Promise<RawSocket<BrokerControlMessage>> {
-  const socket = await RawSocket.open<BrokerControlMessage>(endpoint, `/connect?node=${nodeId}`);
-  const workTypes = [{ worktype: "inline", verifySignature: false, allowRuntimeParams: true, inlineStart: true }];
-  socket.ws.send(
-    encode({
-      type: "hello",
-      protocol: PROTOCOL_VERSION,
-      nodeId,
-      workTypes,
-      capacity,
-      tags: {},
-      versions: VERSIONS,
-      units: [],
-    }),
-  );
-  expect((await socket.next()).type).toBe("welcome");
+  const { socket, first } = await joinNode(endpoint, nodeId, ["inline"], capacity, { inlineStart: true });
+  expect(first.type).toBe("welcome");
   return socket;
 }
 
