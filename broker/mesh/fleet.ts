@@ -31,10 +31,8 @@ export function admitTags(
   if (fits) return ok(undefined);
   const where =
     unit.targetNode === null ? `no node of mesh ${unit.mesh} offering ${unit.worktype}` : `node ${unit.targetNode}`;
-  return fail(
-    "no_matching_node",
-    `${where} has tags ${unit.tags.join(", ")}; check them, or give a ttl to wait for such a node`,
-  );
+  const want = `${unit.targetNode === null ? "has" : "lacks"} tags ${unit.tags.join(", ")}`;
+  return fail("no_matching_node", `${where} ${want}; check them, or give a ttl to wait for such a node`);
 }
 
 export interface NodeFlags {
@@ -63,4 +61,18 @@ export function nodeHold(flags: NodeFlags): string | null {
   if (flags.paused) return "paused";
   if (flags.unhealthy) return `health check failed: ${flags.unhealthy}`;
   return null;
+}
+
+/**
+ * Whether a disconnected node is shown as `left` rather than judged by its silence: it said it was
+ * leaving, held no unit when it went, and no outage was recorded since. An agent that dies while
+ * leaving with units still on it crashed: it is unreachable, then lost, like any other.
+ */
+export function leftCleanly(node: {
+  connected: boolean;
+  leftAt: number | null;
+  activeUnits: number;
+  outageSince: number | null;
+}): boolean {
+  return !node.connected && node.leftAt !== null && node.activeUnits === 0 && node.outageSince === null;
 }

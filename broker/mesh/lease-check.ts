@@ -6,6 +6,7 @@
  */
 import type { NodeStatus } from "../../shared/unit.js";
 import { log } from "../log.js";
+import { leftCleanly } from "./fleet.js";
 import { type MeshHost, leaseTimes, observe, unassign } from "./host.js";
 import { leaseVerdict, nextLeaseCheck, planLease, silence, unreachableSince } from "./lease.js";
 import { liveNodes, pingedAt } from "./sockets.js";
@@ -83,8 +84,8 @@ export function nodeStatuses(host: MeshHost): NodeStatus[] {
   const times = leaseTimes(host.config);
   return host.store.nodes(liveNodes(host.ctx)).map(({ outageSince, leftAt, ...node }) => {
     const seen = Math.max(node.lastSeen ? Date.parse(node.lastSeen) : 0, pingedAt(host.ctx, node.nodeId) ?? 0);
-    // A node that said it was leaving, and went, is neither unreachable nor lost.
-    const left = !node.connected && leftAt !== null;
+    // A node that said it was leaving, and went with nothing on it, is neither unreachable nor lost.
+    const left = leftCleanly({ connected: node.connected, leftAt, activeUnits: node.activeUnits, outageSince });
     const verdict = node.connected || left ? "alive" : leaseVerdict(silence(seen || null, host.startedAt, now), times);
     const since = outageSince ?? (verdict === "alive" ? null : unreachableSince(seen || null, host.startedAt, times));
     return {

@@ -1,7 +1,7 @@
 /** Dispatch with tag selectors, priorities, held nodes, and the ready-queue index (queue.ts). */
 import { describe, expect, it } from "vitest";
 import { type NodeSlots, type QueuedUnit, planDispatch, planQueue } from "../../broker/mesh/dispatch.js";
-import { type KnownNode, admitTags, nodeHold } from "../../broker/mesh/fleet.js";
+import { type KnownNode, admitTags, leftCleanly, nodeHold } from "../../broker/mesh/fleet.js";
 import { CachedReadyQueue, ReadyQueue, STARVE_MS } from "../../broker/mesh/queue.js";
 import { matchesTags, parsePriority, parseTagSelector } from "../../shared/placement.js";
 
@@ -281,6 +281,20 @@ describe("admitTags and nodeHold (fleet.ts)", () => {
       "health check failed: ansible-runner: --version: not found on PATH",
     ],
   ])("nodeHold(%j) = %j", (flags, hold) => expect(nodeHold(flags)).toBe(hold));
+
+  it("says what the target node lacks", () => {
+    const result = admitTags(submit(["zone=eu"], { targetNode: "us-1" }), nodes);
+    expect(result.ok ? null : result.error.message).toMatch(/^node us-1 lacks tags zone=eu;/);
+  });
+
+  // An agent killed while leaving with a unit on it crashed: not shown as left (it is judged by its silence).
+  it.each([
+    ["went after its units", { connected: false, leftAt: 1, activeUnits: 0, outageSince: null }, true],
+    ["still connected", { connected: true, leftAt: 1, activeUnits: 0, outageSince: null }, false],
+    ["never said it was leaving", { connected: false, leftAt: null, activeUnits: 0, outageSince: null }, false],
+    ["went with a unit on it", { connected: false, leftAt: 1, activeUnits: 1, outageSince: null }, false],
+    ["its units failed as lost since", { connected: false, leftAt: 1, activeUnits: 0, outageSince: 5 }, false],
+  ])("leftCleanly: %s", (_what, node, left) => expect(leftCleanly(node)).toBe(left));
 });
 
 describe("CachedReadyQueue", () => {
