@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { CONTROL_RECONNECT, reconnectDelay, sleep } from "../shared/backoff.js";
 import { type DiskSpace, isLowDisk, lowDiskReason } from "../shared/disk.js";
 import type { ErrorBody } from "../shared/errors.js";
+import { probeAgentTime } from "../shared/health.js";
 import {
   type AgentControlMessage,
   type InlineStart,
@@ -238,13 +239,14 @@ export class Agent {
 
   /** A health check from the broker (health.ts): run the checks, answer with the agent's clock. */
   private async onProbe(id: string): Promise<void> {
+    const arrivedAt = Date.now();
     const checks = await runHealthChecks({
       workCommands: this.opts.workCommands,
       workDir: this.opts.workDir,
       minFreeBytes: this.opts.minFreeBytes,
     });
     this.opts.log.info("agent:health-check", { failed: checks.filter((c) => !c.ok).map((c) => c.name) });
-    this.send({ type: "probe-result", id, agentTime: Date.now(), checks });
+    this.send({ type: "probe-result", id, agentTime: probeAgentTime(arrivedAt, Date.now()), checks });
   }
 
   /** Samples the work dir's free space; tells the broker when it crossed --min-free or drifted far. */

@@ -26,6 +26,15 @@ export interface HealthReport {
 /** A clock off by more than this makes signed-work expiry and ttl judgements wrong: a failed check. */
 export const MAX_SKEW_MS = 30_000;
 
+/**
+ * The clock an agent reports for a probe: the middle of its own answer time (from the probe's
+ * arrival to its answer), which the broker sets against the middle of the round trip. The checks
+ * take seconds (podman info); stamping the answer's end would read as skew half of that.
+ */
+export function probeAgentTime(probeArrivedAt: number, answeredAt: number): number {
+  return Math.round((probeArrivedAt + answeredAt) / 2);
+}
+
 /** The broker's verdict on an agent's checks, adding the clock check from the round trip's times. */
 export function judgeHealth(
   checks: readonly HealthCheck[],

@@ -93,7 +93,7 @@ const Leave = z.object({ type: z.literal("leave"), reason: z.string().max(256) }
 
 const probeId = z.string().regex(/^[A-Za-z0-9]{1,32}$/);
 
-/** The answer to `probe`: the agent's own checks and its clock when it ran them (epoch ms). */
+/** The answer to `probe`: the agent's own checks and its clock in the middle of running them (epoch ms; health.ts probeAgentTime). */
 const ProbeResult = z.object({
   type: z.literal("probe-result"),
   id: probeId,

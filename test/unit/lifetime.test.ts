@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { type LifetimeLimits, NO_LIMITS, hasLimits, leaveReason } from "../../agent/lifetime.js";
-import { type HealthCheck, MAX_SKEW_MS, healthFailure, judgeHealth } from "../../shared/health.js";
+import { type HealthCheck, MAX_SKEW_MS, healthFailure, judgeHealth, probeAgentTime } from "../../shared/health.js";
 
 const limits = (l: Partial<LifetimeLimits>): LifetimeLimits => ({ ...NO_LIMITS, ...l });
 const state = { startedAt: 0, now: 0, taken: 0, held: 0, idleSince: 0 };
@@ -62,6 +62,19 @@ describe("judgeHealth", () => {
     const report = judgeHealth(checks, { sentAt: 0, receivedAt: 0, agentTime: skew });
     expect(report.ok).toBe(false);
     expect(healthFailure(report)).toMatch(failure);
+  });
+
+  // Same clocks, 20 ms each way, checks taking 6 s: the agent's stamp must not read as 3 s of skew.
+  it.each([
+    ["same clocks", 0],
+    ["an agent 40 s ahead", 40_000],
+    ["an agent 5 s behind", -5_000],
+  ])("measures %s whatever the checks take", (_what, skew) => {
+    const sentAt = 1_000_000;
+    const arrivedAt = sentAt + 20 + skew;
+    const answeredAt = arrivedAt + 6_000;
+    const report = judgeHealth(ok, { sentAt, receivedAt: sentAt + 20 + 6_000 + 20, agentTime: probeAgentTime(arrivedAt, answeredAt) });
+    expect(report.skewMs).toBe(skew);
   });
 
   it("ignores a clock check the agent made up", () => {
