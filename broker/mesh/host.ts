@@ -46,8 +46,11 @@ export function observe(host: MeshHost, nodeId: string): number | null {
   return host.store.lastSeen(nodeId);
 }
 
-/** The unit goes back to the queue, unplaced. */
-export function unassign(host: MeshHost, unitId: string): void {
-  host.store.unassignUnit(unitId, Date.now());
+/**
+ * The unit goes back to the queue, unplaced, with the detail the Unit object gave it (its plan's),
+ * so the index, the unit list and the mesh feed do not keep saying "assigned to" a node it left.
+ */
+export function unassign(host: MeshHost, unitId: string, detail = "waiting for a node"): void {
+  host.store.unassignUnit(unitId, detail, Date.now());
   host.events.unit(host.store.unit(unitId));
 }

@@ -36,7 +36,7 @@ export async function checkLeases(host: MeshHost): Promise<boolean> {
       for (const unit of units) {
         const told = await host.unit(unit.id).nodeUnreachable(nodeId, new Date(since).toISOString());
         if (told.action === "requeue") {
-          unassign(host, unit.id);
+          unassign(host, unit.id, told.detail);
           requeued = true;
         }
       }
@@ -49,7 +49,7 @@ export async function checkLeases(host: MeshHost): Promise<boolean> {
     for (const id of plan.fail) {
       const lost = await host.unit(id).nodeLost(nodeId, silentMs);
       if (lost.action === "requeue") {
-        unassign(host, id);
+        unassign(host, id, lost.detail);
         requeued = true;
       }
     }

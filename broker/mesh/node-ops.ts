@@ -34,7 +34,7 @@ export function onLeave(host: MeshHost, nodeId: string, reason: string): void {
 /** A leaving agent got an assignment sent before its leave arrived: the unit runs elsewhere. */
 export async function requeueFromLeaving(host: MeshHost, nodeId: string, unitId: string): Promise<void> {
   const plan = await host.unit(unitId).nodeLeaving(nodeId);
-  if (plan.action === "requeue") unassign(host, unitId);
+  if (plan.action === "requeue") unassign(host, unitId, plan.detail);
   await dispatch(host);
 }
 

@@ -36,7 +36,7 @@ export async function removeNode(host: MeshHost, nodeId: string): Promise<boolea
   for (const unit of store.activeOn(nodeId)) {
     // Not started there: it may run elsewhere (or wait for a node of that id to join again).
     const plan = await host.unit(unit.id).nodeRemoved(nodeId);
-    if (plan.action === "requeue") unassign(host, unit.id);
+    if (plan.action === "requeue") unassign(host, unit.id, plan.detail);
   }
   store.deleteNode(nodeId);
   if (known) log("node:removed", { node: nodeId });

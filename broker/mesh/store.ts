@@ -421,8 +421,8 @@ export class MeshStore {
     this.sql.exec("UPDATE units SET idem_key = NULL WHERE id = ?", id);
   }
 
-  unassignUnit(id: string, now: number): void {
-    this.sql.exec("UPDATE units SET node = NULL, updated_at = ? WHERE id = ?", now, id);
+  unassignUnit(id: string, detail: string, now: number): void {
+    this.sql.exec("UPDATE units SET node = NULL, detail = ?, updated_at = ? WHERE id = ?", detail, now, id);
     this.requeue(id);
   }
 

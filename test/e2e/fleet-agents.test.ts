@@ -96,6 +96,12 @@ describe("one-shot and ephemeral agents", () => {
       state: "Pending",
       node: null,
     });
+    // The unit list agrees: an assignment the leaving agent refused does not stay "assigned to once".
+    const listed = (await api<{ id: string; node: string | null; detail: string }[]>(mesh, "GET", "/units")).body.find(
+      (u) => u.id === second.id,
+    );
+    expect(listed).toMatchObject({ node: null });
+    expect(listed?.detail).not.toMatch(/^assigned to/);
     const events = await api<{ events: { kind: string; nodeId?: string; change?: string }[] }>(
       mesh,
       "GET",
