@@ -73,7 +73,11 @@ describe("judgeHealth", () => {
     const sentAt = 1_000_000;
     const arrivedAt = sentAt + 20 + skew;
     const answeredAt = arrivedAt + 6_000;
-    const report = judgeHealth(ok, { sentAt, receivedAt: sentAt + 20 + 6_000 + 20, agentTime: probeAgentTime(arrivedAt, answeredAt) });
+    const report = judgeHealth(ok, {
+      sentAt,
+      receivedAt: sentAt + 20 + 6_000 + 20,
+      agentTime: probeAgentTime(arrivedAt, answeredAt),
+    });
     expect(report.skewMs).toBe(skew);
   });
 
