@@ -25,6 +25,14 @@ export interface CapPlan {
 
 /** Lines longer than this are never parsed: they are event or plain lines, never framing. */
 const PARSE_LIMIT = 1 << 20;
+/**
+ * Framing a runner stream may keep whole, beyond the cap: ansible-runner writes a few status lines
+ * (starting, running, the final one, which may carry a traceback), one zipfile and one eof. Output
+ * that imitates more of it (status lines past these bounds, a second zipfile) is cut like any other
+ * line, so a work command cannot store more than its cap by dressing its output as framing.
+ */
+const FRAME_LINE_LIMIT = 64 * 1024;
+const STATUS_FRAMES = 16;
 /** Where a runner stream must show its first status or event line, as the broker's parser reads it. */
 const PREAMBLE_BYTES = 64 * 1024;
 
@@ -58,6 +66,8 @@ const decoder = new TextDecoder();
 class Items {
   private mode: "unknown" | "runner" | "lines" = "unknown";
   private blob = 0;
+  private statusFrames = 0;
+  private zipFrames = 0;
   private line: Uint8Array[] = [];
   private lineBytes = 0;
   private lineStart = 0;
@@ -107,10 +117,14 @@ class Items {
     }
     if (this.mode === "runner" && json) {
       if ("zipfile" in json && typeof json.zipfile === "number") {
-        item.kind = "frame";
-        this.blob = 4 * Math.ceil(json.zipfile / 3);
-      } else if ("status" in json || "eof" in json) item.kind = "frame";
-      else if (typeof json.counter === "number") item.counter = json.counter;
+        // A second zipfile is not framing: its data is then read as lines (and cut like them).
+        if (this.zipFrames++ === 0) {
+          item.kind = "frame";
+          this.blob = 4 * Math.ceil(json.zipfile / 3);
+        }
+      } else if (("status" in json || "eof" in json) && this.lineBytes <= FRAME_LINE_LIMIT) {
+        if (this.statusFrames++ < STATUS_FRAMES) item.kind = "frame";
+      } else if (typeof json.counter === "number") item.counter = json.counter;
     }
     this.line = [];
     this.lineBytes = 0;

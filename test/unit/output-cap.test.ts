@@ -134,6 +134,23 @@ describe("output cap: ansible-runner worker streams", () => {
     expect(new Set(read.counters).size).toBe(read.counters.length);
   });
 
+  it("output dressed as framing (many or large status lines, a second zipfile) is cut like any line", async () => {
+    const starting = JSON.stringify({ status: "starting" });
+    const pads = Array.from({ length: 40 }, (_, i) => JSON.stringify({ status: "running", i, pad: "p".repeat(2000) }));
+    const huge = JSON.stringify({ status: "running", pad: "h".repeat(100 * 1024) });
+    const raw = Buffer.alloc(30, 1);
+    const zip = `${JSON.stringify({ zipfile: raw.length })}\n${raw.toString("base64")}`;
+    const second = `${JSON.stringify({ zipfile: 200_000 })}\n${Buffer.alloc(150_000, 2).toString("base64")}`;
+    const text = `${[starting, ...pads, huge].join("\n")}\n${zip}${second}{"eof": true}`;
+    const { out, plan } = await cap(text, 64 * 1024);
+    expect(text.length).toBeGreaterThan(380_000);
+    // The cap holds within a few kept frames (16 status lines of ~2 KB, the first zip, eof).
+    expect(out.length).toBeLessThan(64 * 1024 + 40 * 1024);
+    expect(plan.cut?.bytes).toBeGreaterThan(300_000);
+    expect(out).toContain(zip);
+    expect(out).not.toContain("h".repeat(1000));
+  });
+
   it("a stream under the cap is untouched", async () => {
     const text = runnerStream(5);
     const { out, plan } = await cap(text, 64 * 1024);
