@@ -24,7 +24,7 @@ const worker = (vars: Record<string, string> = {}) =>
     miniflare: { compatibilityDate: "2026-11-09", bindings: { ADMIN_TOKEN: ADMIN, HELLO_TIMEOUT_MS: "2000", ...vars } },
   });
 const workers = {
-  setupFiles: ["test/workers/settle.ts"],
+  setupFiles: ["test/workers/settle.ts"] as string[],
   testTimeout: 10_000,
   hookTimeout: 10_000,
   // Beside e2e, whose files mostly wait on agents and brokers: the plugin's startup (~20 s) overlaps.
