@@ -9,6 +9,7 @@ import {
   workListReply,
 } from "../../meshctl/control/records.js";
 import type { MeshStatus, NodeStatus, UnitRecord } from "../../shared/unit.js";
+import { node as fixtureNode, wt } from "./fixtures/node-status.js";
 
 const unit = (overrides: Partial<UnitRecord> = {}): UnitRecord => ({
   id: "AbCd1234",
@@ -38,27 +39,15 @@ const unit = (overrides: Partial<UnitRecord> = {}): UnitRecord => ({
   ...overrides,
 });
 
-const node = (nodeId: string, overrides: Partial<NodeStatus> = {}): NodeStatus => ({
-  nodeId,
-  connected: true,
-  unreachable: false,
-  unreachableSince: null,
-  lost: false,
-  workTypes: [{ worktype: "ansible-runner", verifySignature: true, allowRuntimeParams: false }],
-  capacity: 2,
-  activeUnits: 0,
-  tags: {},
-  versions: { agent: "0.1.0", node: "v20", ansibleRunner: "2.3.1", podman: null, podmanUsable: false },
-  connectedAt: "2026-01-01T00:00:00.000Z",
-  lastSeen: "2026-01-01T00:00:05.000Z",
-  disk: null,
-  lowDisk: null,
-  paused: false,
-  left: false,
-  hold: null,
-  health: null,
-  ...overrides,
-});
+/** The shared fixture, as a bridge sees an ansible-runner node some seconds after it connected. */
+const node = (nodeId: string, overrides: Partial<NodeStatus> = {}): NodeStatus =>
+  fixtureNode(nodeId, [wt("ansible-runner", { verifySignature: true })], {
+    capacity: 2,
+    versions: { agent: "0.1.0", node: "v20", ansibleRunner: "2.3.1", podman: null, podmanUsable: false },
+    connectedAt: "2026-01-01T00:00:00.000Z",
+    lastSeen: "2026-01-01T00:00:05.000Z",
+    ...overrides,
+  });
 
 const bridge = { nodeId: "bridge", cpuCount: 2, memoryMiB: 3900, now: new Date("2026-01-01T00:00:10.000Z") };
 
