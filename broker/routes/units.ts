@@ -3,6 +3,7 @@ import { parseDuration } from "../../shared/duration.js";
 import { MeshError, unwrap } from "../../shared/errors.js";
 import { NAME_PATTERN, UNIT_ID_PATTERN } from "../../shared/ids.js";
 import { parsePriority, parseTagSelector } from "../../shared/placement.js";
+import { PAYLOAD_FRAMING, PAYLOAD_FRAMING_HEADER } from "../../shared/payload-framing.js";
 import { MAX_SIGNATURE_CHARS } from "../../shared/protocol.js";
 import type { Principal } from "../../shared/roles.js";
 import type { UnitRecord, UnitSummary } from "../../shared/unit.js";
@@ -24,8 +25,13 @@ export function unitRoutes(app: App): void {
     const mesh = meshName(c);
     can(c, "submit");
     // A chunked body cut short can arrive looking complete (wrangler dev forwards it so); only a
-    // declared length lets the broker tell, and a unit must never run on a truncated stdin.
-    if (!/^\d{1,15}$/.test(c.req.header("content-length") ?? "")) {
+    // declared length, or framing with an end marker (shared/payload-framing.ts), lets the broker
+    // tell, and a unit must never run on a truncated stdin as if it were whole.
+    const framing = c.req.header(PAYLOAD_FRAMING_HEADER);
+    if (framing !== undefined && framing !== PAYLOAD_FRAMING)
+      throw new MeshError("bad_request", `the ${PAYLOAD_FRAMING_HEADER} header takes one value: ${PAYLOAD_FRAMING}`);
+    const framed = framing === PAYLOAD_FRAMING;
+    if (!framed && !/^\d{1,15}$/.test(c.req.header("content-length") ?? "")) {
       throw new MeshError(
         "length_required",
         "send the payload with a Content-Length header (meshctl does; with curl use --data-binary @FILE)",
@@ -56,7 +62,7 @@ export function unitRoutes(app: App): void {
         `the Mesh-Signature header must be at most ${MAX_SIGNATURE_CHARS} characters of base64url and dots`,
       );
     }
-    const length = Number(c.req.header("content-length"));
+    const length = framed ? null : Number(c.req.header("content-length"));
     const created = asResult<{ unit: UnitIndexRow; created: boolean }>(
       await meshObject(c.env, mesh).createUnit({
         worktype,

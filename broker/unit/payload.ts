@@ -1,10 +1,16 @@
 /**
- * Stores a streamed request body as fixed-size payload chunks. Memory stays at one chunk however
- * large the payload; a body that ends early (client gone) or grows past the limit is an error,
- * and the unit never runs on a truncated stdin.
+ * Stores a streamed request body as payload chunks. Memory stays at one chunk however large the
+ * payload; a body that ends early (client gone) or grows past the limit is an error, and the unit
+ * never runs on a truncated stdin as if it were whole.
+ *
+ * Two ways to say where the payload ends: a declared Content-Length, or framing (a body of pieces
+ * with an end marker, shared/payload-framing.ts) when the length is not known up front. A framed
+ * payload may be run while it arrives (a streaming work type), so its bytes are stored as each
+ * read brings them, not only in whole chunks, and `onProgress` is told the new size.
  */
 import { type Result, fail, ok } from "../../shared/errors.js";
 import { CHUNK_BYTES } from "../../shared/frames.js";
+import { PieceDecoder } from "../../shared/payload-framing.js";
 
 /** What ingestion needs of the Unit object's store (UnitStore): narrow, so it is tested alone. */
 export interface PayloadSink {
@@ -17,15 +23,24 @@ export interface PayloadSource {
   readonly headers: Pick<Headers, "get">;
 }
 
+export interface IngestOptions {
+  /** The body is framed (payload-framing.ts) instead of declaring its Content-Length. */
+  framed?: boolean;
+  /** Framed only: the payload's bytes stored so far, after each read that added some. */
+  onProgress?: (size: number) => void;
+}
+
 export async function ingestPayload(
   store: PayloadSink,
   request: PayloadSource,
   maxBytes: number,
+  options: IngestOptions = {},
 ): Promise<Result<number>> {
-  const declared = request.headers.get("content-length");
+  const declared = options.framed ? null : request.headers.get("content-length");
   if (declared !== null && Number(declared) > maxBytes) {
     return fail("payload_too_large", `payload of ${declared} bytes exceeds the ${maxBytes}-byte limit`);
   }
+  const pieces = options.framed ? new PieceDecoder() : null;
   let total = 0;
   let buffer = new Uint8Array(CHUNK_BYTES);
   let filled = 0;
@@ -35,24 +50,38 @@ export async function ingestPayload(
     buffer = new Uint8Array(CHUNK_BYTES);
     filled = 0;
   };
+  const take = (data: Uint8Array) => {
+    let bytes = data;
+    while (bytes.byteLength > 0) {
+      const n = Math.min(bytes.byteLength, CHUNK_BYTES - filled);
+      buffer.set(bytes.subarray(0, n), filled);
+      filled += n;
+      total += n;
+      bytes = bytes.subarray(n);
+      if (filled === CHUNK_BYTES) flush();
+    }
+  };
   if (request.body) {
     const reader = request.body.getReader();
     try {
       for (;;) {
         const { done, value } = await reader.read();
         if (done) break;
-        let bytes: Uint8Array = value;
-        if (total + bytes.byteLength > maxBytes) {
+        const parts = pieces ? pieces.push(value) : ok([value]);
+        if (!parts.ok) {
+          await reader.cancel();
+          return parts;
+        }
+        const size = parts.value.reduce((n, part) => n + part.byteLength, 0);
+        if (total + size > maxBytes) {
           await reader.cancel();
           return fail("payload_too_large", `payload exceeds the ${maxBytes}-byte limit`);
         }
-        while (bytes.byteLength > 0) {
-          const n = Math.min(bytes.byteLength, CHUNK_BYTES - filled);
-          buffer.set(bytes.subarray(0, n), filled);
-          filled += n;
-          total += n;
-          bytes = bytes.subarray(n);
-          if (filled === CHUNK_BYTES) flush();
+        for (const part of parts.value) take(part);
+        if (pieces && size > 0) {
+          // Whoever runs it now may read these bytes already: store them now, whole chunk or not.
+          flush();
+          options.onProgress?.(total);
         }
       }
     } catch (error) {
@@ -63,6 +92,10 @@ export async function ingestPayload(
     }
   }
   flush();
+  if (pieces) {
+    const end = pieces.finish(total);
+    if (!end.ok) return end;
+  }
   if (declared !== null && Number(declared) !== total) {
     return fail("payload_incomplete", `payload ended after ${total} of ${declared} declared bytes`);
   }
