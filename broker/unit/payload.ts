@@ -5,8 +5,10 @@
  *
  * Two ways to say where the payload ends: a declared Content-Length, or framing (a body of pieces
  * with an end marker, shared/payload-framing.ts) when the length is not known up front. A framed
- * payload may be run while it arrives (a streaming work type), so its bytes are stored as each
- * read brings them, not only in whole chunks, and `onProgress` is told the new size.
+ * payload may be run while it arrives (a streaming work type), so its bytes are stored soon after
+ * they come, not only in whole chunks, and `onProgress` is told the new size: at once when
+ * STREAM_FLUSH_BYTES are waiting, else within STREAM_FLUSH_MS (a client trickling bytes one
+ * packet at a time costs at most one stored row per STREAM_FLUSH_MS, not one per packet).
  */
 import { type Result, fail, ok } from "../../shared/errors.js";
 import { CHUNK_BYTES } from "../../shared/frames.js";
@@ -22,6 +24,9 @@ export interface PayloadSource {
   readonly body: ReadableStream<Uint8Array> | null;
   readonly headers: Pick<Headers, "get">;
 }
+
+export const STREAM_FLUSH_BYTES = 64 * 1024;
+export const STREAM_FLUSH_MS = 20;
 
 export interface IngestOptions {
   /** The body is framed (payload-framing.ts) instead of declaring its Content-Length. */
@@ -50,6 +55,16 @@ export async function ingestPayload(
     buffer = new Uint8Array(CHUNK_BYTES);
     filled = 0;
   };
+  // Framed only: the bytes a streaming work type may already be waiting for.
+  let timer: ReturnType<typeof setTimeout> | null = null;
+  let failed = false;
+  const publish = () => {
+    if (timer !== null) clearTimeout(timer);
+    timer = null;
+    if (failed || filled === 0) return;
+    flush();
+    options.onProgress?.(total);
+  };
   const take = (data: Uint8Array) => {
     let bytes = data;
     while (bytes.byteLength > 0) {
@@ -77,18 +92,21 @@ export async function ingestPayload(
           await reader.cancel();
           return fail("payload_too_large", `payload exceeds the ${maxBytes}-byte limit`);
         }
+        const before = total - filled;
         for (const part of parts.value) take(part);
-        if (pieces && size > 0) {
-          // Whoever runs it now may read these bytes already: store them now, whole chunk or not.
-          flush();
-          options.onProgress?.(total);
-        }
+        // take() stored any whole chunk: tell whoever runs the unit already.
+        if (pieces && total - filled > before) options.onProgress?.(total - filled);
+        if (pieces && filled >= STREAM_FLUSH_BYTES) publish();
+        else if (pieces && filled > 0) timer ??= setTimeout(publish, STREAM_FLUSH_MS);
       }
     } catch (error) {
+      failed = true;
       return fail(
         "payload_incomplete",
         `payload stream broke after ${total} bytes (${error instanceof Error ? error.message : String(error)})`,
       );
+    } finally {
+      if (timer !== null) clearTimeout(timer);
     }
   }
   flush();
