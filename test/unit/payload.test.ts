@@ -29,7 +29,11 @@ function upload(parts: Uint8Array[], declared: number | null, error?: string): R
 const bytes = (n: number, fill = 0x61) => new Uint8Array(n).fill(fill);
 const concat = (parts: Uint8Array[]) => {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  parts.reduce((at, p) => (out.set(p, at), at + p.byteLength), 0);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.byteLength;
+  }
   return out;
 };
 
