@@ -6,7 +6,7 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { UnitRecord } from "../../shared/unit.js";
@@ -123,7 +123,10 @@ describe("streaming payloads", () => {
       async () => {
         const units = (await api<UnitRecord[]>(mesh, "GET", "/units")).body.filter((u) => u.worktype === "cut-sha");
         id = units[0]?.id ?? "";
-        return id !== "" && first.logs().includes('"unit:started"');
+        if (id === "" || !first.logs().includes('"unit:started"')) return false;
+        // Its spool record names the process (else a restart fails it as "agent restarted while starting").
+        const record = await readFile(join(first.workDir, "units", id, "unit.json"), "utf8").catch(() => "");
+        return record.includes('"phase":"started"');
       },
       "the command to start on the first bytes",
       30_000,
