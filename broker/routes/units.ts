@@ -7,7 +7,9 @@ import { MAX_SIGNATURE_CHARS } from "../../shared/protocol.js";
 import type { Principal } from "../../shared/roles.js";
 import type { UnitRecord, UnitSummary } from "../../shared/unit.js";
 import type { UnitIndexRow } from "../mesh/store.js";
+import { brokerConfig } from "../../shared/broker-config.js";
 import { meshObject, unitObject } from "../stubs.js";
+import { bodyOf, isSmall, readSmallBody } from "./small-body.js";
 import { type App, asResult, can, meshName, unitId } from "./context.js";
 
 /**
@@ -57,7 +59,10 @@ export function unitRoutes(app: App): void {
       );
     }
     const length = Number(c.req.header("content-length"));
-    const created = asResult<{ unit: UnitIndexRow; created: boolean }>(
+    const small = isSmall(length, brokerConfig(c.env).maxPayloadBytes)
+      ? await readSmallBody(c.req.raw.body, length)
+      : null;
+    const created = asResult<{ unit: UnitIndexRow; created: boolean; record?: UnitRecord }>(
       await meshObject(c.env, mesh).createUnit({
         worktype,
         targetNode,
@@ -72,8 +77,11 @@ export function unitRoutes(app: App): void {
         payloadLength: length,
         tags: unwrap(parseTagSelector(c.req.queries("tag") ?? [])),
         priority: unwrap(parsePriority(c.req.query("priority"))),
+        payload: small,
       }),
     );
+    // Made with its payload (small-body.ts): stored, and dispatched already.
+    if (created.record) return c.json(created.record, 201);
     const unit = unitObject(c.env, mesh, created.unit.id);
     // A retry of a submit whose payload is in: answer here, leaving the body unread. Passed to the
     // Unit object and left unread there, the runtime would break the client's connection.
@@ -81,7 +89,7 @@ export function unitRoutes(app: App): void {
     // The body goes to the Unit object as a stream argument of an RPC call: it reads it chunk by
     // chunk into storage, so a payload is never held whole in memory on either side.
     const stored = asResult<{ record: UnitRecord; created: boolean }>(
-      await unit.receivePayload(c.req.raw.body, { length, retry: !created.created }),
+      await unit.receivePayload(small ? bodyOf(small) : c.req.raw.body, { length, retry: !created.created }),
     );
     return c.json(stored.record, stored.created ? 201 : 200);
   });

@@ -6,7 +6,8 @@
 import { type Result, fail, ok } from "../../shared/errors.js";
 import type { UnitRecord } from "../../shared/unit.js";
 import type { UnitLifecycle } from "./lifecycle.js";
-import { ingestPayload } from "./payload.js";
+import { CHUNK_BYTES } from "../../shared/frames.js";
+import { type PayloadSink, ingestPayload } from "./payload.js";
 import { type UnitDoc, publicRecord } from "./store.js";
 
 export interface PayloadUpload {
@@ -70,16 +71,26 @@ export class PayloadReceiver {
       await this.life.move(current, "Failed", `${result.error.code}: ${result.error.message}`);
       return result;
     }
-    const ready: UnitDoc = {
-      ...current,
-      payloadSize: result.value,
-      payloadComplete: true,
-      detail: "waiting for a node",
-    };
+    const ready = readyDoc(current, result.value);
     store.save(ready);
     await this.life.notifyMesh(ready);
     return ok({ record: publicRecord(store.doc()!), created: true });
   }
+}
+
+/** A unit whose payload of `size` bytes is stored: it waits for a node. */
+const readyDoc = (doc: UnitDoc, size: number): UnitDoc => ({
+  ...doc,
+  payloadSize: size,
+  payloadComplete: true,
+  detail: "waiting for a node",
+});
+
+/** A new unit with its whole payload, given at once (UnitObject.init): the chunks stored, the document to save. */
+export function withPayload(store: PayloadSink, doc: UnitDoc, payload: Uint8Array): UnitDoc {
+  for (let offset = 0; offset < payload.byteLength; offset += CHUNK_BYTES)
+    store.append("payload", offset, payload.subarray(offset, offset + CHUNK_BYTES));
+  return readyDoc(doc, payload.byteLength);
 }
 
 async function refused<T>(body: ReadableStream<Uint8Array> | null, answer: Result<T>): Promise<Result<T>> {
