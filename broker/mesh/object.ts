@@ -40,6 +40,8 @@ export interface UnitChange {
   detail: string;
   /** Set once the payload is stored: the unit may now be dispatched. */
   ready?: boolean;
+  /** Its payload is streaming in (framed): it may be dispatched to nodes that take that. */
+  streaming?: boolean;
   /** Results bytes stored so far (metrics count them once the unit is final). */
   resultsBytes?: number;
 }
@@ -212,28 +214,27 @@ export class MeshObject extends DurableObject<Env> {
 
   /** A unit's state as its Unit object tells it (unitChanged), or as a small submit made it (createUnit). */
   private async applyChange(change: UnitChange): Promise<void> {
-    {
-      const current = this.store.unit(change.id);
-      if (!current) return;
-      // Notifications from the Unit object may arrive out of order: the index only moves forward.
-      const forward =
-        current.state === change.state ||
-        canTransition(current.state, change.state) ||
-        (!isTerminal(current.state) && isTerminal(change.state));
-      if (!forward) return;
-      this.store.updateUnit(change.id, change, Date.now());
-      if (current.state !== change.state || current.detail !== change.detail)
-        this.eventLog.unit(this.store.unit(change.id));
-      const freed = isTerminal(change.state) && !isTerminal(current.state);
-      if (freed)
-        this.host.metrics.finished(
-          current.worktype,
-          change.state,
-          ranFor(this.store.startedAt(change.id)),
-          change.resultsBytes ?? 0,
-        );
-      if ((change.ready && !current.ready) || freed) await dispatch(this.host);
-    }
+    const current = this.store.unit(change.id);
+    if (!current) return;
+    // Notifications from the Unit object may arrive out of order: the index only moves forward.
+    const forward =
+      current.state === change.state ||
+      canTransition(current.state, change.state) ||
+      (!isTerminal(current.state) && isTerminal(change.state));
+    if (!forward) return;
+    this.store.updateUnit(change.id, change, Date.now());
+    if (current.state !== change.state || current.detail !== change.detail)
+      this.eventLog.unit(this.store.unit(change.id));
+    const freed = isTerminal(change.state) && !isTerminal(current.state);
+    if (freed)
+      this.host.metrics.finished(
+        current.worktype,
+        change.state,
+        ranFor(this.store.startedAt(change.id)),
+        change.resultsBytes ?? 0,
+      );
+    const placeable = (change.ready && !current.ready) || (change.streaming && !current.streaming);
+    if (placeable || freed) await dispatch(this.host);
   }
 
   /** Closes the agent sockets a revoked credential (`by:token:ID`, `by:node:ID`) opened (removal.ts). */
