@@ -100,6 +100,11 @@ export async function ingestPayload(
         else if (pieces && filled > 0) timer ??= setTimeout(publish, STREAM_FLUSH_MS);
       }
     } catch (error) {
+      // The end marker came: the payload is whole, whatever happened to the HTTP body after it.
+      if (pieces?.complete) {
+        flush();
+        return ok(total);
+      }
       failed = true;
       return fail(
         "payload_incomplete",

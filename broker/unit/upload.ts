@@ -70,6 +70,8 @@ export class PayloadReceiver {
       if (framed) {
         const streaming: UnitDoc = { ...doc, payloadFramed: true, payloadSize: 0, detail: "waiting for a node" };
         store.save(streaming);
+        // Woken now and then while it streams: after a broker restart that cut it, the unit fails.
+        await this.life.schedule();
         await this.life.notifyMesh(streaming);
       }
       result = await ingestPayload(

@@ -109,6 +109,40 @@ describe("streaming payloads", () => {
     await waitFor(() => loggedAt("unit:exited", finished.id) !== null, "the command to be stopped", 20_000);
   });
 
+  it("an agent killed while it feeds the stdin: the command reads a cut stream, and the unit fails whatever its exit", {
+    timeout: 90_000,
+  }, async () => {
+    const config = "- work-command: {worktype: cut-sha, command: sha256sum, streamingpayload: true}\n";
+    const first = await startAgent({ mesh, nodeId: "feeder", config });
+    const submitted = sh(
+      mesh,
+      `{ head -c 1000 /dev/zero; sleep 4; head -c 1000 /dev/zero; } | $MESHCTL work submit cut-sha -f -p -`,
+    );
+    let id = "";
+    await waitFor(
+      async () => {
+        const units = (await api<UnitRecord[]>(mesh, "GET", "/units")).body.filter((u) => u.worktype === "cut-sha");
+        id = units[0]?.id ?? "";
+        return id !== "" && first.logs().includes('"unit:started"');
+      },
+      "the command to start on the first bytes",
+      30_000,
+    );
+    // Killed mid-feed: its supervisor and sha256sum live on, and sha256sum sees its stdin end early.
+    first.process.kill("SIGKILL");
+    const second = await startAgent({ mesh, nodeId: "feeder", config, workDir: first.workDir });
+    try {
+      const done = await waitFinished(mesh, id, 60_000);
+      // sha256sum exits 0 on the 1,000 bytes it got; the unit must not pass for a success.
+      expect(done.state).toBe("Failed");
+      expect(done.detail).toMatch(/^payload_incomplete: the agent restarted while it fed the streaming payload/);
+      const result = await submitted;
+      expect(result.code).not.toBe(0);
+    } finally {
+      await second.stop();
+    }
+  });
+
   it("a framed body with bytes after its end marker, or a wrong framing header, is refused", async () => {
     const wrong = await api<{ error: { code: string } }>(mesh, "POST", "/units?worktype=whole-sha", {
       headers: { "mesh-payload-framing": "chunks" },
