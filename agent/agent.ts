@@ -373,6 +373,7 @@ export class Agent {
       pingIntervalMs: this.pingIntervalMs,
       verifier: this.opts.verifier,
       supervisor: () => this.spare.take(),
+      underWay: () => this.spare.arm(),
       log: this.opts.log,
       dispatcher: this.opts.dispatcher,
       ...(resumed ? { resumed } : {}),

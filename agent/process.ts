@@ -78,7 +78,7 @@ export function spawnSupervisor(): ChildProcess {
   });
 }
 
-export async function startProcess(opts: {
+export interface ProcessSpec {
   command: string;
   args: string[];
   /** The unit's spool directory: the command runs in its work/ and its exit status is written there. */
@@ -87,18 +87,40 @@ export async function startProcess(opts: {
   stdoutPath: string;
   /** The command's whole environment (unitEnvironment): nothing of the agent's is passed otherwise. */
   env: Record<string, string>;
-  /** A supervisor waiting for its command: the agent's spare (SpareSupervisor.take); by default one started now. */
-  supervisor?: () => ChildProcess;
-}): Promise<RunningProcess> {
+}
+
+/** A spawn made ready: `start` hands the command to a supervisor (by default one started then). */
+export interface PreparedProcess {
+  start(supervisor?: () => ChildProcess): RunningProcess;
+}
+
+export async function startProcess(spec: ProcessSpec & { supervisor?: () => ChildProcess }): Promise<RunningProcess> {
+  return (await prepareProcess(spec)).start(spec.supervisor);
+}
+
+/**
+ * Everything before the spawn that starts nothing: whether the command can run at all, and the
+ * results file. Split from the spawn so that a unit's start can do it while its start is recorded.
+ */
+export async function prepareProcess(opts: ProcessSpec): Promise<PreparedProcess> {
   const cwd = join(opts.spoolDir, WORK_DIR);
   const problem = await cannotRun(opts.command, cwd);
   if (problem) {
     const error = `cannot start ${opts.command}: ${problem}`;
-    return { pid: null, exited: Promise.resolve({ exitCode: null, signal: null, error }), cancel: () => undefined };
+    const failed: RunningProcess = {
+      pid: null,
+      exited: Promise.resolve({ exitCode: null, signal: null, error }),
+      cancel: () => undefined,
+    };
+    return { start: () => failed };
   }
   // Before the command starts: the agent watches this file for results from the moment it returns.
   await (await open(opts.stdoutPath, "a", 0o600)).close();
-  const child = (opts.supervisor ?? spawnSupervisor)();
+  return { start: (supervisor = spawnSupervisor) => spawnCommand(opts, cwd, supervisor) };
+}
+
+function spawnCommand(opts: ProcessSpec, cwd: string, supervisor: () => ChildProcess): RunningProcess {
+  const child = supervisor();
   const spec: SuperviseSpec = {
     exitFile: join(opts.spoolDir, EXIT_FILE),
     command: opts.command,

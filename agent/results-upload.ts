@@ -4,8 +4,7 @@
  * offset the broker acknowledged, so results arrive exactly once and in order. With an output cap
  * the stream is the file's capped form (output-cap.ts), and offsets are that stream's.
  */
-import { type FSWatcher, watch } from "node:fs";
-import { open, stat } from "node:fs/promises";
+import { type FSWatcher, closeSync, constants, openSync, readSync, statSync, watch } from "node:fs";
 import { CHUNK_BYTES, encodeFrame } from "../shared/frames.js";
 import { ResultsSource } from "./output-cap.js";
 import type { SendLink } from "./payload-download.js";
@@ -23,7 +22,31 @@ export interface ResultsFile {
   size(path: string): Promise<number>;
 }
 
-const DISK: ResultsFile = { open: (path) => open(path, "r"), size: async (path) => (await stat(path)).size };
+/**
+ * The spool's results file, read with synchronous calls and without updating its access time. It
+ * is a local file the command has just written, so a read is a copy from the page cache
+ * (microseconds). Through libuv's thread pool the same read waited behind what else was there (the
+ * spool record's fsyncs as the unit starts, a finished unit's removal), and the access-time update
+ * that reading a just-written file makes (relatime) waits for the file system's journal: on a busy
+ * disk that held the first results back by tens of milliseconds (docs/benchmarks.md).
+ */
+const DISK: ResultsFile = {
+  open: async (path) => {
+    let fd: number;
+    try {
+      fd = openSync(path, constants.O_RDONLY | constants.O_NOATIME);
+    } catch (error) {
+      // O_NOATIME is for the file's owner only; the agent made the file, but keep reading if not.
+      if ((error as NodeJS.ErrnoException).code !== "EPERM") throw error;
+      fd = openSync(path, "r");
+    }
+    return {
+      read: async (buffer, offset, length, position) => ({ bytesRead: readSync(fd, buffer, offset, length, position) }),
+      close: async () => closeSync(fd),
+    };
+  },
+  size: async (path) => statSync(path).size,
+};
 
 export interface UploadOptions {
   path: string;

@@ -14,6 +14,7 @@ import type { Exit } from "./exit-file.js";
 import { PayloadDownload } from "./payload-download.js";
 import { type RunningProcess, adoptProcess } from "./process.js";
 import { ResultsUpload } from "./results-upload.js";
+import { rerunning } from "./rerun.js";
 import { parseBytes } from "../shared/disk.js";
 import type { Link } from "./socket.js";
 import { type Recovery, SpoolRecord, WORK_DIR, decideOnClosed, newRecord } from "./spool.js";
@@ -33,6 +34,8 @@ export interface RunnerOptions
   resumed?: Extract<Recovery, { action: "report" | "adopt" }>;
   /** The assignment carried the unit and its whole payload: start it now, attach alongside. */
   inline?: InlineStart;
+  /** Told once, when the unit's first results are acknowledged or it is over: the agent's next spare may start (spare.ts). */
+  underWay?: () => void;
 }
 
 const POLL_MS = 250;
@@ -67,6 +70,7 @@ export class UnitRunner {
   private cancelRequested = false;
   /** The broker judged the unit (node lost) before it heard how it ended: what is left goes in as a late exit. */
   private judged = false;
+  private toldUnderWay = false;
   /** Resumed after an agent restart that cut its streaming stdin (stdin-feed.ts): it fails whatever its exit. */
   private stdinCut = false;
 
@@ -96,15 +100,26 @@ export class UnitRunner {
     return this.phase === "closed";
   }
 
+  private underWay(): void {
+    if (this.toldUnderWay) return;
+    this.toldUnderWay = true;
+    this.opts.underWay?.();
+  }
+
   private to(phase: UnitPhase): void {
     this.phase = move(this.phase, phase);
   }
 
   async run(): Promise<void> {
     const { resumed } = this.opts;
+    const inline = !resumed && this.opts.inline ? inlinePayload(this.id, this.opts.inline) : null;
     try {
       await mkdir(join(this.opts.unitDir, WORK_DIR), { recursive: true, mode: 0o700 });
-      if (!resumed) await this.record.save();
+      // An inline start records `starting` next (unit-start.ts), before its spawn. A restart before
+      // that finds no record and drops the directory; the broker, which holds the unit Pending on
+      // this node, assigns it again when the hello does not list it (reconcile). So the `assigned`
+      // record, two syncs on the start path, would only change how the unit comes back.
+      if (!resumed && !inline) await this.record.save();
     } catch (error) {
       // A full disk, typically: the unit ends now with the cause, and its slot is freed once the
       // broker has the report (below), instead of the unit waiting Pending on this node for ever.
@@ -112,8 +127,8 @@ export class UnitRunner {
     }
     if (resumed) this.stdinCut = await stdinWasCut(this.opts.unitDir);
     if (resumed?.action === "adopt") this.follow(adoptProcess(resumed.process, this.opts.unitDir, POLL_MS));
-    const inline = !resumed && this.exit === null && this.opts.inline ? inlinePayload(this.id, this.opts.inline) : null;
-    if (inline) void this.startInline(inline.unit, inline.payload).catch((error) => this.abort(error));
+    if (inline && this.exit === null)
+      void this.startInline(inline.unit, inline.payload).catch((error) => this.abort(error));
     await keepLinked({
       ...this.opts,
       handlers: unitMessages(this.id, this.handlers(), this.opts.log),
@@ -142,6 +157,7 @@ export class UnitRunner {
       attached: (msg) => void this.onAttached(msg).catch((error) => this.abort(error)),
       payloadEnd: (size) => this.download.end(size),
       resultsAck: (offset) => {
+        this.underWay();
         this.upload.ack(offset);
         void this.pump();
       },
@@ -238,16 +254,21 @@ export class UnitRunner {
     this.unit = unit;
     this.to("downloading");
     this.to("starting");
-    await writeFile(this.payloadPath, payload, { mode: 0o600 });
-    await this.start(unit);
+    // Written while the start is recorded (startUnit): the spawn waits for both.
+    await this.start(unit, this.payloadPath, writeFile(this.payloadPath, payload, { mode: 0o600 }));
   }
 
-  private async start(unit: Assignment, stdinPath = this.payloadPath): Promise<void> {
+  private async start(
+    unit: Assignment,
+    stdinPath = this.payloadPath,
+    payloadWritten: Promise<void> = Promise.resolve(),
+  ): Promise<void> {
     // A re-attach during the signature check replaces this.unit: run exactly the unit that was checked.
     const start = await startUnit({
       ...this.opts,
       unit,
       payloadPath: stdinPath,
+      payloadWritten,
       resultsPath: this.resultsPath,
       record: this.record,
       isClosed: () => this.closed,
@@ -280,8 +301,16 @@ export class UnitRunner {
     });
   }
 
-  /** Sends results while the window allows; reports the end once all is acknowledged. */
-  private async pump(): Promise<void> {
+  /**
+   * Sends results while the window allows; reports the end once all is acknowledged. A call while
+   * a pump is under way (a file change, an ack, the exit) makes it go round once more (rerun.ts).
+   */
+  private readonly pump = rerunning(
+    () => this.pumpOnce(),
+    () => this.closed,
+  );
+
+  private async pumpOnce(): Promise<void> {
     if (this.closed) return;
     try {
       const size = await this.upload.pump(this.phase === "exited");
@@ -331,6 +360,7 @@ export class UnitRunner {
   private async close(reason: string): Promise<void> {
     if (this.closed) return;
     this.to("closed");
+    this.underWay();
     this.opts.log.info("unit:closed", { unit: this.id, reason });
     this.upload.unwatch();
     this.link?.close(1000, "unit closed");

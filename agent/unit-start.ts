@@ -9,7 +9,7 @@ import type { Assignment } from "../shared/protocol.js";
 import { commandLine } from "./command-args.js";
 import type { WorkCommand } from "./config.js";
 import { identifyProcess } from "./proc-identity.js";
-import { type RunningProcess, startProcess } from "./process.js";
+import { type RunningProcess, prepareProcess } from "./process.js";
 import type { SpoolRecord } from "./spool.js";
 import { type UnitVerifier, checkSignature } from "./verify.js";
 
@@ -30,6 +30,8 @@ export interface UnitStartOptions {
 export interface StartContext extends UnitStartOptions {
   unit: Assignment;
   payloadPath: string;
+  /** Settles once the payload file is whole (an inline payload is written while the start is recorded). */
+  payloadWritten?: Promise<void>;
   resultsPath: string;
   record: SpoolRecord;
   /** Told of the process as soon as it is spawned, before its identity is recorded. */
@@ -44,6 +46,7 @@ export type Started = { started: true } | { refused: string } | { closed: true }
 export async function startUnit(ctx: StartContext): Promise<Started> {
   const { unit, workCommand: work } = ctx;
   if (work.verifysignature) {
+    await ctx.payloadWritten;
     const refusal = await checkSignature(
       ctx.verifier,
       unit,
@@ -57,15 +60,15 @@ export async function startUnit(ctx: StartContext): Promise<Started> {
   const line = commandLine(work, unit.params, process.env, ctx.secrets());
   if ("error" in line) return { refused: line.error };
   // Before the spawn: a restarted agent must never run a unit twice, even if it cannot tell whether this one ran.
-  await ctx.record.save({ phase: "starting" });
+  // What only prepares the spawn (finding the command, creating the results file, the payload) is done
+  // meanwhile: the record's two syncs are the longest step of a start.
+  const [, prepared] = await Promise.all([
+    ctx.record.save({ phase: "starting" }),
+    prepareProcess({ ...line, spoolDir: ctx.unitDir, stdinPath: ctx.payloadPath, stdoutPath: ctx.resultsPath }),
+    ctx.payloadWritten,
+  ]);
   if (ctx.isClosed()) return { closed: true };
-  const child = await startProcess({
-    ...line,
-    spoolDir: ctx.unitDir,
-    stdinPath: ctx.payloadPath,
-    stdoutPath: ctx.resultsPath,
-    ...(ctx.supervisor ? { supervisor: ctx.supervisor } : {}),
-  });
+  const child = prepared.start(ctx.supervisor);
   ctx.onSpawned(child);
   if (child.pid !== null) {
     await ctx.record.save({

@@ -29,6 +29,8 @@ export interface CreateUnitInput {
   tags: string[];
   /** Higher runs first; 0 by default. */
   priority: number;
+  /** The whole payload when it is small (routes/units.ts): stored as the unit is made. */
+  payload?: Uint8Array | null;
 }
 
 /** What an Idempotency-Key is bound to: a retry must be the same request, or it is refused. */

@@ -12,7 +12,7 @@ import { newUnitId } from "../../shared/ids.js";
 import { PING, PONG } from "../../shared/protocol.js";
 import { canTransition, isTerminal, type UnitState } from "../../shared/states.js";
 import type { HealthReport } from "../../shared/health.js";
-import type { MeshStatus, UnitSummary } from "../../shared/unit.js";
+import type { MeshStatus, UnitRecord, UnitSummary } from "../../shared/unit.js";
 import { type BrokerConfig, brokerConfig } from "../../shared/broker-config.js";
 import type { FeedQuery } from "../feed.js";
 import { type Guarded, guard } from "../guard.js";
@@ -130,7 +130,13 @@ export class MeshObject extends DurableObject<Env> {
     });
   }
 
-  createUnit(input: CreateUnitInput): Promise<Result<{ unit: UnitIndexRow; created: boolean }>> {
+  /**
+   * `record`: the unit as made, when its payload came with the call (`input.payload`, a small
+   * submit): stored with the unit and dispatched before this answers, so the submit is done.
+   */
+  createUnit(
+    input: CreateUnitInput,
+  ): Promise<Result<{ unit: UnitIndexRow; created: boolean; record?: UnitRecord | undefined }>> {
     return this.guarded("createUnit", async () => {
       const { store } = this;
       // Keys are the submitter's own: another token reusing one gets a unit of its own.
@@ -143,7 +149,12 @@ export class MeshObject extends DurableObject<Env> {
         if (plan.action === "reuse") {
           // init is idempotent: this also repairs a row whose Unit object was never initialised.
           const repaired = await this.initUnit(plan.unit.id, input);
-          return repaired.ok ? ok({ unit: plan.unit, created: false }) : repaired;
+          if (!repaired.ok) return repaired;
+          // Made with its payload now, or so by a first call that died before the index heard it.
+          const { record, ready } = repaired.value;
+          if (ready && !plan.unit.ready)
+            await this.applyChange({ id: record.id, state: record.state, detail: record.detail, ready });
+          return ok({ unit: plan.unit, created: false });
         }
       }
       const mesh = this.host.mesh();
@@ -189,34 +200,41 @@ export class MeshObject extends DurableObject<Env> {
       }
       this.eventLog.unit(store.unit(id));
       log("unit:created", { unit: id, worktype: input.worktype, targetNode: input.targetNode });
-      return ok({ unit, created: true });
+      const { record, ready } = made.value;
+      if (!ready) return ok({ unit, created: true });
+      // What the Unit object's notification would say once it stored an uploaded payload (unitChanged).
+      await this.applyChange({ id, state: record.state, detail: record.detail, ready });
+      return ok({ unit, created: true, record });
     });
   }
 
   unitChanged(change: UnitChange): Promise<void> {
-    return this.guarded("unitChanged", async () => {
-      const current = this.store.unit(change.id);
-      if (!current) return;
-      // Notifications from the Unit object may arrive out of order: the index only moves forward.
-      const forward =
-        current.state === change.state ||
-        canTransition(current.state, change.state) ||
-        (!isTerminal(current.state) && isTerminal(change.state));
-      if (!forward) return;
-      this.store.updateUnit(change.id, change, Date.now());
-      if (current.state !== change.state || current.detail !== change.detail)
-        this.eventLog.unit(this.store.unit(change.id));
-      const freed = isTerminal(change.state) && !isTerminal(current.state);
-      if (freed)
-        this.host.metrics.finished(
-          current.worktype,
-          change.state,
-          ranFor(this.store.startedAt(change.id)),
-          change.resultsBytes ?? 0,
-        );
-      const placeable = (change.ready && !current.ready) || (change.streaming && !current.streaming);
-      if (placeable || freed) await dispatch(this.host);
-    });
+    return this.guarded("unitChanged", () => this.applyChange(change));
+  }
+
+  /** A unit's state as its Unit object tells it (unitChanged), or as a small submit made it (createUnit). */
+  private async applyChange(change: UnitChange): Promise<void> {
+    const current = this.store.unit(change.id);
+    if (!current) return;
+    // Notifications from the Unit object may arrive out of order: the index only moves forward.
+    const forward =
+      current.state === change.state ||
+      canTransition(current.state, change.state) ||
+      (!isTerminal(current.state) && isTerminal(change.state));
+    if (!forward) return;
+    this.store.updateUnit(change.id, change, Date.now());
+    if (current.state !== change.state || current.detail !== change.detail)
+      this.eventLog.unit(this.store.unit(change.id));
+    const freed = isTerminal(change.state) && !isTerminal(current.state);
+    if (freed)
+      this.host.metrics.finished(
+        current.worktype,
+        change.state,
+        ranFor(this.store.startedAt(change.id)),
+        change.resultsBytes ?? 0,
+      );
+    const placeable = (change.ready && !current.ready) || (change.streaming && !current.streaming);
+    if (placeable || freed) await dispatch(this.host);
   }
 
   /** Closes the agent sockets a revoked credential (`by:token:ID`, `by:node:ID`) opened (removal.ts). */
@@ -291,23 +309,26 @@ export class MeshObject extends DurableObject<Env> {
     return this.guarded("events", () => this.eventLog.response(query, this.config.sseKeepaliveMs));
   }
 
-  private async initUnit(id: string, input: CreateUnitInput): Promise<Result<void>> {
+  private async initUnit(id: string, input: CreateUnitInput): Promise<Result<{ record: UnitRecord; ready: boolean }>> {
     const { worktype, targetNode, params, ttlMs, lostAfterMs, signature, origin, tags, priority } = input;
     try {
-      await this.host.unit(id).init({
-        mesh: this.host.mesh(),
-        id,
-        worktype,
-        targetNode,
-        params,
-        ttlMs,
-        lostAfterMs,
-        signature,
-        origin,
-        tags,
-        priority,
-      });
-      return ok(undefined);
+      const made = await this.host.unit(id).init(
+        {
+          mesh: this.host.mesh(),
+          id,
+          worktype,
+          targetNode,
+          params,
+          ttlMs,
+          lostAfterMs,
+          signature,
+          origin,
+          tags,
+          priority,
+        },
+        input.payload ?? null,
+      );
+      return ok(made);
     } catch (error) {
       logError("unit:init-failed", error, { unit: id });
       return fail("internal", "the unit could not be created; retry the submit (with the same Idempotency-Key)");

@@ -11,6 +11,7 @@ import type { UnitIndexRow } from "../mesh/store.js";
 import { brokerConfig } from "../../shared/broker-config.js";
 import { meshObject, unitObject } from "../stubs.js";
 import { type App, type Ctx, asResult, can, meshName, unitId } from "./context.js";
+import { bodyOf, isSmall, readSmallBody } from "./small-body.js";
 
 /**
  * `GET /units?records=1` answers whole records, one Unit object call each: bounded so one list stays
@@ -123,7 +124,11 @@ async function submit(c: Ctx, mesh: string): Promise<Response> {
     );
   }
   const length = framed ? null : Number(c.req.header("content-length"));
-  const created = asResult<{ unit: UnitIndexRow; created: boolean }>(
+  const small =
+    length !== null && isSmall(length, brokerConfig(c.env).maxPayloadBytes)
+      ? await readSmallBody(c.req.raw.body, length)
+      : null;
+  const created = asResult<{ unit: UnitIndexRow; created: boolean; record?: UnitRecord }>(
     await meshObject(c.env, mesh).createUnit({
       worktype,
       targetNode,
@@ -138,8 +143,11 @@ async function submit(c: Ctx, mesh: string): Promise<Response> {
       payloadLength: length,
       tags: unwrap(parseTagSelector(c.req.queries("tag") ?? [])),
       priority: unwrap(parsePriority(c.req.query("priority"))),
+      payload: small,
     }),
   );
+  // Made with its payload (small-body.ts): stored, and dispatched already.
+  if (created.record) return c.json(created.record, 201);
   const unit = unitObject(c.env, mesh, created.unit.id);
   // A retry of a submit whose payload is in: answer here, leaving the body unread. Passed to the
   // Unit object and left unread there, the runtime would break the client's connection.
@@ -147,7 +155,7 @@ async function submit(c: Ctx, mesh: string): Promise<Response> {
   // The body goes to the Unit object as a stream argument of an RPC call: it reads it chunk by
   // chunk into storage, so a payload is never held whole in memory on either side.
   const stored = asResult<{ record: UnitRecord; created: boolean }>(
-    await unit.receivePayload(c.req.raw.body, { length, retry: !created.created }),
+    await unit.receivePayload(small ? bodyOf(small) : c.req.raw.body, { length, retry: !created.created }),
   );
   return c.json(stored.record, stored.created ? 201 : 200);
 }

@@ -33,7 +33,7 @@ import {
 import { resultsStream } from "./results.js";
 import { isExpired } from "./schedule.js";
 import { type InitUnit, type UnitDoc, UnitStore, newUnitDoc, payloadStreaming, publicRecord } from "./store.js";
-import { type PayloadUpload, PayloadReceiver } from "./upload.js";
+import { type PayloadUpload, PayloadReceiver, withPayload } from "./upload.js";
 
 export class UnitObject extends DurableObject<Env> {
   private readonly store: UnitStore;
@@ -61,14 +61,20 @@ export class UnitObject extends DurableObject<Env> {
     });
   }
 
-  init(input: InitUnit): Promise<UnitRecord> {
+  /**
+   * Makes the unit (idempotent: an existing one is answered as it is). With `payload`, the whole
+   * payload of a small submit (routes/units.ts), a new unit stores it at once and is ready as it is
+   * made, in the same commit. `ready`: the unit's payload is complete.
+   */
+  init(input: InitUnit, payload: Uint8Array | null = null): Promise<{ record: UnitRecord; ready: boolean }> {
     return this.guarded("init", async () => {
       const existing = this.store.doc();
-      if (existing) return publicRecord(existing);
-      const doc = newUnitDoc(input, Date.now());
+      if (existing) return { record: publicRecord(existing), ready: existing.payloadComplete };
+      const made = newUnitDoc(input, Date.now());
+      const doc = payload ? withPayload(this.store, made, payload) : made;
       this.store.save(doc);
       await this.life.schedule();
-      return publicRecord(doc);
+      return { record: publicRecord(doc), ready: doc.payloadComplete };
     });
   }
 

@@ -14,7 +14,8 @@ import { isTerminal } from "../../shared/states.js";
 import type { UnitRecord } from "../../shared/unit.js";
 import { feedAgents } from "./agent-link.js";
 import type { UnitLifecycle } from "./lifecycle.js";
-import { ingestPayload } from "./payload.js";
+import { CHUNK_BYTES } from "../../shared/frames.js";
+import { type PayloadSink, ingestPayload } from "./payload.js";
 import { type UnitDoc, publicRecord } from "./store.js";
 
 /** How often a streaming payload's size is written to the unit's record while it grows. */
@@ -133,17 +134,27 @@ export class PayloadReceiver {
       await this.life.move(current, "Failed", `${result.error.code}: ${result.error.message}`);
       return result;
     }
-    const ready: UnitDoc = {
-      ...current,
-      payloadSize: result.value,
-      payloadComplete: true,
-      detail: current.node === null ? "waiting for a node" : current.detail,
-    };
+    const ready = readyDoc(current, result.value);
     store.save(ready);
     if (ready.payloadFramed) feedAgents(this.life, result.value, true);
     await this.life.notifyMesh(ready);
     return ok({ record: publicRecord(store.doc()!), created: true });
   }
+}
+
+/** A unit whose payload of `size` bytes is stored: it waits for a node, unless placed already (a streamed upload). */
+const readyDoc = (doc: UnitDoc, size: number): UnitDoc => ({
+  ...doc,
+  payloadSize: size,
+  payloadComplete: true,
+  detail: doc.node === null ? "waiting for a node" : doc.detail,
+});
+
+/** A new unit with its whole payload, given at once (UnitObject.init): the chunks stored, the document to save. */
+export function withPayload(store: PayloadSink, doc: UnitDoc, payload: Uint8Array): UnitDoc {
+  for (let offset = 0; offset < payload.byteLength; offset += CHUNK_BYTES)
+    store.append("payload", offset, payload.subarray(offset, offset + CHUNK_BYTES));
+  return readyDoc(doc, payload.byteLength);
 }
 
 async function refused<T>(body: ReadableStream<Uint8Array> | null, answer: Result<T>): Promise<Result<T>> {

@@ -265,26 +265,34 @@ describe("limits", () => {
   });
 });
 
+/** Starts a submit that promises `length` bytes, sends 10, and dies. */
+function cutSubmit(mesh: string, key: string, length: number): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const url = new URL(broker.url);
+    const socket = connect(Number(url.port), url.hostname, () => {
+      socket.write(
+        `POST /v1/meshes/${mesh}/units?worktype=sh&param.params=${encodeURIComponent("'wc -c'")} HTTP/1.1\r\nHost: ${url.host}\r\n` +
+          `Authorization: Bearer ${token}\r\nIdempotency-Key: ${key}\r\nContent-Length: ${length}\r\n\r\n0123456789`,
+      );
+      setTimeout(() => {
+        socket.destroy();
+        resolve();
+      }, 500);
+    });
+    socket.once("error", reject);
+  });
+}
+
 describe("idempotent submit", () => {
+  // Over INLINE_PAYLOAD_BYTES (32 KiB), so the body streams into the unit as it is made.
+  const LARGE = 40_000;
+
   it("a retry after an upload that died half-way runs the job once, from the retry's payload", async () => {
     const mesh = "idem";
     await agent(mesh, "worker");
     const key = `retry-${Date.now()}`;
-    // The first attempt promises 1000 bytes, sends 10, and the connection dies.
-    await new Promise<void>((resolve, reject) => {
-      const url = new URL(broker.url);
-      const socket = connect(Number(url.port), url.hostname, () => {
-        socket.write(
-          `POST /v1/meshes/${mesh}/units?worktype=sh&param.params=${encodeURIComponent("'wc -c'")} HTTP/1.1\r\nHost: ${url.host}\r\n` +
-            `Authorization: Bearer ${token}\r\nIdempotency-Key: ${key}\r\nContent-Length: 1000\r\n\r\n0123456789`,
-        );
-        setTimeout(() => {
-          socket.destroy();
-          resolve();
-        }, 500);
-      });
-      socket.once("error", reject);
-    });
+    // The first attempt promises LARGE bytes, sends 10, and the connection dies.
+    await cutSubmit(mesh, key, LARGE);
     let first: UnitSummary | undefined;
     await waitFor(async () => {
       first = (await call<UnitSummary[]>(mesh, "GET", "/units")).body[0];
@@ -297,7 +305,7 @@ describe("idempotent submit", () => {
       mesh,
       "POST",
       `/units?worktype=sh&param.params=${encodeURIComponent("'wc -c'")}`,
-      "x".repeat(1000),
+      "x".repeat(LARGE),
       {
         "idempotency-key": key,
       },
@@ -305,7 +313,7 @@ describe("idempotent submit", () => {
     expect(retry.status).toBe(201);
     expect(retry.body.id).not.toBe(first!.id);
     await until(mesh, retry.body.id, ["Succeeded"]);
-    expect(String((await call(mesh, "GET", `/units/${retry.body.id}/results`)).body).trim()).toBe("1000");
+    expect(String((await call(mesh, "GET", `/units/${retry.body.id}/results`)).body).trim()).toBe(String(LARGE));
 
     // A retry is the same request (the key is bound to its work type, node, params and length): it
     // answers the unit, the body unread.
@@ -313,7 +321,7 @@ describe("idempotent submit", () => {
       mesh,
       "POST",
       `/units?worktype=sh&param.params=${encodeURIComponent("'wc -c'")}`,
-      "y".repeat(1000),
+      "y".repeat(LARGE),
       {
         "idempotency-key": key,
       },
@@ -321,5 +329,26 @@ describe("idempotent submit", () => {
     expect(again.status).toBe(200);
     expect(again.body.id).toBe(retry.body.id);
     expect((await call<UnitSummary[]>(mesh, "GET", "/units")).body).toHaveLength(2);
+  });
+
+  it("a small upload that dies makes no unit (it is read whole before); the retry makes it, once", async () => {
+    const mesh = "idem-small";
+    await agent(mesh, "worker");
+    const key = `small-${Date.now()}`;
+    await cutSubmit(mesh, key, 1000);
+    expect((await call<UnitSummary[]>(mesh, "GET", "/units")).body).toEqual([]);
+    const submit = (body: string) =>
+      call<UnitRecord>(mesh, "POST", `/units?worktype=sh&param.params=${encodeURIComponent("'wc -c'")}`, body, {
+        "idempotency-key": key,
+      });
+    const retry = await submit("x".repeat(1000));
+    expect(retry.status).toBe(201);
+    expect(retry.body.payloadSize).toBe(1000);
+    await until(mesh, retry.body.id, ["Succeeded"]);
+    expect(String((await call(mesh, "GET", `/units/${retry.body.id}/results`)).body).trim()).toBe("1000");
+    const again = await submit("y".repeat(1000));
+    expect(again.status).toBe(200);
+    expect(again.body.id).toBe(retry.body.id);
+    expect((await call<UnitSummary[]>(mesh, "GET", "/units")).body).toHaveLength(1);
   });
 });

@@ -4,11 +4,12 @@
  * it finds supervise.js beside itself as it does when installed.
  */
 import { type ChildProcess, spawnSync } from "node:child_process";
+import { EventEmitter } from "node:events";
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import { EXIT_FILE, NO_EXIT_STATUS, readExitFile } from "../../agent/exit-file.js";
 import { identifyProcess } from "../../agent/proc-identity.js";
 import { WORK_DIR } from "../../agent/spool.js";
@@ -22,7 +23,9 @@ const SUPERVISOR = join(ROOT, "dist/agent/supervise.js");
 const { startProcess, adoptProcess, spawnSupervisor }: typeof import("../../agent/process.js") = await import(
   join(ROOT, "dist/agent/process.js")
 );
-const { SpareSupervisor }: typeof import("../../agent/spare.js") = await import(join(ROOT, "dist/agent/spare.js"));
+const { SpareSupervisor, REARM_AFTER_MS }: typeof import("../../agent/spare.js") = await import(
+  join(ROOT, "dist/agent/spare.js")
+);
 
 const dirs: string[] = [];
 let dir = "";
@@ -183,7 +186,7 @@ describe("supervise.js", () => {
 describe("SpareSupervisor", () => {
   const exits = (child: ChildProcess) => new Promise((resolve) => child.once("exit", resolve));
 
-  it("hands out the supervisor it started ahead, starts the next, and runs the unit's command under it", async () => {
+  it("hands out the supervisor it started ahead, runs the unit's command under it, and starts the next when told", async () => {
     const spawned: ChildProcess[] = [];
     const spare = new SpareSupervisor(() => spawned[spawned.push(spawnSupervisor()) - 1]!);
     spare.arm();
@@ -193,7 +196,11 @@ describe("SpareSupervisor", () => {
     expect(child.pid).toBe(ahead.pid);
     expect(await child.exited).toEqual({ exitCode: 0, signal: null, error: null });
     expect(await results()).toBe(`${ahead.pid}\n`);
+    // Not while the unit is starting: its boot would compete with the unit (spare.ts).
     await new Promise((r) => setImmediate(r));
+    expect(spawned).toHaveLength(1);
+    spare.arm();
+    spare.arm();
     expect(spawned).toHaveLength(2);
     const gone = exits(spawned[1]!);
     spare.stop();
@@ -220,6 +227,29 @@ describe("SpareSupervisor", () => {
     } finally {
       delete process.env.NODE_MESH_TEST;
       delete process.env.MESH_TEST_SECRET;
+    }
+  });
+
+  it("starts the next spare REARM_AFTER_MS after a take if nobody said the unit is under way", async () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+    try {
+      const started: string[] = [];
+      const spare = new SpareSupervisor(() => {
+        started.push("spare");
+        return new EventEmitter() as ChildProcess;
+      });
+      spare.take();
+      expect(started).toHaveLength(1); // none was waiting: one started for the unit
+      vi.advanceTimersByTime(REARM_AFTER_MS - 1);
+      expect(started).toHaveLength(1);
+      vi.advanceTimersByTime(1);
+      expect(started).toHaveLength(2);
+      spare.stop();
+      spare.take(); // after stop, a take still gets a supervisor, but no spare follows
+      vi.advanceTimersByTime(REARM_AFTER_MS);
+      expect(started).toHaveLength(3);
+    } finally {
+      vi.useRealTimers();
     }
   });
 
