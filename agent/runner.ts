@@ -21,7 +21,7 @@ import { DOING, ON_ATTACH, type UnitPhase, beforeRun, move } from "./unit-phase.
 import { type UnitLinkOptions, keepLinked } from "./unit-link.js";
 import { type Attached, type UnitHandlers, unitMessages } from "./unit-messages.js";
 import { type UnitStartOptions, startUnit } from "./unit-start.js";
-import { StdinFeed } from "./stdin-feed.js";
+import { STDIN_FIFO, STDIN_WHOLE, StdinFeed, cutStdinDetail, stdinWasCut } from "./stdin-feed.js";
 import { streamsPayload } from "./config.js";
 
 export interface RunnerOptions
@@ -67,6 +67,8 @@ export class UnitRunner {
   private cancelRequested = false;
   /** The broker judged the unit (node lost) before it heard how it ended: what is left goes in as a late exit. */
   private judged = false;
+  /** Resumed after an agent restart that cut its streaming stdin (stdin-feed.ts): it fails whatever its exit. */
+  private stdinCut = false;
 
   constructor(private readonly opts: RunnerOptions) {
     this.done = new Promise((resolve) => (this.finish = resolve));
@@ -108,6 +110,7 @@ export class UnitRunner {
       // broker has the report (below), instead of the unit waiting Pending on this node for ever.
       if (!resumed) this.abort(error);
     }
+    if (resumed) this.stdinCut = await stdinWasCut(this.opts.unitDir);
     if (resumed?.action === "adopt") this.follow(adoptProcess(resumed.process, this.opts.unitDir, POLL_MS));
     const inline = !resumed && this.exit === null && this.opts.inline ? inlinePayload(this.id, this.opts.inline) : null;
     if (inline) void this.startInline(inline.unit, inline.payload).catch((error) => this.abort(error));
@@ -199,7 +202,7 @@ export class UnitRunner {
     // command starts now on a FIFO that the download feeds (stdin-feed.ts), not after the last byte.
     // The feed exists before the first frame can come, so none passes it by.
     const early = streaming && !this.feed && streamsPayload(this.opts.workCommand);
-    if (early) this.feed = new StdinFeed(join(this.opts.unitDir, "stdin.fifo"));
+    if (early) this.feed = new StdinFeed(join(this.opts.unitDir, STDIN_FIFO));
     if (this.link) await this.download.start(this.link, unit.payloadSize, streaming);
     if (early && this.feed) await this.startStreaming(unit, this.feed);
   }
@@ -213,7 +216,12 @@ export class UnitRunner {
   }
 
   private async payloadComplete(): Promise<void> {
-    if (this.feed) return this.feed.end();
+    if (this.feed) {
+      // Every byte in the pipe first: from the mark on, the command reads the whole payload even if this agent dies.
+      await this.feed.drained();
+      await writeFile(join(this.opts.unitDir, STDIN_WHOLE), "", { mode: 0o600 });
+      return this.feed.end();
+    }
     if (this.phase !== "downloading" || !this.unit) return;
     // From here the payload file is final: a re-attach must not reopen (truncate) it.
     this.to("starting");
@@ -285,7 +293,8 @@ export class UnitRunner {
 
   private reportExit(exit: Exit, resultsSize: number, canceled: boolean): void {
     this.to("reported");
-    const { exitCode, signal, error } = exit;
+    const { exitCode, signal } = exit;
+    const error = this.stdinCut && !exit.error ? cutStdinDetail(exit) : exit.error;
     const cut = this.upload.cut;
     this.send({
       type: "finished",

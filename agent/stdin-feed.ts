@@ -4,18 +4,41 @@
  * payload file otherwise), and that the agent feeds as payload bytes arrive, closing it at the
  * payload's end.
  *
- * If the agent stops or dies before the end, the FIFO's only writer goes and the command reads a
- * cut stream: such a work type fails on that before doing anything (config.ts streamsPayload).
+ * If the agent dies before the end, the FIFO's only writer goes and the command reads a cut
+ * stream: such a work type does nothing on it (config.ts streamsPayload), but may still exit 0
+ * (ansible-runner 2.3.1's worker does, after printing a status line that says error). So once
+ * every byte is in the pipe the agent writes STDIN_WHOLE next to the FIFO; a restarted agent that
+ * finds the FIFO without it reports the unit failed whatever its exit status (stdinWasCut).
  * A command that exits early (or is killed) makes further writes fail with EPIPE: the feed then
  * drops what is left, which nobody would read.
  */
 import { execFile } from "node:child_process";
 import { constants, openSync } from "node:fs";
 import { Socket } from "node:net";
-import { rm } from "node:fs/promises";
+import { access, rm } from "node:fs/promises";
+import { join } from "node:path";
 import { promisify } from "node:util";
 
 const OPEN_POLL_MS = 2;
+/** In the unit's spool: the command's stdin, and the mark that all of it reached the pipe. */
+export const STDIN_FIFO = "stdin.fifo";
+export const STDIN_WHOLE = "stdin.whole";
+
+/** The unit ran on a streaming payload and its agent stopped before feeding it all (see above). */
+export async function stdinWasCut(unitDir: string): Promise<boolean> {
+  const exists = (name: string) =>
+    access(join(unitDir, name)).then(
+      () => true,
+      () => false,
+    );
+  return (await exists(STDIN_FIFO)) && !(await exists(STDIN_WHOLE));
+}
+
+/** The detail of a unit whose command read a cut stdin: failed, whatever its exit status. */
+export function cutStdinDetail(exit: { exitCode: number | null; signal: string | null }): string {
+  const status = exit.signal ? `killed by signal ${exit.signal}` : `exit status ${exit.exitCode ?? "unknown"}`;
+  return `payload_incomplete: the agent restarted while it fed the streaming payload, so the command read a cut stdin (it ended with ${status})`;
+}
 
 export class StdinFeed {
   private socket: Socket | null = null;
@@ -76,6 +99,19 @@ export class StdinFeed {
         socket.on("drain", done).on("close", done);
       });
     }
+  }
+
+  /** Resolves once every byte written is in the pipe (none left in this process), or the pipe is gone. */
+  async drained(): Promise<void> {
+    const socket = this.socket;
+    if (!socket || socket.destroyed || socket.writableLength === 0) return;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        socket.off("drain", done).off("close", done);
+        resolve();
+      };
+      socket.on("drain", done).on("close", done);
+    });
   }
 
   /** The payload is whole: the command reads its end. */

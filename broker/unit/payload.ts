@@ -27,12 +27,37 @@ export interface PayloadSource {
 
 export const STREAM_FLUSH_BYTES = 64 * 1024;
 export const STREAM_FLUSH_MS = 20;
+/**
+ * A framed upload that brings no byte for this long has stalled (a client hung, a half-open
+ * connection): it fails, so a unit started on its first bytes stops holding its node's slot.
+ * Generous: ansible-runner transmit writes as it zips, never minutes apart.
+ */
+export const UPLOAD_IDLE_MS = 5 * 60_000;
+
+class Stalled extends Error {}
+
+/** `read`, or a Stalled rejection once `ms` pass without it. */
+async function within<T>(read: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const stalled = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Stalled()), ms);
+  });
+  try {
+    return await Promise.race([read, stalled]);
+  } finally {
+    if (timer !== undefined) clearTimeout(timer);
+  }
+}
 
 export interface IngestOptions {
   /** The body is framed (payload-framing.ts) instead of declaring its Content-Length. */
   framed?: boolean;
   /** Framed only: the payload's bytes stored so far, after each read that added some. */
   onProgress?: (size: number) => void;
+  /** Framed only: checked after each read; a reason stops the upload there (the unit ended meanwhile). */
+  stop?: () => string | null;
+  /** Framed only: UPLOAD_IDLE_MS by default. */
+  idleMs?: number;
 }
 
 export async function ingestPayload(
@@ -47,12 +72,12 @@ export async function ingestPayload(
   }
   const pieces = options.framed ? new PieceDecoder() : null;
   let total = 0;
-  let buffer = new Uint8Array(CHUNK_BYTES);
+  const buffer = new Uint8Array(CHUNK_BYTES);
   let filled = 0;
   const flush = () => {
     if (filled === 0) return;
-    store.append("payload", total - filled, buffer.subarray(0, filled));
-    buffer = new Uint8Array(CHUNK_BYTES);
+    // A copy of what is filled, not a new chunk-sized buffer: a streaming upload flushes often.
+    store.append("payload", total - filled, buffer.slice(0, filled));
     filled = 0;
   };
   // Framed only: the bytes a streaming work type may already be waiting for.
@@ -80,8 +105,15 @@ export async function ingestPayload(
     const reader = request.body.getReader();
     try {
       for (;;) {
-        const { done, value } = await reader.read();
+        const { done, value } = pieces
+          ? await within(reader.read(), options.idleMs ?? UPLOAD_IDLE_MS)
+          : await reader.read();
         if (done) break;
+        const stopped = options.stop?.() ?? null;
+        if (stopped !== null) {
+          await reader.cancel().catch(() => {});
+          return fail("illegal_transition", stopped);
+        }
         const parts = pieces ? pieces.push(value) : ok([value]);
         if (!parts.ok) {
           await reader.cancel();
@@ -100,7 +132,19 @@ export async function ingestPayload(
         else if (pieces && filled > 0) timer ??= setTimeout(publish, STREAM_FLUSH_MS);
       }
     } catch (error) {
+      // The end marker came: the payload is whole, whatever happened to the HTTP body after it.
+      if (pieces?.complete) {
+        flush();
+        return ok(total);
+      }
       failed = true;
+      if (error instanceof Stalled) {
+        await reader.cancel().catch(() => {});
+        return fail(
+          "payload_incomplete",
+          `the upload stalled: no payload bytes for ${Math.round((options.idleMs ?? UPLOAD_IDLE_MS) / 1000)} s after ${total} bytes`,
+        );
+      }
       return fail(
         "payload_incomplete",
         `payload stream broke after ${total} bytes (${error instanceof Error ? error.message : String(error)})`,

@@ -17,6 +17,9 @@ import type { UnitLifecycle } from "./lifecycle.js";
 import { ingestPayload } from "./payload.js";
 import { type UnitDoc, publicRecord } from "./store.js";
 
+/** How often a streaming payload's size is written to the unit's record while it grows. */
+const SIZE_SAVE_MS = 1_000;
+
 export interface PayloadUpload {
   /** The declared Content-Length: the body must be exactly this long. Null: the body is framed. */
   length: number | null;
@@ -31,6 +34,8 @@ export interface PayloadUpload {
 export class PayloadReceiver {
   /** A payload upload is streaming into this instance. */
   private uploading = false;
+  /** When a streaming payload's size was last saved (grew). */
+  private savedAt = 0;
 
   constructor(
     private readonly life: UnitLifecycle,
@@ -69,13 +74,15 @@ export class PayloadReceiver {
       if (framed) {
         const streaming: UnitDoc = { ...doc, payloadFramed: true, payloadSize: 0, detail: "waiting for a node" };
         store.save(streaming);
+        // Woken now and then while it streams: after a broker restart that cut it, the unit fails.
+        await this.life.schedule();
         await this.life.notifyMesh(streaming);
       }
       result = await ingestPayload(
         store,
         { body, headers: new Headers(framed ? {} : { "content-length": String(upload.length) }) },
         this.maxBytes,
-        { framed, onProgress: (size) => this.grew(size) },
+        { framed, onProgress: (size) => this.grew(size), stop: () => this.endedMeanwhile() },
       );
     } finally {
       this.uploading = false;
@@ -83,13 +90,27 @@ export class PayloadReceiver {
     return this.finish(result);
   }
 
-  /** A streaming payload grew: record its size, send attached agents what they pulled. */
+  /**
+   * A streaming payload grew: send attached agents what they pulled, and record the size now and
+   * then (an `attached` shows it; the bytes themselves go by `size`, so a stale record delays nothing).
+   */
   private grew(size: number): void {
     const { store } = this.life;
     const doc = store.doc();
     if (!doc || isTerminal(doc.state)) return;
-    store.save({ ...doc, payloadSize: size });
+    const now = Date.now();
+    if (now - this.savedAt >= SIZE_SAVE_MS) {
+      store.save({ ...doc, payloadSize: size });
+      this.savedAt = now;
+    }
     feedAgents(this.life, size, false);
+  }
+
+  /** Why a framed upload should stop now: its unit ended (canceled, expired, failed) before the payload did. */
+  private endedMeanwhile(): string | null {
+    const doc = this.life.store.doc();
+    if (!doc || !isTerminal(doc.state) || doc.exitReported) return null;
+    return `the unit was ${doc.state} while its payload was arriving`;
   }
 
   private async finish(result: Result<number>): Promise<Result<{ record: UnitRecord; created: boolean }>> {
@@ -98,8 +119,9 @@ export class PayloadReceiver {
     const current = store.doc()!;
     if (isTerminal(current.state)) {
       if (current.state === "Released") store.deleteStreams();
-      // A streaming unit may have run and ended on its whole payload before the upload's last read.
-      if (result.ok && current.payloadFramed && current.state !== "Released") {
+      // A streaming unit may have run and ended on its whole payload before the upload's last read;
+      // one canceled, expired or failed by the broker meanwhile is refused, as any upload is.
+      if (result.ok && current.payloadFramed && current.exitReported && current.state !== "Released") {
         store.save({ ...current, payloadComplete: true, payloadSize: result.value });
         return ok({ record: publicRecord(store.doc()!), created: true });
       }

@@ -6,7 +6,7 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { UnitRecord } from "../../shared/unit.js";
@@ -107,6 +107,43 @@ describe("streaming payloads", () => {
     expect(finished.state).toBe("Failed");
     expect(finished.detail).toMatch(/payload_incomplete/);
     await waitFor(() => loggedAt("unit:exited", finished.id) !== null, "the command to be stopped", 20_000);
+  });
+
+  it("an agent killed while it feeds the stdin: the command reads a cut stream, and the unit fails whatever its exit", {
+    timeout: 90_000,
+  }, async () => {
+    const config = "- work-command: {worktype: cut-sha, command: sha256sum, streamingpayload: true}\n";
+    const first = await startAgent({ mesh, nodeId: "feeder", config });
+    const submitted = sh(
+      mesh,
+      `{ head -c 1000 /dev/zero; sleep 4; head -c 1000 /dev/zero; } | $MESHCTL work submit cut-sha -f -p -`,
+    );
+    let id = "";
+    await waitFor(
+      async () => {
+        const units = (await api<UnitRecord[]>(mesh, "GET", "/units")).body.filter((u) => u.worktype === "cut-sha");
+        id = units[0]?.id ?? "";
+        if (id === "" || !first.logs().includes('"unit:started"')) return false;
+        // Its spool record names the process (else a restart fails it as "agent restarted while starting").
+        const record = await readFile(join(first.workDir, "units", id, "unit.json"), "utf8").catch(() => "");
+        return record.includes('"phase":"started"');
+      },
+      "the command to start on the first bytes",
+      30_000,
+    );
+    // Killed mid-feed: its supervisor and sha256sum live on, and sha256sum sees its stdin end early.
+    first.process.kill("SIGKILL");
+    const second = await startAgent({ mesh, nodeId: "feeder", config, workDir: first.workDir });
+    try {
+      const done = await waitFinished(mesh, id, 60_000);
+      // sha256sum exits 0 on the 1,000 bytes it got; the unit must not pass for a success.
+      expect(done.state).toBe("Failed");
+      expect(done.detail).toMatch(/^payload_incomplete: the agent restarted while it fed the streaming payload/);
+      const result = await submitted;
+      expect(result.code).not.toBe(0);
+    } finally {
+      await second.stop();
+    }
   });
 
   it("a framed body with bytes after its end marker, or a wrong framing header, is refused", async () => {

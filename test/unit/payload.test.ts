@@ -128,5 +128,37 @@ describe("ingestPayload", () => {
       const result = await ingestPayload(sink().store, upload(framed(bytes(10)), 3), 1000, { framed: true });
       expect(result).toEqual({ ok: true, value: 10 });
     });
+
+    it("a framed body that breaks after its end marker is whole", async () => {
+      const result = await ingestPayload(sink().store, upload(framed(bytes(10)), null, "reset after the end"), 1000, {
+        framed: true,
+      });
+      expect(result).toEqual({ ok: true, value: 10 });
+    });
+
+    it("stops at once when its unit ended meanwhile, and fails a stalled upload", async () => {
+      let reads = 0;
+      const stopped = await ingestPayload(sink().store, upload(framed(bytes(10), bytes(10)), null), 1000, {
+        framed: true,
+        stop: () => (++reads >= 2 ? "the unit was Canceled while its payload was arriving" : null),
+      });
+      expect(stopped).toEqual({
+        ok: false,
+        error: { code: "illegal_transition", message: "the unit was Canceled while its payload was arriving" },
+      });
+      const silent = new ReadableStream<Uint8Array>({
+        start(controller) {
+          controller.enqueue(encodePiece(bytes(3)));
+        },
+      });
+      const stalled = await ingestPayload(sink().store, { body: silent, headers: new Headers() }, 1000, {
+        framed: true,
+        idleMs: 50,
+      });
+      expect(stalled).toEqual({
+        ok: false,
+        error: { code: "payload_incomplete", message: "the upload stalled: no payload bytes for 0 s after 3 bytes" },
+      });
+    });
   });
 });

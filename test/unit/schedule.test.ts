@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import {
   type ScheduleDoc,
   SYNC_RETRY_MS,
+  UPLOAD_WATCH_MS,
   dueActions,
   expiredDetail,
   isExpired,
@@ -21,6 +22,16 @@ const doc = (over: Partial<ScheduleDoc>): ScheduleDoc => ({
 });
 
 describe("unit alarm schedule", () => {
+  it("wakes every UPLOAD_WATCH_MS while a framed payload streams into a Pending or Running unit, and does nothing itself", () => {
+    const streaming = { payloadFramed: true, payloadComplete: false };
+    expect(nextAlarm(doc(streaming), retention, 1_000)).toBe(1_000 + UPLOAD_WATCH_MS);
+    expect(nextAlarm(doc({ ...streaming, state: "Running" }), retention, 1_000)).toBe(1_000 + UPLOAD_WATCH_MS);
+    expect(dueActions(doc(streaming), retention, 10 ** 12)).toEqual([]);
+    // Whole, or ended: no more waking for it.
+    expect(nextAlarm(doc({ payloadFramed: true, payloadComplete: true }), retention, 1_000)).toBeNull();
+    expect(nextAlarm(doc({ ...streaming, state: "Canceled", finishedAt: t(0) }), retention, 1_000)).toBe(1_000_000);
+  });
+
   it("a Pending unit without a TTL needs no alarm", () => {
     expect(nextAlarm(doc({}), retention, 0)).toBeNull();
     expect(dueActions(doc({}), retention, 10 ** 12)).toEqual([]);
