@@ -109,6 +109,11 @@ CREATE TABLE IF NOT EXISTS events (
 
 export class UnitStore {
   private cached: UnitDoc | null | undefined;
+  /**
+   * The results chunk written last, kept in memory (at most one frame): a follower that keeps up
+   * reads it next, and reading it from SQLite would copy it out again.
+   */
+  private lastResults: { off: number; data: Uint8Array } | null = null;
 
   constructor(private readonly sql: SqlStorage) {
     sql.exec(SCHEMA);
@@ -131,12 +136,21 @@ export class UnitStore {
     this.cached = doc;
   }
 
+  /** The results chunk written last, if this instance wrote it (no copy: do not change it). */
+  latestResults(): { offset: number; data: Uint8Array } | null {
+    return this.lastResults && { offset: this.lastResults.off, data: this.lastResults.data };
+  }
+
   append(stream: StreamName, offset: number, data: Uint8Array): void {
     this.sql.exec("INSERT INTO chunks (stream, off, data) VALUES (?, ?, ?)", STREAM[stream], offset, data);
+    if (stream === "results") this.lastResults = { off: offset, data };
   }
 
   /** The bytes of `stream` from `offset` to the end of the chunk holding it, or null past the end. */
   readAt(stream: StreamName, offset: number): Uint8Array | null {
+    const last = stream === "results" ? this.lastResults : null;
+    if (last && offset >= last.off && offset < last.off + last.data.byteLength)
+      return last.data.subarray(offset - last.off);
     const row = this.sql
       .exec<{ off: number; data: ArrayBuffer }>(
         "SELECT off, data FROM chunks WHERE stream = ? AND off <= ? ORDER BY off DESC LIMIT 1",
@@ -218,11 +232,13 @@ export class UnitStore {
   }
 
   deleteStreams(): void {
+    this.lastResults = null;
     this.sql.exec("DELETE FROM chunks");
     this.sql.exec("DELETE FROM events");
   }
 
   deleteStream(stream: StreamName): void {
+    if (stream === "results") this.lastResults = null;
     this.sql.exec("DELETE FROM chunks WHERE stream = ?", STREAM[stream]);
   }
 
