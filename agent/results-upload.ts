@@ -99,22 +99,20 @@ export class ResultsUpload {
     }
     // The window is full: nothing to send until an ack, so no need to open the file (the command's
     // every write wakes a pump while it runs).
-    if (!ending && this.sent - this.acked >= this.window) return null;
+    if (!ending && this.full) return null;
     this.pumping = true;
+    this.again = false;
+    let size: number | null;
     try {
-      let size: number | null;
-      do {
-        this.again = false;
-        size = await this.pumpOnce(ending);
-      } while (this.again && size === null && (ending || this.sent - this.acked < this.window));
-      return size;
+      size = await this.pumpOnce(ending);
     } finally {
       this.pumping = false;
     }
+    return size === null && this.again ? this.pump(ending) : size;
   }
 
-  private get window(): number {
-    return this.opts.window ?? RESULTS_WINDOW;
+  private get full(): boolean {
+    return this.sent - this.acked >= (this.opts.window ?? RESULTS_WINDOW);
   }
 
   private async pumpOnce(ending: boolean): Promise<number | null> {
@@ -124,7 +122,11 @@ export class ResultsUpload {
     if (!reader) return ending && this.acked === 0 ? 0 : null;
     try {
       const ended = ending ? { size: () => file.size(this.opts.path) } : null;
-      await this.send(reader, ended);
+      // Asked for again while sending (the file grew, an ack came): go on with the file open.
+      do {
+        this.again = false;
+        await this.send(reader, ended);
+      } while (this.again && !this.full);
       if (!ended) return null;
       const size = await this.source.size(reader, await ended.size());
       return this.acked === size ? size : null;
@@ -135,7 +137,7 @@ export class ResultsUpload {
 
   private async send(reader: Reader, ended: { size: () => Promise<number> } | null): Promise<void> {
     const chunk = this.opts.chunk ?? CHUNK_BYTES;
-    while (this.sent - this.acked < this.window) {
+    while (!this.full) {
       // Read straight behind the frame's header: the frame is sent as it is, no copy. A new buffer
       // each frame, as the socket may still hold the last one.
       const frame = Buffer.allocUnsafe(FRAME_HEADER + chunk);
