@@ -19,7 +19,7 @@ import {
   decodeBrokerControl,
   encode,
 } from "../shared/protocol.js";
-import type { WorkCommand } from "./config.js";
+import { type WorkCommand, streamsPayload } from "./config.js";
 import { DISK_CHECK_MS, sampleDisk, shouldReport } from "./disk.js";
 import { credentialBrokerElsewhere, credentialPath, loadCredential, saveCredential } from "./credential.js";
 import { type Logger, errorMessage } from "../shared/node/log.js";
@@ -199,6 +199,7 @@ export class Agent {
         verifySignature: w.verifysignature,
         allowRuntimeParams: w.allowruntimeparams,
         ...(w.inlinestart ? { inlineStart: true } : {}),
+        ...(streamsPayload(w) ? { streamingPayload: true } : {}),
       })),
       capacity: opts.capacity,
       tags: opts.tags,

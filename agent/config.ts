@@ -31,6 +31,12 @@ export const WorkCommand = z
      * another node (it never runs twice). Off by default.
      */
     inlinestart: z.boolean().optional(),
+    /**
+     * The command reads a self-delimiting stream that does nothing before its end marker and fails
+     * on a cut one, so it may start while the payload is still being uploaded (streamsPayload).
+     * Absent: on for `ansible-runner worker`, off for anything else.
+     */
+    streamingpayload: z.boolean().optional(),
     /** Environment variables the command gets besides unit-env.ts's defaults: names, or prefixes ending in `*`. */
     envallow: z
       .array(
@@ -49,6 +55,22 @@ export const WorkCommand = z
   // A misspelt key (allowRuntimeParams) would silently keep a default: refuse it instead.
   .strict();
 export type WorkCommand = z.infer<typeof WorkCommand>;
+
+/**
+ * Whether units of this work type may start on a payload still streaming in. ansible-runner's
+ * worker reads JSON records and runs nothing before its `{"eof": true}` record; a stream cut before
+ * it fails ("Failed to JSON parse a line from transmit stream") before any task (2.3.1,
+ * streaming.py Worker.run). `worker cleanup` reads no payload. A signature covers the whole
+ * payload, so a work type that verifies one never starts early.
+ */
+export function streamsPayload(
+  w: Pick<WorkCommand, "command" | "params" | "streamingpayload" | "verifysignature">,
+): boolean {
+  if (w.verifysignature) return false;
+  if (w.streamingpayload !== undefined) return w.streamingpayload;
+  const words = w.params.trim().split(/\s+/);
+  return w.command.split("/").pop() === "ansible-runner" && words[0] === "worker" && words[1] !== "cleanup";
+}
 
 export interface FileConfig {
   nodeId: string | null;
@@ -92,6 +114,11 @@ export function parseConfig(text: string, source = "config"): FileConfig {
       }
       if (config.workCommands.some((w) => w.worktype === parsed.data.worktype)) {
         throw new ConfigError(`${source}: work type ${parsed.data.worktype} is defined twice`);
+      }
+      if (parsed.data.streamingpayload && parsed.data.verifysignature) {
+        throw new ConfigError(
+          `${source}: work type ${parsed.data.worktype}: streamingpayload cannot go with verifysignature (a signature covers the whole payload)`,
+        );
       }
       config.workCommands.push(parsed.data);
     } else if (key === "node") {

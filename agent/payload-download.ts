@@ -3,6 +3,11 @@
  * bytes are requested and not yet received; each link (re)starts from the bytes received, and
  * frames of a request made on an earlier link are dropped, so the file is written in order and
  * without holes whatever the link does.
+ *
+ * A streaming payload (still being uploaded to the broker) has no final size yet: the download
+ * pulls a window ahead of what it has, the broker sends bytes as they arrive, and `end` gives the
+ * size once the broker has it whole. `onData` sees every byte in order, after the file (the
+ * command's stdin feed, stdin-feed.ts).
  */
 import { type FileHandle, open } from "node:fs/promises";
 import { encode } from "../shared/protocol.js";
@@ -26,6 +31,8 @@ export interface DownloadOptions {
   onComplete: () => Promise<void>;
   /** A write failed (a full disk, typically): the download stops. */
   onError: (error: unknown) => void;
+  /** Each piece of the payload in order, once written to the file; the next waits for it. */
+  onData?: (data: Uint8Array) => Promise<void>;
   openFile?: (path: string) => Promise<PayloadFile>;
 }
 
@@ -36,6 +43,9 @@ export class PayloadDownload {
   private file: PayloadFile | null = null;
   private link: SendLink | null = null;
   private size = 0;
+  /** `size` is the payload's whole size (not a streaming payload's bytes so far). */
+  private final = true;
+  private completed = false;
   private received = 0;
   private requested = 0;
   private writes: Promise<unknown> = Promise.resolve();
@@ -52,13 +62,31 @@ export class PayloadDownload {
    * Starts, or resumes on a new link: opens (truncates) the file the first time only, then asks for
    * what is missing. Requests made on an earlier link are forgotten; their frames will not match.
    */
-  async start(link: SendLink, size: number): Promise<void> {
+  async start(link: SendLink, size: number, streaming = false): Promise<void> {
     this.link = link;
-    this.size = size;
+    if (!this.completed) {
+      this.size = size;
+      this.final = !streaming;
+    }
     this.file ??= await (this.opts.openFile ?? ((path) => open(path, "w", 0o600)))(this.opts.path);
     this.requested = this.received;
     this.pull();
-    if (size === 0) await this.opts.onComplete();
+    if (this.final && this.received === this.size) await this.complete();
+  }
+
+  /** A streaming payload is whole at `size` bytes (the broker's `payload-end`). */
+  end(size: number): void {
+    if (this.final) return;
+    this.size = size;
+    this.final = true;
+    // Everything may be in already: complete once its writes are done.
+    if (this.received === size) this.writes = this.writes.then(() => (this.failed ? undefined : this.complete()));
+  }
+
+  private async complete(): Promise<void> {
+    if (this.completed) return;
+    this.completed = true;
+    await this.opts.onComplete();
   }
 
   /**
@@ -70,11 +98,17 @@ export class PayloadDownload {
     if (!file) return false;
     if (offset !== this.received || this.failed) return true;
     this.received += data.byteLength;
-    const complete = this.received === this.size;
+    const { onData } = this.opts;
     this.writes = this.writes
       // After a failed write the frames queued behind it have nowhere to go either.
       .then(() => (this.failed ? undefined : writeAll(file, data, offset)))
-      .then(() => (this.failed ? undefined : complete ? this.opts.onComplete() : this.pull()))
+      .then(() => (this.failed || !onData ? undefined : onData(data)))
+      .then(() => {
+        if (this.failed) return;
+        // Read at this point, not when the frame came: a payload-end may have come since.
+        if (this.final && offset + data.byteLength === this.size) return this.complete();
+        this.pull();
+      })
       .catch((error) => {
         this.failed = true;
         this.opts.onError(error);
@@ -91,8 +125,9 @@ export class PayloadDownload {
 
   private pull(): void {
     const window = this.opts.window ?? PAYLOAD_WINDOW;
-    while (this.requested < this.size && this.requested - this.received < window) {
-      const length = Math.min(this.opts.request ?? REQUEST_BYTES, this.size - this.requested);
+    const request = this.opts.request ?? REQUEST_BYTES;
+    while ((!this.final || this.requested < this.size) && this.requested - this.received < window) {
+      const length = this.final ? Math.min(request, this.size - this.requested) : request;
       this.link?.send(encode({ type: "payload-pull", offset: this.requested, length }));
       this.requested += length;
     }

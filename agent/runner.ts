@@ -21,6 +21,8 @@ import { DOING, ON_ATTACH, type UnitPhase, beforeRun, move } from "./unit-phase.
 import { type UnitLinkOptions, keepLinked } from "./unit-link.js";
 import { type Attached, type UnitHandlers, unitMessages } from "./unit-messages.js";
 import { type UnitStartOptions, startUnit } from "./unit-start.js";
+import { STDIN_FIFO, STDIN_WHOLE, StdinFeed, cutStdinDetail, stdinWasCut } from "./stdin-feed.js";
+import { streamsPayload } from "./config.js";
 
 export interface RunnerOptions
   extends UnitStartOptions,
@@ -58,11 +60,15 @@ export class UnitRunner {
   private readonly record: SpoolRecord;
   /** Set in phase running. */
   private process: RunningProcess | null = null;
+  /** The command's stdin while it runs on a payload still streaming in (stdin-feed.ts); null otherwise. */
+  private feed: StdinFeed | null = null;
   /** Set from phase exited on. */
   private exit: Exit | null = null;
   private cancelRequested = false;
   /** The broker judged the unit (node lost) before it heard how it ended: what is left goes in as a late exit. */
   private judged = false;
+  /** Resumed after an agent restart that cut its streaming stdin (stdin-feed.ts): it fails whatever its exit. */
+  private stdinCut = false;
 
   constructor(private readonly opts: RunnerOptions) {
     this.done = new Promise((resolve) => (this.finish = resolve));
@@ -73,6 +79,7 @@ export class UnitRunner {
       path: this.payloadPath,
       onComplete: () => this.payloadComplete(),
       onError: (e) => this.abort(e),
+      onData: (data) => this.feed?.write(data) ?? Promise.resolve(),
     });
     const { outputcap } = opts.workCommand;
     this.upload = new ResultsUpload({ path: this.resultsPath, cap: outputcap ? parseBytes(outputcap) : null });
@@ -103,6 +110,7 @@ export class UnitRunner {
       // broker has the report (below), instead of the unit waiting Pending on this node for ever.
       if (!resumed) this.abort(error);
     }
+    if (resumed) this.stdinCut = await stdinWasCut(this.opts.unitDir);
     if (resumed?.action === "adopt") this.follow(adoptProcess(resumed.process, this.opts.unitDir, POLL_MS));
     const inline = !resumed && this.exit === null && this.opts.inline ? inlinePayload(this.id, this.opts.inline) : null;
     if (inline) void this.startInline(inline.unit, inline.payload).catch((error) => this.abort(error));
@@ -132,6 +140,7 @@ export class UnitRunner {
   private handlers(): UnitHandlers {
     return {
       attached: (msg) => void this.onAttached(msg).catch((error) => this.abort(error)),
+      payloadEnd: (size) => this.download.end(size),
       resultsAck: (offset) => {
         this.upload.ack(offset);
         void this.pump();
@@ -178,6 +187,8 @@ export class UnitRunner {
       if (this.closed) return;
     } else if (cancel) this.cancel();
     const plan = ON_ATTACH[this.phase];
+    // Started on a streaming payload: the rest of it comes on this link now (the command reads on).
+    if (this.feed && plan !== "download" && this.link) await this.download.start(this.link, unit.payloadSize, true);
     if (plan === "resume") {
       if (this.process && !this.judged) this.send({ type: "started", pid: this.process.pid });
       this.upload.resume(resultsOffset);
@@ -186,10 +197,31 @@ export class UnitRunner {
     if (plan === "wait") return;
     if (this.cancelRequested) return this.reportWithoutRunning("canceled before it started", true);
     if (this.phase === "assigned") this.to("downloading");
-    if (this.link) await this.download.start(this.link, unit.payloadSize);
+    const streaming = unit.payloadStreaming === true;
+    // The payload is still being uploaded and the work type reads a self-delimiting stream: the
+    // command starts now on a FIFO that the download feeds (stdin-feed.ts), not after the last byte.
+    // The feed exists before the first frame can come, so none passes it by.
+    const early = streaming && !this.feed && streamsPayload(this.opts.workCommand);
+    if (early) this.feed = new StdinFeed(join(this.opts.unitDir, STDIN_FIFO));
+    if (this.link) await this.download.start(this.link, unit.payloadSize, streaming);
+    if (early && this.feed) await this.startStreaming(unit, this.feed);
+  }
+
+  private async startStreaming(unit: Assignment, feed: StdinFeed): Promise<void> {
+    this.to("starting");
+    await feed.create();
+    await this.start(unit, feed.path);
+    // Never spawned (refused, closed): nobody will open the FIFO.
+    if (!this.process) feed.stop();
   }
 
   private async payloadComplete(): Promise<void> {
+    if (this.feed) {
+      // Every byte in the pipe first: from the mark on, the command reads the whole payload even if this agent dies.
+      await this.feed.drained();
+      await writeFile(join(this.opts.unitDir, STDIN_WHOLE), "", { mode: 0o600 });
+      return this.feed.end();
+    }
     if (this.phase !== "downloading" || !this.unit) return;
     // From here the payload file is final: a re-attach must not reopen (truncate) it.
     this.to("starting");
@@ -210,12 +242,12 @@ export class UnitRunner {
     await this.start(unit);
   }
 
-  private async start(unit: Assignment): Promise<void> {
+  private async start(unit: Assignment, stdinPath = this.payloadPath): Promise<void> {
     // A re-attach during the signature check replaces this.unit: run exactly the unit that was checked.
     const start = await startUnit({
       ...this.opts,
       unit,
-      payloadPath: this.payloadPath,
+      payloadPath: stdinPath,
       resultsPath: this.resultsPath,
       record: this.record,
       isClosed: () => this.closed,
@@ -239,6 +271,7 @@ export class UnitRunner {
     void child.exited.then(async (ended) => {
       const exit = await explainExit(ended, this.opts.unitDir, this.opts.nodeId, this.cancelRequested);
       this.opts.log.info("unit:exited", { unit: this.id, ...exit });
+      this.feed?.stop();
       if (this.closed) return;
       this.exit = exit;
       this.process = null;
@@ -260,7 +293,8 @@ export class UnitRunner {
 
   private reportExit(exit: Exit, resultsSize: number, canceled: boolean): void {
     this.to("reported");
-    const { exitCode, signal, error } = exit;
+    const { exitCode, signal } = exit;
+    const error = this.stdinCut && !exit.error ? cutStdinDetail(exit) : exit.error;
     const cut = this.upload.cut;
     this.send({
       type: "finished",
@@ -302,6 +336,7 @@ export class UnitRunner {
     this.link?.close(1000, "unit closed");
     this.process?.cancel(this.opts.cancelGraceMs);
     await this.process?.exited;
+    this.feed?.stop();
     await this.download.close().catch(() => undefined);
     await rm(this.opts.unitDir, { recursive: true, force: true });
     this.finish();

@@ -15,6 +15,8 @@ export type Attached = Extract<BrokerDataMessage, { type: "attached" }>;
 export interface UnitHandlers {
   attached(msg: Attached): void;
   resultsAck(offset: number): void;
+  /** A streaming payload is whole at `size` bytes. */
+  payloadEnd(size: number): void;
   cancel(): void;
   /** The unit is final at the broker. */
   unitClosed(state: UnitState, exitRecorded: boolean): void;
@@ -39,6 +41,8 @@ export function unitMessages(unit: string, h: UnitHandlers, log: Logger): LinkHa
           return h.attached(msg);
         case "results-ack":
           return h.resultsAck(msg.offset);
+        case "payload-end":
+          return h.payloadEnd(msg.size);
         case "cancel":
           return h.cancel();
         case "closed":

@@ -12,7 +12,7 @@ import { saveArtifacts } from "./artifacts.js";
 import { MeshClient } from "./client.js";
 import { printEvents } from "./events.js";
 import { printStatus, Progress } from "./output.js";
-import { preparePayload } from "./payload.js";
+import { openPayload } from "./payload.js";
 
 const HELP = `Usage: meshctl [--broker URL] [--token TOKEN] [--mesh ID] COMMAND
 
@@ -198,20 +198,22 @@ async function main(argv: string[]): Promise<number> {
       const signTtl = parseDuration(values["sign-ttl"] ?? values.ttl ?? "10m");
       if (!signTtl.ok) return usage(`--sign-ttl: ${signTtl.error.message}`);
       if (values["sign-ttl"] !== undefined && !values["sign-key"]) usage("--sign-ttl needs --sign-key");
-      const payload = await preparePayload(source);
+      const opened = await openPayload(source, { whole: values["sign-key"] !== undefined });
+      const payload = "framed" in opened ? null : opened;
       let unit;
       try {
-        const signed = values["sign-key"]
-          ? await (await import("./sign.js")).signSubmission({
-              keyPath: values["sign-key"],
-              ttlMs: signTtl.value,
-              mesh,
-              worktype,
-              node: values.node || null,
-              params,
-              payloadPath: payload.path,
-            })
-          : null;
+        const signed =
+          payload && values["sign-key"]
+            ? await (await import("./sign.js")).signSubmission({
+                keyPath: values["sign-key"],
+                ttlMs: signTtl.value,
+                mesh,
+                worktype,
+                node: values.node || null,
+                params,
+                payloadPath: payload.path,
+              })
+            : null;
         unit = await client.submit({
           worktype,
           node: values.node,
@@ -223,11 +225,11 @@ async function main(argv: string[]): Promise<number> {
           lostAfter: values["lost-after"],
           unitId: signed?.unitId,
           signature: signed?.signature,
-          payload: payload.body(),
-          payloadSize: payload.size,
+          payload: opened.body(),
+          ...(payload ? { payloadSize: payload.size } : { payloadFramed: true }),
         });
       } finally {
-        await payload.remove();
+        await payload?.remove();
       }
       if (!values.follow) {
         printJson(unit);

@@ -5,6 +5,7 @@
  * Node's own fetch (undici inside Node) rather than the undici package: it is part of Node and
  * loads in a few milliseconds where the package takes ~150 ms, which every meshctl command paid.
  */
+import { PAYLOAD_FRAMING, PAYLOAD_FRAMING_HEADER } from "../shared/payload-framing.js";
 import type { HealthReport } from "../shared/health.js";
 import type { Readable, Writable } from "node:stream";
 import type { TokenInfo } from "../shared/api.js";
@@ -56,6 +57,8 @@ export interface SubmitOptions {
    * a complete one (wrangler dev does this) and the unit would run on a truncated stdin.
    */
   payloadSize?: number | undefined;
+  /** The payload is framed (shared/payload-framing.ts) and its length unknown: no Content-Length. */
+  payloadFramed?: boolean | undefined;
 }
 
 /** How long a followed results stream may stay silent before it is reopened from its offset. */
@@ -202,6 +205,7 @@ export class MeshClient {
         ...(options.idempotencyKey ? { "idempotency-key": options.idempotencyKey } : {}),
         ...(options.signature ? { "mesh-signature": options.signature } : {}),
         ...(options.payloadSize !== undefined ? { "content-length": String(options.payloadSize) } : {}),
+        ...(options.payloadFramed ? { [PAYLOAD_FRAMING_HEADER]: PAYLOAD_FRAMING } : {}),
       },
     });
     return (await response.json()) as UnitRecord;

@@ -1,15 +1,20 @@
 /**
- * The payload of a submit, made ready to upload with its exact length. The broker takes only
- * bodies that declare their Content-Length: a chunked body cut short can reach it looking complete
- * (wrangler dev forwards it so), and a unit must never run on a truncated stdin. So stdin, pipes
- * and other non-regular files are first copied to a private temporary file.
+ * The payload of a submit, made ready to upload so that the broker can tell a whole payload from
+ * one cut short (a chunked body cut short can reach it looking complete: wrangler dev forwards it
+ * so, and a unit must never run on a truncated stdin). A regular file goes with its exact length
+ * (Content-Length). Stdin, pipes and other non-regular files are streamed as they are read, framed
+ * with an end marker (shared/payload-framing.ts): the upload starts at once, and a unit of a work
+ * type that reads a self-delimiting stream (ansible-runner worker) may start on the node while the
+ * producer (`ansible-runner transmit`) is still writing. A signed submit needs the whole payload
+ * first (the signature covers its digest), so it copies such input to a private temporary file.
  */
 import { createReadStream } from "node:fs";
 import { mkdtemp, open, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Readable } from "node:stream";
+import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { END_PIECE, MAX_PIECE_BYTES, encodePiece } from "../shared/payload-framing.js";
 
 export interface PreparedPayload {
   path: string;
@@ -33,6 +38,42 @@ export async function spool(input: Readable): Promise<{ path: string; remove: ()
     throw error;
   }
   return { path, remove };
+}
+
+/** A payload of unknown length, framed as it is read (payload-framing.ts). */
+export interface StreamedPayload {
+  framed: true;
+  body(): Readable;
+}
+
+/** `input` as framed pieces, ended by the end marker once `input` ends; an input error ends the body without it. */
+export function framedBody(input: Readable): Readable {
+  return Readable.from(
+    (async function* () {
+      for await (const chunk of input) {
+        const bytes = typeof chunk === "string" ? Buffer.from(chunk) : (chunk as Buffer);
+        for (let at = 0; at < bytes.byteLength; at += MAX_PIECE_BYTES)
+          yield encodePiece(bytes.subarray(at, at + MAX_PIECE_BYTES));
+      }
+      yield END_PIECE;
+    })(),
+    { objectMode: false },
+  );
+}
+
+/**
+ * `source` is a file path, or "-" for stdin. A regular file, or any source when `whole` (signing),
+ * is a PreparedPayload of known size; anything else is streamed.
+ */
+export async function openPayload(
+  source: string,
+  { whole }: { whole: boolean },
+  stdin: Readable = process.stdin,
+): Promise<PreparedPayload | StreamedPayload> {
+  const regular = source !== "-" && (await stat(source)).isFile();
+  if (regular || whole) return preparePayload(source, stdin);
+  const input = source === "-" ? stdin : createReadStream(source);
+  return { framed: true, body: () => framedBody(input) };
 }
 
 /** `source` is a file path, or "-" for stdin. */

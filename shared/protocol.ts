@@ -47,6 +47,12 @@ export const WorkTypeAd = z.object({
    * below). Optional: agents before it send none and always attach and download first.
    */
   inlineStart: z.boolean().optional(),
+  /**
+   * The command reads a self-delimiting stream that does nothing before its end marker and fails
+   * on a cut (ansible-runner worker), so the node may start it while the payload is still being
+   * uploaded (`payloadStreaming` below). Optional: agents before it send none.
+   */
+  streamingPayload: z.boolean().optional(),
 });
 export type WorkTypeAd = z.infer<typeof WorkTypeAd>;
 
@@ -109,7 +115,14 @@ export const Assignment = z.object({
   id: unitId,
   worktype: z.string(),
   params: UnitParams,
+  /** The payload's length; while `payloadStreaming`, only the bytes received so far. */
   payloadSize: offset,
+  /**
+   * The payload is still being uploaded (a framed upload of unknown length): pulls past what is in
+   * wait for it, and `payload-end` gives the final length. Only for a node whose work type has
+   * streamingPayload. Absent: the payload is whole.
+   */
+  payloadStreaming: z.boolean().optional(),
   /** The submitter's signature over the unit (shared/signing.ts), passed through untouched. */
   signature: z.string().max(MAX_SIGNATURE_CHARS).nullable(),
   /** The node the submitter asked for, which a signature covers. */
@@ -208,6 +221,11 @@ export const BrokerDataMessage = z.discriminatedUnion("type", [
     exitRecorded: z.boolean(),
   }),
   z.object({ type: z.literal("results-ack"), offset }),
+  /**
+   * A streaming payload (Assignment.payloadStreaming) is whole: `size` bytes. Pulls beyond it get
+   * nothing. If the upload breaks instead, the unit fails and `closed` follows.
+   */
+  z.object({ type: z.literal("payload-end"), size: offset }),
   z.object({ type: z.literal("cancel") }),
   /**
    * The unit reached a final state. The agent drops its spool only if the unit was released or the

@@ -24,7 +24,7 @@ export interface CreateUnitInput {
   /** The submitter's own label for where the unit came from (a control-service bridge's node id). */
   origin: string | null;
   /** The declared payload length: part of what an Idempotency-Key is bound to. */
-  payloadLength: number;
+  payloadLength: number | null;
   /** Tags the node must have (shared/placement.ts, normalised); [] for any node. */
   tags: string[];
   /** Higher runs first; 0 by default. */

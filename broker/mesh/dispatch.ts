@@ -1,7 +1,8 @@
 /**
  * Routing decisions, as a pure function of the queue and the nodes. A unit goes to the
  * least-loaded connected node that offers its work type, is its target node if it names one, and
- * has every tag it asks for (shared/placement.ts). A node takes nothing while its work dir is below
+ * has every tag it asks for (shared/placement.ts). A unit whose payload is still streaming in goes
+ * only to a node whose work type starts on such a payload. A node takes nothing while its work dir is below
  * its --min-free (shared/disk.ts) or while it is held (`hold`: paused by an admin, leaving, or its
  * last health check failed): its units wait for it or go elsewhere. Units that cannot be placed
  * stay queued without blocking the ones behind them.
@@ -27,6 +28,8 @@ export interface NodeSlots {
   tags?: Readonly<Record<string, string>>;
   /** Why the node takes no new units now (paused, leaving, failed check); absent or null: it takes them. */
   hold?: string | null;
+  /** Its work types that start on a payload still streaming in (WorkTypeAd.streamingPayload). */
+  streamingWorkTypes?: readonly string[];
 }
 
 export interface Placement {
@@ -45,9 +48,13 @@ function better(a: NodeSlots, b: NodeSlots): boolean {
 }
 
 /** Whether `node` may take a unit of `cls` now. */
-export function fits(node: NodeSlots, cls: Pick<QueueClass, "worktype" | "targetNode" | "tags">): boolean {
+export function fits(
+  node: NodeSlots,
+  cls: Pick<QueueClass, "worktype" | "targetNode" | "tags"> & { streaming?: boolean },
+): boolean {
   if (node.active >= node.capacity || node.hold || isLowDisk(node.disk)) return false;
   if (!node.workTypes.includes(cls.worktype)) return false;
+  if (cls.streaming && !node.streamingWorkTypes?.includes(cls.worktype)) return false;
   if (cls.targetNode !== null && node.id !== cls.targetNode) return false;
   return matchesTags(cls.tags, node.tags ?? {});
 }

@@ -40,6 +40,8 @@ export interface UnitChange {
   detail: string;
   /** Set once the payload is stored: the unit may now be dispatched. */
   ready?: boolean;
+  /** Its payload is streaming in (framed): it may be dispatched to nodes that take that. */
+  streaming?: boolean;
   /** Results bytes stored so far (metrics count them once the unit is final). */
   resultsBytes?: number;
 }
@@ -212,7 +214,8 @@ export class MeshObject extends DurableObject<Env> {
           ranFor(this.store.startedAt(change.id)),
           change.resultsBytes ?? 0,
         );
-      if ((change.ready && !current.ready) || freed) await dispatch(this.host);
+      const placeable = (change.ready && !current.ready) || (change.streaming && !current.streaming);
+      if (placeable || freed) await dispatch(this.host);
     });
   }
 

@@ -1,7 +1,8 @@
 /**
  * The ready queue as an index, so that a dispatch never walks every pending unit.
  *
- * Units are grouped in classes of what they ask for: (work type, target node, tag selector). All
+ * Units are grouped in classes of what they ask for: (work type, target node, tag selector, and
+ * whether their payload is still streaming in, which only some nodes take). All
  * units of a class fit exactly the same nodes, so if a class's first unit cannot be placed, none of
  * it can, and the class is skipped whole. Inside a class, one lane per priority, each FIFO by
  * submit time. A dispatch looks at the classes (few) and at the head of their lanes, not at units.
@@ -26,6 +27,8 @@ export interface QueuedUnit {
   priority?: number;
   /** Submit time (epoch ms), the FIFO order; absent: the order units were added. */
   createdAt?: number;
+  /** Its payload is still arriving: only a node whose work type takes a streaming payload may run it. */
+  streaming?: boolean;
 }
 
 export interface Entry {
@@ -73,6 +76,7 @@ export class QueueClass {
     readonly worktype: string,
     readonly targetNode: string | null,
     readonly tags: TagSelector,
+    readonly streaming = false,
   ) {}
 
   get empty(): boolean {
@@ -167,14 +171,15 @@ export class CachedReadyQueue {
     if (!this.index) return;
     const unit = now();
     if (!unit) this.index.remove(id);
-    // Already queued: left where it is (what decides its place never changes).
-    else if (!this.index.has(id)) this.index.add(unit);
+    // Already queued: left where it is (what decides its place never changes), unless its payload
+    // became whole while it waited, which moves it to the class every node of its type may take.
+    else if (!this.index.has(id) || this.index.streamingOf(id) !== (unit.streaming === true)) this.index.add(unit);
   }
 }
 
 export class ReadyQueue {
   private readonly classes = new Map<string, QueueClass>();
-  private readonly where = new Map<string, { key: string; priority: number }>();
+  private readonly where = new Map<string, { key: string; priority: number; streaming: boolean }>();
   private seq = 0;
 
   get size(): number {
@@ -188,12 +193,18 @@ export class ReadyQueue {
   add(unit: QueuedUnit): void {
     this.remove(unit.id);
     const tags = unit.tags ?? [];
-    const key = JSON.stringify([unit.worktype, unit.targetNode, tags]);
-    const cls = this.classes.get(key) ?? new QueueClass(unit.worktype, unit.targetNode, tags);
+    const streaming = unit.streaming === true;
+    const key = JSON.stringify([unit.worktype, unit.targetNode, tags, streaming]);
+    const cls = this.classes.get(key) ?? new QueueClass(unit.worktype, unit.targetNode, tags, streaming);
     this.classes.set(key, cls);
     const priority = unit.priority ?? 0;
     cls.add({ unit, createdAt: unit.createdAt ?? 0, seq: this.seq++ }, priority);
-    this.where.set(unit.id, { key, priority });
+    this.where.set(unit.id, { key, priority, streaming });
+  }
+
+  /** Whether the queued unit `id` is in a streaming class (false if not queued). */
+  streamingOf(id: string): boolean {
+    return this.where.get(id)?.streaming === true;
   }
 
   remove(id: string): void {

@@ -11,7 +11,10 @@ import type { LiveSet } from "./sockets.js";
 
 /** A stored index row: the public summary with epoch-ms times, plus whether the payload is in. */
 export interface UnitIndexRow extends Omit<UnitSummary, "createdAt" | "updatedAt"> {
+  /** The payload is whole. */
   ready: boolean;
+  /** The payload is still streaming in, framed: placeable on nodes that take that (column ready = 2). */
+  streaming?: boolean;
   /** The unit's own NODE_LOST_AFTER (submit's `lostAfter`); null: the broker's. */
   lostAfterMs: number | null;
   createdAt: number;
@@ -58,13 +61,21 @@ const UNIT_COLUMNS =
 function toUnit(row: Record<string, SqlStorageValue>): UnitIndexRow {
   return {
     ...(row as unknown as UnitIndexRow),
-    ready: row.ready === 1,
+    ready: row.ready === READY.whole,
+    streaming: row.ready === READY.streaming,
     tags: row.tags ? (JSON.parse(row.tags as string) as string[]) : [],
   };
 }
 
-const isQueued = (row: UnitIndexRow) => row.state === "Pending" && row.ready && row.node === null;
+/** The units table's `ready` column. */
+const READY = { no: 0, whole: 1, streaming: 2 } as const;
+const readyColumn = (change: { ready?: boolean; streaming?: boolean }) =>
+  change.ready ? READY.whole : change.streaming ? READY.streaming : READY.no;
+
+const isQueued = (row: UnitIndexRow) =>
+  row.state === "Pending" && (row.ready || row.streaming === true) && row.node === null;
 const queued = (row: UnitIndexRow): QueuedUnit => ({
+  streaming: row.streaming === true,
   id: row.id,
   worktype: row.worktype,
   targetNode: row.targetNode,
@@ -78,7 +89,7 @@ export class MeshStore {
   private readonly ready = new CachedReadyQueue(() =>
     this.sql
       .exec(
-        `SELECT ${UNIT_COLUMNS} FROM units WHERE state = 'Pending' AND ready = 1 AND node IS NULL ORDER BY created_at, id`,
+        `SELECT ${UNIT_COLUMNS} FROM units WHERE state = 'Pending' AND ready >= 1 AND node IS NULL ORDER BY created_at, id`,
       )
       .toArray()
       .map((row) => queued(toUnit(row))),
@@ -298,6 +309,7 @@ export class MeshStore {
         return {
           id: row.id,
           workTypes: info.workTypes.map((w) => w.worktype),
+          streamingWorkTypes: info.workTypes.filter((w) => w.streamingPayload === true).map((w) => w.worktype),
           capacity: info.capacity,
           active: row.active,
           disk: info.disk ?? null,
@@ -333,7 +345,7 @@ export class MeshStore {
       row.state,
       row.detail,
       row.origin,
-      row.ready ? 1 : 0,
+      readyColumn(row),
       row.lostAfterMs,
       idempotency?.key ?? null,
       row.createdAt,
@@ -378,13 +390,17 @@ export class MeshStore {
   }
 
   /** `started_at` is set when the unit first reaches Running (the run-time histogram reads it). */
-  updateUnit(id: string, change: { state: UnitState; detail: string; ready?: boolean }, now: number): void {
+  updateUnit(
+    id: string,
+    change: { state: UnitState; detail: string; ready?: boolean; streaming?: boolean },
+    now: number,
+  ): void {
     this.sql.exec(
       `UPDATE units SET state = ?, detail = ?, ready = COALESCE(?, ready), updated_at = ?,
          started_at = CASE WHEN ? = 'Running' AND started_at IS NULL THEN ? ELSE started_at END WHERE id = ?`,
       change.state,
       change.detail,
-      change.ready === undefined ? null : change.ready ? 1 : 0,
+      change.ready === undefined ? null : readyColumn(change),
       now,
       change.state,
       now,

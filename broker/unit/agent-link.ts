@@ -13,7 +13,7 @@ import { finishEvents, ingestEvents } from "./event-log.js";
 import { lateExitDetail, outcome, planFrame, planPull } from "./logic.js";
 import type { PendingResults } from "./results-batch.js";
 import { expiredDetail, isExpired } from "./schedule.js";
-import type { UnitDoc, UnitStore } from "./store.js";
+import { type UnitDoc, type UnitStore, payloadStreaming } from "./store.js";
 
 export const AGENT_TAG = "agent";
 
@@ -23,6 +23,11 @@ interface AgentAttachment {
   attached: boolean;
   /** Where this socket's next payload pull must start (planPull); absent before its first. */
   pullNext?: number;
+  /**
+   * Payload bytes sent on this socket, up to here. Behind pullNext only while a streaming payload
+   * has not yet arrived that far: the rest goes out as it arrives (feedAgents).
+   */
+  sentTo?: number;
 }
 
 export interface UnitHost {
@@ -69,10 +74,12 @@ export async function onAgentMessage(
   switch (msg.type) {
     case "payload-pull": {
       const attachment = ws.deserializeAttachment() as AgentAttachment;
-      const plan = planPull(attachment.pullNext ?? null, doc.payloadSize, msg.offset, msg.length);
+      const payload = { size: doc.payloadSize, complete: doc.payloadComplete, framed: doc.payloadFramed };
+      const plan = planPull(attachment.pullNext ?? null, payload, msg.offset, msg.length);
       if (plan.action === "refuse") return refuseAndClose(ws, { code: "window_exceeded", message: plan.message });
-      ws.serializeAttachment({ ...attachment, pullNext: plan.end } satisfies AgentAttachment);
-      return sendPayload(host.store, ws, msg.offset, plan.end);
+      const sentTo = attachment.pullNext === undefined ? msg.offset : (attachment.sentTo ?? msg.offset);
+      ws.serializeAttachment({ ...attachment, pullNext: plan.end, sentTo } satisfies AgentAttachment);
+      return sendAvailable(host.store, ws, doc.payloadSize);
     }
     case "started":
       if (isExpired(doc, Date.now())) {
@@ -130,9 +137,33 @@ export function assignmentOf(doc: UnitDoc): Assignment {
     worktype: doc.worktype,
     params: doc.params,
     payloadSize: doc.payloadSize,
+    ...(payloadStreaming(doc) ? { payloadStreaming: true } : {}),
     signature: doc.signature,
     targetNode: doc.targetNode,
   };
+}
+
+/**
+ * A streaming payload grew to `size` bytes: each attached socket is sent what it pulled and had
+ * not yet been sent. With `ended`, the payload is whole at `size`, and the agent is told so.
+ */
+export function feedAgents(host: Pick<UnitHost, "ctx" | "store">, size: number, ended: boolean): void {
+  for (const ws of host.ctx.getWebSockets(AGENT_TAG)) {
+    if (!isAttached(ws)) continue;
+    sendAvailable(host.store, ws, size);
+    if (ended) sendMessage(ws, { type: "payload-end", size });
+  }
+}
+
+/** Sends the socket's pulled bytes that the payload holds now (its first `size` bytes) and it was not sent yet. */
+function sendAvailable(store: UnitStore, ws: WebSocket, size: number): void {
+  const attachment = ws.deserializeAttachment() as AgentAttachment;
+  if (attachment.pullNext === undefined) return;
+  const from = attachment.sentTo ?? attachment.pullNext;
+  const to = Math.min(attachment.pullNext, size);
+  if (to <= from) return;
+  sendPayload(store, ws, from, to);
+  ws.serializeAttachment({ ...attachment, sentTo: to } satisfies AgentAttachment);
 }
 
 function sendPayload(store: UnitStore, ws: WebSocket, offset: number, end: number): void {

@@ -16,7 +16,7 @@ import { AGENT_TAG, type UnitHost, isAttached } from "./agent-link.js";
 import { finishEvents } from "./event-log.js";
 import { PendingResults } from "./results-batch.js";
 import { SYNC_RETRY_MS, dueActions, expiredDetail, nextAlarm } from "./schedule.js";
-import type { UnitDoc, UnitStore } from "./store.js";
+import { type UnitDoc, type UnitStore, payloadStreaming } from "./store.js";
 
 export class UnitLifecycle implements UnitHost {
   /** Followers (results, events) waiting for the next write or state change. */
@@ -82,6 +82,7 @@ export class UnitLifecycle implements UnitHost {
         state: doc.state,
         detail: doc.detail,
         ready: doc.payloadComplete,
+        streaming: payloadStreaming(doc),
         resultsBytes: doc.stdoutSize,
       });
     } catch (error) {
@@ -93,7 +94,10 @@ export class UnitLifecycle implements UnitHost {
     if (
       synced &&
       current &&
-      (current.state !== doc.state || current.detail !== doc.detail || current.payloadComplete !== doc.payloadComplete)
+      (current.state !== doc.state ||
+        current.detail !== doc.detail ||
+        current.payloadComplete !== doc.payloadComplete ||
+        current.payloadFramed !== doc.payloadFramed)
     )
       return;
     if (current && current.meshSynced !== synced) {

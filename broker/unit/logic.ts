@@ -172,6 +172,13 @@ export const PULL_MAX = 1024 * 1024;
 
 export type PullPlan = { action: "send"; end: number } | { action: "refuse"; message: string };
 
+/** What a pull is judged against: the payload's size so far, whether it is whole, whether it came framed. */
+export interface PayloadState {
+  size: number;
+  complete: boolean;
+  framed: boolean;
+}
+
 /**
  * A payload pull on one data socket. The runtime gives the broker no view of what the peer has
  * read (no bufferedAmount), so the broker bounds what it sends instead: pulls follow each other
@@ -179,8 +186,13 @@ export type PullPlan = { action: "send"; end: number } | { action: "refuse"; mes
  * the payload's size in all) and ask at most PULL_MAX. A node that pulls without reading makes
  * the broker hold at most its unit's payload, not a multiple of it. `next`: where the socket's
  * next pull must start (null before its first).
+ *
+ * A streaming payload (still arriving) is pulled ahead of what is in: the pull's `end` is where its
+ * bytes will have been sent once they arrive (agent-link.ts sends them then). Such an agent does not
+ * know the final size until `payload-end`, so a pull past the end of a framed payload gets nothing
+ * rather than a refusal.
  */
-export function planPull(next: number | null, payloadSize: number, offset: number, length: number): PullPlan {
+export function planPull(next: number | null, payload: PayloadState, offset: number, length: number): PullPlan {
   if (length > PULL_MAX)
     return { action: "refuse", message: `a payload pull asks for at most ${PULL_MAX} bytes, not ${length}` };
   if (next !== null && offset !== next)
@@ -188,7 +200,10 @@ export function planPull(next: number | null, payloadSize: number, offset: numbe
       action: "refuse",
       message: `payload pulls follow each other on a socket: the next starts at ${next}, not ${offset}`,
     };
-  if (offset > payloadSize)
-    return { action: "refuse", message: `the payload has ${payloadSize} bytes; a pull at ${offset} is past its end` };
-  return { action: "send", end: Math.min(offset + length, payloadSize) };
+  if (!payload.complete) return { action: "send", end: offset + length };
+  if (offset > payload.size) {
+    if (payload.framed) return { action: "send", end: offset };
+    return { action: "refuse", message: `the payload has ${payload.size} bytes; a pull at ${offset} is past its end` };
+  }
+  return { action: "send", end: Math.min(offset + length, payload.size) };
 }

@@ -32,7 +32,7 @@ import {
 } from "./logic.js";
 import { resultsStream } from "./results.js";
 import { isExpired } from "./schedule.js";
-import { type InitUnit, type UnitDoc, UnitStore, newUnitDoc, publicRecord } from "./store.js";
+import { type InitUnit, type UnitDoc, UnitStore, newUnitDoc, payloadStreaming, publicRecord } from "./store.js";
 import { type PayloadUpload, PayloadReceiver } from "./upload.js";
 
 export class UnitObject extends DurableObject<Env> {
@@ -51,6 +51,14 @@ export class UnitObject extends DurableObject<Env> {
     // The unit's document names it even where the runtime leaves ctx.id.name unset.
     this.guarded = guard("unit", () => ctx.id.name ?? this.store.doc()?.id);
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(PING, PONG));
+    // A framed upload streams into one live instance only: a new instance that finds one still
+    // incomplete lost it with the old one (a broker restart). Its unit may have started on the
+    // first bytes, so no retry can replace them: it fails, and its node stops the command.
+    void ctx.blockConcurrencyWhile(async () => {
+      const doc = this.store.doc();
+      if (doc && payloadStreaming(doc) && !isTerminal(doc.state))
+        await this.life.move(doc, "Failed", "payload_incomplete: the payload's upload was cut by a broker restart");
+    });
   }
 
   init(input: InitUnit): Promise<UnitRecord> {

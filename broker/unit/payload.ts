@@ -1,10 +1,18 @@
 /**
- * Stores a streamed request body as fixed-size payload chunks. Memory stays at one chunk however
- * large the payload; a body that ends early (client gone) or grows past the limit is an error,
- * and the unit never runs on a truncated stdin.
+ * Stores a streamed request body as payload chunks. Memory stays at one chunk however large the
+ * payload; a body that ends early (client gone) or grows past the limit is an error, and the unit
+ * never runs on a truncated stdin as if it were whole.
+ *
+ * Two ways to say where the payload ends: a declared Content-Length, or framing (a body of pieces
+ * with an end marker, shared/payload-framing.ts) when the length is not known up front. A framed
+ * payload may be run while it arrives (a streaming work type), so its bytes are stored soon after
+ * they come, not only in whole chunks, and `onProgress` is told the new size: at once when
+ * STREAM_FLUSH_BYTES are waiting, else within STREAM_FLUSH_MS (a client trickling bytes one
+ * packet at a time costs at most one stored row per STREAM_FLUSH_MS, not one per packet).
  */
 import { type Result, fail, ok } from "../../shared/errors.js";
 import { CHUNK_BYTES } from "../../shared/frames.js";
+import { PieceDecoder } from "../../shared/payload-framing.js";
 
 /** What ingestion needs of the Unit object's store (UnitStore): narrow, so it is tested alone. */
 export interface PayloadSink {
@@ -17,15 +25,27 @@ export interface PayloadSource {
   readonly headers: Pick<Headers, "get">;
 }
 
+export const STREAM_FLUSH_BYTES = 64 * 1024;
+export const STREAM_FLUSH_MS = 20;
+
+export interface IngestOptions {
+  /** The body is framed (payload-framing.ts) instead of declaring its Content-Length. */
+  framed?: boolean;
+  /** Framed only: the payload's bytes stored so far, after each read that added some. */
+  onProgress?: (size: number) => void;
+}
+
 export async function ingestPayload(
   store: PayloadSink,
   request: PayloadSource,
   maxBytes: number,
+  options: IngestOptions = {},
 ): Promise<Result<number>> {
-  const declared = request.headers.get("content-length");
+  const declared = options.framed ? null : request.headers.get("content-length");
   if (declared !== null && Number(declared) > maxBytes) {
     return fail("payload_too_large", `payload of ${declared} bytes exceeds the ${maxBytes}-byte limit`);
   }
+  const pieces = options.framed ? new PieceDecoder() : null;
   let total = 0;
   let buffer = new Uint8Array(CHUNK_BYTES);
   let filled = 0;
@@ -35,34 +55,70 @@ export async function ingestPayload(
     buffer = new Uint8Array(CHUNK_BYTES);
     filled = 0;
   };
+  // Framed only: the bytes a streaming work type may already be waiting for.
+  let timer: ReturnType<typeof setTimeout> | null = null;
+  let failed = false;
+  const publish = () => {
+    if (timer !== null) clearTimeout(timer);
+    timer = null;
+    if (failed || filled === 0) return;
+    flush();
+    options.onProgress?.(total);
+  };
+  const take = (data: Uint8Array) => {
+    let bytes = data;
+    while (bytes.byteLength > 0) {
+      const n = Math.min(bytes.byteLength, CHUNK_BYTES - filled);
+      buffer.set(bytes.subarray(0, n), filled);
+      filled += n;
+      total += n;
+      bytes = bytes.subarray(n);
+      if (filled === CHUNK_BYTES) flush();
+    }
+  };
   if (request.body) {
     const reader = request.body.getReader();
     try {
       for (;;) {
         const { done, value } = await reader.read();
         if (done) break;
-        let bytes: Uint8Array = value;
-        if (total + bytes.byteLength > maxBytes) {
+        const parts = pieces ? pieces.push(value) : ok([value]);
+        if (!parts.ok) {
+          await reader.cancel();
+          return parts;
+        }
+        const size = parts.value.reduce((n, part) => n + part.byteLength, 0);
+        if (total + size > maxBytes) {
           await reader.cancel();
           return fail("payload_too_large", `payload exceeds the ${maxBytes}-byte limit`);
         }
-        while (bytes.byteLength > 0) {
-          const n = Math.min(bytes.byteLength, CHUNK_BYTES - filled);
-          buffer.set(bytes.subarray(0, n), filled);
-          filled += n;
-          total += n;
-          bytes = bytes.subarray(n);
-          if (filled === CHUNK_BYTES) flush();
-        }
+        const before = total - filled;
+        for (const part of parts.value) take(part);
+        // take() stored any whole chunk: tell whoever runs the unit already.
+        if (pieces && total - filled > before) options.onProgress?.(total - filled);
+        if (pieces && filled >= STREAM_FLUSH_BYTES) publish();
+        else if (pieces && filled > 0) timer ??= setTimeout(publish, STREAM_FLUSH_MS);
       }
     } catch (error) {
+      // The end marker came: the payload is whole, whatever happened to the HTTP body after it.
+      if (pieces?.complete) {
+        flush();
+        return ok(total);
+      }
+      failed = true;
       return fail(
         "payload_incomplete",
         `payload stream broke after ${total} bytes (${error instanceof Error ? error.message : String(error)})`,
       );
+    } finally {
+      if (timer !== null) clearTimeout(timer);
     }
   }
   flush();
+  if (pieces) {
+    const end = pieces.finish(total);
+    if (!end.ok) return end;
+  }
   if (declared !== null && Number(declared) !== total) {
     return fail("payload_incomplete", `payload ended after ${total} of ${declared} declared bytes`);
   }

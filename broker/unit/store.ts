@@ -10,6 +10,12 @@ import { redactParams } from "./redact.js";
 
 export interface UnitDoc extends UnitRecord {
   payloadComplete: boolean;
+  /**
+   * The payload comes as a framed upload of unknown length (shared/payload-framing.ts). Until it is
+   * complete the unit may be placed on a node whose work type takes a streaming payload, and its
+   * payloadSize is what has arrived so far (payloadStreaming).
+   */
+  payloadFramed: boolean;
   cancelRequested: boolean;
   /** When the assigned node first attached: from then on the unit may be running there. */
   attachedAt: string | null;
@@ -68,6 +74,7 @@ export function newUnitDoc(input: InitUnit, now: number): UnitDoc {
     exitReported: false,
     resultsAtVerdict: null,
     payloadComplete: false,
+    payloadFramed: false,
     cancelRequested: false,
     attachedAt: null,
     releasedAt: null,
@@ -80,6 +87,7 @@ export const STREAM = { payload: 1, results: 2 } as const;
 export type StreamName = keyof typeof STREAM;
 
 const NEUTRAL: Partial<UnitDoc> = {
+  payloadFramed: false,
   tags: [],
   priority: 0,
   outputCut: null,
@@ -284,6 +292,7 @@ export class UnitStore {
 export function publicRecord(doc: UnitDoc): UnitRecord {
   const {
     payloadComplete: _p,
+    payloadFramed: _f,
     cancelRequested: _c,
     attachedAt: _a,
     releasedAt: _r,
@@ -295,4 +304,9 @@ export function publicRecord(doc: UnitDoc): UnitRecord {
     ...record
   } = doc;
   return { ...record, params: redactParams(record.params) };
+}
+
+/** The payload is still arriving and the unit may already run on it (UnitDoc.payloadFramed). */
+export function payloadStreaming(doc: Pick<UnitDoc, "payloadFramed" | "payloadComplete">): boolean {
+  return doc.payloadFramed && !doc.payloadComplete;
 }

@@ -2,16 +2,24 @@
  * Receiving a unit's payload: the submit's body, streamed from the Worker over RPC into numbered
  * chunks (payload.ts). One upload at a time per unit: a retried submit (same Idempotency-Key)
  * must not interleave its bytes with an upload still streaming in.
+ *
+ * A framed upload (length unknown, shared/payload-framing.ts) makes the unit placeable at once on a
+ * node whose work type takes a streaming payload: that node starts the command and pulls the bytes
+ * as they come (agent-link.ts feedAgents). If such an upload breaks, the unit fails, running or
+ * not; the command it started reads a cut stream, which such a work type refuses before doing
+ * anything (ansible-runner worker runs nothing before its `eof` record).
  */
 import { type Result, fail, ok } from "../../shared/errors.js";
+import { isTerminal } from "../../shared/states.js";
 import type { UnitRecord } from "../../shared/unit.js";
+import { feedAgents } from "./agent-link.js";
 import type { UnitLifecycle } from "./lifecycle.js";
 import { ingestPayload } from "./payload.js";
 import { type UnitDoc, publicRecord } from "./store.js";
 
 export interface PayloadUpload {
-  /** The declared Content-Length: the body must be exactly this long. */
-  length: number;
+  /** The declared Content-Length: the body must be exactly this long. Null: the body is framed. */
+  length: number | null;
   /**
    * A POST with an Idempotency-Key that already made this unit. If the first upload got through,
    * the retry just answers with the unit; if it died half-way (and is not still streaming here),
@@ -29,6 +37,10 @@ export class PayloadReceiver {
     private readonly maxBytes: number,
   ) {}
 
+  get receiving(): boolean {
+    return this.uploading;
+  }
+
   /** `created`: this upload stored the payload (201); else a retry found it stored already (200). */
   async receive(
     body: ReadableStream<Uint8Array> | null,
@@ -38,7 +50,9 @@ export class PayloadReceiver {
     const doc = store.doc();
     // A body left unread would break the client's connection: every early answer cancels it.
     if (!doc) return refused(body, fail("unknown_unit", "no such unit"));
-    if (doc.payloadComplete || doc.state !== "Pending") {
+    if (doc.payloadComplete || doc.state !== "Pending" || doc.node !== null) {
+      // A framed upload that broke after the unit was placed cannot be replaced: its unit may have
+      // started on the first bytes (and has failed, or will).
       if (upload.retry) return refused(body, ok({ record: publicRecord(doc), created: false }));
       return refused(body, fail("illegal_transition", "the payload was already received"));
     }
@@ -48,25 +62,54 @@ export class PayloadReceiver {
         fail("upload_in_progress", "the unit's payload is still being uploaded by an earlier request"),
       );
     this.uploading = true;
+    const framed = upload.length === null;
     let result: Result<number>;
     try {
       store.deleteStream("payload");
+      if (framed) {
+        const streaming: UnitDoc = { ...doc, payloadFramed: true, payloadSize: 0, detail: "waiting for a node" };
+        store.save(streaming);
+        // Woken now and then while it streams: after a broker restart that cut it, the unit fails.
+        await this.life.schedule();
+        await this.life.notifyMesh(streaming);
+      }
       result = await ingestPayload(
         store,
-        { body, headers: new Headers({ "content-length": String(upload.length) }) },
+        { body, headers: new Headers(framed ? {} : { "content-length": String(upload.length) }) },
         this.maxBytes,
+        { framed, onProgress: (size) => this.grew(size) },
       );
     } finally {
       this.uploading = false;
     }
+    return this.finish(result);
+  }
+
+  /** A streaming payload grew: record its size, send attached agents what they pulled. */
+  private grew(size: number): void {
+    const { store } = this.life;
+    const doc = store.doc();
+    if (!doc || isTerminal(doc.state)) return;
+    store.save({ ...doc, payloadSize: size });
+    feedAgents(this.life, size, false);
+  }
+
+  private async finish(result: Result<number>): Promise<Result<{ record: UnitRecord; created: boolean }>> {
+    const { store } = this.life;
     // Cancel or release may have run while the body was arriving: never resurrect the unit.
     const current = store.doc()!;
-    if (current.state !== "Pending") {
+    if (isTerminal(current.state)) {
       if (current.state === "Released") store.deleteStreams();
+      // A streaming unit may have run and ended on its whole payload before the upload's last read.
+      if (result.ok && current.payloadFramed && current.state !== "Released") {
+        store.save({ ...current, payloadComplete: true, payloadSize: result.value });
+        return ok({ record: publicRecord(store.doc()!), created: true });
+      }
       return fail("illegal_transition", `the unit was ${current.state} while its payload was arriving`);
     }
     if (!result.ok) {
-      store.deleteStreams();
+      if (current.state === "Pending" && current.node === null) store.deleteStreams();
+      else store.deleteStream("payload");
       await this.life.move(current, "Failed", `${result.error.code}: ${result.error.message}`);
       return result;
     }
@@ -74,9 +117,10 @@ export class PayloadReceiver {
       ...current,
       payloadSize: result.value,
       payloadComplete: true,
-      detail: "waiting for a node",
+      detail: current.node === null ? "waiting for a node" : current.detail,
     };
     store.save(ready);
+    if (ready.payloadFramed) feedAgents(this.life, result.value, true);
     await this.life.notifyMesh(ready);
     return ok({ record: publicRecord(store.doc()!), created: true });
   }

@@ -12,7 +12,7 @@ import { newUnitId } from "../../shared/ids.js";
 import type { UnitRecord } from "../../shared/unit.js";
 import type { Logger } from "../../shared/node/log.js";
 import { MeshApiError, type MeshClient } from "../client.js";
-import { spool } from "../payload.js";
+import { framedBody, spool } from "../payload.js";
 import { signUnit } from "../sign.js";
 import { admit } from "./admission.js";
 import { type Command, errorLine, resultsHeaderLine, submitCreatedLine } from "./protocol.js";
@@ -161,10 +161,14 @@ async function known(broker: Broker, unitId: string): Promise<UnitRecord> {
 
 /**
  * receptor allocates the unit before its payload; here the unit id is chosen first (the broker
- * takes `?id=`) and the unit is created once the whole payload is in. A client that goes away
- * mid-payload leaves no unit behind, so nothing can run on a truncated stdin; a later
- * `work status` of that id answers "unknown work unit", which receptor's own relay reads as
- * "Remote work unit is gone". The reply is always "Job Submitted": nothing runs on this node.
+ * takes `?id=`). An unsigned unit's payload is streamed to the broker as it comes (framed,
+ * shared/payload-framing.ts), so a work type that reads a self-delimiting stream (ansible-runner
+ * worker) starts on its node while AWX's transmit still writes; a client that goes away
+ * mid-payload leaves that unit Failed (`payload_incomplete`), never run as if its payload were
+ * whole. A signed unit is created once the whole payload is in (the signature covers its digest):
+ * a client that goes away mid-payload leaves no unit behind, and a later `work status` of that id
+ * answers "unknown work unit", which receptor's own relay reads as "Remote work unit is gone".
+ * The reply is always "Job Submitted": nothing runs on this node.
  */
 async function submit(
   command: Extract<Command, { kind: "work-submit" }>,
@@ -184,6 +188,15 @@ async function submit(
   const waitMs = ttl?.ok ? ttl.value : admission.sign ? (ctx.signedWaitMs ?? SIGNED_WAIT_MS) : null;
   const unitId = newUnitId();
   await session.write(submitCreatedLine(unitId));
+  const unit = {
+    worktype: command.worktype,
+    node: admission.node,
+    params: command.params,
+    ttl: waitMs === null ? undefined : `${Math.ceil(waitMs / 1000)}s`,
+    unitId,
+    origin: self,
+  };
+  if (!admission.sign) return submitStreamed(unit, session, ctx);
   let spooled;
   try {
     spooled = await spool(session.payload());
@@ -206,24 +219,48 @@ async function submit(
             ttlMs: waitMs,
           })
         : undefined;
-    const unit = await ctx.broker.submit({
-      worktype: command.worktype,
-      node: admission.node,
-      params: command.params,
-      ttl: waitMs === null ? undefined : `${Math.ceil(waitMs / 1000)}s`,
-      unitId,
+    const made = await ctx.broker.submit({
+      ...unit,
       signature,
-      origin: self,
       payload: createReadStream(spooled.path),
       payloadSize: (await stat(spooled.path)).size,
     });
-    // Never the params: secret_* ones are for the node only.
-    ctx.log.info("control:submitted", { unit: unit.id, worktype: unit.worktype, node: unit.targetNode });
-    await session.write(json({ result: "Job Submitted", unitid: unit.id }));
+    await submitted(made, session, ctx);
   } finally {
     await spooled.remove();
   }
   return "close";
+}
+
+type UnitFields = Omit<Parameters<Broker["submit"]>[0], "payload">;
+
+/** An unsigned unit: its payload goes to the broker as it arrives, framed. */
+async function submitStreamed(unit: UnitFields, session: Session, ctx: CommandContext): Promise<After> {
+  const input = session.payload();
+  let inputFailed: unknown = null;
+  input.once("error", (error) => {
+    inputFailed = error;
+  });
+  let made: UnitRecord;
+  try {
+    made = await ctx.broker.submit({ ...unit, payload: framedBody(input), payloadFramed: true });
+  } catch (error) {
+    if (inputFailed === null) throw error;
+    // The body ended without its end marker: the broker failed the unit, nothing ran on a prefix as if whole.
+    ctx.log.warn("control:submit-abandoned", {
+      unit: unit.unitId,
+      error: inputFailed instanceof Error ? inputFailed.message : String(inputFailed),
+    });
+    return "close";
+  }
+  await submitted(made, session, ctx);
+  return "close";
+}
+
+async function submitted(unit: UnitRecord, session: Session, ctx: CommandContext): Promise<void> {
+  // Never the params: secret_* ones are for the node only.
+  ctx.log.info("control:submitted", { unit: unit.id, worktype: unit.worktype, node: unit.targetNode });
+  await session.write(json({ result: "Job Submitted", unitid: unit.id }));
 }
 
 async function ping(broker: Broker, self: string, target: string) {

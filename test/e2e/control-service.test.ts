@@ -9,7 +9,18 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ROOT } from "../../scripts/local-broker.js";
 import type { UnitRecord } from "../../shared/unit.js";
-import { MESHCTL_BIN, type RunningAgent, api, broker, newMesh, sh, startAgent, tempDir, waitFor } from "./harness.js";
+import {
+  MESHCTL_BIN,
+  type RunningAgent,
+  api,
+  broker,
+  newMesh,
+  sh,
+  startAgent,
+  tempDir,
+  waitFinished,
+  waitFor,
+} from "./harness.js";
 
 const mesh = newMesh();
 const NODE = "ctl-node";
@@ -309,7 +320,7 @@ describe("receptor control socket", () => {
     client.socket.end();
   });
 
-  it("creates no unit for a client that goes away mid-payload, and a unit submitted meanwhile is unaffected", async () => {
+  it("fails the unit of a client that goes away mid-payload (never run as if whole), and a unit submitted meanwhile is unaffected", async () => {
     const payload = Buffer.alloc(256 * 1024, "x");
     const quitter = await session();
     quitter.socket.write('{"command":"work","subcommand":"submit","node":"ctl-node","worktype":"cat"}\n');
@@ -330,13 +341,11 @@ describe("receptor control socket", () => {
       () => serviceLog.includes(`"event":"control:submit-abandoned","unit":"${abandoned}"`),
       "the bridge to drop the submission",
     );
-    const gone = await api<{ error: { code: string } }>(mesh, "GET", `/units/${abandoned}`);
-    expect(gone.status).toBe(404);
-    expect(gone.body.error.code).toBe("unknown_unit");
-    const client = await session();
-    client.socket.write(`work status ${abandoned}\n`);
-    expect(await client.line()).toBe(`ERROR: unknown work unit ${abandoned}\n`);
-    client.socket.end();
+    // Unsigned, its payload was streamed as it came (framed): the body lacked its end marker.
+    const failed = await waitFinished(mesh, abandoned, WAIT_MS);
+    expect(failed.state).toBe("Failed");
+    expect(failed.detail).toMatch(/^payload_incomplete: /);
+    expect(failed.stdoutSize).toBe(0);
   });
 
   it("signs units submitted with signwork, as AWX submits them; refuses unsigned work to a verifying work type at submit", async () => {
@@ -374,7 +383,7 @@ describe("receptor control socket", () => {
     client.socket.end();
   });
 
-  it("creates no unit when a TCP client's connection is reset mid-payload", async () => {
+  it("fails the unit when a TCP client's connection is reset mid-payload", async () => {
     const client = await session(tcpPort);
     client.socket.write(`work submit ${NODE} cat\n`);
     const id = /ID ([0-9a-zA-Z]{8})\./.exec(await client.line())![1]!;
@@ -384,7 +393,9 @@ describe("receptor control socket", () => {
       () => serviceLog.includes(`"event":"control:submit-abandoned","unit":"${id}"`),
       "the bridge to drop the submission",
     );
-    expect((await api(mesh, "GET", `/units/${id}`)).status).toBe(404);
+    const failed = await waitFinished(mesh, id, WAIT_MS);
+    expect(failed.state).toBe("Failed");
+    expect(failed.detail).toMatch(/^payload_incomplete: /);
   });
 
   it("refuses a --socket path that is a file or a live socket, and removes its socket on exit", async () => {

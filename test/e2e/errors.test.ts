@@ -69,6 +69,19 @@ describe("HTTP errors", () => {
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(/^meshctl: unknown_worktype: no node of mesh .* offers work type nosuch\n$/);
   });
+
+  it("a piped payload (streamed) still gets the broker's refusal, not a broken upload", async () => {
+    // The producer is still writing when the broker refuses: the answer waits for the body's end.
+    const slow = await sh(mesh, "{ echo x; sleep 1; echo y; } | $MESHCTL work submit nosuch -p -");
+    expect(slow.code).toBe(1);
+    expect(slow.stderr).toMatch(/^meshctl: unknown_worktype: /);
+    const badToken = await sh(
+      mesh,
+      "{ echo x; sleep 1; echo y; } | MESH_TOKEN=mt_not_a_token $MESHCTL work submit sh -p -",
+    );
+    expect(badToken.code).toBe(1);
+    expect(badToken.stderr).toMatch(/^meshctl: (unauthorized|forbidden): /);
+  });
 });
 
 describe("protocol errors", () => {

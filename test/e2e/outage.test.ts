@@ -23,6 +23,7 @@ const UNIT_LOST_AFTER = "6s";
 const CONFIG = `
 - work-command: {worktype: sh, command: sh, params: "-c", allowruntimeparams: true}
 - work-command: {worktype: ansible-runner, command: ansible-runner, params: worker}
+- work-command: {worktype: stream-cat, command: cat, streamingpayload: true}
 `;
 // Long enough that the broker is killed mid-play and stays away while the play ends.
 const PLAYBOOK = `- hosts: all
@@ -100,6 +101,47 @@ async function agent(mesh: string, nodeId: string): Promise<{ child: ChildProces
 const unit = async (mesh: string, id: string) => (await call<UnitRecord>(mesh, "GET", `/units/${id}`)).body;
 
 describe("outages longer than the lease", () => {
+  it("a streaming upload cut by a broker crash fails the unit started on its first bytes once the broker is back, and its command is stopped", {
+    timeout: 120_000,
+  }, async () => {
+    const mesh = "upload-cut";
+    const { workDir } = await agent(mesh, "early");
+    // The producer writes a little, then stays: the unit starts on those bytes (streamingpayload).
+    const producer = spawn(
+      "bash",
+      ["-c", `{ echo first-bytes; sleep 600; } | ${process.execPath} ${MESHCTL_BIN} work submit stream-cat -p -`],
+      {
+        env: { ...process.env, MESH_BROKER: broker.url, MESH_TOKEN: token, MESH_ID: mesh },
+        stdio: "ignore",
+        detached: true,
+      },
+    );
+    children.push(producer);
+    try {
+      let id = "";
+      await waitFor(async () => {
+        id = (await call<{ id: string }[]>(mesh, "GET", "/units")).body[0]?.id ?? "";
+        return id !== "" && (await results(mesh, id)).toString() === "first-bytes\n";
+      }, "the command to run on the first bytes");
+      expect((await unit(mesh, id)).state).toBe("Running");
+      process.kill(-broker.process.pid!, "SIGKILL");
+      await broker.stop();
+      broker = await start();
+      await waitFor(async () => isTerminal((await unit(mesh, id)).state), "the unit to end after the restart", 60_000);
+      const record = await unit(mesh, id);
+      expect(record.state).toBe("Failed");
+      expect(record.detail).toBe("payload_incomplete: the payload's upload was cut by a broker restart");
+      // The agent stopped cat (which would have waited for stdin for ever) and recorded how it ended.
+      await waitFor(
+        () => existsSync(join(workDir, "units", id, "exit")) || !existsSync(join(workDir, "units", id)),
+        "the command to be stopped",
+        30_000,
+      );
+    } finally {
+      process.kill(-producer.pid!, "SIGKILL");
+    }
+  });
+
   it("a broker down past lease + lost-after while ansible-runner runs: the unit succeeds byte-exact and the follower exits 0", {
     timeout: 240_000,
   }, async () => {

@@ -137,7 +137,8 @@ describe("routing", () => {
   });
 
   it("another client adopts a running unit: a follower that died is resumed from its offset by a new one", async () => {
-    const running = await submit("for i in $(seq 10 39); do echo line-$i; sleep 0.1; done");
+    // Long enough (7.5 s) that the first follower dies mid-unit even on a loaded machine.
+    const running = await submit("for i in $(seq 10 39); do echo line-$i; sleep 0.25; done");
     await until(running.id, ["Running"]);
     // The first follower dies after 24 bytes (head exits, meshctl gets EPIPE), mid-unit.
     const first = await sh(mesh, `$MESHCTL work results ${running.id} -f | head -c 24`);

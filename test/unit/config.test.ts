@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ConfigError, parseConfig } from "../../agent/config.js";
+import { ConfigError, parseConfig, streamsPayload } from "../../agent/config.js";
 
 function configError(text: string, source?: string): ConfigError {
   let thrown: unknown;
@@ -311,5 +311,34 @@ describe("parseConfig", () => {
   it("names the source in its errors", () => {
     expect(configError("nope", "/etc/receptor/receptor.conf").message).toMatch(/^\/etc\/receptor\/receptor\.conf: /);
     expect(configError("nope").message).toMatch(/^config: /);
+  });
+});
+
+describe("streamsPayload (early start)", () => {
+  const w = (
+    command: string,
+    params: string,
+    more: { streamingpayload?: boolean; verifysignature?: boolean } = {},
+  ) => ({
+    command,
+    params,
+    verifysignature: false,
+    ...more,
+  });
+  it.each([
+    ["ansible-runner worker", w("ansible-runner", "worker"), true],
+    ["a path to ansible-runner, extra args", w("/usr/bin/ansible-runner", "worker --private-data-dir=/x"), true],
+    ["worker cleanup reads no payload", w("ansible-runner", "worker cleanup"), false],
+    ["ansible-runner but not worker", w("ansible-runner", "process"), false],
+    ["anything else", w("cat", ""), false],
+    ["declared on", w("cat", "", { streamingpayload: true }), true],
+    ["declared off for the runner", w("ansible-runner", "worker", { streamingpayload: false }), false],
+    ["never with a signature to verify", w("ansible-runner", "worker", { verifysignature: true }), false],
+  ])("%s", (_name, work, expected) => expect(streamsPayload(work)).toBe(expected));
+
+  it("refuses streamingpayload with verifysignature in a config", () => {
+    expect(() =>
+      parseConfig("- work-command: {worktype: a, command: cat, streamingpayload: true, verifysignature: true}"),
+    ).toThrow(/streamingpayload cannot go with verifysignature/);
   });
 });

@@ -319,3 +319,39 @@ describe("CachedReadyQueue", () => {
     expect(planQueue(cache.get(), [node("n", { capacity: 5 })], 10).map((p) => p.unitId)).toEqual(["c", "a"]);
   });
 });
+
+describe("units whose payload is still streaming in", () => {
+  const streamer = (id: string, fields: Partial<NodeSlots> = {}) =>
+    node(id, { streamingWorkTypes: ["echo"], ...fields });
+
+  it("go only to a node whose work type takes a streaming payload", () => {
+    const queue = [unit("s", { streaming: true, createdAt: 1 }), unit("w", { createdAt: 2 })];
+    // The plain node is less loaded, yet only the streaming one may take s.
+    expect(planDispatch(queue, [node("plain", { capacity: 2 }), streamer("fast", { capacity: 2, active: 1 })])).toEqual(
+      [
+        { unitId: "s", nodeId: "fast" },
+        { unitId: "w", nodeId: "plain" },
+      ],
+    );
+    expect(planDispatch([unit("s", { streaming: true })], [node("plain", { capacity: 5 })])).toEqual([]);
+    // Streaming for another work type is not enough.
+    expect(
+      planDispatch(
+        [unit("s", { streaming: true })],
+        [node("other", { streamingWorkTypes: ["cat"], workTypes: ["echo", "cat"] })],
+      ),
+    ).toEqual([]);
+  });
+
+  it("a streaming node takes whole payloads too", () => {
+    expect(planDispatch([unit("w")], [streamer("fast")])).toEqual([{ unitId: "w", nodeId: "fast" }]);
+  });
+
+  it("a queued unit whose payload became whole moves to the class every node may take", () => {
+    const cache = new CachedReadyQueue(() => [unit("s", { streaming: true, createdAt: 1 })]);
+    expect(planQueue(cache.get(), [node("plain")], 10)).toEqual([]);
+    cache.sync("s", () => unit("s", { createdAt: 1 }));
+    expect(cache.get().size).toBe(1);
+    expect(planQueue(cache.get(), [node("plain")], 10)).toEqual([{ unitId: "s", nodeId: "plain" }]);
+  });
+});

@@ -144,3 +144,87 @@ describe("PayloadDownload", () => {
     expect(download.accept(0, bytes(1))).toBe(false);
   });
 });
+
+describe("PayloadDownload of a streaming payload (size not yet known)", () => {
+  function streaming(window = 40, request = 10) {
+    const fed: number[] = [];
+    const events: string[] = [];
+    const file = new MemoryFile();
+    const download = new PayloadDownload({
+      path: "payload",
+      window,
+      request,
+      openFile: async () => file as unknown as PayloadFile,
+      onComplete: async () => void events.push("complete"),
+      onError: (error) => void events.push(`error ${String(error)}`),
+      onData: async (data) => void fed.push(data.byteLength),
+    });
+    return { download, file, fed, events };
+  }
+
+  it("pulls a window ahead of what it has, and completes once payload-end says the size", async () => {
+    const { download, file, fed, events } = streaming();
+    const link = new FakeLink();
+    await download.start(link, 0, true);
+    // Nothing is in yet, and the size is unknown: a window of pulls ahead, no completion.
+    expect(pulls(link).map((p) => [p.offset, p.length])).toEqual([
+      [0, 10],
+      [10, 10],
+      [20, 10],
+      [30, 10],
+    ]);
+    const payload = bytes(25);
+    download.accept(0, payload.subarray(0, 10));
+    download.accept(10, payload.subarray(10, 20));
+    await settle();
+    expect(events).toEqual([]);
+    download.accept(20, payload.subarray(20, 25));
+    download.end(25);
+    await settle();
+    await settle();
+    expect(events).toEqual(["complete"]);
+    expect(file.bytes).toEqual(payload);
+    expect(fed).toEqual([10, 10, 5]);
+  });
+
+  it("completes when payload-end comes before the last bytes, and not before them", async () => {
+    const { download, events } = streaming();
+    const link = new FakeLink();
+    await download.start(link, 0, true);
+    download.accept(0, bytes(10));
+    download.end(15);
+    await settle();
+    expect(events).toEqual([]);
+    download.accept(10, bytes(5));
+    await settle();
+    await settle();
+    expect(events).toEqual(["complete"]);
+  });
+
+  it("an empty streaming payload completes on payload-end", async () => {
+    const { download, events } = streaming();
+    await download.start(new FakeLink(), 0, true);
+    await settle();
+    expect(events).toEqual([]);
+    download.end(0);
+    await settle();
+    expect(events).toEqual(["complete"]);
+  });
+
+  it("resumes on a new link from what it has, and a later attach with the whole size completes it", async () => {
+    const { download, events, file } = streaming();
+    const first = new FakeLink();
+    await download.start(first, 0, true);
+    download.accept(0, bytes(10, 1));
+    await settle();
+    const second = new FakeLink();
+    // The broker has the whole payload by now: attached says so (no payloadStreaming).
+    await download.start(second, 12, false);
+    expect(pulls(second)).toEqual([{ type: "payload-pull", offset: 10, length: 2 }]);
+    download.accept(10, bytes(2, 2));
+    await settle();
+    await settle();
+    expect(events).toEqual(["complete"]);
+    expect(file.bytes.byteLength).toBe(12);
+  });
+});

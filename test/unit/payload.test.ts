@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { type PayloadSink, ingestPayload } from "../../broker/unit/payload.js";
+import { type PayloadSink, STREAM_FLUSH_BYTES, STREAM_FLUSH_MS, ingestPayload } from "../../broker/unit/payload.js";
 import { CHUNK_BYTES } from "../../shared/frames.js";
+import { END_PIECE, encodePiece } from "../../shared/payload-framing.js";
 
 /** The chunks ingestion stored, in order, as the Unit object's store would hold them. */
 function sink() {
@@ -26,6 +27,15 @@ function upload(parts: Uint8Array[], declared: number | null, error?: string): R
 }
 
 const bytes = (n: number, fill = 0x61) => new Uint8Array(n).fill(fill);
+const concat = (parts: Uint8Array[]) => {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.byteLength;
+  }
+  return out;
+};
 
 describe("ingestPayload", () => {
   it("stores a body of its declared length as chunks of CHUNK_BYTES at their offsets", async () => {
@@ -72,5 +82,51 @@ describe("ingestPayload", () => {
     const { store, chunks } = sink();
     expect(await ingestPayload(store, upload([], 0), 1000)).toEqual({ ok: true, value: 0 });
     expect(chunks).toEqual([]);
+  });
+
+  describe("framed (length unknown, shared/payload-framing.ts)", () => {
+    const framed = (...pieces: Uint8Array[]) => [...pieces.map(encodePiece), END_PIECE];
+
+    it("stores bytes that wait STREAM_FLUSH_MS, or STREAM_FLUSH_BYTES at once, and reports the size so far", async () => {
+      const { store, chunks } = sink();
+      const sizes: number[] = [];
+      const body = concat(framed(bytes(100), bytes(STREAM_FLUSH_BYTES, 0x62)));
+      // A first read with 56 payload bytes, a pause longer than STREAM_FLUSH_MS, then the rest.
+      const reads = [body.subarray(0, 60), body.subarray(60)];
+      const stream = new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          const next = reads.shift();
+          if (!next) return controller.close();
+          if (reads.length === 0) await new Promise((resolve) => setTimeout(resolve, STREAM_FLUSH_MS * 3));
+          controller.enqueue(next);
+        },
+      });
+      const result = await ingestPayload(store, { body: stream, headers: new Headers() }, 1 << 20, {
+        framed: true,
+        onProgress: (size) => sizes.push(size),
+      });
+      const total = 100 + STREAM_FLUSH_BYTES;
+      expect(result).toEqual({ ok: true, value: total });
+      expect(sizes).toEqual([56, total]);
+      expect(chunks.map((c) => [c.offset, c.data.byteLength])).toEqual([
+        [0, 56],
+        [56, total - 56],
+      ]);
+    });
+
+    it.each([
+      ["without its end marker", [encodePiece(bytes(10))], "payload_incomplete"],
+      ["cut inside a piece", [encodePiece(bytes(10)).subarray(0, 8)], "payload_incomplete"],
+      ["growing past the limit", framed(bytes(600), bytes(600)), "payload_too_large"],
+      ["with bytes after its end marker", [...framed(bytes(5)), bytes(1)], "bad_request"],
+    ])("refuses a framed body %s", async (_name, parts, code) => {
+      const result = await ingestPayload(sink().store, upload(parts, null), 1000, { framed: true });
+      expect(result).toMatchObject({ ok: false, error: { code } });
+    });
+
+    it("ignores a Content-Length when framed: the end marker decides", async () => {
+      const result = await ingestPayload(sink().store, upload(framed(bytes(10)), 3), 1000, { framed: true });
+      expect(result).toEqual({ ok: true, value: 10 });
+    });
   });
 });

@@ -13,6 +13,9 @@ import {
   planPull,
 } from "../../broker/unit/logic.js";
 
+/** A whole payload of `size` bytes that came with a Content-Length. */
+const whole = (size: number) => ({ size, complete: true, framed: false });
+
 describe("planPull", () => {
   const MiB = 1024 * 1024;
   it.each([
@@ -28,22 +31,22 @@ describe("planPull", () => {
     [MiB, 16 * MiB, 2 * MiB, MiB, "refuse"], // skipping ahead
     [null, 10, 11, 1, "refuse"], // past the end
   ] as const)("next=%s size=%i offset=%i length=%i", (next, size, offset, length, expected) => {
-    const plan = planPull(next, size, offset, length);
+    const plan = planPull(next, whole(size), offset, length);
     if (expected === "refuse") expect(plan.action).toBe("refuse");
     else expect(plan).toEqual(expected);
   });
 
   it("each refusal says which rule the pull broke", () => {
     const MiB = 1024 * 1024;
-    expect(planPull(null, 16 * MiB, 0, 16 * MiB)).toEqual({
+    expect(planPull(null, whole(16 * MiB), 0, 16 * MiB)).toEqual({
       action: "refuse",
       message: `a payload pull asks for at most ${MiB} bytes, not ${16 * MiB}`,
     });
-    expect(planPull(MiB, 16 * MiB, 0, MiB)).toEqual({
+    expect(planPull(MiB, whole(16 * MiB), 0, MiB)).toEqual({
       action: "refuse",
       message: `payload pulls follow each other on a socket: the next starts at ${MiB}, not 0`,
     });
-    expect(planPull(null, 10, 11, 1)).toEqual({
+    expect(planPull(null, whole(10), 11, 1)).toEqual({
       action: "refuse",
       message: "the payload has 10 bytes; a pull at 11 is past its end",
     });
@@ -62,13 +65,35 @@ describe("planPull", () => {
       [3 * PULL_MAX, PULL_MAX],
       [size, PULL_MAX],
     ] as const) {
-      const plan = planPull(next, size, offset, length);
+      const plan = planPull(next, whole(size), offset, length);
       if (plan.action === "send") {
         sent += plan.end - offset;
         next = plan.end;
       }
     }
     expect(sent).toBe(size);
+  });
+});
+
+describe("planPull while a framed payload streams in", () => {
+  const MiB = 1024 * 1024;
+  const streaming = (size: number) => ({ size, complete: false, framed: true });
+  const ended = (size: number) => ({ size, complete: true, framed: true });
+
+  it.each([
+    // [next, payload, offset, length, expected]
+    [null, streaming(0), 0, MiB, { action: "send", end: MiB }], // ahead of what is in: sent as it arrives
+    [MiB, streaming(10), MiB, MiB, { action: "send", end: 2 * MiB }],
+    [null, streaming(10), 4 * MiB, MiB, { action: "send", end: 5 * MiB }], // a re-attach resumes anywhere
+    [MiB, streaming(10), 2 * MiB, MiB, "refuse"], // still consecutive
+    [null, streaming(0), 0, 2 * MiB, "refuse"], // still at most PULL_MAX
+    [MiB, ended(10), MiB, MiB, { action: "send", end: MiB }], // crossed payload-end: nothing, no refusal
+    [null, ended(10), 0, MiB, { action: "send", end: 10 }],
+    [null, whole(10), 11, 1, "refuse"], // a payload that came whole is refused past its end, as before
+  ] as const)("next=%s %o offset=%i length=%i", (next, payload, offset, length, expected) => {
+    const plan = planPull(next, payload, offset, length);
+    if (expected === "refuse") expect(plan.action).toBe("refuse");
+    else expect(plan).toEqual(expected);
   });
 });
 
