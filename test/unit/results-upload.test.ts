@@ -158,7 +158,13 @@ describe("ResultsUpload", () => {
   it("a full window opens no file until an ack", async () => {
     let opened = 0;
     const file = results(bytes(100)).source;
-    const upload = setup({ ...file, open: (path) => (opened++, file.open(path)) });
+    const upload = setup({
+      ...file,
+      open: (path) => {
+        opened++;
+        return file.open(path);
+      },
+    });
     upload.useLink(new FakeLink());
     upload.resume(0);
     await upload.pump(false);
