@@ -180,19 +180,25 @@ describe("routing", () => {
     return id;
   };
 
+  // Payloads over 32 KiB stream into their unit as it is made (smaller ones are read whole first).
+  const FIRST_PART = "first part\n";
+  const LARGE = 40_000;
+  const REST = "x".repeat(LARGE - FIRST_PART.length - 1) + "\n";
+
   it("a retry with the same Idempotency-Key while the first upload still streams is refused upload_in_progress", async () => {
     const { url, token } = broker();
     const headers = { authorization: `Bearer ${token}`, "idempotency-key": `mid-${mesh}` };
     const path = `${url}/v1/meshes/${mesh}/units?worktype=sh&param.params=%27cat%27`;
     const body = new PassThrough();
-    const first = request(path, { method: "POST", headers: { ...headers, "content-length": "24" }, body });
-    body.write("first part\n");
+    // Over 32 KiB: a smaller body is read whole by the Worker before any unit exists (small-body.ts).
+    const first = request(path, { method: "POST", headers: { ...headers, "content-length": String(LARGE) }, body });
+    body.write(FIRST_PART);
     const id = await receivingUnit();
     // The same request again (same length: an Idempotency-Key is bound to the request).
     const retry = await request(path, {
       method: "POST",
-      headers: { ...headers, "content-length": "24" },
-      body: "the retry's own body!!!\n",
+      headers: { ...headers, "content-length": String(LARGE) },
+      body: Buffer.alloc(LARGE, "r"),
     });
     expect(retry.statusCode).toBe(409);
     expect(await retry.body.json()).toEqual({
@@ -201,13 +207,13 @@ describe("routing", () => {
         message: "the unit's payload is still being uploaded by an earlier request",
       },
     });
-    body.end("second part\n\n");
+    body.end(REST);
     const answered = await first;
     expect(answered.statusCode).toBe(201);
     expect(((await answered.body.json()) as UnitRecord).id).toBe(id);
     await until(id, ["Succeeded"]);
-    expect(await unit(id)).toMatchObject({ payloadSize: 24 });
-    expect((await api(mesh, "GET", `/units/${id}/results`)).body).toBe("first part\nsecond part\n\n");
+    expect(await unit(id)).toMatchObject({ payloadSize: LARGE });
+    expect((await api(mesh, "GET", `/units/${id}/results`)).body).toBe(FIRST_PART + REST);
   });
 
   it("a unit canceled while its payload is still arriving stays Canceled and never runs", async () => {
@@ -215,14 +221,14 @@ describe("routing", () => {
     const body = new PassThrough();
     const pending = request(`${url}/v1/meshes/${mesh}/units?worktype=sh&param.params=%27cat%27`, {
       method: "POST",
-      headers: { authorization: `Bearer ${token}`, "content-length": String("first part\nsecond part\n".length) },
+      headers: { authorization: `Bearer ${token}`, "content-length": String(LARGE) },
       body,
     });
-    body.write("first part\n");
+    body.write(FIRST_PART);
     const id = await receivingUnit();
     await waitFor(async () => (await api<UnitRecord>(mesh, "GET", `/units/${id}`)).status === 200, "the unit record");
     expect((await api<UnitRecord>(mesh, "POST", `/units/${id}/cancel`)).body.state).toBe("Canceled");
-    body.end("second part\n");
+    body.end(REST);
     const response = await pending;
     expect(response.statusCode).toBe(409);
     expect(((await response.body.json()) as { error: { code: string } }).error.code).toBe("illegal_transition");
