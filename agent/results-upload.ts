@@ -5,7 +5,7 @@
  * the stream is the file's capped form (output-cap.ts), and offsets are that stream's.
  */
 import { type FSWatcher, closeSync, constants, openSync, readSync, statSync, watch } from "node:fs";
-import { CHUNK_BYTES, encodeFrame } from "../shared/frames.js";
+import { CHUNK_BYTES, FRAME_HEADER, writeFrameHeader } from "../shared/frames.js";
 import { ResultsSource } from "./output-cap.js";
 import type { SendLink } from "./payload-download.js";
 
@@ -63,6 +63,8 @@ export class ResultsUpload {
   private sent = 0;
   private acked = 0;
   private pumping = false;
+  /** A pump was asked for while one ran: it runs again before it returns (the ask may be an ack). */
+  private again = false;
   private watcher: FSWatcher | null = null;
   private poll: NodeJS.Timeout | null = null;
   private readonly source: ResultsSource;
@@ -109,40 +111,65 @@ export class ResultsUpload {
   /**
    * Sends what the window allows. With `ending` (the command has exited, so the file is final),
    * returns the file's size once every byte of it is acknowledged, else null. No file means the
-   * command never started, so no results: size 0. Concurrent calls return null at once.
+   * command never started, so no results: size 0. A call while one runs returns null at once and
+   * makes the running one go round again (an ack may have opened the window meanwhile).
    */
   async pump(ending: boolean): Promise<number | null> {
-    if (this.pumping || !this.link) return null;
+    if (!this.link) return null;
+    if (this.pumping) {
+      this.again = true;
+      return null;
+    }
+    // The window is full: nothing to send until an ack, so no need to open the file (the command's
+    // every write wakes a pump while it runs).
+    if (!ending && this.full) return null;
     this.pumping = true;
+    this.again = false;
+    let size: number | null;
     try {
-      const file = this.opts.file ?? DISK;
-      const reader = await file.open(this.opts.path).catch(() => null);
-      // No file means the command never started, so no results.
-      if (!reader) return ending && this.acked === 0 ? 0 : null;
-      try {
-        const ended = ending ? { size: () => file.size(this.opts.path) } : null;
-        await this.send(reader, ended);
-        if (!ended) return null;
-        const size = await this.source.size(reader, await ended.size());
-        return this.acked === size ? size : null;
-      } finally {
-        await reader.close();
-      }
+      size = await this.pumpOnce(ending);
     } finally {
       this.pumping = false;
+    }
+    return size === null && this.again ? this.pump(ending) : size;
+  }
+
+  private get full(): boolean {
+    return this.sent - this.acked >= (this.opts.window ?? RESULTS_WINDOW);
+  }
+
+  private async pumpOnce(ending: boolean): Promise<number | null> {
+    const file = this.opts.file ?? DISK;
+    const reader = await file.open(this.opts.path).catch(() => null);
+    // No file means the command never started, so no results.
+    if (!reader) return ending && this.acked === 0 ? 0 : null;
+    try {
+      const ended = ending ? { size: () => file.size(this.opts.path) } : null;
+      // Asked for again while sending (the file grew, an ack came): go on with the file open.
+      do {
+        this.again = false;
+        await this.send(reader, ended);
+      } while (this.again && !this.full);
+      if (!ended) return null;
+      const size = await this.source.size(reader, await ended.size());
+      return this.acked === size ? size : null;
+    } finally {
+      await reader.close();
     }
   }
 
   private async send(reader: Reader, ended: { size: () => Promise<number> } | null): Promise<void> {
     const chunk = this.opts.chunk ?? CHUNK_BYTES;
-    const buffer = Buffer.allocUnsafe(chunk);
-    while (this.sent - this.acked < (this.opts.window ?? RESULTS_WINDOW)) {
+    while (!this.full) {
+      // Read straight behind the frame's header: the frame is sent as it is, no copy. A new buffer
+      // each frame, as the socket may still hold the last one.
+      const frame = Buffer.allocUnsafe(FRAME_HEADER + chunk);
       // A re-attach during the read moves `sent`: only send what was read where we still are.
       const at = this.sent;
-      const bytesRead = await this.source.read(reader, buffer, chunk, at, ended);
+      const bytesRead = await this.source.read(reader, frame.subarray(FRAME_HEADER), chunk, at, ended);
       if (bytesRead === 0) break;
       if (this.sent !== at) continue;
-      this.link?.send(encodeFrame("results", at, buffer.subarray(0, bytesRead)));
+      this.link?.send(writeFrameHeader(frame.subarray(0, FRAME_HEADER + bytesRead), "results", at));
       this.sent = at + bytesRead;
     }
   }

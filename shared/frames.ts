@@ -26,11 +26,16 @@ export interface DataFrame {
 
 export function encodeFrame(kind: StreamKind, offset: number, data: Uint8Array): Uint8Array {
   const frame = new Uint8Array(FRAME_HEADER + data.byteLength);
-  const view = new DataView(frame.buffer);
+  frame.set(data, FRAME_HEADER);
+  return writeFrameHeader(frame, kind, offset);
+}
+
+/** Writes the header into the first FRAME_HEADER bytes of `frame`, whose data follow: no copy of them. */
+export function writeFrameHeader(frame: Uint8Array, kind: StreamKind, offset: number): Uint8Array {
+  const view = new DataView(frame.buffer, frame.byteOffset, FRAME_HEADER);
   view.setUint8(0, FRAME_VERSION);
   view.setUint8(1, StreamKind[kind]);
   view.setBigUint64(2, BigInt(offset));
-  frame.set(data, FRAME_HEADER);
   return frame;
 }
 

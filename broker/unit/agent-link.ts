@@ -243,6 +243,7 @@ async function writeBatch(host: UnitHost): Promise<void> {
   const doc = host.store.doc();
   if (!doc || doc.state === "Released" || (isTerminal(doc.state) && doc.exitReported)) return;
   let end = doc.stdoutSize;
+  const before = host.store.latestResults();
   for (const chunk of chunks) {
     // Taken against this same end: pending frames start where the stored ones stop.
     if (chunk.offset !== end) throw new Error(`pending results at ${chunk.offset}, stored end ${end}`);
@@ -250,7 +251,7 @@ async function writeBatch(host: UnitHost): Promise<void> {
     end += chunk.data.byteLength;
   }
   host.store.save({ ...doc, stdoutSize: end });
-  for (const chunk of chunks) ingestEvents(host.store, chunk);
+  ingestEvents(host.store, chunks, { before });
   await host.ctx.storage.sync();
   host.wake();
   for (const agent of host.ctx.getWebSockets(AGENT_TAG)) {

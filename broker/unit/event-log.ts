@@ -29,50 +29,96 @@ function parseState(doc: UnitDoc): ParseState {
   );
 }
 
+/** Results bytes just written at `offset`, still in memory. */
+export interface FreshResults {
+  offset: number;
+  data: Uint8Array;
+}
+
 /**
- * Turns the results stored since the last call into events: `fresh` are the bytes just appended
- * at `offset`, used as they are instead of being read back out of storage. Runs in the same turn
- * as the write it follows, so the events commit with the bytes (and before the agent's ack).
+ * Turns the results stored since the last call into events: `fresh` are the chunks just appended
+ * (in order, contiguous, ending at the stored end), used as they are instead of being read back
+ * out of storage. Runs in the same turn as the write it follows, so the events commit with the
+ * bytes (and before the agent's ack). The document is saved once, whatever the chunks.
  */
-export function ingestEvents(store: UnitStore, fresh: { offset: number; data: Uint8Array }, now = Date.now()): number {
-  return ingest(store, false, fresh, now);
-}
-
-/** The unit has ended: what is left unparsed becomes events, a last unfinished line too. */
-export function finishEvents(store: UnitStore, now = Date.now()): number {
-  return ingest(store, true, undefined, now);
-}
-
-/** `final`: no byte will follow, so a last unfinished line is an event too. */
-function ingest(
+export function ingestEvents(
   store: UnitStore,
-  final: boolean,
-  fresh: { offset: number; data: Uint8Array } | undefined,
-  now: number,
+  fresh: readonly FreshResults[],
+  { before = null, now = Date.now() }: { before?: FreshResults | null; now?: number } = {},
 ): number {
   const doc = store.doc();
   if (!doc) return 0;
   let state = parseState(doc);
+  let added = 0;
+  // `before`: the chunk stored just before these, if still in memory, which holds the line
+  // an earlier call left unfinished; reading it back from SQLite would copy the whole row out.
+  const held = before && before.offset + before.data.byteLength === fresh[0]?.offset ? [before] : [];
+  // Chunk by chunk, each up to its own end: the bytes a step parses are then the tail of the
+  // chunk before and this chunk, never a read of the whole batch.
+  for (const chunk of fresh) {
+    held.push(chunk);
+    const step = ingest(store, doc.id, state, chunk.offset + chunk.data.byteLength, false, held, now);
+    state = step.state;
+    added += step.added;
+  }
+  saveParse(store, state);
+  return added;
+}
+
+/** The unit has ended: what is left unparsed becomes events, a last unfinished line too. */
+export function finishEvents(store: UnitStore, now = Date.now()): number {
+  const doc = store.doc();
+  if (!doc) return 0;
+  const step = ingest(store, doc.id, parseState(doc), doc.stdoutSize, true, [], now);
+  saveParse(store, step.state);
+  return step.added;
+}
+
+function saveParse(store: UnitStore, state: ParseState): void {
+  const doc = store.doc();
+  if (doc && JSON.stringify(state) !== JSON.stringify(doc.parse)) store.save({ ...doc, parse: state });
+}
+
+/** Parses the results from `state` up to `end`. `final`: no byte will follow, so a last unfinished line is an event too. */
+function ingest(
+  store: UnitStore,
+  unit: string,
+  start: ParseState,
+  end: number,
+  final: boolean,
+  fresh: readonly FreshResults[],
+  now: number,
+): { state: ParseState; added: number } {
+  let state = start;
+  const last = fresh.at(-1);
   // What earlier calls left unparsed holds no newline: if the new bytes hold none either, a long
   // line is still arriving, and reading it all again for each frame would cost O(line²).
   // (Plain output is cut every MAX_STDOUT_CHARS, so what it leaves pending is short to read again.)
   if (
     state.mode !== "lines" &&
     !final &&
-    fresh &&
-    state.offset < fresh.offset &&
-    doc.stdoutSize - state.offset < MAX_LINE_BYTES &&
-    !fresh.data.includes(0x0a)
+    last &&
+    state.offset < last.offset &&
+    end - state.offset < MAX_LINE_BYTES &&
+    !last.data.includes(0x0a)
   ) {
-    return 0;
+    return { state, added: 0 };
   }
   let added = 0;
   try {
     while (!state.ended) {
-      const available = Math.max(0, doc.stdoutSize - state.offset);
+      const available = Math.max(0, end - state.offset);
       if (available === 0 && !final) break;
       const take = Math.min(available, MAX_LINE_BYTES);
-      const step = parseEvents(state, read(store, state.offset, take, fresh), final && take === available);
+      // Plain output needs only the newlines of the new chunk: what lies before it holds none.
+      const plain =
+        state.mode === "lines" &&
+        last &&
+        last.offset > state.offset &&
+        state.offset + take === last.offset + last.data.byteLength;
+      const step = plain
+        ? parseEvents(state, last.data, final && take === available, last.offset)
+        : parseEvents(state, read(store, state.offset, take, fresh), final && take === available);
       store.addEvents(step.events, now);
       added += step.events.length;
       const moved =
@@ -83,27 +129,39 @@ function ingest(
   } catch (error) {
     // Events are a view of the results: a failure here must never hold up an ack or a state
     // change. The unit keeps the events it has; its results stay whole.
-    logError("unit:events-failed", error, { unit: doc.id, offset: state.offset });
+    logError("unit:events-failed", error, { unit, offset: state.offset });
     state = { ...state, ended: true };
   }
-  if (JSON.stringify(state) !== JSON.stringify(doc.parse)) store.save({ ...doc, parse: state });
-  return added;
+  return { state, added };
 }
 
-/** `length` results bytes from `offset`: the unparsed tail of earlier frames from storage, the rest from `fresh`. */
-function read(
-  store: UnitStore,
-  offset: number,
-  length: number,
-  fresh?: { offset: number; data: Uint8Array },
-): Uint8Array {
+/**
+ * `length` results bytes from `offset`: from the `fresh` chunks where they hold them (a view when
+ * one chunk does), the part before them from storage.
+ */
+function read(store: UnitStore, offset: number, length: number, fresh: readonly FreshResults[]): Uint8Array {
   const end = offset + length;
-  if (!fresh || end !== fresh.offset + fresh.data.byteLength || offset < fresh.offset - MAX_LINE_BYTES)
-    return store.readRange("results", offset, length);
-  if (offset >= fresh.offset) return fresh.data.subarray(offset - fresh.offset);
+  const first = fresh.findLastIndex((c) => c.offset <= offset);
+  const held = first === -1 ? null : fresh[first]!;
+  if (held && end <= held.offset + held.data.byteLength)
+    return held.data.subarray(offset - held.offset, end - held.offset);
   const out = new Uint8Array(length);
-  out.set(store.readRange("results", offset, fresh.offset - offset));
-  out.set(fresh.data, fresh.offset - offset);
+  let filled = 0;
+  const from = first === -1 ? 0 : first;
+  const stored = Math.min(length, (fresh[from]?.offset ?? end) - offset);
+  if (stored > 0) {
+    out.set(store.readRange("results", offset, stored));
+    filled = stored;
+  }
+  for (const chunk of fresh.slice(from)) {
+    if (filled >= length) break;
+    const piece = chunk.data.subarray(
+      offset + filled - chunk.offset,
+      Math.min(chunk.data.byteLength, end - chunk.offset),
+    );
+    out.set(piece, filled);
+    filled += piece.byteLength;
+  }
   return out;
 }
 

@@ -87,16 +87,24 @@ const decoder = new TextDecoder();
  * Parses `bytes` (the results from `state.offset` on). Complete lines become events; an unfinished
  * last line is left for the next call unless `final` (the unit ended), or unless it is already
  * longer than MAX_LINE_BYTES.
+ *
+ * In "lines" mode `bytes` may start later, at `from`: what lies between `state.offset` and `from`
+ * is the rest of a line an earlier call held back, which holds no newline, so only its length
+ * matters (the caller need not read it back from storage).
  */
 export function parseEvents(
   state: ParseState,
   bytes: Uint8Array,
   final: boolean,
+  from = state.offset,
 ): { state: ParseState; events: ParsedEvent[] } {
-  const base = state.offset;
+  if (from !== state.offset && (state.mode !== "lines" || from < state.offset))
+    throw new Error(`parse from ${from} while at ${state.offset} in ${state.mode} mode`);
+  const base = from;
   const next = { ...state };
   const events: ParsedEvent[] = [];
-  let position = 0;
+  // Negative while in the held-back bytes before `bytes`.
+  let position = state.offset - from;
   while (!next.ended && position < bytes.byteLength) {
     if (next.mode === "unknown") {
       // Up to PREAMBLE_BYTES of other lines (a warning on stderr, say) may come before a runner
@@ -120,17 +128,17 @@ export function parseEvents(
       }
     }
     if (next.mode === "lines") {
-      // One scan for the last newline; none after `position` means the pieces need no search.
+      // One scan for the last newline, and one pass: whatever can be cut is cut here.
       const lastLine = bytes.lastIndexOf(NEWLINE) + 1;
+      const whole = lastLine > Math.max(position, 0);
       let end = final ? bytes.byteLength : lastLine;
-      if (end <= position) {
+      if (!final && !whole) {
         // A line longer than an event would be cut into pieces anyway: cut it as it comes.
-        if (bytes.byteLength - position < MAX_STDOUT_CHARS) break;
         end = position + Math.floor((bytes.byteLength - position) / MAX_STDOUT_CHARS) * MAX_STDOUT_CHARS;
       }
-      events.push(...lineEvents(bytes.subarray(position, end), base + position, lastLine > position));
-      position = end;
-      continue;
+      lineEvents(events, bytes, base, position, end, whole);
+      position = Math.max(position, end);
+      break;
     }
     const newline = bytes.indexOf(NEWLINE, position);
     let end = newline === -1 ? bytes.byteLength : newline;
@@ -233,21 +241,29 @@ export function stdoutOf(text: string): Pick<EventMeta, "stdout" | "stdout_trunc
 }
 
 /**
- * Whole lines in events of at most MAX_STDOUT_CHARS bytes. Their text is not kept in the summary:
- * it is read from the results when served, so output is never stored twice.
+ * Whole lines in events of at most MAX_STDOUT_CHARS bytes, for the results from `base + start` to
+ * `base + end` (`bytes` holds them from `base`; before it, from a negative `start`, no newline).
+ * Their text is not kept in the summary: it is read from the results when served, so output is
+ * never stored twice.
  */
-function lineEvents(bytes: Uint8Array, offset: number, newlines: boolean): ParsedEvent[] {
-  const events: ParsedEvent[] = [];
-  let start = 0;
-  while (start < bytes.byteLength) {
+function lineEvents(
+  events: ParsedEvent[],
+  bytes: Uint8Array,
+  base: number,
+  start0: number,
+  end0: number,
+  newlines: boolean,
+): void {
+  let start = start0;
+  while (start < end0) {
     // Cut at the last newline within the size limit; a single longer line is cut where it must be.
-    let end = Math.min(bytes.byteLength, start + MAX_STDOUT_CHARS);
-    if (newlines && end < bytes.byteLength) {
-      const newline = bytes.subarray(start, end).lastIndexOf(NEWLINE);
-      if (newline > 0) end = start + newline + 1;
+    let end = Math.min(end0, start + MAX_STDOUT_CHARS);
+    if (newlines && end < end0) {
+      const from = Math.max(start, 0);
+      const newline = end > from ? bytes.subarray(from, end).lastIndexOf(NEWLINE) : -1;
+      if (newline !== -1 && from + newline > start) end = from + newline + 1;
     }
-    events.push({ kind: "line", offset: offset + start, length: end - start, meta: {}, secret: false });
+    events.push({ kind: "line", offset: base + start, length: end - start, meta: {}, secret: false });
     start = end;
   }
-  return events;
 }

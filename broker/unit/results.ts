@@ -18,13 +18,15 @@ export function resultsStream(
     {
       async pull(controller) {
         for (;;) {
-          const chunk = store.readAt("results", position);
+          // At the stored end there is nothing to read: asking SQLite would copy the last chunk
+          // out only to find the position past it (a follower that keeps up asks at every wake).
+          const doc = store.doc();
+          const chunk = doc && position < doc.stdoutSize ? store.readAt("results", position) : null;
           if (chunk) {
             controller.enqueue(chunk.slice());
             position += chunk.byteLength;
             return;
           }
-          const doc = store.doc();
           if (!follow || !doc || isTerminal(doc.state) || gone.signal.aborted) {
             controller.close();
             return;

@@ -106,6 +106,9 @@ const NEUTRAL: Partial<UnitDoc> = {
   resultsAtVerdict: null,
 };
 
+/** Results kept in memory for followers (UnitStore.recent): a few frames, not the agent's whole window. */
+const RECENT_RESULTS_BYTES = 4 * 1024 * 1024;
+
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS unit (k INTEGER PRIMARY KEY CHECK (k = 1), doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS chunks (
@@ -117,6 +120,13 @@ CREATE TABLE IF NOT EXISTS events (
 
 export class UnitStore {
   private cached: UnitDoc | null | undefined;
+  /**
+   * The results chunks written last, kept in memory up to RECENT_RESULTS_BYTES (and always the
+   * last one): a follower that keeps up, or nearly, reads them from here, and reading them from
+   * SQLite would copy them out again. Each is a view of the frame it came in.
+   */
+  private recent: { off: number; data: Uint8Array }[] = [];
+  private recentBytes = 0;
 
   constructor(private readonly sql: SqlStorage) {
     sql.exec(SCHEMA);
@@ -139,12 +149,21 @@ export class UnitStore {
     this.cached = doc;
   }
 
+  /** The results chunk written last, if this instance wrote it (no copy: do not change it). */
+  latestResults(): { offset: number; data: Uint8Array } | null {
+    const last = this.recent.at(-1);
+    return last ? { offset: last.off, data: last.data } : null;
+  }
+
   append(stream: StreamName, offset: number, data: Uint8Array): void {
     this.sql.exec("INSERT INTO chunks (stream, off, data) VALUES (?, ?, ?)", STREAM[stream], offset, data);
+    if (stream === "results") this.remember(offset, data);
   }
 
   /** The bytes of `stream` from `offset` to the end of the chunk holding it, or null past the end. */
   readAt(stream: StreamName, offset: number): Uint8Array | null {
+    const held = stream === "results" ? this.recentAt(offset) : null;
+    if (held) return held.data.subarray(offset - held.off);
     const row = this.sql
       .exec<{ off: number; data: ArrayBuffer }>(
         "SELECT off, data FROM chunks WHERE stream = ? AND off <= ? ORDER BY off DESC LIMIT 1",
@@ -156,6 +175,26 @@ export class UnitStore {
     const data = new Uint8Array(row.data);
     const start = offset - row.off;
     return start < data.byteLength ? data.subarray(start) : null;
+  }
+
+  private remember(off: number, data: Uint8Array): void {
+    this.recent.push({ off, data });
+    this.recentBytes += data.byteLength;
+    while (this.recent.length > 1 && this.recentBytes > RECENT_RESULTS_BYTES)
+      this.recentBytes -= this.recent.shift()!.data.byteLength;
+  }
+
+  private recentAt(offset: number): { off: number; data: Uint8Array } | null {
+    for (let i = this.recent.length - 1; i >= 0; i--) {
+      const chunk = this.recent[i]!;
+      if (offset >= chunk.off) return offset < chunk.off + chunk.data.byteLength ? chunk : null;
+    }
+    return null;
+  }
+
+  private forgetRecent(): void {
+    this.recent = [];
+    this.recentBytes = 0;
   }
 
   /** `length` bytes of `stream` from `offset` (fewer if the stream ends first). */
@@ -170,7 +209,9 @@ export class UnitStore {
   rangeReader(stream: StreamName): (offset: number, length: number) => Uint8Array {
     let held: { off: number; data: Uint8Array } | null = null;
     const chunkAt = (position: number): Uint8Array | null => {
-      if (!held || position < held.off || position >= held.off + held.data.byteLength) {
+      if (!held || position < held.off || position >= held.off + held.data.byteLength)
+        held = stream === "results" ? this.recentAt(position) : null;
+      if (!held) {
         const row = this.sql
           .exec<{ off: number; data: ArrayBuffer }>(
             "SELECT off, data FROM chunks WHERE stream = ? AND off <= ? ORDER BY off DESC LIMIT 1",
@@ -226,11 +267,13 @@ export class UnitStore {
   }
 
   deleteStreams(): void {
+    this.forgetRecent();
     this.sql.exec("DELETE FROM chunks");
     this.sql.exec("DELETE FROM events");
   }
 
   deleteStream(stream: StreamName): void {
+    if (stream === "results") this.forgetRecent();
     this.sql.exec("DELETE FROM chunks WHERE stream = ?", STREAM[stream]);
   }
 

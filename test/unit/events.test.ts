@@ -221,6 +221,27 @@ describe("other output", () => {
     expect(step.events.map((e) => e.length)).toEqual([MAX_STDOUT_CHARS, MAX_STDOUT_CHARS, MAX_STDOUT_CHARS]);
   });
 
+  it("needs only the bytes after a held-back line, with the same events as from the whole", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.record({ length: fc.nat(2 * MAX_STDOUT_CHARS), newline: fc.boolean() }), { maxLength: 4 }),
+        fc.nat(),
+        fc.nat(),
+        fc.boolean(),
+        (lines, cut1, cut2, final) => {
+          const bytes = encoder.encode(lines.map((l) => "a".repeat(l.length) + (l.newline ? "\n" : "")).join(""));
+          const [c1, c2] = [cut1 % (bytes.byteLength + 1), cut2 % (bytes.byteLength + 1)].sort((a, b) => a - b);
+          const first = parseEvents({ ...INITIAL_PARSE, mode: "lines" }, bytes.subarray(0, c1!), false);
+          const from = Math.max(first.state.offset, c1!);
+          const whole = parseEvents(first.state, bytes.subarray(first.state.offset, c2), final);
+          const after = parseEvents(first.state, bytes.subarray(from, c2), final, from);
+          expect(after).toEqual(whole);
+        },
+      ),
+      { numRuns: 100 },
+    );
+  });
+
   it("cuts a runner line with no end at MAX_LINE_BYTES", () => {
     const bytes = new Uint8Array(MAX_LINE_BYTES + 5).fill(0x61);
     const step = parseEvents({ ...INITIAL_PARSE, mode: "runner" }, bytes, false);

@@ -128,6 +128,52 @@ describe("ResultsUpload", () => {
     const [a, b] = await Promise.all([upload.pump(false), upload.pump(true)]);
     expect([a, b]).toEqual([null, null]);
   });
+
+  it("an ack that comes while a pump runs is not lost: the running pump goes round again", async () => {
+    const file = results(bytes(100)).source;
+    let closing!: () => void;
+    const closed = new Promise<void>((resolve) => (closing = resolve));
+    // The running pump has filled the window and is closing the file when the ack comes.
+    const slowClose: ResultsFile = {
+      ...file,
+      open: async (path) => {
+        const reader = await file.open(path);
+        return { read: reader.read.bind(reader), close: () => closed.then(() => reader.close()) };
+      },
+    };
+    const upload = setup(slowClose);
+    const link = new FakeLink();
+    upload.useLink(link);
+    upload.resume(0);
+    const running = upload.pump(false);
+    await new Promise((r) => setTimeout(r, 10));
+    expect(link.frames).toHaveLength(3);
+    upload.ack(30);
+    expect(await upload.pump(false)).toBeNull();
+    closing();
+    await running;
+    expect(link.frames.map((f) => f.offset)).toEqual([0, 10, 20, 30, 40, 50]);
+  });
+
+  it("a full window opens no file until an ack", async () => {
+    let opened = 0;
+    const file = results(bytes(100)).source;
+    const upload = setup({
+      ...file,
+      open: (path) => {
+        opened++;
+        return file.open(path);
+      },
+    });
+    upload.useLink(new FakeLink());
+    upload.resume(0);
+    await upload.pump(false);
+    await upload.pump(false);
+    expect(opened).toBe(1);
+    upload.ack(10);
+    await upload.pump(false);
+    expect(opened).toBe(2);
+  });
 });
 
 describe("ResultsUpload with an output cap", () => {
