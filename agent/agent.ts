@@ -3,33 +3,33 @@
  * versions, units still held), take assignments, and reconnect whenever the link drops: within
  * 2 s at first, spread at random, then less often the longer the broker stays away
  * (shared/backoff.ts). Each assigned unit gets a UnitRunner with its own data link. Units
- * spooled by an earlier run of the agent are taken up again before the first hello.
+ * spooled by an earlier run of the agent are taken up again before the first hello (spool.ts).
+ * What it says in hello (hello.ts), its disk reports (disk.ts), health checks (health.ts) and
+ * lifetime limits (lifetime.ts) live beside their logic; this class wires them to the link.
  */
-import { mkdir, rm } from "node:fs/promises";
+import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { CONTROL_RECONNECT, reconnectDelay, sleep } from "../shared/backoff.js";
-import { type DiskSpace, isLowDisk, lowDiskReason } from "../shared/disk.js";
 import type { ErrorBody } from "../shared/errors.js";
-import { probeAgentTime } from "../shared/health.js";
 import {
   type AgentControlMessage,
   type InlineStart,
-  PROTOCOL_VERSION,
   type Versions,
   decodeBrokerControl,
   encode,
 } from "../shared/protocol.js";
-import { type WorkCommand, streamsPayload } from "./config.js";
-import { DISK_CHECK_MS, sampleDisk, shouldReport } from "./disk.js";
+import type { WorkCommand } from "./config.js";
+import { DiskWatch } from "./disk.js";
 import { credentialBrokerElsewhere, credentialPath, loadCredential, saveCredential } from "./credential.js";
 import { type Logger, errorMessage } from "../shared/node/log.js";
 import { AgentRefused, type ControlFailure, judgeFailure } from "./refusal.js";
-import { runHealthChecks } from "./health.js";
-import { type LifetimeLimits, NO_LIMITS, hasLimits, leaveReason } from "./lifetime.js";
+import { answerProbe } from "./health.js";
+import { helloMessage } from "./hello.js";
+import { type LifetimeLimits, LifetimeWatch, NO_LIMITS } from "./lifetime.js";
 import { UnitRunner } from "./runner.js";
 import { SpareSupervisor } from "./spare.js";
-import { type Recovery, scanSpool } from "./spool.js";
-import { type Link, SilentPeer, openLink, probeHandshake } from "./socket.js";
+import { type Recovery, takeUpSpool } from "./spool.js";
+import { type Link, SilentPeer, linkUrl, openLink, probeHandshake } from "./socket.js";
 import type { Dispatcher } from "undici";
 import type { UnitVerifier } from "./verify.js";
 
@@ -71,32 +71,31 @@ export class Agent {
   /** The error the broker answered this link's hello with, if it refused it. */
   private helloRefusal: ErrorBody | null = null;
   private readonly spare = new SpareSupervisor();
-  /** The work dir's free space as last sampled, and as last told to the broker (on this link). */
-  private disk: DiskSpace | null = null;
-  private diskSent: { disk: DiskSpace; at: number } | null = null;
-  private diskTimer: NodeJS.Timeout | null = null;
+  /** The work dir's free space (disk.ts): sampled, and reported on a welcomed link. */
+  private readonly disk: DiskWatch;
   /** Lifetime limits (lifetime.ts): what this run has taken, since when it holds nothing, why it leaves. */
-  private readonly startedAt = Date.now();
-  private taken = 0;
-  private idleSince = Date.now();
-  private lifetimeTimer: NodeJS.Timeout | null = null;
-  /** Set once the agent leaves for good; run() then returns after the units held are done. */
-  leaving: string | null = null;
+  private readonly lifetime: LifetimeWatch;
 
   constructor(private readonly opts: AgentOptions) {
     this.token = opts.token;
+    this.disk = new DiskWatch(opts.workDir, opts.minFreeBytes, opts.log, {
+      welcomed: () => this.welcomed && this.link !== null,
+      send: (disk) => this.send({ type: "disk", disk }),
+    });
+    this.lifetime = new LifetimeWatch(
+      opts.lifetime ?? NO_LIMITS,
+      () => this.held,
+      (reason) => this.leave(reason),
+    );
+  }
+
+  /** Set once the agent leaves for good; run() then returns after the units held are done. */
+  get leaving(): string | null {
+    return this.lifetime.leaving;
   }
 
   private get scope() {
     return { broker: this.opts.broker, mesh: this.opts.mesh, nodeId: this.opts.nodeId };
-  }
-
-  private url(path: string, query: Record<string, string>): string {
-    const base = new URL(this.opts.broker);
-    base.protocol = base.protocol === "https:" ? "wss:" : "ws:";
-    base.pathname = `${base.pathname.replace(/\/$/, "")}/v1/meshes/${encodeURIComponent(this.opts.mesh)}${path}`;
-    for (const [k, v] of Object.entries(query)) base.searchParams.set(k, v);
-    return base.toString();
   }
 
   /**
@@ -107,20 +106,20 @@ export class Agent {
     const { log } = this.opts;
     this.token = (await loadCredential(this.opts.workDir, this.scope)) ?? this.opts.token;
     await mkdir(this.opts.workDir, { recursive: true, mode: 0o700 });
-    await this.recover();
+    await takeUpSpool(this.opts.workDir, {
+      workCommands: this.opts.workCommands,
+      log,
+      resume: (unitId, recovery) => this.startRunner(unitId, recovery.work, recovery),
+      rerun: (unitId, worktype) => this.onAssign(unitId, worktype, true),
+    });
     this.spare.arm();
-    await this.checkDisk();
-    this.diskTimer = setInterval(() => void this.checkDisk(), DISK_CHECK_MS);
-    this.diskTimer.unref();
-    if (hasLimits(this.opts.lifetime ?? NO_LIMITS)) {
-      this.idleSince = Date.now();
-      this.lifetimeTimer = setInterval(() => this.checkLifetime(), 1_000);
-    }
+    await this.disk.start();
+    this.lifetime.start();
     /** When the link was lost, or the first connect of this streak failed: the reconnect delay grows with it. */
     let downSince: number | null = null;
     while (!this.stopped) {
       let failure: ControlFailure | null = null;
-      const url = this.url("/connect", { node: this.opts.nodeId });
+      const url = linkUrl(this.opts, "/connect", { node: this.opts.nodeId });
       try {
         this.link = await openLink(
           url,
@@ -178,8 +177,8 @@ export class Agent {
   async stop(): Promise<void> {
     this.stopped = true;
     this.spare.stop();
-    if (this.diskTimer) clearInterval(this.diskTimer);
-    if (this.lifetimeTimer) clearInterval(this.lifetimeTimer);
+    this.disk.stop();
+    this.lifetime.stop();
     this.link?.close(1000, "agent stopping");
     await Promise.all([...this.runners.values()].map((r) => r.done));
   }
@@ -189,25 +188,9 @@ export class Agent {
   }
 
   private sendHello(): void {
-    const { opts } = this;
-    this.send({
-      type: "hello",
-      protocol: PROTOCOL_VERSION,
-      nodeId: opts.nodeId,
-      workTypes: opts.workCommands.map((w) => ({
-        worktype: w.worktype,
-        verifySignature: w.verifysignature,
-        allowRuntimeParams: w.allowruntimeparams,
-        ...(w.inlinestart ? { inlineStart: true } : {}),
-        ...(streamsPayload(w) ? { streamingPayload: true } : {}),
-      })),
-      capacity: opts.capacity,
-      tags: opts.tags,
-      versions: opts.versions,
-      units: [...this.runners.keys(), ...this.waiting.map((w) => w.unitId)],
-      ...(this.disk ? { disk: this.disk } : {}),
-    });
-    this.diskSent = this.disk ? { disk: this.disk, at: Date.now() } : null;
+    const disk = this.disk.current;
+    this.send(helloMessage(this.opts, [...this.runners.keys(), ...this.waiting.map((w) => w.unitId)], disk));
+    this.disk.toldInHello(disk);
     // A hello undoes a leave on the broker: say it again on every new link.
     if (this.leaving) this.send({ type: "leave", reason: this.leaving });
   }
@@ -216,19 +199,8 @@ export class Agent {
     return this.runners.size + this.waiting.length;
   }
 
-  /** Leaves when a lifetime limit is reached: tells the broker, then stops once nothing is held. */
-  private checkLifetime(): void {
-    if (this.leaving || this.stopped) return;
-    const state = {
-      startedAt: this.startedAt,
-      now: Date.now(),
-      taken: this.taken,
-      held: this.held,
-      idleSince: this.idleSince,
-    };
-    const reason = leaveReason(this.opts.lifetime ?? NO_LIMITS, state);
-    if (!reason) return;
-    this.leaving = reason;
+  /** A lifetime limit was reached: tells the broker, then stops once nothing is held. */
+  private leave(reason: string): void {
     this.opts.log.info("agent:leaving", {
       reason,
       held: this.held,
@@ -236,38 +208,6 @@ export class Agent {
     });
     if (this.welcomed) this.send({ type: "leave", reason });
     if (this.held === 0) void this.stop();
-  }
-
-  /** A health check from the broker (health.ts): run the checks, answer with the agent's clock. */
-  private async onProbe(id: string): Promise<void> {
-    const arrivedAt = Date.now();
-    const checks = await runHealthChecks({
-      workCommands: this.opts.workCommands,
-      workDir: this.opts.workDir,
-      minFreeBytes: this.opts.minFreeBytes,
-    });
-    this.opts.log.info("agent:health-check", { failed: checks.filter((c) => !c.ok).map((c) => c.name) });
-    this.send({ type: "probe-result", id, agentTime: probeAgentTime(arrivedAt, Date.now()), checks });
-  }
-
-  /** Samples the work dir's free space; tells the broker when it crossed --min-free or drifted far. */
-  private async checkDisk(): Promise<void> {
-    const disk = await sampleDisk(this.opts.workDir, this.opts.minFreeBytes);
-    if (!disk) return;
-    if (isLowDisk(disk) !== isLowDisk(this.disk)) {
-      if (isLowDisk(disk))
-        this.opts.log.warn("disk:low", {
-          message: `${lowDiskReason(disk)}: this node takes no units until space is freed`,
-          dir: this.opts.workDir,
-        });
-      else if (this.disk) this.opts.log.info("disk:ok", { freeBytes: disk.freeBytes, minFreeBytes: disk.minFreeBytes });
-    }
-    this.disk = disk;
-    if (!this.welcomed || !this.link) return;
-    if (shouldReport(this.diskSent?.disk ?? null, disk, Date.now() - (this.diskSent?.at ?? 0))) {
-      this.send({ type: "disk", disk });
-      this.diskSent = { disk, at: Date.now() };
-    }
   }
 
   private onText(text: string): void {
@@ -288,41 +228,14 @@ export class Agent {
       case "assign":
         return this.onAssign(msg.unitId, msg.worktype, false, msg.start);
       case "probe":
-        void this.onProbe(msg.id);
+        // A health check from the broker (health.ts): run the checks, answer with the agent's clock.
+        void answerProbe(msg.id, this.opts).then((answer) => this.send(answer));
         return;
       case "error":
         // Before the welcome, an error is the broker refusing the hello; it closes the link next.
         if (!this.welcomed) this.helloRefusal = msg.error;
         this.opts.log.warn("control:broker-error", { ...msg.error });
         return;
-    }
-  }
-
-  /**
-   * Takes up the units an earlier run of this agent left in the spool, so that hello lists them and
-   * the broker does not fail them. Started units come first: they hold slots already.
-   */
-  private async recover(): Promise<void> {
-    const found = await scanSpool(join(this.opts.workDir, "units"));
-    for (const { unitId, recovery } of found) {
-      const { action } = recovery;
-      this.opts.log.info("unit:recovered", {
-        unit: unitId,
-        action,
-        ...(action === "drop" ? { reason: recovery.reason } : { worktype: recovery.work.worktype }),
-        ...(action === "report" ? recovery.exit : {}),
-        ...(action === "adopt" ? { pid: recovery.process.pid } : {}),
-      });
-      if (recovery.action === "report" || recovery.action === "adopt")
-        this.startRunner(unitId, recovery.work, recovery);
-    }
-    for (const { unitId, dir, recovery } of found) {
-      if (recovery.action === "rerun" && this.opts.workCommands.some((w) => w.worktype === recovery.work.worktype)) {
-        this.onAssign(unitId, recovery.work.worktype, true);
-      } else if (recovery.action === "drop" || recovery.action === "rerun") {
-        // Left out of hello, a unit the broker still holds Pending is assigned again (or rejected) as usual.
-        await rm(dir, { recursive: true, force: true });
-      }
     }
   }
 
@@ -337,22 +250,22 @@ export class Agent {
       return this.reject(unitId, { code: "node_leaving", message: `this agent is leaving: ${this.leaving}` });
     // Sampled at each assignment too, so that a crossing of --min-free (the last unit's output
     // filling the disk) reaches the broker before its next dispatch rather than up to 5 s later.
-    void this.checkDisk();
+    void this.disk.check();
     const work = this.opts.workCommands.find((w) => w.worktype === worktype);
     if (!work)
       return this.reject(unitId, { code: "unknown_worktype", message: `this node has no work type ${worktype}` });
-    if (!fromSpool) this.taken += 1;
+    if (!fromSpool) this.lifetime.took();
     if (this.runners.size >= this.opts.capacity) {
       // The broker frees a slot when a unit ends, which can reach us before this agent has
       // finished closing that unit: hold the assignment until the slot is free here too.
       // Without its inline start: by the time a slot frees the unit may have been canceled, which
       // only its data socket would tell.
       this.waiting.push({ unitId, work });
-      this.checkLifetime();
+      this.lifetime.check();
       return;
     }
     this.startRunner(unitId, work, undefined, start);
-    this.checkLifetime();
+    this.lifetime.check();
   }
 
   private startRunner(
@@ -364,7 +277,7 @@ export class Agent {
     const runner = new UnitRunner({
       unitId,
       workCommand: work,
-      dataUrl: this.url(`/units/${unitId}/data`, { node: this.opts.nodeId }),
+      dataUrl: linkUrl(this.opts, `/units/${unitId}/data`, { node: this.opts.nodeId }),
       token: () => this.token,
       secrets: () => [this.opts.token, this.token],
       nodeId: this.opts.nodeId,
@@ -393,7 +306,7 @@ export class Agent {
         const next = this.waiting.shift();
         if (next) this.startRunner(next.unitId, next.work);
         if (this.held === 0) {
-          this.idleSince = Date.now();
+          this.lifetime.idle();
           if (this.leaving) void this.stop();
         }
       });

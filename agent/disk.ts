@@ -6,7 +6,8 @@
  */
 import { type FileHandle, statfs } from "node:fs/promises";
 import type { DiskSpace } from "../shared/disk.js";
-import { isLowDisk } from "../shared/disk.js";
+import { isLowDisk, lowDiskReason } from "../shared/disk.js";
+import type { Logger } from "../shared/node/log.js";
 import type { Exit } from "./exit-file.js";
 
 /** How often the work dir is sampled. */
@@ -37,6 +38,63 @@ export function shouldReport(last: DiskSpace | null, now: DiskSpace, elapsedMs: 
   if (isLowDisk(last) !== isLowDisk(now) || last.minFreeBytes !== now.minFreeBytes) return true;
   const drift = Math.abs(now.freeBytes - last.freeBytes);
   return elapsedMs >= DRIFT_REPORT_MS && drift >= Math.max(DRIFT_MIN_BYTES, DRIFT_FRACTION * last.freeBytes);
+}
+
+/** Where disk reports go: the control link, once the broker has welcomed this node on it. */
+export interface DiskLink {
+  welcomed(): boolean;
+  send(disk: DiskSpace): void;
+}
+
+/** The work dir's free space as last sampled, and as last told to the broker (on this link). */
+export class DiskWatch {
+  /** Null until a sample succeeds: hello then carries none. */
+  current: DiskSpace | null = null;
+  private sent: { disk: DiskSpace; at: number } | null = null;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly dir: string,
+    private readonly minFreeBytes: number,
+    private readonly log: Logger,
+    private readonly link: DiskLink,
+  ) {}
+
+  /** Samples now, then every DISK_CHECK_MS until stop(). */
+  async start(): Promise<void> {
+    await this.check();
+    this.timer = setInterval(() => void this.check(), DISK_CHECK_MS);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+  }
+
+  /** A hello on a new link carried `disk` (or none): later reports are judged against it. */
+  toldInHello(disk: DiskSpace | null): void {
+    this.sent = disk ? { disk, at: Date.now() } : null;
+  }
+
+  /** Samples the work dir's free space; tells the broker when it crossed --min-free or drifted far. */
+  async check(): Promise<void> {
+    const disk = await sampleDisk(this.dir, this.minFreeBytes);
+    if (!disk) return;
+    if (isLowDisk(disk) !== isLowDisk(this.current)) {
+      if (isLowDisk(disk))
+        this.log.warn("disk:low", {
+          message: `${lowDiskReason(disk)}: this node takes no units until space is freed`,
+          dir: this.dir,
+        });
+      else if (this.current) this.log.info("disk:ok", { freeBytes: disk.freeBytes, minFreeBytes: disk.minFreeBytes });
+    }
+    this.current = disk;
+    if (!this.link.welcomed()) return;
+    if (shouldReport(this.sent?.disk ?? null, disk, Date.now() - (this.sent?.at ?? 0))) {
+      this.link.send(disk);
+      this.sent = { disk, at: Date.now() };
+    }
+  }
 }
 
 /** A write refused for want of space (or quota), as Node reports it. */

@@ -7,16 +7,31 @@
  */
 import { basename } from "node:path";
 import { isLowDisk, lowDiskReason } from "../shared/disk.js";
-import type { HealthCheck } from "../shared/health.js";
+import { type HealthCheck, probeAgentTime } from "../shared/health.js";
+import type { Logger } from "../shared/node/log.js";
+import type { AgentControlMessage } from "../shared/protocol.js";
 import type { WorkCommand } from "./config.js";
 import { sampleDisk } from "./disk.js";
 import { commandOutput } from "./probe.js";
 
-export async function runHealthChecks(opts: {
+interface HostFacts {
   workCommands: readonly WorkCommand[];
   workDir: string;
   minFreeBytes: number;
-}): Promise<HealthCheck[]> {
+}
+
+/** The answer to the broker's health check `id`: the checks, and the agent's clock while they ran. */
+export async function answerProbe(
+  id: string,
+  opts: HostFacts & { log: Logger },
+): Promise<Extract<AgentControlMessage, { type: "probe-result" }>> {
+  const arrivedAt = Date.now();
+  const checks = await runHealthChecks(opts);
+  opts.log.info("agent:health-check", { failed: checks.filter((c) => !c.ok).map((c) => c.name) });
+  return { type: "probe-result", id, agentTime: probeAgentTime(arrivedAt, Date.now()), checks };
+}
+
+async function runHealthChecks(opts: HostFacts): Promise<HealthCheck[]> {
   const needsRunner = opts.workCommands.some((w) => basename(w.command) === "ansible-runner");
   const [runner, podmanVersion, podmanInfo, disk] = await Promise.all([
     commandOutput("ansible-runner", ["--version"]),

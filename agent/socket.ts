@@ -16,6 +16,15 @@ export class SilentPeer extends Error {
   override name = "SilentPeer";
 }
 
+/** The WebSocket URL of the mesh's `path` (`/connect`, `/units/<id>/data`) on `broker`. */
+export function linkUrl(to: { broker: string; mesh: string }, path: string, query: Record<string, string>): string {
+  const base = new URL(to.broker);
+  base.protocol = base.protocol === "https:" ? "wss:" : "ws:";
+  base.pathname = `${base.pathname.replace(/\/$/, "")}/v1/meshes/${encodeURIComponent(to.mesh)}${path}`;
+  for (const [k, v] of Object.entries(query)) base.searchParams.set(k, v);
+  return base.toString();
+}
+
 export interface Link {
   ws: WebSocket;
   /** Resolves with the close code once the link is closed, by either side. */

@@ -6,13 +6,15 @@
  *  - stdout     results (stdout and stderr), appended by the process itself;
  *  - exit       how the command ended (JSON), written by its supervisor even when no agent is alive;
  *  - work/      the command's working directory, so that what it writes there cannot replace the above.
- * On start the agent scans the spool and decides per unit (decideRecovery) what to do with it. The exit
- * file's format is exit-file.ts's; telling whether a recorded process still runs, proc-identity.ts's.
+ * On start the agent scans the spool and decides per unit (decideRecovery) what to do with it, then
+ * takes the units up (takeUpSpool). The exit file's format is exit-file.ts's; telling whether a
+ * recorded process still runs, proc-identity.ts's.
  */
-import { open, readFile, readdir, rename } from "node:fs/promises";
+import { open, readFile, readdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
 import { UNIT_ID_PATTERN } from "../shared/ids.js";
+import type { Logger } from "../shared/node/log.js";
 import type { UnitState } from "../shared/states.js";
 import { WorkCommand } from "./config.js";
 import { type Exit, readExitFile } from "./exit-file.js";
@@ -136,4 +138,41 @@ export async function scanSpool(unitsDir: string): Promise<SpooledUnit[]> {
     found.push({ unitId, dir, recovery: decideRecovery(record, await readExitFile(dir), running) });
   }
   return found;
+}
+
+/** What taking up the spool needs of the agent (agent.ts). */
+export interface SpoolTaker {
+  workCommands: readonly WorkCommand[];
+  log: Logger;
+  /** Runs the unit again from where it stopped: reports its exit, or adopts its running process. */
+  resume(unitId: string, recovery: Extract<Recovery, { action: "report" | "adopt" }>): void;
+  /** Takes the unit as if it were assigned again (not counted against --max-units). */
+  rerun(unitId: string, worktype: string): void;
+}
+
+/**
+ * Takes up the units an earlier run of this agent left in the spool, so that hello lists them and
+ * the broker does not fail them. Started units come first: they hold slots already.
+ */
+export async function takeUpSpool(workDir: string, taker: SpoolTaker): Promise<void> {
+  const found = await scanSpool(join(workDir, "units"));
+  for (const { unitId, recovery } of found) {
+    const { action } = recovery;
+    taker.log.info("unit:recovered", {
+      unit: unitId,
+      action,
+      ...(action === "drop" ? { reason: recovery.reason } : { worktype: recovery.work.worktype }),
+      ...(action === "report" ? recovery.exit : {}),
+      ...(action === "adopt" ? { pid: recovery.process.pid } : {}),
+    });
+    if (recovery.action === "report" || recovery.action === "adopt") taker.resume(unitId, recovery);
+  }
+  for (const { unitId, dir, recovery } of found) {
+    if (recovery.action === "rerun" && taker.workCommands.some((w) => w.worktype === recovery.work.worktype)) {
+      taker.rerun(unitId, recovery.work.worktype);
+    } else if (recovery.action === "drop" || recovery.action === "rerun") {
+      // Left out of hello, a unit the broker still holds Pending is assigned again (or rejected) as usual.
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
 }

@@ -22,13 +22,13 @@ export async function acceptControl(host: MeshHost, grant: SocketGrant): Promise
     const live = isLive(host.ctx, nodeId);
     // The Access object is asked only when the answer matters.
     const credentialInUse = !live && (await host.access().credentialInUse(nodeId));
-    const known = store.hasNode(nodeId);
+    const known = store.nodes.has(nodeId);
     // Counted only for a node new to the mesh, the one case MAX_NODES is checked.
     const admitted = checkJoin(nodeId, {
       live,
       credentialInUse,
       known,
-      nodes: known ? 0 : store.nodeCount(),
+      nodes: known ? 0 : store.nodes.count(),
       maxNodes: host.config.maxNodes,
     });
     if (!admitted.ok) return refusedSocket(admitted.error);
@@ -57,7 +57,7 @@ export async function onControlMessage(host: MeshHost, ws: WebSocket, message: s
   const msg = decoded.value;
   if (msg.type === "hello") return onHello(host, ws, attachment, msg);
   if (!attachment.helloed) return refuse(ws, { code: "bad_message", message: "send hello first" });
-  host.store.touchNode(attachment.nodeId, Date.now());
+  host.store.nodes.touch(attachment.nodeId, Date.now());
   if (msg.type === "disk") return onDisk(host, attachment.nodeId, msg.disk);
   if (msg.type === "leave") return onLeave(host, attachment.nodeId, msg.reason);
   if (msg.type === "probe-result") {
@@ -83,11 +83,11 @@ export async function onControlMessage(host: MeshHost, ws: WebSocket, message: s
 
 export async function onControlClose(host: MeshHost, ws: WebSocket, code: number): Promise<void> {
   const { nodeId, helloed } = ws.deserializeAttachment() as SocketAttachment;
-  if (helloed) host.store.touchNode(nodeId, Date.now());
+  if (helloed) host.store.nodes.touch(nodeId, Date.now());
   completeClose(ws, code);
   // A socket replaced by the node's newer one is not the node leaving.
   const others = host.ctx.getWebSockets(nodeId).filter((other) => other !== ws && other.readyState === WebSocket.OPEN);
-  if (helloed && others.length === 0 && host.store.hasNode(nodeId)) host.events.node(nodeId, "left");
+  if (helloed && others.length === 0 && host.store.nodes.has(nodeId)) host.events.node(nodeId, "left");
   log("node:disconnected", { node: nodeId, code });
   await ensureLeaseCheck(host);
 }
@@ -100,17 +100,17 @@ async function onHello(
 ): Promise<void> {
   const { store, joining } = host;
   // Per node lookups only (its tag, its row): a hello costs the same at 10 or 10,000 nodes.
-  const known = store.hasNode(hello.nodeId);
+  const known = store.nodes.has(hello.nodeId);
   const facts = {
     live: isLive(host.ctx, hello.nodeId),
     known,
-    nodes: attachment.joining && !known ? store.nodeCount() + joining.size : 0,
+    nodes: attachment.joining && !known ? store.nodes.count() + joining.size : 0,
     maxNodes: host.config.maxNodes,
   };
   const admitted = checkHello(hello, attachment, facts);
   if (!admitted.ok) return refuseAndClose(ws, admitted.error);
   // Read before the node is stored again, which clears its outage.
-  const outage = store.outage(hello.nodeId);
+  const outage = store.nodes.outage(hello.nodeId);
   let credential: string | undefined;
   if (attachment.joining) {
     joining.add(hello.nodeId);
@@ -118,7 +118,7 @@ async function onHello(
       const issued = await host.access().issueCredential(hello.nodeId);
       if (!issued.ok) return refuseAndClose(ws, issued.error);
       credential = issued.value;
-      store.upsertNode(hello.nodeId, hello, Date.now());
+      store.nodes.upsert(hello.nodeId, hello, Date.now());
     } finally {
       joining.delete(hello.nodeId);
     }
@@ -130,7 +130,7 @@ async function onHello(
   }
   ws.serializeAttachment({ ...attachment, helloed: true } satisfies SocketAttachment);
   // A join stored the node already, before its hello could be counted twice against MAX_NODES.
-  if (credential === undefined) store.upsertNode(hello.nodeId, hello, Date.now());
+  if (credential === undefined) store.nodes.upsert(hello.nodeId, hello, Date.now());
   host.events.node(hello.nodeId, "joined");
   log("node:hello", {
     node: hello.nodeId,
@@ -154,7 +154,7 @@ async function onHello(
 
 /** A node back above its --min-free may take the units that waited for it. */
 async function onDisk(host: MeshHost, nodeId: string, disk: DiskSpace): Promise<void> {
-  const before = host.store.setNodeDisk(nodeId, disk);
+  const before = host.store.nodes.setDisk(nodeId, disk);
   if (isLowDisk(before) !== isLowDisk(disk))
     log("node:disk", {
       node: nodeId,

@@ -43,7 +43,7 @@ export interface NodeFlags {
   unhealthy: string | null;
 }
 
-/** The nodes table's columns behind a node's flags (store.ts), and the flags they mean. */
+/** The nodes table's columns behind a node's flags (node-rows.ts), and the flags they mean. */
 export type FlagColumns = { paused: number; left_at: number | null; health: string | null };
 export const FLAG_COLUMNS = "paused, left_at, health";
 

@@ -42,8 +42,8 @@ export function leaseTimes(config: BrokerConfig): LeaseTimes {
 /** The node's last sign of life (message, close, or ping on a live socket), persisted. */
 export function observe(host: MeshHost, nodeId: string): number | null {
   const pinged = pingedAt(host.ctx, nodeId);
-  if (pinged !== null) host.store.observeNode(nodeId, pinged);
-  return host.store.lastSeen(nodeId);
+  if (pinged !== null) host.store.nodes.observe(nodeId, pinged);
+  return host.store.nodes.lastSeen(nodeId);
 }
 
 /**

@@ -20,7 +20,7 @@ export async function checkLeases(host: MeshHost): Promise<boolean> {
   for (const nodeId of store.nodesWithActiveUnits()) {
     const seen = observe(host, nodeId);
     const silentMs = silence(seen, host.startedAt, now);
-    const outage = store.outage(nodeId);
+    const outage = store.nodes.outage(nodeId);
     const units = store.activeOn(nodeId);
     const plan = planLease(
       { silentMs, markedUnreachable: outage !== null, reportedLost: outage?.reportedLost ?? false, units },
@@ -28,7 +28,7 @@ export async function checkLeases(host: MeshHost): Promise<boolean> {
     );
     if (plan.markUnreachable) {
       const since = unreachableSince(seen, host.startedAt, times);
-      store.markUnreachable(nodeId, since);
+      store.nodes.markUnreachable(nodeId, since);
       log("node:unreachable", { node: nodeId, silentMs });
       // Half-open: closing it makes the node count as gone for routing at once.
       for (const ws of ctx.getWebSockets(nodeId)) ws.close(4008, "lease expired: no ping within the lease");
@@ -42,7 +42,7 @@ export async function checkLeases(host: MeshHost): Promise<boolean> {
       }
     }
     if (plan.reportLost) {
-      store.markLostReported(nodeId);
+      store.nodes.markLostReported(nodeId);
       log("node:lost", { node: nodeId, silentMs });
       events.node(nodeId, "lost");
     }
@@ -82,7 +82,7 @@ export async function armLeaseCheck(host: MeshHost): Promise<void> {
 export function nodeStatuses(host: MeshHost): NodeStatus[] {
   const now = Date.now();
   const times = leaseTimes(host.config);
-  return host.store.nodes(liveNodes(host.ctx)).map(({ outageSince, leftAt, ...node }) => {
+  return host.store.nodes.list(liveNodes(host.ctx)).map(({ outageSince, leftAt, ...node }) => {
     const seen = Math.max(node.lastSeen ? Date.parse(node.lastSeen) : 0, pingedAt(host.ctx, node.nodeId) ?? 0);
     // A node that said it was leaving, and went with nothing on it, is neither unreachable nor lost.
     const left = leftCleanly({ connected: node.connected, leftAt, activeUnits: node.activeUnits, outageSince });

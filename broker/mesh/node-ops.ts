@@ -17,7 +17,8 @@ export async function pauseNode(
   nodeId: string,
   paused: boolean,
 ): Promise<Result<{ node: string; paused: boolean }>> {
-  if (!host.store.setPaused(nodeId, paused)) return fail("unknown_node", `no node ${nodeId} in mesh ${host.mesh()}`);
+  if (!host.store.nodes.setPaused(nodeId, paused))
+    return fail("unknown_node", `no node ${nodeId} in mesh ${host.mesh()}`);
   host.events.node(nodeId, paused ? "paused" : "resumed");
   log(paused ? "node:paused" : "node:resumed", { node: nodeId });
   if (!paused) await dispatch(host);
@@ -26,7 +27,7 @@ export async function pauseNode(
 
 /** The agent is leaving for good: no more units for it; once it closes, it is shown as left. */
 export function onLeave(host: MeshHost, nodeId: string, reason: string): void {
-  host.store.markLeaving(nodeId, Date.now());
+  host.store.nodes.markLeaving(nodeId, Date.now());
   host.events.node(nodeId, "leaving");
   log("node:leaving", { node: nodeId, reason });
 }
@@ -53,8 +54,8 @@ export async function checkNode(host: MeshHost, nodeId: string): Promise<Result<
   if (!answer)
     return fail("probe_timeout", `node ${nodeId} did not answer the health check (is its agent older than the check?)`);
   const report = judgeHealth(answer.checks, { sentAt, receivedAt: answer.receivedAt, agentTime: answer.agentTime });
-  const before = host.store.health(nodeId);
-  host.store.setHealth(nodeId, JSON.stringify(report));
+  const before = host.store.nodes.health(nodeId);
+  host.store.nodes.setHealth(nodeId, JSON.stringify(report));
   host.events.node(nodeId, report.ok ? "healthy" : "unhealthy");
   log("node:checked", { node: nodeId, ok: report.ok, failed: healthFailure(report), skewMs: report.skewMs });
   if (report.ok && before && !before.ok) await dispatch(host);

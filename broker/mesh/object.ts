@@ -165,13 +165,13 @@ export class MeshObject extends DurableObject<Env> {
           rate: this.submits.take(input.submitter, Date.now()),
           pending: store.counts().pending,
           pendingOfSubmitter: store.pendingOf(input.submitter),
-          workTypes: store.knownWorkTypes(),
+          workTypes: store.nodes.knownWorkTypes(),
           idTaken: input.unitId !== null && store.unit(input.unitId) !== null,
         },
         this.config,
       );
       if (!admitted.ok) return admitted;
-      const tagged = admitTags({ ...input, mesh }, store.knownNodes());
+      const tagged = admitTags({ ...input, mesh }, store.nodes.known());
       if (!tagged.ok) return tagged;
       let id = input.unitId ?? newUnitId();
       while (store.unit(id)) id = newUnitId();

@@ -24,14 +24,14 @@ export async function dispatch(host: MeshHost, onlyNode: string | null = null): 
   const queue = store.readyQueue();
   if (queue.size === 0) return;
   const now = Date.now();
-  const placements = planQueue(queue, store.connectedSlots(liveView(host.ctx), onlyNode), now);
+  const placements = planQueue(queue, store.nodes.connectedSlots(liveView(host.ctx), onlyNode), now);
   for (const p of placements) store.assignUnit(p.unitId, p.nodeId, now);
   for (const p of placements) {
     const unit = store.unit(p.unitId);
     if (!unit) continue;
     const accepted = await host
       .unit(p.unitId)
-      .assign(p.nodeId, { inline: store.startsInline(p.nodeId, unit.worktype) })
+      .assign(p.nodeId, { inline: store.nodes.startsInline(p.nodeId, unit.worktype) })
       .catch((error: unknown) => fail("internal", error instanceof Error ? error.message : String(error)));
     if (!accepted.ok) {
       // Leave the index as the Unit object sees it: unplaced, so a later dispatch may retry.

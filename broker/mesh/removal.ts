@@ -29,7 +29,7 @@ export async function closeOpenedBy(host: MeshHost, tag: string): Promise<number
 /** An admin removed the node: its credential is revoked already; disconnect it and end its units. */
 export async function removeNode(host: MeshHost, nodeId: string): Promise<boolean> {
   const { store } = host;
-  const known = store.hasNode(nodeId);
+  const known = store.nodes.has(nodeId);
   for (const ws of host.ctx.getWebSockets(nodeId))
     if (ws.readyState === WebSocket.OPEN) ws.close(4403, "node removed by an admin");
   if (known) host.events.node(nodeId, "removed");
@@ -38,7 +38,7 @@ export async function removeNode(host: MeshHost, nodeId: string): Promise<boolea
     const plan = await host.unit(unit.id).nodeRemoved(nodeId);
     if (plan.action === "requeue") unassign(host, unit.id, plan.detail);
   }
-  store.deleteNode(nodeId);
+  store.nodes.delete(nodeId);
   if (known) log("node:removed", { node: nodeId });
   await dispatch(host);
   return known;

@@ -1,13 +1,11 @@
-/** The Mesh object's SQLite tables: its nodes and the index of its units. */
-import { type DiskSpace, lowDiskReason } from "../../shared/disk.js";
-import type { HelloMessage } from "../../shared/protocol.js";
+/**
+ * The Mesh object's SQLite tables: the schema and its migrations for all of them, the index of its
+ * units (with the ready queue dispatch reads) and, through `nodes`, its nodes (node-rows.ts).
+ */
 import type { UnitState } from "../../shared/states.js";
-import type { NodeStatus, UnitSummary } from "../../shared/unit.js";
-import type { HealthReport } from "../../shared/health.js";
-import type { NodeSlots } from "./dispatch.js";
-import { FLAG_COLUMNS, type FlagColumns, type KnownNode, nodeHold, storedFlags as flags } from "./fleet.js";
+import type { UnitSummary } from "../../shared/unit.js";
+import { NodeRows } from "./node-rows.js";
 import { CachedReadyQueue, type QueuedUnit, type ReadyQueue } from "./queue.js";
-import type { LiveSet } from "./sockets.js";
 
 /** A stored index row: the public summary with epoch-ms times, plus whether the payload is in. */
 export interface UnitIndexRow extends Omit<UnitSummary, "createdAt" | "updatedAt"> {
@@ -20,8 +18,6 @@ export interface UnitIndexRow extends Omit<UnitSummary, "createdAt" | "updatedAt
   createdAt: number;
   updatedAt: number;
 }
-
-type NodeInfo = Pick<HelloMessage, "workTypes" | "capacity" | "tags" | "versions" | "disk">;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
@@ -85,6 +81,8 @@ const queued = (row: UnitIndexRow): QueuedUnit => ({
 });
 
 export class MeshStore {
+  /** The nodes table (node-rows.ts). */
+  readonly nodes: NodeRows;
   /** The ready queue's index (queue.ts): every method below that changes a unit keeps it in step. */
   private readonly ready = new CachedReadyQueue(() =>
     this.sql
@@ -106,6 +104,7 @@ export class MeshStore {
     }
     sql.exec("CREATE INDEX IF NOT EXISTS units_by_origin ON units(origin, created_at)");
     sql.exec("CREATE INDEX IF NOT EXISTS units_by_submitter ON units(submitter, state)");
+    this.nodes = new NodeRows(sql);
   }
 
   meta(key: string): string | null {
@@ -117,82 +116,6 @@ export class MeshStore {
     this.sql.exec("INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v", key, value);
   }
 
-  upsertNode(id: string, info: NodeInfo, now: number): void {
-    this.sql.exec(
-      `INSERT INTO nodes (id, info, connected_at, last_seen) VALUES (?, ?, ?, ?)
-       ON CONFLICT (id) DO UPDATE SET info = excluded.info, connected_at = excluded.connected_at, last_seen = excluded.last_seen,
-         unreachable_since = NULL, lost_reported = 0, left_at = NULL`,
-      id,
-      JSON.stringify(info),
-      now,
-      now,
-    );
-  }
-
-  /** The node's latest disk report; whether it crossed its --min-free is the caller's to judge. */
-  setNodeDisk(id: string, disk: DiskSpace): DiskSpace | null {
-    const row = this.sql.exec<{ info: string }>("SELECT info FROM nodes WHERE id = ?", id).toArray()[0];
-    if (!row) return null;
-    const info = JSON.parse(row.info) as NodeInfo;
-    this.sql.exec("UPDATE nodes SET info = ? WHERE id = ?", JSON.stringify({ ...info, disk }), id);
-    return info.disk ?? null;
-  }
-
-  /** The node said its work type starts from an inline payload (WorkTypeAd.inlineStart). */
-  startsInline(id: string, worktype: string): boolean {
-    const row = this.sql.exec<{ info: string }>("SELECT info FROM nodes WHERE id = ?", id).toArray()[0];
-    if (!row) return false;
-    return (JSON.parse(row.info) as NodeInfo).workTypes.some((w) => w.worktype === worktype && w.inlineStart === true);
-  }
-
-  touchNode(id: string, now: number): void {
-    this.sql.exec("UPDATE nodes SET last_seen = ? WHERE id = ?", now, id);
-  }
-
-  hasNode(id: string): boolean {
-    return this.sql.exec("SELECT 1 FROM nodes WHERE id = ?", id).toArray().length > 0;
-  }
-
-  deleteNode(id: string): void {
-    this.sql.exec("DELETE FROM nodes WHERE id = ?", id);
-  }
-
-  /** Moves last_seen forward only: pings observed late must not make a node look older. */
-  observeNode(id: string, seen: number): void {
-    this.sql.exec(
-      "UPDATE nodes SET last_seen = ? WHERE id = ? AND (last_seen IS NULL OR last_seen < ?)",
-      seen,
-      id,
-      seen,
-    );
-  }
-
-  /** The node's current outage, if the lease check marked one (cleared by its next hello). */
-  outage(id: string): { since: number; reportedLost: boolean } | null {
-    const row = this.sql
-      .exec<{ since: number | null; lost: number }>(
-        "SELECT unreachable_since AS since, lost_reported AS lost FROM nodes WHERE id = ?",
-        id,
-      )
-      .toArray()[0];
-    return row?.since == null ? null : { since: row.since, reportedLost: row.lost === 1 };
-  }
-
-  markUnreachable(id: string, since: number): void {
-    this.sql.exec("UPDATE nodes SET unreachable_since = ? WHERE id = ?", since, id);
-  }
-
-  markLostReported(id: string): void {
-    this.sql.exec("UPDATE nodes SET lost_reported = 1 WHERE id = ?", id);
-  }
-
-  lastSeen(id: string): number | null {
-    return (
-      this.sql.exec<{ last_seen: number | null }>("SELECT last_seen FROM nodes WHERE id = ?", id).toArray()[0]
-        ?.last_seen ?? null
-    );
-  }
-
   /** Nodes holding Pending or Running units: the ones whose leases matter. */
   nodesWithActiveUnits(): string[] {
     return this.sql
@@ -201,132 +124,6 @@ export class MeshStore {
       )
       .toArray()
       .map((row) => row.node);
-  }
-
-  /** Every node the mesh knows (connected or not): what admission checks a unit's tags against. */
-  knownNodes(): KnownNode[] {
-    return this.sql
-      .exec<{ id: string; info: string }>("SELECT id, info FROM nodes")
-      .toArray()
-      .map((row) => {
-        const info = JSON.parse(row.info) as NodeInfo;
-        return { id: row.id, workTypes: new Set(info.workTypes.map((w) => w.worktype)), tags: info.tags };
-      });
-  }
-
-  /** Paused by an admin: takes no new units until resumed. Returns false for an unknown node. */
-  setPaused(id: string, paused: boolean): boolean {
-    this.sql.exec("UPDATE nodes SET paused = ? WHERE id = ?", paused ? 1 : 0, id);
-    return this.hasNode(id);
-  }
-
-  /** The agent said it is leaving: it takes nothing more, and its going is not a loss. */
-  markLeaving(id: string, now: number): void {
-    this.sql.exec("UPDATE nodes SET left_at = ? WHERE id = ?", now, id);
-  }
-
-  setHealth(id: string, report: string): void {
-    this.sql.exec("UPDATE nodes SET health = ? WHERE id = ?", report, id);
-  }
-
-  health(id: string): HealthReport | null {
-    const row = this.sql.exec<{ health: string | null }>("SELECT health FROM nodes WHERE id = ?", id).toArray()[0];
-    return row?.health ? (JSON.parse(row.health) as HealthReport) : null;
-  }
-
-  /** Work types offered by any node this mesh has seen, connected or not. */
-  knownWorkTypes(): Map<string, Set<string>> {
-    const byNode = new Map<string, Set<string>>();
-    for (const row of this.sql.exec<{ id: string; info: string }>("SELECT id, info FROM nodes")) {
-      const info = JSON.parse(row.info) as NodeInfo;
-      byNode.set(row.id, new Set(info.workTypes.map((w) => w.worktype)));
-    }
-    return byNode;
-  }
-
-  /**
-   * Connection state is not stored: it is whether a live socket exists (`live`), because a broker
-   * restart drops every socket without running any close handler.
-   */
-  nodes(live: LiveSet): (Omit<NodeStatus, "lost" | "unreachable" | "unreachableSince" | "left"> & {
-    outageSince: number | null;
-    leftAt: number | null;
-  })[] {
-    const active = this.activeCounts();
-    return this.sql
-      .exec<
-        {
-          id: string;
-          info: string;
-          connected_at: number | null;
-          last_seen: number | null;
-          unreachable_since: number | null;
-        } & FlagColumns
-      >(`SELECT id, info, connected_at, last_seen, unreachable_since, ${FLAG_COLUMNS} FROM nodes ORDER BY id`)
-      .toArray()
-      .map((row) => {
-        const info = JSON.parse(row.info) as NodeInfo;
-        return {
-          nodeId: row.id,
-          connected: live.has(row.id),
-          workTypes: info.workTypes,
-          capacity: info.capacity,
-          activeUnits: active.get(row.id) ?? 0,
-          tags: info.tags,
-          versions: info.versions,
-          connectedAt: row.connected_at === null ? null : new Date(row.connected_at).toISOString(),
-          lastSeen: row.last_seen === null ? null : new Date(row.last_seen).toISOString(),
-          outageSince: row.unreachable_since,
-          disk: info.disk ?? null,
-          lowDisk: lowDiskReason(info.disk),
-          paused: row.paused === 1,
-          leftAt: row.left_at,
-          health: row.health ? (JSON.parse(row.health) as HealthReport) : null,
-          hold: nodeHold(flags(row)),
-        };
-      });
-  }
-
-  /**
-   * Connected nodes with a free slot, as dispatch sees them; `only`: that node alone (a hello). Full
-   * nodes are left out in SQL, before their info is parsed or their sockets looked up.
-   */
-  connectedSlots(live: LiveSet, only: string | null = null): NodeSlots[] {
-    return this.sql
-      .exec<{ id: string; info: string; active: number } & FlagColumns>(
-        // The flag columns are the nodes table's alone (the joined counts are node, n).
-        `SELECT n.id, n.info, COALESCE(a.n, 0) AS active, ${FLAG_COLUMNS} FROM nodes n
-         LEFT JOIN (SELECT node, COUNT(*) AS n FROM units WHERE node IS NOT NULL AND state IN ('Pending', 'Running') GROUP BY node) a
-           ON a.node = n.id
-         WHERE (? IS NULL OR n.id = ?) AND COALESCE(a.n, 0) < json_extract(n.info, '$.capacity')`,
-        only,
-        only,
-      )
-      .toArray()
-      .filter((row) => live.has(row.id))
-      .map((row) => {
-        const info = JSON.parse(row.info) as NodeInfo;
-        return {
-          id: row.id,
-          workTypes: info.workTypes.map((w) => w.worktype),
-          streamingWorkTypes: info.workTypes.filter((w) => w.streamingPayload === true).map((w) => w.worktype),
-          capacity: info.capacity,
-          active: row.active,
-          disk: info.disk ?? null,
-          tags: info.tags,
-          hold: nodeHold(flags(row)),
-        };
-      });
-  }
-
-  private activeCounts(): Map<string, number> {
-    const counts = new Map<string, number>();
-    for (const row of this.sql.exec<{ node: string; n: number }>(
-      "SELECT node, COUNT(*) AS n FROM units WHERE node IS NOT NULL AND state IN ('Pending', 'Running') GROUP BY node",
-    )) {
-      counts.set(row.node, row.n);
-    }
-    return counts;
   }
 
   /** `idempotency`: the key scoped to its submitter, and the request it was given for. */
@@ -374,10 +171,6 @@ export class MeshStore {
     return this.sql
       .exec<{ n: number }>("SELECT COUNT(*) AS n FROM units WHERE submitter = ? AND state = 'Pending'", submitter)
       .one().n;
-  }
-
-  nodeCount(): number {
-    return this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM nodes").one().n;
   }
 
   /** Every unit, or those submitted with `origin`. */
