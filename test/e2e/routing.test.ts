@@ -183,7 +183,7 @@ describe("routing", () => {
   // Payloads over 32 KiB stream into their unit as it is made (smaller ones are read whole first).
   const FIRST_PART = "first part\n";
   const LARGE = 40_000;
-  const REST = "x".repeat(LARGE - FIRST_PART.length - 1) + "\n";
+  const REST = `${"x".repeat(LARGE - FIRST_PART.length - 1)}\n`;
 
   it("a retry with the same Idempotency-Key while the first upload still streams is refused upload_in_progress", async () => {
     const { url, token } = broker();
