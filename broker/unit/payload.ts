@@ -54,7 +54,7 @@ export interface IngestOptions {
   framed?: boolean;
   /** Framed only: the payload's bytes stored so far, after each read that added some. */
   onProgress?: (size: number) => void;
-  /** Framed only: checked after each read; a reason stops the upload there (the unit ended meanwhile). */
+  /** Checked after each read; a reason stops storing there (the unit ended meanwhile): the rest is read and dropped. */
   stop?: () => string | null;
   /** Framed only: UPLOAD_IDLE_MS by default. */
   idleMs?: number;
@@ -71,6 +71,9 @@ export async function ingestPayload(
     return fail("payload_too_large", `payload of ${declared} bytes exceeds the ${maxBytes}-byte limit`);
   }
   const pieces = options.framed ? new PieceDecoder() : null;
+  /** Why the upload stopped being stored (its unit ended meanwhile), and what was read after. */
+  let stopped: string | null = null;
+  let discarded = 0;
   let total = 0;
   const buffer = new Uint8Array(CHUNK_BYTES);
   let filled = 0;
@@ -109,10 +112,16 @@ export async function ingestPayload(
           ? await within(reader.read(), options.idleMs ?? UPLOAD_IDLE_MS)
           : await reader.read();
         if (done) break;
-        const stopped = options.stop?.() ?? null;
+        stopped ??= options.stop?.() ?? null;
         if (stopped !== null) {
-          await reader.cancel().catch(() => {});
-          return fail("illegal_transition", stopped);
+          // Nothing more is stored, but the rest is read (up to the limit) so that the client,
+          // still sending, gets the answer rather than a connection cut under its upload.
+          discarded += value.byteLength;
+          if (discarded > maxBytes) {
+            await reader.cancel().catch(() => {});
+            break;
+          }
+          continue;
         }
         const parts = pieces ? pieces.push(value) : ok([value]);
         if (!parts.ok) {
@@ -153,6 +162,7 @@ export async function ingestPayload(
       if (timer !== null) clearTimeout(timer);
     }
   }
+  if (stopped !== null) return fail("illegal_transition", stopped);
   flush();
   if (pieces) {
     const end = pieces.finish(total);

@@ -136,12 +136,14 @@ describe("ingestPayload", () => {
       expect(result).toEqual({ ok: true, value: 10 });
     });
 
-    it("stops at once when its unit ended meanwhile, and fails a stalled upload", async () => {
+    it("stores nothing more once its unit ended meanwhile (the rest is read, not stored), and fails a stalled upload", async () => {
       let reads = 0;
-      const stopped = await ingestPayload(sink().store, upload(framed(bytes(10), bytes(10)), null), 1000, {
+      const { store, chunks } = sink();
+      const stopped = await ingestPayload(store, upload(framed(bytes(10), bytes(10)), null), 1000, {
         framed: true,
         stop: () => (++reads >= 2 ? "the unit was Canceled while its payload was arriving" : null),
       });
+      expect(chunks.reduce((n, c) => n + c.data.byteLength, 0)).toBeLessThanOrEqual(10);
       expect(stopped).toEqual({
         ok: false,
         error: { code: "illegal_transition", message: "the unit was Canceled while its payload was arriving" },
