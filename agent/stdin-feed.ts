@@ -90,28 +90,14 @@ export class StdinFeed {
   async write(data: Uint8Array): Promise<void> {
     const socket = await this.open();
     if (!socket || this.broken || socket.destroyed) return;
-    if (!socket.write(data)) {
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          socket.off("drain", done).off("close", done);
-          resolve();
-        };
-        socket.on("drain", done).on("close", done);
-      });
-    }
+    if (!socket.write(data)) await drainOrClose(socket);
   }
 
   /** Resolves once every byte written is in the pipe (none left in this process), or the pipe is gone. */
   async drained(): Promise<void> {
     const socket = this.socket;
     if (!socket || socket.destroyed || socket.writableLength === 0) return;
-    await new Promise<void>((resolve) => {
-      const done = () => {
-        socket.off("drain", done).off("close", done);
-        resolve();
-      };
-      socket.on("drain", done).on("close", done);
-    });
+    await drainOrClose(socket);
   }
 
   /** The payload is whole: the command reads its end. */
@@ -130,4 +116,15 @@ export class StdinFeed {
     this.stopped = true;
     this.socket?.destroy();
   }
+}
+
+/** Resolves when the socket's buffer has gone into the pipe, or the pipe is gone. */
+function drainOrClose(socket: Socket): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      socket.off("drain", done).off("close", done);
+      resolve();
+    };
+    socket.on("drain", done).on("close", done);
+  });
 }

@@ -1,15 +1,6 @@
+import { concat } from "./fixtures/concat.js";
 import { describe, expect, it } from "vitest";
 import { END_PIECE, MAX_PIECE_BYTES, PieceDecoder, encodePiece } from "../../shared/payload-framing.js";
-
-const concat = (parts: Uint8Array[]) => {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
-};
 
 /** The framed body of `pieces`, with or without its end marker. */
 const framed = (pieces: Uint8Array[], end = true) => concat([...pieces.map(encodePiece), ...(end ? [END_PIECE] : [])]);

@@ -1,3 +1,4 @@
+import { concat } from "./fixtures/concat.js";
 import { describe, expect, it } from "vitest";
 import { type PayloadSink, STREAM_FLUSH_BYTES, STREAM_FLUSH_MS, ingestPayload } from "../../broker/unit/payload.js";
 import { CHUNK_BYTES } from "../../shared/frames.js";
@@ -27,15 +28,6 @@ function upload(parts: Uint8Array[], declared: number | null, error?: string): R
 }
 
 const bytes = (n: number, fill = 0x61) => new Uint8Array(n).fill(fill);
-const concat = (parts: Uint8Array[]) => {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
-};
 
 describe("ingestPayload", () => {
   it("stores a body of its declared length as chunks of CHUNK_BYTES at their offsets", async () => {
