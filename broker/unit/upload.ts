@@ -43,10 +43,6 @@ export class PayloadReceiver {
     private readonly maxBytes: number,
   ) {}
 
-  get receiving(): boolean {
-    return this.uploading;
-  }
-
   /** `created`: this upload stored the payload (201); else a retry found it stored already (200). */
   async receive(
     body: ReadableStream<Uint8Array> | null,

@@ -5,6 +5,8 @@ import { FakeLink, MemoryFile, bytes } from "./fixtures/fake-link.js";
 function setup(file = new MemoryFile(), window = 40, request = 10) {
   const events: string[] = [];
   const errors: unknown[] = [];
+  /** The sizes onData saw, in order (the stdin feed of a streaming payload). */
+  const fed: number[] = [];
   const download = new PayloadDownload({
     path: "payload",
     window,
@@ -12,8 +14,9 @@ function setup(file = new MemoryFile(), window = 40, request = 10) {
     openFile: async () => file as unknown as PayloadFile,
     onComplete: async () => void events.push("complete"),
     onError: (error) => void errors.push(error),
+    onData: async (data) => void fed.push(data.byteLength),
   });
-  return { download, file, events, errors };
+  return { download, file, events, errors, fed };
 }
 
 const pulls = (link: FakeLink) => link.texts.map((t) => t as { type: string; offset: number; length: number });
@@ -146,24 +149,10 @@ describe("PayloadDownload", () => {
 });
 
 describe("PayloadDownload of a streaming payload (size not yet known)", () => {
-  function streaming(window = 40, request = 10) {
-    const fed: number[] = [];
-    const events: string[] = [];
-    const file = new MemoryFile();
-    const download = new PayloadDownload({
-      path: "payload",
-      window,
-      request,
-      openFile: async () => file as unknown as PayloadFile,
-      onComplete: async () => void events.push("complete"),
-      onError: (error) => void events.push(`error ${String(error)}`),
-      onData: async (data) => void fed.push(data.byteLength),
-    });
-    return { download, file, fed, events };
-  }
+  const streaming = () => setup();
 
   it("pulls a window ahead of what it has, and completes once payload-end says the size", async () => {
-    const { download, file, fed, events } = streaming();
+    const { download, file, fed, events, errors } = streaming();
     const link = new FakeLink();
     await download.start(link, 0, true);
     // Nothing is in yet, and the size is unknown: a window of pulls ahead, no completion.
@@ -183,12 +172,13 @@ describe("PayloadDownload of a streaming payload (size not yet known)", () => {
     await settle();
     await settle();
     expect(events).toEqual(["complete"]);
+    expect(errors).toEqual([]);
     expect(file.bytes).toEqual(payload);
     expect(fed).toEqual([10, 10, 5]);
   });
 
   it("completes when payload-end comes before the last bytes, and not before them", async () => {
-    const { download, events } = streaming();
+    const { download, events, errors } = streaming();
     const link = new FakeLink();
     await download.start(link, 0, true);
     download.accept(0, bytes(10));
@@ -199,20 +189,22 @@ describe("PayloadDownload of a streaming payload (size not yet known)", () => {
     await settle();
     await settle();
     expect(events).toEqual(["complete"]);
+    expect(errors).toEqual([]);
   });
 
   it("an empty streaming payload completes on payload-end", async () => {
-    const { download, events } = streaming();
+    const { download, events, errors } = streaming();
     await download.start(new FakeLink(), 0, true);
     await settle();
     expect(events).toEqual([]);
     download.end(0);
     await settle();
     expect(events).toEqual(["complete"]);
+    expect(errors).toEqual([]);
   });
 
   it("resumes on a new link from what it has, and a later attach with the whole size completes it", async () => {
-    const { download, events, file } = streaming();
+    const { download, events, file, errors } = streaming();
     const first = new FakeLink();
     await download.start(first, 0, true);
     download.accept(0, bytes(10, 1));
@@ -225,6 +217,7 @@ describe("PayloadDownload of a streaming payload (size not yet known)", () => {
     await settle();
     await settle();
     expect(events).toEqual(["complete"]);
+    expect(errors).toEqual([]);
     expect(file.bytes.byteLength).toBe(12);
   });
 });
