@@ -129,6 +129,7 @@ function spawnCommand(opts: ProcessSpec, cwd: string, supervisor: () => ChildPro
     env: opts.env,
     stdinPath: opts.stdinPath,
     resultsPath: opts.stdoutPath,
+    agentPid: process.pid,
   };
   let undelivered: string | null = null;
   child.stdin?.once("error", (error) => (undelivered = error.message));
