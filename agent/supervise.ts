@@ -15,13 +15,19 @@ import { spawn } from "node:child_process";
 import { closeSync, fsyncSync, open, openSync, readFileSync, readSync, renameSync, statSync, writeSync } from "node:fs";
 import { constants as fsConstants } from "node:fs";
 import { constants } from "node:os";
+import { resolve } from "node:path";
 
-/** The unit's command, as the agent hands it over. */
+/**
+ * The unit's command, as the agent hands it over. The paths other than `cwd` may be relative to it:
+ * they then follow the unit's directory if the agent renames it while the command runs (a warm
+ * start, warm.ts, begins in a directory of its own and becomes the unit's when one is assigned).
+ */
 export interface SuperviseSpec {
   /** Where to record how the command ended (ExitRecord). */
   exitFile: string;
   command: string;
   args: string[];
+  /** Ours and the command's: absolute. */
   cwd: string;
   env: Record<string, string>;
   /** The command's stdin. */
@@ -178,16 +184,19 @@ async function main(): Promise<void> {
   const spec = readSpec();
   // No command: the agent let its spare go (or wrote something else), and there is nothing to record.
   if (spec === null) process.exit(0);
+  // Until the chdir, a relative exit file is resolved by hand (the cwd may be gone: then so is the file's place).
+  let exitFile = resolve(spec.cwd, spec.exitFile);
   const cannotStart = (error: Error) => {
-    record(spec.exitFile, { code: null, signal: null, error: `cannot start ${spec.command}: ${error.message}` });
+    record(exitFile, { code: null, signal: null, error: `cannot start ${spec.command}: ${error.message}` });
     process.exit(CANNOT_START);
   };
   let child;
   try {
     process.chdir(spec.cwd);
+    exitFile = spec.exitFile;
     const stdin = await openStdin(spec.stdinPath, spec.agentPid);
     if (stdin === null) {
-      record(spec.exitFile, { code: null, signal: null, error: AGENT_GONE_BEFORE_STDIN });
+      record(exitFile, { code: null, signal: null, error: AGENT_GONE_BEFORE_STDIN });
       process.exit(CANNOT_START);
     }
     const results = openSync(spec.resultsPath, "a", 0o600);
@@ -201,7 +210,7 @@ async function main(): Promise<void> {
   }
   child.once("error", cannotStart);
   child.once("exit", (code, signal) => {
-    record(spec.exitFile, { code, signal });
+    record(exitFile, { code, signal });
     exitLike(code, signal);
   });
 }
