@@ -225,7 +225,7 @@ export function writePending(host: UnitHost): Promise<void> {
   pending.writing = (async () => {
     try {
       while (pending.size > 0) {
-        // Leaves the thread idle first, as long as the last write kept it busy (write-pacer.ts):
+        // Leaves the thread idle first, half as long as the last write kept it busy (write-pacer.ts):
         // without it a full-speed stream starves every follower and request until it ends.
         await turnToWrite();
         const start = Date.now();

@@ -1,15 +1,16 @@
 import { describe, expect, it } from "vitest";
-import { MAX_PAUSE_MS, WritePacer, turnToWrite } from "../../broker/unit/write-pacer.js";
+import { MAX_PAUSE_MS, PAUSE_SHARE, WritePacer, turnToWrite } from "../../broker/unit/write-pacer.js";
 
 describe("WritePacer", () => {
   it("lets the first write start at once", () => {
     expect(new WritePacer().wait(1_000)).toBe(0);
   });
 
-  it("keeps writes off the thread for as long after one as it took", () => {
+  it("keeps writes off the thread for PAUSE_SHARE of the time the last one took", () => {
+    expect(PAUSE_SHARE).toBe(0.5);
     const pacer = new WritePacer();
-    pacer.wrote(1_000, 1_030);
-    expect(pacer.wait(1_030)).toBe(30);
+    pacer.wrote(1_000, 1_040);
+    expect(pacer.wait(1_040)).toBe(20);
     expect(pacer.wait(1_050)).toBe(10);
     expect(pacer.wait(1_060)).toBe(0);
     expect(pacer.wait(2_000)).toBe(0);
@@ -25,7 +26,7 @@ describe("WritePacer", () => {
     const pacer = new WritePacer();
     pacer.wrote(0, 40);
     pacer.wrote(35, 45);
-    expect(pacer.wait(45)).toBe(35);
+    expect(pacer.wait(45)).toBe(15);
   });
 
   it("counts a clock that did not move (workerd's, within one turn) as no pause", () => {
@@ -42,7 +43,7 @@ describe("WritePacer", () => {
     expect(ran).toBe(false);
     await turn;
     const now = Date.now();
-    pacer.wrote(now - 30, now);
+    pacer.wrote(now - 60, now);
     const started = performance.now();
     await turnToWrite(pacer);
     expect(performance.now() - started).toBeGreaterThanOrEqual(25);
