@@ -11,11 +11,11 @@ import type { SendLink } from "./payload-download.js";
 
 /**
  * Bytes sent and not yet acknowledged, at most. The window is refilled once it is empty, not frame
- * by frame as acks come: a local broker (workerd) serves every socket on one thread, and while the
+ * by frame as acks come: workerd serves every socket of the broker on one thread, and while the
  * agent's socket always has bytes waiting it reads on and the others wait. With a sliding window a
- * follower of the same unit got 6 of 200 MiB before the unit ended and read the rest from SQLite
- * afterwards, and /healthz took 2.4 s instead of 20 ms (docs/benchmarks.md, row 3). Waiting for the
- * last ack leaves the broker one idle moment per window, its last commit, to serve the others.
+ * follower of the same unit got 6 of 200 MiB before the unit ended (then read the rest back from
+ * SQLite), and /healthz took 2.4 s instead of 20 ms. Waiting for the last ack leaves the broker an
+ * idle moment per window, its last commit, to serve the others; it costs the agent that wait.
  */
 export const RESULTS_WINDOW = 8 * 1024 * 1024;
 
@@ -80,8 +80,8 @@ export class ResultsUpload {
   private readonly source: ResultsSource;
   /**
    * The frame read into and sent, again for every frame: the link is done with the bytes when send
-   * returns (SendLink). A new 1 MiB buffer a frame made the agent's GC mark its heap over and over
-   * (external memory pressure): a quarter of its CPU while it streamed (docs/benchmarks.md, row 3).
+   * returns (SendLink). A new 1 MiB buffer a frame made V8 mark the agent's heap over and over
+   * (external memory): a quarter of the agent's CPU while it streamed.
    */
   private frame: Buffer | null = null;
 
