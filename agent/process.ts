@@ -10,7 +10,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { constants } from "node:fs";
 import { access, open, stat } from "node:fs/promises";
-import { delimiter, join, resolve as resolvePath } from "node:path";
+import { delimiter, join, relative, resolve as resolvePath } from "node:path";
 import { fileURLToPath } from "node:url";
 import { sleep } from "../shared/backoff.js";
 import { EXIT_FILE, type Exit, NO_EXIT_STATUS, readExitFile } from "./exit-file.js";
@@ -121,14 +121,16 @@ export async function prepareProcess(opts: ProcessSpec): Promise<PreparedProcess
 
 function spawnCommand(opts: ProcessSpec, cwd: string, supervisor: () => ChildProcess): RunningProcess {
   const child = supervisor();
+  // Relative to the cwd, so that they follow the unit's directory if it is renamed (warm.ts).
   const spec: SuperviseSpec = {
-    exitFile: join(opts.spoolDir, EXIT_FILE),
+    exitFile: relative(cwd, join(opts.spoolDir, EXIT_FILE)),
     command: opts.command,
     args: opts.args,
     cwd,
     env: opts.env,
-    stdinPath: opts.stdinPath,
-    resultsPath: opts.stdoutPath,
+    stdinPath: relative(cwd, opts.stdinPath),
+    resultsPath: relative(cwd, opts.stdoutPath),
+    agentPid: process.pid,
   };
   let undelivered: string | null = null;
   child.stdin?.once("error", (error) => (undelivered = error.message));

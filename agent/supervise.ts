@@ -12,21 +12,30 @@
  * stdout or stderr.
  */
 import { spawn } from "node:child_process";
-import { closeSync, fsyncSync, openSync, readSync, renameSync, writeSync } from "node:fs";
+import { closeSync, fsyncSync, open, openSync, readFileSync, readSync, renameSync, statSync, writeSync } from "node:fs";
+import { constants as fsConstants } from "node:fs";
 import { constants } from "node:os";
+import { resolve } from "node:path";
 
-/** The unit's command, as the agent hands it over. */
+/**
+ * The unit's command, as the agent hands it over. The paths other than `cwd` may be relative to it:
+ * they then follow the unit's directory if the agent renames it while the command runs (a warm
+ * start, warm.ts, begins in a directory of its own and becomes the unit's when one is assigned).
+ */
 export interface SuperviseSpec {
   /** Where to record how the command ended (ExitRecord). */
   exitFile: string;
   command: string;
   args: string[];
+  /** Ours and the command's: absolute. */
   cwd: string;
   env: Record<string, string>;
   /** The command's stdin. */
   stdinPath: string;
   /** The command's stdout and stderr, appended. */
   resultsPath: string;
+  /** The agent that hands it over: our parent until it dies (not process.ppid, which it may have done before we started). */
+  agentPid: number;
 }
 
 /** The exit file: `code` or `signal`, or neither with `error` when the command could not start. */
@@ -78,6 +87,7 @@ function parseSpec(line: string): SuperviseSpec | null {
     const spec = JSON.parse(line) as Record<keyof SuperviseSpec, unknown>;
     const paths = [spec.exitFile, spec.command, spec.cwd, spec.stdinPath, spec.resultsPath];
     if (!isStrings(paths) || !isStrings(spec.args) || typeof spec.env !== "object" || spec.env === null) return null;
+    if (!Number.isSafeInteger(spec.agentPid)) return null;
     return spec as SuperviseSpec;
   } catch {
     return null;
@@ -108,7 +118,65 @@ function readSpec(): SuperviseSpec | null {
   }
 }
 
-function main(): void {
+/** How often a supervisor waiting for its FIFO's writer checks that the agent is still there. */
+const PARENT_POLL_MS = 100;
+
+/**
+ * Whether our parent is still `agent` (Node's process.ppid is only the parent at startup): field 4 of /proc/self/stat,
+ * after the command name in parentheses, which may itself hold spaces. Without /proc, whether the
+ * agent's PID still answers a signal 0.
+ */
+function parentIs(agent: number): boolean {
+  try {
+    const stat = readFileSync("/proc/self/stat", "latin1");
+    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === agent;
+  } catch {
+    try {
+      process.kill(agent, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+}
+
+/**
+ * The command's stdin. A payload file opens at once. A FIFO (a streaming payload, stdin-feed.ts)
+ * opens only once the agent opens its writing end, and if the agent dies first nobody ever will:
+ * so the open waits on a libuv thread while this one checks every PARENT_POLL_MS that our parent is
+ * still the agent that handed us the spec (when it dies we are handed to init or a subreaper). Null:
+ * it died. We then open the writing end ourselves, which ends the open(2) still blocked on the libuv
+ * thread: process.exit joins that thread, and would wait for it forever.
+ */
+function openStdin(path: string, agent: number): Promise<number | null> {
+  if (!statSync(path).isFIFO()) return Promise.resolve(openSync(path, "r"));
+  if (!parentIs(agent)) return Promise.resolve(null);
+  return new Promise((resolve, reject) => {
+    open(path, "r", (error, fd) => {
+      clearInterval(watch);
+      if (error) reject(error);
+      else resolve(fd);
+    });
+    const release = () => {
+      try {
+        closeSync(openSync(path, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK));
+      } catch {
+        // ENXIO: no open(2) waiting after all; there is nothing to release.
+      }
+    };
+    const watch = setInterval(() => {
+      if (parentIs(agent)) return;
+      clearInterval(watch);
+      resolve(null);
+      release();
+    }, PARENT_POLL_MS);
+  });
+}
+
+/** Recorded when the agent died before it began to feed a streaming payload. */
+const AGENT_GONE_BEFORE_STDIN = "the agent stopped before it began to feed the command's stdin";
+
+async function main(): Promise<void> {
   // A cancel signals the whole group. A handler (not SIG_IGN) keeps us alive to record the status,
   // and the command still gets the default action: libuv resets every disposition before execve
   // (https://github.com/libuv/libuv/pull/1376).
@@ -116,14 +184,21 @@ function main(): void {
   const spec = readSpec();
   // No command: the agent let its spare go (or wrote something else), and there is nothing to record.
   if (spec === null) process.exit(0);
+  // Until the chdir, a relative exit file is resolved by hand (the cwd may be gone: then so is the file's place).
+  let exitFile = resolve(spec.cwd, spec.exitFile);
   const cannotStart = (error: Error) => {
-    record(spec.exitFile, { code: null, signal: null, error: `cannot start ${spec.command}: ${error.message}` });
+    record(exitFile, { code: null, signal: null, error: `cannot start ${spec.command}: ${error.message}` });
     process.exit(CANNOT_START);
   };
   let child;
   try {
     process.chdir(spec.cwd);
-    const stdin = openSync(spec.stdinPath, "r");
+    exitFile = spec.exitFile;
+    const stdin = await openStdin(spec.stdinPath, spec.agentPid);
+    if (stdin === null) {
+      record(exitFile, { code: null, signal: null, error: AGENT_GONE_BEFORE_STDIN });
+      process.exit(CANNOT_START);
+    }
     const results = openSync(spec.resultsPath, "a", 0o600);
     child = spawn(spec.command, spec.args, { stdio: [stdin, results, results], env: spec.env });
     // The command has its own copies now.
@@ -135,9 +210,9 @@ function main(): void {
   }
   child.once("error", cannotStart);
   child.once("exit", (code, signal) => {
-    record(spec.exitFile, { code, signal });
+    record(exitFile, { code, signal });
     exitLike(code, signal);
   });
 }
 
-main();
+void main();

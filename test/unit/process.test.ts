@@ -158,6 +158,7 @@ describe("supervise.js", () => {
     env: process.env,
     stdinPath: join(dir, "payload"),
     resultsPath: join(dir, "stdout"),
+    agentPid: process.pid,
   });
 
   it("records a command it cannot start and exits 127, as a shell would", async () => {
@@ -180,6 +181,39 @@ describe("supervise.js", () => {
       });
     }
     expect(await readExitFile(dir)).toBeNull();
+  });
+  it("waiting for a streaming payload's FIFO, records that its agent died before feeding it, and exits", async () => {
+    const fifo = join(dir, "stdin.fifo");
+    spawnSync("mkfifo", ["-m", "600", fifo]);
+    // A stand-in agent: starts the supervisor in the background, hands it the spec with its own PID
+    // and dies at once, before anyone opens the FIFO for writing.
+    const script =
+      'printf "%s\\n" "$SPEC" | sed "s/\\"AGENT_PID\\"/$$/" | "$NODE" "$SUPERVISOR" >/dev/null 2>&1 & echo $!';
+    const agent = spawnSync("sh", ["-c", script], {
+      env: {
+        ...process.env,
+        SPEC: JSON.stringify({ ...spec("cat"), stdinPath: fifo, agentPid: "AGENT_PID" }),
+        NODE: process.execPath,
+        SUPERVISOR,
+      },
+      encoding: "utf8",
+    });
+    expect(agent.status).toBe(0);
+    const deadline = Date.now() + 5_000;
+    let exit = await readExitFile(dir);
+    while (exit === null && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+      exit = await readExitFile(dir);
+    }
+    expect(exit).toEqual({
+      exitCode: null,
+      signal: null,
+      error: "the agent stopped before it began to feed the command's stdin",
+    });
+    // It ended, rather than staying blocked in the FIFO's open.
+    await vi.waitFor(() => expect(spawnSync("kill", ["-0", agent.stdout.trim()]).status).not.toBe(0), {
+      timeout: 2_000,
+    });
   });
 });
 
