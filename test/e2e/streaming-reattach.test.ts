@@ -55,12 +55,16 @@ describe("a streaming upload that ends while the agent is cut off", () => {
       );
       // The command has read (and echoed) some of `first`: it runs on a stdin still open.
       let unit: UnitRecord | undefined;
-      await waitFor(async () => {
-        unit = await unitOf(worktype);
-        return unit?.state === "Running" && (unit.stdoutSize ?? 0) > 0;
-      }, "the first part through the command");
-      proxy.down();
-      await writeFile(go, "");
+      try {
+        await waitFor(async () => {
+          unit = await unitOf(worktype);
+          return unit?.state === "Running" && (unit.stdoutSize ?? 0) > 0;
+        }, "the first part through the command");
+        proxy.down();
+      } finally {
+        // Whatever happened, the producer ends (it would wait for ever).
+        await writeFile(go, "");
+      }
       const uploaded = await upload;
       expect(uploaded.code, uploaded.stderr).toBe(0);
       proxy.up();
