@@ -53,12 +53,13 @@ describe("a streaming upload that ends while the agent is cut off", () => {
         mesh,
         `{ cat ${dir}/${worktype}.1; while [ ! -e ${go} ]; do sleep 0.05; done; cat ${dir}/${worktype}.2; } | $MESHCTL work submit ${worktype} -p -`,
       );
-      // The command has read (and echoed) some of `first`: it runs on a stdin still open.
+      // The command runs on a stdin still open. (Not "has echoed some of `first`": how much of a
+      // stalled producer's stream reaches the broker before more comes varies, down to nothing under load.)
       let unit: UnitRecord | undefined;
       try {
         await waitFor(async () => {
           unit = await unitOf(worktype);
-          return unit?.state === "Running" && (unit.stdoutSize ?? 0) > 0;
+          return unit?.state === "Running";
         }, "the first part through the command");
         proxy.down();
       } finally {
