@@ -77,6 +77,8 @@ export class UnitRunner {
   private toldUnderWay = false;
   /** Resumed after an agent restart that cut its streaming stdin (stdin-feed.ts): it fails whatever its exit. */
   private stdinCut = false;
+  /** The payload could not be taken in while the command read it (payloadFailed): it fails with this, whatever its exit. */
+  private feedFailure: string | null = null;
 
   constructor(private readonly opts: RunnerOptions) {
     this.done = new Promise((resolve) => (this.finish = resolve));
@@ -86,7 +88,7 @@ export class UnitRunner {
     this.download = new PayloadDownload({
       path: this.payloadPath,
       onComplete: () => this.payloadComplete(),
-      onError: (e) => this.abort(e),
+      onError: (e) => this.payloadFailed(e),
       onData: (data) => this.feed?.write(data) ?? Promise.resolve(),
     });
     const { outputcap } = opts.workCommand;
@@ -340,7 +342,7 @@ export class UnitRunner {
       this.opts.log.info("unit:exited", { unit: this.id, ...exit });
       this.feed?.stop();
       if (this.closed) return;
-      this.exit = exit;
+      this.exit = this.feedFailure ? { ...exit, error: this.feedFailure } : exit;
       this.process = null;
       this.to("exited");
       void this.pump();
@@ -387,6 +389,26 @@ export class UnitRunner {
     if (this.closed) return; // closed meanwhile: nobody is left to tell
     this.exit = { exitCode: null, signal: null, error: detail };
     this.reportExit(this.exit, 0, canceled);
+  }
+
+  /**
+   * The payload could not be written (a full disk). A command already reading it from the FIFO
+   * (early or warm start) would wait for the rest for ever, and the unit with it: its stdin is cut
+   * and it is stopped, and the unit fails with the cause whatever its exit.
+   */
+  private payloadFailed(error: unknown): void {
+    const { feed, process } = this;
+    if (!feed || !process) return this.abort(error);
+    const doing = DOING.downloading;
+    this.feedFailure = localFailureDetail(this.opts.nodeId, doing, error);
+    this.opts.log.error("unit:failed-locally", {
+      unit: this.id,
+      doing,
+      error: errorMessage(error),
+      detail: this.feedFailure,
+    });
+    feed.stop();
+    process.cancel(this.opts.cancelGraceMs);
   }
 
   /** A local fault: before the command runs it ends the unit (beforeRun); after, it is logged. */

@@ -9,8 +9,10 @@
  * Only for commands that read a self-delimiting stream (config.ts streamsPayload): until a unit
  * comes the command holds an empty stdin, and if the agent dies first it reads a cut (empty) one,
  * on which such a command does nothing. A waiting instance is nobody's unit and not in the spool;
- * the agent empties workDir/warm/ when it starts (an instance that a dead agent left has read the
- * end of its stdin and exited, or will).
+ * the agent empties workDir/warm/ when it starts. An instance that a dead agent left has read the
+ * end of its stdin and exited, or will once it reads it; one that is not reading it yet (still
+ * starting, or a command that does something else first) would live on, nobody's: its process
+ * identity is kept in its directory (WARM_PROCESS) and the next start kills its group first.
  *
  * The next instance starts once the one taken has exited, or REFILL_AFTER_MS after the take:
  * started at once, its startup would compete for the CPU with the unit just handed over. One that
@@ -18,14 +20,14 @@
  * MAX_RETRY_MS, so a command that cannot start does not loop.
  */
 import type { ChildProcess } from "node:child_process";
-import { mkdir, rename, rm } from "node:fs/promises";
+import { mkdir, readFile, readdir, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "../shared/node/log.js";
 import type { CommandLine } from "./command-args.js";
 import type { WorkCommand } from "./config.js";
 import type { Exit } from "./exit-file.js";
 import { readExitFile } from "./exit-file.js";
-import { type ProcessIdentity, identifyProcess } from "./proc-identity.js";
+import { ProcessIdentity, identifyProcess, isRunning } from "./proc-identity.js";
 import { type RunningProcess, prepareProcess } from "./process.js";
 import { WORK_DIR } from "./spool.js";
 import { STDIN_FIFO, StdinFeed } from "./stdin-feed.js";
@@ -33,6 +35,8 @@ import { STDIN_FIFO, StdinFeed } from "./stdin-feed.js";
 export const REFILL_AFTER_MS = 10_000;
 const FIRST_RETRY_MS = 1_000;
 const MAX_RETRY_MS = 60_000;
+/** In a waiting instance's directory: its supervisor's identity, for the next start of the agent to end it. */
+export const WARM_PROCESS = "warm-process.json";
 /** A waiting instance let go: SIGKILL after this if the end of its stdin did not end it. */
 const DISCARD_GRACE_MS = 5_000;
 
@@ -83,6 +87,7 @@ export class WarmPool {
 
   /** Empties workDir/warm/ and starts one instance for each work type that asks for it. */
   async start(): Promise<void> {
+    await this.endLeftOver();
     await rm(this.opts.dir, { recursive: true, force: true });
     for (const work of this.opts.workCommands) {
       if (!work.warmstart) continue;
@@ -115,6 +120,22 @@ export class WarmPool {
       slot.ready = null;
     }
     await Promise.all(waiting.map((warm) => warm.discard()));
+  }
+
+  /** Kills the process group of each instance an earlier run left waiting that is still there (see above). */
+  private async endLeftOver(): Promise<void> {
+    const entries = await readdir(this.opts.dir).catch(() => []);
+    for (const entry of entries) {
+      const text = await readFile(join(this.opts.dir, entry, WARM_PROCESS), "utf8").catch(() => null);
+      const identity = text === null ? null : ProcessIdentity.safeParse(safeJson(text));
+      if (!identity?.success || !(await isRunning(identity.data))) continue;
+      this.opts.log.warn("warm:left-over", { pid: identity.data.pid, dir: entry });
+      try {
+        process.kill(-identity.data.pid, "SIGKILL");
+      } catch {
+        // Gone meanwhile.
+      }
+    }
   }
 
   private later(slot: Slot, ms: number): void {
@@ -194,6 +215,11 @@ export class WarmPool {
       await discard();
       throw new Error(`${line.command} ended before it took its stdin`);
     }
+    // Before the FIFO opened, the supervisor watched for its agent's death (supervise.ts); from now on the agent's next start does.
+    await writeFile(join(dir, WARM_PROCESS), JSON.stringify(identity), { mode: 0o600 }).catch(async (error) => {
+      await discard();
+      throw error;
+    });
     return {
       get dir() {
         return dir;
@@ -205,8 +231,18 @@ export class WarmPool {
         await rm(unitDir, { recursive: true, force: true });
         await rename(dir, unitDir);
         dir = unitDir;
+        // The unit's record names the process from here on.
+        await rm(join(unitDir, WARM_PROCESS), { force: true });
       },
       discard,
     };
+  }
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
   }
 }

@@ -123,6 +123,54 @@ describe("a full work dir", () => {
   });
 });
 
+describe("a full work dir while a command reads a streaming payload", () => {
+  const mesh = newMesh();
+  let dir: string | null;
+  const nodeId = "full-stream";
+  // wc writes nothing until its stdin ends: the payload file is what fills the disk.
+  const CONFIG = `
+- work-command: {worktype: early-wc, command: wc, params: "-c", streamingpayload: true}
+- work-command: {worktype: warm-wc, command: wc, params: "-c", streamingpayload: true, warmstart: true}
+`;
+
+  beforeAll(async () => {
+    dir = await tmpfs("2m");
+    if (!dir) return;
+    const agent = await startAgent({
+      mesh,
+      nodeId,
+      config: CONFIG,
+      capacity: 1,
+      workDir: join(dir, "work"),
+      extraArgs: ["--min-free", "0"],
+    });
+    agents.push(agent);
+    await waitFor(() => agent.logs().includes('"warm:ready"'), "a warm command ready", 20_000);
+  });
+
+  for (const worktype of ["early-wc", "warm-wc"]) {
+    it(`${worktype}: the unit fails naming the disk instead of running for ever on a stdin that never ends`, async (ctx) => {
+      if (!dir) return ctx.skip();
+      const started = Date.now();
+      // A first piece, then more than the disk holds while the command already runs on the first.
+      const result = await sh(
+        mesh,
+        `{ head -c 100000 /dev/zero; sleep 1; head -c 6000000 /dev/zero; } | $MESHCTL work submit ${worktype} -p -`,
+      );
+      expect(result.code, result.stderr).toBe(0);
+      const unit = JSON.parse(result.stdout.toString()) as UnitRecord;
+      const done = await waitFinished(mesh, unit.id, 30_000);
+      expect(done.state).toBe("Failed");
+      expect(done.detail).toBe(`node ${nodeId}: no space left on device while writing the payload`);
+      expect(Date.now() - started).toBeLessThan(25_000);
+      // Capacity 1: the slot is free again and the spool dropped, so a small unit runs.
+      const next = await sh(mesh, `echo small | $MESHCTL work submit ${worktype} -f -p -`);
+      expect(next.code, next.stderr).toBe(0);
+      expect(next.stdout.toString().trim()).toBe("6");
+    }, 60_000);
+  }
+});
+
 describe("a node below its --min-free", () => {
   const mesh = newMesh();
   let dir: string | null;

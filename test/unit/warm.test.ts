@@ -112,6 +112,32 @@ describe("WarmPool", () => {
     expect(await readdir(dir)).toEqual([]);
   });
 
+  it("a new start ends the instances an agent that died left waiting, even one not reading its stdin yet", async () => {
+    // Reads its stdin only after a long while: the end of its stdin would not end it soon.
+    const w = work("sh", "-c 'sleep 300; cat'");
+    const first = await setup(w);
+    await first.pool.start();
+    await vi.waitFor(() => expect(first.count("warm:ready")).toBe(1), { timeout: 5_000 });
+    const left = first.events.find((e) => e.event === "warm:ready")!.fields.pid as number;
+    // The agent that started it is gone without a stop: the next run's pool starts on the same directory.
+    const log: Logger = {
+      debug: () => undefined,
+      info: () => undefined,
+      warn: () => undefined,
+      error: () => undefined,
+    };
+    const next = new WarmPool({
+      dir: first.dir,
+      workCommands: [],
+      lineFor: (x) => commandLine(x, {}, process.env, []),
+      log,
+    });
+    pools.push(next);
+    await next.start();
+    await vi.waitFor(() => expect(alive(left)).toBe(false), { timeout: 5_000 });
+    expect(existsSync(first.dir)).toBe(false);
+  });
+
   it("does not loop on a command that cannot start: each retry waits twice as long", async () => {
     const { pool, events, count } = await setup(work("no-such-command-here", ""));
     await pool.start();
