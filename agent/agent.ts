@@ -27,7 +27,7 @@ import { answerProbe } from "./health.js";
 import { helloMessage } from "./hello.js";
 import { type LifetimeLimits, LifetimeWatch, NO_LIMITS } from "./lifetime.js";
 import { UnitRunner } from "./runner.js";
-import { SpareSupervisor } from "./spare.js";
+import { Supervisor } from "./supervisor.js";
 import { type Recovery, takeUpSpool } from "./spool.js";
 import { type Link, SilentPeer, linkUrl, openLink, probeHandshake } from "./socket.js";
 import type { Dispatcher } from "undici";
@@ -70,7 +70,8 @@ export class Agent {
   private welcomed = false;
   /** The error the broker answered this link's hello with, if it refused it. */
   private helloRefusal: ErrorBody | null = null;
-  private readonly spare = new SpareSupervisor();
+  /** Runs the units' commands and records how they end (supervisor.ts). */
+  private readonly supervisor = new Supervisor();
   /** The work dir's free space (disk.ts): sampled, and reported on a welcomed link. */
   private readonly disk: DiskWatch;
   /** Lifetime limits (lifetime.ts): what this run has taken, since when it holds nothing, why it leaves. */
@@ -112,7 +113,7 @@ export class Agent {
       resume: (unitId, recovery) => this.startRunner(unitId, recovery.work, recovery),
       rerun: (unitId, worktype) => this.onAssign(unitId, worktype, true),
     });
-    this.spare.arm();
+    this.supervisor.ensure();
     await this.disk.start();
     this.lifetime.start();
     /** When the link was lost, or the first connect of this streak failed: the reconnect delay grows with it. */
@@ -176,7 +177,7 @@ export class Agent {
   /** Closes the control link; units already running finish and report first. */
   async stop(): Promise<void> {
     this.stopped = true;
-    this.spare.stop();
+    this.supervisor.stop();
     this.disk.stop();
     this.lifetime.stop();
     this.link?.close(1000, "agent stopping");
@@ -285,8 +286,7 @@ export class Agent {
       cancelGraceMs: this.opts.cancelGraceMs,
       pingIntervalMs: this.pingIntervalMs,
       verifier: this.opts.verifier,
-      supervisor: () => this.spare.take(),
-      underWay: () => this.spare.arm(),
+      supervisor: this.supervisor,
       log: this.opts.log,
       dispatcher: this.opts.dispatcher,
       ...(resumed ? { resumed } : {}),

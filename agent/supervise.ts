@@ -1,29 +1,36 @@
 /**
- * `node supervise.js`: runs one work command and records how it ended in the unit's spool, even when
- * no agent is alive by then (receptor uses a second binary for the same). The agent starts it ahead
- * of need as the leader of a new process group, then writes the unit's command to its stdin as one
- * JSON line (SuperviseSpec); it opens the payload as the command's stdin and the results file as its
- * stdout and stderr, and the command inherits the group. The arguments reach the command verbatim:
- * no shell runs. Waiting pre-started saves a unit Node's boot (~75 ms on a slow core); a supervisor
- * whose stdin closes before a command came (its agent stopped or died) exits.
+ * `node supervise.js`: the agent's supervisor. It runs the units' commands and records how each
+ * ended in its unit's spool, even when no agent is alive by then (receptor uses a second binary for
+ * the same). The agent starts one as it starts, as the leader of a session of its own, and keeps it
+ * for its whole run: a unit's command starts without waiting for any process to boot (a Node boot,
+ * ~50 ms of CPU, was most of a small unit's start when each unit had a supervisor of its own).
  *
- * Unlike a shell's `$?`, Node tells an exit status from a signal, so `exit 130` is not mistaken for
- * SIGINT. Only node: builtins are imported so that it starts fast, and it writes nothing to its own
- * stdout or stderr.
+ * The agent writes each command to its stdin as one JSON line (SuperviseSpec). The supervisor
+ * opens the payload as the command's stdin and the results file as its stdout and stderr, and
+ * starts it as the leader of a new session and process group, which a cancel signals whole. It
+ * answers on stdout, one JSON line each (SuperviseEvent): the command's PID once it runs, then how
+ * it ended, once that is on disk. The arguments reach the command verbatim: no shell runs.
+ *
+ * When its stdin ends (the agent stopped or died, however) it takes no more commands and exits
+ * once those it runs have ended and are recorded. Unlike a shell's `$?`, Node tells an exit status
+ * from a signal, so `exit 130` is not mistaken for SIGINT. Only node: builtins are imported, and
+ * it writes nothing to its stderr.
  */
 import { spawn } from "node:child_process";
-import { closeSync, fsyncSync, openSync, readSync, renameSync, writeSync } from "node:fs";
-import { constants } from "node:os";
+import { closeSync, fsyncSync, open, openSync, renameSync, statSync, writeSync } from "node:fs";
+import { createInterface } from "node:readline";
 
-/** The unit's command, as the agent hands it over. */
+/** A unit's command, as the agent hands it over. */
 export interface SuperviseSpec {
+  /** Names the command in the answers (the unit's id). */
+  id: string;
   /** Where to record how the command ended (ExitRecord). */
   exitFile: string;
   command: string;
   args: string[];
   cwd: string;
   env: Record<string, string>;
-  /** The command's stdin. */
+  /** The command's stdin: a file, or a FIFO the agent feeds (stdin-feed.ts). */
   stdinPath: string;
   /** The command's stdout and stderr, appended. */
   resultsPath: string;
@@ -36,10 +43,14 @@ export interface ExitRecord {
   error?: string;
 }
 
-/** A shell's status for a command it could not start. */
-const CANNOT_START = 127;
-const CANCEL_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
-const keepRunning = () => undefined;
+/** The supervisor's answers: the command runs as `pid`; it ended (recorded in its exit file, if the disk allowed). */
+export type SuperviseEvent = { id: string; pid: number } | { id: string; exit: ExitRecord };
+
+/**
+ * A signal meant for the agent's whole process group or service (Ctrl-C, a stop) must not end the
+ * supervisor before the commands it runs are recorded: it leaves once they have ended.
+ */
+const STAY_FOR = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
 
 /** Whole or not at all (rename), and on disk before the name appears (fsync). */
 function record(exitFile: string, status: ExitRecord): void {
@@ -54,29 +65,17 @@ function record(exitFile: string, status: ExitRecord): void {
     }
     renameSync(tmp, exitFile);
   } catch {
-    // Nowhere to say so. The agent still learns the status from how we exit.
+    // Nowhere to record it. The agent, if alive, still learns the status from the answer.
   }
-}
-
-/** Re-raised, these would not end us: Node ignores SIGPIPE and starts its inspector on SIGUSR1. */
-const NOT_RERAISED = new Set<NodeJS.Signals>(["SIGPIPE", "SIGUSR1"]);
-
-/** Ends the way the command did, so that our parent's wait status is the command's. */
-function exitLike(code: number | null, signal: NodeJS.Signals | null): void {
-  if (signal === null) process.exit(code ?? CANNOT_START);
-  for (const name of CANCEL_SIGNALS) process.removeListener(name, keepRunning);
-  if (!NOT_RERAISED.has(signal)) process.kill(process.pid, signal);
-  // Not re-raised, or it did not end us: what a shell reports for a command killed by the signal.
-  process.exit(128 + constants.signals[signal]);
 }
 
 const isStrings = (value: unknown): value is string[] =>
   Array.isArray(value) && value.every((v) => typeof v === "string");
 
-function parseSpec(line: string): SuperviseSpec | null {
+export function parseSpec(line: string): SuperviseSpec | null {
   try {
     const spec = JSON.parse(line) as Record<keyof SuperviseSpec, unknown>;
-    const paths = [spec.exitFile, spec.command, spec.cwd, spec.stdinPath, spec.resultsPath];
+    const paths = [spec.id, spec.exitFile, spec.command, spec.cwd, spec.stdinPath, spec.resultsPath];
     if (!isStrings(paths) || !isStrings(spec.args) || typeof spec.env !== "object" || spec.env === null) return null;
     return spec as SuperviseSpec;
   } catch {
@@ -85,58 +84,120 @@ function parseSpec(line: string): SuperviseSpec | null {
 }
 
 /**
- * Blocks until the spec's line has come, or stdin ends first (null). Blocking is right here: there
- * is nothing else to do, and signals that arrive meanwhile are queued for the handlers.
+ * Whether more commands may come (the agent's end of stdin is open), whether answers still reach
+ * it, how many commands have not ended yet, and the stdins being opened (`cut`: let go of because
+ * no agent will feed them).
  */
-function readSpec(): SuperviseSpec | null {
-  const chunks: Buffer[] = [];
-  const buffer = Buffer.alloc(64 * 1024);
-  for (;;) {
-    let read: number;
-    try {
-      read = readSync(0, buffer);
-    } catch (error) {
-      // A non-blocking stdin (not the pipe the agent gives) has nothing yet: wait a little.
-      if ((error as NodeJS.ErrnoException).code !== "EAGAIN") return null;
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
-      continue;
+const state = { closed: false, deaf: false, running: 0, opening: new Map<string, { cut: boolean }>() };
+
+function answer(event: SuperviseEvent): void {
+  // A stopping agent still reads the answers; a dead one does not (EPIPE): its exit file counts then.
+  if (!state.deaf) process.stdout.write(`${JSON.stringify(event)}\n`);
+}
+
+function leaveIfDone(): void {
+  if (state.closed && state.running === 0) process.exit(0);
+}
+
+/**
+ * The command's stdin. A FIFO's open waits for its writer, so it is opened off the main thread
+ * (a file's open returns at once either way); the agent opens the writing end once a reader waits.
+ */
+async function openStdin(path: string): Promise<{ fd: number; cut: boolean }> {
+  const opening = { cut: false };
+  state.opening.set(path, opening);
+  try {
+    // A bare descriptor (not a FileHandle, which would close it again when collected).
+    const fd = await new Promise<number>((resolve, reject) =>
+      open(path, "r", (e, fd) => (e ? reject(e) : resolve(fd))),
+    );
+    return { fd, cut: opening.cut };
+  } finally {
+    state.opening.delete(path);
+  }
+}
+
+async function run(spec: SuperviseSpec): Promise<void> {
+  state.running++;
+  let ended = false;
+  const end = (status: ExitRecord) => {
+    if (ended) return;
+    ended = true;
+    record(spec.exitFile, status);
+    answer({ id: spec.id, exit: status });
+    state.running--;
+    leaveIfDone();
+  };
+  const cannotStart = (error: unknown) =>
+    end({
+      code: null,
+      signal: null,
+      error: `cannot start ${spec.command}: ${error instanceof Error ? error.message : String(error)}`,
+    });
+  let stdin: number;
+  try {
+    const opened = await openStdin(spec.stdinPath);
+    stdin = opened.fd;
+    // The agent died before it fed the FIFO, whose open returned only because main() let it go:
+    // a unit never runs on a truncated stdin.
+    if (opened.cut) {
+      closeSync(stdin);
+      return cannotStart(new Error("the agent stopped before it fed the payload"));
     }
-    if (read === 0) return null;
-    const newline = buffer.subarray(0, read).indexOf(10);
-    chunks.push(Buffer.from(buffer.subarray(0, newline < 0 ? read : newline)));
-    if (newline >= 0) return parseSpec(Buffer.concat(chunks).toString("utf8"));
+  } catch (error) {
+    return cannotStart(error);
+  }
+  try {
+    const results = openSync(spec.resultsPath, "a", 0o600);
+    try {
+      // detached: a session and process group of its own, so that a cancel reaches exactly the unit's processes.
+      const child = spawn(spec.command, spec.args, {
+        cwd: spec.cwd,
+        env: spec.env,
+        stdio: [stdin, results, results],
+        detached: true,
+      });
+      // Node reports ENOENT, EACCES and EAGAIN as "error" (and no exit).
+      child.once("error", cannotStart);
+      child.once("exit", (code, signal) => end({ code, signal }));
+      if (child.pid !== undefined) answer({ id: spec.id, pid: child.pid });
+    } finally {
+      // The command has its own copies now.
+      closeSync(results);
+    }
+  } catch (error) {
+    // Thrown rather than reported: E2BIG, a results file that cannot be opened…
+    cannotStart(error);
+  } finally {
+    closeSync(stdin);
   }
 }
 
 function main(): void {
-  // A cancel signals the whole group. A handler (not SIG_IGN) keeps us alive to record the status,
-  // and the command still gets the default action: libuv resets every disposition before execve
-  // (https://github.com/libuv/libuv/pull/1376).
-  for (const name of CANCEL_SIGNALS) process.on(name, keepRunning);
-  const spec = readSpec();
-  // No command: the agent let its spare go (or wrote something else), and there is nothing to record.
-  if (spec === null) process.exit(0);
-  const cannotStart = (error: Error) => {
-    record(spec.exitFile, { code: null, signal: null, error: `cannot start ${spec.command}: ${error.message}` });
-    process.exit(CANNOT_START);
-  };
-  let child;
-  try {
-    process.chdir(spec.cwd);
-    const stdin = openSync(spec.stdinPath, "r");
-    const results = openSync(spec.resultsPath, "a", 0o600);
-    child = spawn(spec.command, spec.args, { stdio: [stdin, results, results], env: spec.env });
-    // The command has its own copies now.
-    closeSync(stdin);
-    closeSync(results);
-  } catch (error) {
-    // Node reports ENOENT, EACCES and EAGAIN as "error" but throws others (E2BIG) synchronously.
-    return cannotStart(error instanceof Error ? error : new Error(String(error)));
-  }
-  child.once("error", cannotStart);
-  child.once("exit", (code, signal) => {
-    record(spec.exitFile, { code, signal });
-    exitLike(code, signal);
+  for (const name of STAY_FOR) process.on(name, () => undefined);
+  process.stdout.on("error", () => {
+    state.deaf = true;
+  });
+  const lines = createInterface({ input: process.stdin, crlfDelay: Number.POSITIVE_INFINITY });
+  lines.on("line", (line) => {
+    const spec = parseSpec(line);
+    // Anything else is not from the agent: nothing to run, nobody to tell.
+    if (spec) void run(spec);
+  });
+  lines.on("close", () => {
+    state.closed = true;
+    // A FIFO nobody will feed: opening its writing end lets the waiting open return (run() then
+    // refuses it). A file's open returns by itself.
+    for (const [path, opening] of state.opening) {
+      try {
+        if (!statSync(path).isFIFO()) continue;
+        opening.cut = true;
+        closeSync(openSync(path, "w"));
+      } catch {
+        // Gone meanwhile: its open has failed or returned.
+      }
+    }
+    leaveIfDone();
   });
 }
 

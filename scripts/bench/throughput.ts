@@ -34,7 +34,7 @@ export async function throughput(env: BenchEnv, mib: number, runs: number): Prom
     await new Promise((r) => setTimeout(r, 2000));
     idleRss = rssMiB(agent.pid) ?? Number.NaN;
     idlePrivate = privateMiB(agent.pid) ?? Number.NaN;
-    // The agent's spare supervisor (agent/spare.ts), waiting for the next unit's command.
+    // The agent's supervisor (agent/supervisor.ts), which runs every unit's command.
     const spares = descendants(agent.pid);
     spare = {
       count: spares.length,
@@ -95,7 +95,7 @@ export async function throughput(env: BenchEnv, mib: number, runs: number): Prom
       measure: "agent RSS (VmRSS), idle and while streaming",
       result:
         `idle ${round(idleRss)} MiB (${round(idlePrivate)} MiB of it private); peak ${round(streamingRss)} MiB while streaming ${mib} MiB; ` +
-        `beside it ${spare.count} spare supervisor: ${round(spare.rss)} MiB RSS, ${round(spare.private)} MiB private`,
+        `beside it ${spare.count} supervisor: ${round(spare.rss)} MiB RSS, ${round(spare.private)} MiB private`,
       comparedWith: `the ${mib} MiB it streamed (bounded: peak − idle ≪ stream size)`,
       goal: "idle ≤ 50 MiB; bounded while streaming",
       met: idleRss <= 50 && streamingRss - idleRss < mib / 2,

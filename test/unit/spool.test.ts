@@ -155,7 +155,14 @@ describe("decideRecovery", () => {
       false,
       lost("cannot start x: spawn x ENOENT"),
     ],
-    ["still running", started, null, true, { action: "adopt", work, process: proc }],
+    ["still running", started, null, true, { action: "adopt", work, process: proc, supervisor: null }],
+    [
+      "ended, its supervisor yet to record it",
+      { ...started, supervisor: { ...proc, pid: 4243 } },
+      null,
+      true,
+      { action: "adopt", work, process: proc, supervisor: { ...proc, pid: 4243 } },
+    ],
     ["killed with the agent", started, null, false, lost(PROCESS_GONE)],
     ["killed while starting", record({ phase: "starting" }), null, false, lost(START_UNRECORDED)],
     [
@@ -212,7 +219,13 @@ describe("scanSpool", () => {
     await spool("running1", { ...started, process: self });
     await spool("finished", started, '{"code":0,"signal":null}');
     await spool("badexit1", { ...started, process: self }, "0");
-    await spool("gone1234", { ...started, process: { ...self, startTime: (self.startTime ?? 0) + 1 } });
+    const gone = { ...self, startTime: (self.startTime ?? 0) + 1 };
+    await spool("gone1234", { ...started, process: gone });
+    // The command is gone, but the supervisor that would record its end still runs.
+    await spool("tobetold", { ...started, process: gone, supervisor: self });
+    // Written by an agent whose records had no supervisor field.
+    const { supervisor: _none, ...older } = { ...started, unitId: "olderrec", process: self };
+    await spool("olderrec", JSON.stringify(older));
     await spool("assigned", record());
     await spool("garbled1", "{not json");
     await spool("other-id", record());
@@ -223,6 +236,8 @@ describe("scanSpool", () => {
       badexit1: "adopt",
       finished: "report",
       gone1234: "report",
+      tobetold: "adopt",
+      olderrec: "adopt",
       assigned: "rerun",
       garbled1: "drop",
       wrongid1: "drop",
