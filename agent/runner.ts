@@ -261,10 +261,12 @@ export class UnitRunner {
       resultsPath: this.resultsPath,
       record: this.record,
       isClosed: () => this.closed,
+      // Said before the command runs (its PID is for the log: the broker keeps none), so that the
+      // broker's move to Running (two commits) is done by the time the first results come.
+      onHandedOver: () => this.send({ type: "started", pid: null }),
       onSpawned: (child) => {
         this.follow(child);
         this.opts.log.info("unit:started", { unit: this.id, pid: child.pid, command: this.opts.workCommand.command });
-        this.send({ type: "started", pid: child.pid });
         if (this.cancelRequested) child.cancel(this.opts.cancelGraceMs);
       },
     });

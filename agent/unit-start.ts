@@ -32,6 +32,8 @@ export interface StartContext extends UnitStartOptions {
   payloadPath: string;
   resultsPath: string;
   record: SpoolRecord;
+  /** Told once the command is handed to the supervisor, before it runs: the unit is started. */
+  onHandedOver: () => void;
   /** Told of the process as soon as it is spawned, before its identity is recorded. */
   onSpawned: (child: RunningProcess) => void;
   /** The unit was closed (canceled, expired, released): its spool is gone and it must not start. */
@@ -70,7 +72,10 @@ export async function startUnit(ctx: StartContext): Promise<Started> {
     }),
   ]);
   if (ctx.isClosed()) return { closed: true };
-  const child = await prepared.start(ctx.supervisor);
+  // The command is handed over as start() is called; the answer (its PID) comes as it runs.
+  const starting = prepared.start(ctx.supervisor);
+  ctx.onHandedOver();
+  const child = await starting;
   ctx.onSpawned(child);
   const identity = await child.identity;
   if (identity) await ctx.record.save({ phase: "started", ...identity, startedAt: new Date().toISOString() });
