@@ -125,14 +125,21 @@ const syncAll = promisify(fsync);
 
 /**
  * Replaces unit.json atomically and durably: a crash or power loss leaves the old or the new record.
- * A unit's start waits for it, so only the two syncs go to libuv's thread pool; the other steps
- * take microseconds and are done in place rather than each waiting its turn there (process.ts).
+ * A unit's start waits for it, so only the syncs go to libuv's thread pool; the other steps take
+ * microseconds and are done in place rather than each waiting its turn there (process.ts).
+ *
+ * The first record of a unit (an inline start's `starting`) is written in place, its file and
+ * directory synced at once: there is no old record to keep whole, and a crash before both syncs
+ * end leaves no record or a torn one, which a restart drops like none (the spawn waits for both).
+ * One sync's wait instead of two, one after the other.
  */
 export async function writeRecord(dir: string, record: UnitRecord): Promise<void> {
   const path = join(dir, RECORD_FILE);
+  const text = JSON.stringify(record);
+  if (await writeFirstRecord(dir, path, text)) return;
   const file = openSync(`${path}.tmp`, "w", 0o600);
   try {
-    writeSync(file, JSON.stringify(record));
+    writeSync(file, text);
     await syncData(file);
   } finally {
     closeSync(file);
@@ -144,6 +151,26 @@ export async function writeRecord(dir: string, record: UnitRecord): Promise<void
   } finally {
     closeSync(directory);
   }
+}
+
+/** Writes unit.json if there is none yet (false if there is), durably, its two syncs at once. */
+async function writeFirstRecord(dir: string, path: string, text: string): Promise<boolean> {
+  let file: number;
+  try {
+    file = openSync(path, "wx", 0o600);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "EEXIST") return false;
+    throw error;
+  }
+  const directory = openSync(dir, "r");
+  try {
+    writeSync(file, text);
+    await Promise.all([syncData(file), syncAll(directory)]);
+  } finally {
+    closeSync(file);
+    closeSync(directory);
+  }
+  return true;
 }
 
 export interface SpooledUnit {

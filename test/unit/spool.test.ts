@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -197,6 +197,23 @@ describe("decideOnClosed", () => {
     ["Canceled", false, false, "drop"],
   ] as const)("%s, exit recorded %s, ran %s: %s", (state, exitRecorded, ran, fate) => {
     expect(decideOnClosed(state, exitRecorded, ran)).toBe(fate);
+  });
+});
+
+describe("writeRecord", () => {
+  it("writes a unit's first record in place and replaces it whole after, leaving no temporary file", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "mesh-record-"));
+    try {
+      const first = record({ phase: "starting" });
+      await writeRecord(dir, first);
+      expect(await readdir(dir)).toEqual(["unit.json"]);
+      expect(JSON.parse(await readFile(join(dir, "unit.json"), "utf8"))).toEqual(first);
+      await writeRecord(dir, started);
+      expect(await readdir(dir)).toEqual(["unit.json"]);
+      expect(JSON.parse(await readFile(join(dir, "unit.json"), "utf8"))).toEqual(started);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 
