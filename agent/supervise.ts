@@ -17,7 +17,7 @@
  * it writes nothing to its stderr.
  */
 import { spawn } from "node:child_process";
-import { closeSync, fsyncSync, open, openSync, renameSync, statSync, writeSync } from "node:fs";
+import { closeSync, fsync, open, openSync, renameSync, statSync, writeSync } from "node:fs";
 import { createInterface } from "node:readline";
 
 /** A unit's command, as the agent hands it over. */
@@ -52,14 +52,17 @@ export type SuperviseEvent = { id: string; pid: number } | { id: string; exit: E
  */
 const STAY_FOR = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
 
-/** Whole or not at all (rename), and on disk before the name appears (fsync). */
-function record(exitFile: string, status: ExitRecord): void {
+/**
+ * Whole or not at all (rename), and on disk before the name appears (fsync). The sync waits off the
+ * main thread, so that another unit's command is not held behind it.
+ */
+async function record(exitFile: string, status: ExitRecord): Promise<void> {
   const tmp = `${exitFile}.tmp`;
   try {
     const fd = openSync(tmp, "w", 0o600);
     try {
       writeSync(fd, JSON.stringify(status));
-      fsyncSync(fd);
+      await new Promise<void>((resolve, reject) => fsync(fd, (error) => (error ? reject(error) : resolve())));
     } finally {
       closeSync(fd);
     }
@@ -123,10 +126,11 @@ async function run(spec: SuperviseSpec): Promise<void> {
   const end = (status: ExitRecord) => {
     if (ended) return;
     ended = true;
-    record(spec.exitFile, status);
-    answer({ id: spec.id, exit: status });
-    state.running--;
-    leaveIfDone();
+    void record(spec.exitFile, status).then(() => {
+      answer({ id: spec.id, exit: status });
+      state.running--;
+      leaveIfDone();
+    });
   };
   const cannotStart = (error: unknown) =>
     end({
