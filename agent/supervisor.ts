@@ -13,7 +13,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { type ProcessIdentity, identifyProcess } from "./proc-identity.js";
-import type { ExitRecord, SuperviseEvent, SuperviseSpec } from "./supervise.js";
+import type { SuperviseSpec } from "./supervise.js";
 import { unitEnvironment } from "./unit-env.js";
 
 /** Beside this module, in dist/ as in an installed package. */
@@ -38,15 +38,15 @@ export function spawnSupervisor(): ChildProcess {
 export interface Supervised {
   /** Its PID once it runs; null if it never did (then `ended` says why, or is null). */
   pid: Promise<number | null>;
-  /** How it ended, as recorded in its exit file; null if the supervisor ended before it could tell. */
-  ended: Promise<ExitRecord | null>;
+  /** How it ended, as the supervisor answered (an ExitRecord, unchecked); null if the supervisor ended before it could tell. */
+  ended: Promise<unknown>;
   /** The supervisor that runs it, once identified (null where it cannot be). */
   supervisor: Promise<ProcessIdentity | null>;
 }
 
 interface Waiting {
   pid(pid: number | null): void;
-  ended(exit: ExitRecord | null): void;
+  ended(exit: unknown): void;
 }
 
 interface Running {
@@ -125,18 +125,22 @@ export class Supervisor {
   }
 }
 
-/** One answer of the supervisor, to the unit it names. */
+/**
+ * One answer of the supervisor (supervise.ts SuperviseEvent), to the unit it names. Only its shape is
+ * checked here; the exit record is checked as an exit file is (process.ts, toExit).
+ */
 function answered(running: Running, line: string): void {
-  let event: SuperviseEvent;
+  let event: { id?: unknown; pid?: unknown; exit?: unknown };
   try {
-    event = JSON.parse(line) as SuperviseEvent;
+    event = JSON.parse(line);
   } catch {
     return;
   }
-  const unit = running.units.get(event.id);
-  if (!unit) return;
-  if ("pid" in event) return unit.pid(event.pid);
-  // Never spawned (cannot start): no PID will come.
+  const unit = typeof event.id === "string" ? running.units.get(event.id) : undefined;
+  if (!unit || typeof event.id !== "string") return;
+  if (typeof event.pid === "number" && Number.isSafeInteger(event.pid) && event.pid > 0) return unit.pid(event.pid);
+  if (event.exit === undefined) return;
+  // Ended (never spawned, if it could not start): no PID will come.
   unit.pid(null);
   unit.ended(event.exit);
   running.units.delete(event.id);
