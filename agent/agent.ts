@@ -28,6 +28,8 @@ import { helloMessage } from "./hello.js";
 import { type LifetimeLimits, LifetimeWatch, NO_LIMITS } from "./lifetime.js";
 import { UnitRunner } from "./runner.js";
 import { Supervisor } from "./supervisor.js";
+import { WarmPool } from "./warm.js";
+import { type CommandLine, commandLine } from "./command-args.js";
 import { type Recovery, takeUpSpool } from "./spool.js";
 import { type Link, SilentPeer, linkUrl, openLink, probeHandshake } from "./socket.js";
 import type { Dispatcher } from "undici";
@@ -72,6 +74,8 @@ export class Agent {
   private helloRefusal: ErrorBody | null = null;
   /** Runs the units' commands and records how they end (supervisor.ts). */
   private readonly supervisor = new Supervisor();
+  /** Commands of warmstart work types started ahead (warm.ts). */
+  private readonly warm: WarmPool;
   /** The work dir's free space (disk.ts): sampled, and reported on a welcomed link. */
   private readonly disk: DiskWatch;
   /** Lifetime limits (lifetime.ts): what this run has taken, since when it holds nothing, why it leaves. */
@@ -79,6 +83,13 @@ export class Agent {
 
   constructor(private readonly opts: AgentOptions) {
     this.token = opts.token;
+    this.warm = new WarmPool({
+      dir: join(opts.workDir, "warm"),
+      workCommands: opts.workCommands,
+      lineFor: (work) => commandLine(work, {}, process.env, this.secrets),
+      supervisor: this.supervisor,
+      log: opts.log,
+    });
     this.disk = new DiskWatch(opts.workDir, opts.minFreeBytes, opts.log, {
       welcomed: () => this.welcomed && this.link !== null,
       send: (disk) => this.send({ type: "disk", disk }),
@@ -114,6 +125,7 @@ export class Agent {
       rerun: (unitId, worktype) => this.onAssign(unitId, worktype, true),
     });
     this.supervisor.ensure();
+    await this.warm.start();
     await this.disk.start();
     this.lifetime.start();
     /** When the link was lost, or the first connect of this streak failed: the reconnect delay grows with it. */
@@ -178,10 +190,16 @@ export class Agent {
   async stop(): Promise<void> {
     this.stopped = true;
     this.supervisor.stop();
+    const warmGone = this.warm.stop();
     this.disk.stop();
     this.lifetime.stop();
     this.link?.close(1000, "agent stopping");
-    await Promise.all([...this.runners.values()].map((r) => r.done));
+    await Promise.all([...this.runners.values()].map((r) => r.done).concat(warmGone));
+  }
+
+  /** The join token and credential: no unit's environment may hold them. */
+  private get secrets(): string[] {
+    return [this.opts.token, this.token];
   }
 
   private send(message: AgentControlMessage): void {
@@ -280,7 +298,7 @@ export class Agent {
       workCommand: work,
       dataUrl: linkUrl(this.opts, `/units/${unitId}/data`, { node: this.opts.nodeId }),
       token: () => this.token,
-      secrets: () => [this.opts.token, this.token],
+      secrets: () => this.secrets,
       nodeId: this.opts.nodeId,
       unitDir: join(this.opts.workDir, "units", unitId),
       cancelGraceMs: this.opts.cancelGraceMs,
@@ -291,6 +309,8 @@ export class Agent {
       dispatcher: this.opts.dispatcher,
       ...(resumed ? { resumed } : {}),
       ...(inline ? { inline } : {}),
+      // An inline start has its payload whole already: it starts cold, now, as it always did.
+      ...(resumed || inline ? {} : { warm: (line: CommandLine) => this.warm.take(work, line) }),
     });
     this.runners.set(unitId, runner);
     this.opts.log.info("unit:assigned", { unit: unitId, worktype: work.worktype, ...(inline ? { inline: true } : {}) });

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /** `mesh-agent`: the execution-node agent. Dials out to the broker; needs no inbound port. */
 import { hostname, availableParallelism } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { setFlagsFromString } from "node:v8";
 import { NAME_PATTERN } from "../shared/ids.js";
@@ -155,7 +155,8 @@ async function main(argv: string[]): Promise<void> {
   const mesh = values.mesh ?? env.MESH_ID ?? D.mesh;
   if (!NAME_PATTERN.test(mesh)) fail(`mesh id "${mesh}" must be 1-64 characters of [A-Za-z0-9._-]`);
   const tagItems = values.tag ?? (env.MESH_TAGS ? env.MESH_TAGS.split(",").filter(Boolean) : []);
-  const workDir = values["work-dir"] ?? env.MESH_WORK_DIR ?? D.workDir;
+  // Absolute: a unit's supervisor starts in / and is handed paths under it.
+  const workDir = resolve(values["work-dir"] ?? env.MESH_WORK_DIR ?? D.workDir);
 
   const keyPaths =
     values["verify-key"] ?? (env.MESH_VERIFY_KEY ? [env.MESH_VERIFY_KEY] : config.verifyKey ? [config.verifyKey] : []);

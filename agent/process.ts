@@ -7,7 +7,7 @@
  * status in the spool, so the status survives an agent that dies first.
  */
 import { accessSync, closeSync, constants, openSync, statSync } from "node:fs";
-import { delimiter, join, resolve as resolvePath } from "node:path";
+import { delimiter, join, relative, resolve as resolvePath } from "node:path";
 import { sleep } from "../shared/backoff.js";
 import { EXIT_FILE, type Exit, NO_EXIT_STATUS, readExitFile, toExit } from "./exit-file.js";
 import { type ProcessIdentity, identifyProcess, isRunning } from "./proc-identity.js";
@@ -109,13 +109,15 @@ export async function prepareProcess(opts: ProcessSpec): Promise<PreparedProcess
 async function spawnCommand(opts: ProcessSpec, cwd: string, supervisor: Supervisor): Promise<RunningProcess> {
   const supervised = supervisor.run({
     id: opts.unitId,
-    exitFile: join(opts.spoolDir, EXIT_FILE),
+    // Relative to the cwd, so that they follow the unit's directory if it is renamed (warm.ts).
+    exitFile: relative(cwd, join(opts.spoolDir, EXIT_FILE)),
     command: opts.command,
     args: opts.args,
     cwd,
     env: opts.env,
-    stdinPath: opts.stdinPath,
-    resultsPath: opts.stdoutPath,
+    stdinPath: relative(cwd, opts.stdinPath),
+    resultsPath: relative(cwd, opts.stdoutPath),
+    agentPid: process.pid,
   });
   const pid = await supervised.pid;
   const identity =

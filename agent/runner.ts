@@ -25,6 +25,8 @@ import { type Attached, type UnitHandlers, unitMessages } from "./unit-messages.
 import { type UnitStartOptions, startUnit } from "./unit-start.js";
 import { STDIN_FIFO, STDIN_WHOLE, StdinFeed, cutStdinDetail, stdinWasCut } from "./stdin-feed.js";
 import { streamsPayload } from "./config.js";
+import { type CommandLine, commandLine } from "./command-args.js";
+import type { WarmProcess } from "./warm.js";
 
 export interface RunnerOptions
   extends UnitStartOptions,
@@ -35,6 +37,8 @@ export interface RunnerOptions
   resumed?: Extract<Recovery, { action: "report" | "adopt" }>;
   /** The assignment carried the unit and its whole payload: start it now, attach alongside. */
   inline?: InlineStart;
+  /** The command already started for this line, if the agent has one waiting (warm.ts). */
+  warm?: (line: CommandLine) => WarmProcess | null;
 }
 
 const POLL_MS = 250;
@@ -197,7 +201,10 @@ export class UnitRunner {
     } else if (cancel) this.cancel();
     const plan = ON_ATTACH[this.phase];
     // Started on a streaming payload: the rest of it comes on this link now (the command reads on).
-    if (this.feed && plan !== "download" && this.link) await this.download.start(this.link, unit.payloadSize, true);
+    // Its upload may have ended while no link was up, and the broker tells `payload-end` only then.
+    const streaming = unit.payloadStreaming === true;
+    if (this.feed && plan !== "download" && this.link)
+      await this.download.start(this.link, unit.payloadSize, streaming);
     if (plan === "resume") {
       if (this.process && !this.judged) this.send({ type: "started", pid: this.process.pid });
       this.upload.resume(resultsOffset);
@@ -205,8 +212,13 @@ export class UnitRunner {
     }
     if (plan === "wait") return;
     if (this.cancelRequested) return this.reportWithoutRunning("canceled before it started", true);
+    const warm = this.phase === "assigned" ? this.takeWarm(unit) : null;
+    if (warm) {
+      await this.startWarm(warm);
+      if (this.link && !this.closed) await this.download.start(this.link, unit.payloadSize, streaming);
+      return;
+    }
     if (this.phase === "assigned") this.to("downloading");
-    const streaming = unit.payloadStreaming === true;
     // The payload is still being uploaded and the work type reads a self-delimiting stream: the
     // command starts now on a FIFO that the download feeds (stdin-feed.ts), not after the last byte.
     // The feed exists before the first frame can come, so none passes it by.
@@ -214,6 +226,40 @@ export class UnitRunner {
     if (early) this.feed = new StdinFeed(join(this.opts.unitDir, STDIN_FIFO));
     if (this.link) await this.download.start(this.link, unit.payloadSize, streaming);
     if (early && this.feed) await this.startStreaming(unit, this.feed);
+  }
+
+  /** A command of this unit's line started ahead (warm.ts), if the agent holds one. */
+  private takeWarm(unit: Assignment): WarmProcess | null {
+    if (!this.opts.warm) return null;
+    const line = commandLine(this.opts.workCommand, unit.params, process.env, this.opts.secrets());
+    return "error" in line ? null : this.opts.warm(line);
+  }
+
+  /**
+   * The unit takes a command started ahead: recorded as started (in the warm directory, so that it
+   * is there the moment the directory becomes the unit's), then fed the payload as it comes.
+   */
+  private async startWarm(warm: WarmProcess): Promise<void> {
+    this.to("downloading");
+    this.to("starting");
+    try {
+      await this.record.save(
+        { phase: "started", process: warm.identity, supervisor: warm.supervisor, startedAt: new Date().toISOString() },
+        warm.dir,
+      );
+      await warm.moveTo(this.opts.unitDir);
+    } catch (error) {
+      // Not the unit's: the unit ends with the cause (abort), the instance goes.
+      void warm.discard();
+      throw error;
+    }
+    // Closed meanwhile (close() removed the directory before the rename made it again): let it go.
+    if (this.closed) return void warm.discard();
+    this.feed = warm.feed;
+    this.follow(warm.process);
+    this.opts.log.info("unit:started", { unit: this.id, pid: warm.process.pid, warm: true });
+    this.send({ type: "started", pid: warm.process.pid });
+    if (this.cancelRequested) warm.process.cancel(this.opts.cancelGraceMs);
   }
 
   private async startStreaming(unit: Assignment, feed: StdinFeed): Promise<void> {

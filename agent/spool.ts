@@ -70,9 +70,10 @@ export class SpoolRecord {
     private record: UnitRecord,
   ) {}
 
-  async save(change: Partial<UnitRecord> = {}): Promise<void> {
+  /** `dir`: elsewhere than the unit's directory, one about to become it (a warm start, warm.ts). */
+  async save(change: Partial<UnitRecord> = {}, dir = this.dir): Promise<void> {
     this.record = { ...this.record, ...change };
-    await writeRecord(this.dir, this.record);
+    await writeRecord(dir, this.record);
   }
 }
 

@@ -86,6 +86,11 @@ export class StdinFeed {
     return this.opening;
   }
 
+  /** Resolves once the writing end is open (the command's side opened the FIFO): true, or false if stopped first. */
+  async connect(): Promise<boolean> {
+    return (await this.open()) !== null;
+  }
+
   /** Writes `data` to the command's stdin, resolving once the pipe took it (backpressure). */
   async write(data: Uint8Array): Promise<void> {
     const socket = await this.open();

@@ -17,10 +17,16 @@
  * it writes nothing to its stderr.
  */
 import { spawn } from "node:child_process";
-import { closeSync, fsync, open, openSync, renameSync, statSync, writeSync } from "node:fs";
+import { closeSync, constants, fsync, open, openSync, readFileSync, readlinkSync, renameSync, statSync } from "node:fs";
+import { writeSync } from "node:fs";
 import { createInterface } from "node:readline";
+import { resolve } from "node:path";
 
-/** A unit's command, as the agent hands it over. */
+/**
+ * A unit's command, as the agent hands it over. The paths other than `cwd` may be relative to it:
+ * they then follow the unit's directory if the agent renames it while the command runs (a warm
+ * start, warm.ts, begins in a directory of its own and becomes the unit's when one is assigned).
+ */
 export interface SuperviseSpec {
   /** Names the command in the answers (the unit's id). */
   id: string;
@@ -28,12 +34,15 @@ export interface SuperviseSpec {
   exitFile: string;
   command: string;
   args: string[];
+  /** The command's: absolute. */
   cwd: string;
   env: Record<string, string>;
   /** The command's stdin: a file, or a FIFO the agent feeds (stdin-feed.ts). */
   stdinPath: string;
   /** The command's stdout and stderr, appended. */
   resultsPath: string;
+  /** The agent that hands it over: our parent until it dies (not process.ppid, which it may have done before we started). */
+  agentPid: number;
 }
 
 /** The exit file: `code` or `signal`, or neither with `error` when the command could not start. */
@@ -51,6 +60,25 @@ export type SuperviseEvent = { id: string; pid: number } | { id: string; exit: E
  * supervisor before the commands it runs are recorded: it leaves once they have ended.
  */
 const STAY_FOR = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+
+/** How often a command waiting for its FIFO's writer checks that the agent is still there. */
+const PARENT_POLL_MS = 100;
+
+/** Recorded when the agent died before it began to feed a streaming payload. */
+const AGENT_GONE_BEFORE_STDIN = "the agent stopped before it began to feed the command's stdin";
+
+/**
+ * The directory's path now, by a descriptor held on it: it follows a rename (a warm start's
+ * directory becoming the unit's). `given` where /proc cannot tell.
+ */
+function pathNow(dir: number, given: string): string {
+  try {
+    const path = readlinkSync(`/proc/self/fd/${dir}`);
+    return path.startsWith("/") ? path : given;
+  } catch {
+    return given;
+  }
+}
 
 /**
  * Whole or not at all (rename), and on disk before the name appears (fsync). The sync waits off the
@@ -80,6 +108,7 @@ export function parseSpec(line: string): SuperviseSpec | null {
     const spec = JSON.parse(line) as Record<keyof SuperviseSpec, unknown>;
     const paths = [spec.id, spec.exitFile, spec.command, spec.cwd, spec.stdinPath, spec.resultsPath];
     if (!isStrings(paths) || !isStrings(spec.args) || typeof spec.env !== "object" || spec.env === null) return null;
+    if (!Number.isSafeInteger(spec.agentPid)) return null;
     return spec as SuperviseSpec;
   } catch {
     return null;
@@ -88,10 +117,9 @@ export function parseSpec(line: string): SuperviseSpec | null {
 
 /**
  * Whether more commands may come (the agent's end of stdin is open), whether answers still reach
- * it, how many commands have not ended yet, and the stdins being opened (`cut`: let go of because
- * no agent will feed them).
+ * it, and how many commands have not ended yet.
  */
-const state = { closed: false, deaf: false, running: 0, opening: new Map<string, { cut: boolean }>() };
+const state = { closed: false, deaf: false, running: 0 };
 
 function answer(event: SuperviseEvent): void {
   // A stopping agent still reads the answers; a dead one does not (EPIPE): its exit file counts then.
@@ -103,30 +131,69 @@ function leaveIfDone(): void {
 }
 
 /**
- * The command's stdin. A FIFO's open waits for its writer, so it is opened off the main thread
- * (a file's open returns at once either way); the agent opens the writing end once a reader waits.
+ * Whether our parent is still `agent` (Node's process.ppid is only the parent at startup): field 4
+ * of /proc/self/stat, after the command name in parentheses, which may itself hold spaces. Without
+ * /proc, whether the agent's PID still answers a signal 0.
  */
-async function openStdin(path: string): Promise<{ fd: number; cut: boolean }> {
-  const opening = { cut: false };
-  state.opening.set(path, opening);
+function parentIs(agent: number): boolean {
   try {
-    // A bare descriptor (not a FileHandle, which would close it again when collected).
-    const fd = await new Promise<number>((resolve, reject) =>
-      open(path, "r", (e, fd) => (e ? reject(e) : resolve(fd))),
-    );
-    return { fd, cut: opening.cut };
-  } finally {
-    state.opening.delete(path);
+    const stat = readFileSync("/proc/self/stat", "latin1");
+    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === agent;
+  } catch {
+    try {
+      process.kill(agent, 0);
+      return true;
+    } catch {
+      return false;
+    }
   }
+}
+
+/**
+ * The command's stdin. A payload file opens at once. A FIFO (a streaming payload, stdin-feed.ts)
+ * opens only once the agent opens its writing end, and if the agent dies first nobody ever will:
+ * so the open waits on a libuv thread while this one checks every PARENT_POLL_MS that our parent is
+ * still the agent (when it dies we are handed to init or a subreaper). Null: it died. We then open
+ * the writing end ourselves, which ends the open(2) still blocked on the libuv thread: process.exit
+ * joins that thread, and would wait for it forever.
+ */
+function openStdin(path: string, agent: number): Promise<number | null> {
+  if (!statSync(path).isFIFO()) return Promise.resolve(openSync(path, "r"));
+  if (!parentIs(agent)) return Promise.resolve(null);
+  return new Promise((resolve, reject) => {
+    // A bare descriptor (not a FileHandle, which would close it again when collected).
+    open(path, "r", (error, fd) => {
+      clearInterval(watch);
+      if (error) reject(error);
+      else resolve(fd);
+    });
+    const release = () => {
+      try {
+        closeSync(openSync(path, constants.O_WRONLY | constants.O_NONBLOCK));
+      } catch {
+        // ENXIO: no open(2) waiting after all; there is nothing to release.
+      }
+    };
+    const watch = setInterval(() => {
+      if (parentIs(agent)) return;
+      clearInterval(watch);
+      resolve(null);
+      release();
+    }, PARENT_POLL_MS);
+  });
 }
 
 async function run(spec: SuperviseSpec): Promise<void> {
   state.running++;
+  // Held until the end is recorded: relative paths are resolved where the directory is then.
+  let dir: number | null = null;
+  const at = (path: string) => resolve(dir === null ? spec.cwd : pathNow(dir, spec.cwd), path);
   let ended = false;
   const end = (status: ExitRecord) => {
     if (ended) return;
     ended = true;
-    void record(spec.exitFile, status).then(() => {
+    void record(at(spec.exitFile), status).then(() => {
+      if (dir !== null) closeSync(dir);
       answer({ id: spec.id, exit: status });
       state.running--;
       leaveIfDone();
@@ -138,25 +205,21 @@ async function run(spec: SuperviseSpec): Promise<void> {
       signal: null,
       error: `cannot start ${spec.command}: ${error instanceof Error ? error.message : String(error)}`,
     });
-  let stdin: number;
+  let stdin: number | null;
   try {
-    const opened = await openStdin(spec.stdinPath);
-    stdin = opened.fd;
-    // The agent died before it fed the FIFO, whose open returned only because main() let it go:
-    // a unit never runs on a truncated stdin.
-    if (opened.cut) {
-      closeSync(stdin);
-      return cannotStart(new Error("the agent stopped before it fed the payload"));
-    }
+    dir = openSync(spec.cwd, "r");
+    stdin = await openStdin(at(spec.stdinPath), spec.agentPid);
   } catch (error) {
     return cannotStart(error);
   }
+  // The agent died before it fed the FIFO: a unit never runs on a truncated stdin.
+  if (stdin === null) return end({ code: null, signal: null, error: AGENT_GONE_BEFORE_STDIN });
   try {
-    const results = openSync(spec.resultsPath, "a", 0o600);
+    const results = openSync(at(spec.resultsPath), "a", 0o600);
     try {
       // detached: a session and process group of its own, so that a cancel reaches exactly the unit's processes.
       const child = spawn(spec.command, spec.args, {
-        cwd: spec.cwd,
+        cwd: pathNow(dir, spec.cwd),
         env: spec.env,
         stdio: [stdin, results, results],
         detached: true,
@@ -190,17 +253,6 @@ function main(): void {
   });
   lines.on("close", () => {
     state.closed = true;
-    // A FIFO nobody will feed: opening its writing end lets the waiting open return (run() then
-    // refuses it). A file's open returns by itself.
-    for (const [path, opening] of state.opening) {
-      try {
-        if (!statSync(path).isFIFO()) continue;
-        opening.cut = true;
-        closeSync(openSync(path, "w"));
-      } catch {
-        // Gone meanwhile: its open has failed or returned.
-      }
-    }
     leaveIfDone();
   });
 }

@@ -104,7 +104,9 @@ async function main(): Promise<void> {
     [
       "# Written by npm start. Work types this local agent offers (receptor work-command syntax).",
       "- node: {id: local}",
-      ...(hasRunner ? ["- work-command: {worktype: ansible-runner, command: ansible-runner, params: worker}"] : []),
+      ...(hasRunner
+        ? ["- work-command: {worktype: ansible-runner, command: ansible-runner, params: worker, warmstart: true}"]
+        : []),
       "- work-command: {worktype: cat, command: cat}",
       "- work-command: {worktype: sha256sum, command: sha256sum}",
       "",

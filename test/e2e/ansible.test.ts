@@ -53,6 +53,11 @@ beforeAll(async () => {
     worktype: ansible-worker
     command: ansible-runner
     params: worker
+- work-command:
+    worktype: ansible-warm
+    command: ansible-runner
+    params: worker
+    warmstart: true
 `,
   });
 });
@@ -82,6 +87,29 @@ describe("ansible-runner through the mesh", () => {
     const [client, worker] = await Promise.all([readFile(join(dir, "client.out")), readFile(join(dir, "worker.out"))]);
     expect(client.byteLength).toBeGreaterThan(0);
     expect(client.equals(worker)).toBe(true);
+  });
+
+  it("a worker started ahead (warmstart) gives the same artifacts as the direct pipe", async () => {
+    await waitFor(() => agent.logs().includes('"warm:ready"'), "a warm worker", 30_000);
+    const viaMesh = await sh(
+      mesh,
+      `ansible-runner transmit demo -p site.yml | $MESHCTL work submit ansible-warm -f -p - | ansible-runner process ${dir}/warm-out`,
+    );
+    expect(viaMesh.code, viaMesh.stderr).toBe(0);
+    const direct = await sh(
+      mesh,
+      `ansible-runner transmit demo -p site.yml | ansible-runner worker | ansible-runner process ${dir}/warm-direct-out`,
+    );
+    expect(direct.code, direct.stderr).toBe(0);
+    const [a, b] = await Promise.all([artifacts(join(dir, "warm-out")), artifacts(join(dir, "warm-direct-out"))]);
+    expect(a.status).toBe("successful");
+    expect(a).toEqual(b);
+    const units = (await api<UnitRecord[]>(mesh, "GET", "/units")).body.filter((u) => u.worktype === "ansible-warm");
+    const started = agent
+      .logs()
+      .split("\n")
+      .find((line) => line.includes('"unit:started"') && line.includes(units[0]!.id));
+    expect(started).toContain('"warm":true');
   });
 
   it("a failing playbook makes `meshctl work submit -f` exit non-zero, with the failure in the artifacts", async () => {

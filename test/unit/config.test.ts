@@ -341,4 +341,21 @@ describe("streamsPayload (early start)", () => {
       parseConfig("- work-command: {worktype: a, command: cat, streamingpayload: true, verifysignature: true}"),
     ).toThrow(/streamingpayload cannot go with verifysignature/);
   });
+
+  it("takes warmstart only on a work type that streams its payload", () => {
+    expect(
+      parseConfig("- work-command: {worktype: a, command: ansible-runner, params: worker, warmstart: true}"),
+    ).toMatchObject({ workCommands: [{ worktype: "a", warmstart: true }] });
+    expect(
+      parseConfig("- work-command: {worktype: a, command: cat, streamingpayload: true, warmstart: true}"),
+    ).toMatchObject({ workCommands: [{ warmstart: true }] });
+    for (const line of [
+      "{worktype: a, command: cat, warmstart: true}",
+      "{worktype: a, command: ansible-runner, params: worker, streamingpayload: false, warmstart: true}",
+      "{worktype: a, command: ansible-runner, params: worker, verifysignature: true, warmstart: true}",
+    ])
+      expect(() => parseConfig(`- work-command: ${line}`)).toThrow(
+        /warmstart needs a command that reads a self-delimiting stdin/,
+      );
+  });
 });

@@ -5,11 +5,11 @@
  * supervise.js beside itself as it does when installed.
  */
 import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import { EXIT_FILE, NO_EXIT_STATUS, readExitFile } from "../../agent/exit-file.js";
 import { identifyProcess, isRunning } from "../../agent/proc-identity.js";
 import { WORK_DIR } from "../../agent/spool.js";
@@ -270,6 +270,7 @@ describe("supervise.js", () => {
     env: process.env,
     stdinPath,
     resultsPath: join(dir, "stdout"),
+    agentPid: process.pid,
   });
 
   it("records and answers a command it cannot start, then exits once its stdin is over", async () => {
@@ -307,22 +308,62 @@ describe("supervise.js", () => {
     expect(await readExitFile(dir)).toEqual({ exitCode: 5, signal: null, error: null });
   });
 
-  it("never runs a command on a FIFO its agent died before feeding", async () => {
+  it("waiting for a streaming payload's FIFO, records that its agent died before feeding it, and exits", async () => {
     const fifo = join(dir, "stdin.fifo");
     execFileSync("mkfifo", ["-m", "600", fifo]);
-    const child = spawnSupervisor();
-    child.stdin!.write(`${JSON.stringify({ ...spec("sh", fifo), args: ["-c", "echo ran"] })}\n`);
-    // Its open of the FIFO waits for a writer that never comes: the agent dies first.
-    await new Promise((r) => setTimeout(r, 300));
-    child.stdin!.destroy();
-    child.stdout!.destroy();
-    expect(await exits(child)).toBe(0);
-    expect(await readExitFile(dir)).toEqual({
+    // A stand-in agent: starts the supervisor in the background, hands it the spec with its own PID
+    // and dies at once, before anyone opens the FIFO for writing.
+    const script =
+      'printf "%s\\n" "$SPEC" | sed "s/\\"AGENT_PID\\"/$$/" | "$NODE" "$SUPERVISOR" >/dev/null 2>&1 & echo $!';
+    const agent = spawnSync("sh", ["-c", script], {
+      env: {
+        ...process.env,
+        SPEC: JSON.stringify({ ...spec("cat", fifo), agentPid: "AGENT_PID" }),
+        NODE: process.execPath,
+        SUPERVISOR,
+      },
+      encoding: "utf8",
+    });
+    expect(agent.status).toBe(0);
+    const deadline = Date.now() + 5_000;
+    let exit = await readExitFile(dir);
+    while (exit === null && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+      exit = await readExitFile(dir);
+    }
+    expect(exit).toEqual({
       exitCode: null,
       signal: null,
-      error: "cannot start sh: the agent stopped before it fed the payload",
+      error: "the agent stopped before it began to feed the command's stdin",
     });
-    expect(await readFile(join(dir, "stdout"), "utf8").catch(() => "")).toBe("");
+    // It ended, rather than staying blocked in the FIFO's open.
+    await vi.waitFor(() => expect(spawnSync("kill", ["-0", agent.stdout.trim()]).status).not.toBe(0), {
+      timeout: 2_000,
+    });
+  });
+
+  it("a command's relative paths follow its directory when the agent renames it while it runs", async () => {
+    const gates = await mkdtemp(join(tmpdir(), "mesh-gate-"));
+    dirs.push(gates);
+    const gate = join(gates, "gate");
+    const moved = `${dir}-moved`;
+    dirs.push(moved);
+    const child = await startProcess({
+      unitId: "renamed1",
+      command: "sh",
+      args: ["-c", gated(gate, "echo before", "echo after; exit 6")],
+      spoolDir: dir,
+      stdinPath: join(dir, "payload"),
+      stdoutPath: join(dir, "stdout"),
+      env: { PATH: process.env.PATH ?? "" },
+      supervisor,
+    });
+    await appears(join(dir, "stdout"));
+    await rename(dir, moved);
+    await writeFile(gate, "");
+    expect(await child.exited).toEqual({ exitCode: 6, signal: null, error: null });
+    expect(await readExitFile(moved)).toEqual({ exitCode: 6, signal: null, error: null });
+    expect(await readFile(join(moved, "stdout"), "utf8")).toBe("before\nafter\n");
   });
 });
 
