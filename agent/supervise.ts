@@ -17,10 +17,20 @@
  * it writes nothing to its stderr.
  */
 import { spawn } from "node:child_process";
-import { closeSync, constants, fsync, open, openSync, readFileSync, readlinkSync, renameSync, statSync } from "node:fs";
-import { writeSync } from "node:fs";
-import { createInterface } from "node:readline";
+import {
+  closeSync,
+  constants,
+  fsync,
+  open,
+  openSync,
+  readFileSync,
+  readlinkSync,
+  renameSync,
+  statSync,
+  writeSync,
+} from "node:fs";
 import { resolve } from "node:path";
+import { createInterface } from "node:readline";
 
 /**
  * A unit's command, as the agent hands it over. The paths other than `cwd` may be relative to it:
