@@ -15,6 +15,10 @@ import { writeAll } from "./disk.js";
 
 /** What the download needs of a data socket (socket.ts's Link). */
 export interface SendLink {
+  /**
+   * Sends `data`, done with it on return: the caller may reuse the buffer. A WebSocket's send (Node's
+   * built-in and the undici package's) masks the bytes into a frame of its own before it returns.
+   */
   send(data: string | Uint8Array): void;
 }
 

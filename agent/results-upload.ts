@@ -9,6 +9,14 @@ import { CHUNK_BYTES, FRAME_HEADER, writeFrameHeader } from "../shared/frames.js
 import { ResultsSource } from "./output-cap.js";
 import type { SendLink } from "./payload-download.js";
 
+/**
+ * Bytes sent and not yet acknowledged, at most. The window is refilled once it is empty, not frame
+ * by frame as acks come: workerd serves every socket of the broker on one thread, and while the
+ * agent's socket always has bytes waiting it reads on and the others wait. With a sliding window a
+ * follower of the same unit got 6 of 200 MiB before the unit ended (then read the rest back from
+ * SQLite), and /healthz took 2.4 s instead of 20 ms. Waiting for the last ack leaves the broker an
+ * idle moment per window, its last commit, to serve the others; it costs the agent that wait.
+ */
 export const RESULTS_WINDOW = 8 * 1024 * 1024;
 
 interface Reader {
@@ -62,12 +70,20 @@ export class ResultsUpload {
   private link: SendLink | null = null;
   private sent = 0;
   private acked = 0;
+  /** The window filled: nothing more is sent until every byte sent is acknowledged (RESULTS_WINDOW). */
+  private draining = false;
   private pumping = false;
   /** A pump was asked for while one ran: it runs again before it returns (the ask may be an ack). */
   private again = false;
   private watcher: FSWatcher | null = null;
   private poll: NodeJS.Timeout | null = null;
   private readonly source: ResultsSource;
+  /**
+   * The frame read into and sent, again for every frame: the link is done with the bytes when send
+   * returns (SendLink). A new 1 MiB buffer a frame made V8 mark the agent's heap over and over
+   * (external memory): a quarter of the agent's CPU while it streamed.
+   */
+  private frame: Buffer | null = null;
 
   constructor(private readonly opts: UploadOptions) {
     this.source = new ResultsSource(opts.cap ?? null);
@@ -87,6 +103,7 @@ export class ResultsUpload {
   resume(offset: number): void {
     this.acked = offset;
     this.sent = offset;
+    this.draining = false;
   }
 
   /** Calls `onChange` when the file changes, and every `pollMs` regardless. */
@@ -106,6 +123,7 @@ export class ResultsUpload {
 
   ack(offset: number): void {
     this.acked = Math.max(this.acked, offset);
+    if (this.acked >= this.sent) this.draining = false;
   }
 
   /**
@@ -120,9 +138,9 @@ export class ResultsUpload {
       this.again = true;
       return null;
     }
-    // The window is full: nothing to send until an ack, so no need to open the file (the command's
+    // The window is full: nothing to send until the last ack, so no need to open the file (the command's
     // every write wakes a pump while it runs).
-    if (!ending && this.full) return null;
+    if (!ending && this.draining) return null;
     this.pumping = true;
     this.again = false;
     let size: number | null;
@@ -132,10 +150,6 @@ export class ResultsUpload {
       this.pumping = false;
     }
     return size === null && this.again ? this.pump(ending) : size;
-  }
-
-  private get full(): boolean {
-    return this.sent - this.acked >= (this.opts.window ?? RESULTS_WINDOW);
   }
 
   private async pumpOnce(ending: boolean): Promise<number | null> {
@@ -149,7 +163,7 @@ export class ResultsUpload {
       do {
         this.again = false;
         await this.send(reader, ended);
-      } while (this.again && !this.full);
+      } while (this.again && !this.draining);
       if (!ended) return null;
       const size = await this.source.size(reader, await ended.size());
       return this.acked === size ? size : null;
@@ -160,10 +174,10 @@ export class ResultsUpload {
 
   private async send(reader: Reader, ended: { size: () => Promise<number> } | null): Promise<void> {
     const chunk = this.opts.chunk ?? CHUNK_BYTES;
-    while (!this.full) {
-      // Read straight behind the frame's header: the frame is sent as it is, no copy. A new buffer
-      // each frame, as the socket may still hold the last one.
-      const frame = Buffer.allocUnsafe(FRAME_HEADER + chunk);
+    this.frame ??= Buffer.allocUnsafe(FRAME_HEADER + chunk);
+    const frame = this.frame;
+    while (!this.draining) {
+      // Read straight behind the frame's header: the frame is sent as it is, no copy of ours.
       // A re-attach during the read moves `sent`: only send what was read where we still are.
       const at = this.sent;
       const bytesRead = await this.source.read(reader, frame.subarray(FRAME_HEADER), chunk, at, ended);
@@ -171,6 +185,7 @@ export class ResultsUpload {
       if (this.sent !== at) continue;
       this.link?.send(writeFrameHeader(frame.subarray(0, FRAME_HEADER + bytesRead), "results", at));
       this.sent = at + bytesRead;
+      if (this.sent - this.acked >= (this.opts.window ?? RESULTS_WINDOW)) this.draining = true;
     }
   }
 }

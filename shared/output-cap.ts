@@ -103,7 +103,8 @@ class Items {
   }
 
   private keep(part: Uint8Array): void {
-    if (this.mode !== "lines" && this.lineBytes < PARSE_LIMIT) this.line.push(part.slice());
+    // A copy: the source may reuse its buffer for the next chunk, and a Buffer's slice() is a view.
+    if (this.mode !== "lines" && this.lineBytes < PARSE_LIMIT) this.line.push(Uint8Array.prototype.slice.call(part));
     this.lineBytes += part.length;
   }
 

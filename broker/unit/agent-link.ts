@@ -14,6 +14,7 @@ import { lateExitDetail, outcome, planFrame, planPull } from "./logic.js";
 import type { PendingResults } from "./results-batch.js";
 import { expiredDetail, isExpired } from "./schedule.js";
 import { type UnitDoc, type UnitStore, payloadStreaming } from "./store.js";
+import { resultsPacer, turnToWrite } from "./write-pacer.js";
 
 export const AGENT_TAG = "agent";
 
@@ -213,8 +214,9 @@ export async function onAgentResults(host: UnitHost, ws: WebSocket, doc: UnitDoc
 
 /**
  * Writes the pending results frames and acknowledges them once durable: an ack never covers a byte
- * a crash could lose. Frames that arrive meanwhile are written next, together (group commit, see
- * results-batch.ts). Settles when nothing is pending any more.
+ * a crash could lose. Each write waits for its turn (write-pacer.ts); frames that arrive meanwhile
+ * are written next, together (group commit, see results-batch.ts). Settles when nothing is pending
+ * any more.
  */
 export function writePending(host: UnitHost): Promise<void> {
   const pending = host.pending;
@@ -222,7 +224,14 @@ export function writePending(host: UnitHost): Promise<void> {
   if (pending.size === 0) return Promise.resolve();
   pending.writing = (async () => {
     try {
-      while (pending.size > 0) await writeBatch(host);
+      while (pending.size > 0) {
+        // Leaves the thread idle first, half as long as the last write kept it busy (write-pacer.ts):
+        // without it a full-speed stream starves every follower and request until it ends.
+        await turnToWrite();
+        const start = Date.now();
+        await writeBatch(host);
+        resultsPacer.wrote(start, Date.now());
+      }
     } catch (error) {
       // Its frames are lost and never acknowledged: drop the agent's socket, so that it comes back
       // and sends them again from the last ack rather than wait for an ack that will never come.
@@ -237,7 +246,7 @@ export function writePending(host: UnitHost): Promise<void> {
   return pending.writing;
 }
 
-/** One transaction of what is pending, then its ack. Dropped once the unit takes no more results (released, or its exit is in). */
+/** One transaction of what is pending, then its ack unless more is pending. Dropped once the unit takes no more results (released, or its exit is in). */
 async function writeBatch(host: UnitHost): Promise<void> {
   const chunks = host.pending.take();
   const doc = host.store.doc();
@@ -254,6 +263,10 @@ async function writeBatch(host: UnitHost): Promise<void> {
   ingestEvents(host.store, chunks, { before });
   await host.ctx.storage.sync();
   host.wake();
+  // Frames came in during this write: the next write's ack covers these bytes too, soon. The agent
+  // refills its window only once all of it is acknowledged (agent/results-upload.ts), so acks on
+  // the way there were only work: a JSON message, deflated here and inflated by the agent, each.
+  if (host.pending.size > 0) return;
   for (const agent of host.ctx.getWebSockets(AGENT_TAG)) {
     if (agent.readyState === WebSocket.OPEN && isAttached(agent))
       sendMessage(agent, { type: "results-ack", offset: end });

@@ -1,12 +1,14 @@
 /**
- * Results frames taken in but not yet written, for group commit: the Unit object writes a frame at
- * once when no write is under way, and the frames that arrive while one is (its commit, its sync)
- * all together right after it, in one transaction with one ack. At a trickle that is a write per
- * frame, as before, with no added delay; at full speed it is one commit, one sync and one ack per
- * several frames instead of per 1 MiB frame. An ack still covers only committed bytes; what a crash
- * loses is only what was never acknowledged, which the agent still holds in its spool and sends
- * again from the last ack (agent/results-upload.ts). Pending bytes are bounded by the agent's
- * window (RESULTS_WINDOW), as it sends no more unacknowledged.
+ * Results frames taken in but not yet written, for group commit: the Unit object writes a frame as
+ * soon as no write is under way and its turn has come (write-pacer.ts), and the frames that arrive
+ * meanwhile (the wait for its turn, its commit, its sync) all together right after it, in one
+ * transaction. At a trickle that is a write per frame, a timer's turn later; at full speed it is
+ * one commit and one sync per several frames instead of per 1 MiB frame, and the ack waits for the
+ * write that leaves nothing pending (one ack a burst: the agent refills its window once it is
+ * empty). An ack still covers only committed bytes; what a crash loses is only what was never
+ * acknowledged, which the agent still holds in its spool and sends again from the last ack
+ * (agent/results-upload.ts). Pending bytes are bounded by the agent's window (RESULTS_WINDOW), as
+ * it sends no more unacknowledged.
  */
 
 export interface PendingChunk {

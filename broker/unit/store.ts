@@ -178,10 +178,16 @@ export class UnitStore {
     if (stream === "results") this.remember(offset, data);
   }
 
+  /** The results from `offset` to the end of the chunk holding it if that chunk is in memory, else null (no copy). */
+  heldResultsAt(offset: number): Uint8Array | null {
+    const held = this.recentAt(offset);
+    return held ? held.data.subarray(offset - held.off) : null;
+  }
+
   /** The bytes of `stream` from `offset` to the end of the chunk holding it, or null past the end. */
   readAt(stream: StreamName, offset: number): Uint8Array | null {
-    const held = stream === "results" ? this.recentAt(offset) : null;
-    if (held) return held.data.subarray(offset - held.off);
+    const held = stream === "results" ? this.heldResultsAt(offset) : null;
+    if (held) return held;
     const row = this.db
       .exec<{ off: number; data: ArrayBuffer }>(
         "SELECT off, data FROM chunks WHERE stream = ? AND off <= ? ORDER BY off DESC LIMIT 1",

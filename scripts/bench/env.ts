@@ -26,7 +26,7 @@ const AGENT_NODE = process.env.BENCH_AGENT_NODE ?? process.execPath;
 export interface BenchAgent {
   pid: number;
   /** The agent's JSON log lines so far (info level). */
-  events(): { time: string; event: string; unit?: string }[];
+  events(): { time: string; event: string; unit?: string; warm?: boolean }[];
   stop(): Promise<void>;
 }
 
@@ -107,7 +107,7 @@ export class BenchEnv {
       events: () =>
         lines.flatMap((line) => {
           try {
-            return [JSON.parse(line) as { time: string; event: string; unit?: string }];
+            return [JSON.parse(line) as { time: string; event: string; unit?: string; warm?: boolean }];
           } catch {
             return [];
           }

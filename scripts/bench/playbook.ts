@@ -63,6 +63,8 @@ export async function playbook(env: BenchEnv, runs: number): Promise<Row> {
   } finally {
     await agent.stop();
   }
+  // Each warm-start run should have found its worker waiting (the unmeasured first one included).
+  const warmStarts = agent.events().filter((e) => e.event === "unit:started" && e.warm).length;
   const ratio = median(times.mesh) / median(times.direct);
   return {
     item: 1,
@@ -79,6 +81,7 @@ export async function playbook(env: BenchEnv, runs: number): Promise<Row> {
       directMs: times.direct.map((t) => round(t)),
       meshMs: times.mesh.map((t) => round(t)),
       coldStartMs: times.cold.map((t) => round(t)),
+      warmStarts: `${warmStarts} of ${runs + 1}`,
       wholePayloadFirstMs: times.whole.map((t) => round(t)),
       ratio: round(ratio, 3),
     },

@@ -134,6 +134,22 @@ describe("output cap: ansible-runner worker streams", () => {
     expect(new Set(read.counters).size).toBe(read.counters.length);
   });
 
+  it("plans the same from a source that reuses one Buffer for every chunk, as the agent's reader does", async () => {
+    const bytes = enc.encode(runnerStream(400));
+    const head = headEnd(bytes, 8 * 1024);
+    const reused = Buffer.alloc(7);
+    // Each chunk overwrites the last: a line kept across chunks must have been copied.
+    const reusing = async function* () {
+      for (let i = 0; i < bytes.length; i += reused.length) {
+        const n = Math.min(reused.length, bytes.length - i);
+        reused.set(bytes.subarray(i, i + n));
+        yield reused.subarray(0, n);
+      }
+    };
+    const fresh = await planCap(chunks(bytes, 7), bytes.length, head, 8 * 1024);
+    expect(await planCap(reusing, bytes.length, head, 8 * 1024)).toEqual(fresh);
+  });
+
   it("output dressed as framing (many or large status lines, a second zipfile) is cut like any line", async () => {
     const starting = JSON.stringify({ status: "starting" });
     const pads = Array.from({ length: 40 }, (_, i) => JSON.stringify({ status: "running", i, pad: "p".repeat(2000) }));

@@ -36,7 +36,7 @@ describe("ResultsUpload", () => {
     expect(await upload.pump(true)).toBeNull();
   });
 
-  it("sends up to the window, then waits for acknowledgements (ack window full)", async () => {
+  it("sends up to the window, then waits until every byte sent is acknowledged (ack window full)", async () => {
     const upload = setup(results(bytes(100)).source);
     const link = new FakeLink();
     upload.useLink(link);
@@ -45,9 +45,27 @@ describe("ResultsUpload", () => {
     expect(link.frames.map((f) => f.offset)).toEqual([0, 10, 20]);
     await upload.pump(false);
     expect(link.frames).toHaveLength(3);
+    // A partial ack does not refill the window: the broker gets an idle moment per window (RESULTS_WINDOW).
     upload.ack(20);
     await upload.pump(false);
-    expect(link.frames.map((f) => f.offset)).toEqual([0, 10, 20, 30, 40]);
+    expect(link.frames).toHaveLength(3);
+    upload.ack(30);
+    await upload.pump(false);
+    expect(link.frames.map((f) => f.offset)).toEqual([0, 10, 20, 30, 40, 50]);
+  });
+
+  it("reuses its frame buffer, and what the link got is what the file held", async () => {
+    const payload = bytes(100);
+    const upload = setup(results(payload).source);
+    const sent: Uint8Array[] = [];
+    // A link that keeps the very buffers it is given, as a broken send that does not copy would.
+    upload.useLink({ send: (data) => void (typeof data !== "string" && sent.push(data)) });
+    upload.resume(0);
+    await upload.pump(false);
+    upload.ack(30);
+    await upload.pump(false);
+    expect(sent).toHaveLength(6);
+    expect(new Set(sent.map((f) => f.buffer)).size).toBe(1);
   });
 
   it("an older acknowledgement never moves the window back", async () => {
@@ -171,6 +189,9 @@ describe("ResultsUpload", () => {
     await upload.pump(false);
     expect(opened).toBe(1);
     upload.ack(10);
+    await upload.pump(false);
+    expect(opened).toBe(1);
+    upload.ack(30);
     await upload.pump(false);
     expect(opened).toBe(2);
   });
