@@ -27,7 +27,7 @@ import { answerProbe } from "./health.js";
 import { helloMessage } from "./hello.js";
 import { type LifetimeLimits, LifetimeWatch, NO_LIMITS } from "./lifetime.js";
 import { UnitRunner } from "./runner.js";
-import { SpareSupervisor } from "./spare.js";
+import { Supervisor } from "./supervisor.js";
 import { WarmPool } from "./warm.js";
 import { type CommandLine, commandLine } from "./command-args.js";
 import { type Recovery, takeUpSpool } from "./spool.js";
@@ -72,7 +72,8 @@ export class Agent {
   private welcomed = false;
   /** The error the broker answered this link's hello with, if it refused it. */
   private helloRefusal: ErrorBody | null = null;
-  private readonly spare = new SpareSupervisor();
+  /** Runs the units' commands and records how they end (supervisor.ts). */
+  private readonly supervisor = new Supervisor();
   /** Commands of warmstart work types started ahead (warm.ts). */
   private readonly warm: WarmPool;
   /** The work dir's free space (disk.ts): sampled, and reported on a welcomed link. */
@@ -86,6 +87,7 @@ export class Agent {
       dir: join(opts.workDir, "warm"),
       workCommands: opts.workCommands,
       lineFor: (work) => commandLine(work, {}, process.env, this.secrets),
+      supervisor: this.supervisor,
       log: opts.log,
     });
     this.disk = new DiskWatch(opts.workDir, opts.minFreeBytes, opts.log, {
@@ -122,7 +124,7 @@ export class Agent {
       resume: (unitId, recovery) => this.startRunner(unitId, recovery.work, recovery),
       rerun: (unitId, worktype) => this.onAssign(unitId, worktype, true),
     });
-    this.spare.arm();
+    this.supervisor.ensure();
     await this.warm.start();
     await this.disk.start();
     this.lifetime.start();
@@ -187,7 +189,7 @@ export class Agent {
   /** Closes the control link; units already running finish and report first. */
   async stop(): Promise<void> {
     this.stopped = true;
-    this.spare.stop();
+    this.supervisor.stop();
     const warmGone = this.warm.stop();
     this.disk.stop();
     this.lifetime.stop();
@@ -302,8 +304,7 @@ export class Agent {
       cancelGraceMs: this.opts.cancelGraceMs,
       pingIntervalMs: this.pingIntervalMs,
       verifier: this.opts.verifier,
-      supervisor: () => this.spare.take(),
-      underWay: () => this.spare.arm(),
+      supervisor: this.supervisor,
       log: this.opts.log,
       dispatcher: this.opts.dispatcher,
       ...(resumed ? { resumed } : {}),

@@ -38,11 +38,16 @@ const ExitFile = z
 /** Anything but what supervise.js writes (a torn write, a file from an older agent) is no status. */
 export function parseExitFile(text: string): Exit | null {
   try {
-    const parsed = ExitFile.safeParse(JSON.parse(text));
-    return parsed.success ? parsed.data : null;
+    return toExit(JSON.parse(text));
   } catch {
     return null;
   }
+}
+
+/** An exit record as supervise.js writes it and answers it, or null. */
+export function toExit(record: unknown): Exit | null {
+  const parsed = ExitFile.safeParse(record);
+  return parsed.success ? parsed.data : null;
 }
 
 export async function readExitFile(dir: string): Promise<Exit | null> {

@@ -3,47 +3,52 @@
  * into one results file (as receptor does). Cancel sends SIGINT to the whole group, then SIGKILL
  * after a grace period.
  *
- * The command runs under supervise.js, a small Node process that leads the group and records the
- * command's exit status in the spool, so the status survives an agent that dies first. The agent
- * keeps one supervisor started ahead of need (spare.ts) and hands it the command when a unit starts.
+ * The agent's supervisor (supervisor.ts, supervise.ts) starts the command and records its exit
+ * status in the spool, so the status survives an agent that dies first.
  */
-import { type ChildProcess, spawn } from "node:child_process";
-import { constants } from "node:fs";
-import { access, open, stat } from "node:fs/promises";
+import { accessSync, closeSync, constants, openSync, statSync } from "node:fs";
 import { delimiter, join, relative, resolve as resolvePath } from "node:path";
-import { fileURLToPath } from "node:url";
 import { sleep } from "../shared/backoff.js";
-import { EXIT_FILE, type Exit, NO_EXIT_STATUS, readExitFile } from "./exit-file.js";
-import { type ProcessIdentity, isRunning } from "./proc-identity.js";
+import { EXIT_FILE, type Exit, NO_EXIT_STATUS, readExitFile, toExit } from "./exit-file.js";
+import { type ProcessIdentity, identifyProcess, isRunning } from "./proc-identity.js";
 import { WORK_DIR } from "./spool.js";
-import type { SuperviseSpec } from "./supervise.js";
-import { unitEnvironment } from "./unit-env.js";
+import type { Supervisor } from "./supervisor.js";
 
 export interface RunningProcess {
+  /** The command's PID, which leads its process group; null if it never ran. */
   pid: number | null;
+  /** What the spool records of it (null if it never ran): the command, and the supervisor that records its exit. */
+  identity: Promise<{ process: ProcessIdentity; supervisor: ProcessIdentity | null } | null>;
   exited: Promise<Exit>;
   /** SIGINT the group now, SIGKILL it after `graceMs` unless it has exited. */
   cancel(graceMs: number): void;
 }
 
-/** Beside this module, in dist/ as in an installed package. */
-const SUPERVISOR = fileURLToPath(new URL("./supervise.js", import.meta.url));
+/** The outcome of a command whose supervisor was killed before the command ended. */
+export const SUPERVISOR_LOST = "the agent's supervisor was killed while the command ran; its exit status is unknown";
+/** How often a process that is not our child is looked at, to learn that it ended. */
+const POLL_MS = 250;
 
-async function isExecutableFile(path: string): Promise<boolean> {
+/**
+ * Synchronous, as are the other small file steps of a start (spool.ts writeRecord): each is
+ * microseconds on a local disk, where through libuv's thread pool each waited its turn behind
+ * whatever else was queued (the spool record's syncs, a sample of the disk, a finished unit's
+ * removal): a few milliseconds a step on a busy agent, most of an inline start.
+ */
+function isExecutableFile(path: string): boolean {
   try {
-    await access(path, constants.X_OK);
-    return (await stat(path)).isFile();
+    accessSync(path, constants.X_OK);
+    return statSync(path).isFile();
   } catch {
     return false;
   }
 }
 
 /** Why `command` could not start; checked before spawning so that the unit's detail says it plainly. */
-async function cannotRun(command: string, cwd: string): Promise<string | null> {
-  if (command.includes("/"))
-    return (await isExecutableFile(resolvePath(cwd, command))) ? null : "not an executable file";
+function cannotRun(command: string, cwd: string): string | null {
+  if (command.includes("/")) return isExecutableFile(resolvePath(cwd, command)) ? null : "not an executable file";
   for (const dir of (process.env.PATH ?? "").split(delimiter).filter(Boolean)) {
-    if (await isExecutableFile(resolvePath(cwd, dir, command))) return null;
+    if (isExecutableFile(resolvePath(cwd, dir, command))) return null;
   }
   return "not found on PATH";
 }
@@ -57,28 +62,9 @@ function canceller(signalGroup: (signal: NodeJS.Signals) => void, exited: Promis
   };
 }
 
-/**
- * The supervisor's own environment: the defaults a unit gets (unit-env.ts), so neither the agent's
- * token nor Node's settings (NODE_OPTIONS, NODE_EXTRA_CA_CERTS…) reach the unit's process group. A
- * CA bundle alone is parsed at every Node start (45 ms of a 100 ms start here) and the supervisor
- * makes no TLS connection. The command gets the environment in its spec.
- */
-const supervisorEnv = () => unitEnvironment(process.env, [], []);
-
-/**
- * Starts a supervisor that waits on its stdin for the command to run (see supervise.ts), as the
- * leader of a new process group (detached: setsid), so that a cancel reaches the whole group.
- */
-export function spawnSupervisor(): ChildProcess {
-  return spawn(process.execPath, [SUPERVISOR], {
-    cwd: "/",
-    stdio: ["pipe", "ignore", "ignore"],
-    detached: true,
-    env: supervisorEnv(),
-  });
-}
-
 export interface ProcessSpec {
+  /** The unit's id: names the command to the supervisor. */
+  unitId: string;
   command: string;
   args: string[];
   /** The unit's spool directory: the command runs in its work/ and its exit status is written there. */
@@ -89,12 +75,12 @@ export interface ProcessSpec {
   env: Record<string, string>;
 }
 
-/** A spawn made ready: `start` hands the command to a supervisor (by default one started then). */
+/** A spawn made ready: `start` hands the command to the supervisor, and resolves once it runs (or cannot). */
 export interface PreparedProcess {
-  start(supervisor?: () => ChildProcess): RunningProcess;
+  start(supervisor: Supervisor): Promise<RunningProcess>;
 }
 
-export async function startProcess(spec: ProcessSpec & { supervisor?: () => ChildProcess }): Promise<RunningProcess> {
+export async function startProcess(spec: ProcessSpec & { supervisor: Supervisor }): Promise<RunningProcess> {
   return (await prepareProcess(spec)).start(spec.supervisor);
 }
 
@@ -104,25 +90,26 @@ export async function startProcess(spec: ProcessSpec & { supervisor?: () => Chil
  */
 export async function prepareProcess(opts: ProcessSpec): Promise<PreparedProcess> {
   const cwd = join(opts.spoolDir, WORK_DIR);
-  const problem = await cannotRun(opts.command, cwd);
+  const problem = cannotRun(opts.command, cwd);
   if (problem) {
     const error = `cannot start ${opts.command}: ${problem}`;
     const failed: RunningProcess = {
       pid: null,
+      identity: Promise.resolve(null),
       exited: Promise.resolve({ exitCode: null, signal: null, error }),
       cancel: () => undefined,
     };
-    return { start: () => failed };
+    return { start: async () => failed };
   }
   // Before the command starts: the agent watches this file for results from the moment it returns.
-  await (await open(opts.stdoutPath, "a", 0o600)).close();
-  return { start: (supervisor = spawnSupervisor) => spawnCommand(opts, cwd, supervisor) };
+  closeSync(openSync(opts.stdoutPath, "a", 0o600));
+  return { start: (supervisor) => spawnCommand(opts, cwd, supervisor) };
 }
 
-function spawnCommand(opts: ProcessSpec, cwd: string, supervisor: () => ChildProcess): RunningProcess {
-  const child = supervisor();
-  // Relative to the cwd, so that they follow the unit's directory if it is renamed (warm.ts).
-  const spec: SuperviseSpec = {
+async function spawnCommand(opts: ProcessSpec, cwd: string, supervisor: Supervisor): Promise<RunningProcess> {
+  const supervised = supervisor.run({
+    id: opts.unitId,
+    // Relative to the cwd, so that they follow the unit's directory if it is renamed (warm.ts).
     exitFile: relative(cwd, join(opts.spoolDir, EXIT_FILE)),
     command: opts.command,
     args: opts.args,
@@ -131,53 +118,67 @@ function spawnCommand(opts: ProcessSpec, cwd: string, supervisor: () => ChildPro
     stdinPath: relative(cwd, opts.stdinPath),
     resultsPath: relative(cwd, opts.stdoutPath),
     agentPid: process.pid,
-  };
-  let undelivered: string | null = null;
-  child.stdin?.once("error", (error) => (undelivered = error.message));
-  child.stdin?.end(`${JSON.stringify(spec)}\n`);
-  let exitedFlag = false;
-  const exited = new Promise<Exit>((resolve) => {
-    child.once("error", (error) => {
-      exitedFlag = true;
-      resolve({ exitCode: null, signal: null, error: `cannot start ${opts.command}: ${error.message}` });
-    });
-    child.once("exit", (code, signal) => {
-      exitedFlag = true;
-      // The supervisor ends as its command did, but only its file can say why a command did not
-      // start, and it has none when the group was SIGKILLed.
-      const lost: Exit = {
-        exitCode: null,
-        signal: null,
-        error: `cannot start ${opts.command}: its supervisor ended before it got the command (${undelivered})`,
-      };
-      resolve(
-        readExitFile(opts.spoolDir).then(
-          (exit) => exit ?? (undelivered === null ? { exitCode: code, signal, error: null } : lost),
-        ),
-      );
-    });
   });
+  const pid = await supervised.pid;
+  const identity =
+    pid === null
+      ? Promise.resolve(null)
+      : Promise.all([identifyProcess(pid), supervised.supervisor]).then(([process, by]) => ({
+          process,
+          supervisor: by,
+        }));
+  let over = false;
+  const exited = supervised.ended
+    .then(async (record): Promise<Exit> => {
+      const told = record === null ? null : toExit(record);
+      if (told) return told;
+      // The supervisor was killed: the command (a group of its own) may still run. Wait for it as
+      // for an adopted one; only a supervisor can have recorded how it ended.
+      const known = await identity;
+      if (known) while (await isRunning(known.process)) await sleep(POLL_MS);
+      const lost =
+        pid === null
+          ? `cannot start ${opts.command}: the agent's supervisor ended before it ran the command`
+          : SUPERVISOR_LOST;
+      return (await readExitFile(opts.spoolDir)) ?? { exitCode: null, signal: null, error: lost };
+    })
+    .finally(() => {
+      over = true;
+    });
   const signalGroup = (signal: NodeJS.Signals) => {
-    if (exitedFlag || child.pid === undefined) return;
+    if (over || pid === null) return;
     try {
-      process.kill(-child.pid, signal);
+      process.kill(-pid, signal);
     } catch {
       // The group is already gone.
     }
   };
-  return { pid: child.pid ?? null, exited, cancel: canceller(signalGroup, exited) };
+  return { pid, identity, exited, cancel: canceller(signalGroup, exited) };
 }
 
 /**
  * Follows a unit's process that an earlier run of this agent started. It is not our child, so its
- * end is seen by polling, and its status comes from the exit file its supervisor writes.
+ * end is seen by polling, and its status comes from the exit file its supervisor writes. That
+ * supervisor reaps the command before it records it: while the supervisor still runs, its record
+ * is waited for. (`supervisor` is null in the records of agents whose supervisor led the group and
+ * exited after recording: `identity` names that supervisor then.)
  */
-export function adoptProcess(identity: ProcessIdentity, spoolDir: string, pollMs: number): RunningProcess {
+export function adoptProcess(
+  identity: ProcessIdentity,
+  spoolDir: string,
+  pollMs: number,
+  supervisor: ProcessIdentity | null = null,
+): RunningProcess {
   let ended = false;
   const exited = (async (): Promise<Exit> => {
     while (await isRunning(identity)) await sleep(pollMs);
     ended = true;
-    return (await readExitFile(spoolDir)) ?? { exitCode: null, signal: null, error: NO_EXIT_STATUS };
+    let exit = await readExitFile(spoolDir);
+    while (!exit && supervisor && (await isRunning(supervisor))) {
+      await sleep(pollMs);
+      exit = await readExitFile(spoolDir);
+    }
+    return exit ?? { exitCode: null, signal: null, error: NO_EXIT_STATUS };
   })();
   const signalGroup = (signal: NodeJS.Signals) =>
     // Only while the supervisor is still the process recorded: once it is gone its PID may name another.
@@ -189,5 +190,10 @@ export function adoptProcess(identity: ProcessIdentity, spoolDir: string, pollMs
         // The group is already gone.
       }
     });
-  return { pid: identity.pid, exited, cancel: canceller(signalGroup, exited) };
+  return {
+    pid: identity.pid,
+    identity: Promise.resolve({ process: identity, supervisor }),
+    exited,
+    cancel: canceller(signalGroup, exited),
+  };
 }

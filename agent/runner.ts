@@ -1,4 +1,5 @@
-import { mkdir, rm, writeFile } from "node:fs/promises";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { errorMessage } from "../shared/node/log.js";
 import {
@@ -36,8 +37,6 @@ export interface RunnerOptions
   resumed?: Extract<Recovery, { action: "report" | "adopt" }>;
   /** The assignment carried the unit and its whole payload: start it now, attach alongside. */
   inline?: InlineStart;
-  /** Told once, when the unit's first results are acknowledged or it is over: the agent's next spare may start (spare.ts). */
-  underWay?: () => void;
   /** The command already started for this line, if the agent has one waiting (warm.ts). */
   warm?: (line: CommandLine) => WarmProcess | null;
 }
@@ -74,7 +73,6 @@ export class UnitRunner {
   private cancelRequested = false;
   /** The broker judged the unit (node lost) before it heard how it ended: what is left goes in as a late exit. */
   private judged = false;
-  private toldUnderWay = false;
   /** Resumed after an agent restart that cut its streaming stdin (stdin-feed.ts): it fails whatever its exit. */
   private stdinCut = false;
   /** The payload could not be taken in while the command read it (payloadFailed): it fails with this, whatever its exit. */
@@ -106,12 +104,6 @@ export class UnitRunner {
     return this.phase === "closed";
   }
 
-  private underWay(): void {
-    if (this.toldUnderWay) return;
-    this.toldUnderWay = true;
-    this.opts.underWay?.();
-  }
-
   private to(phase: UnitPhase): void {
     this.phase = move(this.phase, phase);
   }
@@ -120,7 +112,8 @@ export class UnitRunner {
     const { resumed } = this.opts;
     const inline = !resumed && this.opts.inline ? inlinePayload(this.id, this.opts.inline) : null;
     try {
-      await mkdir(join(this.opts.unitDir, WORK_DIR), { recursive: true, mode: 0o700 });
+      // In place, not through the thread pool: see process.ts isExecutableFile.
+      mkdirSync(join(this.opts.unitDir, WORK_DIR), { recursive: true, mode: 0o700 });
       // An inline start records `starting` next (unit-start.ts), before its spawn. A restart before
       // that finds no record and drops the directory; the broker, which holds the unit Pending on
       // this node, assigns it again when the hello does not list it (reconcile). So the `assigned`
@@ -132,7 +125,8 @@ export class UnitRunner {
       if (!resumed) this.abort(error);
     }
     if (resumed) this.stdinCut = await stdinWasCut(this.opts.unitDir);
-    if (resumed?.action === "adopt") this.follow(adoptProcess(resumed.process, this.opts.unitDir, POLL_MS));
+    if (resumed?.action === "adopt")
+      this.follow(adoptProcess(resumed.process, this.opts.unitDir, POLL_MS, resumed.supervisor));
     if (inline && this.exit === null)
       void this.startInline(inline.unit, inline.payload).catch((error) => this.abort(error));
     await keepLinked({
@@ -163,7 +157,6 @@ export class UnitRunner {
       attached: (msg) => void this.onAttached(msg).catch((error) => this.abort(error)),
       payloadEnd: (size) => this.download.end(size),
       resultsAck: (offset) => {
-        this.underWay();
         this.upload.ack(offset);
         void this.pump();
       },
@@ -253,7 +246,7 @@ export class UnitRunner {
     this.to("starting");
     try {
       await this.record.save(
-        { phase: "started", process: warm.identity, startedAt: new Date().toISOString() },
+        { phase: "started", process: warm.identity, supervisor: warm.supervisor, startedAt: new Date().toISOString() },
         warm.dir,
       );
       await warm.moveTo(this.opts.unitDir);
@@ -302,28 +295,26 @@ export class UnitRunner {
     this.unit = unit;
     this.to("downloading");
     this.to("starting");
-    // Written while the start is recorded (startUnit): the spawn waits for both.
-    await this.start(unit, this.payloadPath, writeFile(this.payloadPath, payload, { mode: 0o600 }));
+    // At most INLINE_PAYLOAD_BYTES, written in place (see process.ts isExecutableFile).
+    writeFileSync(this.payloadPath, payload, { mode: 0o600 });
+    await this.start(unit, this.payloadPath);
   }
 
-  private async start(
-    unit: Assignment,
-    stdinPath = this.payloadPath,
-    payloadWritten: Promise<void> = Promise.resolve(),
-  ): Promise<void> {
+  private async start(unit: Assignment, stdinPath = this.payloadPath): Promise<void> {
     // A re-attach during the signature check replaces this.unit: run exactly the unit that was checked.
     const start = await startUnit({
       ...this.opts,
       unit,
       payloadPath: stdinPath,
-      payloadWritten,
       resultsPath: this.resultsPath,
       record: this.record,
       isClosed: () => this.closed,
+      // Said before the command runs (its PID is for the log: the broker keeps none), so that the
+      // broker's move to Running (two commits) is done by the time the first results come.
+      onHandedOver: () => this.send({ type: "started", pid: null }),
       onSpawned: (child) => {
         this.follow(child);
         this.opts.log.info("unit:started", { unit: this.id, pid: child.pid, command: this.opts.workCommand.command });
-        this.send({ type: "started", pid: child.pid });
         if (this.cancelRequested) child.cancel(this.opts.cancelGraceMs);
       },
     });
@@ -337,6 +328,8 @@ export class UnitRunner {
     this.to("running");
     this.process = child;
     this.upload.watch(() => void this.pump(), POLL_MS);
+    // What the command wrote before the watch began (it runs by the time the supervisor says so).
+    void this.pump();
     void child.exited.then(async (ended) => {
       const exit = await explainExit(ended, this.opts.unitDir, this.opts.nodeId, this.cancelRequested);
       this.opts.log.info("unit:exited", { unit: this.id, ...exit });
@@ -428,7 +421,6 @@ export class UnitRunner {
   private async close(reason: string): Promise<void> {
     if (this.closed) return;
     this.to("closed");
-    this.underWay();
     this.opts.log.info("unit:closed", { unit: this.id, reason });
     this.upload.unwatch();
     this.link?.close(1000, "unit closed");

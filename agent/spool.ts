@@ -10,7 +10,9 @@
  * takes the units up (takeUpSpool). The exit file's format is exit-file.ts's; telling whether a
  * recorded process still runs, proc-identity.ts's.
  */
-import { open, readFile, readdir, rename, rm } from "node:fs/promises";
+import { closeSync, fdatasync, fsync, openSync, renameSync, writeSync } from "node:fs";
+import { readFile, readdir, rm } from "node:fs/promises";
+import { promisify } from "node:util";
 import { join } from "node:path";
 import { z } from "zod";
 import { UNIT_ID_PATTERN } from "../shared/ids.js";
@@ -31,7 +33,10 @@ const UnitRecord = z.object({
   work: WorkCommand,
   /** assigned: payload not yet complete; starting: the spawn may have happened; started: `process` runs it. */
   phase: z.enum(["assigned", "starting", "started"]),
+  /** The command, which leads its process group (in records of older agents: its supervisor, which led it). */
   process: ProcessIdentity.nullable(),
+  /** The supervisor that records the command's exit; absent in older records. */
+  supervisor: ProcessIdentity.nullable().default(null),
   assignedAt: z.string(),
   startedAt: z.string().nullable(),
 });
@@ -43,11 +48,19 @@ export type Recovery =
   | { action: "rerun"; work: WorkCommand }
   /** Ended (or lost): send the remaining results, then this outcome. */
   | { action: "report"; work: WorkCommand; exit: Exit }
-  /** Still running: follow its results and wait for it to end. */
-  | { action: "adopt"; work: WorkCommand; process: ProcessIdentity };
+  /** Still running (or its supervisor has yet to record its end): follow its results and wait for it to end. */
+  | { action: "adopt"; work: WorkCommand; process: ProcessIdentity; supervisor: ProcessIdentity | null };
 
 export function newRecord(unitId: string, work: WorkCommand): UnitRecord {
-  return { unitId, work, phase: "assigned", process: null, assignedAt: new Date().toISOString(), startedAt: null };
+  return {
+    unitId,
+    work,
+    phase: "assigned",
+    process: null,
+    supervisor: null,
+    assignedAt: new Date().toISOString(),
+    startedAt: null,
+  };
 }
 
 /** One unit's record as its runner keeps it: each change replaces unit.json whole (writeRecord). */
@@ -64,7 +77,10 @@ export class SpoolRecord {
   }
 }
 
-/** What to do with a spooled unit found at start; `running` says whether record.process still runs. */
+/**
+ * What to do with a spooled unit found at start; `running` says whether record.process still runs,
+ * or its supervisor, which may not have recorded its exit yet.
+ */
 export function decideRecovery(record: UnitRecord | null, exit: Exit | null, running: boolean): Recovery {
   if (!record) return { action: "drop", reason: `no readable ${RECORD_FILE}` };
   const { work } = record;
@@ -80,7 +96,9 @@ export function decideRecovery(record: UnitRecord | null, exit: Exit | null, run
     case "starting":
       return lost(START_UNRECORDED);
     case "started":
-      return running && record.process ? { action: "adopt", work, process: record.process } : lost(PROCESS_GONE);
+      return running && record.process
+        ? { action: "adopt", work, process: record.process, supervisor: record.supervisor }
+        : lost(PROCESS_GONE);
   }
 }
 
@@ -103,23 +121,57 @@ async function readRecord(dir: string, unitId: string): Promise<UnitRecord | nul
   }
 }
 
-/** Replaces unit.json atomically and durably: a crash or power loss leaves the old or the new record. */
+const syncData = promisify(fdatasync);
+const syncAll = promisify(fsync);
+
+/**
+ * Replaces unit.json atomically and durably: a crash or power loss leaves the old or the new record.
+ * A unit's start waits for it, so only the syncs go to libuv's thread pool; the other steps take
+ * microseconds and are done in place rather than each waiting its turn there (process.ts).
+ *
+ * The first record of a unit (an inline start's `starting`) is written in place, its file and
+ * directory synced at once: there is no old record to keep whole, and a crash before both syncs
+ * end leaves no record or a torn one, which a restart drops like none (the spawn waits for both).
+ * One sync's wait instead of two, one after the other.
+ */
 export async function writeRecord(dir: string, record: UnitRecord): Promise<void> {
   const path = join(dir, RECORD_FILE);
-  const file = await open(`${path}.tmp`, "w", 0o600);
+  const text = JSON.stringify(record);
+  if (await writeFirstRecord(dir, path, text)) return;
+  const file = openSync(`${path}.tmp`, "w", 0o600);
   try {
-    await file.writeFile(JSON.stringify(record));
-    await file.datasync();
+    writeSync(file, text);
+    await syncData(file);
   } finally {
-    await file.close();
+    closeSync(file);
   }
-  await rename(`${path}.tmp`, path);
-  const directory = await open(dir, "r");
+  renameSync(`${path}.tmp`, path);
+  const directory = openSync(dir, "r");
   try {
-    await directory.sync();
+    await syncAll(directory);
   } finally {
-    await directory.close();
+    closeSync(directory);
   }
+}
+
+/** Writes unit.json if there is none yet (false if there is), durably, its two syncs at once. */
+async function writeFirstRecord(dir: string, path: string, text: string): Promise<boolean> {
+  let file: number;
+  try {
+    file = openSync(path, "wx", 0o600);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "EEXIST") return false;
+    throw error;
+  }
+  const directory = openSync(dir, "r");
+  try {
+    writeSync(file, text);
+    await Promise.all([syncData(file), syncAll(directory)]);
+  } finally {
+    closeSync(file);
+    closeSync(directory);
+  }
+  return true;
 }
 
 export interface SpooledUnit {
@@ -135,7 +187,9 @@ export async function scanSpool(unitsDir: string): Promise<SpooledUnit[]> {
   for (const unitId of names.filter((name) => UNIT_ID_PATTERN.test(name))) {
     const dir = join(unitsDir, unitId);
     const record = await readRecord(dir, unitId);
-    const running = record?.process ? await isRunning(record.process) : false;
+    const running = record?.process
+      ? (await isRunning(record.process)) || (record.supervisor !== null && (await isRunning(record.supervisor)))
+      : false;
     found.push({ unitId, dir, recovery: decideRecovery(record, await readExitFile(dir), running) });
   }
   return found;

@@ -1,36 +1,53 @@
 /**
- * `node supervise.js`: runs one work command and records how it ended in the unit's spool, even when
- * no agent is alive by then (receptor uses a second binary for the same). The agent starts it ahead
- * of need as the leader of a new process group, then writes the unit's command to its stdin as one
- * JSON line (SuperviseSpec); it opens the payload as the command's stdin and the results file as its
- * stdout and stderr, and the command inherits the group. The arguments reach the command verbatim:
- * no shell runs. Waiting pre-started saves a unit Node's boot (~75 ms on a slow core); a supervisor
- * whose stdin closes before a command came (its agent stopped or died) exits.
+ * `node supervise.js`: the agent's supervisor. It runs the units' commands and records how each
+ * ended in its unit's spool, even when no agent is alive by then (receptor uses a second binary for
+ * the same). The agent starts one as it starts, as the leader of a session of its own, and keeps it
+ * for its whole run: a unit's command starts without waiting for any process to boot (a Node boot,
+ * ~50 ms of CPU, was most of a small unit's start when each unit had a supervisor of its own).
  *
- * Unlike a shell's `$?`, Node tells an exit status from a signal, so `exit 130` is not mistaken for
- * SIGINT. Only node: builtins are imported so that it starts fast, and it writes nothing to its own
- * stdout or stderr.
+ * The agent writes each command to its stdin as one JSON line (SuperviseSpec). The supervisor
+ * opens the payload as the command's stdin and the results file as its stdout and stderr, and
+ * starts it as the leader of a new session and process group, which a cancel signals whole. It
+ * answers on stdout, one JSON line each (SuperviseEvent): the command's PID once it runs, then how
+ * it ended, once that is on disk. The arguments reach the command verbatim: no shell runs.
+ *
+ * When its stdin ends (the agent stopped or died, however) it takes no more commands and exits
+ * once those it runs have ended and are recorded. Unlike a shell's `$?`, Node tells an exit status
+ * from a signal, so `exit 130` is not mistaken for SIGINT. Only node: builtins are imported, and
+ * it writes nothing to its stderr.
  */
 import { spawn } from "node:child_process";
-import { closeSync, fsyncSync, open, openSync, readFileSync, readSync, renameSync, statSync, writeSync } from "node:fs";
-import { constants as fsConstants } from "node:fs";
-import { constants } from "node:os";
+import {
+  closeSync,
+  constants,
+  fsync,
+  open,
+  openSync,
+  readFileSync,
+  readlinkSync,
+  renameSync,
+  statSync,
+  writeSync,
+} from "node:fs";
 import { resolve } from "node:path";
+import { createInterface } from "node:readline";
 
 /**
- * The unit's command, as the agent hands it over. The paths other than `cwd` may be relative to it:
+ * A unit's command, as the agent hands it over. The paths other than `cwd` may be relative to it:
  * they then follow the unit's directory if the agent renames it while the command runs (a warm
  * start, warm.ts, begins in a directory of its own and becomes the unit's when one is assigned).
  */
 export interface SuperviseSpec {
+  /** Names the command in the answers (the unit's id). */
+  id: string;
   /** Where to record how the command ended (ExitRecord). */
   exitFile: string;
   command: string;
   args: string[];
-  /** Ours and the command's: absolute. */
+  /** The command's: absolute. */
   cwd: string;
   env: Record<string, string>;
-  /** The command's stdin. */
+  /** The command's stdin: a file, or a FIFO the agent feeds (stdin-feed.ts). */
   stdinPath: string;
   /** The command's stdout and stderr, appended. */
   resultsPath: string;
@@ -45,47 +62,61 @@ export interface ExitRecord {
   error?: string;
 }
 
-/** A shell's status for a command it could not start. */
-const CANNOT_START = 127;
-const CANCEL_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
-const keepRunning = () => undefined;
+/** The supervisor's answers: the command runs as `pid`; it ended (recorded in its exit file, if the disk allowed). */
+export type SuperviseEvent = { id: string; pid: number } | { id: string; exit: ExitRecord };
 
-/** Whole or not at all (rename), and on disk before the name appears (fsync). */
-function record(exitFile: string, status: ExitRecord): void {
+/**
+ * A signal meant for the agent's whole process group or service (Ctrl-C, a stop) must not end the
+ * supervisor before the commands it runs are recorded: it leaves once they have ended.
+ */
+const STAY_FOR = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+
+/** How often a command waiting for its FIFO's writer checks that the agent is still there. */
+const PARENT_POLL_MS = 100;
+
+/** Recorded when the agent died before it began to feed a streaming payload. */
+const AGENT_GONE_BEFORE_STDIN = "the agent stopped before it began to feed the command's stdin";
+
+/**
+ * The directory's path now, by a descriptor held on it: it follows a rename (a warm start's
+ * directory becoming the unit's). `given` where /proc cannot tell.
+ */
+function pathNow(dir: number, given: string): string {
+  try {
+    const path = readlinkSync(`/proc/self/fd/${dir}`);
+    return path.startsWith("/") ? path : given;
+  } catch {
+    return given;
+  }
+}
+
+/**
+ * Whole or not at all (rename), and on disk before the name appears (fsync). The sync waits off the
+ * main thread, so that another unit's command is not held behind it.
+ */
+async function record(exitFile: string, status: ExitRecord): Promise<void> {
   const tmp = `${exitFile}.tmp`;
   try {
     const fd = openSync(tmp, "w", 0o600);
     try {
       writeSync(fd, JSON.stringify(status));
-      fsyncSync(fd);
+      await new Promise<void>((resolve, reject) => fsync(fd, (error) => (error ? reject(error) : resolve())));
     } finally {
       closeSync(fd);
     }
     renameSync(tmp, exitFile);
   } catch {
-    // Nowhere to say so. The agent still learns the status from how we exit.
+    // Nowhere to record it. The agent, if alive, still learns the status from the answer.
   }
-}
-
-/** Re-raised, these would not end us: Node ignores SIGPIPE and starts its inspector on SIGUSR1. */
-const NOT_RERAISED = new Set<NodeJS.Signals>(["SIGPIPE", "SIGUSR1"]);
-
-/** Ends the way the command did, so that our parent's wait status is the command's. */
-function exitLike(code: number | null, signal: NodeJS.Signals | null): void {
-  if (signal === null) process.exit(code ?? CANNOT_START);
-  for (const name of CANCEL_SIGNALS) process.removeListener(name, keepRunning);
-  if (!NOT_RERAISED.has(signal)) process.kill(process.pid, signal);
-  // Not re-raised, or it did not end us: what a shell reports for a command killed by the signal.
-  process.exit(128 + constants.signals[signal]);
 }
 
 const isStrings = (value: unknown): value is string[] =>
   Array.isArray(value) && value.every((v) => typeof v === "string");
 
-function parseSpec(line: string): SuperviseSpec | null {
+export function parseSpec(line: string): SuperviseSpec | null {
   try {
     const spec = JSON.parse(line) as Record<keyof SuperviseSpec, unknown>;
-    const paths = [spec.exitFile, spec.command, spec.cwd, spec.stdinPath, spec.resultsPath];
+    const paths = [spec.id, spec.exitFile, spec.command, spec.cwd, spec.stdinPath, spec.resultsPath];
     if (!isStrings(paths) || !isStrings(spec.args) || typeof spec.env !== "object" || spec.env === null) return null;
     if (!Number.isSafeInteger(spec.agentPid)) return null;
     return spec as SuperviseSpec;
@@ -95,36 +126,24 @@ function parseSpec(line: string): SuperviseSpec | null {
 }
 
 /**
- * Blocks until the spec's line has come, or stdin ends first (null). Blocking is right here: there
- * is nothing else to do, and signals that arrive meanwhile are queued for the handlers.
+ * Whether more commands may come (the agent's end of stdin is open), whether answers still reach
+ * it, and how many commands have not ended yet.
  */
-function readSpec(): SuperviseSpec | null {
-  const chunks: Buffer[] = [];
-  const buffer = Buffer.alloc(64 * 1024);
-  for (;;) {
-    let read: number;
-    try {
-      read = readSync(0, buffer);
-    } catch (error) {
-      // A non-blocking stdin (not the pipe the agent gives) has nothing yet: wait a little.
-      if ((error as NodeJS.ErrnoException).code !== "EAGAIN") return null;
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
-      continue;
-    }
-    if (read === 0) return null;
-    const newline = buffer.subarray(0, read).indexOf(10);
-    chunks.push(Buffer.from(buffer.subarray(0, newline < 0 ? read : newline)));
-    if (newline >= 0) return parseSpec(Buffer.concat(chunks).toString("utf8"));
-  }
+const state = { closed: false, deaf: false, running: 0 };
+
+function answer(event: SuperviseEvent): void {
+  // A stopping agent still reads the answers; a dead one does not (EPIPE): its exit file counts then.
+  if (!state.deaf) process.stdout.write(`${JSON.stringify(event)}\n`);
 }
 
-/** How often a supervisor waiting for its FIFO's writer checks that the agent is still there. */
-const PARENT_POLL_MS = 100;
+function leaveIfDone(): void {
+  if (state.closed && state.running === 0) process.exit(0);
+}
 
 /**
- * Whether our parent is still `agent` (Node's process.ppid is only the parent at startup): field 4 of /proc/self/stat,
- * after the command name in parentheses, which may itself hold spaces. Without /proc, whether the
- * agent's PID still answers a signal 0.
+ * Whether our parent is still `agent` (Node's process.ppid is only the parent at startup): field 4
+ * of /proc/self/stat, after the command name in parentheses, which may itself hold spaces. Without
+ * /proc, whether the agent's PID still answers a signal 0.
  */
 function parentIs(agent: number): boolean {
   try {
@@ -144,14 +163,15 @@ function parentIs(agent: number): boolean {
  * The command's stdin. A payload file opens at once. A FIFO (a streaming payload, stdin-feed.ts)
  * opens only once the agent opens its writing end, and if the agent dies first nobody ever will:
  * so the open waits on a libuv thread while this one checks every PARENT_POLL_MS that our parent is
- * still the agent that handed us the spec (when it dies we are handed to init or a subreaper). Null:
- * it died. We then open the writing end ourselves, which ends the open(2) still blocked on the libuv
- * thread: process.exit joins that thread, and would wait for it forever.
+ * still the agent (when it dies we are handed to init or a subreaper). Null: it died. We then open
+ * the writing end ourselves, which ends the open(2) still blocked on the libuv thread: process.exit
+ * joins that thread, and would wait for it forever.
  */
 function openStdin(path: string, agent: number): Promise<number | null> {
   if (!statSync(path).isFIFO()) return Promise.resolve(openSync(path, "r"));
   if (!parentIs(agent)) return Promise.resolve(null);
   return new Promise((resolve, reject) => {
+    // A bare descriptor (not a FileHandle, which would close it again when collected).
     open(path, "r", (error, fd) => {
       clearInterval(watch);
       if (error) reject(error);
@@ -159,7 +179,7 @@ function openStdin(path: string, agent: number): Promise<number | null> {
     });
     const release = () => {
       try {
-        closeSync(openSync(path, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK));
+        closeSync(openSync(path, constants.O_WRONLY | constants.O_NONBLOCK));
       } catch {
         // ENXIO: no open(2) waiting after all; there is nothing to release.
       }
@@ -173,46 +193,78 @@ function openStdin(path: string, agent: number): Promise<number | null> {
   });
 }
 
-/** Recorded when the agent died before it began to feed a streaming payload. */
-const AGENT_GONE_BEFORE_STDIN = "the agent stopped before it began to feed the command's stdin";
-
-async function main(): Promise<void> {
-  // A cancel signals the whole group. A handler (not SIG_IGN) keeps us alive to record the status,
-  // and the command still gets the default action: libuv resets every disposition before execve
-  // (https://github.com/libuv/libuv/pull/1376).
-  for (const name of CANCEL_SIGNALS) process.on(name, keepRunning);
-  const spec = readSpec();
-  // No command: the agent let its spare go (or wrote something else), and there is nothing to record.
-  if (spec === null) process.exit(0);
-  // Until the chdir, a relative exit file is resolved by hand (the cwd may be gone: then so is the file's place).
-  let exitFile = resolve(spec.cwd, spec.exitFile);
-  const cannotStart = (error: Error) => {
-    record(exitFile, { code: null, signal: null, error: `cannot start ${spec.command}: ${error.message}` });
-    process.exit(CANNOT_START);
+async function run(spec: SuperviseSpec): Promise<void> {
+  state.running++;
+  // Held until the end is recorded: relative paths are resolved where the directory is then.
+  let dir: number | null = null;
+  const at = (path: string) => resolve(dir === null ? spec.cwd : pathNow(dir, spec.cwd), path);
+  let ended = false;
+  const end = (status: ExitRecord) => {
+    if (ended) return;
+    ended = true;
+    void record(at(spec.exitFile), status).then(() => {
+      if (dir !== null) closeSync(dir);
+      answer({ id: spec.id, exit: status });
+      state.running--;
+      leaveIfDone();
+    });
   };
-  let child;
+  const cannotStart = (error: unknown) =>
+    end({
+      code: null,
+      signal: null,
+      error: `cannot start ${spec.command}: ${error instanceof Error ? error.message : String(error)}`,
+    });
+  let stdin: number | null;
   try {
-    process.chdir(spec.cwd);
-    exitFile = spec.exitFile;
-    const stdin = await openStdin(spec.stdinPath, spec.agentPid);
-    if (stdin === null) {
-      record(exitFile, { code: null, signal: null, error: AGENT_GONE_BEFORE_STDIN });
-      process.exit(CANNOT_START);
-    }
-    const results = openSync(spec.resultsPath, "a", 0o600);
-    child = spawn(spec.command, spec.args, { stdio: [stdin, results, results], env: spec.env });
-    // The command has its own copies now.
-    closeSync(stdin);
-    closeSync(results);
+    dir = openSync(spec.cwd, "r");
+    stdin = await openStdin(at(spec.stdinPath), spec.agentPid);
   } catch (error) {
-    // Node reports ENOENT, EACCES and EAGAIN as "error" but throws others (E2BIG) synchronously.
-    return cannotStart(error instanceof Error ? error : new Error(String(error)));
+    return cannotStart(error);
   }
-  child.once("error", cannotStart);
-  child.once("exit", (code, signal) => {
-    record(exitFile, { code, signal });
-    exitLike(code, signal);
+  // The agent died before it fed the FIFO: a unit never runs on a truncated stdin.
+  if (stdin === null) return end({ code: null, signal: null, error: AGENT_GONE_BEFORE_STDIN });
+  try {
+    const results = openSync(at(spec.resultsPath), "a", 0o600);
+    try {
+      // detached: a session and process group of its own, so that a cancel reaches exactly the unit's processes.
+      const child = spawn(spec.command, spec.args, {
+        cwd: pathNow(dir, spec.cwd),
+        env: spec.env,
+        stdio: [stdin, results, results],
+        detached: true,
+      });
+      // Node reports ENOENT, EACCES and EAGAIN as "error" (and no exit).
+      child.once("error", cannotStart);
+      child.once("exit", (code, signal) => end({ code, signal }));
+      if (child.pid !== undefined) answer({ id: spec.id, pid: child.pid });
+    } finally {
+      // The command has its own copies now.
+      closeSync(results);
+    }
+  } catch (error) {
+    // Thrown rather than reported: E2BIG, a results file that cannot be opened…
+    cannotStart(error);
+  } finally {
+    closeSync(stdin);
+  }
+}
+
+function main(): void {
+  for (const name of STAY_FOR) process.on(name, () => undefined);
+  process.stdout.on("error", () => {
+    state.deaf = true;
+  });
+  const lines = createInterface({ input: process.stdin, crlfDelay: Number.POSITIVE_INFINITY });
+  lines.on("line", (line) => {
+    const spec = parseSpec(line);
+    // Anything else is not from the agent: nothing to run, nobody to tell.
+    if (spec) void run(spec);
+  });
+  lines.on("close", () => {
+    state.closed = true;
+    leaveIfDone();
   });
 }
 
-void main();
+main();

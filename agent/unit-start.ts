@@ -3,14 +3,13 @@
  * command line, the spool record that says a spawn may have happened, then the spawn. Any refusal
  * comes back as the detail the unit ends with, without running.
  */
-import type { ChildProcess } from "node:child_process";
 import type { Logger } from "../shared/node/log.js";
 import type { Assignment } from "../shared/protocol.js";
 import { commandLine } from "./command-args.js";
 import type { WorkCommand } from "./config.js";
-import { identifyProcess } from "./proc-identity.js";
 import { type RunningProcess, prepareProcess } from "./process.js";
 import type { SpoolRecord } from "./spool.js";
+import type { Supervisor } from "./supervisor.js";
 import { type UnitVerifier, checkSignature } from "./verify.js";
 
 /** What starting a unit needs of the runner's options (runner.ts). */
@@ -22,18 +21,19 @@ export interface UnitStartOptions {
   verifier: UnitVerifier | null;
   /** The agent's join token and credential: no unit's environment may hold them. */
   secrets: () => string[];
-  /** A supervisor ready for the unit's command (the agent's spare); by default one is started then. */
-  supervisor?: (() => ChildProcess) | undefined;
+  /** The agent's supervisor, which runs the unit's command (supervisor.ts). */
+  supervisor: Supervisor;
   log: Logger;
 }
 
 export interface StartContext extends UnitStartOptions {
   unit: Assignment;
+  /** The command's stdin: the whole payload, or the FIFO a streaming payload is fed into. */
   payloadPath: string;
-  /** Settles once the payload file is whole (an inline payload is written while the start is recorded). */
-  payloadWritten?: Promise<void>;
   resultsPath: string;
   record: SpoolRecord;
+  /** Told once the command is handed to the supervisor, before it runs: the unit is started. */
+  onHandedOver: () => void;
   /** Told of the process as soon as it is spawned, before its identity is recorded. */
   onSpawned: (child: RunningProcess) => void;
   /** The unit was closed (canceled, expired, released): its spool is gone and it must not start. */
@@ -46,7 +46,6 @@ export type Started = { started: true } | { refused: string } | { closed: true }
 export async function startUnit(ctx: StartContext): Promise<Started> {
   const { unit, workCommand: work } = ctx;
   if (work.verifysignature) {
-    await ctx.payloadWritten;
     const refusal = await checkSignature(
       ctx.verifier,
       unit,
@@ -60,22 +59,25 @@ export async function startUnit(ctx: StartContext): Promise<Started> {
   const line = commandLine(work, unit.params, process.env, ctx.secrets());
   if ("error" in line) return { refused: line.error };
   // Before the spawn: a restarted agent must never run a unit twice, even if it cannot tell whether this one ran.
-  // What only prepares the spawn (finding the command, creating the results file, the payload) is done
-  // meanwhile: the record's two syncs are the longest step of a start.
+  // What only prepares the spawn (finding the command, creating the results file) is done meanwhile:
+  // the record's two syncs are the longest step of a start.
   const [, prepared] = await Promise.all([
     ctx.record.save({ phase: "starting" }),
-    prepareProcess({ ...line, spoolDir: ctx.unitDir, stdinPath: ctx.payloadPath, stdoutPath: ctx.resultsPath }),
-    ctx.payloadWritten,
+    prepareProcess({
+      ...line,
+      unitId: ctx.unitId,
+      spoolDir: ctx.unitDir,
+      stdinPath: ctx.payloadPath,
+      stdoutPath: ctx.resultsPath,
+    }),
   ]);
   if (ctx.isClosed()) return { closed: true };
-  const child = prepared.start(ctx.supervisor);
+  // The command is handed over as start() is called; the answer (its PID) comes as it runs.
+  const starting = prepared.start(ctx.supervisor);
+  ctx.onHandedOver();
+  const child = await starting;
   ctx.onSpawned(child);
-  if (child.pid !== null) {
-    await ctx.record.save({
-      phase: "started",
-      process: await identifyProcess(child.pid),
-      startedAt: new Date().toISOString(),
-    });
-  }
+  const identity = await child.identity;
+  if (identity) await ctx.record.save({ phase: "started", ...identity, startedAt: new Date().toISOString() });
   return { started: true };
 }

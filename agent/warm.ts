@@ -2,7 +2,7 @@
  * Warm starts (a work type's `warmstart`): one instance of the command started ahead of need, in a
  * directory of its own under workDir/warm/, waiting on a FIFO for its stdin. The next unit of that
  * work type whose command line is the same takes it: the directory becomes the unit's (renamed; the
- * supervisor's paths are relative to its cwd and follow, supervise.ts) and the unit's payload is fed
+ * supervisor's paths are relative to the command's directory and follow, supervise.ts) and the unit's payload is fed
  * into the FIFO as it arrives, as for an early start (stdin-feed.ts). For `ansible-runner worker`
  * this takes Python's and ansible-runner's imports (~0.4 s of CPU) off the unit's path.
  *
@@ -19,7 +19,6 @@
  * exits while waiting (killed, a broken install) is started again after a delay that doubles up to
  * MAX_RETRY_MS, so a command that cannot start does not loop.
  */
-import type { ChildProcess } from "node:child_process";
 import { mkdir, readFile, readdir, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "../shared/node/log.js";
@@ -27,15 +26,16 @@ import type { CommandLine } from "./command-args.js";
 import type { WorkCommand } from "./config.js";
 import type { Exit } from "./exit-file.js";
 import { readExitFile } from "./exit-file.js";
-import { ProcessIdentity, identifyProcess, isRunning } from "./proc-identity.js";
+import { ProcessIdentity, isRunning } from "./proc-identity.js";
 import { type RunningProcess, prepareProcess } from "./process.js";
 import { WORK_DIR } from "./spool.js";
 import { STDIN_FIFO, StdinFeed } from "./stdin-feed.js";
+import type { Supervisor } from "./supervisor.js";
 
 export const REFILL_AFTER_MS = 10_000;
 const FIRST_RETRY_MS = 1_000;
 const MAX_RETRY_MS = 60_000;
-/** In a waiting instance's directory: its supervisor's identity, for the next start of the agent to end it. */
+/** In a waiting instance's directory: its command's identity, for the next start of the agent to end its group. */
 export const WARM_PROCESS = "warm-process.json";
 /** A waiting instance let go: SIGKILL after this if the end of its stdin did not end it. */
 const DISCARD_GRACE_MS = 5_000;
@@ -45,7 +45,9 @@ export interface WarmProcess {
   /** Its directory now: under workDir/warm/ until moveTo. */
   readonly dir: string;
   readonly process: RunningProcess;
+  /** The command's, and the supervisor's that records its exit: what the unit's record names. */
   readonly identity: ProcessIdentity;
+  readonly supervisor: ProcessIdentity | null;
   /** Its stdin, open: what is written reaches the command. */
   readonly feed: StdinFeed;
   /** Makes `unitDir` (replaced if it exists) its directory. */
@@ -61,8 +63,8 @@ export interface WarmOptions {
   /** The command line a unit without runtime params gets (command-args.ts). */
   lineFor: (work: WorkCommand) => CommandLine | { error: string };
   log: Logger;
-  /** The supervisor to run it under (process.ts spawnSupervisor by default). */
-  supervisor?: () => ChildProcess;
+  /** The agent's supervisor, which runs it (supervisor.ts). */
+  supervisor: Supervisor;
 }
 
 interface Slot {
@@ -187,24 +189,33 @@ export class WarmPool {
     await feed.create();
     const prepared = await prepareProcess({
       ...line,
+      unitId: `warm-${this.count}`,
       spoolDir: dir,
       stdinPath: feed.path,
       stdoutPath: join(dir, "stdout"),
     });
-    const started = prepared.start(this.opts.supervisor);
+    // Answered once the command runs, which is after the supervisor's open of the FIFO returned:
+    // so the writing end is opened meanwhile (feed.connect), or that open would wait for ever.
+    const connecting = feed.connect();
+    const started = await prepared.start(this.opts.supervisor);
     const removeDir = () => rm(dir, { recursive: true, force: true });
+    const identity = await started.identity;
     // Could not start (not found on PATH): its exit says why.
-    if (started.pid === null) {
+    if (started.pid === null || identity === null) {
+      feed.stop();
       const exit = await started.exited;
       await removeDir();
       throw new Error(exit.error ?? "cannot start");
     }
-    const identity = await identifyProcess(started.pid);
     // The exit file is where the directory is by then (process.ts reads where it was first).
     const exited: Promise<Exit> = started.exited.then(async (exit) => (await readExitFile(dir)) ?? exit);
-    const process: RunningProcess = { pid: started.pid, exited, cancel: (grace) => started.cancel(grace) };
-    // The supervisor opens the FIFO, then spawns the command: once we can write, it is under way.
-    const connected = await Promise.race([feed.connect(), exited.then(() => false)]);
+    const process: RunningProcess = {
+      pid: started.pid,
+      identity: Promise.resolve(identity),
+      exited,
+      cancel: (grace) => started.cancel(grace),
+    };
+    const connected = await Promise.race([connecting, exited.then(() => false)]);
     const discard = async () => {
       feed.stop();
       process.cancel(DISCARD_GRACE_MS);
@@ -216,7 +227,8 @@ export class WarmPool {
       throw new Error(`${line.command} ended before it took its stdin`);
     }
     // Before the FIFO opened, the supervisor watched for its agent's death (supervise.ts); from now on the agent's next start does.
-    await writeFile(join(dir, WARM_PROCESS), JSON.stringify(identity), { mode: 0o600 }).catch(async (error) => {
+    // The command's identity: it leads its own process group (supervise.ts), which the next start kills.
+    await writeFile(join(dir, WARM_PROCESS), JSON.stringify(identity.process), { mode: 0o600 }).catch(async (error) => {
       await discard();
       throw error;
     });
@@ -225,7 +237,8 @@ export class WarmPool {
         return dir;
       },
       process,
-      identity,
+      identity: identity.process,
+      supervisor: identity.supervisor,
       feed,
       async moveTo(unitDir: string) {
         await rm(unitDir, { recursive: true, force: true });

@@ -128,11 +128,29 @@ export class UnitStore {
   private recent: { off: number; data: Uint8Array }[] = [];
   private recentBytes = 0;
 
+  /** Whether the tables exist: a new object makes them with its first write (`db`), not in its constructor. */
+  private tables: boolean;
+
   constructor(private readonly sql: SqlStorage) {
-    sql.exec(SCHEMA);
+    this.tables = sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'unit'").toArray().length > 0;
+  }
+
+  /**
+   * The database, its tables made if need be. Made in the constructor, they were a commit of their
+   * own before the unit's first: on workerd each commit is an fsync on the one thread that runs
+   * every object (docs/benchmarks.md), and a unit is made on the way to its first result byte.
+   */
+  private get db(): SqlStorage {
+    if (!this.tables) {
+      this.sql.exec(SCHEMA);
+      this.tables = true;
+    }
+    return this.sql;
   }
 
   doc(): UnitDoc | null {
+    // No tables, no unit: an object nobody has made a unit in (reading it must not write).
+    if (!this.tables) return null;
     if (this.cached === undefined) {
       const row = this.sql.exec<{ doc: string }>("SELECT doc FROM unit WHERE k = 1").toArray()[0];
       // Fields added after a unit was written read as their neutral values.
@@ -142,7 +160,7 @@ export class UnitStore {
   }
 
   save(doc: UnitDoc): void {
-    this.sql.exec(
+    this.db.exec(
       "INSERT INTO unit (k, doc) VALUES (1, ?) ON CONFLICT (k) DO UPDATE SET doc = excluded.doc",
       JSON.stringify(doc),
     );
@@ -156,7 +174,7 @@ export class UnitStore {
   }
 
   append(stream: StreamName, offset: number, data: Uint8Array): void {
-    this.sql.exec("INSERT INTO chunks (stream, off, data) VALUES (?, ?, ?)", STREAM[stream], offset, data);
+    this.db.exec("INSERT INTO chunks (stream, off, data) VALUES (?, ?, ?)", STREAM[stream], offset, data);
     if (stream === "results") this.remember(offset, data);
   }
 
@@ -170,7 +188,7 @@ export class UnitStore {
   readAt(stream: StreamName, offset: number): Uint8Array | null {
     const held = stream === "results" ? this.heldResultsAt(offset) : null;
     if (held) return held;
-    const row = this.sql
+    const row = this.db
       .exec<{ off: number; data: ArrayBuffer }>(
         "SELECT off, data FROM chunks WHERE stream = ? AND off <= ? ORDER BY off DESC LIMIT 1",
         STREAM[stream],
@@ -218,7 +236,7 @@ export class UnitStore {
       if (!held || position < held.off || position >= held.off + held.data.byteLength)
         held = stream === "results" ? this.recentAt(position) : null;
       if (!held) {
-        const row = this.sql
+        const row = this.db
           .exec<{ off: number; data: ArrayBuffer }>(
             "SELECT off, data FROM chunks WHERE stream = ? AND off <= ? ORDER BY off DESC LIMIT 1",
             STREAM[stream],
@@ -246,7 +264,7 @@ export class UnitStore {
 
   addEvents(events: readonly ParsedEvent[], at: number): void {
     for (const e of events) {
-      this.sql.exec(
+      this.db.exec(
         "INSERT INTO events (at, kind, off, len, meta, secret) VALUES (?, ?, ?, ?, ?, ?)",
         at,
         e.kind,
@@ -259,11 +277,11 @@ export class UnitStore {
   }
 
   lastEventSeq(): number {
-    return this.sql.exec<{ seq: number | null }>("SELECT max(seq) AS seq FROM events").one().seq ?? 0;
+    return this.db.exec<{ seq: number | null }>("SELECT max(seq) AS seq FROM events").one().seq ?? 0;
   }
 
   eventsAfter(after: number, limit: number): EventRow[] {
-    return this.sql
+    return this.db
       .exec<EventRow & Record<string, SqlStorageValue>>(
         "SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
         after,
@@ -274,19 +292,19 @@ export class UnitStore {
 
   deleteStreams(): void {
     this.forgetRecent();
-    this.sql.exec("DELETE FROM chunks");
-    this.sql.exec("DELETE FROM events");
+    this.db.exec("DELETE FROM chunks");
+    this.db.exec("DELETE FROM events");
   }
 
   deleteStream(stream: StreamName): void {
     if (stream === "results") this.forgetRecent();
-    this.sql.exec("DELETE FROM chunks WHERE stream = ?", STREAM[stream]);
+    this.db.exec("DELETE FROM chunks WHERE stream = ?", STREAM[stream]);
   }
 
   /** Forgets the unit entirely (the tombstone's retention is over). */
   forget(): void {
     this.deleteStreams();
-    this.sql.exec("DELETE FROM unit");
+    this.db.exec("DELETE FROM unit");
     this.cached = null;
   }
 }

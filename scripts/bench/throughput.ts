@@ -27,19 +27,19 @@ export async function throughput(env: BenchEnv, mib: number, runs: number): Prom
   const cpu = { broker: [] as number[], agent: [] as number[] };
   let idleRss = 0;
   let idlePrivate = 0;
-  let spare = { count: 0, rss: 0, private: 0 };
+  let supervisor = { count: 0, rss: 0, private: 0 };
   let streamingRss = 0;
   try {
     // Let the freshly connected agent settle before calling it idle.
     await new Promise((r) => setTimeout(r, 2000));
     idleRss = rssMiB(agent.pid) ?? Number.NaN;
     idlePrivate = privateMiB(agent.pid) ?? Number.NaN;
-    // The agent's spare supervisor (agent/spare.ts), waiting for the next unit's command.
-    const spares = descendants(agent.pid);
-    spare = {
-      count: spares.length,
-      rss: totalRssMiB(spares) ?? 0,
-      private: spares.reduce((sum, pid) => sum + (privateMiB(pid) ?? 0), 0),
+    // The agent's supervisor (agent/supervisor.ts), which runs every unit's command.
+    const children = descendants(agent.pid);
+    supervisor = {
+      count: children.length,
+      rss: totalRssMiB(children) ?? 0,
+      private: children.reduce((sum, pid) => sum + (privateMiB(pid) ?? 0), 0),
     };
     for (let i = 0; i < runs; i++) {
       times.tcp.push(await rawTcp(total));
@@ -95,7 +95,7 @@ export async function throughput(env: BenchEnv, mib: number, runs: number): Prom
       measure: "agent RSS (VmRSS), idle and while streaming",
       result:
         `idle ${round(idleRss)} MiB (${round(idlePrivate)} MiB of it private); peak ${round(streamingRss)} MiB while streaming ${mib} MiB; ` +
-        `beside it ${spare.count} spare supervisor: ${round(spare.rss)} MiB RSS, ${round(spare.private)} MiB private`,
+        `beside it ${supervisor.count} supervisor: ${round(supervisor.rss)} MiB RSS, ${round(supervisor.private)} MiB private`,
       comparedWith: `the ${mib} MiB it streamed (bounded: peak − idle ≪ stream size)`,
       goal: "idle ≤ 50 MiB; bounded while streaming",
       met: idleRss <= 50 && streamingRss - idleRss < mib / 2,
@@ -104,7 +104,7 @@ export async function throughput(env: BenchEnv, mib: number, runs: number): Prom
         idleMiB: round(idleRss),
         idlePrivateMiB: round(idlePrivate),
         streamingPeakMiB: round(streamingRss),
-        spare,
+        supervisor,
       },
     },
   ];

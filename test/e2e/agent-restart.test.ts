@@ -71,17 +71,23 @@ async function results(id: string): Promise<string> {
 /** What `seq from to` prints. */
 const seq = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => `${from + i}\n`).join("");
 const spool = (agent: RunningAgent, id: string, file = "") => join(agent.workDir, "units", id, file);
-/** The PID of the unit's supervisor, which leads its process group, once the agent recorded it. */
+/** The PID of the unit's command, which leads its process group, once the agent recorded it. */
 async function groupLeader(agent: RunningAgent, id: string): Promise<number> {
-  let pid = 0;
+  return (await recorded(agent, id)).process;
+}
+
+/** The PIDs the agent recorded for the unit: its command and the supervisor that records its exit. */
+async function recorded(agent: RunningAgent, id: string): Promise<{ process: number; supervisor: number }> {
+  let pids = { process: 0, supervisor: 0 };
   await waitFor(async () => {
     const record = JSON.parse(await readFile(spool(agent, id, "unit.json"), "utf8")) as {
       process: { pid: number } | null;
+      supervisor: { pid: number } | null;
     };
-    pid = record.process?.pid ?? 0;
-    return pid !== 0;
+    pids = { process: record.process?.pid ?? 0, supervisor: record.supervisor?.pid ?? 0 };
+    return pids.process !== 0;
   }, "the agent to record the unit's process");
-  return pid;
+  return pids;
 }
 
 /** No such process, or only a zombie nobody reaped yet. */
@@ -121,10 +127,13 @@ describe("agent restart", () => {
       async () => (await readFile(spool(first, id, "stdout"), "utf8")) === seq(1, 5000),
       "the command to write its output",
     );
-    const leader = await groupLeader(first, id);
-    // The leader is the supervisor the agent started for this very unit: check before killing its group.
+    const { process: leader, supervisor } = await recorded(first, id);
+    // The leader is this very unit's command: check before killing its group.
     expect(await readlink(`/proc/${leader}/cwd`)).toBe(spool(first, id, "work"));
     await crash(first, "phoenix-2");
+    // Everything dies with the agent (a reboot, a cgroup kill): its supervisor first, so nothing records the end.
+    process.kill(supervisor, "SIGKILL");
+    await waitFor(() => gone(supervisor), "the supervisor to die");
     process.kill(-leader, "SIGKILL");
     await waitFor(() => gone(leader), "the unit's process group to die");
 
@@ -134,6 +143,22 @@ describe("agent restart", () => {
     expect(record.state).toBe("Failed");
     expect(record.detail).toMatch(/^agent restarted/);
     expect(await results(id)).toBe(seq(1, 5000));
+  });
+
+  it("a command killed while the agent is down is reported killed: its supervisor outlives the agent", async () => {
+    const gate = await newGate();
+    const first = await start("phoenix-5");
+    const id = await submit("phoenix-5", gated(gate, "echo started", "echo unreachable"));
+    await until(id, ["Running"]);
+    const leader = await groupLeader(first, id);
+    await crash(first, "phoenix-5");
+    process.kill(-leader, "SIGKILL");
+    await waitFor(() => existsSync(spool(first, id, "exit")), "the supervisor to record the kill");
+
+    await start("phoenix-5", first.workDir);
+    await ended(id);
+    expect(await unit(id)).toMatchObject({ state: "Failed", detail: "signal: killed" });
+    expect(await results(id)).toBe("started\n");
   });
 
   it("a command still running when the agent comes back is adopted and ends with its real status", async () => {

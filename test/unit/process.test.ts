@@ -1,34 +1,37 @@
 /**
  * The executor against the built supervisor (dist/, which `npm test` builds first): statuses,
- * signals, arguments, the working directory. The executor is loaded from dist/ as well, so that
- * it finds supervise.js beside itself as it does when installed.
+ * signals, arguments, the working directory, one supervisor for many units, and what it does when
+ * its agent or itself is gone. The executor is loaded from dist/ as well, so that it finds
+ * supervise.js beside itself as it does when installed.
  */
-import { type ChildProcess, spawnSync } from "node:child_process";
-import { EventEmitter } from "node:events";
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
+import { mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import { EXIT_FILE, NO_EXIT_STATUS, readExitFile } from "../../agent/exit-file.js";
-import { identifyProcess } from "../../agent/proc-identity.js";
+import { identifyProcess, isRunning } from "../../agent/proc-identity.js";
 import { WORK_DIR } from "../../agent/spool.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
-const BUILT = ["process", "spare", "spool", "supervise"].map((name) => ({
+const BUILT = ["process", "supervisor", "spool", "supervise"].map((name) => ({
   source: join(ROOT, "agent", `${name}.ts`),
   built: join(ROOT, "dist/agent", `${name}.js`),
 }));
 const SUPERVISOR = join(ROOT, "dist/agent/supervise.js");
-const { startProcess, adoptProcess, spawnSupervisor }: typeof import("../../agent/process.js") = await import(
+const { startProcess, adoptProcess, SUPERVISOR_LOST }: typeof import("../../agent/process.js") = await import(
   join(ROOT, "dist/agent/process.js")
 );
-const { SpareSupervisor, REARM_AFTER_MS }: typeof import("../../agent/spare.js") = await import(
-  join(ROOT, "dist/agent/spare.js")
+const { Supervisor, spawnSupervisor }: typeof import("../../agent/supervisor.js") = await import(
+  join(ROOT, "dist/agent/supervisor.js")
 );
 
 const dirs: string[] = [];
 let dir = "";
+/** Each test's own supervisor, with the processes it started, so that a test may kill it. */
+let supervisor: InstanceType<typeof Supervisor>;
+let supervisors: ChildProcess[] = [];
 
 beforeAll(async () => {
   for (const { source, built } of BUILT) {
@@ -43,23 +46,31 @@ beforeEach(async () => {
   dirs.push(dir);
   await mkdir(join(dir, WORK_DIR));
   await writeFile(join(dir, "payload"), "input\n");
+  supervisors = [];
+  supervisor = new Supervisor(() => supervisors[supervisors.push(spawnSupervisor()) - 1]!);
+});
+
+afterEach(() => {
+  supervisor.stop();
 });
 
 afterAll(async () => {
   await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
 });
 
-const start = (command: string, args: string[], supervisor?: () => ChildProcess) =>
+let units = 0;
+const start = (command: string, args: string[], spoolDir = dir) =>
   startProcess({
+    unitId: `unit${units++}`,
     command,
     args,
-    spoolDir: dir,
-    stdinPath: join(dir, "payload"),
-    stdoutPath: join(dir, "stdout"),
+    spoolDir,
+    stdinPath: join(spoolDir, "payload"),
+    stdoutPath: join(spoolDir, "stdout"),
     env: { PATH: process.env.PATH ?? "" },
-    ...(supervisor ? { supervisor } : {}),
+    supervisor,
   });
-const results = () => readFile(join(dir, "stdout"), "utf8");
+const results = (spoolDir = dir) => readFile(join(spoolDir, "stdout"), "utf8");
 
 /** Resolves once `path` exists: the command signals readiness by creating it. */
 async function appears(path: string): Promise<void> {
@@ -75,6 +86,21 @@ async function appears(path: string): Promise<void> {
   }
   throw new Error(`${path} never appeared`);
 }
+
+const exits = (child: ChildProcess) =>
+  new Promise<number | null>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) resolve(child.exitCode);
+    else child.once("exit", (code) => resolve(code));
+  });
+/** Field 4 (parent) and 5 (process group) of a process's /proc stat. */
+async function parentAndGroup(pid: number): Promise<[number, number]> {
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return [Number(fields[1]), Number(fields[2])];
+}
+/** A gated script: prints `before`, waits until `gate` exists, then runs `after`. */
+const gated = (gate: string, before: string, after: string) =>
+  `${before}; while [ ! -e ${gate} ]; do sleep 0.02; done; ${after}`;
 
 describe("startProcess", () => {
   it("records the exit status in the spool and reports it", async () => {
@@ -126,13 +152,13 @@ describe("startProcess", () => {
     expect(await results()).toBe("got-int\n");
   });
 
-  it("a command that ignores SIGINT is killed after the grace, supervisor and all", async () => {
+  it("a command that ignores SIGINT is killed after the grace, and the supervisor records that", async () => {
     const ready = join(dir, "ready");
     const child = await start("sh", ["-c", `trap "" INT; touch ${ready}; sleep 60`]);
     await appears(ready);
     child.cancel(200);
     expect(await child.exited).toEqual({ exitCode: null, signal: "SIGKILL", error: null });
-    expect(await readExitFile(dir)).toBeNull();
+    expect(await readExitFile(dir)).toEqual({ exitCode: null, signal: "SIGKILL", error: null });
   });
 
   it("a missing command is named plainly and never spawned", async () => {
@@ -147,33 +173,117 @@ describe("startProcess", () => {
       "cannot start ../payload: not an executable file",
     );
   });
+
+  it("the command gets only the environment in its spec; the supervisor has neither MESH_* nor Node's settings", async () => {
+    process.env.NODE_MESH_TEST = "for the agent";
+    process.env.MESH_TEST_SECRET = "the agent's";
+    try {
+      const script =
+        'echo "$GIVEN/$MESH_TEST_SECRET/$NODE_MESH_TEST"; tr "\\0" "\\n" < /proc/$PPID/environ | grep -c -e ^NODE_ -e ^MESH_';
+      const child = await startProcess({
+        unitId: "envtest1",
+        command: "sh",
+        args: ["-c", script],
+        spoolDir: dir,
+        stdinPath: join(dir, "payload"),
+        stdoutPath: join(dir, "stdout"),
+        env: { PATH: process.env.PATH ?? "", GIVEN: "given" },
+        supervisor,
+      });
+      expect(await child.exited).toEqual({ exitCode: 1, signal: null, error: null });
+      expect(await results()).toBe("given//\n0\n");
+    } finally {
+      delete process.env.NODE_MESH_TEST;
+      delete process.env.MESH_TEST_SECRET;
+    }
+  });
+});
+
+describe("Supervisor", () => {
+  it("runs units at once under one supervisor, each command the leader of its own process group", async () => {
+    const gate = join(dir, "gate");
+    const other = await mkdtemp(join(tmpdir(), "mesh-process-"));
+    dirs.push(other);
+    await mkdir(join(other, WORK_DIR));
+    await writeFile(join(other, "payload"), "");
+    const first = await start("sh", ["-c", gated(gate, "echo one", "exit 3")]);
+    const second = await start("sh", ["-c", gated(gate, "echo two", "kill -TERM $$")], other);
+    expect(supervisors).toHaveLength(1);
+    const supervisorPid = supervisors[0]!.pid!;
+    for (const child of [first, second]) {
+      expect(await parentAndGroup(child.pid!)).toEqual([supervisorPid, child.pid]);
+      expect(await child.identity).toEqual({
+        process: await identifyProcess(child.pid!),
+        supervisor: await identifyProcess(supervisorPid),
+      });
+    }
+    await writeFile(gate, "");
+    expect(await first.exited).toEqual({ exitCode: 3, signal: null, error: null });
+    expect(await second.exited).toEqual({ exitCode: null, signal: "SIGTERM", error: null });
+    expect([await results(), await results(other)]).toEqual(["one\n", "two\n"]);
+  });
+
+  it("once stopped, records and reports what still runs, then exits; it takes nothing more", async () => {
+    const gate = join(dir, "gate");
+    const child = await start("sh", ["-c", gated(gate, "true", "exit 7")]);
+    const gone = exits(supervisors[0]!);
+    supervisor.stop();
+    await new Promise((r) => setTimeout(r, 100));
+    expect(supervisors[0]!.exitCode).toBeNull();
+    await writeFile(gate, "");
+    expect(await child.exited).toEqual({ exitCode: 7, signal: null, error: null });
+    expect(await readExitFile(dir)).toEqual({ exitCode: 7, signal: null, error: null });
+    expect(await gone).toBe(0);
+    const later = await mkdtemp(join(tmpdir(), "mesh-process-"));
+    dirs.push(later);
+    await mkdir(join(later, WORK_DIR));
+    await writeFile(join(later, "payload"), "");
+    const refused = await start("true", [], later);
+    expect(refused.pid).toBeNull();
+    expect((await refused.exited).error).toMatch(/supervisor ended before it ran the command/);
+    expect(supervisors).toHaveLength(1);
+  });
+
+  it("killed, its units end as SUPERVISOR_LOST once their command ends, and the next unit gets another", async () => {
+    const gate = join(dir, "gate");
+    const child = await start("sh", ["-c", gated(gate, "true", "exit 0")]);
+    supervisors[0]!.kill("SIGKILL");
+    await exits(supervisors[0]!);
+    // The command lives on, in its own group: its end is watched for, not guessed.
+    await new Promise((r) => setTimeout(r, 100));
+    expect(await isRunning((await child.identity)!.process)).toBe(true);
+    await writeFile(gate, "");
+    expect(await child.exited).toEqual({ exitCode: null, signal: null, error: SUPERVISOR_LOST });
+    const next = await start("sh", ["-c", "exit 4"]);
+    expect(supervisors).toHaveLength(2);
+    expect(await next.exited).toEqual({ exitCode: 4, signal: null, error: null });
+  });
 });
 
 describe("supervise.js", () => {
-  const spec = (command: string) => ({
+  const spec = (command: string, stdinPath = join(dir, "payload")) => ({
+    id: "unit0001",
     exitFile: join(dir, EXIT_FILE),
     command,
     args: [],
     cwd: join(dir, WORK_DIR),
     env: process.env,
-    stdinPath: join(dir, "payload"),
+    stdinPath,
     resultsPath: join(dir, "stdout"),
     agentPid: process.pid,
   });
 
-  it("records a command it cannot start and exits 127, as a shell would", async () => {
+  it("records and answers a command it cannot start, then exits once its stdin is over", async () => {
     const input = `${JSON.stringify(spec("no-such-command-here"))}\n`;
-    const supervisor = spawnSync(process.execPath, [SUPERVISOR], { input, encoding: "utf8" });
-    expect(supervisor).toMatchObject({ status: 127, stdout: "", stderr: "" });
-    expect(await readExitFile(dir)).toEqual({
-      exitCode: null,
-      signal: null,
-      error: "cannot start no-such-command-here: spawn no-such-command-here ENOENT",
-    });
+    const ran = spawnSync(process.execPath, [SUPERVISOR], { input, encoding: "utf8" });
+    const error = "cannot start no-such-command-here: spawn no-such-command-here ENOENT";
+    expect(ran).toMatchObject({ status: 0, stderr: "" });
+    expect(JSON.parse(ran.stdout)).toEqual({ id: "unit0001", exit: { code: null, signal: null, error } });
+    expect(await readExitFile(dir)).toEqual({ exitCode: null, signal: null, error });
   });
 
-  it("exits without a trace when its stdin ends before a command came", async () => {
-    for (const input of ["", JSON.stringify(spec("true")).slice(0, 20)]) {
+  it("exits without a trace when its stdin ends before a whole command came", async () => {
+    for (const input of ["", JSON.stringify(spec("true")).slice(0, 20), "not json\n", '{"id":"x"}\n']) {
       expect(spawnSync(process.execPath, [SUPERVISOR], { input, encoding: "utf8" })).toMatchObject({
         status: 0,
         stdout: "",
@@ -182,9 +292,25 @@ describe("supervise.js", () => {
     }
     expect(await readExitFile(dir)).toBeNull();
   });
+
+  it("outlives its agent: with the agent's pipes gone, it still records how the command ended", async () => {
+    const gate = join(dir, "gate");
+    const child = spawnSupervisor();
+    const command = { ...spec("sh"), args: ["-c", gated(gate, "true", "exit 5")] };
+    child.stdin!.write(`${JSON.stringify(command)}\n`);
+    const answered = await new Promise<string>((resolve) => child.stdout!.once("data", (d: Buffer) => resolve(`${d}`)));
+    expect(JSON.parse(answered)).toMatchObject({ id: "unit0001", pid: expect.any(Number) });
+    // What a killed agent leaves: both pipes closed from its end (answers then meet EPIPE).
+    child.stdin!.destroy();
+    child.stdout!.destroy();
+    await writeFile(gate, "");
+    expect(await exits(child)).toBe(0);
+    expect(await readExitFile(dir)).toEqual({ exitCode: 5, signal: null, error: null });
+  });
+
   it("waiting for a streaming payload's FIFO, records that its agent died before feeding it, and exits", async () => {
     const fifo = join(dir, "stdin.fifo");
-    spawnSync("mkfifo", ["-m", "600", fifo]);
+    execFileSync("mkfifo", ["-m", "600", fifo]);
     // A stand-in agent: starts the supervisor in the background, hands it the spec with its own PID
     // and dies at once, before anyone opens the FIFO for writing.
     const script =
@@ -192,7 +318,7 @@ describe("supervise.js", () => {
     const agent = spawnSync("sh", ["-c", script], {
       env: {
         ...process.env,
-        SPEC: JSON.stringify({ ...spec("cat"), stdinPath: fifo, agentPid: "AGENT_PID" }),
+        SPEC: JSON.stringify({ ...spec("cat", fifo), agentPid: "AGENT_PID" }),
         NODE: process.execPath,
         SUPERVISOR,
       },
@@ -215,95 +341,38 @@ describe("supervise.js", () => {
       timeout: 2_000,
     });
   });
-});
 
-describe("SpareSupervisor", () => {
-  const exits = (child: ChildProcess) => new Promise((resolve) => child.once("exit", resolve));
-
-  it("hands out the supervisor it started ahead, runs the unit's command under it, and starts the next when told", async () => {
-    const spawned: ChildProcess[] = [];
-    const spare = new SpareSupervisor(() => spawned[spawned.push(spawnSupervisor()) - 1]!);
-    spare.arm();
-    const ahead = spawned[0]!;
-    // The command's process group (field 5 of its /proc stat) is the one its supervisor leads.
-    const child = await start("sh", ["-c", "cut -d' ' -f5 /proc/$$/stat"], () => spare.take());
-    expect(child.pid).toBe(ahead.pid);
-    expect(await child.exited).toEqual({ exitCode: 0, signal: null, error: null });
-    expect(await results()).toBe(`${ahead.pid}\n`);
-    // Not while the unit is starting: its boot would compete with the unit (spare.ts).
-    await new Promise((r) => setImmediate(r));
-    expect(spawned).toHaveLength(1);
-    spare.arm();
-    spare.arm();
-    expect(spawned).toHaveLength(2);
-    const gone = exits(spawned[1]!);
-    spare.stop();
-    expect(await gone).toBe(0);
-  });
-
-  it("the command gets only the environment in its spec; the supervisor has neither MESH_* nor Node's settings", async () => {
-    process.env.NODE_MESH_TEST = "for the agent";
-    process.env.MESH_TEST_SECRET = "the agent's";
-    try {
-      const script =
-        'echo "$GIVEN/$MESH_TEST_SECRET/$NODE_MESH_TEST"; tr "\\0" "\\n" < /proc/$PPID/environ | grep -c -e ^NODE_ -e ^MESH_';
-      const child = await startProcess({
-        command: "sh",
-        args: ["-c", script],
-        spoolDir: dir,
-        stdinPath: join(dir, "payload"),
-        stdoutPath: join(dir, "stdout"),
-        env: { PATH: process.env.PATH ?? "", GIVEN: "given" },
-        supervisor: spawnSupervisor,
-      });
-      expect(await child.exited).toEqual({ exitCode: 1, signal: null, error: null });
-      expect(await results()).toBe("given//\n0\n");
-    } finally {
-      delete process.env.NODE_MESH_TEST;
-      delete process.env.MESH_TEST_SECRET;
-    }
-  });
-
-  it("starts the next spare REARM_AFTER_MS after a take if nobody said the unit is under way", async () => {
-    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
-    try {
-      const started: string[] = [];
-      const spare = new SpareSupervisor(() => {
-        started.push("spare");
-        return new EventEmitter() as ChildProcess;
-      });
-      spare.take();
-      expect(started).toHaveLength(1); // none was waiting: one started for the unit
-      vi.advanceTimersByTime(REARM_AFTER_MS - 1);
-      expect(started).toHaveLength(1);
-      vi.advanceTimersByTime(1);
-      expect(started).toHaveLength(2);
-      spare.stop();
-      spare.take(); // after stop, a take still gets a supervisor, but no spare follows
-      vi.advanceTimersByTime(REARM_AFTER_MS);
-      expect(started).toHaveLength(3);
-    } finally {
-      vi.useRealTimers();
-    }
-  });
-
-  it("lets its waiting spare go on stop, and starts no other", async () => {
-    const spawned: ChildProcess[] = [];
-    const spare = new SpareSupervisor(() => spawned[spawned.push(spawnSupervisor()) - 1]!);
-    spare.arm();
-    const gone = exits(spawned[0]!);
-    spare.stop();
-    expect(await gone).toBe(0);
-    spare.arm();
-    expect(spawned).toHaveLength(1);
+  it("a command's relative paths follow its directory when the agent renames it while it runs", async () => {
+    const gates = await mkdtemp(join(tmpdir(), "mesh-gate-"));
+    dirs.push(gates);
+    const gate = join(gates, "gate");
+    const moved = `${dir}-moved`;
+    dirs.push(moved);
+    const child = await startProcess({
+      unitId: "renamed1",
+      command: "sh",
+      args: ["-c", gated(gate, "echo before", "echo after; exit 6")],
+      spoolDir: dir,
+      stdinPath: join(dir, "payload"),
+      stdoutPath: join(dir, "stdout"),
+      env: { PATH: process.env.PATH ?? "" },
+      supervisor,
+    });
+    await appears(join(dir, "stdout"));
+    await rename(dir, moved);
+    await writeFile(gate, "");
+    expect(await child.exited).toEqual({ exitCode: 6, signal: null, error: null });
+    expect(await readExitFile(moved)).toEqual({ exitCode: 6, signal: null, error: null });
+    expect(await readFile(join(moved, "stdout"), "utf8")).toBe("before\nafter\n");
   });
 });
 
 describe("adoptProcess", () => {
   it("follows a process it did not start until it ends, then reads its status from the spool", async () => {
     const gate = join(dir, "gate");
-    const child = await start("sh", ["-c", `while [ ! -e ${gate} ]; do sleep 0.05; done; exit 130`]);
-    const adopted = adoptProcess(await identifyProcess(child.pid!), dir, 50);
+    const child = await start("sh", ["-c", gated(gate, "true", "exit 130")]);
+    const { process: command, supervisor: by } = (await child.identity)!;
+    const adopted = adoptProcess(command, dir, 50, by);
     await writeFile(gate, "");
     expect(await adopted.exited).toEqual({ exitCode: 130, signal: null, error: null });
   });
@@ -312,17 +381,34 @@ describe("adoptProcess", () => {
     const ready = join(dir, "ready");
     const child = await start("sh", ["-c", `touch ${ready}; sleep 60`]);
     await appears(ready);
-    const adopted = adoptProcess(await identifyProcess(child.pid!), dir, 50);
+    const { process: command, supervisor: by } = (await child.identity)!;
+    const adopted = adoptProcess(command, dir, 50, by);
     adopted.cancel(30_000);
     expect(await adopted.exited).toEqual({ exitCode: null, signal: "SIGINT", error: null });
     await child.exited;
   });
 
-  it("a process that ends without an exit file is reported as such", async () => {
+  it("waits for the record of a command that is gone while its supervisor still runs", async () => {
+    const gone = await start("true", []);
+    await gone.exited;
+    await rm(join(dir, EXIT_FILE));
+    // Stands for a supervisor that has reaped the command and not yet recorded it.
+    const recorder = spawn("sleep", ["60"]);
+    const adopted = adoptProcess((await gone.identity)!.process, dir, 20, await identifyProcess(recorder.pid!));
+    await new Promise((r) => setTimeout(r, 150));
+    await writeFile(join(dir, EXIT_FILE), '{"code":9,"signal":null}');
+    expect(await adopted.exited).toEqual({ exitCode: 9, signal: null, error: null });
+    recorder.kill();
+  });
+
+  it("a process that ends without an exit file (its supervisor killed first) is reported as such", async () => {
     const ready = join(dir, "ready");
     const child = await start("sh", ["-c", `touch ${ready}; sleep 60`]);
     await appears(ready);
-    const adopted = adoptProcess(await identifyProcess(child.pid!), dir, 50);
+    const { process: command, supervisor: by } = (await child.identity)!;
+    const adopted = adoptProcess(command, dir, 50, by);
+    supervisors[0]!.kill("SIGKILL");
+    await exits(supervisors[0]!);
     process.kill(-child.pid!, "SIGKILL");
     expect(await adopted.exited).toEqual({ exitCode: null, signal: null, error: NO_EXIT_STATUS });
     expect(await readFile(join(dir, EXIT_FILE)).catch(() => null)).toBeNull();

@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -155,7 +155,14 @@ describe("decideRecovery", () => {
       false,
       lost("cannot start x: spawn x ENOENT"),
     ],
-    ["still running", started, null, true, { action: "adopt", work, process: proc }],
+    ["still running", started, null, true, { action: "adopt", work, process: proc, supervisor: null }],
+    [
+      "ended, its supervisor yet to record it",
+      { ...started, supervisor: { ...proc, pid: 4243 } },
+      null,
+      true,
+      { action: "adopt", work, process: proc, supervisor: { ...proc, pid: 4243 } },
+    ],
     ["killed with the agent", started, null, false, lost(PROCESS_GONE)],
     ["killed while starting", record({ phase: "starting" }), null, false, lost(START_UNRECORDED)],
     [
@@ -193,6 +200,23 @@ describe("decideOnClosed", () => {
   });
 });
 
+describe("writeRecord", () => {
+  it("writes a unit's first record in place and replaces it whole after, leaving no temporary file", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "mesh-record-"));
+    try {
+      const first = record({ phase: "starting" });
+      await writeRecord(dir, first);
+      expect(await readdir(dir)).toEqual(["unit.json"]);
+      expect(JSON.parse(await readFile(join(dir, "unit.json"), "utf8"))).toEqual(first);
+      await writeRecord(dir, started);
+      expect(await readdir(dir)).toEqual(["unit.json"]);
+      expect(JSON.parse(await readFile(join(dir, "unit.json"), "utf8"))).toEqual(started);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe("scanSpool", () => {
   const dirs: string[] = [];
   afterAll(async () => {
@@ -212,7 +236,13 @@ describe("scanSpool", () => {
     await spool("running1", { ...started, process: self });
     await spool("finished", started, '{"code":0,"signal":null}');
     await spool("badexit1", { ...started, process: self }, "0");
-    await spool("gone1234", { ...started, process: { ...self, startTime: (self.startTime ?? 0) + 1 } });
+    const gone = { ...self, startTime: (self.startTime ?? 0) + 1 };
+    await spool("gone1234", { ...started, process: gone });
+    // The command is gone, but the supervisor that would record its end still runs.
+    await spool("tobetold", { ...started, process: gone, supervisor: self });
+    // Written by an agent whose records had no supervisor field.
+    const { supervisor: _none, ...older } = { ...started, unitId: "olderrec", process: self };
+    await spool("olderrec", JSON.stringify(older));
     await spool("assigned", record());
     await spool("garbled1", "{not json");
     await spool("other-id", record());
@@ -223,6 +253,8 @@ describe("scanSpool", () => {
       badexit1: "adopt",
       finished: "report",
       gone1234: "report",
+      tobetold: "adopt",
+      olderrec: "adopt",
       assigned: "rerun",
       garbled1: "drop",
       wrongid1: "drop",

@@ -17,9 +17,10 @@ const { WarmPool }: typeof import("../../agent/warm.js") = await import(join(ROO
 const { commandLine }: typeof import("../../agent/command-args.js") = await import(
   join(ROOT, "dist/agent/command-args.js")
 );
+const { Supervisor }: typeof import("../../agent/supervisor.js") = await import(join(ROOT, "dist/agent/supervisor.js"));
 
 beforeAll(async () => {
-  for (const name of ["warm", "process", "supervise", "stdin-feed"]) {
+  for (const name of ["warm", "process", "supervise", "supervisor", "stdin-feed"]) {
     const [from, to] = await Promise.all([
       stat(join(ROOT, "agent", `${name}.ts`)),
       stat(join(ROOT, "dist/agent", `${name}.js`)).catch(() => null),
@@ -41,8 +42,10 @@ const work = (command: string, params: string): WorkCommand => ({
 });
 
 const pools: Pool[] = [];
+const supervisors: InstanceType<typeof Supervisor>[] = [];
 afterEach(async () => {
   await Promise.all(pools.splice(0).map((p) => p.stop()));
+  for (const supervisor of supervisors.splice(0)) supervisor.stop();
 });
 
 function setup(w: WorkCommand) {
@@ -51,7 +54,15 @@ function setup(w: WorkCommand) {
   const log: Logger = { debug: push, info: push, warn: push, error: push };
   return mkdtemp(join(tmpdir(), "mesh-warm-")).then((base) => {
     const dir = join(base, "warm");
-    const pool = new WarmPool({ dir, workCommands: [w], lineFor: (x) => commandLine(x, {}, process.env, []), log });
+    const supervisor = new Supervisor();
+    supervisors.push(supervisor);
+    const pool = new WarmPool({
+      dir,
+      workCommands: [w],
+      lineFor: (x) => commandLine(x, {}, process.env, []),
+      supervisor,
+      log,
+    });
     pools.push(pool);
     const count = (event: string) => events.filter((e) => e.event === event).length;
     return { base, dir, pool, events, count };
@@ -126,11 +137,14 @@ describe("WarmPool", () => {
       warn: () => undefined,
       error: () => undefined,
     };
+    const supervisor = new Supervisor();
+    supervisors.push(supervisor);
     const next = new WarmPool({
       dir: first.dir,
       workCommands: [],
       lineFor: (x) => commandLine(x, {}, process.env, []),
       log,
+      supervisor,
     });
     pools.push(next);
     await next.start();
