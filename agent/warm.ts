@@ -90,7 +90,11 @@ export class WarmPool {
   /** Empties workDir/warm/ and starts one instance for each work type that asks for it. */
   async start(): Promise<void> {
     await this.endLeftOver();
-    await rm(this.opts.dir, { recursive: true, force: true });
+    // A killed instance's supervisor may still record its exit in there: rm retries ENOTEMPTY. If
+    // it still fails, the instances of this run take names of their own and the agent goes on.
+    await rm(this.opts.dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 }).catch((error) =>
+      this.opts.log.warn("warm:not-emptied", { dir: this.opts.dir, error: String(error) }),
+    );
     for (const work of this.opts.workCommands) {
       if (!work.warmstart) continue;
       const slot: Slot = { work, ready: null, key: null, starting: false, retryMs: FIRST_RETRY_MS, timer: null };
@@ -183,7 +187,7 @@ export class WarmPool {
     const line = this.opts.lineFor(slot.work);
     if ("error" in line) throw new Error(line.error);
     slot.key = lineKey(line);
-    let dir = join(this.opts.dir, String(++this.count));
+    let dir = join(this.opts.dir, `${globalThis.process.pid}-${++this.count}`);
     await mkdir(join(dir, WORK_DIR), { recursive: true, mode: 0o700 });
     const feed = new StdinFeed(join(dir, STDIN_FIFO));
     await feed.create();
