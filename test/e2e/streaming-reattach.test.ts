@@ -69,12 +69,13 @@ describe("a streaming upload that ends while the agent is cut off", () => {
       const uploaded = await upload;
       expect(uploaded.code, uploaded.stderr).toBe(0);
       proxy.up();
-      const done = await waitFinished(mesh, unit!.id, 30_000);
+      // The data link dials again with a backoff of up to 15 s (unit-link.ts), grown while the proxy was down.
+      const done = await waitFinished(mesh, unit!.id, 60_000);
       expect(done.state, done.detail ?? "").toBe("Succeeded");
       const results = await sh(mesh, `$MESHCTL work results ${unit!.id}`);
       expect(results.stdout.equals(Buffer.concat([first, rest]))).toBe(true);
       if (worktype === "warm-cat")
         expect(agent.logs()).toMatch(new RegExp(`"unit:started","unit":"${unit!.id}".*"warm":true`));
-    }, 60_000);
+    }, 100_000);
   }
 });
