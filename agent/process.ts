@@ -20,7 +20,7 @@ export interface RunningProcess {
   /** What the spool records of it (null if it never ran): the command, and the supervisor that records its exit. */
   identity: Promise<{ process: ProcessIdentity; supervisor: ProcessIdentity | null } | null>;
   exited: Promise<Exit>;
-  /** SIGINT the group now, SIGKILL it after `graceMs` unless it has exited. */
+  /** SIGINT the group now, SIGKILL it (what is left of it) after `graceMs`. */
   cancel(graceMs: number): void;
 }
 
@@ -53,12 +53,20 @@ function cannotRun(command: string, cwd: string): string | null {
   return "not found on PATH";
 }
 
-function canceller(signalGroup: (signal: NodeJS.Signals) => void, exited: Promise<Exit>): (graceMs: number) => void {
+/**
+ * `signalGroup(signal, afterEnd)` says whether the signal was sent; `afterEnd` sends it even once
+ * the command has ended. Once the SIGINT reached the group, the SIGKILL follows at the grace whether
+ * or not the command ended by then: what it left in its group (a non-interactive sh starts
+ * `cmd &` with SIGINT ignored) would otherwise outlive the canceled unit. The group's number is not
+ * reused while any process is still in it.
+ */
+type SignalGroup = (signal: NodeJS.Signals, afterEnd?: boolean) => boolean | Promise<boolean>;
+
+function canceller(signalGroup: SignalGroup): (graceMs: number) => void {
   return (graceMs) => {
-    signalGroup("SIGINT");
-    const timer = setTimeout(() => signalGroup("SIGKILL"), graceMs);
-    timer.unref();
-    void exited.then(() => clearTimeout(timer));
+    void Promise.resolve(signalGroup("SIGINT")).then((sent) => {
+      if (sent) setTimeout(() => void signalGroup("SIGKILL", true), graceMs).unref();
+    });
   };
 }
 
@@ -145,15 +153,17 @@ async function spawnCommand(opts: ProcessSpec, cwd: string, supervisor: Supervis
     .finally(() => {
       over = true;
     });
-  const signalGroup = (signal: NodeJS.Signals) => {
-    if (over || pid === null) return;
+  const signalGroup: SignalGroup = (signal, afterEnd = false) => {
+    if ((over && !afterEnd) || pid === null) return false;
     try {
       process.kill(-pid, signal);
+      return true;
     } catch {
       // The group is already gone.
+      return false;
     }
   };
-  return { pid, identity, exited, cancel: canceller(signalGroup, exited) };
+  return { pid, identity, exited, cancel: canceller(signalGroup) };
 }
 
 /**
@@ -180,20 +190,23 @@ export function adoptProcess(
     }
     return exit ?? { exitCode: null, signal: null, error: NO_EXIT_STATUS };
   })();
-  const signalGroup = (signal: NodeJS.Signals) =>
-    // Only while the supervisor is still the process recorded: once it is gone its PID may name another.
-    void isRunning(identity).then((running) => {
-      if (ended || !running) return;
+  const signalGroup: SignalGroup = (signal, afterEnd = false) =>
+    // Only while the command is still the process recorded (once it is gone its PID may name
+    // another), or at the grace of a cancel that reached it: its group may hold what it left.
+    isRunning(identity).then((running) => {
+      if (!afterEnd && (ended || !running)) return false;
       try {
         process.kill(-identity.pid, signal);
+        return true;
       } catch {
         // The group is already gone.
+        return false;
       }
     });
   return {
     pid: identity.pid,
     identity: Promise.resolve({ process: identity, supervisor }),
     exited,
-    cancel: canceller(signalGroup, exited),
+    cancel: canceller(signalGroup),
   };
 }

@@ -161,6 +161,24 @@ describe("startProcess", () => {
     expect(await readExitFile(dir)).toEqual({ exitCode: null, signal: "SIGKILL", error: null });
   });
 
+  it("cancel kills, after the grace, what the command left in its group (a background child ignoring SIGINT)", async () => {
+    const ready = join(dir, "ready");
+    // A non-interactive sh starts `&` children with SIGINT ignored: the cancel's SIGINT ends the
+    // command, and its child would outlive the unit.
+    const child = await start("sh", ["-c", `sleep 60 & echo $! > ${ready}.pid; touch ${ready}; sleep 60`]);
+    await appears(ready);
+    const left = Number(await readFile(`${ready}.pid`, "utf8"));
+    child.cancel(200);
+    expect(await child.exited).toEqual({ exitCode: null, signal: "SIGINT", error: null });
+    await vi.waitFor(
+      async () => {
+        const state = await readFile(`/proc/${left}/stat`, "utf8").catch(() => "");
+        expect(state === "" || state.slice(state.lastIndexOf(")") + 2).startsWith("Z")).toBe(true);
+      },
+      { timeout: 3000, interval: 50 },
+    );
+  });
+
   it("a missing command is named plainly and never spawned", async () => {
     const child = await start("no-such-command-here", []);
     expect(child.pid).toBeNull();
