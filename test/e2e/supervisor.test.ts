@@ -1,5 +1,5 @@
 /**
- * Attacks on the agent's one supervisor (supervise.ts): kill -9 of the agent or of the supervisor
+ * The agent's one supervisor (supervise.ts) in the hostile cases: kill -9 of the agent or of the supervisor
  * with units running, a cancel a command ignores, a command that leaves a background child, many
  * units in a row, SIGTERM of the agent.
  */
@@ -104,7 +104,7 @@ async function gone(pid: number): Promise<boolean> {
 const gated = (gate: string, before: string, after: string) =>
   `${before}; while [ ! -e ${gate} ]; do sleep 0.05; done; ${after}`;
 
-describe("one supervisor under attack", () => {
+describe("the agent's one supervisor, hostile cases", () => {
   it("kill -9 of the agent with 2 units running: both exits recorded, reported, bytes exact, run once", async () => {
     const gate = await newGate();
     const runs = join(await tempDir("mesh-sup-runs-"), "runs");
