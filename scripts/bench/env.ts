@@ -2,6 +2,7 @@
  * What every benchmark runs against: one local broker of its own (wrangler dev on its own port,
  * state under a temp dir) and real `mesh-agent` processes from dist/, each in a mesh of its own.
  */
+import { createWriteStream } from "node:fs";
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -96,6 +97,9 @@ export class BenchEnv {
     );
     let buffered = "";
     const lines: string[] = [];
+    // Kept on disk too (the bench keeps its dir when a run fails): the agent's side of a failure.
+    const logFile = createWriteStream(join(dir, "agent.log"), { flags: "a" });
+    child.stderr?.pipe(logFile);
     child.stderr?.on("data", (chunk: Buffer) => {
       const parts = (buffered + chunk.toString()).split("\n");
       buffered = parts.pop() ?? "";
