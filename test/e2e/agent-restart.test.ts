@@ -7,8 +7,8 @@ import { readFile, readlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { request } from "undici";
 import { afterAll, describe, expect, it } from "vitest";
-import type { MeshStatus, UnitRecord } from "../../shared/unit.js";
-import { type RunningAgent, api, broker, newMesh, startAgent, tempDir, waitFor } from "./harness.js";
+import type { UnitRecord } from "../../shared/unit.js";
+import { type RunningAgent, api, broker, newMesh, shUnits, startAgent, tempDir, waitFor } from "./harness.js";
 
 const mesh = newMesh();
 const agents: RunningAgent[] = [];
@@ -34,30 +34,8 @@ async function start(nodeId: string, workDir?: string): Promise<RunningAgent> {
   return agent;
 }
 
-/** kill -9 of the agent process alone; the unit's process group lives on. */
-async function crash(agent: RunningAgent, nodeId: string): Promise<void> {
-  await agent.stop();
-  await waitFor(async () => {
-    const status = await api<MeshStatus>(mesh, "GET", "/status");
-    return !status.body.nodes.some((n) => n.nodeId === nodeId && n.connected);
-  }, `node ${nodeId} to disconnect`);
-}
+const { crash, submit, unit, until } = shUnits(mesh);
 
-/** Runs `sh -c SCRIPT` on `node` (the file's nodes share one mesh). */
-async function submit(node: string, script: string): Promise<string> {
-  const reply = await api<UnitRecord>(
-    mesh,
-    "POST",
-    `/units?worktype=sh&node=${node}&param.params=${encodeURIComponent(`'${script}'`)}`,
-    { body: "" },
-  );
-  expect(reply.status).toBe(201);
-  return reply.body.id;
-}
-
-const unit = async (id: string) => (await api<UnitRecord>(mesh, "GET", `/units/${id}`)).body;
-const until = (id: string, states: string[]) =>
-  waitFor(async () => states.includes((await unit(id)).state), `unit ${id} to be ${states.join("/")}`);
 const ended = (id: string) => until(id, ["Succeeded", "Failed", "Canceled"]);
 
 async function results(id: string): Promise<string> {

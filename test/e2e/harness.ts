@@ -244,3 +244,45 @@ export function sh(mesh: string, script: string, cwd = ROOT): Promise<CliResult>
     child.once("exit", (code) => resolve({ code: code ?? 1, stdout: Buffer.concat(out), stderr: err }));
   });
 }
+
+/**
+ * Helpers for files whose agents run `sh -c SCRIPT` units (work type `sh`, runtime params) in one
+ * mesh: stop an agent and wait for its node to drop, submit to a node, read and wait for a unit.
+ */
+export function shUnits(mesh: string) {
+  const unit = async (id: string) => (await api<UnitRecord>(mesh, "GET", `/units/${id}`)).body;
+  return {
+    /** Stops the agent process alone (the units' process groups live on) and waits for its node to drop. */
+    async crash(agent: RunningAgent, nodeId: string): Promise<void> {
+      await agent.stop();
+      await waitFor(async () => {
+        const status = await api<MeshStatus>(mesh, "GET", "/status");
+        return !status.body.nodes.some((n) => n.nodeId === nodeId && n.connected);
+      }, `node ${nodeId} to disconnect`);
+    },
+    /** Runs `sh -c SCRIPT` on `node`. */
+    async submit(node: string, script: string): Promise<string> {
+      const reply = await api<UnitRecord>(
+        mesh,
+        "POST",
+        `/units?worktype=sh&node=${node}&param.params=${encodeURIComponent(`'${script}'`)}`,
+        { body: "" },
+      );
+      if (reply.status !== 201) throw new Error(`submit to ${node}: HTTP ${reply.status}`);
+      return reply.body.id;
+    },
+    unit,
+    until: (id: string, states: string[], ms = 30_000) =>
+      waitFor(async () => states.includes((await unit(id)).state), `unit ${id} to be ${states.join("/")}`, ms),
+  };
+}
+
+/** Whether a process exists (signal 0 checks without sending anything). */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -5,7 +5,7 @@ import { PassThrough } from "node:stream";
 import { request } from "undici";
 import { afterAll, describe, expect, it } from "vitest";
 import type { MeshStatus, UnitRecord } from "../../shared/unit.js";
-import { type RunningAgent, api, broker, newMesh, sh, startAgent, tempDir, waitFor } from "./harness.js";
+import { type RunningAgent, api, broker, isAlive, newMesh, sh, startAgent, tempDir, waitFor } from "./harness.js";
 
 const mesh = newMesh();
 const agents: RunningAgent[] = [];
@@ -21,16 +21,6 @@ async function submit(script: string, query = ""): Promise<UnitRecord> {
   const reply = await api<UnitRecord>(mesh, "POST", `/units?worktype=sh&param.params=${params}${query}`, { body: "" });
   expect(reply.status).toBe(201);
   return reply.body;
-}
-
-/** Whether a process exists (signal 0 checks without sending anything). */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 const unit = async (id: string) => (await api<UnitRecord>(mesh, "GET", `/units/${id}`)).body;
@@ -101,7 +91,7 @@ describe("routing", () => {
     await until(running.id, ["Canceled"]);
     expect((await unit(running.id)).detail).toBe("canceled");
     expect((await api(mesh, "GET", `/units/${running.id}/results`)).body).toBe("started\n");
-    await waitFor(() => !alive(inner), `the unit's inner shell ${inner} to end`, 5_000);
+    await waitFor(() => !isAlive(inner), `the unit's inner shell ${inner} to end`, 5_000);
   });
 
   it("release removes the results and leaves a Released tombstone", async () => {

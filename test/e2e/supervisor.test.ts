@@ -8,8 +8,7 @@ import { join } from "node:path";
 import { request } from "undici";
 import { afterAll, describe, expect, it } from "vitest";
 import { SUPERVISOR_LOST } from "../../agent/process.js";
-import type { MeshStatus, UnitRecord } from "../../shared/unit.js";
-import { type RunningAgent, api, broker, newMesh, startAgent, tempDir, waitFor } from "./harness.js";
+import { type RunningAgent, api, broker, newMesh, shUnits, startAgent, tempDir, waitFor } from "./harness.js";
 
 const mesh = newMesh();
 const agents: RunningAgent[] = [];
@@ -39,28 +38,7 @@ async function start(nodeId: string, workDir?: string, extraArgs: string[] = [])
   return agent;
 }
 
-async function crash(agent: RunningAgent, nodeId: string): Promise<void> {
-  await agent.stop();
-  await waitFor(async () => {
-    const status = await api<MeshStatus>(mesh, "GET", "/status");
-    return !status.body.nodes.some((n) => n.nodeId === nodeId && n.connected);
-  }, `node ${nodeId} to disconnect`);
-}
-
-async function submit(node: string, script: string): Promise<string> {
-  const reply = await api<UnitRecord>(
-    mesh,
-    "POST",
-    `/units?worktype=sh&node=${node}&param.params=${encodeURIComponent(`'${script}'`)}`,
-    { body: "" },
-  );
-  expect(reply.status).toBe(201);
-  return reply.body.id;
-}
-
-const unit = async (id: string) => (await api<UnitRecord>(mesh, "GET", `/units/${id}`)).body;
-const until = (id: string, states: string[], ms = 30_000) =>
-  waitFor(async () => states.includes((await unit(id)).state), `unit ${id} to be ${states.join("/")}`, ms);
+const { crash, submit, unit, until } = shUnits(mesh);
 const ended = (id: string, ms?: number) => until(id, ["Succeeded", "Failed", "Canceled"], ms);
 
 async function results(id: string): Promise<string> {

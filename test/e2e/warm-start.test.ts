@@ -9,7 +9,7 @@ import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { UnitRecord } from "../../shared/unit.js";
-import { type RunningAgent, api, newMesh, sh, startAgent, tempDir, waitFinished, waitFor } from "./harness.js";
+import { type RunningAgent, api, newMesh, isAlive, sh, startAgent, tempDir, waitFinished, waitFor } from "./harness.js";
 
 const mesh = newMesh();
 let agent: RunningAgent;
@@ -126,18 +126,9 @@ describe("warm starts", () => {
     await api(mesh, "POST", `/units/${unit.id}/cancel`);
     const done = await waitFinished(mesh, unit.id);
     expect(done.state).toBe("Canceled");
-    await waitFor(() => !alive(pid), "the warm command's supervisor gone", 10_000);
+    await waitFor(() => !isAlive(pid), "the warm command's supervisor gone", 10_000);
   });
 });
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe("warm starts on the agent's way out", () => {
   it("a stopped agent leaves no warm command running", async () => {
@@ -148,8 +139,8 @@ describe("warm starts on the agent's way out", () => {
     );
     const ready = logged("warm:ready");
     const pid = ready[ready.length - 1]!.pid as number;
-    expect(alive(pid)).toBe(true);
+    expect(isAlive(pid)).toBe(true);
     await agent.stop();
-    await waitFor(() => !alive(pid), "the warm command gone", 10_000);
+    await waitFor(() => !isAlive(pid), "the warm command gone", 10_000);
   });
 });
