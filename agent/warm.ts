@@ -132,12 +132,11 @@ export class WarmPool {
   private async endLeftOver(): Promise<void> {
     const entries = await readdir(this.opts.dir).catch(() => []);
     for (const entry of entries) {
-      const text = await readFile(join(this.opts.dir, entry, WARM_PROCESS), "utf8").catch(() => null);
-      const identity = text === null ? null : ProcessIdentity.safeParse(safeJson(text));
-      if (!identity?.success || !(await isRunning(identity.data))) continue;
-      this.opts.log.warn("warm:left-over", { pid: identity.data.pid, dir: entry });
+      const identity = await readLeftOver(join(this.opts.dir, entry));
+      if (!identity || !(await isRunning(identity))) continue;
+      this.opts.log.warn("warm:left-over", { pid: identity.pid, dir: entry });
       try {
-        process.kill(-identity.data.pid, "SIGKILL");
+        process.kill(-identity.pid, "SIGKILL");
       } catch {
         // Gone meanwhile.
       }
@@ -187,7 +186,7 @@ export class WarmPool {
     const line = this.opts.lineFor(slot.work);
     if ("error" in line) throw new Error(line.error);
     slot.key = lineKey(line);
-    let dir = join(this.opts.dir, `${globalThis.process.pid}-${++this.count}`);
+    let dir = join(this.opts.dir, `${process.pid}-${++this.count}`);
     await mkdir(join(dir, WORK_DIR), { recursive: true, mode: 0o700 });
     const feed = new StdinFeed(join(dir, STDIN_FIFO));
     await feed.create();
@@ -213,7 +212,7 @@ export class WarmPool {
     }
     // The exit file is where the directory is by then (process.ts reads where it was first).
     const exited: Promise<Exit> = started.exited.then(async (exit) => (await readExitFile(dir)) ?? exit);
-    const process: RunningProcess = {
+    const running: RunningProcess = {
       pid: started.pid,
       identity: Promise.resolve(identity),
       exited,
@@ -222,7 +221,7 @@ export class WarmPool {
     const connected = await Promise.race([connecting, exited.then(() => false)]);
     const discard = async () => {
       feed.stop();
-      process.cancel(DISCARD_GRACE_MS);
+      running.cancel(DISCARD_GRACE_MS);
       await exited;
       await removeDir();
     };
@@ -230,8 +229,8 @@ export class WarmPool {
       await discard();
       throw new Error(`${line.command} ended before it took its stdin`);
     }
-    // Before the FIFO opened, the supervisor watched for its agent's death (supervise.ts); from now on the agent's next start does.
-    // The command's identity: it leads its own process group (supervise.ts), which the next start kills.
+    // Before the FIFO opened, the supervisor watched for its agent's death (supervise.ts); from now on
+    // the agent's next start does, by the command's identity (it leads its own process group).
     await writeFile(join(dir, WARM_PROCESS), JSON.stringify(identity.process), { mode: 0o600 }).catch(async (error) => {
       await discard();
       throw error;
@@ -240,7 +239,7 @@ export class WarmPool {
       get dir() {
         return dir;
       },
-      process,
+      process: running,
       identity: identity.process,
       supervisor: identity.supervisor,
       feed,
@@ -256,9 +255,11 @@ export class WarmPool {
   }
 }
 
-function safeJson(text: string): unknown {
+/** The identity a waiting instance left in its directory, as spool.ts reads a record: null if none or unreadable. */
+async function readLeftOver(dir: string): Promise<ProcessIdentity | null> {
   try {
-    return JSON.parse(text);
+    const parsed = ProcessIdentity.safeParse(JSON.parse(await readFile(join(dir, WARM_PROCESS), "utf8")));
+    return parsed.success ? parsed.data : null;
   } catch {
     return null;
   }
