@@ -428,7 +428,12 @@ export class UnitRunner {
     await this.process?.exited;
     this.feed?.stop();
     await this.download.close().catch(() => undefined);
-    await rm(this.opts.unitDir, { recursive: true, force: true });
+    await this.record.close();
+    // Retried: a command handed over as the unit closed can still have its exit written meanwhile.
+    // A spool left behind is dropped by the next start (no record) or reported again; never a crash.
+    await rm(this.opts.unitDir, { recursive: true, force: true, maxRetries: 3 }).catch((error) =>
+      this.opts.log.warn("unit:spool-not-removed", { unit: this.id, error: errorMessage(error) }),
+    );
     this.finish();
   }
 }

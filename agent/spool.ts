@@ -63,17 +63,37 @@ export function newRecord(unitId: string, work: WorkCommand): UnitRecord {
   };
 }
 
-/** One unit's record as its runner keeps it: each change replaces unit.json whole (writeRecord). */
+/**
+ * One unit's record as its runner keeps it: each change replaces unit.json whole (writeRecord).
+ *
+ * Saves run one after another, and `close` waits for the one under way and makes later ones do
+ * nothing: the directory is then removed. A `started` save still in its sync when a short command
+ * had already ended and its unit was closed once renamed unit.json into the directory as it was
+ * being removed; the removal failed (ENOTEMPTY) and took the agent down with it.
+ */
 export class SpoolRecord {
+  private saving: Promise<void> = Promise.resolve();
+  private closed = false;
+
   constructor(
     private readonly dir: string,
     private record: UnitRecord,
   ) {}
 
   /** `dir`: elsewhere than the unit's directory, one about to become it (a warm start, warm.ts). */
-  async save(change: Partial<UnitRecord> = {}, dir = this.dir): Promise<void> {
+  save(change: Partial<UnitRecord> = {}, dir = this.dir): Promise<void> {
     this.record = { ...this.record, ...change };
-    await writeRecord(dir, this.record);
+    const record = this.record;
+    const next = this.saving.then(() => (this.closed ? undefined : writeRecord(dir, record)));
+    // The next save waits for this one whether or not it failed; the caller hears how it went.
+    this.saving = next.catch(() => undefined);
+    return next;
+  }
+
+  /** No more saves: resolves once none is under way any longer. */
+  close(): Promise<void> {
+    this.closed = true;
+    return this.saving;
   }
 }
 

@@ -238,6 +238,27 @@ describe("the agent's one supervisor, hostile cases", () => {
     await agent.stop();
   });
 
+  it("200 short units, 4 at a time on a restarted agent: it stays up and removes every spool", async () => {
+    // The bench's scaling run: a `started` record still syncing when its command had ended and its
+    // unit closed was renamed into the directory being removed; rm failed and the agent crashed.
+    const first = await start("sup-9");
+    await ended(await submit("sup-9", "true"));
+    await first.stop();
+    const agent = await start("sup-9", first.workDir, ["--capacity", "4"]);
+    let next = 0;
+    const worker = async () => {
+      while (next < 200) {
+        next++;
+        await ended(await submit("sup-9", "true"), 60_000);
+      }
+    };
+    await Promise.all(Array.from({ length: 4 }, worker));
+    expect(agent.process.exitCode).toBeNull();
+    expect(agent.logs()).not.toMatch(/spool-not-removed|ENOTEMPTY/);
+    await waitFor(async () => (await readdir(join(agent.workDir, "units"))).length === 0, "every spool removed");
+    await agent.stop();
+  }, 120_000);
+
   it("SIGTERM of the agent while units run: the units drain, the supervisor exits, nothing is left", async () => {
     const gate = await newGate();
     const agent = await start("sup-6");
