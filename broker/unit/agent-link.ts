@@ -246,7 +246,7 @@ export function writePending(host: UnitHost): Promise<void> {
   return pending.writing;
 }
 
-/** One transaction of what is pending, then its ack unless more is pending. Dropped once the unit takes no more results (released, or its exit is in). */
+/** One transaction of what is pending, then its ack. Dropped once the unit takes no more results (released, or its exit is in). */
 async function writeBatch(host: UnitHost): Promise<void> {
   const chunks = host.pending.take();
   const doc = host.store.doc();
@@ -263,10 +263,9 @@ async function writeBatch(host: UnitHost): Promise<void> {
   ingestEvents(host.store, chunks, { before });
   await host.ctx.storage.sync();
   host.wake();
-  // Frames came in during this write: the next write's ack covers these bytes too, soon. The agent
-  // refills its window only once all of it is acknowledged (agent/results-upload.ts), so acks on
-  // the way there were only work: a JSON message, deflated here and inflated by the agent, each.
-  if (host.pending.size > 0) return;
+  // Every write is acknowledged, even with frames pending behind it: the agent refills its window
+  // as acks come (agent/results-upload.ts), so its next frames travel while these are written.
+  // One ack a write, not a frame: frames that came during a write go together in the next.
   for (const agent of host.ctx.getWebSockets(AGENT_TAG)) {
     if (agent.readyState === WebSocket.OPEN && isAttached(agent))
       sendMessage(agent, { type: "results-ack", offset: end });

@@ -1,6 +1,7 @@
 /**
  * Items 3 and 6: a 200 MiB results stream through the mesh (agent → Unit object → follower), next
- * to the raw transports, alternated run by run; the agent's RSS idle and while it streams.
+ * to the raw transports and to the storage ceiling (a Durable Object that only stores the frames,
+ * sink/worker.js), alternated run by run; the agent's RSS idle and while it streams.
  */
 import { join } from "node:path";
 import { ROOT, startBroker } from "../local-broker.js";
@@ -23,7 +24,13 @@ export async function throughput(env: BenchEnv, mib: number, runs: number): Prom
     config: join(ROOT, "scripts/bench/sink/wrangler.toml"),
   });
   const agent = await env.startAgent(MESH, ["{worktype: sh, command: sh, params: '-c', allowruntimeparams: true}"]);
-  const times = { mesh: [] as number[], readBack: [] as number[], ws: [] as number[], tcp: [] as number[] };
+  const times = {
+    mesh: [] as number[],
+    readBack: [] as number[],
+    ws: [] as number[],
+    store: [] as number[],
+    tcp: [] as number[],
+  };
   const cpu = { broker: [] as number[], agent: [] as number[] };
   let idleRss = 0;
   let idlePrivate = 0;
@@ -44,6 +51,7 @@ export async function throughput(env: BenchEnv, mib: number, runs: number): Prom
     for (let i = 0; i < runs; i++) {
       times.tcp.push(await rawTcp(total));
       times.ws.push(await rawWebSocket(sink.url.replace(/^http/, "ws"), total));
+      times.store.push(await rawWebSocket(`${sink.url.replace(/^http/, "ws")}/store`, total));
       const sampler = rssSampler(agent.pid);
       const cpuBefore = { broker: cpuSeconds(workerdPids(env.broker.process.pid!)), agent: cpuSeconds([agent.pid]) };
       const started = now();
@@ -76,7 +84,10 @@ export async function throughput(env: BenchEnv, mib: number, runs: number): Prom
       item: 3,
       measure: `results throughput, ${mib} MiB stream, median of ${runs} alternated runs`,
       result: `${rate(times.mesh)} MiB/s through the mesh = ${Math.round(share * 100)} % of raw WebSocket (reading the finished unit back: ${rate(times.readBack)} MiB/s); CPU per run: workerd ${round(median(cpu.broker))} s, agent ${round(median(cpu.agent))} s`,
-      comparedWith: `raw WebSocket into a Worker on the same workerd: ${rate(times.ws)} MiB/s; raw loopback TCP: ${rate(times.tcp)} MiB/s`,
+      comparedWith:
+        `raw WebSocket into a Worker on the same workerd: ${rate(times.ws)} MiB/s; ` +
+        `into a Durable Object that only stores each frame durably (the storage ceiling): ${rate(times.store)} MiB/s = ${Math.round((rate(times.store) / rate(times.ws)) * 100)} %; ` +
+        `raw loopback TCP: ${rate(times.tcp)} MiB/s`,
       goal: "≥ 50 % of raw WebSocket",
       met: share >= 0.5,
       headline: { value: share * 100, unit: "% of raw WebSocket" },
@@ -86,6 +97,7 @@ export async function throughput(env: BenchEnv, mib: number, runs: number): Prom
         readBackMs: times.readBack.map((t) => round(t)),
         cpuSeconds: { workerd: cpu.broker.map((c) => round(c, 2)), agent: cpu.agent.map((c) => round(c, 2)) },
         webSocketMs: times.ws.map((t) => round(t)),
+        storeOnlyMs: times.store.map((t) => round(t)),
         tcpMs: times.tcp.map((t) => round(t)),
         share: round(share, 3),
       },
