@@ -21,7 +21,7 @@
  */
 import { mkdir, readFile, readdir, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { Logger } from "../shared/node/log.js";
+import { type Logger, errorMessage } from "../shared/node/log.js";
 import type { CommandLine } from "./command-args.js";
 import type { WorkCommand } from "./config.js";
 import type { Exit } from "./exit-file.js";
@@ -219,11 +219,12 @@ export class WarmPool {
       cancel: (grace) => started.cancel(grace),
     };
     const connected = await Promise.race([connecting, exited.then(() => false)]);
+    // Never rejects (callers drop it with void): a directory left behind is emptied at the next start.
     const discard = async () => {
       feed.stop();
       running.cancel(DISCARD_GRACE_MS);
       await exited;
-      await removeDir();
+      await removeDir().catch((error) => this.opts.log.warn("warm:not-removed", { dir, error: errorMessage(error) }));
     };
     if (!connected) {
       await discard();
