@@ -190,7 +190,7 @@ export interface PayloadState {
  * A streaming payload (still arriving) is pulled ahead of what is in: the pull's `end` is where its
  * bytes will have been sent once they arrive (agent-link.ts sends them then). Such an agent does not
  * know the final size until `payload-end`, so a pull past the end of a framed payload gets nothing
- * rather than a refusal.
+ * rather than a refusal, and its pulls go on following each other as the agent made them.
  */
 export function planPull(next: number | null, payload: PayloadState, offset: number, length: number): PullPlan {
   if (length > PULL_MAX)
@@ -200,10 +200,13 @@ export function planPull(next: number | null, payload: PayloadState, offset: num
       action: "refuse",
       message: `payload pulls follow each other on a socket: the next starts at ${next}, not ${offset}`,
     };
-  if (!payload.complete) return { action: "send", end: offset + length };
-  if (offset > payload.size) {
-    if (payload.framed) return { action: "send", end: offset };
+  // The agent of a framed payload pulls ahead of what it has until it hears payload-end, and the
+  // upload may have ended after its `attached` said streaming but before these pulls came: its pulls
+  // still follow each other as it made them (sendAvailable sends nothing past the payload's size).
+  // Ending them at the size instead refused the second of a window of pulls (seen in the playbook
+  // bench with warm start: window_exceeded, the data socket dropped and re-attached).
+  if (!payload.complete || payload.framed) return { action: "send", end: offset + length };
+  if (offset > payload.size)
     return { action: "refuse", message: `the payload has ${payload.size} bytes; a pull at ${offset} is past its end` };
-  }
   return { action: "send", end: Math.min(offset + length, payload.size) };
 }

@@ -87,13 +87,26 @@ describe("planPull while a framed payload streams in", () => {
     [null, streaming(10), 4 * MiB, MiB, { action: "send", end: 5 * MiB }], // a re-attach resumes anywhere
     [MiB, streaming(10), 2 * MiB, MiB, "refuse"], // still consecutive
     [null, streaming(0), 0, 2 * MiB, "refuse"], // still at most PULL_MAX
-    [MiB, ended(10), MiB, MiB, { action: "send", end: MiB }], // crossed payload-end: nothing, no refusal
-    [null, ended(10), 0, MiB, { action: "send", end: 10 }],
+    [MiB, ended(10), MiB, MiB, { action: "send", end: 2 * MiB }], // crossed payload-end: nothing, no refusal
+    [null, ended(10), 0, MiB, { action: "send", end: MiB }], // the bytes sent stop at the size (sendAvailable)
+    [MiB, ended(10), 2 * MiB, MiB, "refuse"], // still consecutive after the end
     [null, whole(10), 11, 1, "refuse"], // a payload that came whole is refused past its end, as before
   ] as const)("next=%s %o offset=%i length=%i", (next, payload, offset, length, expected) => {
     const plan = planPull(next, payload, offset, length);
     if (expected === "refuse") expect(plan.action).toBe("refuse");
     else expect(plan).toEqual(expected);
+  });
+
+  it("a window of pulls made while it streamed is taken whole when the upload ended before they came", () => {
+    // The agent heard `attached` with the payload still streaming and pulled four requests ahead;
+    // the last bytes (1,774 in all) reached the broker before its first pull did.
+    let next: number | null = null;
+    for (const offset of [0, MiB, 2 * MiB, 3 * MiB]) {
+      const plan = planPull(next, ended(1774), offset, MiB);
+      expect(plan.action).toBe("send");
+      if (plan.action === "send") next = plan.end;
+    }
+    expect(next).toBe(4 * MiB);
   });
 });
 

@@ -5,6 +5,8 @@
  * sends these on cue, so each is checked here to the byte, ack and code.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { decodeFrame } from "../../shared/frames.js";
+import { END_PIECE, PAYLOAD_FRAMING, PAYLOAD_FRAMING_HEADER, encodePiece } from "../../shared/payload-framing.js";
 import type { BrokerControlMessage } from "../../shared/protocol.js";
 import type { UnitRecord } from "../../shared/unit.js";
 import {
@@ -14,6 +16,7 @@ import {
   api,
   attachUnit,
   createToken,
+  joinNode,
   newMesh,
   rawNode,
   waitFor,
@@ -210,5 +213,53 @@ describe("line events", () => {
     ]);
     expect(JSON.stringify(asRead)).not.toContain("hunter2");
     data.close();
+  });
+});
+
+describe("payload pulls", () => {
+  const MIB = 1024 * 1024;
+
+  it("a window of pulls made while the payload streamed is served whole when the upload ended before they came", async () => {
+    const { socket: streamer, first } = await joinNode(endpoint, "streamer", ["rawstream"], 1, {
+      streamingPayload: true,
+    });
+    expect(first.type).toBe("welcome");
+    try {
+      let producer!: ReadableStreamDefaultController<Uint8Array>;
+      const body = new ReadableStream<Uint8Array>({ start: (c) => void (producer = c) });
+      const payload = new Uint8Array(1774).fill(42);
+      producer.enqueue(encodePiece(payload));
+      const submitted = api<UnitRecord>(mesh, "POST", "/units?worktype=rawstream", {
+        body,
+        headers: { [PAYLOAD_FRAMING_HEADER]: PAYLOAD_FRAMING },
+      });
+      const assign = await streamer.next();
+      if (assign.type !== "assign") throw new Error(`expected assign, got ${JSON.stringify(assign)}`);
+      const { data, attached } = await attachUnit(endpoint, assign.unitId, "streamer");
+      // The agent learns here that the payload still streams, so it pulls a window ahead of it.
+      expect(attached.type === "attached" && attached.unit.payloadStreaming).toBe(true);
+      let bytes = 0;
+      data.ws.addEventListener("message", (e) => {
+        if (typeof e.data === "string") return;
+        // A Blob at this compatibility date (the standard default for binary messages).
+        void (e.data as Blob).arrayBuffer().then((buffer) => {
+          const frame = decodeFrame(buffer);
+          if (frame.ok) bytes += frame.value.data.byteLength;
+        });
+      });
+      // The upload ends before the pulls reach the broker (the race the playbook bench hit).
+      producer.enqueue(END_PIECE);
+      producer.close();
+      expect((await submitted).status).toBe(201);
+      expect(await data.next()).toEqual({ type: "payload-end", size: 1774 });
+      for (let i = 0; i < 4; i++) data.ws.send(JSON.stringify({ type: "payload-pull", offset: i * MIB, length: MIB }));
+      await waitFor(() => bytes === 1774, "the whole payload");
+      // No refusal follows (window_exceeded closed the socket before), and nothing past the end.
+      await expect(data.next(500)).rejects.toThrow(/no message/);
+      expect(bytes).toBe(1774);
+      data.close();
+    } finally {
+      streamer.close();
+    }
   });
 });

@@ -165,7 +165,7 @@ export async function joinNode(
   nodeId: string,
   worktypes: string[],
   capacity = 1,
-  options: { inlineStart?: boolean } = {},
+  options: { inlineStart?: boolean; streamingPayload?: boolean } = {},
 ) {
   const socket = await RawSocket.open<BrokerControlMessage>(endpoint, `/connect?node=${nodeId}`);
   const workTypes = worktypes.map((worktype) => ({
