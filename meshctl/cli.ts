@@ -5,6 +5,7 @@
  * what it imports, and a pipeline waits for it.
  */
 import { parseArgs } from "node:util";
+import { setFlagsFromString } from "node:v8";
 import { cliFailure, keyValues, packageVersion, usage } from "../shared/node/cli.js";
 import { parseDuration } from "../shared/duration.js";
 import { loadCaFile, plainHttpWarning } from "../shared/node/tls.js";
@@ -94,6 +95,15 @@ async function trustingFetch(caFile: string): Promise<typeof fetch> {
 const printJson = (value: unknown) => process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 
 async function main(argv: string[]): Promise<number> {
+  // fetch parses HTTP with llhttp, in WebAssembly, and V8 compiles it again with its optimizing
+  // compiler on background threads; a process that ends waits for such a compile to finish. That was
+  // 60–90 ms after the last byte of every `submit -f`, which a pipeline (… | meshctl | process)
+  // waited for, and ~60 ms of CPU a run (perf: Turboshaft's wasm pipeline on a V8 worker at exit).
+  // The baseline compiler's code is plenty for a client's few responses: measured in the demo
+  // playbook pipeline, exit → end 60–90 → 10–20 ms, meshctl CPU 0.20–0.22 → 0.14–0.16 s. All three
+  // are needed at run time (dynamic tiering and eager tier-up each start the optimizing compile).
+  // Set before the first fetch compiles the module; changes how wasm is compiled, never what it does.
+  setFlagsFromString("--liftoff-only --no-wasm-dynamic-tiering --no-wasm-tier-up");
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
