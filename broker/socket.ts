@@ -24,6 +24,15 @@ export function refusedSocket(error: ErrorBody): Response {
   return new Response(null, { status: 101, webSocket: pair[0] });
 }
 
+/**
+ * Whether a message that came on `ws` is to be handled: not once the broker has closed the socket
+ * (a refusal, or a newer connection replaced it). The runtime still delivers what the peer had sent
+ * behind the message that closed it; a results frame pipelined behind a refusal was stored.
+ */
+export function takesMessages(ws: WebSocket): boolean {
+  return ws.readyState === WebSocket.OPEN;
+}
+
 /** Sends one message; a socket closing under us is logged, never thrown at the caller (its close handler runs anyway). */
 export function sendMessage(ws: WebSocket, message: BrokerControlMessage | BrokerDataMessage): void {
   try {

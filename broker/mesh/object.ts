@@ -17,7 +17,7 @@ import { type BrokerConfig, brokerConfig } from "../../shared/broker-config.js";
 import type { FeedQuery } from "../feed.js";
 import { type Guarded, guard } from "../guard.js";
 import { log, logError } from "../log.js";
-import { refuse } from "../socket.js";
+import { refuse, takesMessages } from "../socket.js";
 import { accessObject, socketGrant, unitObject } from "../stubs.js";
 import { type CreateUnitInput, admit, idempotentRequest, planIdempotency } from "./admission.js";
 import { acceptControl, onControlClose, onControlMessage } from "./control.js";
@@ -102,7 +102,9 @@ export class MeshObject extends DurableObject<Env> {
   override webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
     return this.guarded(
       "message",
-      () => onControlMessage(this.host, ws, message),
+      async () => {
+        if (takesMessages(ws)) await onControlMessage(this.host, ws, message);
+      },
       () => refuse(ws, { code: "internal", message: "the broker failed to handle that message" }),
     );
   }

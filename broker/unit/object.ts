@@ -14,7 +14,7 @@ import { type BrokerConfig, brokerConfig } from "../../shared/broker-config.js";
 import type { FeedQuery } from "../feed.js";
 import { type Guarded, guard } from "../guard.js";
 import { log, logError } from "../log.js";
-import { completeClose, refuse, refuseAndClose, refusedSocket } from "../socket.js";
+import { completeClose, refuse, refuseAndClose, refusedSocket, takesMessages } from "../socket.js";
 import { socketGrant } from "../stubs.js";
 import { acceptAgent, assignmentOf, isAttached, onAgentMessage, onAgentResults } from "./agent-link.js";
 import { artifactsResponse } from "./artifacts.js";
@@ -264,6 +264,7 @@ export class UnitObject extends DurableObject<Env> {
     return this.guarded(
       "message",
       async () => {
+        if (!takesMessages(ws)) return;
         const doc = this.store.doc();
         if (!doc) return refuseAndClose(ws, { code: "unknown_unit", message: "no such unit" });
         if (typeof message !== "string") {

@@ -216,6 +216,19 @@ describe("line events", () => {
   });
 });
 
+describe("a socket the broker closed", () => {
+  it("takes nothing more: frames the agent sent behind a refusal that closed it are not stored", async () => {
+    const id = await assigned(control);
+    const { data } = await attachUnit(endpoint, id, "hand");
+    // Refused and closed (a pull larger than PULL_MAX), with a results frame right behind it.
+    data.ws.send(JSON.stringify({ type: "payload-pull", offset: 0, length: 2 * 1024 * 1024 }));
+    data.results(0, "after the refusal");
+    expect(await data.next()).toMatchObject({ type: "error", error: { code: "window_exceeded" } });
+    await data.closedWith();
+    expect(await unit(id)).toMatchObject({ stdoutSize: 0 });
+  });
+});
+
 describe("payload pulls", () => {
   const MIB = 1024 * 1024;
 
