@@ -239,7 +239,11 @@ describe("payload pulls", () => {
     expect(first.type).toBe("welcome");
     try {
       let producer!: ReadableStreamDefaultController<Uint8Array>;
-      const body = new ReadableStream<Uint8Array>({ start: (c) => void (producer = c) });
+      const body = new ReadableStream<Uint8Array>({
+        start: (c) => {
+          producer = c;
+        },
+      });
       const payload = new Uint8Array(1774).fill(42);
       producer.enqueue(encodePiece(payload));
       const submitted = api<UnitRecord>(mesh, "POST", "/units?worktype=rawstream", {
